@@ -1,0 +1,1 @@
+//! LSP state machines (being written).

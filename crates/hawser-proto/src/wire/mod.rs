@@ -1,0 +1,231 @@
+//! Wire formats: how LSP messages become bytes and back. Stateless; knows nothing of connections.
+//!
+//! # Organization
+//! - [`Message`] is the parsed representation (the `Repr`) of one LSP message, shared by both
+//!   codecs. [`ConnId`] and [`SeqNum`] are its identifiers.
+//! - [`checksum`] computes the 16-bit LSP checksum of spec section 1.2.
+//! - [`lsp_json`] is the reference-compatible JSON codec (one message per datagram, byte-for-byte
+//!   what the Go implementation writes).
+//! - [`lsp_binary`] is hawser's compact binary codec, the default (layout in `docs/wire.md`).
+//! - [`Codec`] chooses between the two at run time.
+//!
+//! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
+
+pub mod checksum;
+pub mod lsp_binary;
+pub mod lsp_json;
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+
+/// A connection identifier, assigned by the server. `0` only appears in `Connect` messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// A Data sequence number. Each direction of a connection counts from the client's ISN + 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeqNum(pub u64);
+
+impl SeqNum {
+    /// The sequence number `n` places after this one (wrapping is impossible in practice: the
+    /// ISN is 32-bit and the space is 64-bit).
+    #[must_use]
+    pub fn plus(self, n: u64) -> SeqNum {
+        SeqNum(self.0.wrapping_add(n))
+    }
+}
+
+impl fmt::Display for SeqNum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The four LSP message types, numbered as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MsgType {
+    /// A client asks to connect (`conn` 0, `seq` = ISN).
+    Connect = 0,
+    /// Application data.
+    Data = 1,
+    /// Acknowledges one Data message, or the Connect (seq = ISN); `seq` 0 is a heartbeat.
+    Ack = 2,
+    /// Cumulative acknowledgement: every Data message up to and including `seq`.
+    CAck = 3,
+}
+
+impl MsgType {
+    /// The type for its wire number, if it is one of the four.
+    pub fn from_u8(v: u8) -> Option<MsgType> {
+        match v {
+            0 => Some(MsgType::Connect),
+            1 => Some(MsgType::Data),
+            2 => Some(MsgType::Ack),
+            3 => Some(MsgType::CAck),
+            _ => None,
+        }
+    }
+}
+
+/// One LSP message: the six fields of spec section 1, parsed.
+///
+/// `size` and `checksum` are kept as received, so that the protocol logic (not the codec) applies
+/// the size check, truncation and checksum check of spec section 3.3. Non-Data messages carry
+/// `size` 0, `checksum` 0 and no payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Message type.
+    pub kind: MsgType,
+    /// Connection id (0 for Connect).
+    pub conn: ConnId,
+    /// Sequence number (the ISN for Connect and its Ack, 0 for a heartbeat).
+    pub seq: SeqNum,
+    /// Declared payload size in bytes (Data only).
+    pub size: u64,
+    /// 16-bit checksum (Data only).
+    pub checksum: u16,
+    /// Payload: `None` for non-Data messages (JSON `null`), `Some` for Data (possibly empty).
+    pub payload: Option<Bytes>,
+}
+
+impl Message {
+    /// `(Connect, 0, isn)`.
+    pub fn connect(isn: SeqNum) -> Message {
+        Message::control(MsgType::Connect, ConnId(0), isn)
+    }
+
+    /// `(Ack, conn, seq)`; `seq` 0 is a heartbeat.
+    pub fn ack(conn: ConnId, seq: SeqNum) -> Message {
+        Message::control(MsgType::Ack, conn, seq)
+    }
+
+    /// `(CAck, conn, seq)`.
+    pub fn cack(conn: ConnId, seq: SeqNum) -> Message {
+        Message::control(MsgType::CAck, conn, seq)
+    }
+
+    /// The heartbeat `(Ack, conn, 0)`.
+    pub fn heartbeat(conn: ConnId) -> Message {
+        Message::ack(conn, SeqNum(0))
+    }
+
+    /// `(Data, conn, seq, len, checksum, payload)` with a correct size and checksum.
+    pub fn data(conn: ConnId, seq: SeqNum, payload: Bytes) -> Message {
+        let size = payload.len() as u64;
+        let checksum = checksum::compute(conn.0 as i64, seq.0 as i64, size as i64, &payload);
+        Message {
+            kind: MsgType::Data,
+            conn,
+            seq,
+            size,
+            checksum,
+            payload: Some(payload),
+        }
+    }
+
+    fn control(kind: MsgType, conn: ConnId, seq: SeqNum) -> Message {
+        Message {
+            kind,
+            conn,
+            seq,
+            size: 0,
+            checksum: 0,
+            payload: None,
+        }
+    }
+
+    /// Whether this is the heartbeat `(Ack, id, 0)`.
+    pub fn is_heartbeat(&self) -> bool {
+        self.kind == MsgType::Ack && self.seq.0 == 0
+    }
+}
+
+/// Why bytes could not be decoded into a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The datagram ended before the message did.
+    #[error("truncated message")]
+    Truncated,
+    /// The bytes are not a message of this codec (bad JSON, unknown version, trailing bytes...).
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    /// The message type number is not 0..=3.
+    #[error("unknown message type {0}")]
+    UnknownType(u64),
+    /// A numeric field is negative or does not fit its type.
+    #[error("field {0} out of range")]
+    OutOfRange(&'static str),
+    /// The output buffer or datagram limit is too small for the message.
+    #[error("message does not fit in {0} bytes")]
+    TooLong(usize),
+}
+
+/// Which wire encoding an endpoint speaks. Both ends of a connection must agree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// hawser's compact binary encoding (`docs/wire.md`); the default.
+    #[default]
+    Binary,
+    /// The reference JSON encoding, byte-compatible with the Go implementation.
+    Json,
+}
+
+impl Codec {
+    /// Decodes every message of one datagram, appending them to `out`.
+    ///
+    /// The JSON codec always yields one message; the binary one may yield several. On error,
+    /// messages already appended stay (they were well-formed) and the rest is dropped.
+    pub fn decode(self, datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> {
+        match self {
+            Codec::Json => {
+                out.push(lsp_json::decode(datagram)?);
+                Ok(())
+            }
+            Codec::Binary => lsp_binary::decode(datagram, out),
+        }
+    }
+
+    /// Encodes one message as one datagram, appended to `out`.
+    pub fn encode(self, msg: &Message, out: &mut BytesMut) {
+        match self {
+            Codec::Json => lsp_json::encode(msg, out),
+            Codec::Binary => lsp_binary::encode(std::slice::from_ref(msg), out),
+        }
+    }
+
+    /// The exact number of bytes [`Codec::encode`] writes for `msg`.
+    pub fn encoded_len(self, msg: &Message) -> usize {
+        match self {
+            Codec::Json => lsp_json::encoded_len(msg),
+            Codec::Binary => lsp_binary::encoded_len(std::slice::from_ref(msg)),
+        }
+    }
+
+    /// The codec's name, as the CLI spells it (`json` or `binary`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            Codec::Binary => "binary",
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Codec::Json),
+            "binary" => Ok(Codec::Binary),
+            other => Err(format!("unknown wire codec {other:?} (expected json or binary)")),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! hawser (being written).
