@@ -1,8 +1,580 @@
-//! JSON codec. PLACEHOLDER: being written.
-use super::{Message, WireError};
-/// Decodes.
-pub fn decode(d: &[u8]) -> Result<Message, WireError> { let _ = d; Err(WireError::Malformed("unimplemented")) }
-/// Encodes.
-pub fn encode(m: &Message, out: &mut bytes::BytesMut) { let _ = (m, out); }
-/// Length.
-pub fn encoded_len(m: &Message) -> usize { let _ = m; 0 }
+//! The reference JSON codec (spec section 1.1): one message per datagram, byte-for-byte what Go's
+//! `encoding/json` writes for the reference `Message` struct.
+//!
+//! ```text
+//! {"Type":1,"ConnID":1,"SeqNum":43,"Size":5,"Checksum":11659,"Payload":"aGVsbG8="}
+//! ```
+//!
+//! - [`encode`] writes exactly that shape: fields in that order, no spaces, numbers in decimal,
+//!   the payload as standard base64 with `=` padding, `null` for `None`, `""` for an empty one.
+//!   It is written by hand (no serde on the send path) and [`encoded_len`] predicts it exactly.
+//! - [`decode`] accepts that shape and, like Go, also: any field order, field names in any case
+//!   (Go's folding, including `ſ` for `s` and the Kelvin sign for `k`), missing fields and `null`
+//!   numbers as zero, unknown fields ignored, duplicate fields (the last wins), whitespace, and
+//!   `\r`/`\n` inside the base64 text. Like Go it rejects everything else: a non-object,
+//!   fractional or out-of-range numbers, unpadded or otherwise invalid base64, trailing bytes.
+//!   hawser is stricter than Go in one way: the message type must be 0..=3
+//!   ([`WireError::UnknownType`]) and `ConnID`, `SeqNum`, `Size` must be non-negative
+//!   ([`WireError::OutOfRange`]), because hawser's identifiers are unsigned.
+//!
+//! `ConnID`, `SeqNum` and `Size` are `int64` on the Go side, so [`decode`] only yields values up
+//! to `i64::MAX`; [`encode`] writes whatever `u64` it is given, and callers must not hand it
+//! larger values if a Go peer is to read them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use super::{ConnId, Message, MsgType, SeqNum, WireError};
+
+/// Go's `base64.StdEncoding` when decoding: padding required, non-zero trailing bits ignored.
+const GO_STD_DECODE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+const TYPE: &str = "{\"Type\":";
+const CONN: &str = ",\"ConnID\":";
+const SEQ: &str = ",\"SeqNum\":";
+const SIZE: &str = ",\"Size\":";
+const CHECKSUM: &str = ",\"Checksum\":";
+const PAYLOAD: &str = ",\"Payload\":";
+const END: &str = "}";
+const NULL: &str = "null";
+/// Everything but the numbers and the payload.
+const FIXED_LEN: usize =
+    TYPE.len() + CONN.len() + SEQ.len() + SIZE.len() + CHECKSUM.len() + PAYLOAD.len() + END.len();
+
+/// Decodes one JSON datagram into a [`Message`].
+///
+/// Never panics. Errors: [`WireError::Truncated`] if the JSON ends early,
+/// [`WireError::Malformed`] for invalid JSON, a non-object, a wrongly typed field or bad base64,
+/// [`WireError::UnknownType`] for a type outside 0..=3, [`WireError::OutOfRange`] for a negative
+/// or too large number.
+pub fn decode(datagram: &[u8]) -> Result<Message, WireError> {
+    let raw: Raw<'_> = serde_json::from_slice(datagram).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => WireError::Truncated,
+        serde_json::error::Category::Data => WireError::Malformed("unexpected JSON value"),
+        _ => WireError::Malformed("invalid JSON"),
+    })?;
+    let type_num = int(raw.kind, "Type", u64::MAX)?;
+    let kind = u8::try_from(type_num)
+        .ok()
+        .and_then(MsgType::from_u8)
+        .ok_or(WireError::UnknownType(type_num))?;
+    let checksum = int(raw.checksum, "Checksum", u64::from(u16::MAX))?;
+    let payload = match raw.payload {
+        None => None,
+        Some(text) => Some(Bytes::from(base64_decode(&text)?)),
+    };
+    Ok(Message {
+        kind,
+        conn: ConnId(int(raw.conn, "ConnID", i64::MAX as u64)?),
+        seq: SeqNum(int(raw.seq, "SeqNum", i64::MAX as u64)?),
+        size: int(raw.size, "Size", i64::MAX as u64)?,
+        // `int` checked `checksum <= u16::MAX`.
+        checksum: checksum as u16,
+        payload,
+    })
+}
+
+/// Appends the JSON encoding of `msg` to `out`: exactly [`encoded_len`]`(msg)` bytes.
+pub fn encode(msg: &Message, out: &mut BytesMut) {
+    out.reserve(encoded_len(msg));
+    out.put_slice(TYPE.as_bytes());
+    put_decimal(out, msg.kind as u64);
+    out.put_slice(CONN.as_bytes());
+    put_decimal(out, msg.conn.0);
+    out.put_slice(SEQ.as_bytes());
+    put_decimal(out, msg.seq.0);
+    out.put_slice(SIZE.as_bytes());
+    put_decimal(out, msg.size);
+    out.put_slice(CHECKSUM.as_bytes());
+    put_decimal(out, u64::from(msg.checksum));
+    out.put_slice(PAYLOAD.as_bytes());
+    match &msg.payload {
+        None => out.put_slice(NULL.as_bytes()),
+        Some(p) => {
+            out.put_u8(b'"');
+            let start = out.len();
+            out.resize(start + base64_len(p.len()), 0);
+            // The slice is exactly `base64_len` long, which is what padded base64 needs, so this
+            // cannot fail; if it somehow did, leave the quotes empty rather than garbage.
+            match STANDARD.encode_slice(p, &mut out[start..]) {
+                Ok(n) => debug_assert_eq!(n, out.len() - start),
+                Err(_) => {
+                    debug_assert!(false, "base64 output slice too small");
+                    out.truncate(start);
+                }
+            }
+            out.put_u8(b'"');
+        }
+    }
+    out.put_slice(END.as_bytes());
+}
+
+/// The exact number of bytes [`encode`] writes for `msg`.
+pub fn encoded_len(msg: &Message) -> usize {
+    let payload = match &msg.payload {
+        None => NULL.len(),
+        Some(p) => 2 + base64_len(p.len()),
+    };
+    FIXED_LEN
+        + decimal_len(msg.kind as u64)
+        + decimal_len(msg.conn.0)
+        + decimal_len(msg.seq.0)
+        + decimal_len(msg.size)
+        + decimal_len(u64::from(msg.checksum))
+        + payload
+}
+
+/// Length of padded base64 for `n` bytes.
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+fn decimal_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+fn put_decimal(out: &mut BytesMut, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>, WireError> {
+    // Go's base64 decoder skips carriage returns and newlines wherever they are.
+    let text: Cow<'_, str> = if text.contains(['\r', '\n']) {
+        Cow::Owned(text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect())
+    } else {
+        Cow::Borrowed(text)
+    };
+    GO_STD_DECODE
+        .decode(text.as_bytes())
+        .map_err(|_| WireError::Malformed("invalid base64 payload"))
+}
+
+/// A JSON number as read, before range checks (so that they can produce precise errors).
+#[derive(Clone, Copy, Debug)]
+enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+/// Checks a numeric field: missing is 0, it must be an integer in `0..=max`.
+fn int(n: Option<Num>, field: &'static str, max: u64) -> Result<u64, WireError> {
+    match n {
+        None => Ok(0),
+        Some(Num::Int(v)) => u64::try_from(v)
+            .ok()
+            .filter(|&v| v <= max)
+            .ok_or(WireError::OutOfRange(field)),
+        // serde_json reads integers beyond u64 as floats: those are out of range; anything else
+        // written with a fraction or exponent is not an integer, which Go rejects.
+        Some(Num::Float(f)) if f.fract() == 0.0 && f.abs() >= 9.0e18 => {
+            Err(WireError::OutOfRange(field))
+        }
+        Some(Num::Float(_)) => Err(WireError::Malformed("non-integer number")),
+    }
+}
+
+/// The fields of a JSON message as read, leniently; [`decode`] validates them.
+#[derive(Default)]
+struct Raw<'a> {
+    kind: Option<Num>,
+    conn: Option<Num>,
+    seq: Option<Num>,
+    size: Option<Num>,
+    checksum: Option<Num>,
+    payload: Option<Cow<'a, str>>,
+}
+
+/// Which field a JSON key names, matched the way Go does.
+enum Field {
+    Type,
+    ConnId,
+    SeqNum,
+    Size,
+    Checksum,
+    Payload,
+    Unknown,
+}
+
+impl Field {
+    fn from_key(key: &str) -> Field {
+        let is = |name| go_fold_eq(key, name);
+        if is("type") {
+            Field::Type
+        } else if is("connid") {
+            Field::ConnId
+        } else if is("seqnum") {
+            Field::SeqNum
+        } else if is("size") {
+            Field::Size
+        } else if is("checksum") {
+            Field::Checksum
+        } else if is("payload") {
+            Field::Payload
+        } else {
+            Field::Unknown
+        }
+    }
+}
+
+/// Whether `key` equals the lowercase ASCII `name` under Go's `encoding/json` case folding.
+fn go_fold_eq(key: &str, name: &str) -> bool {
+    let mut k = key.chars();
+    for n in name.chars() {
+        let c = match k.next() {
+            Some(c) => c,
+            None => return false,
+        };
+        // Go folds with `ToUpper(ToLower(r))` (Go 1.21+; older releases only had the first two
+        // exotic cases): LONG S is S, the KELVIN SIGN is K, both dotted and dotless i are I.
+        let same = c.to_ascii_lowercase() == n
+            || (c == '\u{17F}' && n == 's')
+            || (c == '\u{212A}' && n == 'k')
+            || (matches!(c, '\u{130}' | '\u{131}') && n == 'i');
+        if !same {
+            return false;
+        }
+    }
+    k.next().is_none()
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(Field::from_key(key))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A numeric field's value: a number, or `null` (Go leaves the field unchanged).
+struct NumValue(Option<Num>);
+
+impl<'de> Deserialize<'de> for NumValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NumValue, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or null")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumValue, E> {
+                Ok(NumValue(Some(Num::Int(i128::from(v)))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumValue, E> {
+                Ok(NumValue(Some(Num::Int(i128::from(v)))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumValue, E> {
+                Ok(NumValue(Some(Num::Float(v))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<NumValue, E> {
+                Ok(NumValue(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The payload's value: base64 text (borrowed when it has no escapes), or `null`.
+struct PayloadValue<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for PayloadValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PayloadValue<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PayloadValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a base64 string or null")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(PayloadValue(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PayloadValue(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PayloadValue(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Raw<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an LSP message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+                // A `null` number leaves the field as it was, as in Go.
+                fn num(slot: &mut Option<Num>, v: NumValue) {
+                    if v.0.is_some() {
+                        *slot = v.0;
+                    }
+                }
+                let mut raw = Raw::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Type => num(&mut raw.kind, map.next_value()?),
+                        Field::ConnId => num(&mut raw.conn, map.next_value()?),
+                        Field::SeqNum => num(&mut raw.seq, map.next_value()?),
+                        Field::Size => num(&mut raw.size, map.next_value()?),
+                        Field::Checksum => num(&mut raw.checksum, map.next_value()?),
+                        Field::Payload => raw.payload = map.next_value::<PayloadValue<'de>>()?.0,
+                        Field::Unknown => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Spec 1.1's example datagrams with the messages they carry.
+    fn examples() -> Vec<(&'static str, Message)> {
+        let data = |seq, payload: &'static [u8], checksum| Message {
+            kind: MsgType::Data,
+            conn: ConnId(1),
+            seq: SeqNum(seq),
+            size: payload.len() as u64,
+            checksum,
+            payload: Some(Bytes::from_static(payload)),
+        };
+        vec![
+            (
+                r#"{"Type":0,"ConnID":0,"SeqNum":42,"Size":0,"Checksum":0,"Payload":null}"#,
+                Message::connect(SeqNum(42)),
+            ),
+            (
+                r#"{"Type":2,"ConnID":1,"SeqNum":42,"Size":0,"Checksum":0,"Payload":null}"#,
+                Message::ack(ConnId(1), SeqNum(42)),
+            ),
+            (
+                r#"{"Type":1,"ConnID":1,"SeqNum":43,"Size":5,"Checksum":11659,"Payload":"aGVsbG8="}"#,
+                data(43, b"hello", 11659),
+            ),
+            (
+                r#"{"Type":1,"ConnID":1,"SeqNum":44,"Size":0,"Checksum":65490,"Payload":""}"#,
+                data(44, b"", 65490),
+            ),
+            (
+                r#"{"Type":2,"ConnID":1,"SeqNum":0,"Size":0,"Checksum":0,"Payload":null}"#,
+                Message::heartbeat(ConnId(1)),
+            ),
+            (
+                r#"{"Type":3,"ConnID":1,"SeqNum":43,"Size":0,"Checksum":0,"Payload":null}"#,
+                Message::cack(ConnId(1), SeqNum(43)),
+            ),
+        ]
+    }
+
+    fn encoded(msg: &Message) -> String {
+        // Pre-filled so that a wrong length or offset shows.
+        let mut out = BytesMut::from(&b"\xa5\xa5"[..]);
+        encode(msg, &mut out);
+        assert_eq!(&out[..2], b"\xa5\xa5", "encode must append");
+        String::from_utf8(out[2..].to_vec()).expect("JSON is UTF-8")
+    }
+
+    #[test]
+    fn spec_examples_encode_byte_exact() {
+        for (json, msg) in examples() {
+            assert_eq!(encoded(&msg), json);
+            assert_eq!(encoded_len(&msg), json.len(), "{json}");
+        }
+    }
+
+    #[test]
+    fn spec_examples_decode() {
+        for (json, msg) in examples() {
+            assert_eq!(decode(json.as_bytes()), Ok(msg), "{json}");
+        }
+        // The checksum helper agrees with the spec's Data example.
+        assert_eq!(
+            Message::data(ConnId(1), SeqNum(43), Bytes::from_static(b"hello")),
+            examples()[2].1
+        );
+    }
+
+    #[test]
+    fn payload_padding_and_extremes() {
+        let mut m = Message::data(ConnId(1), SeqNum(1), Bytes::from_static(b"hi"));
+        assert!(encoded(&m).ends_with(r#","Payload":"aGk="}"#));
+        m.payload = Some(Bytes::from_static(b"h"));
+        assert!(encoded(&m).ends_with(r#","Payload":"aA=="}"#));
+        let max = Message {
+            kind: MsgType::Data,
+            conn: ConnId(u64::MAX),
+            seq: SeqNum(i64::MAX as u64),
+            size: 10,
+            checksum: u16::MAX,
+            payload: Some(Bytes::from_static(&[0xfb, 0xff])),
+        };
+        let s = encoded(&max);
+        assert_eq!(
+            s,
+            r#"{"Type":1,"ConnID":18446744073709551615,"SeqNum":9223372036854775807,"Size":10,"Checksum":65535,"Payload":"+/8="}"#
+        );
+        assert_eq!(encoded_len(&max), s.len());
+    }
+
+    #[test]
+    fn decodes_what_go_accepts() {
+        let hello = examples()[2].1.clone();
+        let cases = [
+            // Other order, other case, whitespace.
+            " {\n \"payload\" : \"aGVsbG8=\", \"CHECKSUM\":11659 ,\"size\":5,\"seqnum\":43,\"connId\":1,\"tYpE\":1 } \n",
+            // Unknown fields ignored, duplicates: the last wins, null numbers are no-ops.
+            r#"{"Type":1,"Extra":{"a":[1,2]},"ConnID":9,"ConnID":1,"SeqNum":43,"Size":5,"Size":null,"Checksum":11659,"Payload":"aGVsbG8="}"#,
+            // JSON escapes in keys and strings; newlines inside base64; Go's exotic case folds.
+            r#"{"T\u0079pe":1,"Connıd":1,"ſeqNum":43,"Size":5,"Chec\u212Asum":11659,"Payload":"aGVs\nbG8="}"#,
+            // Non-zero trailing bits ("8" vs "9") are ignored, as in Go's non-strict decoder.
+            r#"{"Type":1,"ConnID":1,"SeqNum":43,"Size":5,"Checksum":11659,"Payload":"aGVsbG9="}"#,
+        ];
+        for json in cases {
+            assert_eq!(decode(json.as_bytes()), Ok(hello.clone()), "{json}");
+        }
+        // Missing fields are zero: `{}` is a Connect with ISN 0.
+        assert_eq!(decode(b"{}"), Ok(Message::connect(SeqNum(0))));
+        // A Data message with a null payload stays `None` (faithful, not normalised).
+        let m = decode(br#"{"Type":1,"ConnID":1,"SeqNum":2}"#).expect("valid");
+        assert_eq!((m.kind, m.payload), (MsgType::Data, None));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        use WireError::*;
+        let cases: &[(&str, WireError)] = &[
+            ("", Truncated),
+            (r#"{"Type":1,"ConnID":1"#, Truncated),
+            ("null", Malformed("unexpected JSON value")),
+            ("[1,2]", Malformed("unexpected JSON value")),
+            ("42", Malformed("unexpected JSON value")),
+            ("{} {}", Malformed("invalid JSON")),
+            ("{\"Type\":1,}", Malformed("invalid JSON")),
+            (r#"{"Type":4}"#, UnknownType(4)),
+            (r#"{"Type":18446744073709551615}"#, UnknownType(u64::MAX)),
+            (r#"{"Type":-1}"#, OutOfRange("Type")),
+            (r#"{"Type":"1"}"#, Malformed("unexpected JSON value")),
+            (r#"{"Type":1.5}"#, Malformed("non-integer number")),
+            (r#"{"SeqNum":1e2}"#, Malformed("non-integer number")),
+            (r#"{"ConnID":-1}"#, OutOfRange("ConnID")),
+            (r#"{"SeqNum":9223372036854775808}"#, OutOfRange("SeqNum")),
+            (r#"{"Size":-5}"#, OutOfRange("Size")),
+            (r#"{"Size":99999999999999999999999}"#, OutOfRange("Size")),
+            (r#"{"Checksum":65536}"#, OutOfRange("Checksum")),
+            (r#"{"Checksum":-1}"#, OutOfRange("Checksum")),
+            (
+                r#"{"Type":1,"Payload":"aGVsbG8"}"#,
+                Malformed("invalid base64 payload"),
+            ),
+            (
+                r#"{"Type":1,"Payload":"aGVsbG8=="}"#,
+                Malformed("invalid base64 payload"),
+            ),
+            (
+                r#"{"Type":1,"Payload":"a*Vs"}"#,
+                Malformed("invalid base64 payload"),
+            ),
+            (
+                r#"{"Type":1,"Payload":"aGVs bG8="}"#,
+                Malformed("invalid base64 payload"),
+            ),
+            (
+                r#"{"Type":1,"Payload":5}"#,
+                Malformed("unexpected JSON value"),
+            ),
+            (
+                r#"{"Type":1,"Payload":[104]}"#,
+                Malformed("unexpected JSON value"),
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(decode(json.as_bytes()).as_ref(), Err(want), "{json}");
+        }
+        // Not UTF-8.
+        assert!(decode(b"{\"Payload\":\"\xff\"}").is_err());
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let id = 0..=i64::MAX as u64;
+        (
+            0u8..4,
+            id.clone(),
+            id.clone(),
+            id,
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..1500),
+        )
+            .prop_map(|(t, conn, seq, size, checksum, payload)| {
+                let kind = MsgType::from_u8(t).unwrap_or(MsgType::Data);
+                Message {
+                    kind,
+                    conn: ConnId(conn),
+                    seq: SeqNum(seq),
+                    size,
+                    checksum,
+                    payload: (kind == MsgType::Data).then(|| Bytes::from(payload)),
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn json_like_bytes_never_panic(s in r#"\{("[A-Za-z]{0,8}":(-?[0-9]{1,22}|null|"[A-Za-z0-9+/=]{0,12}"),?){0,8}\}"#) {
+            let _ = decode(s.as_bytes());
+        }
+
+        #[test]
+        fn round_trip(msg in arb_message()) {
+            let mut out = BytesMut::new();
+            encode(&msg, &mut out);
+            prop_assert_eq!(out.len(), encoded_len(&msg));
+            prop_assert_eq!(decode(&out), Ok(msg));
+        }
+    }
+}
