@@ -1,1 +1,26 @@
-//! LSP state machines (being written).
+//! The Live Sequence Protocol: reliable, in-order, exactly-once messages over datagrams.
+//!
+//! # Organization
+//! - [`Params`] and [`Config`]: the five protocol parameters and the endpoint's bounds.
+//! - [`ClientEndpoint`] and [`ServerEndpoint`]: the sans-IO endpoints a driver runs; both
+//!   implement [`DatagramEndpoint`](crate::DatagramEndpoint).
+//! - [`Connection`]: one connection's state (windows, epochs, heartbeats, loss, close), owned by
+//!   an endpoint.
+//! - [`WriteError`], [`EndReason`]: what can go wrong, and how a connection ends.
+//! - [`ConnStats`], [`EndpointStats`]: counters.
+
+mod client;
+mod connection;
+mod error;
+mod params;
+mod recv_window;
+mod send_window;
+mod server;
+mod stats;
+
+pub use client::{ClientEndpoint, ClientRead, ClientState};
+pub use connection::{ConnState, Connection};
+pub use error::{EndReason, WriteError};
+pub use params::{Config, Params, ParamsError, MAX_BACKOFF_LIMIT, MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT};
+pub use server::{ServerEndpoint, ServerEvent, ServerRead};
+pub use stats::{ConnStats, EndpointStats};

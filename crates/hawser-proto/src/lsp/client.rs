@@ -1,0 +1,313 @@
+//! The client side: connects with an ISN, retries every epoch, then runs one connection.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use tracing::{debug, trace};
+
+use super::connection::{ConnState, Connection};
+use super::error::{EndReason, WriteError};
+use super::params::{Config, ParamsError};
+use super::stats::EndpointStats;
+use crate::transmit::{DatagramEndpoint, Transmit};
+use crate::wire::{ConnId, Message, MsgType, SeqNum};
+
+/// Where a client is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// Sending Connect every epoch, waiting for the server's Ack.
+    Connecting,
+    /// Connected (or closing, or ended: see [`ClientEndpoint::connection`]).
+    Connected(ConnId),
+    /// No Ack came within `epoch_limit` epochs.
+    ConnectFailed,
+}
+
+/// What a client's reader gets next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRead {
+    /// One message from the server.
+    Data(Bytes),
+    /// The connection ended and nothing is left to read.
+    Ended(EndReason),
+}
+
+/// The sans-IO LSP client: one connection to one server.
+pub struct ClientEndpoint {
+    config: Config,
+    server: SocketAddr,
+    isn: SeqNum,
+    state: ClientState,
+    conn: Option<Connection>,
+    next_epoch: Instant,
+    connect_epochs: u32,
+    transmits: VecDeque<Transmit>,
+    last_now: Instant,
+    stats: EndpointStats,
+    decoded: Vec<Message>,
+}
+
+impl ClientEndpoint {
+    /// Starts connecting to `server` with initial sequence number `isn`: the first Connect is
+    /// ready to transmit at once.
+    ///
+    /// # Errors
+    /// [`ParamsError`] if a setting is invalid.
+    pub fn new(
+        config: Config,
+        server: SocketAddr,
+        isn: SeqNum,
+        now: Instant,
+    ) -> Result<ClientEndpoint, ParamsError> {
+        config.validate()?;
+        let mut client = ClientEndpoint {
+            next_epoch: now + config.params.epoch,
+            config,
+            server,
+            isn,
+            state: ClientState::Connecting,
+            conn: None,
+            connect_epochs: 0,
+            transmits: VecDeque::new(),
+            last_now: now,
+            stats: EndpointStats::default(),
+            decoded: Vec::new(),
+        };
+        client.send(Message::connect(isn));
+        Ok(client)
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The connection id, once connected.
+    pub fn conn_id(&self) -> Option<ConnId> {
+        match self.state {
+            ClientState::Connected(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The ISN this client connected with.
+    pub fn isn(&self) -> SeqNum {
+        self.isn
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The connection, once connected.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.conn.as_ref()
+    }
+
+    /// Whether the client is done: closed after flushing, lost, or never connected.
+    pub fn is_ended(&self) -> bool {
+        match self.state {
+            ClientState::Connecting => false,
+            ClientState::ConnectFailed => true,
+            ClientState::Connected(_) => self
+                .conn
+                .as_ref()
+                .is_some_and(|c| matches!(c.state(), ConnState::Ended(_))),
+        }
+    }
+
+    /// How the connection ended, if it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        match self.state {
+            ClientState::Connecting => None,
+            ClientState::ConnectFailed => Some(EndReason::Lost),
+            ClientState::Connected(_) => match self.conn.as_ref().map(Connection::state) {
+                Some(ConnState::Ended(reason)) => Some(reason),
+                _ => None,
+            },
+        }
+    }
+
+    /// Queues `payload` for the server; sent at once if the window allows.
+    ///
+    /// # Errors
+    /// [`WriteError`]: not connected, closed, lost, full queue, payload too large.
+    pub fn write(&mut self, payload: Bytes) -> Result<(), WriteError> {
+        let conn = match self.state {
+            ClientState::Connected(_) => self.conn.as_mut(),
+            ClientState::ConnectFailed => return Err(WriteError::Lost),
+            ClientState::Connecting => None,
+        }
+        .ok_or(WriteError::NotConnected)?;
+        conn.write(payload)?;
+        self.flush_conn();
+        Ok(())
+    }
+
+    /// The next item for the application: data in order, then the end.
+    pub fn read(&mut self) -> Option<ClientRead> {
+        if let Some(payload) = self.conn.as_mut().and_then(Connection::read) {
+            return Some(ClientRead::Data(payload));
+        }
+        self.end_reason().map(ClientRead::Ended)
+    }
+
+    /// Starts a graceful close: ends once every pending message is acknowledged (or the
+    /// connection is lost). A client still connecting gives up at once.
+    pub fn close(&mut self) {
+        match self.state {
+            ClientState::Connecting => {
+                debug!("close while connecting: giving up");
+                self.state = ClientState::ConnectFailed;
+            }
+            ClientState::Connected(_) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.close();
+                }
+                self.flush_conn();
+            }
+            ClientState::ConnectFailed => {}
+        }
+    }
+
+    /// Endpoint counters, with the connection's.
+    pub fn stats(&self) -> EndpointStats {
+        let mut stats = self.stats;
+        if let Some(conn) = &self.conn {
+            stats.conns = *conn.stats();
+        }
+        stats
+    }
+
+    fn clamp(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    fn send(&mut self, msg: Message) {
+        let mut buf = BytesMut::with_capacity(self.config.codec.encoded_len(&msg));
+        self.config.codec.encode(&msg, &mut buf);
+        self.stats.datagrams_sent += 1;
+        self.transmits.push_back(Transmit {
+            destination: self.server,
+            contents: buf.freeze(),
+        });
+    }
+
+    fn flush_conn(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(msg) = conn.poll_message() {
+            out.push(msg);
+        }
+        if conn.state() == ConnState::Ended(EndReason::Lost) && self.stats.connections_lost == 0 {
+            self.stats.connections_lost = 1;
+        }
+        for msg in out {
+            self.send(msg);
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, msg: Message) {
+        match self.state {
+            ClientState::Connecting => {
+                if msg.kind == MsgType::Ack && msg.seq == self.isn && msg.conn.0 != 0 {
+                    let id = msg.conn;
+                    debug!(conn = %id, "connected");
+                    self.state = ClientState::Connected(id);
+                    self.stats.connections_opened += 1;
+                    let mut conn = Connection::new(id, self.isn.plus(1), &self.config, now);
+                    conn.handle_message(Message::heartbeat(id));
+                    self.conn = Some(conn);
+                } else {
+                    // Data before our Connect's Ack: the server re-acks our next Connect.
+                    self.stats.unknown_conn += 1;
+                }
+            }
+            ClientState::Connected(id) => {
+                if msg.conn != id {
+                    self.stats.unknown_conn += 1;
+                    return;
+                }
+                if msg.kind == MsgType::Ack && msg.seq == self.isn {
+                    // A re-sent Ack of our Connect: proof of life, nothing to acknowledge.
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.handle_message(Message::heartbeat(id));
+                    }
+                    return;
+                }
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.handle_message(msg);
+                }
+                self.flush_conn();
+            }
+            ClientState::ConnectFailed => {}
+        }
+    }
+}
+
+impl DatagramEndpoint for ClientEndpoint {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let now = self.clamp(now);
+        self.stats.datagrams_received += 1;
+        if from != self.server {
+            self.stats.unknown_conn += 1;
+            return;
+        }
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        if let Err(err) = self.config.codec.decode(datagram, &mut decoded) {
+            self.stats.malformed += 1;
+            trace!(%err, "malformed datagram dropped");
+        }
+        for msg in decoded.drain(..) {
+            self.on_message(now, msg);
+        }
+        self.decoded = decoded;
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        match self.state {
+            ClientState::Connecting if now >= self.next_epoch => {
+                self.next_epoch += self.config.params.epoch;
+                if self.next_epoch <= now {
+                    self.next_epoch = now + self.config.params.epoch;
+                }
+                self.connect_epochs += 1;
+                if self.connect_epochs >= self.config.params.epoch_limit {
+                    debug!(epochs = self.connect_epochs, "connect failed");
+                    self.state = ClientState::ConnectFailed;
+                    self.stats.connections_lost = 1;
+                } else {
+                    trace!(isn = self.isn.0, "resending Connect");
+                    self.send(Message::connect(self.isn));
+                }
+            }
+            ClientState::Connected(_) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.handle_timeout(now);
+                }
+                self.flush_conn();
+            }
+            _ => {}
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            ClientState::Connecting => Some(self.next_epoch),
+            ClientState::Connected(_) => self.conn.as_ref().and_then(Connection::poll_timeout),
+            ClientState::ConnectFailed => None,
+        }
+    }
+}

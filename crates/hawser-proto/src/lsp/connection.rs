@@ -1,0 +1,316 @@
+//! One LSP connection: both window halves, epochs, heartbeats, loss detection and closing.
+//!
+//! A [`Connection`] speaks [`Message`]s, not bytes: the endpoint that owns it decodes datagrams,
+//! routes them here by connection id, and encodes what [`Connection::poll_message`] returns.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{debug, trace};
+
+use super::error::{EndReason, WriteError};
+use super::params::Config;
+use super::recv_window::{Accept, RecvWindow};
+use super::send_window::{OutData, SendWindow};
+use super::stats::ConnStats;
+use crate::wire::{checksum, ConnId, Message, MsgType, SeqNum};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Sending and receiving.
+    Open,
+    /// `close` was called: no new writes; waits until every pending message is acknowledged.
+    Closing,
+    /// Ended: closed by this side after flushing, or lost. Silent from now on.
+    Ended(EndReason),
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    id: ConnId,
+    config: Config,
+    send: SendWindow,
+    recv: RecvWindow,
+    state: ConnState,
+    next_epoch: Instant,
+    silent_epochs: u32,
+    heard_since_epoch: bool,
+    sent_data_since_epoch: bool,
+    out: VecDeque<Message>,
+    stats: ConnStats,
+}
+
+impl Connection {
+    /// A connection whose Data, in both directions, starts at `first` (the client's ISN + 1).
+    pub(crate) fn new(id: ConnId, first: SeqNum, config: &Config, now: Instant) -> Connection {
+        let p = config.params;
+        Connection {
+            id,
+            config: config.clone(),
+            send: SendWindow::new(first, p.window, p.max_unacked, p.max_backoff),
+            recv: RecvWindow::new(first, p.window, config.max_read_queue),
+            state: ConnState::Open,
+            next_epoch: now + p.epoch,
+            silent_epochs: 0,
+            heard_since_epoch: false,
+            sent_data_since_epoch: false,
+            out: VecDeque::new(),
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    /// Data messages sent and not yet acknowledged.
+    pub fn in_flight(&self) -> u32 {
+        self.send.in_flight()
+    }
+
+    /// Messages written and not yet acknowledged (queued or in flight).
+    pub fn pending(&self) -> usize {
+        self.send.len()
+    }
+
+    /// Received messages waiting to be read.
+    pub fn readable(&self) -> usize {
+        self.recv.readable_len()
+    }
+
+    /// Messages received out of order, buffered until the gap before them fills.
+    pub fn buffered_out_of_order(&self) -> usize {
+        self.recv.ahead_len()
+    }
+
+    /// How many messages were ever delivered in order to the read queue.
+    pub fn delivered(&self) -> u64 {
+        self.recv.delivered()
+    }
+
+    /// Queues `payload` for reliable, in-order delivery and sends it at once if the window and
+    /// `max_unacked` allow.
+    pub(crate) fn write(&mut self, payload: Bytes) -> Result<(), WriteError> {
+        match self.state {
+            ConnState::Open => {}
+            ConnState::Closing | ConnState::Ended(EndReason::Closed) => {
+                return Err(WriteError::Closed)
+            }
+            ConnState::Ended(EndReason::Lost) => return Err(WriteError::Lost),
+        }
+        if payload.len() > self.config.max_payload {
+            return Err(WriteError::TooLarge {
+                len: payload.len(),
+                max: self.config.max_payload,
+            });
+        }
+        if self.send.len() >= self.config.max_send_queue {
+            return Err(WriteError::QueueFull(self.config.max_send_queue));
+        }
+        self.send.push(payload);
+        self.pump_sends();
+        if self.send.is_stalled() {
+            self.stats.window_stalls += 1;
+        }
+        Ok(())
+    }
+
+    /// The next application message, in order.
+    pub(crate) fn read(&mut self) -> Option<Bytes> {
+        self.recv.read()
+    }
+
+    /// Starts a graceful close: no new writes; ends once everything is acknowledged.
+    pub(crate) fn close(&mut self) {
+        if self.state == ConnState::Open {
+            debug!(conn = %self.id, pending = self.send.len(), "closing");
+            self.state = ConnState::Closing;
+            self.finish_close_if_flushed();
+        }
+    }
+
+    /// Ends the connection as lost at once (used when a client's endpoint gives up).
+    pub(crate) fn mark_lost(&mut self) {
+        if !matches!(self.state, ConnState::Ended(_)) {
+            self.state = ConnState::Ended(EndReason::Lost);
+            self.out.clear();
+        }
+    }
+
+    fn finish_close_if_flushed(&mut self) {
+        if self.state == ConnState::Closing && self.send.is_empty() {
+            debug!(conn = %self.id, "closed: everything acknowledged");
+            self.state = ConnState::Ended(EndReason::Closed);
+        }
+    }
+
+    fn is_ended(&self) -> bool {
+        matches!(self.state, ConnState::Ended(_))
+    }
+
+    /// Handles one message addressed to this connection.
+    pub(crate) fn handle_message(&mut self, msg: Message) {
+        if self.is_ended() {
+            return;
+        }
+        match msg.kind {
+            MsgType::Data => {
+                let Some(payload) = self.verify_data(&msg) else {
+                    return; // as if never received
+                };
+                self.heard_since_epoch = true;
+                self.on_data(msg.seq, payload);
+            }
+            MsgType::Ack if msg.is_heartbeat() => {
+                self.heard_since_epoch = true;
+                self.stats.heartbeats_received += 1;
+            }
+            MsgType::Ack => {
+                self.heard_since_epoch = true;
+                if self.send.ack(msg.seq) {
+                    self.stats.acks_received += 1;
+                }
+                self.after_ack();
+            }
+            MsgType::CAck => {
+                self.heard_since_epoch = true;
+                if self.send.cack(msg.seq) > 0 {
+                    self.stats.acks_received += 1;
+                }
+                self.after_ack();
+            }
+            // A Connect re-sent by the client; the endpoint re-acknowledges it.
+            MsgType::Connect => self.heard_since_epoch = true,
+        }
+    }
+
+    /// Spec 3.3: size check first (short: dropped; long: truncated), then the checksum.
+    fn verify_data(&mut self, msg: &Message) -> Option<Bytes> {
+        let payload = msg.payload.clone().unwrap_or_default();
+        let declared = msg.size;
+        if (payload.len() as u64) < declared {
+            self.stats.bad_size += 1;
+            trace!(conn = %self.id, seq = %msg.seq, "dropped: payload shorter than size");
+            return None;
+        }
+        let payload = if payload.len() as u64 > declared {
+            self.stats.truncated += 1;
+            payload.slice(..declared as usize)
+        } else {
+            payload
+        };
+        let sum = checksum::compute(
+            msg.conn.0 as i64,
+            msg.seq.0 as i64,
+            declared as i64,
+            &payload,
+        );
+        if sum != msg.checksum {
+            self.stats.bad_checksum += 1;
+            trace!(conn = %self.id, seq = %msg.seq, "dropped: bad checksum");
+            return None;
+        }
+        Some(payload)
+    }
+
+    fn on_data(&mut self, seq: SeqNum, payload: Bytes) {
+        match self.recv.on_data(seq, payload) {
+            Accept::New => {
+                self.stats.data_received += 1;
+                self.queue_ack(seq);
+            }
+            Accept::Duplicate | Accept::DuplicateBuffered => {
+                self.stats.duplicates_received += 1;
+                self.queue_ack(seq);
+            }
+            Accept::Refused => self.stats.data_refused += 1,
+        }
+    }
+
+    fn queue_ack(&mut self, seq: SeqNum) {
+        self.stats.acks_sent += 1;
+        self.out.push_back(Message::ack(self.id, seq));
+    }
+
+    fn after_ack(&mut self) {
+        self.pump_sends();
+        self.finish_close_if_flushed();
+    }
+
+    fn pump_sends(&mut self) {
+        while let Some(data) = self.send.poll_send() {
+            self.queue_data(data);
+        }
+    }
+
+    fn queue_data(&mut self, data: OutData) {
+        if data.retransmit {
+            self.stats.retransmits += 1;
+        } else {
+            self.stats.data_sent += 1;
+        }
+        self.sent_data_since_epoch = true;
+        self.out
+            .push_back(Message::data(self.id, data.seq, data.payload));
+    }
+
+    /// The next message to put on the wire.
+    pub(crate) fn poll_message(&mut self) -> Option<Message> {
+        self.out.pop_front()
+    }
+
+    /// When the next epoch fires, unless the connection has ended.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        (!self.is_ended()).then_some(self.next_epoch)
+    }
+
+    /// Runs the epoch if it is due (spec 3.4): loss check, resends, heartbeat.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.is_ended() || now < self.next_epoch {
+            return;
+        }
+        let epoch = self.config.params.epoch;
+        self.next_epoch += epoch;
+        if self.next_epoch <= now {
+            // The driver fell behind by more than an epoch: run one, not a burst.
+            self.next_epoch = now + epoch;
+        }
+        self.stats.epochs += 1;
+        if self.heard_since_epoch {
+            self.silent_epochs = 0;
+        } else {
+            self.silent_epochs += 1;
+            if self.silent_epochs >= self.config.params.epoch_limit {
+                debug!(conn = %self.id, epochs = self.silent_epochs, "lost: peer silent");
+                self.mark_lost();
+                return;
+            }
+        }
+        self.heard_since_epoch = false;
+        let mut resends = Vec::new();
+        self.send.on_epoch(&mut resends);
+        let sent_data = self.sent_data_since_epoch || !resends.is_empty();
+        for data in resends {
+            self.queue_data(data);
+        }
+        if !sent_data {
+            self.stats.heartbeats_sent += 1;
+            self.out.push_back(Message::heartbeat(self.id));
+        }
+        self.sent_data_since_epoch = false;
+    }
+}

@@ -1,0 +1,237 @@
+//! The five protocol parameters of spec section 2, and the endpoint settings around them.
+
+use std::time::Duration;
+
+use crate::wire::Codec;
+
+/// The LSP protocol parameters (spec section 2). Both ends should use the same values.
+///
+/// [`Params::default`] is [`Params::reference`], the spec's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// `K`: epochs with nothing received from the peer before the connection is declared lost;
+    /// also how many epochs a client retries its Connect.
+    pub epoch_limit: u32,
+    /// `δ`: time between two epoch events.
+    pub epoch: Duration,
+    /// `ω`: sliding-window width, in messages.
+    pub window: u32,
+    /// Most epochs to wait between two sends of one Data message (0: resend every epoch).
+    pub max_backoff: u32,
+    /// `M`: most Data messages sent and not yet acknowledged.
+    pub max_unacked: u32,
+}
+
+impl Params {
+    /// The spec's defaults: K 5, δ 2000 ms, ω 1, back-off 0, M 1.
+    pub const fn reference() -> Params {
+        Params {
+            epoch_limit: 5,
+            epoch: Duration::from_millis(2000),
+            window: 1,
+            max_backoff: 0,
+            max_unacked: 1,
+        }
+    }
+
+    /// How many Data messages may be in flight: `min(ω, M)`.
+    pub fn in_flight_limit(&self) -> u32 {
+        self.window.min(self.max_unacked)
+    }
+
+    /// Checks every parameter; a zero that would make the protocol hang is refused.
+    ///
+    /// # Errors
+    /// [`ParamsError`] naming the first invalid setting.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        if self.epoch_limit == 0 {
+            return Err(ParamsError::Zero("epoch_limit"));
+        }
+        if self.epoch.is_zero() {
+            return Err(ParamsError::Zero("epoch"));
+        }
+        if self.window == 0 {
+            return Err(ParamsError::Zero("window"));
+        }
+        if self.max_unacked == 0 {
+            return Err(ParamsError::Zero("max_unacked"));
+        }
+        if self.max_backoff > MAX_BACKOFF_LIMIT {
+            return Err(ParamsError::TooLarge {
+                name: "max_backoff",
+                max: MAX_BACKOFF_LIMIT as u64,
+            });
+        }
+        if self.window > MAX_WINDOW_LIMIT {
+            return Err(ParamsError::TooLarge {
+                name: "window",
+                max: MAX_WINDOW_LIMIT as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params::reference()
+    }
+}
+
+/// The largest accepted `max_backoff` (a wait of 2^20 epochs is already weeks at 2 s).
+pub const MAX_BACKOFF_LIMIT: u32 = 1 << 20;
+/// The largest accepted `window`: the receiver buffers up to `window` out-of-order messages.
+pub const MAX_WINDOW_LIMIT: u32 = 1 << 16;
+
+/// An invalid setting, named.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamsError {
+    /// A setting that must be positive is zero.
+    #[error("setting `{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// A setting is above its documented maximum.
+    #[error("setting `{name}` must be at most {max}")]
+    TooLarge {
+        /// The setting's name.
+        name: &'static str,
+        /// Its maximum.
+        max: u64,
+    },
+}
+
+/// Everything an LSP endpoint (client or server) is configured with.
+///
+/// Every queue an endpoint keeps is bounded by one of these fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Protocol parameters.
+    pub params: Params,
+    /// Wire encoding; both ends must agree. Default: [`Codec::Binary`].
+    pub codec: Codec,
+    /// Largest payload `write` accepts, in bytes. Default 1,400 (what a Go reference peer,
+    /// reading into a 2,000-byte buffer, can still receive in JSON).
+    pub max_payload: usize,
+    /// Per connection: most messages written but not yet acknowledged (queued or in flight);
+    /// `write` beyond it fails with `QueueFull`. Default 65,536.
+    pub max_send_queue: usize,
+    /// Per connection: most received messages waiting for the application to read them. When
+    /// full, new Data is dropped unacknowledged, so the sender retransmits later (back-pressure
+    /// without loss). Default 65,536.
+    pub max_read_queue: usize,
+    /// Server only: most simultaneous connections; further Connects are refused (dropped and
+    /// counted). Default 10,000.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// A configuration with these protocol parameters and every other setting at its default.
+    pub fn new(params: Params) -> Config {
+        Config {
+            params,
+            ..Config::default()
+        }
+    }
+
+    /// Sets the codec (builder style).
+    #[must_use]
+    pub fn with_codec(mut self, codec: Codec) -> Config {
+        self.codec = codec;
+        self
+    }
+
+    /// Checks the parameters and every bound.
+    ///
+    /// # Errors
+    /// [`ParamsError`] naming the first invalid setting.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        self.params.validate()?;
+        if self.max_payload == 0 {
+            return Err(ParamsError::Zero("max_payload"));
+        }
+        if self.max_payload > MAX_PAYLOAD_LIMIT {
+            return Err(ParamsError::TooLarge {
+                name: "max_payload",
+                max: MAX_PAYLOAD_LIMIT as u64,
+            });
+        }
+        if self.max_send_queue == 0 {
+            return Err(ParamsError::Zero("max_send_queue"));
+        }
+        if self.max_read_queue == 0 {
+            return Err(ParamsError::Zero("max_read_queue"));
+        }
+        if self.max_connections == 0 {
+            return Err(ParamsError::Zero("max_connections"));
+        }
+        Ok(())
+    }
+}
+
+/// The largest `max_payload`: what still fits one UDP datagram with headers, in either codec.
+pub const MAX_PAYLOAD_LIMIT: usize = 48 * 1024;
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            params: Params::reference(),
+            codec: Codec::Binary,
+            max_payload: 1400,
+            max_send_queue: 65_536,
+            max_read_queue: 65_536,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_defaults_validate() {
+        assert_eq!(Params::default().validate(), Ok(()));
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Params::reference().in_flight_limit(), 1);
+    }
+
+    #[test]
+    fn zeros_are_refused_by_name() {
+        let cases: [(fn(&mut Params), &str); 4] = [
+            (|p| p.epoch_limit = 0, "epoch_limit"),
+            (|p| p.epoch = Duration::ZERO, "epoch"),
+            (|p| p.window = 0, "window"),
+            (|p| p.max_unacked = 0, "max_unacked"),
+        ];
+        for (mutate, name) in cases {
+            let mut p = Params::reference();
+            mutate(&mut p);
+            let err = p.validate().unwrap_err();
+            assert_eq!(err, ParamsError::Zero(name));
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn config_bounds_are_checked() {
+        let mut c = Config::default();
+        c.max_connections = 0;
+        assert_eq!(c.validate(), Err(ParamsError::Zero("max_connections")));
+        let mut c = Config::default();
+        c.max_payload = MAX_PAYLOAD_LIMIT + 1;
+        assert!(matches!(c.validate(), Err(ParamsError::TooLarge { name: "max_payload", .. })));
+        let mut p = Params::reference();
+        p.window = MAX_WINDOW_LIMIT + 1;
+        assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn in_flight_is_min_of_window_and_unacked() {
+        let p = Params {
+            window: 15,
+            max_unacked: 10,
+            ..Params::reference()
+        };
+        assert_eq!(p.in_flight_limit(), 10);
+    }
+}

@@ -1,0 +1,371 @@
+//! The server side: accepts Connects, owns every connection, routes datagrams by source address.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, trace};
+
+use super::connection::{ConnState, Connection};
+use super::error::{EndReason, WriteError};
+use super::params::{Config, ParamsError};
+use super::stats::{ConnStats, EndpointStats};
+use crate::transmit::{DatagramEndpoint, Transmit};
+use crate::wire::{ConnId, Message, MsgType, SeqNum};
+
+/// What a server's reader gets next, in order: a connection's data always comes before the
+/// report of its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerRead {
+    /// One message from a connection.
+    Data(ConnId, Bytes),
+    /// The connection ended (closed by `close_conn` after flushing, or lost); nothing of it is
+    /// left to read.
+    Ended(ConnId, EndReason),
+}
+
+/// Lifecycle notifications, for observers (the reader does not need them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A new client connected from `addr`.
+    Accepted(ConnId, SocketAddr),
+    /// A connection ended.
+    Ended(ConnId, EndReason),
+}
+
+struct Peer {
+    conn: Connection,
+    addr: SocketAddr,
+    isn: SeqNum,
+    /// How many of the connection's delivered messages have a read ticket.
+    ticketed: u64,
+}
+
+/// Ticket in the read queue: which connection has the next readable item.
+#[derive(Clone, Copy, Debug)]
+enum Ticket {
+    Data(ConnId),
+    Ended(ConnId, EndReason),
+}
+
+/// The sans-IO LSP server: one per listening socket.
+///
+/// Feed it datagrams and timeouts ([`DatagramEndpoint`]); it answers with datagrams to send.
+/// The application reads with [`read`](Self::read) and writes with [`write`](Self::write).
+pub struct ServerEndpoint {
+    config: Config,
+    peers: BTreeMap<ConnId, Peer>,
+    by_addr: HashMap<SocketAddr, ConnId>,
+    next_id: u64,
+    tickets: VecDeque<Ticket>,
+    events: VecDeque<ServerEvent>,
+    transmits: VecDeque<Transmit>,
+    closing: bool,
+    lost_while_closing: bool,
+    last_now: Option<Instant>,
+    stats: EndpointStats,
+    ended_stats: ConnStats,
+    decoded: Vec<Message>,
+}
+
+impl ServerEndpoint {
+    /// A server with this configuration.
+    ///
+    /// # Errors
+    /// [`ParamsError`] if a setting is invalid.
+    pub fn new(config: Config) -> Result<ServerEndpoint, ParamsError> {
+        config.validate()?;
+        Ok(ServerEndpoint {
+            config,
+            peers: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            next_id: 1,
+            tickets: VecDeque::new(),
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            closing: false,
+            lost_while_closing: false,
+            last_now: None,
+            stats: EndpointStats::default(),
+            ended_stats: ConnStats::default(),
+            decoded: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Queues `payload` on connection `conn`; sent at once if its window allows.
+    ///
+    /// # Errors
+    /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
+    pub fn write(&mut self, conn: ConnId, payload: Bytes) -> Result<(), WriteError> {
+        if self.closing {
+            return Err(WriteError::Closed);
+        }
+        let peer = self
+            .peers
+            .get_mut(&conn)
+            .ok_or(WriteError::UnknownConn(conn))?;
+        peer.conn.write(payload)?;
+        self.flush_conn(conn);
+        Ok(())
+    }
+
+    /// The next item for the application, if any.
+    pub fn read(&mut self) -> Option<ServerRead> {
+        let ticket = self.tickets.pop_front()?;
+        match ticket {
+            Ticket::Data(id) => {
+                let payload = self.peers.get_mut(&id).and_then(|p| p.conn.read());
+                // Invariant: a Data ticket is pushed once per delivered message, and a peer is
+                // removed only when its Ended ticket is read, after all its Data tickets.
+                debug_assert!(payload.is_some(), "data ticket without data");
+                payload.map(|p| ServerRead::Data(id, p))
+            }
+            Ticket::Ended(id, reason) => {
+                if let Some(peer) = self.peers.remove(&id) {
+                    self.ended_stats.accumulate(peer.conn.stats());
+                }
+                Some(ServerRead::Ended(id, reason))
+            }
+        }
+    }
+
+    /// The next lifecycle event, if any.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Closes one connection gracefully: flushes its pending messages, then goes silent to it.
+    /// Its end is reported to the reader as [`EndReason::Closed`].
+    ///
+    /// # Errors
+    /// [`WriteError::UnknownConn`] if there is no such live connection.
+    pub fn close_conn(&mut self, conn: ConnId) -> Result<(), WriteError> {
+        let peer = self
+            .peers
+            .get_mut(&conn)
+            .ok_or(WriteError::UnknownConn(conn))?;
+        match peer.conn.state() {
+            ConnState::Open => {
+                peer.conn.close();
+                self.flush_conn(conn);
+                Ok(())
+            }
+            ConnState::Closing => Ok(()),
+            ConnState::Ended(EndReason::Lost) => Err(WriteError::Lost),
+            ConnState::Ended(EndReason::Closed) => Err(WriteError::Closed),
+        }
+    }
+
+    /// Starts closing every connection; new Connects are refused and writes fail from now on.
+    /// Watch [`is_closed`](Self::is_closed).
+    pub fn close(&mut self) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.close();
+            }
+            self.flush_conn(id);
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// After [`close`](Self::close): whether every connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closing
+            && self
+                .peers
+                .values()
+                .all(|p| matches!(p.conn.state(), ConnState::Ended(_)))
+    }
+
+    /// After [`close`](Self::close): whether some connection was lost before it was flushed.
+    pub fn lost_while_closing(&self) -> bool {
+        self.lost_while_closing
+    }
+
+    /// Connections that are open or closing.
+    pub fn live_connections(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    /// One connection's counters and state, if it exists.
+    pub fn connection(&self, conn: ConnId) -> Option<&Connection> {
+        self.peers.get(&conn).map(|p| &p.conn)
+    }
+
+    /// The address a connection's client sends from.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.peers.get(&conn).map(|p| p.addr)
+    }
+
+    /// Endpoint counters, with the sum over all connections (live and ended).
+    pub fn stats(&self) -> EndpointStats {
+        let mut stats = self.stats;
+        stats.conns = self.ended_stats;
+        for peer in self.peers.values() {
+            stats.conns.accumulate(peer.conn.stats());
+        }
+        stats
+    }
+
+    fn clamp(&mut self, now: Instant) -> Instant {
+        let now = self.last_now.map_or(now, |last| last.max(now));
+        self.last_now = Some(now);
+        now
+    }
+
+    fn on_connect(&mut self, now: Instant, from: SocketAddr, isn: SeqNum) {
+        if let Some(&id) = self.by_addr.get(&from) {
+            // Spec 3.1: never a second connection; re-acknowledge so a lost Ack heals.
+            self.stats.duplicate_connects += 1;
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.handle_message(Message::connect(isn));
+                let isn = peer.isn;
+                self.send(from, Message::ack(id, isn));
+            }
+            return;
+        }
+        if self.closing || self.by_addr.len() >= self.config.max_connections {
+            self.stats.refused_connects += 1;
+            debug!(%from, "connect refused");
+            return;
+        }
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let conn = Connection::new(id, isn.plus(1), &self.config, now);
+        self.peers.insert(
+            id,
+            Peer {
+                conn,
+                addr: from,
+                isn,
+                ticketed: 0,
+            },
+        );
+        self.by_addr.insert(from, id);
+        self.stats.connections_opened += 1;
+        self.events.push_back(ServerEvent::Accepted(id, from));
+        debug!(conn = %id, %from, isn = isn.0, "accepted");
+        self.send(from, Message::ack(id, isn));
+    }
+
+    fn on_message(&mut self, from: SocketAddr, msg: Message) {
+        let Some(&id) = self.by_addr.get(&from) else {
+            self.stats.unknown_conn += 1;
+            trace!(%from, "message from unknown address");
+            return;
+        };
+        if msg.conn != id {
+            self.stats.unknown_conn += 1;
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.conn.handle_message(msg);
+        }
+        self.flush_conn(id);
+    }
+
+    fn send(&mut self, to: SocketAddr, msg: Message) {
+        let mut buf = BytesMut::with_capacity(self.config.codec.encoded_len(&msg));
+        self.config.codec.encode(&msg, &mut buf);
+        self.stats.datagrams_sent += 1;
+        self.transmits.push_back(Transmit {
+            destination: to,
+            contents: buf.freeze(),
+        });
+    }
+
+    /// Moves a connection's outgoing messages to the transmit queue, its newly delivered
+    /// messages to the read queue, and reports its end.
+    fn flush_conn(&mut self, id: ConnId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let addr = peer.addr;
+        let mut out = Vec::new();
+        while let Some(msg) = peer.conn.poll_message() {
+            out.push(msg);
+        }
+        let delivered = peer.conn.delivered();
+        for _ in peer.ticketed..delivered {
+            self.tickets.push_back(Ticket::Data(id));
+        }
+        peer.ticketed = delivered;
+        let state = peer.conn.state();
+        for msg in out {
+            self.send(addr, msg);
+        }
+        if let ConnState::Ended(reason) = state {
+            if self.by_addr.get(&addr) == Some(&id) {
+                self.by_addr.remove(&addr);
+                if reason == EndReason::Lost {
+                    self.stats.connections_lost += 1;
+                    if self.closing {
+                        self.lost_while_closing = true;
+                    }
+                }
+                self.tickets.push_back(Ticket::Ended(id, reason));
+                self.events.push_back(ServerEvent::Ended(id, reason));
+            }
+        }
+    }
+}
+
+impl DatagramEndpoint for ServerEndpoint {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let now = self.clamp(now);
+        self.stats.datagrams_received += 1;
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        if let Err(err) = self.config.codec.decode(datagram, &mut decoded) {
+            self.stats.malformed += 1;
+            trace!(%from, %err, "malformed datagram dropped");
+        }
+        for msg in decoded.drain(..) {
+            if msg.kind == MsgType::Connect {
+                self.on_connect(now, from, msg.seq);
+            } else {
+                self.on_message(from, msg);
+            }
+        }
+        self.decoded = decoded;
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        let due: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.handle_timeout(now);
+            }
+            self.flush_conn(id);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|p| p.conn.poll_timeout()).min()
+    }
+}

@@ -1,0 +1,77 @@
+//! Counters, readable from the API at any time.
+
+/// Counters of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Data messages sent for the first time.
+    pub data_sent: u64,
+    /// Data messages sent again (epoch back-off).
+    pub retransmits: u64,
+    /// Acks sent for received Data.
+    pub acks_sent: u64,
+    /// Heartbeats sent.
+    pub heartbeats_sent: u64,
+    /// Data messages received and accepted for delivery.
+    pub data_received: u64,
+    /// Data messages received again after delivery or buffering (acknowledged, not delivered).
+    pub duplicates_received: u64,
+    /// Data dropped unacknowledged: outside the receive window or read queue full.
+    pub data_refused: u64,
+    /// Data dropped because the payload was shorter than its declared size.
+    pub bad_size: u64,
+    /// Data dropped because the checksum did not match.
+    pub bad_checksum: u64,
+    /// Data payloads longer than their size, truncated.
+    pub truncated: u64,
+    /// Acks and CAcks that acknowledged at least one message in flight.
+    pub acks_received: u64,
+    /// Heartbeats received.
+    pub heartbeats_received: u64,
+    /// Times a write had to wait because the window or `max_unacked` was full.
+    pub window_stalls: u64,
+    /// Epochs elapsed on this connection.
+    pub epochs: u64,
+}
+
+/// Counters of a whole endpoint (client or server).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams that did not decode, dropped.
+    pub malformed: u64,
+    /// Messages for an unknown connection or from an unexpected address, dropped.
+    pub unknown_conn: u64,
+    /// Connects refused because `max_connections` was reached or the server is closing.
+    pub refused_connects: u64,
+    /// Connects from an address that already has a connection (re-acknowledged, not doubled).
+    pub duplicate_connects: u64,
+    /// Connections accepted (server) or established (client).
+    pub connections_opened: u64,
+    /// Connections lost.
+    pub connections_lost: u64,
+    /// Sum over the endpoint's connections, including ended ones.
+    pub conns: ConnStats,
+}
+
+impl ConnStats {
+    /// Adds `other` into `self`, field by field.
+    pub fn accumulate(&mut self, other: &ConnStats) {
+        self.data_sent += other.data_sent;
+        self.retransmits += other.retransmits;
+        self.acks_sent += other.acks_sent;
+        self.heartbeats_sent += other.heartbeats_sent;
+        self.data_received += other.data_received;
+        self.duplicates_received += other.duplicates_received;
+        self.data_refused += other.data_refused;
+        self.bad_size += other.bad_size;
+        self.bad_checksum += other.bad_checksum;
+        self.truncated += other.truncated;
+        self.acks_received += other.acks_received;
+        self.heartbeats_received += other.heartbeats_received;
+        self.window_stalls += other.window_stalls;
+        self.epochs += other.epochs;
+    }
+}
