@@ -1,1 +1,3 @@
 //! hawser (being written).
+pub mod fault_socket;
+pub mod lsp;

@@ -1,0 +1,191 @@
+//! The async LSP client.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hawser_proto::lsp::{
+    ClientEndpoint, ClientRead, ClientState, Config, EndReason, EndpointStats, Params,
+};
+use hawser_proto::wire::{ConnId, SeqNum};
+use tokio::task::JoinHandle;
+
+use super::driver::{self, AbortOnDrop, Driven, Shared};
+use super::error::{ClientReadError, CloseError, ConnectError, WriteError};
+use super::socket::Socket;
+
+impl Driven for ClientEndpoint {
+    fn is_finished(&self) -> bool {
+        self.is_ended()
+    }
+}
+
+/// An LSP client: one reliable, in-order connection to a server.
+///
+/// Dropping a client without [`close`](Self::close) stops its background task at once
+/// (pending messages are abandoned, and the server will notice the silence).
+pub struct Client {
+    shared: Arc<Shared<ClientEndpoint>>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    conn_id: ConnId,
+    local_addr: SocketAddr,
+}
+
+impl Client {
+    /// Connects to `server` with initial sequence number `isn` and the protocol parameters
+    /// `params` (every other setting at its default, binary codec), from an ephemeral port on
+    /// the unspecified address. Resolves once the server acknowledged the Connect.
+    ///
+    /// # Errors
+    /// [`ConnectError::Timeout`] after `epoch_limit` epochs without an answer; invalid
+    /// parameters; socket errors.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the attempt and its task.
+    pub async fn connect(server: SocketAddr, isn: u32, params: Params) -> Result<Client, ConnectError> {
+        let local: SocketAddr = if server.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = Socket::bind(local).await?;
+        Client::connect_with(server, isn, Config::new(params), socket).await
+    }
+
+    /// Connects with a full [`Config`] over a socket of the caller's (for example a
+    /// [`FaultySocket`](crate::fault_socket::FaultySocket) to inject loss).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the attempt and its task.
+    pub async fn connect_with(
+        server: SocketAddr,
+        isn: u32,
+        config: Config,
+        socket: impl Into<Socket>,
+    ) -> Result<Client, ConnectError> {
+        config.validate()?;
+        let socket = Arc::new(socket.into());
+        let local_addr = socket.local_addr()?;
+        let now = tokio::time::Instant::now().into_std();
+        let endpoint = ClientEndpoint::new(config, server, SeqNum(u64::from(isn)), now)?;
+        let shared = Shared::new(endpoint);
+        let task = tokio::spawn(driver::run(shared.clone(), socket));
+        // If this future is dropped while waiting, the guard aborts the task.
+        let mut guard = AbortOnDrop(Some(task));
+        let connected = shared
+            .wait_for(|ep| match ep.state() {
+                ClientState::Connecting => None,
+                ClientState::Connected(id) => Some(Ok(id)),
+                ClientState::ConnectFailed => Some(Err(())),
+            })
+            .await;
+        let task = guard.0.take();
+        match connected {
+            Ok(conn_id) => Ok(Client {
+                shared,
+                driver: Mutex::new(task),
+                conn_id,
+                local_addr,
+            }),
+            Err(()) => {
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
+                Err(ConnectError::Timeout)
+            }
+        }
+    }
+
+    /// The connection id the server assigned.
+    pub fn conn_id(&self) -> ConnId {
+        self.conn_id
+    }
+
+    /// The local address of the client's socket.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next message from the server, in order. Once the connection has ended and every
+    /// received message was read, returns the error saying how it ended.
+    ///
+    /// # Errors
+    /// [`ClientReadError`] naming [`EndReason::Lost`] or [`EndReason::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is only taken when it is returned.
+    pub async fn read(&self) -> Result<Bytes, ClientReadError> {
+        let item = self.shared.wait_for(ClientEndpoint::read).await;
+        // The driver stops reading the socket when the connection ends; nothing else to wake.
+        match item {
+            ClientRead::Data(payload) => Ok(payload),
+            ClientRead::Ended(reason) => Err(ClientReadError(reason)),
+        }
+    }
+
+    /// Queues a message; it goes out at once if the window allows. Never blocks.
+    ///
+    /// # Errors
+    /// [`WriteError`]: the connection is closed or lost, the send queue is full, or the payload
+    /// is larger than `Config::max_payload`.
+    pub fn write(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+        let payload = payload.into();
+        self.shared.command(|ep| ep.write(payload))
+    }
+
+    /// Closes gracefully: waits until every pending message is acknowledged (or the
+    /// connection is lost); then the background task has ended. Writes fail from the moment
+    /// this is called.
+    ///
+    /// # Errors
+    /// [`CloseError::Lost`] if the connection was lost before everything was acknowledged.
+    ///
+    /// # Cancel safety
+    /// Cancelling leaves the client closing in the background; calling again resumes waiting.
+    pub async fn close(&self) -> Result<(), CloseError> {
+        self.shared.command(ClientEndpoint::close);
+        let reason = self.shared.wait_for(|ep| ep.end_reason()).await;
+        let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        match reason {
+            EndReason::Closed => Ok(()),
+            EndReason::Lost => Err(CloseError::Lost),
+        }
+    }
+
+    /// Counters of the client and its connection.
+    pub fn stats(&self) -> EndpointStats {
+        self.shared.lock().stats()
+    }
+
+    /// Whether the background task has ended.
+    pub fn is_driver_finished(&self) -> bool {
+        self.driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("conn_id", &self.conn_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}

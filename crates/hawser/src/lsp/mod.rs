@@ -1,0 +1,17 @@
+//! The Live Sequence Protocol over UDP, as async Rust: [`Client`] and [`Server`].
+//!
+//! Each runs one background task that moves datagrams and time into the sans-IO endpoints of
+//! [`hawser_proto::lsp`]; all protocol logic lives there.
+
+mod client;
+mod driver;
+mod error;
+mod server;
+mod socket;
+
+pub use client::Client;
+pub use error::{ClientReadError, CloseError, ConnectError, ServerReadError, WriteError};
+pub use hawser_proto::lsp::{Config, ConnStats, EndReason, EndpointStats, Params};
+pub use hawser_proto::wire::{Codec, ConnId};
+pub use server::Server;
+pub use socket::Socket;

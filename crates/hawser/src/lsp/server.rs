@@ -1,0 +1,170 @@
+//! The async LSP server.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hawser_proto::lsp::{Config, EndpointStats, Params, ServerEndpoint, ServerRead};
+use hawser_proto::wire::ConnId;
+use tokio::task::JoinHandle;
+
+use super::driver::{self, Driven, Shared};
+use super::error::{CloseError, ConnectError, ServerReadError, WriteError};
+use super::socket::Socket;
+
+impl Driven for ServerEndpoint {
+    fn is_finished(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+/// An LSP server: accepts clients on one UDP socket and exchanges reliable, in-order messages
+/// with each.
+///
+/// Dropping a server without [`close`](Self::close) stops its background task at once.
+pub struct Server {
+    shared: Arc<Shared<ServerEndpoint>>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free one) and starts serving with the protocol parameters
+    /// `params`, every other setting at its default (binary codec).
+    ///
+    /// # Errors
+    /// Invalid parameters; the socket's bind error.
+    pub async fn bind(addr: SocketAddr, params: Params) -> Result<Server, ConnectError> {
+        let socket = Socket::bind(addr).await?;
+        Server::bind_with(Config::new(params), socket)
+    }
+
+    /// Starts serving on a socket of the caller's with a full [`Config`].
+    ///
+    /// # Errors
+    /// Invalid settings; the socket has no local address.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub fn bind_with(config: Config, socket: impl Into<Socket>) -> Result<Server, ConnectError> {
+        let endpoint = ServerEndpoint::new(config)?;
+        let socket = Arc::new(socket.into());
+        let local_addr = socket.local_addr()?;
+        let shared = Shared::new(endpoint);
+        let task = tokio::spawn(driver::run(shared.clone(), socket));
+        Ok(Server {
+            shared,
+            driver: Mutex::new(Some(task)),
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next message from any client, with its connection id. A connection that ended
+    /// (lost, or closed with [`close_conn`](Self::close_conn)) is reported once, after all of
+    /// its messages.
+    ///
+    /// # Errors
+    /// [`ServerReadError::ConnEnded`] names an ended connection;
+    /// [`ServerReadError::ServerClosed`] once [`close`](Self::close) was called and nothing is
+    /// left to read.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is only taken when it is returned.
+    pub async fn read(&self) -> Result<(ConnId, Bytes), ServerReadError> {
+        self.shared
+            .wait_for(|ep| match ep.read() {
+                Some(ServerRead::Data(conn, payload)) => Some(Ok((conn, payload))),
+                Some(ServerRead::Ended(conn, reason)) => {
+                    Some(Err(ServerReadError::ConnEnded(conn, reason)))
+                }
+                None if ep.is_closing() => Some(Err(ServerReadError::ServerClosed)),
+                None => None,
+            })
+            .await
+    }
+
+    /// Queues a message for connection `conn`; it goes out at once if the window allows.
+    /// Never blocks.
+    ///
+    /// # Errors
+    /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
+    pub fn write(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+        let payload = payload.into();
+        self.shared.command(|ep| ep.write(conn, payload))
+    }
+
+    /// Closes one connection: its pending messages are flushed, then the server goes silent to
+    /// it. Never blocks.
+    ///
+    /// # Errors
+    /// [`WriteError::UnknownConn`] (or `Lost`/`Closed`) if it is not open.
+    pub fn close_conn(&self, conn: ConnId) -> Result<(), WriteError> {
+        self.shared.command(|ep| ep.close_conn(conn))
+    }
+
+    /// Closes the server: waits until every pending message on every connection is
+    /// acknowledged (or its connection lost); then the background task has ended. Writes fail
+    /// from the moment this is called.
+    ///
+    /// # Errors
+    /// [`CloseError::Lost`] if a client was lost before its messages were acknowledged.
+    ///
+    /// # Cancel safety
+    /// Cancelling leaves the server closing in the background; calling again resumes waiting.
+    pub async fn close(&self) -> Result<(), CloseError> {
+        self.shared.command(ServerEndpoint::close);
+        let lost = self
+            .shared
+            .wait_for(|ep| ep.is_closed().then(|| ep.lost_while_closing()))
+            .await;
+        let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if lost {
+            Err(CloseError::Lost)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Number of open (or closing) connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.lock().live_connections()
+    }
+
+    /// Counters of the server and the sum over its connections.
+    pub fn stats(&self) -> EndpointStats {
+        self.shared.lock().stats()
+    }
+
+    /// Whether the background task has ended.
+    pub fn is_driver_finished(&self) -> bool {
+        self.driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}

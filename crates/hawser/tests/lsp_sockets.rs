@@ -1,0 +1,163 @@
+//! The async layer over real sockets on 127.0.0.1, with short epochs. Protocol behaviour is
+//! proven deterministically on simulated time in `hawser-sim`; these tests prove that the
+//! tokio driver moves bytes and time correctly. Every test is bounded by a timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hawser::lsp::{
+    Client, ClientReadError, CloseError, Codec, Config, ConnectError, EndReason, Params, Server,
+    ServerReadError, WriteError,
+};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn fast(window: u32, max_unacked: u32) -> Params {
+    Params {
+        epoch_limit: 5,
+        epoch: Duration::from_millis(50),
+        window,
+        max_backoff: 1,
+        max_unacked,
+    }
+}
+
+fn localhost() -> SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
+async fn echo_server(server: std::sync::Arc<Server>) {
+    while let Ok((conn, payload)) = server.read().await {
+        let _ = server.write(conn, payload);
+    }
+}
+
+async fn echo_round_trips(codec: Codec, clients: usize, messages: usize) {
+    let server = Server::bind_with(
+        Config::new(fast(8, 8)).with_codec(codec),
+        tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+    )
+    .unwrap();
+    let server = std::sync::Arc::new(server);
+    let addr = server.local_addr();
+    let echo = tokio::spawn(echo_server(server.clone()));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+            let config = Config::new(fast(8, 8)).with_codec(codec);
+            let client = Client::connect_with(addr, 1000 * c as u32, config, socket)
+                .await
+                .unwrap();
+            for i in 0..messages {
+                client.write(format!("{c}:{i}")).unwrap();
+            }
+            for i in 0..messages {
+                let got = client.read().await.unwrap();
+                assert_eq!(got, Bytes::from(format!("{c}:{i}")));
+            }
+            client.close().await.unwrap();
+            assert!(client.is_driver_finished());
+            assert_eq!(client.write("late"), Err(WriteError::Closed));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    server.close().await.unwrap();
+    assert!(server.is_driver_finished());
+    echo.await.unwrap();
+}
+
+#[tokio::test]
+async fn echo_binary_many_clients() {
+    timeout(LIMIT, echo_round_trips(Codec::Binary, 5, 200)).await.unwrap();
+}
+
+#[tokio::test]
+async fn echo_json_reference_codec() {
+    timeout(LIMIT, echo_round_trips(Codec::Json, 3, 100)).await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_times_out_without_server() {
+    timeout(LIMIT, async {
+        // A bound socket that never answers.
+        let silent = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+        let err = Client::connect(silent.local_addr().unwrap(), 7, fast(1, 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::Timeout), "{err:?}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn invalid_params_are_refused_by_name() {
+    let mut params = fast(1, 1);
+    params.window = 0;
+    let err = Server::bind(localhost(), params).await.unwrap_err();
+    assert!(err.to_string().contains("window"), "{err}");
+}
+
+#[tokio::test]
+async fn client_sees_server_loss_after_reading_buffered_data() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
+        let client = Client::connect(server.local_addr(), 1, fast(4, 4)).await.unwrap();
+        client.write("ping").unwrap();
+        let (conn, payload) = server.read().await.unwrap();
+        assert_eq!(payload, "ping");
+        server.write(conn, "a").unwrap();
+        server.write(conn, "b").unwrap();
+        // Give the messages time to arrive, then silence the server entirely.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(server);
+        assert_eq!(client.read().await.unwrap(), "a");
+        assert_eq!(client.read().await.unwrap(), "b");
+        assert_eq!(client.read().await, Err(ClientReadError(EndReason::Lost)));
+        assert_eq!(client.write("x"), Err(WriteError::Lost));
+        assert_eq!(client.close().await, Err(CloseError::Lost));
+        assert!(client.is_driver_finished());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn server_sees_client_close_and_close_conn() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
+        let a = Client::connect(server.local_addr(), 10, fast(4, 4)).await.unwrap();
+        let b = Client::connect(server.local_addr(), 20, fast(4, 4)).await.unwrap();
+        a.write("from a").unwrap();
+        a.close().await.unwrap();
+        let (conn_a, payload) = server.read().await.unwrap();
+        assert_eq!(payload, "from a");
+        assert_eq!(conn_a, a.conn_id());
+        // a went silent: the server reports it lost after K epochs.
+        assert_eq!(
+            server.read().await,
+            Err(ServerReadError::ConnEnded(conn_a, EndReason::Lost))
+        );
+        // close_conn flushes, then reports the end as closed; b sees silence and loses it.
+        server.write(b.conn_id(), "bye").unwrap();
+        server.close_conn(b.conn_id()).unwrap();
+        assert_eq!(b.read().await.unwrap(), "bye");
+        assert_eq!(
+            server.read().await,
+            Err(ServerReadError::ConnEnded(b.conn_id(), EndReason::Closed))
+        );
+        assert_eq!(b.read().await, Err(ClientReadError(EndReason::Lost)));
+        assert_eq!(server.write(b.conn_id(), "x"), Err(WriteError::UnknownConn(b.conn_id())));
+        server.close().await.unwrap();
+        assert_eq!(server.read().await, Err(ServerReadError::ServerClosed));
+        assert!(matches!(server.write(b.conn_id(), "x"), Err(WriteError::Closed)));
+        assert!(server.is_driver_finished());
+    })
+    .await
+    .unwrap();
+}
