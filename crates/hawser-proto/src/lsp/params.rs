@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn zeros_are_refused_by_name() {
-        let cases: [(fn(&mut Params), &str); 4] = [
+        type Case = (fn(&mut Params), &'static str);
+        let cases: [Case; 4] = [
             (|p| p.epoch_limit = 0, "epoch_limit"),
             (|p| p.epoch = Duration::ZERO, "epoch"),
             (|p| p.window = 0, "window"),
@@ -214,11 +215,15 @@ mod tests {
 
     #[test]
     fn config_bounds_are_checked() {
-        let mut c = Config::default();
-        c.max_connections = 0;
+        let c = Config {
+            max_connections: 0,
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ParamsError::Zero("max_connections")));
-        let mut c = Config::default();
-        c.max_payload = MAX_PAYLOAD_LIMIT + 1;
+        let c = Config {
+            max_payload: MAX_PAYLOAD_LIMIT + 1,
+            ..Config::default()
+        };
         assert!(matches!(c.validate(), Err(ParamsError::TooLarge { name: "max_payload", .. })));
         let mut p = Params::reference();
         p.window = MAX_WINDOW_LIMIT + 1;
