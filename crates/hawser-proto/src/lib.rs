@@ -50,7 +50,7 @@
 //! shuttle(&mut client, &mut server, client_addr, start);
 //! assert!(client.conn_id().is_some());
 //!
-//! client.write("hello".into()).unwrap();
+//! client.write(start, "hello".into()).unwrap();
 //! shuttle(&mut client, &mut server, client_addr, start);
 //! let Some(ServerRead::Data(conn, msg)) = server.read() else { panic!() };
 //! assert_eq!(msg, "hello");

@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use tracing::{debug, trace};
 
 use super::connection::{ConnState, Connection};
 use super::error::{EndReason, WriteError};
+use super::packer;
 use super::params::{Config, ParamsError};
 use super::stats::EndpointStats;
 use crate::transmit::{DatagramEndpoint, Transmit};
@@ -47,6 +48,7 @@ pub struct ClientEndpoint {
     last_now: Instant,
     stats: EndpointStats,
     decoded: Vec<Message>,
+    scratch: Vec<Message>,
 }
 
 impl ClientEndpoint {
@@ -74,6 +76,7 @@ impl ClientEndpoint {
             last_now: now,
             stats: EndpointStats::default(),
             decoded: Vec::new(),
+            scratch: Vec::new(),
         };
         client.send(Message::connect(isn));
         Ok(client)
@@ -135,16 +138,23 @@ impl ClientEndpoint {
     ///
     /// # Errors
     /// [`WriteError`]: not connected, closed, lost, full queue, payload too large.
-    pub fn write(&mut self, payload: Bytes) -> Result<(), WriteError> {
+    pub fn write(&mut self, now: Instant, payload: Bytes) -> Result<(), WriteError> {
+        let now = self.clamp(now);
         let conn = match self.state {
             ClientState::Connected(_) => self.conn.as_mut(),
             ClientState::ConnectFailed => return Err(WriteError::Lost),
             ClientState::Connecting => None,
         }
         .ok_or(WriteError::NotConnected)?;
-        conn.write(payload)?;
+        conn.write(payload, now)?;
         self.flush_conn();
         Ok(())
+    }
+
+    /// How many more messages `write` accepts before it fails with
+    /// [`WriteError::QueueFull`] (0 when not connected or ended).
+    pub fn send_capacity(&self) -> usize {
+        self.conn.as_ref().map_or(0, Connection::send_capacity)
     }
 
     /// The next item for the application: data in order, then the end.
@@ -188,29 +198,31 @@ impl ClientEndpoint {
     }
 
     fn send(&mut self, msg: Message) {
-        let mut buf = BytesMut::with_capacity(self.config.codec.encoded_len(&msg));
-        self.config.codec.encode(&msg, &mut buf);
-        self.stats.datagrams_sent += 1;
-        self.transmits.push_back(Transmit {
-            destination: self.server,
-            contents: buf.freeze(),
-        });
+        let mut msgs = vec![msg];
+        self.pack(&mut msgs);
+    }
+
+    fn pack(&mut self, msgs: &mut Vec<Message>) {
+        self.stats.datagrams_sent += packer::pack(
+            self.config.codec,
+            self.config.max_datagram,
+            self.server,
+            msgs,
+            &mut self.transmits,
+        );
     }
 
     fn flush_conn(&mut self) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let mut out = Vec::new();
-        while let Some(msg) = conn.poll_message() {
-            out.push(msg);
-        }
+        let mut out = std::mem::take(&mut self.scratch);
+        conn.drain_messages(&mut out);
         if conn.state() == ConnState::Ended(EndReason::Lost) && self.stats.connections_lost == 0 {
             self.stats.connections_lost = 1;
         }
-        for msg in out {
-            self.send(msg);
-        }
+        self.pack(&mut out);
+        self.scratch = out;
     }
 
     fn on_message(&mut self, now: Instant, msg: Message) {
@@ -222,7 +234,7 @@ impl ClientEndpoint {
                     self.state = ClientState::Connected(id);
                     self.stats.connections_opened += 1;
                     let mut conn = Connection::new(id, self.isn.plus(1), &self.config, now);
-                    conn.handle_message(Message::heartbeat(id));
+                    conn.handle_message(Message::heartbeat(id), now);
                     self.conn = Some(conn);
                 } else {
                     // Data before our Connect's Ack: the server re-acks our next Connect.
@@ -237,14 +249,13 @@ impl ClientEndpoint {
                 if msg.kind == MsgType::Ack && msg.seq == self.isn {
                     // A re-sent Ack of our Connect: proof of life, nothing to acknowledge.
                     if let Some(conn) = self.conn.as_mut() {
-                        conn.handle_message(Message::heartbeat(id));
+                        conn.handle_message(Message::heartbeat(id), now);
                     }
                     return;
                 }
                 if let Some(conn) = self.conn.as_mut() {
-                    conn.handle_message(msg);
+                    conn.handle_message(msg, now);
                 }
-                self.flush_conn();
             }
             ClientState::ConnectFailed => {}
         }
@@ -269,6 +280,7 @@ impl DatagramEndpoint for ClientEndpoint {
             self.on_message(now, msg);
         }
         self.decoded = decoded;
+        self.flush_conn();
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -1,18 +1,19 @@
 //! One LSP connection: both window halves, epochs, heartbeats, loss detection and closing.
 //!
 //! A [`Connection`] speaks [`Message`]s, not bytes: the endpoint that owns it decodes datagrams,
-//! routes them here by connection id, and encodes what [`Connection::poll_message`] returns.
+//! routes them here by connection id, and encodes what it drains from the connection.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{debug, trace};
 
 use super::error::{EndReason, WriteError};
-use super::params::Config;
+use super::params::{Config, RetransmitPolicy};
 use super::recv_window::{Accept, RecvWindow};
-use super::send_window::{OutData, SendWindow};
+use super::rto::RtoEstimator;
+use super::send_window::{AckOutcome, OutData, SendWindow};
 use super::stats::ConnStats;
 use crate::wire::{checksum, ConnId, Message, MsgType, SeqNum};
 
@@ -41,6 +42,13 @@ pub struct Connection {
     sent_data_since_epoch: bool,
     out: VecDeque<Message>,
     stats: ConnStats,
+    adaptive: bool,
+    rto: RtoEstimator,
+    rto_deadline: Option<Instant>,
+    /// Acknowledge in-order data with one CAck per batch instead of one Ack per message.
+    cumulative_acks: bool,
+    cack_due: bool,
+    resends: Vec<OutData>,
 }
 
 impl Connection {
@@ -59,7 +67,23 @@ impl Connection {
             sent_data_since_epoch: false,
             out: VecDeque::new(),
             stats: ConnStats::default(),
+            adaptive: config.effective_retransmit() == RetransmitPolicy::Adaptive,
+            rto: RtoEstimator::new(config.rto),
+            rto_deadline: None,
+            cumulative_acks: config.codec == crate::wire::Codec::Binary,
+            cack_due: false,
+            resends: Vec::new(),
         }
+    }
+
+    /// The smoothed round-trip time, once measured (adaptive policy only).
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rto.srtt()
+    }
+
+    /// The current retransmission timeout (adaptive policy).
+    pub fn rto(&self) -> Duration {
+        self.rto.rto()
     }
 
     /// The connection id.
@@ -87,6 +111,14 @@ impl Connection {
         self.send.len()
     }
 
+    /// How many more messages `write` accepts before the send queue is full.
+    pub fn send_capacity(&self) -> usize {
+        match self.state {
+            ConnState::Open => self.config.max_send_queue.saturating_sub(self.send.len()),
+            _ => 0,
+        }
+    }
+
     /// Received messages waiting to be read.
     pub fn readable(&self) -> usize {
         self.recv.readable_len()
@@ -104,7 +136,7 @@ impl Connection {
 
     /// Queues `payload` for reliable, in-order delivery and sends it at once if the window and
     /// `max_unacked` allow.
-    pub(crate) fn write(&mut self, payload: Bytes) -> Result<(), WriteError> {
+    pub(crate) fn write(&mut self, payload: Bytes, now: Instant) -> Result<(), WriteError> {
         match self.state {
             ConnState::Open => {}
             ConnState::Closing | ConnState::Ended(EndReason::Closed) => {
@@ -122,7 +154,7 @@ impl Connection {
             return Err(WriteError::QueueFull(self.config.max_send_queue));
         }
         self.send.push(payload);
-        self.pump_sends();
+        self.pump_sends(now);
         if self.send.is_stalled() {
             self.stats.window_stalls += 1;
         }
@@ -163,7 +195,7 @@ impl Connection {
     }
 
     /// Handles one message addressed to this connection.
-    pub(crate) fn handle_message(&mut self, msg: Message) {
+    pub(crate) fn handle_message(&mut self, msg: Message, now: Instant) {
         if self.is_ended() {
             return;
         }
@@ -181,17 +213,13 @@ impl Connection {
             }
             MsgType::Ack => {
                 self.heard_since_epoch = true;
-                if self.send.ack(msg.seq) {
-                    self.stats.acks_received += 1;
-                }
-                self.after_ack();
+                let outcome = self.send.ack(msg.seq, now);
+                self.after_ack(outcome, now);
             }
             MsgType::CAck => {
                 self.heard_since_epoch = true;
-                if self.send.cack(msg.seq) > 0 {
-                    self.stats.acks_received += 1;
-                }
-                self.after_ack();
+                let outcome = self.send.cack(msg.seq, now);
+                self.after_ack(outcome, now);
             }
             // A Connect re-sent by the client; the endpoint re-acknowledges it.
             MsgType::Connect => self.heard_since_epoch = true,
@@ -241,20 +269,59 @@ impl Connection {
         }
     }
 
+    /// Acknowledges `seq` at once: with cumulative acks, data at or below the delivery point is
+    /// covered by one CAck emitted when the batch is drained; the rest gets its own Ack.
     fn queue_ack(&mut self, seq: SeqNum) {
+        if self.cumulative_acks && seq < self.recv.expected() {
+            self.cack_due = true;
+            return;
+        }
         self.stats.acks_sent += 1;
         self.out.push_back(Message::ack(self.id, seq));
     }
 
-    fn after_ack(&mut self) {
-        self.pump_sends();
+    fn after_ack(&mut self, outcome: AckOutcome, now: Instant) {
+        if outcome.newly > 0 {
+            self.stats.acks_received += 1;
+            if let Some(rtt) = outcome.rtt {
+                self.rto.on_sample(rtt);
+            }
+            self.rto.on_progress();
+            self.rto_deadline = None;
+        }
+        if self.adaptive {
+            self.send.fast_retransmit(now, &mut self.resends);
+            self.queue_resends();
+        }
+        self.pump_sends(now);
         self.finish_close_if_flushed();
     }
 
-    fn pump_sends(&mut self) {
-        while let Some(data) = self.send.poll_send() {
+    fn pump_sends(&mut self, now: Instant) {
+        while let Some(data) = self.send.poll_send(now) {
             self.queue_data(data);
         }
+        self.arm_rto(now);
+    }
+
+    /// Adaptive policy: keeps the retransmission timer running while anything is in flight.
+    fn arm_rto(&mut self, now: Instant) {
+        if !self.adaptive {
+            return;
+        }
+        if self.send.in_flight() == 0 {
+            self.rto_deadline = None;
+        } else if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + self.rto.rto());
+        }
+    }
+
+    fn queue_resends(&mut self) {
+        let mut resends = std::mem::take(&mut self.resends);
+        for data in resends.drain(..) {
+            self.queue_data(data);
+        }
+        self.resends = resends;
     }
 
     fn queue_data(&mut self, data: OutData) {
@@ -268,21 +335,47 @@ impl Connection {
             .push_back(Message::data(self.id, data.seq, data.payload));
     }
 
-    /// The next message to put on the wire.
-    pub(crate) fn poll_message(&mut self) -> Option<Message> {
-        self.out.pop_front()
+    /// Moves every message to put on the wire into `out`, the pending cumulative ack first.
+    /// Call after each batch of input (a datagram, a timeout, a command).
+    pub(crate) fn drain_messages(&mut self, out: &mut Vec<Message>) {
+        if std::mem::take(&mut self.cack_due) && !self.is_ended() {
+            self.stats.acks_sent += 1;
+            let through = SeqNum(self.recv.expected().0.saturating_sub(1));
+            out.push(Message::cack(self.id, through));
+        }
+        out.extend(self.out.drain(..));
     }
 
-    /// When the next epoch fires, unless the connection has ended.
+    /// When the next timer (epoch, or retransmission timeout) fires, unless the connection ended.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        (!self.is_ended()).then_some(self.next_epoch)
+        if self.is_ended() {
+            return None;
+        }
+        Some(match self.rto_deadline {
+            Some(rto) => rto.min(self.next_epoch),
+            None => self.next_epoch,
+        })
     }
 
-    /// Runs the epoch if it is due (spec 3.4): loss check, resends, heartbeat.
+    /// Runs whatever timer is due: the retransmission timeout, the epoch (spec 3.4).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.is_ended() || now < self.next_epoch {
+        if self.is_ended() {
             return;
         }
+        if self.rto_deadline.is_some_and(|at| now >= at) {
+            self.rto_deadline = None;
+            self.send.on_rto(now, self.rto.rto(), &mut self.resends);
+            self.rto.on_expiry();
+            trace!(conn = %self.id, resends = self.resends.len(), rto = ?self.rto.rto(), "rto expired");
+            self.queue_resends();
+            self.arm_rto(now);
+        }
+        if now >= self.next_epoch {
+            self.on_epoch(now);
+        }
+    }
+
+    fn on_epoch(&mut self, now: Instant) {
         let epoch = self.config.params.epoch;
         self.next_epoch += epoch;
         if self.next_epoch <= now {
@@ -301,12 +394,11 @@ impl Connection {
             }
         }
         self.heard_since_epoch = false;
-        let mut resends = Vec::new();
-        self.send.on_epoch(&mut resends);
-        let sent_data = self.sent_data_since_epoch || !resends.is_empty();
-        for data in resends {
-            self.queue_data(data);
+        if !self.adaptive {
+            self.send.on_epoch(now, &mut self.resends);
         }
+        let sent_data = self.sent_data_since_epoch || !self.resends.is_empty();
+        self.queue_resends();
         if !sent_data {
             self.stats.heartbeats_sent += 1;
             self.out.push_back(Message::heartbeat(self.id));

@@ -12,8 +12,10 @@
 mod client;
 mod connection;
 mod error;
+mod packer;
 mod params;
 mod recv_window;
+mod rto;
 mod send_window;
 mod server;
 mod stats;
@@ -21,6 +23,9 @@ mod stats;
 pub use client::{ClientEndpoint, ClientRead, ClientState};
 pub use connection::{ConnState, Connection};
 pub use error::{EndReason, WriteError};
-pub use params::{Config, Params, ParamsError, MAX_BACKOFF_LIMIT, MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT};
+pub use params::{
+    Config, Params, ParamsError, RetransmitPolicy, RtoBounds, MAX_BACKOFF_LIMIT, MAX_DATAGRAM,
+    MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT, MIN_DATAGRAM,
+};
 pub use server::{ServerEndpoint, ServerEvent, ServerRead};
 pub use stats::{ConnStats, EndpointStats};

@@ -34,6 +34,19 @@ impl Params {
         }
     }
 
+    /// A preset for bulk traffic on a good network: δ 200 ms, K 25 (5 s to declare loss),
+    /// ω = M = 1,024, back-off up to 8 epochs. Pair it with the binary codec, which batches and
+    /// retransmits adaptively.
+    pub const fn throughput() -> Params {
+        Params {
+            epoch_limit: 25,
+            epoch: Duration::from_millis(200),
+            window: 1024,
+            max_backoff: 8,
+            max_unacked: 1024,
+        }
+    }
+
     /// How many Data messages may be in flight: `min(ω, M)`.
     pub fn in_flight_limit(&self) -> u32 {
         self.window.min(self.max_unacked)
@@ -90,6 +103,19 @@ pub enum ParamsError {
     /// A setting that must be positive is zero.
     #[error("setting `{0}` must be greater than zero")]
     Zero(&'static str),
+    /// Two settings contradict each other.
+    #[error("inconsistent settings: {0}")]
+    Inconsistent(&'static str),
+    /// A setting is outside its documented range.
+    #[error("setting `{name}` must be between {min} and {max}")]
+    OutOfRange {
+        /// The setting's name.
+        name: &'static str,
+        /// Its minimum.
+        min: u64,
+        /// Its maximum.
+        max: u64,
+    },
     /// A setting is above its documented maximum.
     #[error("setting `{name}` must be at most {max}")]
     TooLarge {
@@ -100,6 +126,43 @@ pub enum ParamsError {
     },
 }
 
+/// When Data messages are sent again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RetransmitPolicy {
+    /// [`Epoch`](Self::Epoch) for the JSON codec, [`Adaptive`](Self::Adaptive) for binary.
+    #[default]
+    Auto,
+    /// The reference behaviour, exact: resends only at epochs, with per-message exponential
+    /// back-off capped at `max_backoff`.
+    Epoch,
+    /// An RTT-estimated retransmission timeout (RFC 6298: SRTT, RTTVAR, Karn's rule, doubling
+    /// on expiry) plus fast retransmit when three later messages were acknowledged. Epochs still
+    /// drive heartbeats and loss detection.
+    Adaptive,
+}
+
+/// Bounds of the adaptive retransmission timeout (used by [`RetransmitPolicy::Adaptive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtoBounds {
+    /// RTO before the first RTT sample. Default 200 ms.
+    pub initial: Duration,
+    /// Floor of the RTO. Default 5 ms (RFC 6298's 1 s floor is for the Internet; hawser runs
+    /// in data centres too; raise it for WANs).
+    pub min: Duration,
+    /// Ceiling of the RTO, also after doubling. Default 2 s.
+    pub max: Duration,
+}
+
+impl Default for RtoBounds {
+    fn default() -> RtoBounds {
+        RtoBounds {
+            initial: Duration::from_millis(200),
+            min: Duration::from_millis(5),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
 /// Everything an LSP endpoint (client or server) is configured with.
 ///
 /// Every queue an endpoint keeps is bounded by one of these fields.
@@ -107,8 +170,18 @@ pub enum ParamsError {
 pub struct Config {
     /// Protocol parameters.
     pub params: Params,
-    /// Wire encoding; both ends must agree. Default: [`Codec::Binary`].
+    /// Wire encoding; both ends must agree. Default: [`Codec::Binary`]. The binary codec packs
+    /// several messages per datagram (up to `max_datagram`) and acknowledges in-order data
+    /// cumulatively (one CAck per datagram); JSON sends one message per datagram and one Ack per
+    /// Data message, exactly as the reference.
     pub codec: Codec,
+    /// Largest datagram the binary codec packs frames into (a single larger message still goes
+    /// alone). Default 1,452 (an Ethernet MTU minus IPv6 and UDP headers).
+    pub max_datagram: usize,
+    /// When Data is sent again. Default [`RetransmitPolicy::Auto`].
+    pub retransmit: RetransmitPolicy,
+    /// Bounds of the adaptive retransmission timeout.
+    pub rto: RtoBounds,
     /// Largest payload `write` accepts, in bytes. Default 1,400 (what a Go reference peer,
     /// reading into a 2,000-byte buffer, can still receive in JSON).
     pub max_payload: usize,
@@ -133,6 +206,22 @@ impl Config {
         }
     }
 
+    /// The retransmission policy in force: `Auto` resolved for the codec.
+    pub fn effective_retransmit(&self) -> RetransmitPolicy {
+        match (self.retransmit, self.codec) {
+            (RetransmitPolicy::Auto, Codec::Json) => RetransmitPolicy::Epoch,
+            (RetransmitPolicy::Auto, Codec::Binary) => RetransmitPolicy::Adaptive,
+            (policy, _) => policy,
+        }
+    }
+
+    /// Sets the retransmission policy (builder style).
+    #[must_use]
+    pub fn with_retransmit(mut self, policy: RetransmitPolicy) -> Config {
+        self.retransmit = policy;
+        self
+    }
+
     /// Sets the codec (builder style).
     #[must_use]
     pub fn with_codec(mut self, codec: Codec) -> Config {
@@ -155,6 +244,22 @@ impl Config {
                 max: MAX_PAYLOAD_LIMIT as u64,
             });
         }
+        if !(MIN_DATAGRAM..=MAX_DATAGRAM).contains(&self.max_datagram) {
+            return Err(ParamsError::OutOfRange {
+                name: "max_datagram",
+                min: MIN_DATAGRAM as u64,
+                max: MAX_DATAGRAM as u64,
+            });
+        }
+        if self.rto.min.is_zero() {
+            return Err(ParamsError::Zero("rto.min"));
+        }
+        if self.rto.initial.is_zero() {
+            return Err(ParamsError::Zero("rto.initial"));
+        }
+        if self.rto.min > self.rto.max {
+            return Err(ParamsError::Inconsistent("rto.min must not exceed rto.max"));
+        }
         if self.max_send_queue == 0 {
             return Err(ParamsError::Zero("max_send_queue"));
         }
@@ -168,6 +273,11 @@ impl Config {
     }
 }
 
+/// The smallest accepted `max_datagram`.
+pub const MIN_DATAGRAM: usize = 64;
+/// The largest accepted `max_datagram` (the UDP payload limit over IPv4).
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// The largest `max_payload`: what still fits one UDP datagram with headers, in either codec.
 pub const MAX_PAYLOAD_LIMIT: usize = 48 * 1024;
 
@@ -176,6 +286,9 @@ impl Default for Config {
         Config {
             params: Params::reference(),
             codec: Codec::Binary,
+            max_datagram: 1452,
+            retransmit: RetransmitPolicy::Auto,
+            rto: RtoBounds::default(),
             max_payload: 1400,
             max_send_queue: 65_536,
             max_read_queue: 65_536,

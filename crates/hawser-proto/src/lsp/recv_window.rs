@@ -82,6 +82,11 @@ impl RecvWindow {
         self.delivered += 1;
     }
 
+    /// The next sequence number to deliver (everything before it was delivered).
+    pub fn expected(&self) -> SeqNum {
+        self.expected
+    }
+
     /// How many messages were ever delivered in order (read or not).
     pub fn delivered(&self) -> u64 {
         self.delivered

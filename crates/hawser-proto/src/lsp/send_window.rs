@@ -1,11 +1,16 @@
-//! The sending half of a connection: sequence numbers, the sliding window, `M`, and per-message
-//! exponential back-off (spec sections 3.2 and 3.4).
+//! The sending half of a connection: sequence numbers, the sliding window, `M`, and the two
+//! retransmission schedules: per-message exponential back-off at epochs (spec 3.2 and 3.4), and
+//! RTO expiry plus fast retransmit (adaptive policy).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::wire::SeqNum;
+
+/// Acks of later messages that trigger a fast retransmit of an earlier unacknowledged one.
+const DUP_THRESHOLD: u64 = 3;
 
 /// One written message, from `write` until the peer acknowledges it and the window slides past.
 #[derive(Debug)]
@@ -18,19 +23,39 @@ struct Slot {
 enum SlotState {
     /// Written, not yet sent (the window or `M` holds it back).
     Queued,
-    /// Sent and unacknowledged. `backoff` is the current wait in epochs; `waited` the epochs
-    /// since the last send.
-    InFlight { backoff: u32, waited: u32 },
+    /// Sent and unacknowledged.
+    InFlight(Flight),
     /// Acknowledged (possibly out of order); freed when the window slides past it.
     Acked,
 }
 
-/// What `on_epoch` or `poll_send` asks the connection to put on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flight {
+    /// Epoch policy: current wait in epochs, and epochs since the last send.
+    backoff: u32,
+    waited: u32,
+    /// When it was last sent, and how many times in all.
+    sent_at: Instant,
+    transmissions: u32,
+    /// Whether it was already fast-retransmitted (once per message; the RTO covers the rest).
+    fast_retransmitted: bool,
+}
+
+/// What the window asks the connection to put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OutData {
     pub seq: SeqNum,
     pub payload: Bytes,
     pub retransmit: bool,
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AckOutcome {
+    /// Messages newly acknowledged.
+    pub newly: usize,
+    /// An RTT sample, from the newest newly acknowledged message that was sent only once.
+    pub rtt: Option<Duration>,
 }
 
 /// The send-side window.
@@ -47,6 +72,8 @@ pub(crate) struct SendWindow {
     window: u32,
     max_unacked: u32,
     max_backoff: u32,
+    /// The highest sequence number acknowledged so far (for fast retransmit).
+    highest_acked: Option<SeqNum>,
 }
 
 impl SendWindow {
@@ -60,6 +87,7 @@ impl SendWindow {
             window,
             max_unacked,
             max_backoff,
+            highest_acked: None,
         }
     }
 
@@ -98,16 +126,19 @@ impl SendWindow {
     }
 
     /// The next message that may be sent now, if the window and `M` allow one.
-    pub fn poll_send(&mut self) -> Option<OutData> {
+    pub fn poll_send(&mut self, now: Instant) -> Option<OutData> {
         if !self.can_send_next() {
             return None;
         }
         let index = self.first_queued;
         let slot = &mut self.slots[index];
-        slot.state = SlotState::InFlight {
+        slot.state = SlotState::InFlight(Flight {
             backoff: 0,
             waited: 0,
-        };
+            sent_at: now,
+            transmissions: 1,
+            fast_retransmitted: false,
+        });
         self.first_queued += 1;
         self.in_flight += 1;
         Some(OutData {
@@ -117,33 +148,49 @@ impl SendWindow {
         })
     }
 
-    /// Handles `(Ack, seq)`. Returns whether it acknowledged a message in flight.
-    pub fn ack(&mut self, seq: SeqNum) -> bool {
+    /// Handles `(Ack, seq)`.
+    pub fn ack(&mut self, seq: SeqNum, now: Instant) -> AckOutcome {
         let Some(index) = self.index_of(seq) else {
-            return false;
+            return AckOutcome::default();
         };
-        let newly = self.mark_acked(index);
+        let rtt = self.mark_acked(index, now);
+        let outcome = AckOutcome {
+            newly: usize::from(rtt.is_some()),
+            rtt: rtt.flatten(),
+        };
+        self.note_highest(seq);
         self.slide();
-        newly
+        outcome
     }
 
     /// Handles `(CAck, seq)`: acknowledges every sent message up to and including `seq`.
-    /// Returns how many were newly acknowledged.
-    pub fn cack(&mut self, seq: SeqNum) -> usize {
+    pub fn cack(&mut self, seq: SeqNum, now: Instant) -> AckOutcome {
+        let mut outcome = AckOutcome::default();
         if seq < self.base {
-            return 0;
+            return outcome;
         }
         let end = (seq.0 - self.base.0)
             .saturating_add(1)
             .min(self.first_queued as u64) as usize;
-        let mut newly = 0;
         for index in 0..end {
-            if self.mark_acked(index) {
-                newly += 1;
+            if let Some(rtt) = self.mark_acked(index, now) {
+                outcome.newly += 1;
+                if rtt.is_some() {
+                    outcome.rtt = rtt;
+                }
             }
         }
+        if end > 0 {
+            self.note_highest(self.base.plus(end as u64 - 1));
+        }
         self.slide();
-        newly
+        outcome
+    }
+
+    fn note_highest(&mut self, seq: SeqNum) {
+        if self.highest_acked.is_none_or(|h| seq > h) {
+            self.highest_acked = Some(seq);
+        }
     }
 
     fn index_of(&self, seq: SeqNum) -> Option<usize> {
@@ -151,16 +198,17 @@ impl SendWindow {
         (offset < self.first_queued as u64).then_some(offset as usize)
     }
 
-    fn mark_acked(&mut self, index: usize) -> bool {
+    /// Marks a slot acknowledged. `None`: it was not in flight. `Some(rtt)`: newly acknowledged,
+    /// with an RTT sample if it was sent only once (Karn's rule).
+    fn mark_acked(&mut self, index: usize, now: Instant) -> Option<Option<Duration>> {
         let slot = &mut self.slots[index];
-        if let SlotState::InFlight { .. } = slot.state {
-            slot.state = SlotState::Acked;
-            slot.payload = Bytes::new();
-            self.in_flight -= 1;
-            true
-        } else {
-            false
-        }
+        let SlotState::InFlight(flight) = slot.state else {
+            return None;
+        };
+        slot.state = SlotState::Acked;
+        slot.payload = Bytes::new();
+        self.in_flight -= 1;
+        Some((flight.transmissions == 1).then(|| now.saturating_duration_since(flight.sent_at)))
     }
 
     fn slide(&mut self) {
@@ -174,22 +222,71 @@ impl SendWindow {
         }
     }
 
-    /// One epoch passed: every in-flight message whose back-off allows it is pushed to `out`
-    /// for resending, and its back-off grows to `min(max(1, 2·backoff), max_backoff)`.
-    pub fn on_epoch(&mut self, out: &mut Vec<OutData>) {
+    fn resend(base: SeqNum, index: usize, slot: &mut Slot, now: Instant) -> Option<OutData> {
+        let SlotState::InFlight(flight) = &mut slot.state else {
+            return None;
+        };
+        flight.sent_at = now;
+        flight.transmissions = flight.transmissions.saturating_add(1);
+        Some(OutData {
+            seq: base.plus(index as u64),
+            payload: slot.payload.clone(),
+            retransmit: true,
+        })
+    }
+
+    /// Epoch policy: one epoch passed. Every in-flight message whose back-off allows it is
+    /// pushed to `out` for resending, and its back-off becomes `min(max(1, 2·b), max_backoff)`.
+    pub fn on_epoch(&mut self, now: Instant, out: &mut Vec<OutData>) {
         let max_backoff = self.max_backoff;
+        let base = self.base;
         for (index, slot) in self.slots.iter_mut().enumerate().take(self.first_queued) {
-            if let SlotState::InFlight { backoff, waited } = &mut slot.state {
-                if *waited >= *backoff {
-                    *backoff = (*backoff * 2).max(1).min(max_backoff);
-                    *waited = 0;
-                    out.push(OutData {
-                        seq: self.base.plus(index as u64),
-                        payload: slot.payload.clone(),
-                        retransmit: true,
-                    });
-                } else {
-                    *waited += 1;
+            let SlotState::InFlight(flight) = &mut slot.state else {
+                continue;
+            };
+            if flight.waited >= flight.backoff {
+                flight.backoff = (flight.backoff * 2).max(1).min(max_backoff);
+                flight.waited = 0;
+                out.extend(Self::resend(base, index, slot, now));
+            } else {
+                flight.waited += 1;
+            }
+        }
+    }
+
+    /// Adaptive policy: the RTO expired. Resends every in-flight message last sent at least
+    /// `rto` ago (always at least the oldest one).
+    pub fn on_rto(&mut self, now: Instant, rto: Duration, out: &mut Vec<OutData>) {
+        let base = self.base;
+        let before = out.len();
+        for (index, slot) in self.slots.iter_mut().enumerate().take(self.first_queued) {
+            if let SlotState::InFlight(flight) = slot.state {
+                if now.saturating_duration_since(flight.sent_at) >= rto || out.len() == before {
+                    out.extend(Self::resend(base, index, slot, now));
+                }
+            }
+        }
+    }
+
+    /// Adaptive policy: resends, once each, in-flight messages that at least three later
+    /// messages overtook (they were acknowledged while it was not).
+    pub fn fast_retransmit(&mut self, now: Instant, out: &mut Vec<OutData>) {
+        let Some(highest) = self.highest_acked else {
+            return;
+        };
+        let Some(limit) = highest.0.checked_sub(DUP_THRESHOLD) else {
+            return;
+        };
+        if limit < self.base.0 {
+            return;
+        }
+        let end = ((limit - self.base.0 + 1) as usize).min(self.first_queued);
+        let base = self.base;
+        for (index, slot) in self.slots.iter_mut().enumerate().take(end) {
+            if let SlotState::InFlight(flight) = &mut slot.state {
+                if !flight.fast_retransmitted {
+                    flight.fast_retransmitted = true;
+                    out.extend(Self::resend(base, index, slot, now));
                 }
             }
         }
@@ -204,104 +301,162 @@ mod tests {
         SendWindow::new(SeqNum(101), w, m, b)
     }
 
-    fn drain(win: &mut SendWindow) -> Vec<u64> {
-        std::iter::from_fn(|| win.poll_send()).map(|d| d.seq.0).collect()
+    fn t0() -> Instant {
+        #[allow(clippy::disallowed_methods)] // tests need one arbitrary origin
+        Instant::now()
+    }
+
+    fn drain(win: &mut SendWindow, now: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| win.poll_send(now)).map(|d| d.seq.0).collect()
+    }
+
+    fn acked(win: &mut SendWindow, seq: u64, now: Instant) -> bool {
+        win.ack(SeqNum(seq), now).newly == 1
     }
 
     #[test]
     fn sends_at_most_min_of_window_and_unacked() {
+        let now = t0();
         let mut win = window(5, 3, 0);
         for _ in 0..10 {
             win.push(Bytes::from_static(b"x"));
         }
-        assert_eq!(drain(&mut win), vec![101, 102, 103]);
+        assert_eq!(drain(&mut win, now), vec![101, 102, 103]);
         assert!(win.is_stalled());
-        assert!(win.ack(SeqNum(102)));
+        assert!(acked(&mut win, 102, now));
         // out-of-order ack frees an M slot but does not slide: 104 may go (within 101..105)
-        assert_eq!(drain(&mut win), vec![104]);
-        assert!(win.ack(SeqNum(103)));
-        assert!(win.ack(SeqNum(104)));
+        assert_eq!(drain(&mut win, now), vec![104]);
+        assert!(acked(&mut win, 103, now));
+        assert!(acked(&mut win, 104, now));
         // window is still 101..105: only 105 may go
-        assert_eq!(drain(&mut win), vec![105]);
-        assert!(win.ack(SeqNum(101)));
+        assert_eq!(drain(&mut win, now), vec![105]);
+        assert!(acked(&mut win, 101, now));
         // slid to 105: 106..109 allowed, M=3 with 105 in flight -> two more
-        assert_eq!(drain(&mut win), vec![106, 107]);
+        assert_eq!(drain(&mut win, now), vec![106, 107]);
     }
 
     #[test]
     fn duplicate_and_unknown_acks_are_harmless() {
+        let now = t0();
         let mut win = window(2, 2, 0);
         win.push(Bytes::from_static(b"a"));
-        assert_eq!(drain(&mut win), vec![101]);
-        assert!(!win.ack(SeqNum(100)));
-        assert!(!win.ack(SeqNum(102)));
-        assert!(win.ack(SeqNum(101)));
-        assert!(!win.ack(SeqNum(101)));
+        assert_eq!(drain(&mut win, now), vec![101]);
+        assert!(!acked(&mut win, 100, now));
+        assert!(!acked(&mut win, 102, now));
+        assert!(acked(&mut win, 101, now));
+        assert!(!acked(&mut win, 101, now));
         assert!(win.is_empty());
         assert_eq!(win.in_flight(), 0);
     }
 
     #[test]
     fn cack_acknowledges_everything_sent_up_to_seq() {
+        let now = t0();
         let mut win = window(10, 10, 0);
         for _ in 0..6 {
             win.push(Bytes::from_static(b"x"));
         }
-        assert_eq!(drain(&mut win).len(), 6);
-        assert_eq!(win.cack(SeqNum(104)), 4);
+        assert_eq!(drain(&mut win, now).len(), 6);
+        assert_eq!(win.cack(SeqNum(104), now).newly, 4);
         assert_eq!(win.len(), 2);
         assert_eq!(win.in_flight(), 2);
         // a CAck far beyond what was sent acknowledges only what was sent
-        assert_eq!(win.cack(SeqNum(10_000)), 2);
+        assert_eq!(win.cack(SeqNum(10_000), now).newly, 2);
         assert!(win.is_empty());
         let mut out = Vec::new();
-        win.on_epoch(&mut out);
+        win.on_epoch(now, &mut out);
+        win.on_rto(now, Duration::ZERO, &mut out);
         assert!(out.is_empty(), "nothing may be resent after a CAck");
+    }
+
+    fn resend_epochs(max_backoff: u32, epochs: u32) -> Vec<u32> {
+        let now = t0();
+        let mut win = window(1, 1, max_backoff);
+        win.push(Bytes::from_static(b"x"));
+        drain(&mut win, now);
+        let mut resent_at = Vec::new();
+        for epoch in 1..=epochs {
+            let mut out = Vec::new();
+            win.on_epoch(now, &mut out);
+            if !out.is_empty() {
+                assert!(out[0].retransmit);
+                resent_at.push(epoch);
+            }
+        }
+        resent_at
     }
 
     #[test]
     fn backoff_resends_at_epochs_1_3_6_11() {
-        let mut win = window(1, 1, 8);
-        win.push(Bytes::from_static(b"x"));
-        drain(&mut win);
-        let mut resent_at = Vec::new();
-        for epoch in 1..=20 {
-            let mut out = Vec::new();
-            win.on_epoch(&mut out);
-            if !out.is_empty() {
-                resent_at.push(epoch);
-            }
-        }
-        assert_eq!(resent_at, vec![1, 3, 6, 11, 20]);
+        assert_eq!(resend_epochs(8, 20), vec![1, 3, 6, 11, 20]);
     }
 
     #[test]
     fn zero_max_backoff_resends_every_epoch() {
-        let mut win = window(1, 1, 0);
-        win.push(Bytes::from_static(b"x"));
-        drain(&mut win);
-        for _ in 0..5 {
-            let mut out = Vec::new();
-            win.on_epoch(&mut out);
-            assert_eq!(out.len(), 1);
-            assert!(out[0].retransmit);
-        }
+        assert_eq!(resend_epochs(0, 5), vec![1, 2, 3, 4, 5]);
     }
 
     #[test]
     fn backoff_is_capped() {
-        let mut win = window(1, 1, 2);
-        win.push(Bytes::from_static(b"x"));
-        drain(&mut win);
-        let mut resent_at = Vec::new();
-        for epoch in 1..=12 {
-            let mut out = Vec::new();
-            win.on_epoch(&mut out);
-            if !out.is_empty() {
-                resent_at.push(epoch);
-            }
-        }
         // waits 0, 1, 2, 2, 2...
-        assert_eq!(resent_at, vec![1, 3, 6, 9, 12]);
+        assert_eq!(resend_epochs(2, 12), vec![1, 3, 6, 9, 12]);
+    }
+
+    #[test]
+    fn rtt_samples_follow_karns_rule() {
+        let now = t0();
+        let mut win = window(4, 4, 0);
+        win.push(Bytes::from_static(b"a"));
+        win.push(Bytes::from_static(b"b"));
+        drain(&mut win, now);
+        let later = now + Duration::from_millis(30);
+        let mut out = Vec::new();
+        win.on_rto(later, Duration::from_millis(20), &mut out);
+        assert_eq!(out.len(), 2);
+        // both were sent twice: no sample
+        assert_eq!(win.ack(SeqNum(101), later + Duration::from_millis(5)).rtt, None);
+        win.push(Bytes::from_static(b"c"));
+        drain(&mut win, later);
+        let outcome = win.cack(SeqNum(103), later + Duration::from_millis(7));
+        assert_eq!(outcome.newly, 2);
+        assert_eq!(outcome.rtt, Some(Duration::from_millis(7)));
+    }
+
+    #[test]
+    fn rto_resends_only_what_is_old_enough_but_at_least_the_oldest() {
+        let now = t0();
+        let mut win = window(4, 4, 0);
+        win.push(Bytes::from_static(b"a"));
+        drain(&mut win, now);
+        win.push(Bytes::from_static(b"b"));
+        drain(&mut win, now + Duration::from_millis(15));
+        let mut out = Vec::new();
+        win.on_rto(now + Duration::from_millis(20), Duration::from_millis(20), &mut out);
+        assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
+        out.clear();
+        win.on_rto(now + Duration::from_millis(21), Duration::from_millis(20), &mut out);
+        assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
+    }
+
+    #[test]
+    fn fast_retransmit_after_three_later_acks_once() {
+        let now = t0();
+        let mut win = window(8, 8, 0);
+        for _ in 0..6 {
+            win.push(Bytes::from_static(b"x"));
+        }
+        drain(&mut win, now);
+        let mut out = Vec::new();
+        assert!(acked(&mut win, 102, now));
+        assert!(acked(&mut win, 103, now));
+        win.fast_retransmit(now, &mut out);
+        assert!(out.is_empty(), "two later acks are not enough");
+        assert!(acked(&mut win, 104, now));
+        win.fast_retransmit(now, &mut out);
+        assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
+        out.clear();
+        assert!(acked(&mut win, 105, now));
+        win.fast_retransmit(now, &mut out);
+        assert!(out.is_empty(), "fast retransmit happens once per message");
     }
 }

@@ -1,14 +1,15 @@
 //! The server side: accepts Connects, owns every connection, routes datagrams by source address.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tracing::{debug, trace};
 
 use super::connection::{ConnState, Connection};
 use super::error::{EndReason, WriteError};
+use super::packer;
 use super::params::{Config, ParamsError};
 use super::stats::{ConnStats, EndpointStats};
 use crate::transmit::{DatagramEndpoint, Transmit};
@@ -40,6 +41,8 @@ struct Peer {
     isn: SeqNum,
     /// How many of the connection's delivered messages have a read ticket.
     ticketed: u64,
+    /// The deadline this connection has in the endpoint's timer set.
+    scheduled: Option<Instant>,
 }
 
 /// Ticket in the read queue: which connection has the next readable item.
@@ -67,6 +70,9 @@ pub struct ServerEndpoint {
     stats: EndpointStats,
     ended_stats: ConnStats,
     decoded: Vec<Message>,
+    scratch: Vec<Message>,
+    /// Every live connection's next deadline, ordered: the earliest is the endpoint's.
+    timers: BTreeSet<(Instant, ConnId)>,
 }
 
 impl ServerEndpoint {
@@ -90,6 +96,8 @@ impl ServerEndpoint {
             stats: EndpointStats::default(),
             ended_stats: ConnStats::default(),
             decoded: Vec::new(),
+            scratch: Vec::new(),
+            timers: BTreeSet::new(),
         })
     }
 
@@ -98,21 +106,28 @@ impl ServerEndpoint {
         &self.config
     }
 
-    /// Queues `payload` on connection `conn`; sent at once if its window allows.
+    /// Queues `payload` on connection `conn` at `now`; sent at once if its window allows.
     ///
     /// # Errors
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
-    pub fn write(&mut self, conn: ConnId, payload: Bytes) -> Result<(), WriteError> {
+    pub fn write(&mut self, now: Instant, conn: ConnId, payload: Bytes) -> Result<(), WriteError> {
         if self.closing {
             return Err(WriteError::Closed);
         }
+        let now = self.clamp(now);
         let peer = self
             .peers
             .get_mut(&conn)
             .ok_or(WriteError::UnknownConn(conn))?;
-        peer.conn.write(payload)?;
+        peer.conn.write(payload, now)?;
         self.flush_conn(conn);
         Ok(())
+    }
+
+    /// How many more messages connection `conn` accepts before `write` fails with
+    /// [`WriteError::QueueFull`] (0 for an unknown or ended connection).
+    pub fn send_capacity(&self, conn: ConnId) -> usize {
+        self.peers.get(&conn).map_or(0, |p| p.conn.send_capacity())
     }
 
     /// The next item for the application, if any.
@@ -233,7 +248,7 @@ impl ServerEndpoint {
             // Spec 3.1: never a second connection; re-acknowledge so a lost Ack heals.
             self.stats.duplicate_connects += 1;
             if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.handle_message(Message::connect(isn));
+                peer.conn.handle_message(Message::connect(isn), now);
                 let isn = peer.isn;
                 self.send(from, Message::ack(id, isn));
             }
@@ -254,6 +269,7 @@ impl ServerEndpoint {
                 addr: from,
                 isn,
                 ticketed: 0,
+                scheduled: None,
             },
         );
         self.by_addr.insert(from, id);
@@ -261,32 +277,34 @@ impl ServerEndpoint {
         self.events.push_back(ServerEvent::Accepted(id, from));
         debug!(conn = %id, %from, isn = isn.0, "accepted");
         self.send(from, Message::ack(id, isn));
-    }
-
-    fn on_message(&mut self, from: SocketAddr, msg: Message) {
-        let Some(&id) = self.by_addr.get(&from) else {
-            self.stats.unknown_conn += 1;
-            trace!(%from, "message from unknown address");
-            return;
-        };
-        if msg.conn != id {
-            self.stats.unknown_conn += 1;
-            return;
-        }
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.conn.handle_message(msg);
-        }
         self.flush_conn(id);
     }
 
+    /// Routes one message to its connection; returns the connection to flush afterwards.
+    fn on_message(&mut self, now: Instant, from: SocketAddr, msg: Message) -> Option<ConnId> {
+        let Some(&id) = self.by_addr.get(&from) else {
+            self.stats.unknown_conn += 1;
+            trace!(%from, "message from unknown address");
+            return None;
+        };
+        if msg.conn != id {
+            self.stats.unknown_conn += 1;
+            return None;
+        }
+        let peer = self.peers.get_mut(&id)?;
+        peer.conn.handle_message(msg, now);
+        Some(id)
+    }
+
     fn send(&mut self, to: SocketAddr, msg: Message) {
-        let mut buf = BytesMut::with_capacity(self.config.codec.encoded_len(&msg));
-        self.config.codec.encode(&msg, &mut buf);
-        self.stats.datagrams_sent += 1;
-        self.transmits.push_back(Transmit {
-            destination: to,
-            contents: buf.freeze(),
-        });
+        let mut msgs = vec![msg];
+        self.stats.datagrams_sent += packer::pack(
+            self.config.codec,
+            self.config.max_datagram,
+            to,
+            &mut msgs,
+            &mut self.transmits,
+        );
     }
 
     /// Moves a connection's outgoing messages to the transmit queue, its newly delivered
@@ -296,19 +314,32 @@ impl ServerEndpoint {
             return;
         };
         let addr = peer.addr;
-        let mut out = Vec::new();
-        while let Some(msg) = peer.conn.poll_message() {
-            out.push(msg);
-        }
+        let mut out = std::mem::take(&mut self.scratch);
+        peer.conn.drain_messages(&mut out);
         let delivered = peer.conn.delivered();
         for _ in peer.ticketed..delivered {
             self.tickets.push_back(Ticket::Data(id));
         }
         peer.ticketed = delivered;
         let state = peer.conn.state();
-        for msg in out {
-            self.send(addr, msg);
+        let deadline = peer.conn.poll_timeout();
+        if peer.scheduled != deadline {
+            if let Some(old) = peer.scheduled {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(new) = deadline {
+                self.timers.insert((new, id));
+            }
+            peer.scheduled = deadline;
         }
+        self.stats.datagrams_sent += packer::pack(
+            self.config.codec,
+            self.config.max_datagram,
+            addr,
+            &mut out,
+            &mut self.transmits,
+        );
+        self.scratch = out;
         if let ConnState::Ended(reason) = state {
             if self.by_addr.get(&addr) == Some(&id) {
                 self.by_addr.remove(&addr);
@@ -335,26 +366,33 @@ impl DatagramEndpoint for ServerEndpoint {
             self.stats.malformed += 1;
             trace!(%from, %err, "malformed datagram dropped");
         }
+        let mut touched = None;
         for msg in decoded.drain(..) {
             if msg.kind == MsgType::Connect {
                 self.on_connect(now, from, msg.seq);
-            } else {
-                self.on_message(from, msg);
+            } else if let Some(id) = self.on_message(now, from, msg) {
+                if let Some(previous) = touched.replace(id) {
+                    if previous != id {
+                        self.flush_conn(previous);
+                    }
+                }
             }
         }
         self.decoded = decoded;
+        if let Some(id) = touched {
+            self.flush_conn(id);
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        let due: Vec<ConnId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
             if let Some(peer) = self.peers.get_mut(&id) {
+                peer.scheduled = None;
                 peer.conn.handle_timeout(now);
             }
             self.flush_conn(id);
@@ -366,6 +404,6 @@ impl DatagramEndpoint for ServerEndpoint {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.conn.poll_timeout()).min()
+        self.timers.first().map(|&(at, _)| at)
     }
 }

@@ -170,26 +170,39 @@ pub fn encode(msgs: &[Message], out: &mut BytesMut) {
     }
 }
 
+/// The bytes a datagram header for connection `conn` takes (version byte and conn varint).
+pub fn header_len(conn: ConnId) -> usize {
+    1 + varint_len(conn.0)
+}
+
+/// The bytes `msg` adds to a datagram whose frames share its connection id: with
+/// [`header_len`], `encoded_len(msgs) == header_len(conn) + Σ frame_len(m)` for a batch of one
+/// connection. Lets a sender pack frames into datagrams without encoding twice.
+pub fn frame_len(msg: &Message) -> usize {
+    let mut len = 1 + varint_len(msg.seq.0);
+    if msg.kind == MsgType::Data {
+        let payload = msg.payload.as_ref().map_or(0, |p| p.len());
+        len += varint_len(msg.size) + 2 + payload;
+        if payload as u64 != msg.size {
+            len += varint_len(payload as u64);
+        }
+    }
+    len
+}
+
 /// The exact number of bytes [`encode`] writes for `msgs`.
 pub fn encoded_len(msgs: &[Message]) -> usize {
     let Some(first) = msgs.first() else {
         return 0;
     };
-    let mut len = 1 + varint_len(first.conn.0);
+    let mut len = header_len(first.conn);
     let mut conn = first.conn;
     for m in msgs {
         if m.conn != conn {
             len += 1 + varint_len(m.conn.0);
             conn = m.conn;
         }
-        len += 1 + varint_len(m.seq.0);
-        if m.kind == MsgType::Data {
-            let payload = m.payload.as_ref().map_or(0, |p| p.len());
-            len += varint_len(m.size) + 2 + payload;
-            if payload as u64 != m.size {
-                len += varint_len(payload as u64);
-            }
-        }
+        len += frame_len(m);
     }
     len
 }
@@ -531,6 +544,14 @@ mod tests {
             let mut got = Vec::new();
             prop_assert_eq!(decode(&out, &mut got), Ok(()));
             prop_assert_eq!(got, batch);
+        }
+
+        #[test]
+        fn frame_len_adds_up(batch in proptest::collection::vec(arb_message(), 1..12)) {
+            let conn = batch[0].conn;
+            let same: Vec<Message> = batch.into_iter().map(|mut m| { m.conn = conn; m }).collect();
+            let predicted = header_len(conn) + same.iter().map(frame_len).sum::<usize>();
+            prop_assert_eq!(predicted, encoded_len(&same));
         }
 
         #[test]

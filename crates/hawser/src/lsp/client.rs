@@ -133,7 +133,34 @@ impl Client {
     /// is larger than `Config::max_payload`.
     pub fn write(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
-        self.shared.command(|ep| ep.write(payload))
+        self.shared.command(|ep| ep.write(driver::now(), payload))
+    }
+
+    /// Queues a message, waiting for room in the send queue (`Config::max_send_queue`) instead
+    /// of failing with [`WriteError::QueueFull`]: the way to let a slow reader slow the writer.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), except `QueueFull`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the message is queued only when this returns `Ok`.
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+        let mut payload = Some(payload.into());
+        let result = self
+            .shared
+            .wait_for(|ep| {
+                let p = payload.take()?;
+                match ep.write(driver::now(), p.clone()) {
+                    Err(WriteError::QueueFull(_)) => {
+                        payload = Some(p);
+                        None
+                    }
+                    other => Some(other),
+                }
+            })
+            .await;
+        self.shared.command(|_| ());
+        result
     }
 
     /// Closes gracefully: waits until every pending message is acknowledged (or the

@@ -80,7 +80,8 @@ impl<E: Driven> Shared<E> {
     }
 }
 
-fn now() -> std::time::Instant {
+/// The current time on tokio's clock (so paused-time tests work), as a std `Instant`.
+pub(crate) fn now() -> std::time::Instant {
     TokioInstant::now().into_std()
 }
 

@@ -95,7 +95,34 @@ impl Server {
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
     pub fn write(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
-        self.shared.command(|ep| ep.write(conn, payload))
+        self.shared.command(|ep| ep.write(driver::now(), conn, payload))
+    }
+
+    /// Queues a message for `conn`, waiting for room in its send queue
+    /// (`Config::max_send_queue`) instead of failing with [`WriteError::QueueFull`].
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), except `QueueFull`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the message is queued only when this returns `Ok`.
+    pub async fn send(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+        let mut payload = Some(payload.into());
+        let result = self
+            .shared
+            .wait_for(|ep| {
+                let p = payload.take()?;
+                match ep.write(driver::now(), conn, p.clone()) {
+                    Err(WriteError::QueueFull(_)) => {
+                        payload = Some(p);
+                        None
+                    }
+                    other => Some(other),
+                }
+            })
+            .await;
+        self.shared.command(|_| ());
+        result
     }
 
     /// Closes one connection: its pending messages are flushed, then the server goes silent to
