@@ -1,0 +1,280 @@
+//! The adaptive retransmission policy and flow control, on simulated time: RTT estimation,
+//! fast retransmit, RTO-driven recovery under loss, and a slow reader bounding the writer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hawser_proto::lsp::{
+    ClientEndpoint, ClientRead, Config, Params, RetransmitPolicy, ServerEndpoint, ServerRead,
+    WriteError,
+};
+use hawser_proto::wire::{Codec, MsgType, SeqNum};
+use hawser_sim::{fake_addr, message_hook, FaultConfig, SimNet, Verdict};
+
+const SERVER: u32 = 0;
+
+fn config(codec: Codec, policy: RetransmitPolicy) -> Config {
+    Config::new(Params {
+        epoch_limit: 20,
+        epoch: Duration::from_secs(2),
+        window: 64,
+        max_backoff: 4,
+        max_unacked: 64,
+    })
+    .with_codec(codec)
+    .with_retransmit(policy)
+}
+
+/// A server and one client, connected.
+fn pair(net: &mut SimNet, config: &Config) -> (SocketAddr, SocketAddr) {
+    let (s, c) = (fake_addr(SERVER), fake_addr(1));
+    net.add(s, ServerEndpoint::new(config.clone()).unwrap())
+        .unwrap();
+    let client = ClientEndpoint::new(config.clone(), s, SeqNum(1000), net.now()).unwrap();
+    net.add(c, client).unwrap();
+    assert!(net.run_until_cond(Duration::from_secs(1), |net| {
+        net.endpoint::<ClientEndpoint>(c)
+            .unwrap()
+            .conn_id()
+            .is_some()
+    }));
+    (s, c)
+}
+
+/// Writes `n` numbered messages from the client and runs until the server has read them all
+/// (or `limit` of simulated time passed); returns what the server read, in order.
+fn send_and_collect(
+    net: &mut SimNet,
+    s: SocketAddr,
+    c: SocketAddr,
+    n: u32,
+    limit: Duration,
+) -> Vec<u32> {
+    for i in 0..n {
+        net.with::<ClientEndpoint, _>(c, |ep, now| {
+            ep.write(now, Bytes::from(i.to_be_bytes().to_vec()))
+        })
+        .unwrap()
+        .unwrap();
+    }
+    let mut got = Vec::new();
+    net.run_until_cond(limit, |net| {
+        net.with::<ServerEndpoint, _>(s, |ep, _| {
+            while let Some(ServerRead::Data(_, p)) = ep.read() {
+                got.push(u32::from_be_bytes(p[..4].try_into().unwrap()));
+            }
+        })
+        .unwrap();
+        got.len() as u32 == n
+    });
+    got
+}
+
+#[test]
+fn rtt_is_estimated_from_the_link_latency() {
+    let mut net = SimNet::new(hawser_sim::seed());
+    net.set_latency(Duration::from_millis(10));
+    let cfg = config(Codec::Binary, RetransmitPolicy::Adaptive);
+    let (s, c) = pair(&mut net, &cfg);
+    let got = send_and_collect(&mut net, s, c, 50, Duration::from_secs(5));
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    net.run_for(Duration::from_millis(100));
+    let client = net.endpoint::<ClientEndpoint>(c).unwrap();
+    let conn = client.connection().unwrap();
+    let srtt = conn.srtt().expect("an RTT sample");
+    assert!(
+        srtt >= Duration::from_millis(19) && srtt <= Duration::from_millis(22),
+        "srtt {srtt:?} for a 20 ms round trip"
+    );
+    assert_eq!(conn.stats().retransmits, 0, "no loss, no retransmission");
+}
+
+#[test]
+fn a_single_loss_is_repaired_by_fast_retransmit_before_any_timeout() {
+    for codec in [Codec::Binary, Codec::Json] {
+        let mut net = SimNet::new(hawser_sim::seed());
+        net.set_codec(codec);
+        let cfg = config(codec, RetransmitPolicy::Adaptive);
+        let (s, c) = pair(&mut net, &cfg);
+        // Drop the first transmission of seq 1003 (the third message), nothing else.
+        let dropped = Arc::new(AtomicU32::new(0));
+        let seen = dropped.clone();
+        net.set_hook(
+            c,
+            s,
+            Some(message_hook(codec, move |m| {
+                if m.kind == MsgType::Data
+                    && m.seq == SeqNum(1003)
+                    && seen.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                }
+            })),
+        );
+        let start = net.now();
+        // Write one message per millisecond so acks of later ones come back one by one.
+        let mut got = Vec::new();
+        for i in 0..20u32 {
+            net.with::<ClientEndpoint, _>(c, |ep, now| {
+                ep.write(now, Bytes::from(i.to_be_bytes().to_vec()))
+            })
+            .unwrap()
+            .unwrap();
+            net.run_for(Duration::from_millis(1));
+        }
+        net.run_until_cond(Duration::from_secs(1), |net| {
+            net.with::<ServerEndpoint, _>(s, |ep, _| {
+                while let Some(ServerRead::Data(_, p)) = ep.read() {
+                    got.push(u32::from_be_bytes(p[..4].try_into().unwrap()));
+                }
+            })
+            .unwrap();
+            got.len() == 20
+        });
+        assert_eq!(got, (0..20).collect::<Vec<_>>(), "{codec:?}");
+        let conn_stats = *net
+            .endpoint::<ClientEndpoint>(c)
+            .unwrap()
+            .connection()
+            .unwrap()
+            .stats();
+        assert_eq!(
+            conn_stats.retransmits, 1,
+            "{codec:?}: exactly the lost message, once"
+        );
+        assert!(dropped.load(Ordering::SeqCst) >= 2, "it was sent again");
+        // Repaired within a few round trips of the loss, long before the 200 ms initial RTO.
+        assert!(
+            net.now() - start < Duration::from_millis(60),
+            "{codec:?}: took {:?}",
+            net.now() - start
+        );
+    }
+}
+
+#[test]
+fn heavy_loss_recovers_by_rto_long_before_an_epoch() {
+    for codec in [Codec::Binary, Codec::Json] {
+        let mut net = SimNet::new(hawser_sim::seed());
+        net.set_codec(codec);
+        net.set_latency(Duration::from_millis(5));
+        let cfg = config(codec, RetransmitPolicy::Adaptive);
+        let (s, c) = pair(&mut net, &cfg);
+        net.set_faults_both(s, c, FaultConfig::dropping(20.0));
+        let got = send_and_collect(&mut net, s, c, 500, Duration::from_secs(60));
+        assert_eq!(got, (0..500).collect::<Vec<_>>(), "{codec:?}");
+        let conn = net
+            .endpoint::<ClientEndpoint>(c)
+            .unwrap()
+            .connection()
+            .unwrap()
+            .stats()
+            .retransmits;
+        assert!(conn > 0);
+    }
+}
+
+#[test]
+fn adaptive_beats_epoch_under_loss() {
+    let mut elapsed = Vec::new();
+    for policy in [RetransmitPolicy::Epoch, RetransmitPolicy::Adaptive] {
+        let mut net = SimNet::new(hawser_sim::seed());
+        net.set_latency(Duration::from_millis(5));
+        let cfg = config(Codec::Binary, policy);
+        let (s, c) = pair(&mut net, &cfg);
+        net.set_faults_both(s, c, FaultConfig::dropping(10.0));
+        let start = net.now();
+        let got = send_and_collect(&mut net, s, c, 300, Duration::from_secs(600));
+        assert_eq!(got.len(), 300, "{policy:?}");
+        elapsed.push(net.now() - start);
+    }
+    assert!(
+        elapsed[1] * 5 < elapsed[0],
+        "adaptive {:?} should be far faster than epoch {:?} under 10% loss",
+        elapsed[1],
+        elapsed[0]
+    );
+}
+
+#[test]
+fn slow_reader_bounds_the_writer_then_everything_arrives() {
+    let mut net = SimNet::new(hawser_sim::seed());
+    let mut cfg = config(Codec::Binary, RetransmitPolicy::Adaptive);
+    cfg.max_read_queue = 16;
+    cfg.max_send_queue = 32;
+    let (s, c) = pair(&mut net, &cfg);
+    // The server's application does not read: the client can write only until its own queue
+    // (32) is full on top of what the server accepted (16).
+    let mut written = 0u32;
+    loop {
+        let r = net
+            .with::<ClientEndpoint, _>(c, |ep, now| {
+                ep.write(now, Bytes::from(written.to_be_bytes().to_vec()))
+            })
+            .unwrap();
+        match r {
+            Ok(()) => written += 1,
+            Err(WriteError::QueueFull(32)) => {
+                // Let acks arrive; if the queue stays full, the bound holds.
+                net.run_for(Duration::from_millis(500));
+                let cap = net.endpoint::<ClientEndpoint>(c).unwrap().send_capacity();
+                if cap == 0 {
+                    break;
+                }
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(written < 1000, "the writer was never bounded");
+    }
+    assert_eq!(written, 16 + 32, "server read queue + client send queue");
+    let server = net.endpoint::<ServerEndpoint>(s).unwrap();
+    assert!(
+        server.stats().conns.data_refused > 0,
+        "the reader refused data while full"
+    );
+    // Now the reader catches up, and the writer writes the rest.
+    let mut got = Vec::new();
+    net.run_until_cond(Duration::from_secs(30), |net| {
+        net.with::<ServerEndpoint, _>(s, |ep, _| {
+            while let Some(ServerRead::Data(_, p)) = ep.read() {
+                got.push(u32::from_be_bytes(p[..4].try_into().unwrap()));
+            }
+        })
+        .unwrap();
+        got.len() as u32 == written
+    });
+    assert_eq!(got, (0..written).collect::<Vec<_>>());
+}
+
+#[test]
+fn epoch_policy_with_binary_codec_resends_only_at_epochs() {
+    let mut net = SimNet::new(hawser_sim::seed());
+    let cfg = config(Codec::Binary, RetransmitPolicy::Epoch);
+    let (s, c) = pair(&mut net, &cfg);
+    net.set_faults(s, c, FaultConfig::drop_all()); // no acks come back
+    net.with::<ClientEndpoint, _>(c, |ep, now| ep.write(now, Bytes::from_static(b"x")))
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_millis(1900));
+    let stats = *net
+        .endpoint::<ClientEndpoint>(c)
+        .unwrap()
+        .connection()
+        .unwrap()
+        .stats();
+    assert_eq!(stats.retransmits, 0, "nothing before the first epoch");
+    net.run_for(Duration::from_millis(200));
+    let stats = *net
+        .endpoint::<ClientEndpoint>(c)
+        .unwrap()
+        .connection()
+        .unwrap()
+        .stats();
+    assert_eq!(stats.retransmits, 1, "one resend at the first epoch");
+    let _ = ClientRead::Data(Bytes::new());
+}
