@@ -49,6 +49,8 @@ pub struct ClientEndpoint {
     stats: EndpointStats,
     decoded: Vec<Message>,
     scratch: Vec<Message>,
+    /// Whether the connection may have messages to pack.
+    dirty: bool,
 }
 
 impl ClientEndpoint {
@@ -77,6 +79,7 @@ impl ClientEndpoint {
             stats: EndpointStats::default(),
             decoded: Vec::new(),
             scratch: Vec::new(),
+            dirty: false,
         };
         client.send(Message::connect(isn));
         Ok(client)
@@ -216,13 +219,12 @@ impl ClientEndpoint {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let mut out = std::mem::take(&mut self.scratch);
-        conn.drain_messages(&mut out);
         if conn.state() == ConnState::Ended(EndReason::Lost) && self.stats.connections_lost == 0 {
             self.stats.connections_lost = 1;
         }
-        self.pack(&mut out);
-        self.scratch = out;
+        // Packed lazily in `poll_transmit`, so that everything written before the driver polls
+        // shares datagrams.
+        self.dirty = true;
     }
 
     fn on_message(&mut self, now: Instant, msg: Message) {
@@ -312,6 +314,14 @@ impl DatagramEndpoint for ClientEndpoint {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() && std::mem::take(&mut self.dirty) {
+            if let Some(conn) = self.conn.as_mut() {
+                let mut out = std::mem::take(&mut self.scratch);
+                conn.drain_messages(&mut out);
+                self.pack(&mut out);
+                self.scratch = out;
+            }
+        }
         self.transmits.pop_front()
     }
 

@@ -290,7 +290,8 @@ impl Connection {
             self.rto_deadline = None;
         }
         if self.adaptive {
-            self.send.fast_retransmit(now, &mut self.resends);
+            let reorder_window = self.rto.reorder_window();
+            self.send.detect_losses(now, reorder_window, &mut self.resends);
             self.queue_resends();
         }
         self.pump_sends(now);
@@ -364,7 +365,7 @@ impl Connection {
         }
         if self.rto_deadline.is_some_and(|at| now >= at) {
             self.rto_deadline = None;
-            self.send.on_rto(now, self.rto.rto(), &mut self.resends);
+            self.send.on_rto(now, &mut self.resends);
             self.rto.on_expiry();
             trace!(conn = %self.id, resends = self.resends.len(), rto = ?self.rto.rto(), "rto expired");
             self.queue_resends();

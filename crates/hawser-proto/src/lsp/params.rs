@@ -135,9 +135,11 @@ pub enum RetransmitPolicy {
     /// The reference behaviour, exact: resends only at epochs, with per-message exponential
     /// back-off capped at `max_backoff`.
     Epoch,
-    /// An RTT-estimated retransmission timeout (RFC 6298: SRTT, RTTVAR, Karn's rule, doubling
-    /// on expiry) plus fast retransmit when three later messages were acknowledged. Epochs still
-    /// drive heartbeats and loss detection.
+    /// Fast retransmit on acknowledgement gaps: a message is resent as soon as one sent a
+    /// quarter-RTT after it was acknowledged (time-based, as TCP's RACK). An RTT-estimated
+    /// retransmission timeout (RFC 6298: SRTT, RTTVAR, Karn's rule, doubling on expiry) resends
+    /// the oldest message when acknowledgements stop. Epochs still drive heartbeats and loss
+    /// detection.
     Adaptive,
 }
 

@@ -57,6 +57,13 @@ impl RtoEstimator {
         self.srtt
     }
 
+    /// How much later than a lost message another must have been sent, and acknowledged, before
+    /// the first is declared lost: a quarter of the smoothed RTT (at least 1 ms), tolerating
+    /// that much reordering.
+    pub fn reorder_window(&self) -> Duration {
+        self.srtt.map_or(GRANULARITY, |srtt| (srtt / 4).max(GRANULARITY))
+    }
+
     /// The current RTO, back-off included, within the bounds.
     pub fn rto(&self) -> Duration {
         let base = match self.srtt {

@@ -1,6 +1,8 @@
 //! The sending half of a connection: sequence numbers, the sliding window, `M`, and the two
-//! retransmission schedules: per-message exponential back-off at epochs (spec 3.2 and 3.4), and
-//! RTO expiry plus fast retransmit (adaptive policy).
+//! retransmission schedules: per-message exponential back-off at epochs (spec 3.2 and 3.4), and,
+//! for the adaptive policy, time-based loss detection on acknowledgement gaps (as TCP's RACK: a
+//! message is lost once a message sent sufficiently later was acknowledged) with the RTO as a
+//! last resort that resends the oldest message only.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -8,9 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::wire::SeqNum;
-
-/// Acks of later messages that trigger a fast retransmit of an earlier unacknowledged one.
-const DUP_THRESHOLD: u64 = 3;
 
 /// One written message, from `write` until the peer acknowledges it and the window slides past.
 #[derive(Debug)]
@@ -37,8 +36,6 @@ struct Flight {
     /// When it was last sent, and how many times in all.
     sent_at: Instant,
     transmissions: u32,
-    /// Whether it was already fast-retransmitted (once per message; the RTO covers the rest).
-    fast_retransmitted: bool,
 }
 
 /// What the window asks the connection to put on the wire.
@@ -72,8 +69,11 @@ pub(crate) struct SendWindow {
     window: u32,
     max_unacked: u32,
     max_backoff: u32,
-    /// The highest sequence number acknowledged so far (for fast retransmit).
+    /// The highest sequence number acknowledged so far.
     highest_acked: Option<SeqNum>,
+    /// The latest send time of any acknowledged message: everything in flight sent well before
+    /// it is presumed lost.
+    newest_acked_send: Option<Instant>,
 }
 
 impl SendWindow {
@@ -88,6 +88,7 @@ impl SendWindow {
             max_unacked,
             max_backoff,
             highest_acked: None,
+            newest_acked_send: None,
         }
     }
 
@@ -137,7 +138,6 @@ impl SendWindow {
             waited: 0,
             sent_at: now,
             transmissions: 1,
-            fast_retransmitted: false,
         });
         self.first_queued += 1;
         self.in_flight += 1;
@@ -208,6 +208,9 @@ impl SendWindow {
         slot.state = SlotState::Acked;
         slot.payload = Bytes::new();
         self.in_flight -= 1;
+        if self.newest_acked_send.is_none_or(|t| flight.sent_at > t) {
+            self.newest_acked_send = Some(flight.sent_at);
+        }
         Some((flight.transmissions == 1).then(|| now.saturating_duration_since(flight.sent_at)))
     }
 
@@ -254,38 +257,34 @@ impl SendWindow {
         }
     }
 
-    /// Adaptive policy: the RTO expired. Resends every in-flight message last sent at least
-    /// `rto` ago (always at least the oldest one).
-    pub fn on_rto(&mut self, now: Instant, rto: Duration, out: &mut Vec<OutData>) {
+    /// Adaptive policy: the RTO expired with nothing acknowledged meanwhile. Resends the oldest
+    /// message in flight only (the acknowledgement it brings back lets loss detection find the
+    /// rest), as TCP does.
+    pub fn on_rto(&mut self, now: Instant, out: &mut Vec<OutData>) {
         let base = self.base;
-        let before = out.len();
         for (index, slot) in self.slots.iter_mut().enumerate().take(self.first_queued) {
-            if let SlotState::InFlight(flight) = slot.state {
-                if now.saturating_duration_since(flight.sent_at) >= rto || out.len() == before {
-                    out.extend(Self::resend(base, index, slot, now));
-                }
+            if let Some(data) = Self::resend(base, index, slot, now) {
+                out.push(data);
+                return;
             }
         }
     }
 
-    /// Adaptive policy: resends, once each, in-flight messages that at least three later
-    /// messages overtook (they were acknowledged while it was not).
-    pub fn fast_retransmit(&mut self, now: Instant, out: &mut Vec<OutData>) {
-        let Some(highest) = self.highest_acked else {
+    /// Adaptive policy: resends every message in flight that was last sent more than
+    /// `reorder_window` before some message that has since been acknowledged. A resent
+    /// message gets a new send time, so it is only declared lost again if a message sent after
+    /// the resend is acknowledged first.
+    pub fn detect_losses(&mut self, now: Instant, reorder_window: Duration, out: &mut Vec<OutData>) {
+        let (Some(newest), Some(highest)) = (self.newest_acked_send, self.highest_acked) else {
             return;
         };
-        let Some(limit) = highest.0.checked_sub(DUP_THRESHOLD) else {
-            return;
-        };
-        if limit < self.base.0 {
-            return;
-        }
-        let end = ((limit - self.base.0 + 1) as usize).min(self.first_queued);
+        // Messages beyond the highest acknowledged one were sent after everything acknowledged,
+        // barring resends; stop there so that a loss-free stream costs nothing.
+        let end = (highest.0.saturating_sub(self.base.0) as usize).min(self.first_queued);
         let base = self.base;
         for (index, slot) in self.slots.iter_mut().enumerate().take(end) {
-            if let SlotState::InFlight(flight) = &mut slot.state {
-                if !flight.fast_retransmitted {
-                    flight.fast_retransmitted = true;
+            if let SlotState::InFlight(flight) = slot.state {
+                if flight.sent_at + reorder_window < newest {
                     out.extend(Self::resend(base, index, slot, now));
                 }
             }
@@ -365,7 +364,8 @@ mod tests {
         assert!(win.is_empty());
         let mut out = Vec::new();
         win.on_epoch(now, &mut out);
-        win.on_rto(now, Duration::ZERO, &mut out);
+        win.on_rto(now, &mut out);
+        win.detect_losses(now, Duration::ZERO, &mut out);
         assert!(out.is_empty(), "nothing may be resent after a CAck");
     }
 
@@ -407,14 +407,14 @@ mod tests {
         let now = t0();
         let mut win = window(4, 4, 0);
         win.push(Bytes::from_static(b"a"));
-        win.push(Bytes::from_static(b"b"));
         drain(&mut win, now);
         let later = now + Duration::from_millis(30);
         let mut out = Vec::new();
-        win.on_rto(later, Duration::from_millis(20), &mut out);
-        assert_eq!(out.len(), 2);
-        // both were sent twice: no sample
+        win.on_rto(later, &mut out);
+        assert_eq!(out.len(), 1);
+        // sent twice: no sample
         assert_eq!(win.ack(SeqNum(101), later + Duration::from_millis(5)).rtt, None);
+        win.push(Bytes::from_static(b"b"));
         win.push(Bytes::from_static(b"c"));
         drain(&mut win, later);
         let outcome = win.cack(SeqNum(103), later + Duration::from_millis(7));
@@ -423,40 +423,40 @@ mod tests {
     }
 
     #[test]
-    fn rto_resends_only_what_is_old_enough_but_at_least_the_oldest() {
+    fn rto_resends_the_oldest_only() {
         let now = t0();
         let mut win = window(4, 4, 0);
-        win.push(Bytes::from_static(b"a"));
+        for _ in 0..3 {
+            win.push(Bytes::from_static(b"a"));
+        }
         drain(&mut win, now);
-        win.push(Bytes::from_static(b"b"));
-        drain(&mut win, now + Duration::from_millis(15));
         let mut out = Vec::new();
-        win.on_rto(now + Duration::from_millis(20), Duration::from_millis(20), &mut out);
-        assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
-        out.clear();
-        win.on_rto(now + Duration::from_millis(21), Duration::from_millis(20), &mut out);
+        win.on_rto(now + Duration::from_millis(20), &mut out);
         assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
     }
 
     #[test]
-    fn fast_retransmit_after_three_later_acks_once() {
+    fn loss_is_detected_when_a_later_send_is_acknowledged() {
         let now = t0();
+        let ms = Duration::from_millis;
         let mut win = window(8, 8, 0);
-        for _ in 0..6 {
+        for i in 0..5 {
             win.push(Bytes::from_static(b"x"));
+            win.poll_send(now + ms(i)).unwrap();
         }
-        drain(&mut win, now);
         let mut out = Vec::new();
-        assert!(acked(&mut win, 102, now));
-        assert!(acked(&mut win, 103, now));
-        win.fast_retransmit(now, &mut out);
-        assert!(out.is_empty(), "two later acks are not enough");
-        assert!(acked(&mut win, 104, now));
-        win.fast_retransmit(now, &mut out);
+        // 103 (sent at 2 ms) acknowledged: 101 and 102 were sent more than 1 ms before it.
+        win.ack(SeqNum(103), now + ms(10));
+        win.detect_losses(now + ms(10), ms(1), &mut out);
         assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![101]);
         out.clear();
-        assert!(acked(&mut win, 105, now));
-        win.fast_retransmit(now, &mut out);
-        assert!(out.is_empty(), "fast retransmit happens once per message");
+        // Nothing new acknowledged: the resent one is not declared lost again.
+        win.detect_losses(now + ms(11), ms(1), &mut out);
+        assert!(out.is_empty());
+        // 105 (sent at 4 ms) acknowledged: 102 (2 ms earlier) is lost; 104 (sent 1 ms before
+        // it) is within the reorder window; 101 was resent at 10 ms.
+        win.ack(SeqNum(105), now + ms(12));
+        win.detect_losses(now + ms(12), ms(1), &mut out);
+        assert_eq!(out.iter().map(|d| d.seq.0).collect::<Vec<_>>(), vec![102]);
     }
 }

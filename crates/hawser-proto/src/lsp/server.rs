@@ -43,6 +43,8 @@ struct Peer {
     ticketed: u64,
     /// The deadline this connection has in the endpoint's timer set.
     scheduled: Option<Instant>,
+    /// Whether it is in the endpoint's queue of connections with messages to pack.
+    dirty: bool,
 }
 
 /// Ticket in the read queue: which connection has the next readable item.
@@ -73,6 +75,8 @@ pub struct ServerEndpoint {
     scratch: Vec<Message>,
     /// Every live connection's next deadline, ordered: the earliest is the endpoint's.
     timers: BTreeSet<(Instant, ConnId)>,
+    /// Connections that may have messages to send, in the order they changed.
+    dirty: VecDeque<ConnId>,
 }
 
 impl ServerEndpoint {
@@ -98,6 +102,7 @@ impl ServerEndpoint {
             decoded: Vec::new(),
             scratch: Vec::new(),
             timers: BTreeSet::new(),
+            dirty: VecDeque::new(),
         })
     }
 
@@ -270,6 +275,7 @@ impl ServerEndpoint {
                 isn,
                 ticketed: 0,
                 scheduled: None,
+                dirty: false,
             },
         );
         self.by_addr.insert(from, id);
@@ -307,15 +313,19 @@ impl ServerEndpoint {
         );
     }
 
-    /// Moves a connection's outgoing messages to the transmit queue, its newly delivered
-    /// messages to the read queue, and reports its end.
+    /// After any change to a connection: marks it for transmission (its messages are packed
+    /// into datagrams lazily, in `poll_transmit`, so that everything written before the driver
+    /// polls shares datagrams), moves its newly delivered messages to the read queue, re-files
+    /// its deadline, and reports its end.
     fn flush_conn(&mut self, id: ConnId) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
         let addr = peer.addr;
-        let mut out = std::mem::take(&mut self.scratch);
-        peer.conn.drain_messages(&mut out);
+        if !peer.dirty {
+            peer.dirty = true;
+            self.dirty.push_back(id);
+        }
         let delivered = peer.conn.delivered();
         for _ in peer.ticketed..delivered {
             self.tickets.push_back(Ticket::Data(id));
@@ -332,14 +342,6 @@ impl ServerEndpoint {
             }
             peer.scheduled = deadline;
         }
-        self.stats.datagrams_sent += packer::pack(
-            self.config.codec,
-            self.config.max_datagram,
-            addr,
-            &mut out,
-            &mut self.transmits,
-        );
-        self.scratch = out;
         if let ConnState::Ended(reason) = state {
             if self.by_addr.get(&addr) == Some(&id) {
                 self.by_addr.remove(&addr);
@@ -400,6 +402,23 @@ impl DatagramEndpoint for ServerEndpoint {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        while self.transmits.is_empty() {
+            let id = self.dirty.pop_front()?;
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.dirty = false;
+            let mut out = std::mem::take(&mut self.scratch);
+            peer.conn.drain_messages(&mut out);
+            self.stats.datagrams_sent += packer::pack(
+                self.config.codec,
+                self.config.max_datagram,
+                peer.addr,
+                &mut out,
+                &mut self.transmits,
+            );
+            self.scratch = out;
+        }
         self.transmits.pop_front()
     }
 

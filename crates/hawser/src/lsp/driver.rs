@@ -14,6 +14,8 @@ use super::socket::Socket;
 
 /// Largest datagram the driver reads (the UDP maximum).
 const RECV_BUFFER: usize = 65_536;
+/// Most datagrams handled under one lock after a wake-up, before sending what they produced.
+const RECV_BATCH: usize = 64;
 
 /// What the driver needs from an endpoint beyond the datagram boundary.
 pub(crate) trait Driven: DatagramEndpoint + Send + 'static {
@@ -89,6 +91,11 @@ pub(crate) fn now() -> std::time::Instant {
 pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut outgoing: Vec<Transmit> = Vec::new();
+    // One timer for the whole endpoint, re-armed only when the deadline moves.
+    let far_future = TokioInstant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let sleep = tokio::time::sleep_until(far_future);
+    tokio::pin!(sleep);
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         let (deadline, finished) = {
             let mut ep = shared.lock();
@@ -105,25 +112,39 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
             debug!("driver finished");
             return;
         }
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(TokioInstant::from_std(at)).await,
-                None => std::future::pending().await,
-            }
-        };
+        if deadline != armed {
+            armed = deadline;
+            sleep
+                .as_mut()
+                .reset(deadline.map_or(far_future, TokioInstant::from_std));
+        }
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => shared.lock().handle_datagram(now(), from, &buf[..len]),
+                Ok((len, from)) => {
+                    let mut ep = shared.lock();
+                    let now = now();
+                    ep.handle_datagram(now, from, &buf[..len]);
+                    // Drain what else is already waiting, under the same lock.
+                    for _ in 1..RECV_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((len, from)) => ep.handle_datagram(now, from, &buf[..len]),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Err(err) => recv_error(err),
             },
-            () = sleep => shared.lock().handle_timeout(now()),
+            () = &mut sleep => {
+                armed = None;
+                shared.lock().handle_timeout(now());
+            }
             () = shared.wake_driver.notified() => {}
         }
     }
 }
 
 async fn send(socket: &Socket, contents: &[u8], to: SocketAddr) {
-    if let Err(err) = socket.send_to(contents, to).await {
+    if let Err(err) = socket.send_now(contents, to).await {
         // UDP send errors (no buffer space, unreachable) are loss; the protocol retransmits.
         debug!(%to, %err, "send failed");
     }

@@ -11,7 +11,9 @@ mod socket;
 
 pub use client::Client;
 pub use error::{ClientReadError, CloseError, ConnectError, ServerReadError, WriteError};
-pub use hawser_proto::lsp::{Config, ConnStats, EndReason, EndpointStats, Params};
+pub use hawser_proto::lsp::{
+    Config, ConnStats, EndReason, EndpointStats, Params, RetransmitPolicy, RtoBounds,
+};
 pub use hawser_proto::wire::{Codec, ConnId};
 pub use server::Server;
-pub use socket::Socket;
+pub use socket::{Socket, SOCKET_BUFFER_BYTES};
