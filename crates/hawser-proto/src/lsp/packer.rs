@@ -81,7 +81,7 @@ mod tests {
         let n = pack(Codec::Binary, 1452, to, &mut msgs, &mut out);
         assert!(msgs.is_empty());
         assert_eq!(n as usize, out.len());
-        assert!(n >= 5 && n <= 6, "{n} datagrams for 100 × 64 B");
+        assert!((5..=6).contains(&n), "{n} datagrams for 100 × 64 B");
         let mut decoded = Vec::new();
         for t in &out {
             assert!(t.contents.len() <= 1452);
