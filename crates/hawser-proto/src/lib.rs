@@ -69,6 +69,7 @@
 
 pub mod fault;
 pub mod lsp;
+pub mod node;
 pub mod transmit;
 pub mod wire;
 

@@ -39,5 +39,6 @@
 
 pub mod fault_socket;
 pub mod lsp;
+pub mod node;
 
 pub use hawser_proto as proto;

@@ -14,6 +14,7 @@
 pub mod checksum;
 pub mod lsp_binary;
 pub mod lsp_json;
+pub mod node;
 
 use std::fmt;
 

@@ -1,0 +1,31 @@
+//! Counters kept per destination.
+
+/// Counters of one peer (as a destination, and as a source for the `*_in` fields), readable from
+/// the API at any time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Messages waiting in the outgoing queue now.
+    pub queued: u64,
+    /// Bytes of payload waiting in the outgoing queue now.
+    pub queued_bytes: u64,
+    /// Messages accepted into the outgoing queue, in total.
+    pub enqueued: u64,
+    /// Messages handed to the transport (reliable frames written, datagrams sent).
+    pub sent: u64,
+    /// Messages dropped at the head of the queue because they waited longer than the deadline.
+    pub dropped_stale: u64,
+    /// Messages refused because the queue was full (count or bytes).
+    pub dropped_full: u64,
+    /// Connections opened to this peer after the first one.
+    pub reconnects: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+    /// Payload bytes sent to this peer.
+    pub bytes_out: u64,
+    /// Payload bytes received from this peer.
+    pub bytes_in: u64,
+    /// Messages received from this peer.
+    pub received: u64,
+    /// Connections from this peer closed because a frame announced more than the limit.
+    pub oversized_frames: u64,
+}

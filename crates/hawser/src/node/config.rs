@@ -1,0 +1,211 @@
+//! Settings of a node and its default network. Every queue, map and connection count is bounded
+//! by one of these fields.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hawser_proto::lsp;
+use hawser_proto::node::{NodeId, QueueLimits, MAX_NODES};
+
+/// What to do with an unreliable message above [`Settings::datagram_limit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OversizeDatagram {
+    /// Refuse it with `SendError::TooLarge` (the default: nothing is silently upgraded).
+    #[default]
+    Refuse,
+    /// Send it reliably instead (it arrives marked `Delivery::Reliable`).
+    SendReliably,
+}
+
+/// How the default network carries reliable messages to a destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReliableTransport {
+    /// LSP over UDP (`hawser::lsp`), to the destination's `Member::lsp_addr`; payloads are
+    /// limited to [`Settings::lsp`]'s `max_payload`.
+    Lsp,
+    /// TCP with 4-byte big-endian length-prefixed frames (the default).
+    #[default]
+    Tcp,
+}
+
+/// Settings of a node. [`Settings::default`] gives the documented defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Per destination: most messages and bytes waiting, and the deadline after which a waiting
+    /// message is dropped (defaults 10,240 messages, 200 MiB, 5 s).
+    pub queue: QueueLimits,
+    /// Largest reliable payload (frame) sent or accepted, in bytes; a peer announcing a larger
+    /// frame has its connection closed, counted. Default 10 MiB.
+    pub max_frame: usize,
+    /// Largest unreliable payload, in bytes (one UDP datagram with a 20-byte envelope).
+    /// Default 4,096, as PhxPaxos. At most 65,000.
+    pub datagram_limit: usize,
+    /// What to do with a larger unreliable payload. Default [`OversizeDatagram::Refuse`].
+    pub oversize_datagram: OversizeDatagram,
+    /// An outgoing connection with nothing sent for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// First delay before reconnecting after a failure; doubles up to `backoff_max`.
+    /// Default 100 ms.
+    pub backoff_initial: Duration,
+    /// Cap of the reconnect delay. Default 5 s.
+    pub backoff_max: Duration,
+    /// Longest wait for one connection attempt. Default 3 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for the hello on an accepted connection. Default 5 s.
+    pub hello_timeout: Duration,
+    /// Received messages waiting for the application. When full, reliable connections stop
+    /// being read (back-pressure, no loss) and datagrams are dropped, counted. Default 10,240.
+    pub incoming_capacity: usize,
+    /// Most accepted (incoming) connections at once; more are closed at once, counted.
+    /// Default 1,024.
+    pub max_inbound_connections: usize,
+    /// Most nodes in the membership. Default [`MAX_NODES`] (4,096).
+    pub max_nodes: usize,
+    /// How reliable messages travel by default. Default [`ReliableTransport::Tcp`].
+    pub reliable: ReliableTransport,
+    /// Per-destination exceptions to `reliable`, at most `max_nodes` entries.
+    pub reliable_per_node: BTreeMap<NodeId, ReliableTransport>,
+    /// LSP settings for [`ReliableTransport::Lsp`] (client and server side). Default: LSP
+    /// defaults with 100 ms epochs, a window of 32 and a send queue of 256.
+    pub lsp: lsp::Config,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        let params = lsp::Params {
+            epoch: Duration::from_millis(100),
+            window: 32,
+            max_unacked: 32,
+            epoch_limit: 20,
+            ..lsp::Params::reference()
+        };
+        Settings {
+            queue: QueueLimits::default(),
+            max_frame: 10 * 1024 * 1024,
+            datagram_limit: 4096,
+            oversize_datagram: OversizeDatagram::Refuse,
+            idle_timeout: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            hello_timeout: Duration::from_secs(5),
+            incoming_capacity: 10_240,
+            max_inbound_connections: 1024,
+            max_nodes: MAX_NODES,
+            reliable: ReliableTransport::Tcp,
+            reliable_per_node: BTreeMap::new(),
+            lsp: lsp::Config {
+                max_send_queue: 256,
+                ..lsp::Config::new(params)
+            },
+        }
+    }
+}
+
+/// The largest accepted [`Settings::datagram_limit`].
+pub const MAX_DATAGRAM_LIMIT: usize = 65_000;
+
+/// An invalid setting, named.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// A setting that must be positive is zero.
+    #[error("setting `{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// A setting is above its maximum.
+    #[error("setting `{name}` must be at most {max}")]
+    TooLarge {
+        /// The setting.
+        name: &'static str,
+        /// Its maximum.
+        max: u64,
+    },
+    /// The LSP settings are invalid.
+    #[error("lsp: {0}")]
+    Lsp(#[from] lsp::ParamsError),
+}
+
+impl Settings {
+    /// The reliable transport used towards `to`.
+    pub fn reliable_for(&self, to: NodeId) -> ReliableTransport {
+        self.reliable_per_node
+            .get(&to)
+            .copied()
+            .unwrap_or(self.reliable)
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the first invalid one.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let positive = [
+            ("queue.max_messages", self.queue.max_messages as u64),
+            ("max_frame", self.max_frame as u64),
+            ("datagram_limit", self.datagram_limit as u64),
+            ("incoming_capacity", self.incoming_capacity as u64),
+            (
+                "max_inbound_connections",
+                self.max_inbound_connections as u64,
+            ),
+            ("max_nodes", self.max_nodes as u64),
+            ("idle_timeout", self.idle_timeout.as_nanos() as u64),
+            ("backoff_initial", self.backoff_initial.as_nanos() as u64),
+            ("connect_timeout", self.connect_timeout.as_nanos() as u64),
+            ("hello_timeout", self.hello_timeout.as_nanos() as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(SettingsError::Zero(name));
+        }
+        if self.datagram_limit > MAX_DATAGRAM_LIMIT {
+            return Err(SettingsError::TooLarge {
+                name: "datagram_limit",
+                max: MAX_DATAGRAM_LIMIT as u64,
+            });
+        }
+        // The 4-byte length prefix bounds a frame.
+        if self.max_frame > u32::MAX as usize {
+            return Err(SettingsError::TooLarge {
+                name: "max_frame",
+                max: u64::from(u32::MAX),
+            });
+        }
+        if self.reliable_per_node.len() > self.max_nodes {
+            return Err(SettingsError::TooLarge {
+                name: "reliable_per_node",
+                max: self.max_nodes as u64,
+            });
+        }
+        self.lsp.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let s = Settings::default();
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.max_frame, 10 << 20);
+        assert_eq!(s.datagram_limit, 4096);
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.reliable_for(NodeId(3)), ReliableTransport::Tcp);
+    }
+
+    #[test]
+    fn zeros_and_excess_are_refused() {
+        let s = Settings {
+            incoming_capacity: 0,
+            ..Settings::default()
+        };
+        assert_eq!(s.validate(), Err(SettingsError::Zero("incoming_capacity")));
+        let s = Settings {
+            datagram_limit: 70_000,
+            ..Settings::default()
+        };
+        assert!(matches!(s.validate(), Err(SettingsError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,609 @@
+//! The engine shared by every built-in network: membership, per-destination queues and
+//! counters, the send paths, and one writer task per destination that connects lazily,
+//! reconnects with back-off, drops stale messages and closes idle connections. A [`Link`] says
+//! how to connect and how bytes move.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hawser_proto::node::{
+    Backoff, Delivery, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
+    SendQueue,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::config::{OversizeDatagram, Settings};
+use super::error::SendError;
+use super::incoming::{Incoming, IncomingQueue, IncomingSender};
+use super::network::NodeStats;
+
+/// How one network connects to a destination and moves bytes (the part that differs between
+/// the default network and the in-memory one).
+pub(crate) trait Link: Send + Sync + Sized + 'static {
+    /// One open reliable connection.
+    type Conn: Send + 'static;
+
+    /// Checks that `member` can be reached with this delivery; returns the largest payload.
+    fn route(
+        &self,
+        settings: &Settings,
+        member: &Member,
+        reliable: bool,
+    ) -> Result<usize, SendError>;
+
+    /// Opens a reliable connection to `member` and says hello.
+    fn dial(
+        &self,
+        core: &Arc<Core<Self>>,
+        member: Member,
+    ) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+
+    /// Writes one message on a connection.
+    fn write(conn: &mut Self::Conn, payload: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Resolves when the connection was closed by the peer or broke. Cancel safe.
+    fn closed(conn: &mut Self::Conn) -> impl Future<Output = ()> + Send;
+
+    /// Sends one datagram without waiting.
+    fn send_datagram(
+        &self,
+        core: &Core<Self>,
+        to: &Member,
+        payload: &Bytes,
+    ) -> Result<(), SendError>;
+
+    /// Sends one datagram, waiting for room.
+    fn send_datagram_wait(
+        &self,
+        core: &Core<Self>,
+        to: Member,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Releases sockets and registrations at stop (tasks are cancelled separately).
+    fn shutdown(&self);
+}
+
+/// One destination's queue, counters and writer state.
+pub(crate) struct Peer {
+    id: NodeId,
+    state: Mutex<PeerState>,
+    /// A message was queued.
+    wake: Notify,
+    /// Room was freed in the queue.
+    room: Notify,
+    /// Cancelled when the node stops or the peer is removed.
+    cancel: CancellationToken,
+    /// Bumped when the peer's addresses change, so the writer reconnects.
+    generation: AtomicU64,
+}
+
+struct PeerState {
+    queue: SendQueue,
+    stats: PeerStats,
+    writer_running: bool,
+    connected_before: bool,
+}
+
+impl Peer {
+    fn lock(&self) -> MutexGuard<'_, PeerState> {
+        // A poisoned lock (a panic while held: a bug) is recovered: the state is plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats(&self) -> PeerStats {
+        let st = self.lock();
+        let mut stats = st.stats;
+        st.queue.fill_stats(&mut stats);
+        stats
+    }
+}
+
+/// Node-wide counters.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub malformed_datagrams: AtomicU64,
+    pub unknown_senders: AtomicU64,
+    pub refused_connections: AtomicU64,
+    pub oversized_frames: AtomicU64,
+    pub bad_hellos: AtomicU64,
+    pub incoming_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> NodeStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        NodeStats {
+            malformed_datagrams: r(&self.malformed_datagrams),
+            unknown_senders: r(&self.unknown_senders),
+            refused_connections: r(&self.refused_connections),
+            oversized_frames: r(&self.oversized_frames),
+            bad_hellos: r(&self.bad_hellos),
+            incoming_dropped: r(&self.incoming_dropped),
+        }
+    }
+}
+
+/// Where a message goes.
+enum Plan {
+    Local,
+    Datagram(Member),
+    Queue(Arc<Peer>),
+}
+
+/// The shared state of one running network.
+pub(crate) struct Core<L> {
+    pub id: NodeId,
+    pub settings: Settings,
+    pub link: L,
+    pub counters: Counters,
+    pub tracker: TaskTracker,
+    pub cancel: CancellationToken,
+    membership: RwLock<Membership>,
+    /// One entry per member at most (bounded by `Settings::max_nodes`).
+    peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    sender: IncomingSender,
+    incoming: IncomingQueue,
+}
+
+impl<L: Link> Core<L> {
+    pub fn new(id: NodeId, settings: Settings, membership: Membership, link: L) -> Arc<Core<L>> {
+        let cancel = CancellationToken::new();
+        let (incoming, sender) = IncomingQueue::new(settings.incoming_capacity, cancel.clone());
+        Arc::new(Core {
+            id,
+            settings,
+            link,
+            counters: Counters::default(),
+            tracker: TaskTracker::new(),
+            cancel,
+            membership: RwLock::new(membership),
+            peers: Mutex::new(HashMap::new()),
+            sender,
+            incoming,
+        })
+    }
+
+    pub fn membership(&self) -> Membership {
+        self.membership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.membership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    pub fn incoming(&self) -> super::IncomingStream {
+        self.incoming.stream()
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        self.counters.snapshot()
+    }
+
+    pub fn peer_stats(&self, id: NodeId) -> Option<PeerStats> {
+        if !self.is_member(id) {
+            return None;
+        }
+        Some(self.peer(id).map(|p| p.stats()).unwrap_or_default())
+    }
+
+    /// The peer entry of a member, created on first use; `None` for a non-member.
+    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = peers.get(&id) {
+            return Some(p.clone());
+        }
+        if !self.is_member(id) {
+            return None;
+        }
+        let peer = Arc::new(Peer {
+            id,
+            state: Mutex::new(PeerState {
+                queue: SendQueue::new(self.settings.queue),
+                stats: PeerStats::default(),
+                writer_running: false,
+                connected_before: false,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            cancel: self.cancel.child_token(),
+            generation: AtomicU64::new(0),
+        });
+        peers.insert(id, peer.clone());
+        Some(peer)
+    }
+
+    pub fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
+        let (id, addr_change) = match &change {
+            MembershipChange::Add(m) => (m.id, true),
+            MembershipChange::Remove(id) => (*id, false),
+            MembershipChange::SetAddrs(id, _) => (*id, true),
+            MembershipChange::SetRole(id, _) => (*id, false),
+        };
+        let removed = matches!(change, MembershipChange::Remove(_));
+        self.membership
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(change)?;
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if removed {
+            if let Some(peer) = peers.remove(&id) {
+                peer.cancel.cancel();
+                let dropped = peer.lock().queue.clear();
+                info!(node = %self.id, peer = %id, dropped, "peer removed");
+            }
+        } else if let (true, Some(peer)) = (addr_change, peers.get(&id)) {
+            peer.generation.fetch_add(1, Ordering::Relaxed);
+            peer.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to == self.id {
+            return Ok(Plan::Local);
+        }
+        let membership = self.membership.read().unwrap_or_else(|e| e.into_inner());
+        let member = membership.get(to).ok_or(SendError::UnknownNode(to))?;
+        let mut reliable = delivery == Delivery::Reliable;
+        if !reliable && len > self.settings.datagram_limit {
+            match self.settings.oversize_datagram {
+                OversizeDatagram::Refuse => {
+                    let max = self.settings.datagram_limit;
+                    return Err(SendError::TooLarge { len, max });
+                }
+                OversizeDatagram::SendReliably => reliable = true,
+            }
+        }
+        let max = self.link.route(&self.settings, member, reliable)?;
+        let max = if reliable {
+            max.min(self.settings.max_frame)
+                .min(self.settings.queue.max_bytes)
+        } else {
+            max
+        };
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        if !reliable {
+            return Ok(Plan::Datagram(member.clone()));
+        }
+        drop(membership);
+        self.peer(to)
+            .map(Plan::Queue)
+            .ok_or(SendError::UnknownNode(to))
+    }
+
+    /// Queues or sends a message; never blocks.
+    pub fn send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        match self.plan(to, payload.len(), delivery)? {
+            Plan::Local => {
+                let msg = Incoming {
+                    from: self.id,
+                    delivery,
+                    payload,
+                };
+                self.sender
+                    .try_send(msg)
+                    .map_err(|_| SendError::QueueFull(to))
+            }
+            Plan::Datagram(member) => {
+                self.link.send_datagram(self, &member, &payload)?;
+                self.note_datagram_sent(to, payload.len());
+                Ok(())
+            }
+            Plan::Queue(peer) => self.enqueue(&peer, payload),
+        }
+    }
+
+    /// Like [`send`](Self::send), waiting for room instead of failing with `QueueFull`.
+    pub async fn send_wait(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let stopped = || SendError::Stopped;
+        match self.plan(to, payload.len(), delivery)? {
+            Plan::Local => {
+                let msg = Incoming {
+                    from: self.id,
+                    delivery,
+                    payload,
+                };
+                tokio::select! {
+                    r = self.sender.send(msg) => r.map_err(|_| stopped()),
+                    () = self.cancel.cancelled() => Err(stopped()),
+                }
+            }
+            Plan::Datagram(member) => {
+                let len = payload.len();
+                tokio::select! {
+                    r = self.link.send_datagram_wait(self, member, payload) => r?,
+                    () = self.cancel.cancelled() => return Err(stopped()),
+                }
+                self.note_datagram_sent(to, len);
+                Ok(())
+            }
+            Plan::Queue(peer) => loop {
+                let room = peer.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                match self.enqueue(&peer, payload.clone()) {
+                    Err(SendError::QueueFull(_)) => {}
+                    other => return other,
+                }
+                tokio::select! {
+                    () = room => {}
+                    () = peer.cancel.cancelled() => return Err(stopped()),
+                }
+            },
+        }
+    }
+
+    fn enqueue(self: &Arc<Self>, peer: &Arc<Peer>, payload: Bytes) -> Result<(), SendError> {
+        let mut st = peer.lock();
+        if peer.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if let Err(full) = st.queue.push(Instant::now(), payload) {
+            debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
+            return Err(SendError::QueueFull(peer.id));
+        }
+        if !st.writer_running {
+            st.writer_running = true;
+            self.tracker.spawn(writer(self.clone(), peer.clone()));
+        }
+        drop(st);
+        peer.wake.notify_one();
+        Ok(())
+    }
+
+    fn note_datagram_sent(&self, to: NodeId, len: usize) {
+        if let Some(peer) = self.peer(to) {
+            let mut st = peer.lock();
+            st.stats.sent += 1;
+            st.stats.bytes_out += len as u64;
+        }
+    }
+
+    /// Counts a received message; `false` (and counted) if the sender is not a member.
+    fn note_received(&self, from: NodeId, len: usize) -> bool {
+        if from == self.id {
+            return true;
+        }
+        let Some(peer) = self.peer(from) else {
+            Counters::bump(&self.counters.unknown_senders);
+            return false;
+        };
+        let mut st = peer.lock();
+        st.stats.received += 1;
+        st.stats.bytes_in += len as u64;
+        true
+    }
+
+    /// Counts an oversized frame from `from` (node-wide, and on the peer when known).
+    pub fn note_oversized(&self, from: Option<NodeId>) {
+        Counters::bump(&self.counters.oversized_frames);
+        if let Some(peer) = from.and_then(|id| self.peer(id)) {
+            peer.lock().stats.oversized_frames += 1;
+        }
+    }
+
+    /// Hands a reliable message to the application, waiting for room in the incoming queue
+    /// (back-pressure). Returns `false` once the node is stopping.
+    pub async fn deliver(&self, from: NodeId, delivery: Delivery, payload: Bytes) -> bool {
+        if !self.note_received(from, payload.len()) {
+            return true;
+        }
+        let msg = Incoming {
+            from,
+            delivery,
+            payload,
+        };
+        tokio::select! {
+            r = self.sender.send(msg) => r.is_ok(),
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// Hands a datagram to the application if there is room; drops it (counted) otherwise.
+    pub fn deliver_now(&self, from: NodeId, payload: Bytes) {
+        if self.cancel.is_cancelled() || !self.note_received(from, payload.len()) {
+            return;
+        }
+        let msg = Incoming {
+            from,
+            delivery: Delivery::Unreliable,
+            payload,
+        };
+        if self.sender.try_send(msg).is_err() {
+            Counters::bump(&self.counters.incoming_dropped);
+            debug!(node = %self.id, peer = %from, "datagram dropped: incoming queue full");
+        }
+    }
+
+    /// Begins stopping: cancels every task and releases the link.
+    pub fn begin_stop(&self) {
+        if !self.cancel.is_cancelled() {
+            info!(node = %self.id, "stopping");
+        }
+        self.cancel.cancel();
+        self.tracker.close();
+        self.link.shutdown();
+    }
+}
+
+async fn closed<L: Link>(conn: &mut Option<L::Conn>) {
+    match conn {
+        Some(c) => L::closed(c).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Expires stale messages at the head, tracing and waking waiters; whether any is left.
+fn expire(peer: &Peer, node: NodeId) -> bool {
+    let mut st = peer.lock();
+    let dropped = st.queue.expire(Instant::now());
+    if dropped > 0 {
+        warn!(%node, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
+        peer.room.notify_waiters();
+    }
+    !st.queue.is_empty()
+}
+
+/// One destination's writer: connects when there is something to send, writes in order,
+/// reconnects with back-off, closes the connection when idle, and exits when idle and
+/// disconnected (the next message starts a new one).
+async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
+    let s = &core.settings;
+    let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
+    let mut conn: Option<L::Conn> = None;
+    let mut generation = 0;
+    loop {
+        if peer.cancel.is_cancelled() {
+            break;
+        }
+        if conn.is_some() && peer.generation.load(Ordering::Relaxed) != generation {
+            info!(node = %core.id, peer = %peer.id, "address changed: reconnecting");
+            conn = None;
+        }
+        if !expire(&peer, core.id) {
+            tokio::select! {
+                () = peer.cancel.cancelled() => break,
+                () = peer.wake.notified() => {}
+                () = closed::<L>(&mut conn) => {
+                    info!(node = %core.id, peer = %peer.id, "disconnected by peer");
+                    conn = None;
+                }
+                () = tokio::time::sleep(s.idle_timeout) => {
+                    if conn.take().is_some() {
+                        info!(node = %core.id, peer = %peer.id, "idle connection closed");
+                    }
+                    let mut st = peer.lock();
+                    if st.queue.is_empty() {
+                        st.writer_running = false;
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
+        let Some(c) = conn.as_mut() else {
+            conn = connect(&core, &peer, &mut backoff, &mut generation).await;
+            continue;
+        };
+        if !write_queued::<L>(&core, &peer, c).await {
+            conn = None;
+        }
+    }
+    debug!(node = %core.id, peer = %peer.id, "writer ended");
+}
+
+/// One connection attempt (then the back-off delay if it failed).
+async fn connect<L: Link>(
+    core: &Arc<Core<L>>,
+    peer: &Peer,
+    backoff: &mut Backoff,
+    generation: &mut u64,
+) -> Option<L::Conn> {
+    *generation = peer.generation.load(Ordering::Relaxed);
+    let member = {
+        let m = core.membership.read().unwrap_or_else(|e| e.into_inner());
+        m.get(peer.id).cloned()
+    };
+    let Some(member) = member else {
+        peer.cancel.cancel();
+        return None;
+    };
+    let attempt = tokio::time::timeout(core.settings.connect_timeout, core.link.dial(core, member));
+    let result = tokio::select! {
+        r = attempt => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        () = peer.cancel.cancelled() => return None,
+    };
+    match result {
+        Ok(conn) => {
+            backoff.reset();
+            let mut st = peer.lock();
+            if st.connected_before {
+                st.stats.reconnects += 1;
+            }
+            st.connected_before = true;
+            info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
+            Some(conn)
+        }
+        Err(err) => {
+            peer.lock().stats.connect_failures += 1;
+            let delay = backoff.next_delay();
+            debug!(node = %core.id, peer = %peer.id, %err, ?delay, "connect failed");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = peer.cancel.cancelled() => {}
+            }
+            None
+        }
+    }
+}
+
+/// Writes everything queued; `false` if the connection failed (the message is requeued).
+async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) -> bool {
+    loop {
+        let item = {
+            let mut st = peer.lock();
+            let before = st.queue.dropped_stale();
+            let item = st.queue.pop(Instant::now());
+            let dropped = st.queue.dropped_stale() - before;
+            if dropped > 0 {
+                warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
+            }
+            item
+        };
+        let Some(item) = item else {
+            return true;
+        };
+        peer.room.notify_waiters();
+        let len = item.payload.len();
+        let result = tokio::select! {
+            r = L::write(conn, item.payload.clone()) => r,
+            () = peer.cancel.cancelled() => return true,
+        };
+        let mut st = peer.lock();
+        match result {
+            Ok(()) => {
+                st.stats.sent += 1;
+                st.stats.bytes_out += len as u64;
+            }
+            Err(err) => {
+                st.queue.requeue_front(item);
+                warn!(node = %core.id, peer = %peer.id, %err, "write failed: reconnecting");
+                return false;
+            }
+        }
+    }
+}

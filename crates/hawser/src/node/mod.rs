@@ -1,0 +1,130 @@
+//! Node messaging: send to a node id, reliably or not, broadcast to groups, with bounded queues.
+//!
+//! This is the layer a consensus library or a replicated store links against: it never sees
+//! sockets, only [`NodeId`]s (the model is PhxPaxos's network layer).
+//!
+//! # Organization
+//! - [`Node`], started with [`Node::builder`]: `send`, `send_wait`, `broadcast`, `incoming`,
+//!   `on_receive`, membership changes, counters, `stop`.
+//! - [`Network`]: the trait a transport implements; [`DefaultNetwork`] (TCP for reliable
+//!   delivery, or LSP per setting; UDP for unreliable) and [`MemoryNetwork`] (in-process, on a
+//!   [`MemoryHub`]) are hawser's.
+//! - [`Settings`]: every bound and timer, with documented defaults.
+//! - The sans-IO parts ([`Membership`], the bounded [`SendQueue`](hawser_proto::node::SendQueue),
+//!   [`Backoff`](hawser_proto::node::Backoff), [`PeerStats`]) live in [`hawser_proto::node`].
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use hawser::node::{Delivery, Member, MemoryHub, Node, Role};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = MemoryHub::new();
+//! let members = [Member::without_addr(1, Role::Member), Member::without_addr(2, Role::Member)];
+//! let a = Node::builder(1).members(members.clone()).in_memory(&hub).start().await?;
+//! let b = Node::builder(2).members(members).in_memory(&hub).start().await?;
+//! let mut inbox = b.incoming();
+//! a.send(2, "hello", Delivery::Reliable)?; // never blocks
+//! let msg = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await?.unwrap();
+//! assert_eq!((msg.from.0, &msg.payload[..]), (1, &b"hello"[..]));
+//! a.stop().await;
+//! b.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod core;
+mod error;
+mod incoming;
+mod lsp_link;
+mod memory;
+mod network;
+#[allow(clippy::module_inception)]
+mod node;
+mod tcp;
+
+pub use config::{
+    OversizeDatagram, ReliableTransport, Settings, SettingsError, MAX_DATAGRAM_LIMIT,
+};
+pub use error::{SendError, StartError};
+pub use hawser_proto::node::{
+    Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
+    QueueLimits, Role,
+};
+pub use incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
+pub use memory::{MemoryHub, MemoryNetwork};
+pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
+pub use node::{Node, NodeBuilder};
+pub use tcp::DefaultNetwork;
+
+/// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.
+macro_rules! network_impl {
+    ($ty:ty, |$n:ident| $local_addr:expr) => {
+        impl $crate::node::Network for $ty {
+            fn id(&self) -> hawser_proto::node::NodeId {
+                self.core.id
+            }
+            fn local_addr(&self) -> Option<std::net::SocketAddr> {
+                let $n = self;
+                $local_addr
+            }
+            fn membership(&self) -> hawser_proto::node::Membership {
+                self.core.membership()
+            }
+            fn change_membership(
+                &self,
+                change: hawser_proto::node::MembershipChange,
+            ) -> Result<(), hawser_proto::node::MembershipError> {
+                self.core.change_membership(change)
+            }
+            fn send(
+                &self,
+                to: hawser_proto::node::NodeId,
+                payload: bytes::Bytes,
+                delivery: hawser_proto::node::Delivery,
+            ) -> Result<(), $crate::node::SendError> {
+                self.core.send(to, payload, delivery)
+            }
+            fn send_wait(
+                &self,
+                to: hawser_proto::node::NodeId,
+                payload: bytes::Bytes,
+                delivery: hawser_proto::node::Delivery,
+            ) -> $crate::node::BoxFuture<'_, Result<(), $crate::node::SendError>> {
+                Box::pin(self.core.send_wait(to, payload, delivery))
+            }
+            fn incoming(&self) -> $crate::node::IncomingStream {
+                self.core.incoming()
+            }
+            fn peer_stats(
+                &self,
+                peer: hawser_proto::node::NodeId,
+            ) -> Option<hawser_proto::node::PeerStats> {
+                self.core.peer_stats(peer)
+            }
+            fn stats(&self) -> $crate::node::NodeStats {
+                self.core.stats()
+            }
+            fn begin_stop(&self) {
+                self.core.begin_stop();
+            }
+            fn stopped(&self) -> $crate::node::BoxFuture<'_, ()> {
+                Box::pin(self.core.tracker.wait())
+            }
+            fn is_stopped(&self) -> bool {
+                self.core.cancel.is_cancelled()
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("id", &self.core.id)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use network_impl;

@@ -1,0 +1,146 @@
+//! The [`Network`] trait: what a node needs from a transport, so users can plug in their own
+//! (PhxPaxos lets users replace its default network the same way).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use hawser_proto::node::{
+    Delivery, Group, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
+};
+
+use super::error::SendError;
+use super::incoming::IncomingStream;
+
+/// A boxed future, as the [`Network`] trait's async methods return (the trait stays usable as
+/// `dyn Network`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Node-wide counters (per-destination ones are [`PeerStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Datagrams that did not parse, dropped.
+    pub malformed_datagrams: u64,
+    /// Datagrams or connections naming a sender outside the membership, or another receiver,
+    /// dropped.
+    pub unknown_senders: u64,
+    /// Accepted connections closed because `max_inbound_connections` was reached.
+    pub refused_connections: u64,
+    /// Connections closed because a frame announced more than `max_frame` bytes.
+    pub oversized_frames: u64,
+    /// Connections closed because the hello was missing, late or malformed.
+    pub bad_hellos: u64,
+    /// Received unreliable messages dropped because the incoming queue was full.
+    pub incoming_dropped: u64,
+}
+
+/// The outcome of a broadcast, per destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// Each destination with the outcome of its send, by increasing id.
+    pub outcomes: Vec<(NodeId, Result<(), SendError>)>,
+}
+
+impl BroadcastReport {
+    /// Whether every destination's send was queued.
+    pub fn is_all_ok(&self) -> bool {
+        self.outcomes.iter().all(|(_, r)| r.is_ok())
+    }
+
+    /// The destinations reached (queued).
+    pub fn delivered(&self) -> Vec<NodeId> {
+        let ok = self.outcomes.iter().filter(|(_, r)| r.is_ok());
+        ok.map(|(id, _)| *id).collect()
+    }
+
+    /// The destinations whose send failed, with why.
+    pub fn failures(&self) -> impl Iterator<Item = (NodeId, &SendError)> + '_ {
+        self.outcomes
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().err().map(|e| (*id, e)))
+    }
+}
+
+/// A transport for a node: sends to node ids, receives into an
+/// [`IncomingStream`](super::IncomingStream). hawser ships the default TCP+UDP network
+/// ([`DefaultNetwork`](super::DefaultNetwork)) and an in-memory one
+/// ([`MemoryNetwork`](super::MemoryNetwork)); both pass the same test suite.
+///
+/// An implementation starts sending and receiving when it is constructed (started), and must
+/// never block in the non-async methods.
+pub trait Network: Send + Sync + 'static {
+    /// The local node's id.
+    fn id(&self) -> NodeId;
+
+    /// The local address, for networks that have one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// A copy of the current membership.
+    fn membership(&self) -> Membership;
+
+    /// Changes the membership at run time. Removing a node drops its queue and connection.
+    ///
+    /// # Errors
+    /// [`MembershipError`]; nothing changes then.
+    fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError>;
+
+    /// Queues a message for `to`; never blocks.
+    ///
+    /// # Errors
+    /// [`SendError`] at once when it cannot be queued.
+    fn send(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError>;
+
+    /// Like [`send`](Self::send), but waits for room when the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError`] other than `QueueFull`.
+    fn send_wait(
+        &self,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> BoxFuture<'_, Result<(), SendError>>;
+
+    /// Sends to every node of `group` but the local one (unless `include_self`); never blocks.
+    fn broadcast(
+        &self,
+        group: Group,
+        payload: Bytes,
+        delivery: Delivery,
+        include_self: bool,
+    ) -> BroadcastReport {
+        let except = (!include_self).then(|| self.id());
+        let mut targets = self.membership().select(group, except);
+        if include_self && !targets.contains(&self.id()) {
+            targets.push(self.id());
+            targets.sort();
+        }
+        let outcomes = targets
+            .into_iter()
+            .map(|to| (to, self.send(to, payload.clone(), delivery)))
+            .collect();
+        BroadcastReport { outcomes }
+    }
+
+    /// The received messages (one consumer at a time; see [`IncomingStream`]).
+    fn incoming(&self) -> IncomingStream;
+
+    /// Counters of one peer, if it is a member.
+    fn peer_stats(&self, peer: NodeId) -> Option<PeerStats>;
+
+    /// Node-wide counters.
+    fn stats(&self) -> NodeStats;
+
+    /// Begins stopping without waiting: from now on nothing is sent or received, and sends fail
+    /// with [`SendError::Stopped`]. Idempotent.
+    fn begin_stop(&self);
+
+    /// Waits until every task of the network has ended (after [`begin_stop`](Self::begin_stop)).
+    fn stopped(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether [`begin_stop`](Self::begin_stop) was called.
+    fn is_stopped(&self) -> bool;
+}

@@ -1,0 +1,314 @@
+//! [`Node`] and its builder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hawser_proto::node::{
+    Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::config::{ReliableTransport, Settings};
+use super::error::{SendError, StartError};
+use super::incoming::{Incoming, IncomingStream};
+use super::memory::{MemoryHub, MemoryNetwork};
+use super::network::{BroadcastReport, Network, NodeStats};
+use super::tcp::DefaultNetwork;
+
+/// Configures and starts a [`Node`]. Nothing is sent or received before
+/// [`start`](Self::start).
+#[derive(Debug)]
+#[must_use]
+pub struct NodeBuilder {
+    id: NodeId,
+    listen: Option<SocketAddr>,
+    lsp_listen: Option<SocketAddr>,
+    members: Vec<Member>,
+    settings: Settings,
+    hub: Option<MemoryHub>,
+}
+
+impl NodeBuilder {
+    /// Where the default network listens for TCP and UDP (port 0 picks a free port, the same
+    /// for both).
+    pub fn listen(mut self, addr: SocketAddr) -> NodeBuilder {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Where this node accepts reliable delivery over LSP (a UDP address apart from `listen`).
+    pub fn lsp_listen(mut self, addr: SocketAddr) -> NodeBuilder {
+        self.lsp_listen = Some(addr);
+        self
+    }
+
+    /// Adds these nodes to the membership (the local node may be among them).
+    pub fn members(mut self, members: impl IntoIterator<Item = Member>) -> NodeBuilder {
+        self.members.extend(members);
+        self
+    }
+
+    /// Adds one node to the membership.
+    pub fn member(mut self, member: Member) -> NodeBuilder {
+        self.members.push(member);
+        self
+    }
+
+    /// Replaces every setting.
+    pub fn settings(mut self, settings: Settings) -> NodeBuilder {
+        self.settings = settings;
+        self
+    }
+
+    /// Sends reliable messages to `to` over this transport (an exception to
+    /// [`Settings::reliable`]).
+    pub fn reliable_to(
+        mut self,
+        to: impl Into<NodeId>,
+        transport: ReliableTransport,
+    ) -> NodeBuilder {
+        self.settings.reliable_per_node.insert(to.into(), transport);
+        self
+    }
+
+    /// Runs on the in-memory network of `hub` instead of sockets (`listen` is then ignored).
+    pub fn in_memory(mut self, hub: &MemoryHub) -> NodeBuilder {
+        self.hub = Some(hub.clone());
+        self
+    }
+
+    /// Starts the node: binds its sockets and its receiving tasks.
+    ///
+    /// # Errors
+    /// [`StartError`]: invalid settings or membership, no listen address, a bind error.
+    pub async fn start(self) -> Result<Node, StartError> {
+        let mut membership = Membership::new(self.settings.max_nodes);
+        for m in self.members {
+            membership.insert(m)?;
+        }
+        let net: Arc<dyn Network> = match self.hub {
+            Some(hub) => Arc::new(MemoryNetwork::start(
+                &hub,
+                self.id,
+                membership,
+                self.settings,
+            )?),
+            None => {
+                let listen = self.listen.ok_or(StartError::NoListenAddr)?;
+                let net = DefaultNetwork::start(
+                    self.id,
+                    listen,
+                    self.lsp_listen,
+                    membership,
+                    self.settings,
+                )
+                .await?;
+                Arc::new(net)
+            }
+        };
+        Ok(Node::with_network(net))
+    }
+}
+
+/// A node of the cluster: sends to node ids and receives from them, over a [`Network`].
+///
+/// Cheap to clone; every clone is the same node. Dropping the last clone without
+/// [`stop`](Self::stop) stops the network without waiting for its tasks.
+#[derive(Clone, Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    net: Arc<dyn Network>,
+    /// Tasks running `on_receive` handlers.
+    handlers: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.net.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.net.begin_stop();
+    }
+}
+
+impl Node {
+    /// A builder for node `id`.
+    pub fn builder(id: impl Into<NodeId>) -> NodeBuilder {
+        NodeBuilder {
+            id: id.into(),
+            listen: None,
+            lsp_listen: None,
+            members: Vec::new(),
+            settings: Settings::default(),
+            hub: None,
+        }
+    }
+
+    /// A node over a network of the caller's (already started).
+    pub fn with_network(net: Arc<dyn Network>) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                net,
+                handlers: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The network under this node.
+    pub fn network(&self) -> &Arc<dyn Network> {
+        &self.inner.net
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.net.id()
+    }
+
+    /// The address the node listens on (TCP and UDP), for networks that have one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.net.local_addr()
+    }
+
+    /// Queues a message for `to`. Never blocks.
+    ///
+    /// # Errors
+    /// At once: [`SendError::QueueFull`], [`SendError::UnknownNode`], [`SendError::TooLarge`],
+    /// [`SendError::Stopped`] (or [`SendError::NoAddress`]).
+    pub fn send(
+        &self,
+        to: impl Into<NodeId>,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        self.inner.net.send(to.into(), payload.into(), delivery)
+    }
+
+    /// Like [`send`](Self::send), but waits for room in the queue instead of failing.
+    ///
+    /// # Errors
+    /// As `send`, except `QueueFull`.
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns leaves the message unsent.
+    pub async fn send_wait(
+        &self,
+        to: impl Into<NodeId>,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        self.inner
+            .net
+            .send_wait(to.into(), payload.into(), delivery)
+            .await
+    }
+
+    /// Sends to every node of `group` except this one; never blocks. Returns the outcome for
+    /// each destination.
+    pub fn broadcast(
+        &self,
+        group: Group,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> BroadcastReport {
+        self.inner
+            .net
+            .broadcast(group, payload.into(), delivery, false)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), this node included (it receives its own message
+    /// through [`incoming`](Self::incoming)).
+    pub fn broadcast_including_self(
+        &self,
+        group: Group,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> BroadcastReport {
+        self.inner
+            .net
+            .broadcast(group, payload.into(), delivery, true)
+    }
+
+    /// The stream of received messages. One consumer at a time: while a stream (or an
+    /// [`on_receive`](Self::on_receive) handler) is alive, another call gets a stream that ends
+    /// at once. The stream ends after [`stop`](Self::stop).
+    pub fn incoming(&self) -> IncomingStream {
+        self.inner.net.incoming()
+    }
+
+    /// Calls `handler` for every received message, on a task of its own (PhxPaxos's
+    /// `OnReceiveMessage`), built on [`incoming`](Self::incoming). The task ends at
+    /// [`stop`](Self::stop).
+    pub fn on_receive(&self, handler: impl FnMut(Incoming) + Send + 'static) {
+        let mut handler = handler;
+        let mut stream = self.incoming();
+        let cancel = self.inner.cancel.clone();
+        self.inner.handlers.spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = stream.recv() => m,
+                    () = cancel.cancelled() => None,
+                };
+                match msg {
+                    Some(m) => handler(m),
+                    None => break,
+                }
+            }
+            debug!("receive handler ended");
+        });
+    }
+
+    /// A copy of the membership.
+    pub fn membership(&self) -> Membership {
+        self.inner.net.membership()
+    }
+
+    /// Changes the membership at run time (add, remove, change role or addresses).
+    ///
+    /// # Errors
+    /// [`MembershipError`]; nothing changes then.
+    pub fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
+        self.inner.net.change_membership(change)
+    }
+
+    /// Counters of one peer (`None` if it is not a member).
+    pub fn peer_stats(&self, peer: impl Into<NodeId>) -> Option<PeerStats> {
+        self.inner.net.peer_stats(peer.into())
+    }
+
+    /// Node-wide counters.
+    pub fn stats(&self) -> NodeStats {
+        self.inner.net.stats()
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.net.is_stopped()
+    }
+
+    /// Stops receiving and sending (queued messages are dropped), and returns once every task
+    /// of the node has ended. Idempotent.
+    ///
+    /// # Cancel safety
+    /// Stopping begins at the first poll; cancelling only stops the waiting.
+    pub async fn stop(&self) {
+        self.inner.net.begin_stop();
+        self.inner.cancel.cancel();
+        self.inner.handlers.close();
+        self.inner.net.stopped().await;
+        self.inner.handlers.wait().await;
+    }
+}

@@ -1,0 +1,171 @@
+//! Shared harness of the node tests: start a cluster on the in-memory network, on 127.0.0.1
+//! (TCP + UDP), or on 127.0.0.1 with reliable delivery over LSP, with short timers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hawser::node::{
+    Incoming, IncomingStream, Member, MemoryHub, Node, QueueLimits, ReliableTransport, Role,
+    Settings,
+};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Which network a cluster runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Tcp,
+    Lsp,
+}
+
+/// Test settings: short back-off, a 1 s deadline.
+pub fn settings() -> Settings {
+    Settings {
+        queue: QueueLimits {
+            deadline: Duration::from_secs(1),
+            ..QueueLimits::default()
+        },
+        backoff_initial: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(1),
+        ..Settings::default()
+    }
+}
+
+/// Nodes of one test cluster, and how to (re)start them.
+pub struct Cluster {
+    pub kind: Kind,
+    pub hub: MemoryHub,
+    pub roles: Vec<(u64, Role)>,
+    pub addrs: HashMap<u64, SocketAddr>,
+    pub lsp_addrs: HashMap<u64, SocketAddr>,
+    pub settings: Settings,
+}
+
+fn free_udp_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+impl Cluster {
+    pub fn new(kind: Kind, roles: &[(u64, Role)]) -> Cluster {
+        let mut settings = settings();
+        if kind == Kind::Lsp {
+            settings.reliable = ReliableTransport::Lsp;
+        }
+        Cluster {
+            kind,
+            hub: MemoryHub::new(),
+            roles: roles.to_vec(),
+            addrs: HashMap::new(),
+            lsp_addrs: HashMap::new(),
+            settings,
+        }
+    }
+
+    /// `n` members with ids 1..=n.
+    pub fn members(kind: Kind, n: u64) -> Cluster {
+        let roles: Vec<_> = (1..=n).map(|i| (i, Role::Member)).collect();
+        Cluster::new(kind, &roles)
+    }
+
+    fn member(&self, id: u64, role: Role) -> Member {
+        let mut m = Member::without_addr(id, role);
+        if let Some(a) = self.addrs.get(&id) {
+            m.addrs.push(*a);
+        }
+        m.lsp_addr = self.lsp_addrs.get(&id).copied();
+        m
+    }
+
+    pub fn membership(&self) -> Vec<Member> {
+        self.roles
+            .iter()
+            .map(|&(id, role)| self.member(id, role))
+            .collect()
+    }
+
+    /// Starts (or restarts, at its previous address) node `id`.
+    pub async fn start(&mut self, id: u64) -> Node {
+        let b = Node::builder(id)
+            .members(self.membership())
+            .settings(self.settings.clone());
+        let node = match self.kind {
+            Kind::Memory => b.in_memory(&self.hub).start().await.unwrap(),
+            Kind::Tcp | Kind::Lsp => {
+                let listen = self
+                    .addrs
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(([127, 0, 0, 1], 0).into());
+                let b = b.listen(listen);
+                let b = match self.lsp_addrs.get(&id) {
+                    Some(a) => b.lsp_listen(*a),
+                    None => b,
+                };
+                b.start().await.unwrap()
+            }
+        };
+        if let Some(addr) = node.local_addr() {
+            self.addrs.insert(id, addr);
+        }
+        node
+    }
+
+    /// Starts every node, then tells each node every address.
+    pub async fn start_all(&mut self) -> Vec<Node> {
+        if self.kind == Kind::Lsp {
+            for &(id, _) in &self.roles {
+                self.lsp_addrs.insert(id, free_udp_port());
+            }
+        }
+        let ids: Vec<u64> = self.roles.iter().map(|r| r.0).collect();
+        let mut nodes = Vec::new();
+        for id in ids {
+            nodes.push(self.start(id).await);
+        }
+        let all = self.membership();
+        for node in &nodes {
+            for m in &all {
+                node.change_membership(hawser::node::MembershipChange::Add(m.clone()))
+                    .unwrap();
+            }
+        }
+        nodes
+    }
+}
+
+/// The next message, or a panic after [`WAIT`].
+pub async fn next(inbox: &mut IncomingStream) -> Incoming {
+    tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .expect("timed out waiting for a message")
+        .expect("stream ended")
+}
+
+/// Whether nothing arrives within `d`.
+pub async fn quiet(inbox: &mut IncomingStream, d: Duration) -> bool {
+    tokio::time::timeout(d, inbox.recv()).await.is_err()
+}
+
+/// Polls `cond` every 10 ms until true, or panics after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Stops every node.
+pub async fn stop_all(nodes: &[Node]) {
+    for n in nodes {
+        tokio::time::timeout(WAIT, n.stop())
+            .await
+            .expect("stop hung");
+    }
+}

@@ -1,0 +1,138 @@
+//! Default-network specifics on 127.0.0.1: hostile frames and datagrams, the oversize policy,
+//! the inbound connection bound.
+
+mod node_common;
+
+use std::time::Duration;
+
+use hawser::node::{Delivery, NodeId, OversizeDatagram};
+use hawser_proto::wire::node::Hello;
+use node_common::{eventually, next, stop_all, Cluster, Kind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+fn hello_frame(from: u64) -> Vec<u8> {
+    let mut hello = bytes::BytesMut::new();
+    Hello { from }.emit(&mut hello);
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    frame
+}
+
+/// Waits until the node closes the connection (read returns 0 or an error).
+async fn closed_by_node(s: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "connection not closed: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_connection() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.max_frame = 1024;
+    let nodes = c.start_all().await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "before", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "before");
+
+    // A "node 1" that announces a frame one byte above the limit.
+    let mut evil = TcpStream::connect(nodes[1].local_addr().unwrap())
+        .await
+        .unwrap();
+    evil.write_all(&hello_frame(1)).await.unwrap();
+    evil.write_all(&1025u32.to_be_bytes()).await.unwrap();
+    closed_by_node(&mut evil).await;
+    eventually("oversized counted", || {
+        nodes[1].stats().oversized_frames == 1
+    })
+    .await;
+    assert_eq!(nodes[1].peer_stats(1).unwrap().oversized_frames, 1);
+
+    // The real connection from node 1 is unaffected.
+    nodes[0].send(2, "after", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "after");
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn bad_hellos_and_strangers_are_refused() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    let nodes = c.start_all().await;
+    let addr = nodes[1].local_addr().unwrap();
+    let mut garbage = TcpStream::connect(addr).await.unwrap();
+    garbage.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    closed_by_node(&mut garbage).await;
+    let mut stranger = TcpStream::connect(addr).await.unwrap();
+    stranger.write_all(&hello_frame(99)).await.unwrap();
+    closed_by_node(&mut stranger).await;
+    let mut huge_hello = TcpStream::connect(addr).await.unwrap();
+    huge_hello.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    closed_by_node(&mut huge_hello).await;
+    let s = nodes[1].stats();
+    assert_eq!(
+        (s.bad_hellos, s.unknown_senders, s.oversized_frames),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn malformed_and_misdirected_datagrams_are_dropped() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    let nodes = c.start_all().await;
+    let mut inbox = nodes[1].incoming();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = nodes[1].local_addr().unwrap();
+    udp.send_to(b"not a node datagram", to).await.unwrap();
+    let mut misdirected = bytes::BytesMut::new();
+    hawser_proto::wire::node::Datagram {
+        from: 1,
+        to: 7,
+        payload: b"x",
+    }
+    .emit(&mut misdirected);
+    udp.send_to(&misdirected, to).await.unwrap();
+    eventually("drops counted", || {
+        let s = nodes[1].stats();
+        s.malformed_datagrams == 1 && s.unknown_senders == 1
+    })
+    .await;
+    nodes[0].send(2, "fine", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "fine");
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn oversize_datagram_can_go_reliably_when_asked() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.datagram_limit = 100;
+    c.settings.oversize_datagram = OversizeDatagram::SendReliably;
+    let nodes = c.start_all().await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0]
+        .send(2, vec![7u8; 500], Delivery::Unreliable)
+        .unwrap();
+    let m = next(&mut inbox).await;
+    assert_eq!(
+        (m.from, m.delivery, m.payload.len()),
+        (NodeId(1), Delivery::Reliable, 500)
+    );
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn inbound_connections_are_bounded() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.max_inbound_connections = 1;
+    let nodes = c.start_all().await;
+    let addr = nodes[1].local_addr().unwrap();
+    let _first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    closed_by_node(&mut second).await;
+    assert_eq!(nodes[1].stats().refused_connections, 1);
+    stop_all(&nodes).await;
+}
