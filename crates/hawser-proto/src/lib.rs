@@ -70,6 +70,7 @@
 pub mod fault;
 pub mod lsp;
 pub mod node;
+pub mod reach;
 pub mod transmit;
 pub mod wire;
 

@@ -15,6 +15,7 @@ pub mod checksum;
 pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;
+pub mod reach;
 
 use std::fmt;
 
