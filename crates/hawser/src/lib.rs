@@ -42,3 +42,8 @@ pub mod lsp;
 pub mod node;
 
 pub use hawser_proto as proto;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
