@@ -1,17 +1,33 @@
-//! Node-layer frame formats: the hello that opens a reliable connection, and the envelope of an
-//! unreliable datagram. Stateless; node ids are plain `u64` here (the node layer wraps them).
+//! Node-layer frame formats: the hellos that open a reliable connection, the kind byte of a
+//! framed connection's frames, and the envelope of an unreliable datagram. Stateless; node ids
+//! are plain `u64` here (the node layer wraps them).
 //!
 //! ```text
-//! hello    = magic "HW" (0x48 0x57) | version:u8 (0x01) | kind:u8 (0x01) | from:u64 BE
-//!            (12 bytes; the first frame of every reliable connection, inside its length prefix
-//!            on TCP, or the first message on LSP)
-//! datagram = magic "HW" | version:u8 (0x01) | kind:u8 (0x02) | from:u64 BE | to:u64 BE
-//!            | payload (the rest of the UDP datagram; 20 header bytes)
+//! hello        = magic "HW" (0x48 0x57) | version:u8 (0x01) | kind:u8 (0x01) | from:u64 BE
+//!                (12 bytes; opens a plain connection)
+//! framed_hello = magic "HW" | version:u8 (0x01) | kind:u8 (0x03) | from:u64 BE | addr
+//!                (13, 19 or 31 bytes; opens a framed connection)
+//! addr         = 0x00 (none) | 0x04 ipv4[4] port:u16 BE | 0x06 ipv6[16] port:u16 BE
+//!                (where the sender listens, if it says)
+//! datagram     = magic "HW" | version:u8 (0x01) | kind:u8 (0x02) | from:u64 BE | to:u64 BE
+//!                | payload (the rest of the UDP datagram; 20 header bytes)
 //! ```
 //!
-//! After the hello, a TCP connection carries one application payload per length-prefixed frame
-//! (4-byte big-endian length, then the payload; no further header). Parsers never panic, and
-//! reject a wrong magic, an unknown version or kind, truncation and trailing bytes.
+//! A hello is the first frame of every reliable connection, inside its length prefix on TCP, or
+//! the first message on LSP. After a plain `hello`, each frame is one application payload (on
+//! TCP: 4-byte big-endian length, then the payload; no further header). After a `framed_hello`,
+//! each frame starts with one [`FrameKind`] byte:
+//!
+//! ```text
+//! frame = 0x00 | application payload      (delivered to the application, byte for byte)
+//!       | 0x01 | reachability event       (hawser_proto::wire::reach, for the node itself)
+//!       | 0x02                            (ping: opens the connection, carries nothing)
+//! ```
+//!
+//! hawser's nodes open framed connections and accept both. Parsers never panic, and reject a
+//! wrong magic, an unknown version or kind, truncation and trailing bytes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::{BufMut, BytesMut};
 
@@ -25,6 +41,8 @@ pub const VERSION: u8 = 0x01;
 pub const KIND_HELLO: u8 = 0x01;
 /// The kind byte of a datagram envelope.
 pub const KIND_DATAGRAM: u8 = 0x02;
+/// The kind byte of a framed hello ([`FramedHello`]).
+pub const KIND_FRAMED_HELLO: u8 = 0x03;
 /// Length of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 12;
 /// Length of a datagram envelope's header, before the payload.
@@ -73,6 +91,161 @@ impl Hello {
     /// The encoded length, [`HELLO_LEN`].
     pub fn buffer_len(&self) -> usize {
         HELLO_LEN
+    }
+}
+
+/// The hello of a framed connection: who is speaking, where it listens (if it says), and that
+/// every later frame starts with a [`FrameKind`] byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FramedHello {
+    /// The sender's node id.
+    pub from: u64,
+    /// Where the sender listens (its advertised address), if it says.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Address family bytes of a framed hello's `addr`.
+mod family {
+    pub const NONE: u8 = 0x00;
+    pub const V4: u8 = 0x04;
+    pub const V6: u8 = 0x06;
+}
+
+impl FramedHello {
+    /// Parses a framed hello frame (exactly [`buffer_len`](Self::buffer_len) bytes).
+    ///
+    /// # Errors
+    /// [`WireError`] on anything else; never panics.
+    pub fn parse(bytes: &[u8]) -> Result<FramedHello, WireError> {
+        check_header(bytes, HELLO_LEN + 1, KIND_FRAMED_HELLO)?;
+        let from = read_u64(bytes, field::FROM);
+        let rest = bytes.get(HELLO_LEN..).unwrap_or_default();
+        let (listen, used) = match rest.first().copied() {
+            Some(family::NONE) => (None, 1),
+            Some(family::V4) => {
+                let b = rest.get(1..7).ok_or(WireError::Truncated)?;
+                let ip = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                let port = u16::from_be_bytes([b[4], b[5]]);
+                (Some(SocketAddr::new(IpAddr::V4(ip), port)), 7)
+            }
+            Some(family::V6) => {
+                let b = rest.get(1..19).ok_or(WireError::Truncated)?;
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&b[..16]);
+                let port = u16::from_be_bytes([b[16], b[17]]);
+                (
+                    Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port)),
+                    19,
+                )
+            }
+            Some(_) => return Err(WireError::Malformed("unknown address family")),
+            None => return Err(WireError::Truncated),
+        };
+        if rest.len() > used {
+            return Err(WireError::Malformed("trailing bytes after hello"));
+        }
+        Ok(FramedHello { from, listen })
+    }
+
+    /// Appends the encoded hello ([`buffer_len`](Self::buffer_len) bytes) to `out`.
+    pub fn emit(&self, out: &mut BytesMut) {
+        out.reserve(self.buffer_len());
+        out.put_slice(&MAGIC);
+        out.put_u8(VERSION);
+        out.put_u8(KIND_FRAMED_HELLO);
+        out.put_u64(self.from);
+        match self.listen {
+            None => out.put_u8(family::NONE),
+            Some(SocketAddr::V4(a)) => {
+                out.put_u8(family::V4);
+                out.put_slice(&a.ip().octets());
+                out.put_u16(a.port());
+            }
+            Some(SocketAddr::V6(a)) => {
+                out.put_u8(family::V6);
+                out.put_slice(&a.ip().octets());
+                out.put_u16(a.port());
+            }
+        }
+    }
+
+    /// The encoded length: 13 bytes without an address, 19 with IPv4, 31 with IPv6.
+    pub fn buffer_len(&self) -> usize {
+        HELLO_LEN
+            + match self.listen {
+                None => 1,
+                Some(SocketAddr::V4(_)) => 7,
+                Some(SocketAddr::V6(_)) => 19,
+            }
+    }
+}
+
+/// Either hello, as the first frame of an accepted connection says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnyHello {
+    /// A plain connection: every frame is an application payload.
+    Plain(Hello),
+    /// A framed connection: every frame starts with a [`FrameKind`] byte.
+    Framed(FramedHello),
+}
+
+impl AnyHello {
+    /// Parses the first frame of a connection as either hello (by its kind byte).
+    ///
+    /// # Errors
+    /// [`WireError`] when it is neither; never panics.
+    pub fn parse(bytes: &[u8]) -> Result<AnyHello, WireError> {
+        if bytes.get(field::KIND) == Some(&KIND_FRAMED_HELLO) {
+            FramedHello::parse(bytes).map(AnyHello::Framed)
+        } else {
+            Hello::parse(bytes).map(AnyHello::Plain)
+        }
+    }
+
+    /// The sender's node id.
+    pub fn from(&self) -> u64 {
+        match self {
+            AnyHello::Plain(h) => h.from,
+            AnyHello::Framed(h) => h.from,
+        }
+    }
+}
+
+/// What a frame of a framed connection carries: its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// An application payload (the rest of the frame), delivered as is.
+    App = 0x00,
+    /// A reachability event (`wire::reach`) for the receiving node itself.
+    Reach = 0x01,
+    /// Nothing: a frame that only opens (or keeps) the connection. Its rest must be empty.
+    Ping = 0x02,
+}
+
+/// Length of the kind byte before a framed connection's frame body.
+pub const FRAME_KIND_LEN: usize = 1;
+
+impl FrameKind {
+    /// The kind of a framed connection's frame, from its first byte.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] for an empty frame, [`WireError::UnknownType`] for an unknown
+    /// kind, [`WireError::Malformed`] for a ping with a body; never panics.
+    pub fn of(frame: &[u8]) -> Result<FrameKind, WireError> {
+        let (&kind, rest) = frame.split_first().ok_or(WireError::Truncated)?;
+        match kind {
+            0x00 => Ok(FrameKind::App),
+            0x01 => Ok(FrameKind::Reach),
+            0x02 if rest.is_empty() => Ok(FrameKind::Ping),
+            0x02 => Err(WireError::Malformed("ping with a body")),
+            other => Err(WireError::UnknownType(u64::from(other))),
+        }
+    }
+
+    /// The byte on the wire.
+    pub fn byte(self) -> u8 {
+        self as u8
     }
 }
 
@@ -213,6 +386,90 @@ mod tests {
         assert_eq!(Datagram::parse(&as_dgram), Err(WireError::UnknownType(1)));
     }
 
+    static FRAMED_7_V4: [u8; 19] = [
+        0x48, 0x57, 0x01, 0x03, 0, 0, 0, 0, 0, 0, 0, 7, 0x04, 10, 77, 0, 3, 0x1e, 0x14,
+    ];
+
+    #[test]
+    fn framed_hello_golden_bytes() {
+        let listen = Some("10.77.0.3:7700".parse().unwrap());
+        let h = FramedHello { from: 7, listen };
+        assert_eq!(FramedHello::parse(&FRAMED_7_V4), Ok(h));
+        let bytes = emit_after_a5(|o| h.emit(o));
+        assert_eq!(bytes, FRAMED_7_V4);
+        assert_eq!(h.buffer_len(), 19);
+        let none = FramedHello {
+            from: 7,
+            listen: None,
+        };
+        let bytes = emit_after_a5(|o| none.emit(o));
+        assert_eq!(
+            &bytes[..12],
+            &[0x48, 0x57, 0x01, 0x03, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        assert_eq!(bytes[12..], [0x00]);
+        assert_eq!(none.buffer_len(), 13);
+        let v6 = FramedHello {
+            from: 1,
+            listen: Some("[fd00::9]:1".parse().unwrap()),
+        };
+        let mut out = BytesMut::new();
+        v6.emit(&mut out);
+        assert_eq!((out.len(), out[12]), (31, 0x06));
+        assert_eq!(FramedHello::parse(&out), Ok(v6));
+        // Either hello parses through `AnyHello`, told apart by the kind byte.
+        assert_eq!(
+            AnyHello::parse(&HELLO_7),
+            Ok(AnyHello::Plain(Hello { from: 7 }))
+        );
+        assert_eq!(AnyHello::parse(&FRAMED_7_V4), Ok(AnyHello::Framed(h)));
+        assert_eq!(AnyHello::parse(&FRAMED_7_V4).unwrap().from(), 7);
+    }
+
+    #[test]
+    fn malformed_framed_hellos_are_refused() {
+        for n in 0..FRAMED_7_V4.len() {
+            assert!(FramedHello::parse(&FRAMED_7_V4[..n]).is_err(), "prefix {n}");
+        }
+        let mut long = FRAMED_7_V4.to_vec();
+        long.push(0);
+        assert!(matches!(
+            FramedHello::parse(&long),
+            Err(WireError::Malformed(_))
+        ));
+        let mut bad = FRAMED_7_V4;
+        bad[12] = 0x05;
+        assert!(matches!(
+            FramedHello::parse(&bad),
+            Err(WireError::Malformed(_))
+        ));
+        // A plain hello is not a framed one.
+        assert_eq!(
+            FramedHello::parse(&[&HELLO_7[..], &[0]].concat()),
+            Err(WireError::UnknownType(1))
+        );
+    }
+
+    #[test]
+    fn frame_kinds() {
+        assert_eq!(FrameKind::of(&[0x00]), Ok(FrameKind::App));
+        assert_eq!(FrameKind::of(&[0x00, b'x']), Ok(FrameKind::App));
+        assert_eq!(FrameKind::of(&[0x01, 1, 2]), Ok(FrameKind::Reach));
+        assert_eq!(FrameKind::of(&[0x02]), Ok(FrameKind::Ping));
+        assert!(matches!(
+            FrameKind::of(&[0x02, 0]),
+            Err(WireError::Malformed(_))
+        ));
+        assert_eq!(FrameKind::of(&[]), Err(WireError::Truncated));
+        assert_eq!(FrameKind::of(&[0x07]), Err(WireError::UnknownType(7)));
+        for k in [FrameKind::App, FrameKind::Reach, FrameKind::Ping] {
+            assert_eq!(
+                FrameKind::of(&[k.byte()]).ok().map(|x| x.byte()),
+                Some(k.byte())
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn round_trips(from in any::<u64>(), to in any::<u64>(),
@@ -226,12 +483,24 @@ mod tests {
             d.emit(&mut out);
             prop_assert_eq!(out.len(), d.buffer_len());
             prop_assert_eq!(Datagram::parse(&out), Ok(d));
+            let port = (to & 0xffff) as u16;
+            for listen in [None, Some(SocketAddr::from(([10, 0, 0, 1], port))),
+                           Some(SocketAddr::new(Ipv6Addr::from(u128::from(to)).into(), port))] {
+                let h = FramedHello { from, listen };
+                let mut out = BytesMut::new();
+                h.emit(&mut out);
+                prop_assert_eq!(out.len(), h.buffer_len());
+                prop_assert_eq!(FramedHello::parse(&out), Ok(h));
+            }
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Hello::parse(&bytes);
             let _ = Datagram::parse(&bytes);
+            let _ = FramedHello::parse(&bytes);
+            let _ = AnyHello::parse(&bytes);
+            let _ = FrameKind::of(&bytes);
         }
     }
 }

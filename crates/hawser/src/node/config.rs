@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hawser_proto::lsp;
 use hawser_proto::node::{NodeId, QueueLimits, MAX_NODES};
+use hawser_proto::reach;
 
 /// What to do with an unreliable message above [`Settings::datagram_limit`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +69,68 @@ pub struct Settings {
     /// LSP settings for [`ReliableTransport::Lsp`] (client and server side). Default: LSP
     /// defaults with 100 ms epochs, a window of 32 and a send queue of 256.
     pub lsp: lsp::Config,
+    /// Reachability: peer liveness leases and address tables (see [`ReachSettings`]).
+    pub reach: ReachSettings,
+}
+
+/// Settings of a node's reachability protocol (`docs/reachability.md`): presence leases,
+/// the peer table, the flood, and how the node learns of new peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReachSettings {
+    /// Run the presence protocol on the node's connections. Default `true`. When `false`, no
+    /// internal frame is sent, [`Node::peers`](super::Node::peers) stays empty and alive-only
+    /// sends refuse every destination.
+    pub enabled: bool,
+    /// The engine's settings ([`reach::Config`]): the lease this node announces (default fixed
+    /// 10 s; or [`reach::LeasePolicy::Adaptive`]), `renew_divisor` (3), `reachable_for`
+    /// (30 s), and the bounds of its tables (at most 1,024 peers, 16 addresses each, 256
+    /// neighbours, 4,096 pending events, 65,536 pending copies). `incarnation` 0 (the
+    /// default) means "Unix milliseconds at start", made to grow within the process.
+    pub engine: reach::Config,
+    /// Add peers learned from the flood (not in the membership) as [`Role::Temporary`]
+    /// members with their announced addresses, so that `send` reaches them directly. Default
+    /// `true`. Bounded by `max_nodes`; a refused peer is counted
+    /// (`NodeStats::learned_refused`).
+    ///
+    /// [`Role::Temporary`]: hawser_proto::node::Role::Temporary
+    pub learn_peers: bool,
+    /// Accept a framed hello from a node outside the membership, adding it as a
+    /// `Role::Temporary` member at the address its hello announces (a seed node that lets
+    /// newcomers join by connecting to it). Default `false`: only members (configured or
+    /// learned from the flood) may connect. Plain hellos from non-members are always refused.
+    pub admit_unknown: bool,
+    /// Per destination: most internal frames (flooded events, pings) waiting to be written;
+    /// beyond it the oldest is dropped, counted (`NodeStats::control_dropped`). They do not
+    /// count in the application's queue limits or `PeerStats`. Default 256.
+    pub max_control_frames: usize,
+    /// Capacity of each [`Node::peer_events`](super::Node::peer_events) stream: a consumer
+    /// more than this many events behind gets `Err(Lagged(n))` for the `n` it missed, then the
+    /// newest. Default 1,024.
+    pub event_capacity: usize,
+}
+
+impl Default for ReachSettings {
+    fn default() -> ReachSettings {
+        ReachSettings {
+            enabled: true,
+            engine: reach::Config::default(),
+            learn_peers: true,
+            admit_unknown: false,
+            max_control_frames: 256,
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl ReachSettings {
+    /// Default settings with a fixed lease `lease`: renewals every `lease / 3` and
+    /// `reachable_for` of three leases.
+    pub fn with_lease(lease: std::time::Duration) -> ReachSettings {
+        let mut s = ReachSettings::default();
+        s.engine.lease = reach::LeasePolicy::Fixed(lease);
+        s.engine.reachable_for = lease.saturating_mul(3);
+        s
+    }
 }
 
 impl Default for Settings {
@@ -98,9 +161,13 @@ impl Default for Settings {
                 max_send_queue: 256,
                 ..lsp::Config::new(params)
             },
+            reach: ReachSettings::default(),
         }
     }
 }
+
+/// The largest accepted [`ReachSettings::event_capacity`].
+pub const MAX_EVENT_CAPACITY: usize = 1 << 20;
 
 /// The largest accepted [`Settings::datagram_limit`].
 pub const MAX_DATAGRAM_LIMIT: usize = 65_000;
@@ -123,6 +190,9 @@ pub enum SettingsError {
     /// The LSP settings are invalid.
     #[error("lsp: {0}")]
     Lsp(#[from] lsp::ParamsError),
+    /// The reachability engine's settings are invalid.
+    #[error("reach: {0}")]
+    Reach(#[from] reach::ConfigError),
 }
 
 impl Settings {
@@ -153,6 +223,11 @@ impl Settings {
             ("backoff_initial", self.backoff_initial.as_nanos() as u64),
             ("connect_timeout", self.connect_timeout.as_nanos() as u64),
             ("hello_timeout", self.hello_timeout.as_nanos() as u64),
+            (
+                "reach.max_control_frames",
+                self.reach.max_control_frames as u64,
+            ),
+            ("reach.event_capacity", self.reach.event_capacity as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::Zero(name));
@@ -163,11 +238,17 @@ impl Settings {
                 max: MAX_DATAGRAM_LIMIT as u64,
             });
         }
-        // The 4-byte length prefix bounds a frame.
-        if self.max_frame > u32::MAX as usize {
+        // The 4-byte length prefix bounds a frame, kind byte included.
+        if self.max_frame >= u32::MAX as usize {
             return Err(SettingsError::TooLarge {
                 name: "max_frame",
-                max: u64::from(u32::MAX),
+                max: u64::from(u32::MAX) - 1,
+            });
+        }
+        if self.reach.event_capacity > MAX_EVENT_CAPACITY {
+            return Err(SettingsError::TooLarge {
+                name: "reach.event_capacity",
+                max: MAX_EVENT_CAPACITY as u64,
             });
         }
         if self.reliable_per_node.len() > self.max_nodes {
@@ -177,6 +258,7 @@ impl Settings {
             });
         }
         self.lsp.validate()?;
+        self.reach.engine.validate()?;
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! The engine shared by every built-in network: membership, per-destination queues and
 //! counters, the send paths, and one writer task per destination that connects lazily,
 //! reconnects with back-off, drops stale messages and closes idle connections. A [`Link`] says
-//! how to connect and how bytes move.
+//! how to connect and how bytes move. Reachability (`super::reach`) rides on the same writers:
+//! its frames wait in a small control queue per destination, written first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -24,6 +26,7 @@ use super::config::{OversizeDatagram, Settings};
 use super::error::SendError;
 use super::incoming::{Incoming, IncomingQueue, IncomingSender};
 use super::network::NodeStats;
+use super::reach::{self, Frame, ReachState, TrafficGate};
 
 /// How one network connects to a destination and moves bytes (the part that differs between
 /// the default network and the in-memory one).
@@ -39,15 +42,19 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
         reliable: bool,
     ) -> Result<usize, SendError>;
 
-    /// Opens a reliable connection to `member` and says hello.
+    /// Opens a reliable connection to `member` and says hello; returns it with the address of
+    /// `member` it goes to (for reachability).
     fn dial(
         &self,
         core: &Arc<Core<Self>>,
         member: Member,
-    ) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    ) -> impl Future<Output = io::Result<(Self::Conn, SocketAddr)>> + Send;
 
-    /// Writes one message on a connection.
-    fn write(conn: &mut Self::Conn, payload: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes one frame on a connection.
+    fn write(conn: &mut Self::Conn, frame: Frame) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The addresses of `member` reachability knows it by (tried by `dial`).
+    fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr>;
 
     /// Resolves when the connection was closed by the peer or broke. Cancel safe.
     fn closed(conn: &mut Self::Conn) -> impl Future<Output = ()> + Send;
@@ -91,6 +98,11 @@ struct PeerState {
     stats: PeerStats,
     writer_running: bool,
     connected_before: bool,
+    /// Internal frames waiting, with when each was queued (bounded by
+    /// `reach.max_control_frames`, expired by the queue deadline).
+    control: VecDeque<(Instant, Frame)>,
+    /// The writer holds a connection.
+    connected: bool,
 }
 
 impl Peer {
@@ -116,6 +128,9 @@ pub(crate) struct Counters {
     pub oversized_frames: AtomicU64,
     pub bad_hellos: AtomicU64,
     pub incoming_dropped: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub control_dropped: AtomicU64,
+    pub learned_refused: AtomicU64,
 }
 
 impl Counters {
@@ -132,6 +147,9 @@ impl Counters {
             oversized_frames: r(&self.oversized_frames),
             bad_hellos: r(&self.bad_hellos),
             incoming_dropped: r(&self.incoming_dropped),
+            bad_frames: r(&self.bad_frames),
+            control_dropped: r(&self.control_dropped),
+            learned_refused: r(&self.learned_refused),
         }
     }
 }
@@ -151,6 +169,8 @@ pub(crate) struct Core<L> {
     pub counters: Counters,
     pub tracker: TaskTracker,
     pub cancel: CancellationToken,
+    /// Reachability, unless disabled.
+    pub reach: Option<ReachState>,
     membership: RwLock<Membership>,
     /// One entry per member at most (bounded by `Settings::max_nodes`).
     peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
@@ -159,11 +179,20 @@ pub(crate) struct Core<L> {
 }
 
 impl<L: Link> Core<L> {
-    pub fn new(id: NodeId, settings: Settings, membership: Membership, link: L) -> Arc<Core<L>> {
+    /// A running core announcing `local` addresses (reachability); starts the reachability
+    /// driver when called within a tokio runtime.
+    pub fn new(
+        id: NodeId,
+        settings: Settings,
+        membership: Membership,
+        link: L,
+        local: &[SocketAddr],
+    ) -> Arc<Core<L>> {
         let cancel = CancellationToken::new();
         let (incoming, sender) = IncomingQueue::new(settings.incoming_capacity, cancel.clone());
-        Arc::new(Core {
+        let core = Arc::new(Core {
             id,
+            reach: ReachState::new(id, &settings, local),
             settings,
             link,
             counters: Counters::default(),
@@ -173,7 +202,140 @@ impl<L: Link> Core<L> {
             peers: Mutex::new(HashMap::new()),
             sender,
             incoming,
-        })
+        });
+        if core.reach.is_some() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(core.tracker.track_future(reach::drive(core.clone())));
+                }
+                Err(_) => warn!(node = %id, "no tokio runtime: reachability not driven"),
+            }
+        }
+        core
+    }
+
+    /// A copy of one member.
+    pub fn membership_of(&self, id: NodeId) -> Option<Member> {
+        let m = self.membership.read().unwrap_or_else(|e| e.into_inner());
+        m.get(id).cloned()
+    }
+
+    /// Every member's id.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let m = self.membership.read().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|m| m.id).collect()
+    }
+
+    /// Edits a member's addresses in place, without making its writer reconnect (addresses
+    /// learned from the flood; the current connection stays good).
+    pub fn edit_learned_addrs(&self, id: NodeId, f: impl FnOnce(&mut Vec<SocketAddr>)) {
+        let mut m = self.membership.write().unwrap_or_else(|e| e.into_inner());
+        let Some(member) = m.get(id) else {
+            return;
+        };
+        let mut addrs = member.addrs.clone();
+        f(&mut addrs);
+        if addrs != member.addrs {
+            // Refused (too many addresses): keep the old ones.
+            let _ = m.apply(MembershipChange::SetAddrs(id, addrs));
+        }
+    }
+
+    /// Queues an internal frame for member `to` (dropping the oldest beyond the bound) and
+    /// makes sure its writer runs.
+    pub fn push_control(self: &Arc<Self>, to: NodeId, frame: Frame) {
+        let Some(peer) = self.peer(to) else {
+            return;
+        };
+        let mut st = peer.lock();
+        if peer.cancel.is_cancelled() {
+            return;
+        }
+        if st.control.len() >= self.settings.reach.max_control_frames {
+            st.control.pop_front();
+            Counters::bump(&self.counters.control_dropped);
+        }
+        st.control.push_back((Instant::now(), frame));
+        self.start_writer(&peer, &mut st);
+        drop(st);
+        peer.wake.notify_one();
+    }
+
+    /// Opens a connection to member `to` if there is none and nothing waits for it.
+    pub fn poke(self: &Arc<Self>, to: NodeId) {
+        if self.reach.is_none() || to == self.id {
+            return;
+        }
+        let Some(member) = self.membership_of(to) else {
+            return;
+        };
+        if self.link.route(&self.settings, &member, true).is_err() {
+            return;
+        }
+        let Some(peer) = self.peer(to) else {
+            return;
+        };
+        let idle = {
+            let st = peer.lock();
+            !st.connected && st.control.is_empty() && st.queue.is_empty()
+        };
+        if idle {
+            self.push_control(to, Frame::Ping);
+        }
+    }
+
+    fn start_writer(self: &Arc<Self>, peer: &Arc<Peer>, st: &mut PeerState) {
+        if !st.writer_running {
+            st.writer_running = true;
+            self.tracker.spawn(writer(self.clone(), peer.clone()));
+        }
+    }
+
+    /// A frame of a framed connection from `from` through `via`: delivered, or handed to
+    /// reachability. Returns `false` once the node is stopping.
+    pub async fn receive(
+        self: &Arc<Self>,
+        from: NodeId,
+        via: SocketAddr,
+        frame: Frame,
+        gate: &mut TrafficGate,
+    ) -> bool {
+        self.reach_traffic(from, via, gate);
+        match frame {
+            Frame::App(payload) => self.deliver(from, Delivery::Reliable, payload).await,
+            Frame::Reach(payload) => {
+                self.reach_event(from, via, &payload);
+                true
+            }
+            Frame::Ping => true,
+        }
+    }
+
+    /// Counts a bad frame of a framed connection.
+    pub fn note_bad_frame(&self, from: NodeId, err: &hawser_proto::wire::WireError) {
+        Counters::bump(&self.counters.bad_frames);
+        debug!(node = %self.id, peer = %from, %err, "bad frame dropped");
+    }
+
+    /// Like `send`, refusing a destination whose lease does not hold.
+    pub fn send_alive(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to != self.id {
+            if !self.is_member(to) {
+                return Err(SendError::UnknownNode(to));
+            }
+            if !self.is_alive(to) {
+                return Err(SendError::NotAlive(to));
+            }
+        }
+        self.send(to, payload, delivery)
     }
 
     pub fn membership(&self) -> Membership {
@@ -221,6 +383,8 @@ impl<L: Link> Core<L> {
                 stats: PeerStats::default(),
                 writer_running: false,
                 connected_before: false,
+                control: VecDeque::new(),
+                connected: false,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -231,7 +395,10 @@ impl<L: Link> Core<L> {
         Some(peer)
     }
 
-    pub fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
+    pub fn change_membership(
+        self: &Arc<Self>,
+        change: MembershipChange,
+    ) -> Result<(), MembershipError> {
         let (id, addr_change) = match &change {
             MembershipChange::Add(m) => (m.id, true),
             MembershipChange::Remove(id) => (*id, false),
@@ -376,10 +543,7 @@ impl<L: Link> Core<L> {
             debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
             return Err(SendError::QueueFull(peer.id));
         }
-        if !st.writer_running {
-            st.writer_running = true;
-            self.tracker.spawn(writer(self.clone(), peer.clone()));
-        }
+        self.start_writer(peer, &mut st);
         drop(st);
         peer.wake.notify_one();
         Ok(())
@@ -460,22 +624,39 @@ impl<L: Link> Core<L> {
     }
 }
 
-async fn closed<L: Link>(conn: &mut Option<L::Conn>) {
+async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {
     match conn {
-        Some(c) => L::closed(c).await,
+        Some((c, _)) => L::closed(c).await,
         None => std::future::pending().await,
     }
 }
 
-/// Expires stale messages at the head, tracing and waking waiters; whether any is left.
-fn expire(peer: &Peer, node: NodeId) -> bool {
+/// Expires stale messages and internal frames at the head, tracing and waking waiters;
+/// whether anything is left to write.
+fn expire<L>(core: &Core<L>, peer: &Peer) -> bool {
     let mut st = peer.lock();
-    let dropped = st.queue.expire(Instant::now());
+    let now = Instant::now();
+    let dropped = st.queue.expire(now);
     if dropped > 0 {
-        warn!(%node, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
+        warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
         peer.room.notify_waiters();
     }
-    !st.queue.is_empty()
+    let deadline = core.settings.queue.deadline;
+    while st
+        .control
+        .front()
+        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > deadline)
+    {
+        st.control.pop_front();
+        Counters::bump(&core.counters.control_dropped);
+    }
+    !st.queue.is_empty() || !st.control.is_empty()
+}
+
+/// The writer lost its connection to `peer` through `via` (not an idle close).
+fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
+    peer.lock().connected = false;
+    core.reach_disconnected(peer.id, via);
 }
 
 /// One destination's writer: connects when there is something to send, writes in order,
@@ -484,7 +665,7 @@ fn expire(peer: &Peer, node: NodeId) -> bool {
 async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
     let s = &core.settings;
     let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
-    let mut conn: Option<L::Conn> = None;
+    let mut conn: Option<(L::Conn, SocketAddr)> = None;
     let mut generation = 0;
     loop {
         if peer.cancel.is_cancelled() {
@@ -492,22 +673,27 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
         }
         if conn.is_some() && peer.generation.load(Ordering::Relaxed) != generation {
             info!(node = %core.id, peer = %peer.id, "address changed: reconnecting");
-            conn = None;
+            if let Some((_, via)) = conn.take() {
+                lost(&core, &peer, via);
+            }
         }
-        if !expire(&peer, core.id) {
+        if !expire(&core, &peer) {
             tokio::select! {
                 () = peer.cancel.cancelled() => break,
                 () = peer.wake.notified() => {}
                 () = closed::<L>(&mut conn) => {
                     info!(node = %core.id, peer = %peer.id, "disconnected by peer");
-                    conn = None;
+                    if let Some((_, via)) = conn.take() {
+                        lost(&core, &peer, via);
+                    }
                 }
                 () = tokio::time::sleep(s.idle_timeout) => {
+                    let mut st = peer.lock();
                     if conn.take().is_some() {
+                        st.connected = false;
                         info!(node = %core.id, peer = %peer.id, "idle connection closed");
                     }
-                    let mut st = peer.lock();
-                    if st.queue.is_empty() {
+                    if st.queue.is_empty() && st.control.is_empty() {
                         st.writer_running = false;
                         return;
                     }
@@ -515,13 +701,19 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
             }
             continue;
         }
-        let Some(c) = conn.as_mut() else {
+        let Some((c, via)) = conn.as_mut() else {
             conn = connect(&core, &peer, &mut backoff, &mut generation).await;
             continue;
         };
+        let via = *via;
         if !write_queued::<L>(&core, &peer, c).await {
             conn = None;
+            core.reach_send_failed(peer.id, &[via]);
+            lost(&core, &peer, via);
         }
+    }
+    if let Some((_, via)) = conn.take() {
+        lost(&core, &peer, via);
     }
     debug!(node = %core.id, peer = %peer.id, "writer ended");
 }
@@ -532,7 +724,7 @@ async fn connect<L: Link>(
     peer: &Peer,
     backoff: &mut Backoff,
     generation: &mut u64,
-) -> Option<L::Conn> {
+) -> Option<(L::Conn, SocketAddr)> {
     *generation = peer.generation.load(Ordering::Relaxed);
     let member = {
         let m = core.membership.read().unwrap_or_else(|e| e.into_inner());
@@ -542,24 +734,30 @@ async fn connect<L: Link>(
         peer.cancel.cancel();
         return None;
     };
+    let addrs = core.link.reach_addrs(&member);
     let attempt = tokio::time::timeout(core.settings.connect_timeout, core.link.dial(core, member));
     let result = tokio::select! {
         r = attempt => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
         () = peer.cancel.cancelled() => return None,
     };
     match result {
-        Ok(conn) => {
+        Ok((conn, via)) => {
             backoff.reset();
-            let mut st = peer.lock();
-            if st.connected_before {
-                st.stats.reconnects += 1;
+            {
+                let mut st = peer.lock();
+                if st.connected_before {
+                    st.stats.reconnects += 1;
+                }
+                st.connected_before = true;
+                st.connected = true;
+                info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
             }
-            st.connected_before = true;
-            info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
-            Some(conn)
+            core.reach_connected(peer.id, via);
+            Some((conn, via))
         }
         Err(err) => {
             peer.lock().stats.connect_failures += 1;
+            core.reach_send_failed(peer.id, &addrs);
             let delay = backoff.next_delay();
             debug!(node = %core.id, peer = %peer.id, %err, ?delay, "connect failed");
             tokio::select! {
@@ -571,11 +769,30 @@ async fn connect<L: Link>(
     }
 }
 
-/// Writes everything queued; `false` if the connection failed (the message is requeued).
+/// Writes every internal frame, then everything queued; `false` if the connection failed (an
+/// application message is requeued, an internal frame dropped: the next renewal restates it).
 async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) -> bool {
+    loop {
+        let control = peer.lock().control.pop_front();
+        let Some((_, frame)) = control else {
+            break;
+        };
+        let result = tokio::select! {
+            r = L::write(conn, frame) => r,
+            () = peer.cancel.cancelled() => return true,
+        };
+        if let Err(err) = result {
+            warn!(node = %core.id, peer = %peer.id, %err, "write failed: reconnecting");
+            return false;
+        }
+    }
     loop {
         let item = {
             let mut st = peer.lock();
+            if !st.control.is_empty() {
+                // Internal frames go first: come back for them.
+                return true;
+            }
             let before = st.queue.dropped_stale();
             let item = st.queue.pop(Instant::now());
             let dropped = st.queue.dropped_stale() - before;
@@ -590,7 +807,7 @@ async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) 
         peer.room.notify_waiters();
         let len = item.payload.len();
         let result = tokio::select! {
-            r = L::write(conn, item.payload.clone()) => r,
+            r = L::write(conn, Frame::App(item.payload.clone())) => r,
             () = peer.cancel.cancelled() => return true,
         };
         let mut st = peer.lock();

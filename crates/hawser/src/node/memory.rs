@@ -1,9 +1,14 @@
 //! The in-memory network: nodes of one [`MemoryHub`] reach each other by id, in the same
 //! process, with the same queues, deadlines, back-off and counters as the default network. For
 //! tests and simulations of the layers above.
+//!
+//! Reachability runs here too: a connection says hello when it is dialled, and internal frames
+//! travel beside application payloads. In-memory nodes have no addresses, so reachability knows
+//! node `n` by the pseudo address [`memory_addr(n)`](super::memory_addr) (`[fd68:6177::n]:0`).
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -13,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::Settings;
 use super::core::{Core, Link};
 use super::error::{SendError, StartError};
+use super::reach::{memory_addr, Frame, TrafficGate};
 
 /// A process-local "network" that in-memory nodes join by id. Cheap to clone (shared).
 #[derive(Clone, Debug, Default)]
@@ -59,6 +65,9 @@ pub(crate) struct MemoryConn {
     dest: Weak<Core<MemoryLink>>,
     from: NodeId,
     alive: CancellationToken,
+    /// The destination admitted us (internal frames are only accepted then).
+    admitted: bool,
+    gate: TrafficGate,
 }
 
 impl Link for MemoryLink {
@@ -68,28 +77,54 @@ impl Link for MemoryLink {
         Ok(usize::MAX)
     }
 
-    async fn dial(&self, _: &Arc<Core<Self>>, member: Member) -> io::Result<MemoryConn> {
+    async fn dial(
+        &self,
+        _: &Arc<Core<Self>>,
+        member: Member,
+    ) -> io::Result<(MemoryConn, SocketAddr)> {
         let dest = self
             .hub
             .lookup(member.id)
             .ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-        Ok(MemoryConn {
+        // The "hello": the destination learns who connects (a non-member's messages are
+        // dropped and counted there, as before reachability).
+        let admitted = dest.admit(self.id, Some(memory_addr(self.id)));
+        if admitted {
+            dest.reach_connected(self.id, memory_addr(self.id));
+        }
+        let conn = MemoryConn {
             alive: dest.cancel.clone(),
             dest: Arc::downgrade(&dest),
             from: self.id,
-        })
+            admitted,
+            gate: TrafficGate::default(),
+        };
+        Ok((conn, memory_addr(member.id)))
     }
 
-    async fn write(conn: &mut MemoryConn, payload: Bytes) -> io::Result<()> {
+    async fn write(conn: &mut MemoryConn, frame: Frame) -> io::Result<()> {
         let dest = conn
             .dest
             .upgrade()
             .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        if dest.deliver(conn.from, Delivery::Reliable, payload).await {
+        let delivered = match frame {
+            frame if conn.admitted => {
+                let via = memory_addr(conn.from);
+                dest.receive(conn.from, via, frame, &mut conn.gate).await
+            }
+            Frame::App(payload) => dest.deliver(conn.from, Delivery::Reliable, payload).await,
+            // Internal frames of a node the destination did not admit: dropped.
+            _ => !dest.cancel.is_cancelled(),
+        };
+        if delivered {
             Ok(())
         } else {
             Err(io::ErrorKind::BrokenPipe.into())
         }
+    }
+
+    fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {
+        vec![memory_addr(member.id)]
     }
 
     async fn closed(conn: &mut MemoryConn) {
@@ -147,7 +182,7 @@ impl MemoryNetwork {
             hub: hub.clone(),
             id,
         };
-        let core = Core::new(id, settings, membership, link);
+        let core = Core::new(id, settings, membership, link, &[memory_addr(id)]);
         let mut nodes = hub.nodes.lock().unwrap_or_else(|e| e.into_inner());
         let taken = nodes
             .get(&id)

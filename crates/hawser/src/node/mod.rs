@@ -9,7 +9,13 @@
 //! - [`Network`]: the trait a transport implements; [`DefaultNetwork`] (TCP for reliable
 //!   delivery, or LSP per setting; UDP for unreliable) and [`MemoryNetwork`] (in-process, on a
 //!   [`MemoryHub`]) are hawser's.
-//! - [`Settings`]: every bound and timer, with documented defaults.
+//! - [`Settings`]: every bound and timer, with documented defaults; [`ReachSettings`] for
+//!   reachability.
+//! - Reachability (`docs/reachability.md`): every node runs the presence protocol of
+//!   [`hawser_proto::reach`] on its connections, learns peers and addresses from the flood, and
+//!   exposes [`Node::peers`] (a [`PeerSnapshot`] per peer), [`Node::peer_events`] (a stream of
+//!   [`PeerEvent`]s, [`Lagged`] when a consumer falls behind), and the alive-only
+//!   [`Node::send_alive`] and [`Node::broadcast_alive`].
 //! - The sans-IO parts ([`Membership`], the bounded [`SendQueue`](hawser_proto::node::SendQueue),
 //!   [`Backoff`](hawser_proto::node::Backoff), [`PeerStats`]) live in [`hawser_proto::node`].
 //!
@@ -43,20 +49,26 @@ mod memory;
 mod network;
 #[allow(clippy::module_inception)]
 mod node;
+mod reach;
 mod tcp;
 
 pub use config::{
-    OversizeDatagram, ReliableTransport, Settings, SettingsError, MAX_DATAGRAM_LIMIT,
+    OversizeDatagram, ReachSettings, ReliableTransport, Settings, SettingsError,
+    MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY,
 };
 pub use error::{SendError, StartError};
 pub use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
     QueueLimits, Role,
 };
+pub use hawser_proto::reach::{
+    AdaptiveLease, AddressSnapshot, LeasePolicy, PeerEvent, PeerSnapshot, ReachStats, Stamp,
+};
 pub use incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
 pub use memory::{MemoryHub, MemoryNetwork};
 pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
 pub use node::{Node, NodeBuilder};
+pub use reach::{memory_addr, Lagged, PeerEvents};
 pub use tcp::DefaultNetwork;
 
 /// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.
@@ -115,6 +127,36 @@ macro_rules! network_impl {
             }
             fn is_stopped(&self) -> bool {
                 self.core.cancel.is_cancelled()
+            }
+            fn peers(&self) -> Vec<hawser_proto::reach::PeerSnapshot> {
+                self.core
+                    .reach
+                    .as_ref()
+                    .map(|r| r.peers())
+                    .unwrap_or_default()
+            }
+            fn peer_events(&self) -> $crate::node::PeerEvents {
+                match self.core.reach.as_ref() {
+                    Some(r) => r.subscribe(self.core.cancel.clone()),
+                    None => $crate::node::PeerEvents::empty(),
+                }
+            }
+            fn is_alive(&self, peer: hawser_proto::node::NodeId) -> bool {
+                self.core.is_alive(peer)
+            }
+            fn send_alive(
+                &self,
+                to: hawser_proto::node::NodeId,
+                payload: bytes::Bytes,
+                delivery: hawser_proto::node::Delivery,
+            ) -> Result<(), $crate::node::SendError> {
+                self.core.send_alive(to, payload, delivery)
+            }
+            fn reach_stats(&self) -> Option<hawser_proto::reach::ReachStats> {
+                self.core.reach.as_ref().map(|r| r.stats())
+            }
+            fn lease_in_force(&self) -> Option<std::time::Duration> {
+                self.core.reach.as_ref().map(|r| r.lease_in_force())
             }
         }
 

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use hawser_proto::node::{
     Delivery, Group, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
 };
+use hawser_proto::reach::{PeerSnapshot, ReachStats};
 
 use super::error::SendError;
 use super::incoming::IncomingStream;
+use super::reach::PeerEvents;
 
 /// A boxed future, as the [`Network`] trait's async methods return (the trait stays usable as
 /// `dyn Network`).
@@ -33,6 +35,13 @@ pub struct NodeStats {
     pub bad_hellos: u64,
     /// Received unreliable messages dropped because the incoming queue was full.
     pub incoming_dropped: u64,
+    /// Frames of framed connections with no or an unknown kind byte, dropped.
+    pub bad_frames: u64,
+    /// Internal frames (reachability events, pings) dropped: beyond
+    /// `reach.max_control_frames` per destination, or older than the queue deadline.
+    pub control_dropped: u64,
+    /// Peers learned from the flood or admitted by hello but refused: membership full.
+    pub learned_refused: u64,
 }
 
 /// The outcome of a broadcast, per destination.
@@ -143,4 +152,46 @@ pub trait Network: Send + Sync + 'static {
 
     /// Whether [`begin_stop`](Self::begin_stop) was called.
     fn is_stopped(&self) -> bool;
+
+    /// Every peer reachability knows, in id order: alive or dead and until when, each address
+    /// with existence and reachability and their timestamps. Empty for networks without
+    /// reachability (the default).
+    fn peers(&self) -> Vec<PeerSnapshot> {
+        Vec::new()
+    }
+
+    /// The stream of reachability changes (see [`PeerEvents`]). Ends at once for networks
+    /// without reachability (the default).
+    fn peer_events(&self) -> PeerEvents {
+        PeerEvents::empty()
+    }
+
+    /// Whether `peer`'s liveness lease holds, as last reported. Always `false` for networks
+    /// without reachability (the default): alive-only sends then refuse every peer.
+    fn is_alive(&self, peer: NodeId) -> bool {
+        let _ = peer;
+        false
+    }
+
+    /// Like [`send`](Self::send), but refuses a peer that is not alive with
+    /// [`SendError::NotAlive`] (after the other checks of its own: `Stopped`, `UnknownNode`).
+    ///
+    /// # Errors
+    /// As `send`, and `NotAlive`.
+    fn send_alive(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
+        if to != self.id() && !self.is_alive(to) {
+            return Err(SendError::NotAlive(to));
+        }
+        self.send(to, payload, delivery)
+    }
+
+    /// Reachability counters, for networks that have it.
+    fn reach_stats(&self) -> Option<ReachStats> {
+        None
+    }
+
+    /// The lease this node announces now, for networks that have reachability.
+    fn lease_in_force(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
 };
+use hawser_proto::reach::{PeerSnapshot, ReachStats};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -16,6 +17,7 @@ use super::error::{SendError, StartError};
 use super::incoming::{Incoming, IncomingStream};
 use super::memory::{MemoryHub, MemoryNetwork};
 use super::network::{BroadcastReport, Network, NodeStats};
+use super::reach::PeerEvents;
 use super::tcp::DefaultNetwork;
 
 /// Configures and starts a [`Node`]. Nothing is sent or received before
@@ -29,6 +31,7 @@ pub struct NodeBuilder {
     members: Vec<Member>,
     settings: Settings,
     hub: Option<MemoryHub>,
+    advertise: Vec<SocketAddr>,
 }
 
 impl NodeBuilder {
@@ -54,6 +57,14 @@ impl NodeBuilder {
     /// Adds one node to the membership.
     pub fn member(mut self, member: Member) -> NodeBuilder {
         self.members.push(member);
+        self
+    }
+
+    /// Announces this address to peers through reachability (repeatable; the first also goes
+    /// into hellos). Default: the bound listen address, unless it is unspecified (`0.0.0.0`
+    /// or `::`: then nothing is announced and peers learn no address of this node).
+    pub fn advertise(mut self, addr: SocketAddr) -> NodeBuilder {
+        self.advertise.push(addr);
         self
     }
 
@@ -98,10 +109,11 @@ impl NodeBuilder {
             )?),
             None => {
                 let listen = self.listen.ok_or(StartError::NoListenAddr)?;
-                let net = DefaultNetwork::start(
+                let net = DefaultNetwork::start_advertising(
                     self.id,
                     listen,
                     self.lsp_listen,
+                    self.advertise,
                     membership,
                     self.settings,
                 )
@@ -154,6 +166,7 @@ impl Node {
             members: Vec::new(),
             settings: Settings::default(),
             hub: None,
+            advertise: Vec::new(),
         }
     }
 
@@ -240,6 +253,78 @@ impl Node {
         self.inner
             .net
             .broadcast(group, payload.into(), delivery, true)
+    }
+
+    /// Like [`send`](Self::send), but only to a peer whose liveness lease holds (this node
+    /// itself always qualifies). Sending to a dead peer with `send` stays allowed: the queue
+    /// deadline decides its fate.
+    ///
+    /// # Errors
+    /// As `send`, and [`SendError::NotAlive`] (checked after `Stopped` and `UnknownNode`).
+    pub fn send_alive(
+        &self,
+        to: impl Into<NodeId>,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        self.inner
+            .net
+            .send_alive(to.into(), payload.into(), delivery)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), restricted to the peers of `group` that are alive:
+    /// each other one is left out, with the outcome [`SendError::NotAlive`] in the report.
+    pub fn broadcast_alive(
+        &self,
+        group: Group,
+        payload: impl Into<Bytes>,
+        delivery: Delivery,
+    ) -> BroadcastReport {
+        let (net, payload) = (&self.inner.net, payload.into());
+        let targets = net.membership().select(group, Some(net.id()));
+        let outcomes = targets
+            .into_iter()
+            .map(|to| (to, net.send_alive(to, payload.clone(), delivery)))
+            .collect();
+        BroadcastReport { outcomes }
+    }
+
+    /// Every peer reachability knows, in id order (configured members not heard from yet are
+    /// absent): whether it is alive and until when, the lease it announced, its incarnation,
+    /// and each address with existence (`last_found`/`last_dismiss` stamps of the peer) and
+    /// reachability (`last_reachable`/`promise_reachable` instants of this node's clock).
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        self.inner.net.peers()
+    }
+
+    /// One peer of [`peers`](Self::peers).
+    pub fn peer(&self, id: impl Into<NodeId>) -> Option<PeerSnapshot> {
+        let id = id.into();
+        self.peers().into_iter().find(|p| p.id == id)
+    }
+
+    /// Whether `peer`'s liveness lease holds, as last reported by a [`PeerEvents`] event.
+    pub fn is_alive(&self, peer: impl Into<NodeId>) -> bool {
+        self.inner.net.is_alive(peer.into())
+    }
+
+    /// A new stream of reachability changes from now on: `PeerAlive`, `PeerDead`,
+    /// `AddressFound`, `AddressDown`, `AddressReachable`, `AddressUnreachable`, in order.
+    /// Any number of streams may be open; each is bounded by
+    /// `Settings::reach.event_capacity` and yields `Err(Lagged(n))` when its consumer fell
+    /// behind and `n` events were dropped for it. Ends after [`stop`](Self::stop).
+    pub fn peer_events(&self) -> PeerEvents {
+        self.inner.net.peer_events()
+    }
+
+    /// Reachability counters (`None` when it is disabled or the network has none).
+    pub fn reach_stats(&self) -> Option<ReachStats> {
+        self.inner.net.reach_stats()
+    }
+
+    /// The liveness lease this node announces now (`None` when reachability is disabled).
+    pub fn lease_in_force(&self) -> Option<std::time::Duration> {
+        self.inner.net.lease_in_force()
     }
 
     /// The stream of received messages. One consumer at a time: while a stream (or an

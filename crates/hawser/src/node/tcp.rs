@@ -2,29 +2,35 @@
 //!
 //! Every node listens on one address for both TCP and UDP (same port). An outgoing TCP
 //! connection carries 4-byte big-endian length-prefixed frames (`tokio_util`'s
-//! `LengthDelimitedCodec`): first a hello naming the sender (`hawser_proto::wire::node::Hello`),
-//! then one payload per frame. Connections are one-way: each node writes on the connection it
-//! opened and reads on those it accepted.
+//! `LengthDelimitedCodec`): first a framed hello naming the sender and where it listens
+//! (`hawser_proto::wire::node::FramedHello`), then one frame per message, each starting with a
+//! kind byte (`FrameKind`: an application payload, a reachability event, a ping). A connection
+//! opened with a plain hello (`Hello`) carries bare application payloads instead; both are
+//! accepted. Connections are one-way: each node writes on the connection it opened and reads on
+//! those it accepted.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use hawser_proto::node::{Delivery, Member, Membership, NodeId};
-use hawser_proto::wire::node::{Datagram, Hello, DATAGRAM_HEADER_LEN};
+use hawser_proto::wire::node::{
+    AnyHello, Datagram, FramedHello, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec, LengthDelimitedCodecError};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec, LengthDelimitedCodecError};
 use tracing::{debug, info, warn};
 
 use super::config::{ReliableTransport, Settings};
 use super::core::{Core, Counters, Link};
 use super::error::{SendError, StartError};
 use super::lsp_link::{self, LspConn};
+use super::reach::{Frame, TrafficGate};
 
 /// The largest UDP datagram read.
 const RECV_BUFFER: usize = 65_536;
@@ -57,15 +63,25 @@ pub(crate) enum Conn {
 pub(crate) struct TcpConn {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
-    codec: LengthDelimitedCodec,
     buf: BytesMut,
 }
 
 impl TcpConn {
-    async fn send(&mut self, payload: Bytes) -> io::Result<()> {
+    /// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
+    async fn send_raw(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(prefix.len() + body.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
         self.buf.clear();
-        self.codec.encode(payload, &mut self.buf)?;
+        self.buf.reserve(4 + len as usize);
+        self.buf.put_u32(len);
+        self.buf.put_slice(prefix);
+        self.buf.put_slice(body);
         self.write.write_all(&self.buf).await
+    }
+
+    async fn send(&mut self, frame: &Frame) -> io::Result<()> {
+        let (kind, body) = frame.parts();
+        self.send_raw(&[kind.byte()], body).await
     }
 }
 
@@ -92,7 +108,8 @@ impl Link for TcpLink {
     fn route(&self, s: &Settings, member: &Member, reliable: bool) -> Result<usize, SendError> {
         if reliable && s.reliable_for(member.id) == ReliableTransport::Lsp {
             return match member.lsp_addr {
-                Some(_) => Ok(s.lsp.max_payload),
+                // The kind byte of the framed connection takes one byte of the LSP payload.
+                Some(_) => Ok(s.lsp.max_payload.saturating_sub(FRAME_KIND_LEN)),
                 None => Err(SendError::NoAddress(member.id)),
             };
         }
@@ -102,12 +119,15 @@ impl Link for TcpLink {
         Ok(usize::MAX)
     }
 
-    async fn dial(&self, core: &Arc<Core<Self>>, member: Member) -> io::Result<Conn> {
+    async fn dial(&self, core: &Arc<Core<Self>>, member: Member) -> io::Result<(Conn, SocketAddr)> {
         if core.settings.reliable_for(member.id) == ReliableTransport::Lsp {
             if !self.lsp_available {
                 warn!(node = %self.id, "LSP delivery configured but no lsp_listen address");
             }
-            return lsp_link::dial(core, &member).await.map(Conn::Lsp);
+            let conn = lsp_link::dial(core, &member).await?;
+            let via = member.addrs.first().copied().or(member.lsp_addr);
+            let via = via.ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))?;
+            return Ok((Conn::Lsp(conn), via));
         }
         let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address");
         for addr in &member.addrs {
@@ -118,14 +138,18 @@ impl Link for TcpLink {
                     let mut conn = TcpConn {
                         read,
                         write,
-                        codec: codec(core.settings.max_frame),
                         buf: BytesMut::new(),
                     };
                     let mut hello = BytesMut::new();
-                    Hello { from: self.id.0 }.emit(&mut hello);
-                    conn.send(hello.freeze()).await?;
+                    let listen = core.reach.as_ref().and_then(|r| r.hello_addr);
+                    FramedHello {
+                        from: self.id.0,
+                        listen,
+                    }
+                    .emit(&mut hello);
+                    conn.send_raw(&[], &hello).await?;
                     debug!(node = %self.id, peer = %member.id, %addr, "tcp connected");
-                    return Ok(Conn::Tcp(conn));
+                    return Ok((Conn::Tcp(conn), *addr));
                 }
                 Err(e) => last = e,
             }
@@ -133,10 +157,18 @@ impl Link for TcpLink {
         Err(last)
     }
 
-    async fn write(conn: &mut Conn, payload: Bytes) -> io::Result<()> {
+    async fn write(conn: &mut Conn, frame: Frame) -> io::Result<()> {
         match conn {
-            Conn::Tcp(c) => c.send(payload).await,
-            Conn::Lsp(c) => c.send(payload).await,
+            Conn::Tcp(c) => c.send(&frame).await,
+            Conn::Lsp(c) => c.send(&frame).await,
+        }
+    }
+
+    fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {
+        if member.addrs.is_empty() {
+            member.lsp_addr.into_iter().collect()
+        } else {
+            member.addrs.clone()
         }
     }
 
@@ -198,7 +230,8 @@ pub struct DefaultNetwork {
 
 impl DefaultNetwork {
     /// Binds `listen` for TCP and UDP (and `lsp_listen` for LSP, if given) and starts the
-    /// receiving tasks. Nothing is sent until the first `send`.
+    /// receiving tasks and reachability, which announces the bound address (unless it is
+    /// unspecified, `0.0.0.0` or `::`) and connects to the members.
     ///
     /// # Errors
     /// [`StartError`]: invalid settings, or a socket that could not be bound.
@@ -206,6 +239,24 @@ impl DefaultNetwork {
         id: NodeId,
         listen: SocketAddr,
         lsp_listen: Option<SocketAddr>,
+        membership: Membership,
+        settings: Settings,
+    ) -> Result<DefaultNetwork, StartError> {
+        Self::start_advertising(id, listen, lsp_listen, Vec::new(), membership, settings).await
+    }
+
+    /// Like [`start`](Self::start), announcing `advertise` (at most
+    /// `reach.engine.max_local_addresses`; the first goes into hellos) instead of the bound
+    /// address when it is not empty: the addresses peers should use (behind a NAT, or when
+    /// listening on `0.0.0.0`).
+    ///
+    /// # Errors
+    /// As `start`.
+    pub async fn start_advertising(
+        id: NodeId,
+        listen: SocketAddr,
+        lsp_listen: Option<SocketAddr>,
+        advertise: Vec<SocketAddr>,
         membership: Membership,
         settings: Settings,
     ) -> Result<DefaultNetwork, StartError> {
@@ -225,7 +276,14 @@ impl DefaultNetwork {
             udp: RwLock::new(Some(udp.clone())),
             lsp_available: lsp_server.is_some(),
         };
-        let core = Core::new(id, settings, membership, link);
+        let local = if !advertise.is_empty() {
+            advertise
+        } else if local_addr.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            vec![local_addr]
+        };
+        let core = Core::new(id, settings, membership, link, &local);
         let inbound = Arc::new(Semaphore::new(core.settings.max_inbound_connections));
         core.tracker
             .spawn(accept_loop(core.clone(), listener, inbound.clone()));
@@ -301,9 +359,9 @@ async fn read_conn(
         r = tokio::time::timeout(core.settings.hello_timeout, frames.next()) => r,
         () = core.cancel.cancelled() => return,
     };
-    let from = match first {
-        Ok(Some(Ok(frame))) => match Hello::parse(&frame) {
-            Ok(h) => NodeId(h.from),
+    let hello = match first {
+        Ok(Some(Ok(frame))) => match AnyHello::parse(&frame) {
+            Ok(h) => h,
             Err(err) => {
                 Counters::bump(&core.counters.bad_hellos);
                 warn!(node = %core.id, %addr, %err, "bad hello: connection closed");
@@ -321,23 +379,50 @@ async fn read_conn(
             return;
         }
     };
-    if !core.is_member(from) {
+    let from = NodeId(hello.from());
+    let (framed, listen) = match hello {
+        AnyHello::Plain(_) => (false, None),
+        AnyHello::Framed(h) => (true, h.listen),
+    };
+    let admitted = if framed {
+        core.admit(from, listen)
+    } else {
+        core.is_member(from)
+    };
+    if !admitted {
         Counters::bump(&core.counters.unknown_senders);
         warn!(node = %core.id, %addr, peer = %from, "hello from a non-member: connection closed");
         return;
     }
-    info!(node = %core.id, peer = %from, %addr, "accepted connection");
+    info!(node = %core.id, peer = %from, %addr, framed, "accepted connection");
+    // Reachability knows the peer by the address it listens on, else by this connection's.
+    let via = listen.unwrap_or(addr);
+    let mut gate = TrafficGate::default();
+    if framed {
+        // The kind byte comes on top of an application payload of up to `max_frame`.
+        let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
+        frames.decoder_mut().set_max_frame_length(max);
+        core.reach_connected(from, via);
+    }
     loop {
         let next = tokio::select! {
             r = frames.next() => r,
             () = core.cancel.cancelled() => return,
         };
         match next {
-            Some(Ok(frame)) => {
+            Some(Ok(frame)) if !framed => {
                 if !core.deliver(from, Delivery::Reliable, frame.freeze()).await {
                     return;
                 }
             }
+            Some(Ok(frame)) => match Frame::parse(frame.freeze()) {
+                Ok(frame) => {
+                    if !core.receive(from, via, frame, &mut gate).await {
+                        return;
+                    }
+                }
+                Err(err) => core.note_bad_frame(from, &err),
+            },
             Some(Err(err)) if is_oversized(&err) => {
                 core.note_oversized(Some(from));
                 warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
