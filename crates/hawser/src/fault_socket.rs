@@ -123,8 +123,11 @@ impl FaultySocket {
         ))
     }
 
-    /// Wraps an already bound socket (see [`bind`](Self::bind) for `codec` and `seed`).
+    /// Wraps an already bound socket (see [`bind`](Self::bind) for `codec` and `seed`),
+    /// enlarging its kernel buffers as hawser does for plain sockets
+    /// ([`SOCKET_BUFFER_BYTES`](crate::lsp::SOCKET_BUFFER_BYTES)).
     pub fn from_socket(socket: UdpSocket, codec: Codec, seed: u64) -> Self {
+        crate::lsp::tune_buffers(&socket);
         let state = State {
             outbound: FaultInjector::new(FaultConfig::none(), codec, seed),
             inbound: FaultInjector::new(FaultConfig::none(), codec, inbound_seed(seed)),

@@ -24,6 +24,8 @@ pub enum ClientState {
     Connected(ConnId),
     /// No Ack came within `epoch_limit` epochs.
     ConnectFailed,
+    /// `close` was called before the connection was established.
+    ClosedBeforeConnect,
 }
 
 /// What a client's reader gets next.
@@ -117,7 +119,7 @@ impl ClientEndpoint {
     pub fn is_ended(&self) -> bool {
         match self.state {
             ClientState::Connecting => false,
-            ClientState::ConnectFailed => true,
+            ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => true,
             ClientState::Connected(_) => self
                 .conn
                 .as_ref()
@@ -130,6 +132,7 @@ impl ClientEndpoint {
         match self.state {
             ClientState::Connecting => None,
             ClientState::ConnectFailed => Some(EndReason::Lost),
+            ClientState::ClosedBeforeConnect => Some(EndReason::Closed),
             ClientState::Connected(_) => match self.conn.as_ref().map(Connection::state) {
                 Some(ConnState::Ended(reason)) => Some(reason),
                 _ => None,
@@ -146,12 +149,18 @@ impl ClientEndpoint {
         let conn = match self.state {
             ClientState::Connected(_) => self.conn.as_mut(),
             ClientState::ConnectFailed => return Err(WriteError::Lost),
+            ClientState::ClosedBeforeConnect => return Err(WriteError::Closed),
             ClientState::Connecting => None,
         }
         .ok_or(WriteError::NotConnected)?;
         conn.write(payload, now)?;
         self.flush_conn();
         Ok(())
+    }
+
+    /// Messages written and not yet acknowledged by the server.
+    pub fn pending(&self) -> usize {
+        self.conn.as_ref().map_or(0, Connection::pending)
     }
 
     /// How many more messages `write` accepts before it fails with
@@ -174,7 +183,7 @@ impl ClientEndpoint {
         match self.state {
             ClientState::Connecting => {
                 debug!("close while connecting: giving up");
-                self.state = ClientState::ConnectFailed;
+                self.state = ClientState::ClosedBeforeConnect;
             }
             ClientState::Connected(_) => {
                 if let Some(conn) = self.conn.as_mut() {
@@ -182,7 +191,7 @@ impl ClientEndpoint {
                 }
                 self.flush_conn();
             }
-            ClientState::ConnectFailed => {}
+            ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => {}
         }
     }
 
@@ -259,7 +268,7 @@ impl ClientEndpoint {
                     conn.handle_message(msg, now);
                 }
             }
-            ClientState::ConnectFailed => {}
+            ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => {}
         }
     }
 }
@@ -329,7 +338,7 @@ impl DatagramEndpoint for ClientEndpoint {
         match self.state {
             ClientState::Connecting => Some(self.next_epoch),
             ClientState::Connected(_) => self.conn.as_ref().and_then(Connection::poll_timeout),
-            ClientState::ConnectFailed => None,
+            ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => None,
         }
     }
 }

@@ -68,7 +68,10 @@ impl Connection {
             out: VecDeque::new(),
             stats: ConnStats::default(),
             adaptive: config.effective_retransmit() == RetransmitPolicy::Adaptive,
-            rto: RtoEstimator::new(config.rto),
+            rto: RtoEstimator::new(
+                config.rto,
+                p.epoch.saturating_mul(p.max_backoff.saturating_add(1)),
+            ),
             rto_deadline: None,
             cumulative_acks: config.codec == crate::wire::Codec::Binary,
             cack_due: false,

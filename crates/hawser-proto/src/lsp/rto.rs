@@ -12,18 +12,22 @@ pub(crate) struct RtoEstimator {
     /// Times the timer expired since the last new acknowledgement (the RTO doubles each time).
     backoffs: u32,
     bounds: RtoBounds,
+    /// The epoch schedule's longest wait, `(max_backoff + 1) · δ`: the RTO never exceeds it, so
+    /// the adaptive policy is never slower than the reference schedule.
+    ceiling: Duration,
 }
 
 /// Clock granularity `G` of RFC 6298 (the driver's timer resolution).
 const GRANULARITY: Duration = Duration::from_millis(1);
 
 impl RtoEstimator {
-    pub fn new(bounds: RtoBounds) -> RtoEstimator {
+    pub fn new(bounds: RtoBounds, ceiling: Duration) -> RtoEstimator {
         RtoEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
             backoffs: 0,
             bounds,
+            ceiling,
         }
     }
 
@@ -71,7 +75,8 @@ impl RtoEstimator {
             Some(srtt) => srtt + (self.rttvar * 4).max(GRANULARITY),
         };
         let backed_off = base.saturating_mul(1u32 << self.backoffs.min(16));
-        backed_off.clamp(self.bounds.min, self.bounds.max)
+        let max = self.bounds.max.min(self.ceiling);
+        backed_off.clamp(self.bounds.min.min(max), max)
     }
 }
 
@@ -89,7 +94,7 @@ mod tests {
 
     #[test]
     fn first_sample_sets_srtt_and_half_variance() {
-        let mut e = RtoEstimator::new(bounds());
+        let mut e = RtoEstimator::new(bounds(), Duration::from_secs(60));
         assert_eq!(e.rto(), Duration::from_millis(200));
         e.on_sample(Duration::from_millis(40));
         assert_eq!(e.srtt(), Some(Duration::from_millis(40)));
@@ -99,7 +104,7 @@ mod tests {
 
     #[test]
     fn converges_on_a_steady_rtt_and_respects_the_floor() {
-        let mut e = RtoEstimator::new(bounds());
+        let mut e = RtoEstimator::new(bounds(), Duration::from_secs(60));
         for _ in 0..200 {
             e.on_sample(Duration::from_micros(100));
         }
@@ -108,7 +113,7 @@ mod tests {
 
     #[test]
     fn expiry_doubles_until_the_ceiling_and_progress_resets() {
-        let mut e = RtoEstimator::new(bounds());
+        let mut e = RtoEstimator::new(bounds(), Duration::from_secs(60));
         e.on_expiry();
         assert_eq!(e.rto(), Duration::from_millis(400));
         for _ in 0..10 {
@@ -117,5 +122,18 @@ mod tests {
         assert_eq!(e.rto(), Duration::from_secs(2));
         e.on_progress();
         assert_eq!(e.rto(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn never_waits_longer_than_the_epoch_schedule() {
+        // δ 50 ms, max_backoff 0: the reference resends every epoch.
+        let mut e = RtoEstimator::new(bounds(), Duration::from_millis(50));
+        assert_eq!(e.rto(), Duration::from_millis(50));
+        e.on_sample(Duration::from_secs(1));
+        e.on_expiry();
+        assert_eq!(e.rto(), Duration::from_millis(50));
+        // a ceiling under the floor wins
+        let e = RtoEstimator::new(bounds(), Duration::from_millis(2));
+        assert_eq!(e.rto(), Duration::from_millis(2));
     }
 }

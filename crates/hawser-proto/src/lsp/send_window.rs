@@ -172,13 +172,21 @@ impl SendWindow {
         let end = (seq.0 - self.base.0)
             .saturating_add(1)
             .min(self.first_queued as u64) as usize;
+        let mut ambiguous = false;
         for index in 0..end {
             if let Some(rtt) = self.mark_acked(index, now) {
                 outcome.newly += 1;
-                if rtt.is_some() {
-                    outcome.rtt = rtt;
+                match rtt {
+                    Some(_) => outcome.rtt = rtt,
+                    // A resent message among those covered: the CAck may have been triggered by
+                    // the resend, so no message's send time is a sound sample (Karn's rule, as BSD
+                    // applies it to cumulative acks).
+                    None => ambiguous = true,
                 }
             }
+        }
+        if ambiguous {
+            outcome.rtt = None;
         }
         if end > 0 {
             self.note_highest(self.base.plus(end as u64 - 1));
@@ -420,6 +428,20 @@ mod tests {
         let outcome = win.cack(SeqNum(103), later + Duration::from_millis(7));
         assert_eq!(outcome.newly, 2);
         assert_eq!(outcome.rtt, Some(Duration::from_millis(7)));
+    }
+
+    #[test]
+    fn a_cack_covering_a_resent_message_gives_no_sample() {
+        let now = t0();
+        let mut win = window(4, 4, 0);
+        win.push(Bytes::from_static(b"a"));
+        win.push(Bytes::from_static(b"b"));
+        drain(&mut win, now);
+        let mut out = Vec::new();
+        win.on_rto(now + Duration::from_millis(500), &mut out); // resends 101 only
+        let outcome = win.cack(SeqNum(102), now + Duration::from_millis(502));
+        assert_eq!(outcome.newly, 2);
+        assert_eq!(outcome.rtt, None, "102's 502 ms would be a false sample");
     }
 
     #[test]

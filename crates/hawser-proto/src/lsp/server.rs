@@ -129,6 +129,11 @@ impl ServerEndpoint {
         Ok(())
     }
 
+    /// Messages written on `conn` and not yet acknowledged by its client (0 if unknown).
+    pub fn pending(&self, conn: ConnId) -> usize {
+        self.peers.get(&conn).map_or(0, |p| p.conn.pending())
+    }
+
     /// How many more messages connection `conn` accepts before `write` fails with
     /// [`WriteError::QueueFull`] (0 for an unknown or ended connection).
     pub fn send_capacity(&self, conn: ConnId) -> usize {
@@ -250,14 +255,21 @@ impl ServerEndpoint {
 
     fn on_connect(&mut self, now: Instant, from: SocketAddr, isn: SeqNum) {
         if let Some(&id) = self.by_addr.get(&from) {
-            // Spec 3.1: never a second connection; re-acknowledge so a lost Ack heals.
-            self.stats.duplicate_connects += 1;
-            if let Some(peer) = self.peers.get_mut(&id) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if peer.isn == isn {
+                // Spec 3.1: never a second connection; re-acknowledge so a lost Ack heals.
+                self.stats.duplicate_connects += 1;
                 peer.conn.handle_message(Message::connect(isn), now);
-                let isn = peer.isn;
                 self.send(from, Message::ack(id, isn));
+                return;
             }
-            return;
+            // Another ISN from the same address: the client restarted. Its old connection is
+            // gone for good; report it lost (after its buffered data) and accept the new one.
+            debug!(conn = %id, %from, "client restarted with a new ISN: old connection lost");
+            peer.conn.mark_lost();
+            self.flush_conn(id);
         }
         if self.closing || self.by_addr.len() >= self.config.max_connections {
             self.stats.refused_connects += 1;

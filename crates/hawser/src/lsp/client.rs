@@ -79,7 +79,7 @@ impl Client {
             .wait_for(|ep| match ep.state() {
                 ClientState::Connecting => None,
                 ClientState::Connected(id) => Some(Ok(id)),
-                ClientState::ConnectFailed => Some(Err(())),
+                ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => Some(Err(())),
             })
             .await;
         let task = guard.0.take();
@@ -183,6 +183,11 @@ impl Client {
             EndReason::Closed => Ok(()),
             EndReason::Lost => Err(CloseError::Lost),
         }
+    }
+
+    /// Messages written and not yet acknowledged by the server (0 once everything is).
+    pub fn pending(&self) -> usize {
+        self.shared.lock().pending()
     }
 
     /// Counters of the client and its connection.

@@ -16,4 +16,5 @@ pub use hawser_proto::lsp::{
 };
 pub use hawser_proto::wire::{Codec, ConnId};
 pub use server::Server;
+pub(crate) use socket::tune_buffers;
 pub use socket::{Socket, SOCKET_BUFFER_BYTES};

@@ -160,6 +160,11 @@ impl Server {
         }
     }
 
+    /// Messages written on `conn` and not yet acknowledged by its client.
+    pub fn pending(&self, conn: ConnId) -> usize {
+        self.shared.lock().pending(conn)
+    }
+
     /// Number of open (or closing) connections.
     pub fn connection_count(&self) -> usize {
         self.shared.lock().live_connections()

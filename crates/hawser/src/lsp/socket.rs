@@ -79,7 +79,7 @@ impl Socket {
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// Asks for [`SOCKET_BUFFER_BYTES`] of kernel buffer; best effort, a refusal is only logged.
-fn tune_buffers(socket: &UdpSocket) {
+pub(crate) fn tune_buffers(socket: &UdpSocket) {
     let sock = socket2::SockRef::from(socket);
     for (what, result) in [
         ("receive", sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES)),
