@@ -325,4 +325,11 @@ pub struct DemoArgs {
     /// Give up (and fail) after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Nodes in the reachability part (0 skips it): they watch each other with leases; the
+    /// last one is stopped and restarted, and the detection times are printed.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u64,
+    /// Reachability lease of the nodes, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub lease_ms: u64,
 }

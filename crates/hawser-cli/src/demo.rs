@@ -273,7 +273,32 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
     for failure in &failures {
         println!("  {failure}");
     }
-    let pass = lost == 0 && duplicated == 0 && out_of_order == 0 && corrupted == 0;
+    let mut pass = lost == 0 && duplicated == 0 && out_of_order == 0 && corrupted == 0;
+    if a.nodes > 0 {
+        let lease = Duration::from_millis(a.lease_ms.max(1));
+        match crate::demo_nodes::run(a.nodes, lease).await {
+            Ok(report) => {
+                // A crash is detected within one lease of the last renewal, so within a lease
+                // (plus scheduling slack) of the stop.
+                let slack = lease + lease / 2;
+                if let Some(worst) = report.dead_after.iter().max() {
+                    if *worst > slack {
+                        println!(
+                            "  detection took {} (lease {})",
+                            fmt_duration(*worst),
+                            fmt_duration(lease)
+                        );
+                        pass = false;
+                    }
+                }
+            }
+            Err(e) => {
+                println!("  reachability demo failed: {e:#}");
+                pass = false;
+            }
+        }
+    }
+    println!();
     if pass {
         println!("result: PASS");
         Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 
 mod args;
 mod demo;
+mod demo_nodes;
 mod echo;
 mod faults;
 mod node_cmd;
