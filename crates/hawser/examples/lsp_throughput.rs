@@ -22,7 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_retransmit(policy);
     config.max_send_queue = 1 << 20;
     config.max_read_queue = 1 << 20;
-    let server = Server::bind_with(config.clone(), tokio::net::UdpSocket::bind("127.0.0.1:0").await?)?;
+    let server = Server::bind_with(
+        config.clone(),
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await?,
+    )?;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let client = Client::connect_with(server.local_addr(), 1, config, socket).await?;
     let payload = vec![7u8; size];
@@ -39,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<_, hawser::lsp::ServerReadError>(())
     };
-    let (w, r) = tokio::time::timeout(Duration::from_secs(120), async { tokio::join!(writer, reader) }).await?;
+    let (w, r) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(writer, reader)
+    })
+    .await?;
     w?;
     r?;
     let secs = start.elapsed().as_secs_f64();

@@ -73,12 +73,16 @@ async fn echo_round_trips(codec: Codec, clients: usize, messages: usize) {
 
 #[tokio::test]
 async fn echo_binary_many_clients() {
-    timeout(LIMIT, echo_round_trips(Codec::Binary, 5, 200)).await.unwrap();
+    timeout(LIMIT, echo_round_trips(Codec::Binary, 5, 200))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn echo_json_reference_codec() {
-    timeout(LIMIT, echo_round_trips(Codec::Json, 3, 100)).await.unwrap();
+    timeout(LIMIT, echo_round_trips(Codec::Json, 3, 100))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -107,7 +111,9 @@ async fn invalid_params_are_refused_by_name() {
 async fn client_sees_server_loss_after_reading_buffered_data() {
     timeout(LIMIT, async {
         let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
-        let client = Client::connect(server.local_addr(), 1, fast(4, 4)).await.unwrap();
+        let client = Client::connect(server.local_addr(), 1, fast(4, 4))
+            .await
+            .unwrap();
         client.write("ping").unwrap();
         let (conn, payload) = server.read().await.unwrap();
         assert_eq!(payload, "ping");
@@ -131,8 +137,12 @@ async fn client_sees_server_loss_after_reading_buffered_data() {
 async fn server_sees_client_close_and_close_conn() {
     timeout(LIMIT, async {
         let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
-        let a = Client::connect(server.local_addr(), 10, fast(4, 4)).await.unwrap();
-        let b = Client::connect(server.local_addr(), 20, fast(4, 4)).await.unwrap();
+        let a = Client::connect(server.local_addr(), 10, fast(4, 4))
+            .await
+            .unwrap();
+        let b = Client::connect(server.local_addr(), 20, fast(4, 4))
+            .await
+            .unwrap();
         a.write("from a").unwrap();
         a.close().await.unwrap();
         let (conn_a, payload) = server.read().await.unwrap();
@@ -152,10 +162,16 @@ async fn server_sees_client_close_and_close_conn() {
             Err(ServerReadError::ConnEnded(b.conn_id(), EndReason::Closed))
         );
         assert_eq!(b.read().await, Err(ClientReadError(EndReason::Lost)));
-        assert_eq!(server.write(b.conn_id(), "x"), Err(WriteError::UnknownConn(b.conn_id())));
+        assert_eq!(
+            server.write(b.conn_id(), "x"),
+            Err(WriteError::UnknownConn(b.conn_id()))
+        );
         server.close().await.unwrap();
         assert_eq!(server.read().await, Err(ServerReadError::ServerClosed));
-        assert!(matches!(server.write(b.conn_id(), "x"), Err(WriteError::Closed)));
+        assert!(matches!(
+            server.write(b.conn_id(), "x"),
+            Err(WriteError::Closed)
+        ));
         assert!(server.is_driver_finished());
     })
     .await

@@ -294,7 +294,8 @@ impl Connection {
         }
         if self.adaptive {
             let reorder_window = self.rto.reorder_window();
-            self.send.detect_losses(now, reorder_window, &mut self.resends);
+            self.send
+                .detect_losses(now, reorder_window, &mut self.resends);
             self.queue_resends();
         }
         self.pump_sends(now);

@@ -34,7 +34,8 @@ pub(crate) fn pack(
         Codec::Binary => {
             let mut start = 0;
             while start < msgs.len() {
-                let mut len = lsp_binary::header_len(msgs[start].conn) + lsp_binary::frame_len(&msgs[start]);
+                let mut len =
+                    lsp_binary::header_len(msgs[start].conn) + lsp_binary::frame_len(&msgs[start]);
                 let mut end = start + 1;
                 while end < msgs.len() && msgs[end].conn == msgs[start].conn {
                     let next = lsp_binary::frame_len(&msgs[end]);

@@ -339,7 +339,13 @@ mod tests {
             max_payload: MAX_PAYLOAD_LIMIT + 1,
             ..Config::default()
         };
-        assert!(matches!(c.validate(), Err(ParamsError::TooLarge { name: "max_payload", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ParamsError::TooLarge {
+                name: "max_payload",
+                ..
+            })
+        ));
         let mut p = Params::reference();
         p.window = MAX_WINDOW_LIMIT + 1;
         assert!(p.validate().is_err());

@@ -65,7 +65,8 @@ impl RtoEstimator {
     /// the first is declared lost: a quarter of the smoothed RTT (at least 1 ms), tolerating
     /// that much reordering.
     pub fn reorder_window(&self) -> Duration {
-        self.srtt.map_or(GRANULARITY, |srtt| (srtt / 4).max(GRANULARITY))
+        self.srtt
+            .map_or(GRANULARITY, |srtt| (srtt / 4).max(GRANULARITY))
     }
 
     /// The current RTO, back-off included, within the bounds.

@@ -282,7 +282,12 @@ impl SendWindow {
     /// `reorder_window` before some message that has since been acknowledged. A resent
     /// message gets a new send time, so it is only declared lost again if a message sent after
     /// the resend is acknowledged first.
-    pub fn detect_losses(&mut self, now: Instant, reorder_window: Duration, out: &mut Vec<OutData>) {
+    pub fn detect_losses(
+        &mut self,
+        now: Instant,
+        reorder_window: Duration,
+        out: &mut Vec<OutData>,
+    ) {
         let (Some(newest), Some(highest)) = (self.newest_acked_send, self.highest_acked) else {
             return;
         };
@@ -314,7 +319,9 @@ mod tests {
     }
 
     fn drain(win: &mut SendWindow, now: Instant) -> Vec<u64> {
-        std::iter::from_fn(|| win.poll_send(now)).map(|d| d.seq.0).collect()
+        std::iter::from_fn(|| win.poll_send(now))
+            .map(|d| d.seq.0)
+            .collect()
     }
 
     fn acked(win: &mut SendWindow, seq: u64, now: Instant) -> bool {
@@ -421,7 +428,10 @@ mod tests {
         win.on_rto(later, &mut out);
         assert_eq!(out.len(), 1);
         // sent twice: no sample
-        assert_eq!(win.ack(SeqNum(101), later + Duration::from_millis(5)).rtt, None);
+        assert_eq!(
+            win.ack(SeqNum(101), later + Duration::from_millis(5)).rtt,
+            None
+        );
         win.push(Bytes::from_static(b"b"));
         win.push(Bytes::from_static(b"c"));
         drain(&mut win, later);

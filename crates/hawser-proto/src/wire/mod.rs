@@ -227,7 +227,9 @@ impl std::str::FromStr for Codec {
         match s {
             "json" => Ok(Codec::Json),
             "binary" => Ok(Codec::Binary),
-            other => Err(format!("unknown wire codec {other:?} (expected json or binary)")),
+            other => Err(format!(
+                "unknown wire codec {other:?} (expected json or binary)"
+            )),
         }
     }
 }

@@ -42,7 +42,11 @@ impl Client {
     ///
     /// # Cancel safety
     /// Dropping the future abandons the attempt and its task.
-    pub async fn connect(server: SocketAddr, isn: u32, params: Params) -> Result<Client, ConnectError> {
+    pub async fn connect(
+        server: SocketAddr,
+        isn: u32,
+        params: Params,
+    ) -> Result<Client, ConnectError> {
         let local: SocketAddr = if server.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {

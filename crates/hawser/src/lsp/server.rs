@@ -95,7 +95,8 @@ impl Server {
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
     pub fn write(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
-        self.shared.command(|ep| ep.write(driver::now(), conn, payload))
+        self.shared
+            .command(|ep| ep.write(driver::now(), conn, payload))
     }
 
     /// Queues a message for `conn`, waiting for room in its send queue
