@@ -40,6 +40,7 @@
 pub mod fault_socket;
 pub mod lsp;
 pub mod node;
+pub mod session;
 
 pub use hawser_proto as proto;
 

@@ -1,0 +1,216 @@
+//! Errors of the session layer, one type per operation.
+
+use std::io;
+
+use super::identity::PeerId;
+use super::registry::ProtocolId;
+
+/// Why a session could not be established (`connect`, `accept`, a listener's handshake).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The handshake did not finish within `SessionConfig::handshake_timeout`.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the transport before the handshake finished (a responder refusing a
+    /// foreign network, version or identity does this).
+    #[error("the peer closed the transport during the handshake")]
+    Closed,
+    /// Noise failed: a message did not decrypt (altered, or made with a different prologue,
+    /// i.e. another network id or version) or the crypto backend failed.
+    #[error("noise: {0}")]
+    Noise(#[from] snow::Error),
+    /// A handshake message exceeds `SessionConfig::max_handshake_message`.
+    #[error("handshake message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer belongs to another network (cluster).
+    #[error("peer is on network {theirs:?}, this node on {ours:?}")]
+    NetworkMismatch {
+        /// This node's network id.
+        ours: String,
+        /// The peer's.
+        theirs: String,
+    },
+    /// The peer speaks another version of the session protocol.
+    #[error("peer speaks session protocol version {theirs}, this node {ours}")]
+    VersionMismatch {
+        /// This node's version.
+        ours: u16,
+        /// The peer's.
+        theirs: u16,
+    },
+    /// A handshake message is not well formed.
+    #[error("malformed handshake: {0}")]
+    Malformed(&'static str),
+    /// The peer's identity signature over its Noise static key does not verify.
+    #[error("the peer's identity signature does not verify")]
+    BadSignature,
+    /// The peer proved (or, in plaintext mode, claimed) another identity than the pinned one.
+    #[error("expected peer {expected}, the peer is {actual}")]
+    PeerMismatch {
+        /// The pinned `PeerId`.
+        expected: PeerId,
+        /// The one the peer proved.
+        actual: PeerId,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why a message of an established session could not be encrypted or decrypted. Any of these
+/// ends the session.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// Authentication failed: the ciphertext was altered, replayed, reordered or dropped.
+    #[error("decryption failed: altered, replayed or reordered ciphertext")]
+    Decrypt,
+    /// Encryption failed in the backend.
+    #[error("encryption failed")]
+    Encrypt,
+    /// A message counter skipped ahead: messages were lost.
+    #[error("message counter {got} is past the expected {expected}")]
+    Gap {
+        /// The counter received.
+        got: u64,
+        /// The counter expected.
+        expected: u64,
+    },
+    /// A plaintext larger than one Noise message.
+    #[error("plaintext of {0} bytes is larger than one noise message")]
+    TooLarge(usize),
+    /// 2^64 − 1 messages were sent or received in one direction.
+    #[error("nonce space exhausted")]
+    NonceExhausted,
+    /// A transport message is not a valid envelope.
+    #[error("malformed transport message")]
+    Malformed,
+}
+
+/// Why a setting is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is out of its allowed range.
+    #[error("setting {name} = {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// The setting's name.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// The yamux bounds are inconsistent: the connection window must give every stream at
+    /// least 256 KiB.
+    #[error("mux connection window {window} is less than 256 KiB × {streams} streams")]
+    MuxWindow {
+        /// The connection window.
+        window: usize,
+        /// The stream cap.
+        streams: usize,
+    },
+}
+
+/// Why [`Session::open`](super::Session::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// This node has not registered the protocol.
+    #[error("{0} is not registered locally")]
+    UnknownProtocol(ProtocolId),
+    /// The peer does not offer the protocol, or no common version exists.
+    #[error("the peer does not support {0}")]
+    UnsupportedByPeer(ProtocolId),
+    /// The session has ended.
+    #[error("session closed")]
+    SessionClosed,
+    /// The multiplexer refused to open a stream (stream cap reached, connection failed).
+    #[error("mux: {0}")]
+    Mux(String),
+    /// Writing the stream header failed.
+    #[error("stream header: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Session::incoming`](super::Session::incoming) gave no receiver.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IncomingError {
+    /// This node has not registered the protocol.
+    #[error("{0} is not registered locally")]
+    UnknownProtocol(ProtocolId),
+    /// The receiver of this protocol's inbound streams was already taken.
+    #[error("the inbound streams of {0} were already taken")]
+    AlreadyTaken(ProtocolId),
+}
+
+/// Why [`Listener::bind`](super::Listener::bind) or [`dial`](super::dial) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The address could not be bound or reached.
+    #[error("transport: {0}")]
+    Io(#[from] io::Error),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why [`dial`](super::dial) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The transport connection could not be made.
+    #[error("transport: {0}")]
+    Transport(#[source] io::Error),
+    /// The handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+/// Why an established session ended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// This end closed it ([`Session::close`](super::Session::close), or every handle dropped).
+    #[error("closed locally")]
+    Local,
+    /// The peer closed it, or the transport reached its end.
+    #[error("closed by the peer")]
+    Remote,
+    /// A message failed authentication or was out of order: the session was attacked or the
+    /// transport corrupted data.
+    #[error("{0}")]
+    Crypto(CryptoError),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The peer broke the multiplexing protocol.
+    #[error("mux: {0}")]
+    Mux(String),
+}
+
+impl From<OpenError> for io::Error {
+    fn from(e: OpenError) -> io::Error {
+        let kind = match e {
+            OpenError::SessionClosed => io::ErrorKind::NotConnected,
+            OpenError::UnknownProtocol(_) | OpenError::UnsupportedByPeer(_) => {
+                io::ErrorKind::Unsupported
+            }
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

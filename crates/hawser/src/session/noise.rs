@@ -1,0 +1,677 @@
+//! The secure channel, sans-IO: the Noise `XX_25519_ChaChaPoly_SHA256` handshake bound to the
+//! nodes' ed25519 identities, then transport-mode encryption with explicit nonce handling.
+//!
+//! # Handshake
+//! ```text
+//! initiator                                   responder
+//!   -> e,  payload = hello (clear)          [network id and version, checked first]
+//!   <- e, ee, s, es, payload = identity(R)  [encrypted]
+//!   -> s, se, payload = identity(I)         [encrypted]
+//! ```
+//! - The *prologue*, mixed into the handshake hash by both ends, is
+//!   `"hawser-session" | u16 PROTOCOL_VERSION | u8 len | network id`. Two ends with different
+//!   prologues cannot finish the handshake. The first message also carries the same bytes in
+//!   clear so the responder can refuse a foreign network or version with a typed error.
+//! - An *identity payload* is `u8 1 | ed25519 public key (32) | signature (64) | protocol
+//!   list` (see [`registry`](super::registry)), where the signature is over
+//!   [`STATIC_KEY_CONTEXT`] followed by the sender's Noise static X25519 public key (as in
+//!   libp2p). A fresh Noise static key is drawn for every handshake.
+//! - The initiator learns and checks the responder's identity (and the pinned [`PeerId`])
+//!   before it reveals its own.
+//!
+//! # Transport mode
+//! Each direction counts its messages from 0; the count is the ChaCha20-Poly1305 nonce.
+//! - Byte streams carry the count implicitly: a replayed, dropped, reordered or altered frame
+//!   fails authentication and the session ends.
+//! - Message transports carry it explicitly ([`framing`](super::framing)); a count below the
+//!   next expected one is a retransmitted duplicate, dropped *before* decryption; a count
+//!   above it (a gap) ends the session, since the stream above needs every byte in order.
+//!
+//! There is no rekeying: a direction ends after 2^64 − 1 messages.
+
+use std::sync::Arc;
+
+use snow::{Builder, HandshakeState, StatelessTransportState};
+
+use super::error::{CryptoError, HandshakeError};
+use super::identity::{Identity, PeerId, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use super::registry::ProtocolRegistry;
+
+/// The Noise pattern and primitives.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Version of the session protocol, carried in the prologue.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// What an identity signs, followed by its Noise static public key.
+pub const STATIC_KEY_CONTEXT: &[u8] = b"hawser-noise-static-key:";
+/// Largest Noise message (the Noise specification's limit).
+pub const MAX_NOISE_MESSAGE: usize = 65_535;
+/// Bytes the AEAD adds to each message.
+pub const TAG_LEN: usize = 16;
+/// Largest plaintext in one Noise message.
+pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
+/// Longest network id, in bytes.
+pub const MAX_NETWORK_ID: usize = 64;
+
+const PROLOGUE_MAGIC: &[u8] = b"hawser-session";
+const PAYLOAD_VERSION: u8 = 1;
+
+/// The name of a cluster, mixed into every handshake: sessions form only between nodes with
+/// the same network id (1 to [`MAX_NETWORK_ID`] bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetworkId(String);
+
+impl NetworkId {
+    /// A network id.
+    ///
+    /// # Errors
+    /// [`HandshakeError::Malformed`] if it is empty or longer than [`MAX_NETWORK_ID`] bytes.
+    pub fn new(id: &str) -> Result<NetworkId, HandshakeError> {
+        if id.is_empty() || id.len() > MAX_NETWORK_ID {
+            return Err(HandshakeError::Malformed(
+                "network id must be 1 to 64 bytes",
+            ));
+        }
+        Ok(NetworkId(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The prologue bytes for `network` (see the [module docs](self)).
+pub fn prologue(network: &NetworkId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PROLOGUE_MAGIC.len() + 3 + network.0.len());
+    out.extend_from_slice(PROLOGUE_MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    // NetworkId::new bounds the length to MAX_NETWORK_ID (< 256).
+    out.push(network.0.len() as u8);
+    out.extend_from_slice(network.0.as_bytes());
+    out
+}
+
+/// Compares a peer's prologue with ours, naming the difference.
+///
+/// # Errors
+/// [`HandshakeError::VersionMismatch`], [`HandshakeError::NetworkMismatch`] or
+/// [`HandshakeError::Malformed`].
+pub fn check_prologue(ours: &NetworkId, theirs: &[u8]) -> Result<(), HandshakeError> {
+    let rest = theirs
+        .strip_prefix(PROLOGUE_MAGIC)
+        .ok_or(HandshakeError::Malformed("not a hawser session hello"))?;
+    if rest.len() < 3 {
+        return Err(HandshakeError::Malformed("hello too short"));
+    }
+    let version = u16::from_be_bytes([rest[0], rest[1]]);
+    if version != PROTOCOL_VERSION {
+        return Err(HandshakeError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        });
+    }
+    let len = usize::from(rest[2]);
+    let net = rest
+        .get(3..3 + len)
+        .filter(|n| n.len() == rest.len() - 3)
+        .ok_or(HandshakeError::Malformed("hello length"))?;
+    if net != ours.0.as_bytes() {
+        return Err(HandshakeError::NetworkMismatch {
+            ours: ours.0.clone(),
+            theirs: String::from_utf8_lossy(net).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Which end of the handshake this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The end that dialed: sends first.
+    Initiator,
+    /// The end that accepted.
+    Responder,
+}
+
+/// What the handshake proved about the peer.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    /// The peer's identity key.
+    pub public_key: PublicKey,
+    /// Its [`PeerId`].
+    pub peer_id: PeerId,
+    /// The protocols it offers.
+    pub protocols: ProtocolRegistry,
+}
+
+/// An in-progress handshake. Drive it with the usual loop: send every message
+/// [`poll_transmit`](Self::poll_transmit) returns; when it returns `None` and
+/// [`is_finished`](Self::is_finished) is false, feed the next received message to
+/// [`handle_message`](Self::handle_message).
+pub struct Handshake {
+    state: HandshakeState,
+    role: Role,
+    network: NetworkId,
+    local_payload: Vec<u8>,
+    expected: Option<PeerId>,
+    max_message: usize,
+    remote: Option<Remote>,
+    received: u8,
+    buf: Vec<u8>,
+}
+
+impl Handshake {
+    /// Starts a handshake. `expected` pins the peer's [`PeerId`]; `max_message` bounds every
+    /// handshake message received (and is at most [`MAX_NOISE_MESSAGE`]).
+    ///
+    /// # Errors
+    /// [`HandshakeError::Noise`] if the crypto backend fails.
+    pub fn new(
+        role: Role,
+        identity: &Identity,
+        network: &NetworkId,
+        protocols: &ProtocolRegistry,
+        max_message: usize,
+        expected: Option<PeerId>,
+    ) -> Result<Handshake, HandshakeError> {
+        // NOISE_PARAMS is a constant that snow supports.
+        let params = NOISE_PARAMS.parse().map_err(HandshakeError::Noise)?;
+        let builder = Builder::new(params);
+        let static_key = builder.generate_keypair()?;
+        let prologue = prologue(network);
+        let builder = builder
+            .local_private_key(&static_key.private)?
+            .prologue(&prologue)?;
+        let state = match role {
+            Role::Initiator => builder.build_initiator()?,
+            Role::Responder => builder.build_responder()?,
+        };
+        let mut signed = STATIC_KEY_CONTEXT.to_vec();
+        signed.extend_from_slice(&static_key.public);
+        let mut local_payload = vec![PAYLOAD_VERSION];
+        local_payload.extend_from_slice(&identity.public_key().to_bytes());
+        local_payload.extend_from_slice(&identity.sign(&signed));
+        protocols.emit(&mut local_payload);
+        Ok(Handshake {
+            state,
+            role,
+            network: network.clone(),
+            local_payload,
+            expected,
+            max_message: max_message.min(MAX_NOISE_MESSAGE),
+            remote: None,
+            received: 0,
+            buf: vec![0; MAX_NOISE_MESSAGE],
+        })
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The next handshake message to send, if it is this end's turn.
+    ///
+    /// # Errors
+    /// [`HandshakeError::Noise`] (the local payload is too large, or the backend failed).
+    #[must_use = "the message must be sent"]
+    pub fn poll_transmit(&mut self) -> Result<Option<Vec<u8>>, HandshakeError> {
+        if self.state.is_handshake_finished() || !self.state.is_my_turn() {
+            return Ok(None);
+        }
+        // The first message (initiator only) carries the clear hello; later ones the identity.
+        let payload = if self.role == Role::Initiator && self.remote.is_none() {
+            prologue(&self.network)
+        } else {
+            self.local_payload.clone()
+        };
+        let n = self.state.write_message(&payload, &mut self.buf)?;
+        Ok(Some(self.buf[..n].to_vec()))
+    }
+
+    /// Processes one received handshake message.
+    ///
+    /// # Errors
+    /// The handshake has failed and must be abandoned: [`HandshakeError::TooLarge`],
+    /// [`HandshakeError::Noise`] (decryption failed: tampering, or a different prologue),
+    /// [`HandshakeError::NetworkMismatch`], [`HandshakeError::VersionMismatch`],
+    /// [`HandshakeError::Malformed`], [`HandshakeError::BadSignature`],
+    /// [`HandshakeError::PeerMismatch`].
+    pub fn handle_message(&mut self, message: &[u8]) -> Result<(), HandshakeError> {
+        if message.len() > self.max_message {
+            return Err(HandshakeError::TooLarge {
+                len: message.len(),
+                max: self.max_message,
+            });
+        }
+        if self.state.is_handshake_finished() || self.state.is_my_turn() {
+            return Err(HandshakeError::Malformed("unexpected handshake message"));
+        }
+        let first = self.role == Role::Responder && self.received == 0;
+        let n = self.state.read_message(message, &mut self.buf)?;
+        self.received = self.received.saturating_add(1);
+        if first {
+            return check_prologue(&self.network, &self.buf[..n]);
+        }
+        let remote_static = self
+            .state
+            .get_remote_static()
+            .ok_or(HandshakeError::Malformed("no static key"))?
+            .to_vec();
+        let remote = parse_identity_payload(&self.buf[..n], &remote_static)?;
+        if let Some(expected) = self.expected {
+            if expected != remote.peer_id {
+                return Err(HandshakeError::PeerMismatch {
+                    expected,
+                    actual: remote.peer_id,
+                });
+            }
+        }
+        self.remote = Some(remote);
+        Ok(())
+    }
+
+    /// Whether the handshake is complete (after this end's last send or receive).
+    pub fn is_finished(&self) -> bool {
+        self.state.is_handshake_finished()
+    }
+
+    /// The transport-mode cipher and the proven peer.
+    ///
+    /// # Errors
+    /// [`HandshakeError::Malformed`] if the handshake is not finished.
+    pub fn into_established(self) -> Result<(Cipher, Remote), HandshakeError> {
+        let remote = self
+            .remote
+            .ok_or(HandshakeError::Malformed("handshake not finished"))?;
+        let state = self.state.into_stateless_transport_mode()?;
+        Ok((Cipher(Some(Arc::new(state))), remote))
+    }
+}
+
+/// Parses and verifies an identity payload against the sender's Noise static key.
+fn parse_identity_payload(payload: &[u8], remote_static: &[u8]) -> Result<Remote, HandshakeError> {
+    const HEAD: usize = 1 + PUBLIC_KEY_LEN + SIGNATURE_LEN;
+    if payload.len() < HEAD || payload[0] != PAYLOAD_VERSION {
+        return Err(HandshakeError::Malformed("identity payload"));
+    }
+    let mut key = [0u8; PUBLIC_KEY_LEN];
+    key.copy_from_slice(&payload[1..1 + PUBLIC_KEY_LEN]);
+    let mut sig = [0u8; SIGNATURE_LEN];
+    sig.copy_from_slice(&payload[1 + PUBLIC_KEY_LEN..HEAD]);
+    let public_key =
+        PublicKey::from_bytes(&key).map_err(|_| HandshakeError::Malformed("identity key"))?;
+    let mut signed = STATIC_KEY_CONTEXT.to_vec();
+    signed.extend_from_slice(remote_static);
+    if !public_key.verify(&signed, &sig) {
+        return Err(HandshakeError::BadSignature);
+    }
+    let protocols = ProtocolRegistry::parse(&payload[HEAD..])
+        .map_err(|_| HandshakeError::Malformed("protocol list"))?;
+    Ok(Remote {
+        public_key,
+        peer_id: public_key.peer_id(),
+        protocols,
+    })
+}
+
+/// The plaintext-mode hello: `prologue | identity key (claimed, not proven) | protocol list`.
+pub fn plaintext_hello(
+    identity: &Identity,
+    network: &NetworkId,
+    protocols: &ProtocolRegistry,
+) -> Vec<u8> {
+    let mut out = prologue(network);
+    out.extend_from_slice(&identity.public_key().to_bytes());
+    protocols.emit(&mut out);
+    out
+}
+
+/// Parses a peer's plaintext-mode hello. The identity is only *claimed*.
+///
+/// # Errors
+/// As [`check_prologue`], [`HandshakeError::Malformed`], and
+/// [`HandshakeError::PeerMismatch`] if the claimed identity is not the pinned one.
+pub fn parse_plaintext_hello(
+    network: &NetworkId,
+    hello: &[u8],
+    expected: Option<PeerId>,
+) -> Result<Remote, HandshakeError> {
+    let plen = prologue(network).len();
+    // Check the prologue part first, whatever its length, to name a foreign network.
+    let net_len = hello.get(PROLOGUE_MAGIC.len() + 2).copied().unwrap_or(0);
+    let their_plen = PROLOGUE_MAGIC.len() + 3 + usize::from(net_len);
+    let their_prologue = hello
+        .get(..their_plen)
+        .ok_or(HandshakeError::Malformed("hello"))?;
+    check_prologue(network, their_prologue)?;
+    let rest = &hello[plen..];
+    if rest.len() < PUBLIC_KEY_LEN {
+        return Err(HandshakeError::Malformed("hello"));
+    }
+    let mut key = [0u8; PUBLIC_KEY_LEN];
+    key.copy_from_slice(&rest[..PUBLIC_KEY_LEN]);
+    let public_key =
+        PublicKey::from_bytes(&key).map_err(|_| HandshakeError::Malformed("identity key"))?;
+    let protocols = ProtocolRegistry::parse(&rest[PUBLIC_KEY_LEN..])
+        .map_err(|_| HandshakeError::Malformed("protocol list"))?;
+    let remote = Remote {
+        public_key,
+        peer_id: public_key.peer_id(),
+        protocols,
+    };
+    match expected {
+        Some(e) if e != remote.peer_id => Err(HandshakeError::PeerMismatch {
+            expected: e,
+            actual: remote.peer_id,
+        }),
+        _ => Ok(remote),
+    }
+}
+
+/// Transport-mode keys for both directions, or none in plaintext mode. Split it into its two
+/// halves with [`split`](Self::split).
+pub struct Cipher(Option<Arc<StatelessTransportState>>);
+
+impl Cipher {
+    /// The "cipher" of plaintext mode: copies bytes as they are, but still counts messages.
+    pub fn danger_plaintext() -> Cipher {
+        Cipher(None)
+    }
+
+    /// The sending and receiving halves.
+    pub fn split(self) -> (Sealer, Opener) {
+        (
+            Sealer {
+                state: self.0.clone(),
+                nonce: 0,
+            },
+            Opener {
+                state: self.0,
+                nonce: 0,
+                duplicates: 0,
+            },
+        )
+    }
+}
+
+/// The sending half of a [`Cipher`].
+pub struct Sealer {
+    state: Option<Arc<StatelessTransportState>>,
+    nonce: u64,
+}
+
+impl Sealer {
+    /// Appends the encryption of `plaintext` (at most [`MAX_PLAINTEXT`] bytes) to `out`,
+    /// with the next nonce.
+    ///
+    /// # Errors
+    /// [`CryptoError::TooLarge`]; [`CryptoError::NonceExhausted`] after 2^64 − 1 messages.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(CryptoError::TooLarge(plaintext.len()));
+        }
+        if self.nonce == u64::MAX {
+            return Err(CryptoError::NonceExhausted);
+        }
+        match &self.state {
+            Some(state) => {
+                let start = out.len();
+                out.resize(start + plaintext.len() + TAG_LEN, 0);
+                let n = state
+                    .write_message(self.nonce, plaintext, &mut out[start..])
+                    .map_err(|_| CryptoError::Encrypt)?;
+                out.truncate(start + n);
+            }
+            None => out.extend_from_slice(plaintext),
+        }
+        self.nonce += 1;
+        Ok(())
+    }
+
+    /// Whether this half encrypts (false in plaintext mode).
+    pub fn is_encrypted(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The nonce the next message will use (= messages sealed so far).
+    pub fn next_nonce(&self) -> u64 {
+        self.nonce
+    }
+}
+
+/// What [`Opener::open_counted`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The plaintext was appended.
+    Data,
+    /// A duplicate of a message already opened: dropped before decryption.
+    Duplicate,
+}
+
+/// The receiving half of a [`Cipher`].
+pub struct Opener {
+    state: Option<Arc<StatelessTransportState>>,
+    nonce: u64,
+    duplicates: u64,
+}
+
+impl Opener {
+    /// Decrypts the next message of a byte stream (implicit nonce), appending the plaintext.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`]: the frame was altered, replayed, reordered or dropped.
+    pub fn open(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.open_at(self.nonce, ciphertext, out)
+    }
+
+    /// Opens a message of a message transport, whose explicit `counter` is its nonce: a
+    /// counter already seen is a duplicate, dropped without decrypting.
+    ///
+    /// # Errors
+    /// [`CryptoError::Gap`] if `counter` is past the next expected one;
+    /// [`CryptoError::Decrypt`] if authentication fails.
+    pub fn open_counted(
+        &mut self,
+        counter: u64,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Opened, CryptoError> {
+        if counter < self.nonce {
+            self.duplicates += 1;
+            return Ok(Opened::Duplicate);
+        }
+        if counter > self.nonce {
+            return Err(CryptoError::Gap {
+                got: counter,
+                expected: self.nonce,
+            });
+        }
+        self.open_at(counter, ciphertext, out)?;
+        Ok(Opened::Data)
+    }
+
+    fn open_at(
+        &mut self,
+        nonce: u64,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        if self.nonce == u64::MAX {
+            return Err(CryptoError::NonceExhausted);
+        }
+        match &self.state {
+            Some(state) => {
+                if ciphertext.len() < TAG_LEN || ciphertext.len() > MAX_NOISE_MESSAGE {
+                    return Err(CryptoError::Decrypt);
+                }
+                let start = out.len();
+                out.resize(start + ciphertext.len(), 0);
+                let n = state
+                    .read_message(nonce, ciphertext, &mut out[start..])
+                    .map_err(|_| {
+                        out.truncate(start);
+                        CryptoError::Decrypt
+                    })?;
+                out.truncate(start + n);
+            }
+            None => out.extend_from_slice(ciphertext),
+        }
+        self.nonce += 1;
+        Ok(())
+    }
+
+    /// Duplicates dropped so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::registry::{Protocol, ProtocolId};
+
+    fn registry() -> ProtocolRegistry {
+        let mut r = ProtocolRegistry::new();
+        r.register(Protocol::new(ProtocolId(7), "echo", &[1, 2]).unwrap())
+            .unwrap();
+        r
+    }
+
+    fn run(
+        a: &mut Handshake,
+        b: &mut Handshake,
+        tamper: impl Fn(usize, &mut Vec<u8>),
+    ) -> Result<(), HandshakeError> {
+        let mut step = 0;
+        while !(a.is_finished() && b.is_finished()) {
+            if let Some(mut m) = a.poll_transmit()? {
+                tamper(step, &mut m);
+                step += 1;
+                b.handle_message(&m)?;
+            }
+            if let Some(mut m) = b.poll_transmit()? {
+                tamper(step, &mut m);
+                step += 1;
+                a.handle_message(&m)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pair(net_a: &str, net_b: &str, pin: Option<PeerId>) -> (Handshake, Handshake) {
+        let ia = Identity::from_secret_bytes(&[1; 32]);
+        let ib = Identity::from_secret_bytes(&[2; 32]);
+        let a = Handshake::new(
+            Role::Initiator,
+            &ia,
+            &NetworkId::new(net_a).unwrap(),
+            &registry(),
+            4096,
+            pin,
+        )
+        .unwrap();
+        let b = Handshake::new(
+            Role::Responder,
+            &ib,
+            &NetworkId::new(net_b).unwrap(),
+            &registry(),
+            4096,
+            None,
+        )
+        .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn handshake_then_duplex_encryption() {
+        let (mut a, mut b) = pair(
+            "n",
+            "n",
+            Some(Identity::from_secret_bytes(&[2; 32]).peer_id()),
+        );
+        run(&mut a, &mut b, |_, _| {}).unwrap();
+        let (ca, ra) = a.into_established().unwrap();
+        let (cb, rb) = b.into_established().unwrap();
+        assert_eq!(ra.peer_id, Identity::from_secret_bytes(&[2; 32]).peer_id());
+        assert_eq!(rb.peer_id, Identity::from_secret_bytes(&[1; 32]).peer_id());
+        assert!(rb.protocols.protocol(ProtocolId(7)).is_some());
+        let (mut sa, _) = ca.split();
+        let (_, mut ob) = cb.split();
+        let mut ct = Vec::new();
+        sa.seal(b"hello", &mut ct).unwrap();
+        let mut pt = Vec::new();
+        assert_eq!(ob.open_counted(0, &ct, &mut pt).unwrap(), Opened::Data);
+        assert_eq!(pt, b"hello");
+        // A replay of counter 0 is a duplicate, dropped before decryption.
+        assert_eq!(ob.open_counted(0, &ct, &mut pt).unwrap(), Opened::Duplicate);
+        assert_eq!(ob.duplicates(), 1);
+        // A jump ahead is a gap.
+        assert!(matches!(
+            ob.open_counted(5, &ct, &mut pt),
+            Err(CryptoError::Gap { .. })
+        ));
+        // A bit flip fails authentication.
+        let mut ct2 = Vec::new();
+        sa.seal(b"world", &mut ct2).unwrap();
+        ct2[3] ^= 1;
+        assert_eq!(ob.open(&ct2, &mut pt), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn wrong_network_is_named_by_the_responder() {
+        let (mut a, mut b) = pair("blue", "green", None);
+        let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::NetworkMismatch { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_pin_fails_at_the_initiator_before_it_reveals_itself() {
+        let other = Identity::from_secret_bytes(&[9; 32]).peer_id();
+        let (mut a, mut b) = pair("n", "n", Some(other));
+        let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
+        assert!(matches!(err, HandshakeError::PeerMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn tampered_handshake_message_fails() {
+        for target in 0..3 {
+            let (mut a, mut b) = pair("n", "n", None);
+            let res = run(&mut a, &mut b, |step, m| {
+                if step == target {
+                    let last = m.len() - 1;
+                    m[last] ^= 0x80;
+                }
+            });
+            assert!(res.is_err(), "tampering message {target} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn oversized_handshake_message_is_refused() {
+        let (_, mut b) = pair("n", "n", None);
+        let err = b.handle_message(&[0; 5000]).unwrap_err();
+        assert!(matches!(err, HandshakeError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn plaintext_hello_round_trip() {
+        let id = Identity::from_secret_bytes(&[4; 32]);
+        let net = NetworkId::new("n").unwrap();
+        let hello = plaintext_hello(&id, &net, &registry());
+        let remote = parse_plaintext_hello(&net, &hello, Some(id.peer_id())).unwrap();
+        assert_eq!(remote.peer_id, id.peer_id());
+        let other = NetworkId::new("other").unwrap();
+        assert!(matches!(
+            parse_plaintext_hello(&other, &hello, None),
+            Err(HandshakeError::NetworkMismatch { .. })
+        ));
+        for cut in 0..hello.len() {
+            assert!(parse_plaintext_hello(&net, &hello[..cut], None).is_err());
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The async shell of the secure channel: runs the [`noise`](super::noise) handshake (or the
+//! plaintext hello) over a [`Link`], then two pump tasks move bytes between the transport and
+//! an in-memory pipe, encrypting and decrypting; the multiplexer runs on the pipe's other end.
+//!
+//! ```text
+//! yamux <-> duplex pipe (SessionConfig::pipe_buffer) <-> write pump: read, seal, frame, send
+//!                                                    <-> read pump: receive, open, write
+//! ```
+//! Back-pressure passes through: a full pipe stops the read pump, which stops reading the
+//! transport. Plaintext mode over a byte stream skips the pipe: yamux runs on the stream.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::DuplexStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+use tracing::{debug, warn};
+
+use super::error::{CloseReason, CryptoError, HandshakeError};
+use super::framing::{byte_codec, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::identity::PeerId;
+use super::noise::{
+    parse_plaintext_hello, plaintext_hello, Cipher, Handshake, Opened, Opener, Remote, Role,
+    Sealer, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
+};
+use super::session::{Security, SessionConfig};
+use super::transport::{ByteStream, Link, MessageTransport};
+
+/// What the pumps report to the session.
+#[derive(Default)]
+pub(crate) struct Status {
+    reason: Mutex<Option<CloseReason>>,
+    duplicates: AtomicU64,
+}
+
+impl Status {
+    /// Records why the channel failed (the first reason wins).
+    pub(crate) fn fail(&self, reason: CloseReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+    }
+
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+}
+
+/// An established channel, ready for the multiplexer.
+pub(crate) struct Channel {
+    pub io: Box<dyn ByteStream>,
+    pub remote: Remote,
+    pub encrypted: bool,
+    pub status: Arc<Status>,
+    pub pumps: Vec<JoinHandle<()>>,
+}
+
+/// Runs the handshake over `link` (no timeout: the caller applies it).
+pub(crate) async fn establish(
+    link: Link,
+    role: Role,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Channel, HandshakeError> {
+    match (link, config.security) {
+        (Link::Bytes(s), Security::Noise) => noise_bytes(s, role, config, expected).await,
+        (Link::Messages(m), Security::Noise) => noise_messages(m, role, config, expected).await,
+        (Link::Bytes(s), Security::DangerPlaintext) => plain_bytes(s, config, expected).await,
+        (Link::Messages(m), Security::DangerPlaintext) => plain_messages(m, config, expected).await,
+    }
+}
+
+fn handshake(
+    role: Role,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Handshake, HandshakeError> {
+    Handshake::new(
+        role,
+        &config.identity,
+        &config.network_id,
+        &config.protocols,
+        config.max_handshake_message,
+        expected,
+    )
+}
+
+async fn noise_bytes(
+    stream: Box<dyn ByteStream>,
+    role: Role,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Channel, HandshakeError> {
+    let mut hs = handshake(role, config, expected)?;
+    let mut framed = Framed::new(stream, byte_codec(MAX_NOISE_MESSAGE));
+    while !hs.is_finished() {
+        if let Some(m) = hs.poll_transmit()? {
+            framed.send(Bytes::from(m)).await?;
+            continue;
+        }
+        let m = framed.next().await.ok_or(HandshakeError::Closed)??;
+        hs.handle_message(&m)?;
+    }
+    let (cipher, remote) = hs.into_established()?;
+    let (sealer, opener) = cipher.split();
+    let (sink, stream) = framed.split();
+    let status = Arc::new(Status::default());
+    let (io, pumps) = start_pumps(
+        config,
+        MAX_PLAINTEXT,
+        sealer,
+        opener,
+        sink,
+        stream,
+        Framing::Bytes,
+        &status,
+    );
+    Ok(Channel {
+        io,
+        remote,
+        encrypted: true,
+        status,
+        pumps,
+    })
+}
+
+async fn noise_messages(
+    mut transport: Box<dyn MessageTransport>,
+    role: Role,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Channel, HandshakeError> {
+    let chunk = chunk_size(transport.max_message(), true)?;
+    let mut hs = handshake(role, config, expected)?;
+    // Steps: the initiator sends 1 and 3, the responder 2.
+    let (mut tx_step, mut rx_step) = match role {
+        Role::Initiator => (1u8, 2u8),
+        Role::Responder => (2, 1),
+    };
+    while !hs.is_finished() {
+        if let Some(m) = hs.poll_transmit()? {
+            let env = Envelope::Handshake {
+                step: tx_step,
+                body: &m,
+            };
+            let mut out = Vec::with_capacity(env.buffer_len());
+            env.emit(&mut out);
+            transport.send(Bytes::from(out)).await?;
+            tx_step += 2;
+            continue;
+        }
+        let m = transport.next().await.ok_or(HandshakeError::Closed)??;
+        match Envelope::parse(&m) {
+            Ok(Envelope::Handshake { step, body }) if step == rx_step => {
+                hs.handle_message(body)?;
+                rx_step += 2;
+            }
+            Ok(Envelope::Handshake { step, .. }) if step < rx_step => {
+                debug!(step, "dropped a duplicate handshake message");
+            }
+            _ => {
+                return Err(HandshakeError::Malformed(
+                    "unexpected message during handshake",
+                ))
+            }
+        }
+    }
+    let (cipher, remote) = hs.into_established()?;
+    let (sealer, opener) = cipher.split();
+    let (sink, stream) = transport.split();
+    let status = Arc::new(Status::default());
+    let (io, pumps) = start_pumps(
+        config,
+        chunk,
+        sealer,
+        opener,
+        sink,
+        stream,
+        Framing::Messages,
+        &status,
+    );
+    Ok(Channel {
+        io,
+        remote,
+        encrypted: true,
+        status,
+        pumps,
+    })
+}
+
+/// Largest plaintext per message on a message transport.
+fn chunk_size(max_message: usize, encrypted: bool) -> Result<usize, HandshakeError> {
+    let overhead = DATA_HEADER_LEN + if encrypted { TAG_LEN } else { 0 };
+    let max = max_message.min(MAX_NOISE_MESSAGE + DATA_HEADER_LEN);
+    match max.checked_sub(overhead) {
+        Some(n) if n >= 64 => Ok(n.min(MAX_PLAINTEXT)),
+        _ => Err(HandshakeError::Malformed(
+            "transport messages are too small",
+        )),
+    }
+}
+
+async fn plain_bytes(
+    mut stream: Box<dyn ByteStream>,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Channel, HandshakeError> {
+    let hello = plaintext_hello(&config.identity, &config.network_id, &config.protocols);
+    let len =
+        u16::try_from(hello.len()).map_err(|_| HandshakeError::Malformed("hello too large"))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(&hello).await?;
+    stream.flush().await?;
+    let mut head = [0u8; LENGTH_PREFIX_LEN];
+    read_exact(&mut stream, &mut head).await?;
+    let len = usize::from(u16::from_be_bytes(head));
+    if len > config.max_handshake_message {
+        return Err(HandshakeError::TooLarge {
+            len,
+            max: config.max_handshake_message,
+        });
+    }
+    let mut theirs = vec![0u8; len];
+    read_exact(&mut stream, &mut theirs).await?;
+    let remote = parse_plaintext_hello(&config.network_id, &theirs, expected)?;
+    Ok(Channel {
+        io: stream,
+        remote,
+        encrypted: false,
+        status: Arc::new(Status::default()),
+        pumps: Vec::new(),
+    })
+}
+
+async fn read_exact(
+    stream: &mut Box<dyn ByteStream>,
+    buf: &mut [u8],
+) -> Result<(), HandshakeError> {
+    match stream.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(HandshakeError::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn plain_messages(
+    mut transport: Box<dyn MessageTransport>,
+    config: &SessionConfig,
+    expected: Option<PeerId>,
+) -> Result<Channel, HandshakeError> {
+    let chunk = chunk_size(transport.max_message(), false)?;
+    let hello = plaintext_hello(&config.identity, &config.network_id, &config.protocols);
+    let mut out = Vec::new();
+    Envelope::Hello(&hello).emit(&mut out);
+    transport.send(Bytes::from(out)).await?;
+    let m = transport.next().await.ok_or(HandshakeError::Closed)??;
+    if m.len() > config.max_handshake_message {
+        return Err(HandshakeError::TooLarge {
+            len: m.len(),
+            max: config.max_handshake_message,
+        });
+    }
+    let remote = match Envelope::parse(&m) {
+        Ok(Envelope::Hello(body)) => parse_plaintext_hello(&config.network_id, body, expected)?,
+        _ => return Err(HandshakeError::Malformed("expected a plaintext hello")),
+    };
+    let (sealer, opener) = Cipher::danger_plaintext().split();
+    let (sink, stream) = transport.split();
+    let status = Arc::new(Status::default());
+    let (io, pumps) = start_pumps(
+        config,
+        chunk,
+        sealer,
+        opener,
+        sink,
+        stream,
+        Framing::Messages,
+        &status,
+    );
+    Ok(Channel {
+        io,
+        remote,
+        encrypted: false,
+        status,
+        pumps,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Framing {
+    /// Length-prefixed frames, implicit nonce.
+    Bytes,
+    /// Envelopes with explicit counters.
+    Messages,
+}
+
+#[allow(clippy::too_many_arguments)] // internal: the two halves of a transport and a cipher
+fn start_pumps<Si, St, E>(
+    config: &SessionConfig,
+    chunk: usize,
+    sealer: Sealer,
+    opener: Opener,
+    sink: Si,
+    stream: St,
+    framing: Framing,
+    status: &Arc<Status>,
+) -> (Box<dyn ByteStream>, Vec<JoinHandle<()>>)
+where
+    Si: Sink<Bytes, Error = io::Error> + Send + Unpin + 'static,
+    St: Stream<Item = Result<E, io::Error>> + Send + Unpin + 'static,
+    E: AsRef<[u8]> + Send + 'static,
+{
+    let (mux_end, pump_end) = tokio::io::duplex(config.pipe_buffer);
+    let (pipe_r, pipe_w) = tokio::io::split(pump_end);
+    let read = tokio::spawn(read_pump(stream, opener, pipe_w, framing, status.clone()));
+    let write = tokio::spawn(write_pump(
+        pipe_r,
+        sealer,
+        sink,
+        chunk,
+        framing,
+        status.clone(),
+    ));
+    (Box::new(mux_end), vec![read, write])
+}
+
+async fn read_pump<St, E>(
+    mut stream: St,
+    mut opener: Opener,
+    mut pipe: WriteHalf<DuplexStream>,
+    framing: Framing,
+    status: Arc<Status>,
+) where
+    St: Stream<Item = Result<E, io::Error>> + Unpin,
+    E: AsRef<[u8]>,
+{
+    read_frames(&mut stream, &mut opener, &mut pipe, framing, &status).await;
+    // Whatever ended the loop, the multiplexer sees the end of its input and closes; the
+    // write pump then sees the end of its own and closes the transport.
+    let _ = pipe.shutdown().await;
+}
+
+async fn read_frames<St, E>(
+    stream: &mut St,
+    opener: &mut Opener,
+    pipe: &mut WriteHalf<DuplexStream>,
+    framing: Framing,
+    status: &Status,
+) where
+    St: Stream<Item = Result<E, io::Error>> + Unpin,
+    E: AsRef<[u8]>,
+{
+    let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
+    while let Some(item) = stream.next().await {
+        let frame = match item {
+            Ok(f) => f,
+            Err(e) => {
+                status.fail(CloseReason::Transport(e.to_string()));
+                return;
+            }
+        };
+        plain.clear();
+        let opened = match framing {
+            Framing::Bytes => opener
+                .open(frame.as_ref(), &mut plain)
+                .map(|()| Opened::Data),
+            Framing::Messages => match Envelope::parse(frame.as_ref()) {
+                Ok(Envelope::Data { counter, body }) => {
+                    opener.open_counted(counter, body, &mut plain)
+                }
+                // A late duplicate of a handshake step.
+                Ok(Envelope::Handshake { .. }) => Ok(Opened::Duplicate),
+                _ => Err(CryptoError::Malformed),
+            },
+        };
+        match opened {
+            Ok(Opened::Data) => {
+                if pipe.write_all(&plain).await.is_err() {
+                    return; // the multiplexer has gone
+                }
+            }
+            Ok(Opened::Duplicate) => {
+                status.duplicates.fetch_add(1, Ordering::Relaxed);
+                debug!("dropped a duplicate message");
+            }
+            Err(e) => {
+                warn!(error = %e, "closing session: inbound message rejected");
+                status.fail(CloseReason::Crypto(e));
+                return;
+            }
+        }
+    }
+}
+
+async fn write_pump<Si>(
+    mut pipe: ReadHalf<DuplexStream>,
+    mut sealer: Sealer,
+    mut sink: Si,
+    chunk: usize,
+    framing: Framing,
+    status: Arc<Status>,
+) where
+    Si: Sink<Bytes, Error = io::Error> + Unpin,
+{
+    let mut buf = vec![0u8; chunk];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let counter = sealer.next_nonce();
+        let mut out = Vec::with_capacity(n + TAG_LEN + DATA_HEADER_LEN);
+        if let Framing::Messages = framing {
+            out.push(0);
+            out.extend_from_slice(&counter.to_be_bytes());
+        }
+        if let Err(e) = sealer.seal(&buf[..n], &mut out) {
+            status.fail(CloseReason::Crypto(e));
+            break;
+        }
+        if let Err(e) = sink.send(Bytes::from(out)).await {
+            status.fail(CloseReason::Transport(e.to_string()));
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}

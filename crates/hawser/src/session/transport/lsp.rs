@@ -1,0 +1,139 @@
+//! LSP message transport (`hawser::lsp`): a dialer is one LSP client; a listener is one LSP
+//! server whose connections are told apart by their `ConnId`. Messages are at most
+//! `TransportConfig::lsp.max_payload` bytes.
+//!
+//! LSP below the secure channel adds reliability, not security: in plaintext mode anyone on
+//! the path can read and inject.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::{ChannelTransport, Link, TransportConfig};
+use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
+
+/// Keeps a listener's LSP server task alive; aborts it when dropped.
+pub(crate) struct ServerGuard(JoinHandle<()>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, e)
+}
+
+/// Connects an LSP client to `addr`.
+pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<Link> {
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = Socket::bind(local).await?;
+    let client = Client::connect_with(addr, fastrand::u32(..), config.lsp.clone(), socket)
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
+    let client = Arc::new(client);
+    let depth = config.channel_depth.max(1);
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(depth);
+    let (in_tx, in_rx) = mpsc::channel(depth);
+    let reader_client = client.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let item = reader_client.read().await.map_err(to_io);
+            let stop = item.is_err();
+            if in_tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if client.send(m).await.is_err() {
+                return;
+            }
+        }
+        // Flush what is pending, bounded by LSP's own loss detection.
+        let _ = client.close().await;
+    });
+    Ok(Link::messages(ChannelTransport::new(
+        out_tx,
+        in_rx,
+        config.lsp.max_payload,
+        Some(reader),
+    )))
+}
+
+/// Binds an LSP server; its task turns each new connection into a [`Link`].
+pub(super) async fn bind(
+    addr: SocketAddr,
+    config: &TransportConfig,
+) -> io::Result<(mpsc::Receiver<Link>, ServerGuard, SocketAddr)> {
+    let socket = Socket::bind(addr).await?;
+    let server = Server::bind_with(config.lsp.clone(), socket).map_err(to_io)?;
+    let local = server.local_addr();
+    let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog.max(1));
+    let task = tokio::spawn(serve(Arc::new(server), accept_tx, config.clone()));
+    Ok((accept_rx, ServerGuard(task), local))
+}
+
+/// Routes each connection's messages to its own channel. A connection is offered to the
+/// listener on its first message; when the backlog is full it is closed at once.
+async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: TransportConfig) {
+    let depth = config.channel_depth.max(1);
+    // Bounded by LSP's `max_connections`.
+    let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Bytes>>> = HashMap::new();
+    loop {
+        match server.read().await {
+            Ok((conn, payload)) => {
+                if let Some(tx) = conns.get(&conn) {
+                    // Waits while the session is behind: its mux windows bound how long.
+                    if tx.send(Ok(payload)).await.is_err() {
+                        conns.remove(&conn);
+                        let _ = server.close_conn(conn);
+                    }
+                    continue;
+                }
+                let (out_tx, out_rx) = mpsc::channel::<Bytes>(depth);
+                let (in_tx, in_rx) = mpsc::channel(depth);
+                // The channel is new and has room for `depth` ≥ 1 messages.
+                let _ = in_tx.try_send(Ok(payload));
+                let link = Link::messages(ChannelTransport::new(
+                    out_tx,
+                    in_rx,
+                    config.lsp.max_payload,
+                    None,
+                ));
+                if accept.try_send(link).is_err() {
+                    debug!(%conn, "lsp accept backlog full; closing");
+                    let _ = server.close_conn(conn);
+                    continue;
+                }
+                conns.insert(conn, in_tx);
+                tokio::spawn(write_conn(server.clone(), conn, out_rx));
+            }
+            Err(ServerReadError::ConnEnded(conn, _)) => {
+                conns.remove(&conn);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn write_conn(server: Arc<Server>, conn: ConnId, mut out: mpsc::Receiver<Bytes>) {
+    while let Some(m) = out.recv().await {
+        if server.send(conn, m).await.is_err() {
+            return;
+        }
+    }
+    let _ = server.close_conn(conn);
+}
