@@ -69,3 +69,32 @@ fn a_restarted_client_reconnects_and_the_old_connection_is_reported_lost() {
         .unwrap();
     assert_eq!(new_id.0, 2);
 }
+
+#[test]
+fn a_stale_connect_never_disturbs_a_live_connection() {
+    use hawser_proto::DatagramEndpoint as _;
+    let config = Config::new(Params {
+        epoch: Duration::from_millis(500),
+        ..Params::reference()
+    });
+    let codec = config.codec;
+    let mut net = SimNet::new(hawser_sim::seed());
+    let (s, c) = (fake_addr(0), fake_addr(1));
+    net.add(s, ServerEndpoint::new(config.clone()).unwrap())
+        .unwrap();
+    connect(&mut net, 7, &config);
+    net.run_for(Duration::from_secs(3)); // heartbeats flow both ways
+                                         // A delayed (or forged) Connect with another ISN arrives from the client's address.
+    let mut stale = bytes::BytesMut::new();
+    codec.encode(&hawser_proto::wire::Message::connect(SeqNum(1)), &mut stale);
+    net.with::<ServerEndpoint, _>(s, |ep, now| ep.handle_datagram(now, c, &stale))
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    let server = net.endpoint::<ServerEndpoint>(s).unwrap();
+    assert_eq!(server.live_connections(), 1);
+    assert_eq!(server.stats().connections_opened, 1);
+    assert!(matches!(
+        net.endpoint::<ClientEndpoint>(c).unwrap().state(),
+        ClientState::Connected(_)
+    ));
+}

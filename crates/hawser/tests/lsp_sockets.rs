@@ -177,3 +177,78 @@ async fn server_sees_client_close_and_close_conn() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_idle_server_does_not_spin_after_its_last_connection_is_lost() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
+        let client = Client::connect(server.local_addr(), 3, fast(4, 4))
+            .await
+            .unwrap();
+        let conn = client.conn_id();
+        drop(client); // silent from now on
+        assert_eq!(
+            server.read().await,
+            Err(ServerReadError::ConnEnded(conn, EndReason::Lost))
+        );
+        let before = server.stats().timeouts_handled;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = server.stats().timeouts_handled;
+        assert!(
+            after - before < 5,
+            "{} timer wake-ups in 300 ms with no connection",
+            after - before
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reads_end_when_the_driver_dies() {
+    use hawser::fault_socket::FaultySocket;
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
+        let socket = FaultySocket::bind(localhost(), Codec::Binary, 1)
+            .await
+            .unwrap();
+        let probe = socket.clone();
+        let client = Client::connect_with(server.local_addr(), 5, Config::new(fast(4, 4)), socket)
+            .await
+            .unwrap();
+        // A user hook that panics kills the client's driver task.
+        probe.set_inbound_hook(Some(Box::new(|_: &mut Vec<u8>| panic!("hook bug"))));
+        let (conn, _) = {
+            client.write("ping").unwrap();
+            server.read().await.unwrap()
+        };
+        server.write(conn, "pong").unwrap();
+        // The driver is gone: read, send and close answer instead of waiting forever.
+        assert_eq!(client.read().await, Err(ClientReadError(EndReason::Lost)));
+        assert!(client.is_driver_finished());
+        assert_eq!(client.send("x").await, Err(WriteError::Lost));
+        assert_eq!(client.write("x"), Err(WriteError::Lost));
+        assert_eq!(client.close().await, Err(CloseError::Lost));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn after_server_close_read_is_the_error_with_no_id() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(4, 4)).await.unwrap();
+        let client = Client::connect(server.local_addr(), 9, fast(4, 4))
+            .await
+            .unwrap();
+        client.write("last").unwrap();
+        let (_, payload) = server.read().await.unwrap();
+        assert_eq!(payload, "last");
+        server.close().await.unwrap();
+        assert_eq!(server.read().await, Err(ServerReadError::ServerClosed));
+        assert_eq!(server.read().await, Err(ServerReadError::ServerClosed));
+        drop(client);
+    })
+    .await
+    .unwrap();
+}

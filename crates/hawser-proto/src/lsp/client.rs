@@ -296,6 +296,7 @@ impl DatagramEndpoint for ClientEndpoint {
 
     fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
+        self.stats.timeouts_handled += 1;
         match self.state {
             ClientState::Connecting if now >= self.next_epoch => {
                 self.next_epoch += self.config.params.epoch;

@@ -49,6 +49,8 @@ pub struct Connection {
     cumulative_acks: bool,
     cack_due: bool,
     resends: Vec<OutData>,
+    /// When the peer was last heard from.
+    last_heard: Instant,
 }
 
 impl Connection {
@@ -76,7 +78,13 @@ impl Connection {
             cumulative_acks: config.codec == crate::wire::Codec::Binary,
             cack_due: false,
             resends: Vec::new(),
+            last_heard: now,
         }
+    }
+
+    /// When the peer was last heard from (any valid message).
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
     }
 
     /// The smoothed round-trip time, once measured (adaptive policy only).
@@ -202,12 +210,16 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        if msg.kind != MsgType::Data {
+            self.last_heard = now;
+        }
         match msg.kind {
             MsgType::Data => {
                 let Some(payload) = self.verify_data(&msg) else {
                     return; // as if never received
                 };
                 self.heard_since_epoch = true;
+                self.last_heard = now;
                 self.on_data(msg.seq, payload);
             }
             MsgType::Ack if msg.is_heartbeat() => {

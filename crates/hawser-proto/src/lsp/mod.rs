@@ -27,5 +27,5 @@ pub use params::{
     Config, Params, ParamsError, RetransmitPolicy, RtoBounds, MAX_BACKOFF_LIMIT, MAX_DATAGRAM,
     MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT, MIN_DATAGRAM,
 };
-pub use server::{ServerEndpoint, ServerEvent, ServerRead};
+pub use server::{ServerEndpoint, ServerEvent, ServerRead, MAX_EVENTS};
 pub use stats::{ConnStats, EndpointStats};

@@ -192,10 +192,13 @@ pub struct Config {
     pub max_send_queue: usize,
     /// Per connection: most received messages waiting for the application to read them. When
     /// full, new Data is dropped unacknowledged, so the sender retransmits later (back-pressure
-    /// without loss). Default 65,536.
+    /// without loss). Messages received out of order while the queue was not full may add up to
+    /// `window` more. While the application does not read, the peer's `close` cannot complete
+    /// (its messages stay unacknowledged) and heartbeats keep the connection alive. Default
+    /// 65,536.
     pub max_read_queue: usize,
-    /// Server only: most simultaneous connections; further Connects are refused (dropped and
-    /// counted). Default 10,000.
+    /// Server only: most connections held, counting ended ones whose end the application has
+    /// not read yet; further Connects are refused (dropped and counted). Default 10,000.
     pub max_connections: usize,
 }
 

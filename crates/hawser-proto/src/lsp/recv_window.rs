@@ -60,9 +60,15 @@ impl RecvWindow {
         if self.ahead.contains_key(&seq.0) {
             return Accept::DuplicateBuffered;
         }
-        // Back-pressure: everything accepted must be deliverable without exceeding the read
-        // queue bound, so count what is buffered ahead too.
-        if self.readable.len() + self.ahead.len() >= self.max_readable {
+        // Back-pressure. The expected message needs only room in the read queue: refusing it
+        // because of what waits behind it would deadlock. A message ahead of it also counts
+        // what is already buffered, so the queue holds at most `max_readable + window`.
+        let used = if offset == 0 {
+            self.readable.len()
+        } else {
+            self.readable.len() + self.ahead.len()
+        };
+        if used >= self.max_readable {
             return Accept::Refused;
         }
         if offset == 0 {
@@ -150,5 +156,17 @@ mod tests {
         assert_eq!(w.read(), Some(b("a")));
         assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::New);
         assert_eq!(w.delivered(), 3);
+    }
+
+    #[test]
+    fn a_window_wider_than_the_read_queue_never_deadlocks() {
+        let mut w = RecvWindow::new(SeqNum(1), 8, 2);
+        // The first message is lost; two later ones fill the bound.
+        assert_eq!(w.on_data(SeqNum(2), b("b")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(4), b("d")), Accept::Refused);
+        // The expected one is still accepted, and releases the others.
+        assert_eq!(w.on_data(SeqNum(1), b("a")), Accept::New);
+        assert_eq!(read_all(&mut w), vec![b("a"), b("b"), b("c")]);
     }
 }

@@ -15,6 +15,9 @@ use super::stats::{ConnStats, EndpointStats};
 use crate::transmit::{DatagramEndpoint, Transmit};
 use crate::wire::{ConnId, Message, MsgType, SeqNum};
 
+/// Most lifecycle events kept for [`ServerEndpoint::poll_event`]; older ones are dropped.
+pub const MAX_EVENTS: usize = 1024;
+
 /// What a server's reader gets next, in order: a connection's data always comes before the
 /// report of its end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +163,8 @@ impl ServerEndpoint {
         }
     }
 
-    /// The next lifecycle event, if any.
+    /// The next lifecycle event, if any. At most [`MAX_EVENTS`] are kept; when the
+    /// application does not poll them, the oldest are dropped.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
@@ -247,6 +251,13 @@ impl ServerEndpoint {
         stats
     }
 
+    fn push_event(&mut self, event: ServerEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
     fn clamp(&mut self, now: Instant) -> Instant {
         let now = self.last_now.map_or(now, |last| last.max(now));
         self.last_now = Some(now);
@@ -265,13 +276,22 @@ impl ServerEndpoint {
                 self.send(from, Message::ack(id, isn));
                 return;
             }
-            // Another ISN from the same address: the client restarted. Its old connection is
-            // gone for good; report it lost (after its buffered data) and accept the new one.
+            // Another ISN from the same address. If the connection is alive (heard within the
+            // last epoch), this is a stale or forged Connect: ignore it, never a second
+            // connection. If it has been silent for an epoch, the client restarted: its old
+            // connection is gone for good; report it lost (after its buffered data) and accept
+            // the new one. (A restarted client retries its Connect every epoch, so it gets in.)
+            if now < peer.conn.last_heard() + self.config.params.epoch {
+                self.stats.duplicate_connects += 1;
+                return;
+            }
             debug!(conn = %id, %from, "client restarted with a new ISN: old connection lost");
             peer.conn.mark_lost();
             self.flush_conn(id);
         }
-        if self.closing || self.by_addr.len() >= self.config.max_connections {
+        // Ended connections whose end the application has not read yet still hold memory: they
+        // count too, so a server whose application stops reading stops accepting.
+        if self.closing || self.peers.len() >= self.config.max_connections {
             self.stats.refused_connects += 1;
             debug!(%from, "connect refused");
             return;
@@ -292,7 +312,7 @@ impl ServerEndpoint {
         );
         self.by_addr.insert(from, id);
         self.stats.connections_opened += 1;
-        self.events.push_back(ServerEvent::Accepted(id, from));
+        self.push_event(ServerEvent::Accepted(id, from));
         debug!(conn = %id, %from, isn = isn.0, "accepted");
         self.send(from, Message::ack(id, isn));
         self.flush_conn(id);
@@ -364,7 +384,7 @@ impl ServerEndpoint {
                     }
                 }
                 self.tickets.push_back(Ticket::Ended(id, reason));
-                self.events.push_back(ServerEvent::Ended(id, reason));
+                self.push_event(ServerEvent::Ended(id, reason));
             }
         }
     }
@@ -400,6 +420,7 @@ impl DatagramEndpoint for ServerEndpoint {
 
     fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
+        self.stats.timeouts_handled += 1;
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;

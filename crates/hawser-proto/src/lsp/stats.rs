@@ -52,6 +52,8 @@ pub struct EndpointStats {
     pub connections_opened: u64,
     /// Connections lost.
     pub connections_lost: u64,
+    /// Calls to `handle_timeout` (a driver that spins shows here).
+    pub timeouts_handled: u64,
     /// Sum over the endpoint's connections, including ended ones.
     pub conns: ConnStats,
 }

@@ -85,7 +85,8 @@ impl Client {
                 ClientState::Connected(id) => Some(Ok(id)),
                 ClientState::ConnectFailed | ClientState::ClosedBeforeConnect => Some(Err(())),
             })
-            .await;
+            .await
+            .unwrap_or(Err(()));
         let task = guard.0.take();
         match connected {
             Ok(conn_id) => Ok(Client {
@@ -122,8 +123,12 @@ impl Client {
     /// # Cancel safety
     /// Cancel safe: a message is only taken when it is returned.
     pub async fn read(&self) -> Result<Bytes, ClientReadError> {
-        let item = self.shared.wait_for(ClientEndpoint::read).await;
-        // The driver stops reading the socket when the connection ends; nothing else to wake.
+        // A driver that died (a panicking fault hook, a bug) can deliver nothing more: lost.
+        let item = self
+            .shared
+            .wait_for(ClientEndpoint::read)
+            .await
+            .unwrap_or(ClientRead::Ended(EndReason::Lost));
         match item {
             ClientRead::Data(payload) => Ok(payload),
             ClientRead::Ended(reason) => Err(ClientReadError(reason)),
@@ -137,6 +142,9 @@ impl Client {
     /// is larger than `Config::max_payload`.
     pub fn write(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
+        if self.shared.is_driver_gone() {
+            return Err(self.gone_error());
+        }
         self.shared.command(|ep| ep.write(driver::now(), payload))
     }
 
@@ -150,6 +158,9 @@ impl Client {
     /// Cancel safe: the message is queued only when this returns `Ok`.
     pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let mut payload = Some(payload.into());
+        if self.shared.is_driver_gone() {
+            return Err(self.gone_error());
+        }
         let result = self
             .shared
             .wait_for(|ep| {
@@ -162,7 +173,8 @@ impl Client {
                     other => Some(other),
                 }
             })
-            .await;
+            .await
+            .unwrap_or(Err(WriteError::Lost));
         self.shared.command(|_| ());
         result
     }
@@ -178,7 +190,11 @@ impl Client {
     /// Cancelling leaves the client closing in the background; calling again resumes waiting.
     pub async fn close(&self) -> Result<(), CloseError> {
         self.shared.command(ClientEndpoint::close);
-        let reason = self.shared.wait_for(|ep| ep.end_reason()).await;
+        let reason = self
+            .shared
+            .wait_for(|ep| ep.end_reason())
+            .await
+            .unwrap_or(EndReason::Lost);
         let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
@@ -192,6 +208,15 @@ impl Client {
     /// Messages written and not yet acknowledged by the server (0 once everything is).
     pub fn pending(&self) -> usize {
         self.shared.lock().pending()
+    }
+
+    /// Why writing fails once the driver has ended: how the connection ended, or `Lost` if the
+    /// driver died with the connection still open.
+    fn gone_error(&self) -> WriteError {
+        match self.shared.lock().end_reason() {
+            Some(EndReason::Closed) => WriteError::Closed,
+            _ => WriteError::Lost,
+        }
     }
 
     /// Counters of the client and its connection.

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hawser_proto::{DatagramEndpoint, Transmit};
@@ -30,7 +31,13 @@ pub(crate) struct Shared<E> {
     wake_driver: Notify,
     /// Bumped after every change the driver makes; readers and closers wait on it.
     changed: watch::Sender<u64>,
+    /// Set when the driver task has ended, normally or not (a panic in a user hook, a bug).
+    driver_gone: AtomicBool,
 }
+
+/// The driver task ended while a caller waited for something only it could bring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DriverGone;
 
 impl<E: Driven> Shared<E> {
     pub fn new(endpoint: E) -> Arc<Shared<E>> {
@@ -38,6 +45,7 @@ impl<E: Driven> Shared<E> {
             endpoint: Mutex::new(endpoint),
             wake_driver: Notify::new(),
             changed: watch::Sender::new(0),
+            driver_gone: AtomicBool::new(false),
         })
     }
 
@@ -54,26 +62,36 @@ impl<E: Driven> Shared<E> {
         result
     }
 
+    /// Whether the driver task has ended (after which nothing written is ever sent).
+    pub fn is_driver_gone(&self) -> bool {
+        self.driver_gone.load(Ordering::Acquire)
+    }
+
     /// A receiver that resolves whenever the driver changed the endpoint.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
     /// Waits until `ready` returns `Some`, re-checking after every change of the endpoint.
-    pub async fn wait_for<R>(&self, mut ready: impl FnMut(&mut E) -> Option<R>) -> R {
+    ///
+    /// # Errors
+    /// [`DriverGone`] if the driver has ended and `ready` still says no: nothing can change
+    /// the endpoint any more, so waiting would be forever.
+    pub async fn wait_for<R>(
+        &self,
+        mut ready: impl FnMut(&mut E) -> Option<R>,
+    ) -> Result<R, DriverGone> {
         let mut changes = self.subscribe();
         loop {
             changes.borrow_and_update();
             if let Some(result) = ready(&mut self.lock()) {
-                return result;
+                return Ok(result);
             }
-            if changes.changed().await.is_err() {
-                // The driver has ended; the state can no longer change. One last look.
-                if let Some(result) = ready(&mut self.lock()) {
-                    return result;
-                }
-                std::future::pending::<()>().await;
+            if self.driver_gone.load(Ordering::Acquire) {
+                return Err(DriverGone);
             }
+            // The sender lives in `self`, so this never errors; the driver's exit guard bumps.
+            let _ = changes.changed().await;
         }
     }
 
@@ -87,8 +105,19 @@ pub(crate) fn now() -> std::time::Instant {
     TokioInstant::now().into_std()
 }
 
+/// Marks the driver gone when the driver future ends, returns or unwinds, or is aborted.
+struct ExitGuard<'a, E: Driven>(&'a Shared<E>);
+
+impl<E: Driven> Drop for ExitGuard<'_, E> {
+    fn drop(&mut self) {
+        self.0.driver_gone.store(true, Ordering::Release);
+        self.0.bump();
+    }
+}
+
 /// The driver loop. Returns when the endpoint is finished.
 pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) {
+    let _exit = ExitGuard(&shared);
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut outgoing: Vec<Transmit> = Vec::new();
     // One timer for the whole endpoint, re-armed only when the deadline moves.
@@ -132,10 +161,17 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
                         }
                     }
                 }
-                Err(err) => recv_error(err),
+                Err(err) => {
+                    if recv_error(err) {
+                        // A persistent error must not spin the loop.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
             },
             () = &mut sleep => {
+                // A fired sleep stays ready: park it far away until the next deadline is armed.
                 armed = None;
+                sleep.as_mut().reset(far_future);
                 shared.lock().handle_timeout(now());
             }
             () = shared.wake_driver.notified() => {}
@@ -150,12 +186,15 @@ async fn send(socket: &Socket, contents: &[u8], to: SocketAddr) {
     }
 }
 
-fn recv_error(err: io::Error) {
+/// Logs a receive error; returns whether it is unexpected (worth pausing before retrying).
+fn recv_error(err: io::Error) -> bool {
     // On Linux an ICMP port-unreachable surfaces as ConnectionRefused on the next recv; it says
     // nothing reliable about the peer, so it is ignored like a lost datagram.
-    if err.kind() != io::ErrorKind::ConnectionRefused {
-        warn!(%err, "recv failed");
+    if err.kind() == io::ErrorKind::ConnectionRefused {
+        return false;
     }
+    warn!(%err, "recv failed");
+    true
 }
 
 /// Aborts a task when dropped (a future abandoned mid-way takes its task with it).

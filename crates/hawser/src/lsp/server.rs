@@ -77,15 +77,21 @@ impl Server {
     /// Cancel safe: a message is only taken when it is returned.
     pub async fn read(&self) -> Result<(ConnId, Bytes), ServerReadError> {
         self.shared
-            .wait_for(|ep| match ep.read() {
-                Some(ServerRead::Data(conn, payload)) => Some(Ok((conn, payload))),
-                Some(ServerRead::Ended(conn, reason)) => {
-                    Some(Err(ServerReadError::ConnEnded(conn, reason)))
-                }
-                None if ep.is_closing() => Some(Err(ServerReadError::ServerClosed)),
-                None => None,
+            .wait_for(|ep| loop {
+                break match ep.read() {
+                    Some(ServerRead::Data(conn, payload)) => Some(Ok((conn, payload))),
+                    // Once the server is closed, its connections' ends are not news: every
+                    // read after the buffered data is the one error with no id (spec 4).
+                    Some(ServerRead::Ended(..)) if ep.is_closing() => continue,
+                    Some(ServerRead::Ended(conn, reason)) => {
+                        Some(Err(ServerReadError::ConnEnded(conn, reason)))
+                    }
+                    None if ep.is_closing() => Some(Err(ServerReadError::ServerClosed)),
+                    None => None,
+                };
             })
             .await
+            .unwrap_or(Err(ServerReadError::ServerClosed))
     }
 
     /// Queues a message for connection `conn`; it goes out at once if the window allows.
@@ -109,6 +115,9 @@ impl Server {
     /// Cancel safe: the message is queued only when this returns `Ok`.
     pub async fn send(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let mut payload = Some(payload.into());
+        if self.shared.is_driver_gone() {
+            return Err(WriteError::Closed);
+        }
         let result = self
             .shared
             .wait_for(|ep| {
@@ -121,7 +130,8 @@ impl Server {
                     other => Some(other),
                 }
             })
-            .await;
+            .await
+            .unwrap_or(Err(WriteError::Closed));
         self.shared.command(|_| ());
         result
     }
@@ -149,7 +159,8 @@ impl Server {
         let lost = self
             .shared
             .wait_for(|ep| ep.is_closed().then(|| ep.lost_while_closing()))
-            .await;
+            .await
+            .unwrap_or(true);
         let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
