@@ -33,6 +33,8 @@ pub enum Command {
     /// Run a node: print what it receives; send each line of stdin to a peer (`@ID text`) or to
     /// every other node.
     Node(crate::node_cmd::NodeArgs),
+    /// Generate a node identity (an ed25519 key) into a file and print its PeerId.
+    Keygen(crate::keygen::KeygenArgs),
 }
 
 /// The `lsp` subcommands.

@@ -1,14 +1,17 @@
 //! The second part of `hawser demo`: a few nodes on 127.0.0.1 watch each other through
 //! reachability leases; one is stopped and restarted, and the time each other node took to see
-//! it dead and alive again is printed beside the configured lease.
+//! it dead and alive again is printed beside the configured lease. The nodes run secure by
+//! default (Noise sessions), each with its own identity, pinned by the others.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use hawser::node::{
     Member, MembershipChange, Node, NodeId, PeerEvent, PeerEvents, ReachSettings, Role, Settings,
 };
+use hawser::session::Identity;
 
 /// What the node part of the demo measured.
 pub struct NodeReport {
@@ -27,17 +30,27 @@ fn settings(lease: Duration) -> Settings {
     }
 }
 
+/// Starts node `id` (identity `identities[id - 1]`), pinning every other node's identity.
 async fn start(
     id: u64,
     listen: SocketAddr,
     peers: &[Member],
     lease: Duration,
+    identities: &[Arc<Identity>],
 ) -> anyhow::Result<Node> {
-    Node::builder(id)
-        .listen(listen)
-        .members(peers.iter().filter(|m| m.id.0 != id).cloned())
+    let mut b = Node::builder(id)
         .settings(settings(lease))
-        .start()
+        .listen(listen)
+        .members(peers.iter().filter(|m| m.id.0 != id).cloned());
+    for (i, identity) in identities.iter().enumerate() {
+        let peer = i as u64 + 1;
+        if peer == id {
+            b = b.identity(identity.clone());
+        } else {
+            b = b.pin(peer, identity.peer_id());
+        }
+    }
+    b.start()
         .await
         .with_context(|| format!("cannot start node {id}"))
 }
@@ -106,9 +119,17 @@ pub async fn run(count: u64, lease: Duration) -> anyhow::Result<NodeReport> {
         "\nreachability: {count} nodes on 127.0.0.1, lease {}",
         crate::echo::fmt_duration(lease)
     );
+    let identities = (1..=count)
+        .map(|_| Identity::generate().map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot generate node identities")?;
     let mut nodes = Vec::new();
     for id in 1..=count {
-        nodes.push(start(id, ([127, 0, 0, 1], 0).into(), &[], lease).await?);
+        let node = start(id, ([127, 0, 0, 1], 0).into(), &[], lease, &identities).await?;
+        if let Some(peer_id) = node.peer_id() {
+            println!("  node {id}: PeerId {peer_id} (noise sessions, pinned by the others)");
+        }
+        nodes.push(node);
     }
     let members: Vec<Member> = nodes
         .iter()
@@ -165,7 +186,8 @@ pub async fn run(count: u64, lease: Duration) -> anyhow::Result<NodeReport> {
     print_table(&nodes[0]);
     println!("  restarting node {} at {victim_addr}", victim_id.0);
     let restarted = Instant::now();
-    nodes.push(start(victim_id.0, victim_addr, &members, lease).await?);
+    let restarted_node = start(victim_id.0, victim_addr, &members, lease, &identities).await?;
+    nodes.push(restarted_node);
     for (i, w) in watchers.iter_mut().enumerate() {
         let took = detect(w, victim_id, restarted, true).await?;
         println!(

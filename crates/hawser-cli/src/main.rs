@@ -10,6 +10,7 @@ mod demo;
 mod demo_nodes;
 mod echo;
 mod faults;
+mod keygen;
 mod node_cmd;
 mod payload;
 mod pump;
@@ -58,6 +59,9 @@ fn main() -> ExitCode {
                 command: LspCommand::EchoClient(a),
             } => echo::client(a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Keygen(a) => keygen::run(&a)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(CliError::Failed),
             Command::Node(a) => node_cmd::run(a)
                 .await
                 .map(|()| ExitCode::SUCCESS)

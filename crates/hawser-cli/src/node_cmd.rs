@@ -1,27 +1,48 @@
 //! `hawser node`: runs one node of a cluster. Prints every message it receives, and sends each
 //! line of standard input to one peer (`@ID text`) or to every other node (any other line).
 //!
+//! Connections are Noise sessions (encrypted, authenticated): `--identity FILE` (from
+//! `hawser keygen`) keeps the node's PeerId across restarts, and `--peer ID=ADDR#PEERID` pins
+//! the identity a peer must prove.
+//!
 //! ```text
 //! hawser node --id 1 --listen 127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use hawser::node::{Delivery, Group, Member, Node, Role};
+use hawser::session::{Identity, PeerId, TransportAddr};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// One `--peer ID=ADDR` (optionally `ID=ADDR/ROLE`, role `member`, `follower` or `temporary`).
+/// One `--peer ID=ADDR[/ROLE][#PEERID]`: role `member` (default), `follower` or `temporary`;
+/// ADDR is `IP:PORT` (TCP, and UDP for datagrams) or a transport address `tcp://IP:PORT`,
+/// `lsp://IP:PORT`, `ws://IP:PORT` (reliable messages only); PEERID pins the identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSpec {
     /// The peer's node id.
     pub id: u64,
-    /// Its TCP and UDP address.
-    pub addr: SocketAddr,
+    /// Its address.
+    pub addr: TransportAddr,
     /// Its role (default member).
     pub role: Role,
+    /// The identity it must prove, if pinned.
+    pub pin: Option<PeerId>,
+}
+
+impl PeerSpec {
+    /// The peer as a member: a TCP address is also its datagram address.
+    fn member(&self) -> Member {
+        match self.addr {
+            TransportAddr::Tcp(a) => Member::new(self.id, self.role, a),
+            _ => Member::without_addr(self.id, self.role),
+        }
+    }
 }
 
 impl FromStr for PeerSpec {
@@ -30,14 +51,31 @@ impl FromStr for PeerSpec {
     fn from_str(s: &str) -> Result<PeerSpec, String> {
         let (id, rest) = s.split_once('=').ok_or("expected ID=ADDR")?;
         let id = id.parse().map_err(|e| format!("bad node id {id:?}: {e}"))?;
-        let (addr, role) = match rest.split_once('/') {
-            Some((a, r)) => (a, parse_role(r)?),
-            None => (rest, Role::Member),
+        let (rest, pin) = match rest.split_once('#') {
+            Some((r, p)) => {
+                let pin = p.parse().map_err(|e| format!("bad PeerId {p:?}: {e}"))?;
+                (r, Some(pin))
+            }
+            None => (rest, None),
         };
-        let addr = addr
-            .parse()
-            .map_err(|e| format!("bad address {addr:?}: {e}"))?;
-        Ok(PeerSpec { id, addr, role })
+        let (addr, role) = match rest.rsplit_once('/') {
+            Some((a, r)) if !r.is_empty() && !a.ends_with('/') => (a, parse_role(r)?),
+            _ => (rest, Role::Member),
+        };
+        let addr = if addr.contains("://") {
+            addr.parse::<TransportAddr>().map_err(|e| e.to_string())?
+        } else {
+            let a: SocketAddr = addr
+                .parse()
+                .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+            TransportAddr::Tcp(a)
+        };
+        Ok(PeerSpec {
+            id,
+            addr,
+            role,
+            pin,
+        })
     }
 }
 
@@ -61,9 +99,14 @@ pub struct NodeArgs {
     /// Address to listen on (TCP and UDP, same port).
     #[arg(long)]
     pub listen: SocketAddr,
-    /// A peer, as ID=ADDR or ID=ADDR/ROLE; repeat for each.
-    #[arg(long = "peer", value_name = "ID=ADDR")]
+    /// A peer, as ID=ADDR[/ROLE][#PEERID]; repeat for each. ADDR is IP:PORT or
+    /// tcp://, lsp://, ws://IP:PORT; PEERID (from `hawser keygen`) pins its identity.
+    #[arg(long = "peer", value_name = "ID=ADDR[#PEERID]")]
     pub peers: Vec<PeerSpec>,
+    /// This node's identity, a key file written by `hawser keygen` (default: a fresh one, so
+    /// the PeerId changes at every start).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Send lines as unreliable datagrams instead of reliable messages.
     #[arg(long)]
     pub unreliable: bool,
@@ -84,14 +127,31 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         Delivery::Reliable
     };
     let mut members = vec![Member::new(args.id, Role::Member, args.listen)];
-    members.extend(args.peers.iter().map(|p| Member::new(p.id, p.role, p.addr)));
-    let node = Node::builder(args.id)
-        .listen(args.listen)
-        .members(members)
+    members.extend(args.peers.iter().map(PeerSpec::member));
+    let mut builder = Node::builder(args.id).listen(args.listen).members(members);
+    if let Some(path) = &args.identity {
+        let identity =
+            Identity::load(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder.identity(Arc::new(identity));
+    }
+    for p in &args.peers {
+        if !matches!(p.addr, TransportAddr::Tcp(_)) {
+            builder = builder.transport_to(p.id, p.addr.clone());
+        }
+        if let Some(pin) = p.pin {
+            builder = builder.pin(p.id, pin);
+        }
+    }
+    let node = builder
         .start()
         .await
         .with_context(|| format!("starting node {} on {}", args.id, args.listen))?;
-    eprintln!("node {} listening on {:?}", args.id, node.local_addr());
+    let peer_id = node.peer_id().map(|p| p.to_string()).unwrap_or_default();
+    eprintln!(
+        "node {} listening on {:?}, PeerId {peer_id}",
+        args.id,
+        node.local_addr()
+    );
     let mut inbox = node.incoming();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -150,9 +210,23 @@ mod tests {
     #[test]
     fn peer_specs_parse() {
         let p: PeerSpec = "2=127.0.0.1:7002".parse().unwrap();
-        assert_eq!((p.id, p.addr.port(), p.role), (2, 7002, Role::Member));
+        let tcp = TransportAddr::Tcp("127.0.0.1:7002".parse().unwrap());
+        assert_eq!(
+            (p.id, &p.addr, p.role, p.pin),
+            (2, &tcp, Role::Member, None)
+        );
         let p: PeerSpec = "3=10.77.0.3:7000/follower".parse().unwrap();
         assert_eq!(p.role, Role::Follower);
+        let id = Identity::from_secret_bytes(&[7; 32]).peer_id();
+        let p: PeerSpec = format!("4=ws://127.0.0.1:7004/temporary#{id}")
+            .parse()
+            .unwrap();
+        let ws = TransportAddr::Ws("127.0.0.1:7004".parse().unwrap());
+        assert_eq!((&p.addr, p.role, p.pin), (&ws, Role::Temporary, Some(id)));
+        assert_eq!(p.member().addrs, []);
+        let p: PeerSpec = format!("5=127.0.0.1:7005#{id}").parse().unwrap();
+        assert_eq!((p.pin, p.member().addrs.len()), (Some(id), 1));
+        assert!("6=127.0.0.1:7006#notapeerid".parse::<PeerSpec>().is_err());
         assert!("x=1.2.3.4:5".parse::<PeerSpec>().is_err());
         assert!("2".parse::<PeerSpec>().is_err());
         assert!("2=1.2.3.4:5/boss".parse::<PeerSpec>().is_err());

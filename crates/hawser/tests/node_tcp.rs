@@ -1,23 +1,17 @@
-//! Default-network specifics on 127.0.0.1: hostile frames and datagrams, the oversize policy,
-//! the inbound connection bound.
+//! Default-network specifics on 127.0.0.1: hostile handshakes, hellos, frames and datagrams,
+//! the oversize policy, the inbound connection bound. Reliable connections are sessions, so
+//! the hostile peers speak the session handshake (`node_common::raw_session`).
 
 mod node_common;
 
 use std::time::Duration;
 
-use hawser::node::{Delivery, NodeId, OversizeDatagram};
-use hawser_proto::wire::node::Hello;
-use node_common::{eventually, next, stop_all, Cluster, Kind};
+use hawser::node::{Delivery, NodeId, OversizeDatagram, NODE_MESSAGES};
+use node_common::{
+    eventually, framed_hello, next, raw_session, session_closed, stop_all, Cluster, Kind,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-
-fn hello_frame(from: u64) -> Vec<u8> {
-    let mut hello = bytes::BytesMut::new();
-    Hello { from }.emit(&mut hello);
-    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&hello);
-    frame
-}
 
 /// Waits until the node closes the connection (read returns 0 or an error).
 async fn closed_by_node(s: &mut TcpStream) {
@@ -38,13 +32,13 @@ async fn oversized_frame_closes_only_that_connection() {
     nodes[0].send(2, "before", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "before");
 
-    // A "node 1" that announces a frame one byte above the limit.
-    let mut evil = TcpStream::connect(nodes[1].local_addr().unwrap())
-        .await
-        .unwrap();
-    evil.write_all(&hello_frame(1)).await.unwrap();
-    evil.write_all(&1025u32.to_be_bytes()).await.unwrap();
-    closed_by_node(&mut evil).await;
+    // A "node 1" (node 1 is not pinned: any identity of the network may claim it) that
+    // announces a frame one byte above the limit (1,024 and the kind byte).
+    let evil = raw_session(nodes[1].local_addr().unwrap(), [66; 32]).await;
+    let mut stream = evil.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(1)).await.unwrap();
+    stream.write_all(&1026u32.to_be_bytes()).await.unwrap();
+    session_closed(&evil).await;
     eventually("oversized counted", || {
         nodes[1].stats().oversized_frames == 1
     })
@@ -60,23 +54,32 @@ async fn oversized_frame_closes_only_that_connection() {
 #[tokio::test]
 async fn bad_hellos_and_strangers_are_refused() {
     let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.hello_timeout = Duration::from_secs(1);
     let nodes = c.start_all().await;
     let addr = nodes[1].local_addr().unwrap();
+    // Not a handshake.
     let mut garbage = TcpStream::connect(addr).await.unwrap();
     garbage.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
     closed_by_node(&mut garbage).await;
-    let mut stranger = TcpStream::connect(addr).await.unwrap();
-    stranger.write_all(&hello_frame(99)).await.unwrap();
-    closed_by_node(&mut stranger).await;
+    // A handshake message announcing 65,535 bytes, never sent: closed at `hello_timeout`.
     let mut huge_hello = TcpStream::connect(addr).await.unwrap();
     huge_hello.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     closed_by_node(&mut huge_hello).await;
-    let s = nodes[1].stats();
-    assert_eq!(
-        (s.bad_hellos, s.unknown_senders, s.oversized_frames),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    // A valid session whose hello names a non-member.
+    let stranger = raw_session(addr, [99; 32]).await;
+    let mut stream = stranger.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(99)).await.unwrap();
+    session_closed(&stranger).await;
+    // A valid session whose hello is garbage.
+    let garbled = raw_session(addr, [98; 32]).await;
+    let mut stream = garbled.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    session_closed(&garbled).await;
+    eventually("all counted", || {
+        let s = nodes[1].stats();
+        (s.handshake_failures, s.bad_hellos, s.unknown_senders) == (2, 1, 1)
+    })
+    .await;
     stop_all(&nodes).await;
 }
 

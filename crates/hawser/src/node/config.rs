@@ -2,11 +2,14 @@
 //! by one of these fields.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hawser_proto::lsp;
 use hawser_proto::node::{NodeId, QueueLimits, MAX_NODES};
 use hawser_proto::reach;
+
+use crate::session::{ConfigError, Identity, NetworkId, PeerId, Security, TransportAddr};
 
 /// What to do with an unreliable message above [`Settings::datagram_limit`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,7 +55,8 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// Longest wait for one connection attempt. Default 3 s.
     pub connect_timeout: Duration,
-    /// Longest wait for the hello on an accepted connection. Default 5 s.
+    /// Longest wait for the session handshake and then the in-session hello on an accepted
+    /// connection (each). Default 5 s.
     pub hello_timeout: Duration,
     /// Received messages waiting for the application. When full, reliable connections stop
     /// being read (back-pressure, no loss) and datagrams are dropped, counted. Default 10,240.
@@ -71,7 +75,40 @@ pub struct Settings {
     pub lsp: lsp::Config,
     /// Reachability: peer liveness leases and address tables (see [`ReachSettings`]).
     pub reach: ReachSettings,
+    /// This node's long-term identity (its [`PeerId`] is what peers pin). Default `None`: a
+    /// fresh identity is generated at start (so the `PeerId` changes at every restart; give
+    /// one loaded with [`Identity::load`] to keep it).
+    pub identity: Option<Arc<Identity>>,
+    /// The cluster's name, mixed into every handshake: nodes with different ids never form a
+    /// session. Default [`DEFAULT_NETWORK_ID`] (`"hawser"`).
+    pub network_id: NetworkId,
+    /// How reliable connections are protected. Default [`Security::Noise`] (encrypted, the
+    /// peer's identity proven). [`Security::DangerPlaintext`] sends everything in clear with
+    /// identities only claimed: for benchmarks and debugging on a trusted network only.
+    pub security: Security,
+    /// Per node: the `PeerId`s it may prove (at most [`MAX_PINS`] each, two or more during a
+    /// key rotation; at most `max_nodes` entries). A session to or from that node proving
+    /// another identity is refused before any message, counted (`NodeStats::peer_mismatches`).
+    /// A node without pins is accepted with any identity of the network (see
+    /// `docs/security.md`). Default empty.
+    pub pins: BTreeMap<NodeId, Vec<PeerId>>,
+    /// Per node: the transport address reliable messages to it go to, instead of its TCP
+    /// `addrs` (or `lsp_addr`): `tcp://`, `lsp://`, `ws://` or `mem://` (at most `max_nodes`
+    /// entries). Unreliable datagrams still go to its first `addrs` entry. Default empty.
+    pub transports: BTreeMap<NodeId, TransportAddr>,
+    /// Extra addresses this node accepts sessions on, besides `listen` (TCP): `tcp://`,
+    /// `lsp://`, `ws://`, `mem://`; at most [`MAX_EXTRA_LISTENERS`]. Default empty.
+    pub listen_also: Vec<TransportAddr>,
 }
+
+/// The default [`Settings::network_id`].
+pub const DEFAULT_NETWORK_ID: &str = "hawser";
+
+/// The most `PeerId`s pinned for one node ([`Settings::pins`]).
+pub const MAX_PINS: usize = 4;
+
+/// The most entries of [`Settings::listen_also`].
+pub const MAX_EXTRA_LISTENERS: usize = 8;
 
 /// Settings of a node's reachability protocol (`docs/reachability.md`): presence leases,
 /// the peer table, the flood, and how the node learns of new peers.
@@ -162,6 +199,13 @@ impl Default for Settings {
                 ..lsp::Config::new(params)
             },
             reach: ReachSettings::default(),
+            identity: None,
+            // A constant of 6 bytes: within NetworkId's 1..=64.
+            network_id: NetworkId::new(DEFAULT_NETWORK_ID).expect("valid constant network id"),
+            security: Security::Noise,
+            pins: BTreeMap::new(),
+            transports: BTreeMap::new(),
+            listen_also: Vec::new(),
         }
     }
 }
@@ -193,6 +237,10 @@ pub enum SettingsError {
     /// The reachability engine's settings are invalid.
     #[error("reach: {0}")]
     Reach(#[from] reach::ConfigError),
+    /// The session settings derived from these ones are invalid (`hello_timeout` above an
+    /// hour).
+    #[error("session: {0}")]
+    Session(#[from] ConfigError),
 }
 
 impl Settings {
@@ -255,6 +303,29 @@ impl Settings {
             return Err(SettingsError::TooLarge {
                 name: "reliable_per_node",
                 max: self.max_nodes as u64,
+            });
+        }
+        for (name, len) in [
+            ("pins", self.pins.len()),
+            ("transports", self.transports.len()),
+        ] {
+            if len > self.max_nodes {
+                return Err(SettingsError::TooLarge {
+                    name,
+                    max: self.max_nodes as u64,
+                });
+            }
+        }
+        if self.pins.values().any(|p| p.len() > MAX_PINS) {
+            return Err(SettingsError::TooLarge {
+                name: "pins (per node)",
+                max: MAX_PINS as u64,
+            });
+        }
+        if self.listen_also.len() > MAX_EXTRA_LISTENERS {
+            return Err(SettingsError::TooLarge {
+                name: "listen_also",
+                max: MAX_EXTRA_LISTENERS as u64,
             });
         }
         self.lsp.validate()?;

@@ -17,7 +17,7 @@ use hawser_proto::node::{
     Backoff, Delivery, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
     SendQueue,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -77,6 +77,23 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
 
     /// Releases sockets and registrations at stop (tasks are cancelled separately).
     fn shutdown(&self);
+
+    /// A sender that writes internal frames on `conn` without waiting behind application
+    /// messages (a stream of their own), if the connection has one.
+    fn control_sender(conn: &Self::Conn) -> Option<mpsc::Sender<Frame>> {
+        let _ = conn;
+        None
+    }
+
+    /// This node's `PeerId`, for links with sessions.
+    fn peer_id(&self) -> Option<crate::session::PeerId> {
+        None
+    }
+
+    /// Every address this node accepts reliable connections on, for links that have them.
+    fn listen_addrs(&self) -> Vec<crate::session::TransportAddr> {
+        Vec::new()
+    }
 }
 
 /// One destination's queue, counters and writer state.
@@ -103,6 +120,8 @@ struct PeerState {
     control: VecDeque<(Instant, Frame)>,
     /// The writer holds a connection.
     connected: bool,
+    /// The current connection's own path for internal frames (`Link::control_sender`).
+    control_tx: Option<mpsc::Sender<Frame>>,
 }
 
 impl Peer {
@@ -131,6 +150,8 @@ pub(crate) struct Counters {
     pub bad_frames: AtomicU64,
     pub control_dropped: AtomicU64,
     pub learned_refused: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub peer_mismatches: AtomicU64,
 }
 
 impl Counters {
@@ -150,6 +171,8 @@ impl Counters {
             bad_frames: r(&self.bad_frames),
             control_dropped: r(&self.control_dropped),
             learned_refused: r(&self.learned_refused),
+            handshake_failures: r(&self.handshake_failures),
+            peer_mismatches: r(&self.peer_mismatches),
         }
     }
 }
@@ -250,6 +273,17 @@ impl<L: Link> Core<L> {
         let mut st = peer.lock();
         if peer.cancel.is_cancelled() {
             return;
+        }
+        // Straight to the connection's control stream when nothing older waits here, so a
+        // writer busy with a large application message does not hold it back.
+        let mut frame = frame;
+        if let (true, Some(tx)) = (st.control.is_empty(), st.control_tx.as_ref()) {
+            match tx.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => {
+                    frame = f;
+                }
+            }
         }
         if st.control.len() >= self.settings.reach.max_control_frames {
             st.control.pop_front();
@@ -385,6 +419,7 @@ impl<L: Link> Core<L> {
                 connected_before: false,
                 control: VecDeque::new(),
                 connected: false,
+                control_tx: None,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -655,7 +690,11 @@ fn expire<L>(core: &Core<L>, peer: &Peer) -> bool {
 
 /// The writer lost its connection to `peer` through `via` (not an idle close).
 fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
-    peer.lock().connected = false;
+    {
+        let mut st = peer.lock();
+        st.connected = false;
+        st.control_tx = None;
+    }
     core.reach_disconnected(peer.id, via);
 }
 
@@ -691,6 +730,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
                     let mut st = peer.lock();
                     if conn.take().is_some() {
                         st.connected = false;
+                        st.control_tx = None;
                         info!(node = %core.id, peer = %peer.id, "idle connection closed");
                     }
                     if st.queue.is_empty() && st.control.is_empty() {
@@ -750,6 +790,7 @@ async fn connect<L: Link>(
                 }
                 st.connected_before = true;
                 st.connected = true;
+                st.control_tx = L::control_sender(&conn);
                 info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
             }
             core.reach_connected(peer.id, via);

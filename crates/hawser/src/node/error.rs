@@ -5,6 +5,7 @@ use std::io;
 use hawser_proto::node::{MembershipError, NodeId};
 
 use super::config::SettingsError;
+use crate::session::{HandshakeError, KeyError, OpenError, PeerId, TransportAddr};
 
 /// Why a message was not queued. Nothing was queued when it fails.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,4 +64,59 @@ pub enum StartError {
     /// The in-memory hub already has a running node with this id.
     #[error("{0} is already running on this hub")]
     DuplicateId(NodeId),
+    /// No identity was given and none could be generated (the OS random source failed).
+    #[error("identity: {0}")]
+    Identity(#[from] KeyError),
+    /// An extra listener (`Settings::listen_also`, or the LSP listener) could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: TransportAddr,
+        /// The transport's error.
+        source: io::Error,
+    },
+}
+
+/// Why a reliable connection (a session) to or from a peer failed before carrying any
+/// message. The node traces it and counts it (`NodeStats::handshake_failures`,
+/// `NodeStats::peer_mismatches`, `PeerStats::connect_failures`), and the writer retries
+/// with back-off; through the [`Network`](super::Network) trait it travels inside an
+/// `io::Error` (downcast with `get_ref`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The transport connection could not be made.
+    #[error("transport: {0}")]
+    Transport(#[source] io::Error),
+    /// The session handshake failed (another network id, a bad signature, a pin given to
+    /// the session layer, a timeout, ...).
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The peer proved an identity that is not among those pinned for its node.
+    #[error("{node} proved identity {actual}, not a pinned one ({expected:?})")]
+    PeerMismatch {
+        /// The node dialled, or named by the peer's hello.
+        node: NodeId,
+        /// The pinned `PeerId`s.
+        expected: Vec<PeerId>,
+        /// The one the peer proved.
+        actual: PeerId,
+    },
+    /// A node stream could not be opened (the peer does not speak the node protocols).
+    #[error("open: {0}")]
+    Open(#[from] OpenError),
+    /// Writing the in-session hello failed.
+    #[error("hello: {0}")]
+    Hello(#[source] io::Error),
+}
+
+impl SessionError {
+    /// Whether the peer proved another identity than the pinned one.
+    pub fn is_peer_mismatch(&self) -> bool {
+        matches!(
+            self,
+            SessionError::PeerMismatch { .. }
+                | SessionError::Handshake(HandshakeError::PeerMismatch { .. })
+        )
+    }
 }

@@ -11,6 +11,13 @@
 //!   [`MemoryHub`]) are hawser's.
 //! - [`Settings`]: every bound and timer, with documented defaults; [`ReachSettings`] for
 //!   reachability.
+//! - Security (`docs/security.md`): every reliable connection of [`DefaultNetwork`] is a
+//!   session ([`crate::session`]): Noise-authenticated and encrypted by default
+//!   ([`Settings::security`]), bound to [`Settings::identity`] and [`Settings::network_id`],
+//!   with per-node identity pins ([`Settings::pins`], [`SessionError`] and
+//!   `NodeStats::peer_mismatches`). Messages and reachability use the reserved protocols
+//!   [`NODE_MESSAGES`] and [`NODE_REACH`], each on its own stream. Unreliable datagrams are
+//!   not protected in this version.
 //! - Reachability (`docs/reachability.md`): every node runs the presence protocol of
 //!   [`hawser_proto::reach`] on its connections, learns peers and addresses from the flood, and
 //!   exposes [`Node::peers`] (a [`PeerSnapshot`] per peer), [`Node::peer_events`] (a stream of
@@ -44,19 +51,19 @@ mod config;
 mod core;
 mod error;
 mod incoming;
-mod lsp_link;
 mod memory;
 mod network;
 #[allow(clippy::module_inception)]
 mod node;
 mod reach;
+mod secure;
 mod tcp;
 
 pub use config::{
     OversizeDatagram, ReachSettings, ReliableTransport, Settings, SettingsError,
-    MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY,
+    DEFAULT_NETWORK_ID, MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY, MAX_EXTRA_LISTENERS, MAX_PINS,
 };
-pub use error::{SendError, StartError};
+pub use error::{SendError, SessionError, StartError};
 pub use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
     QueueLimits, Role,
@@ -69,6 +76,7 @@ pub use memory::{MemoryHub, MemoryNetwork};
 pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
 pub use node::{Node, NodeBuilder};
 pub use reach::{memory_addr, Lagged, PeerEvents};
+pub use secure::{node_protocols, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH};
 pub use tcp::DefaultNetwork;
 
 /// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.
@@ -157,6 +165,12 @@ macro_rules! network_impl {
             }
             fn lease_in_force(&self) -> Option<std::time::Duration> {
                 self.core.reach.as_ref().map(|r| r.lease_in_force())
+            }
+            fn peer_id(&self) -> Option<$crate::session::PeerId> {
+                $crate::node::core::Link::peer_id(&self.core.link)
+            }
+            fn listen_addrs(&self) -> Vec<$crate::session::TransportAddr> {
+                $crate::node::core::Link::listen_addrs(&self.core.link)
             }
         }
 

@@ -14,6 +14,7 @@ use hawser_proto::reach::{PeerSnapshot, ReachStats};
 use super::error::SendError;
 use super::incoming::IncomingStream;
 use super::reach::PeerEvents;
+use crate::session::{PeerId, TransportAddr};
 
 /// A boxed future, as the [`Network`] trait's async methods return (the trait stays usable as
 /// `dyn Network`).
@@ -42,6 +43,12 @@ pub struct NodeStats {
     pub control_dropped: u64,
     /// Peers learned from the flood or admitted by hello but refused: membership full.
     pub learned_refused: u64,
+    /// Session handshakes that failed, dialling or accepting: malformed, late, another
+    /// network id or protocol version, a bad identity signature.
+    pub handshake_failures: u64,
+    /// Sessions refused, dialling or accepting, because the peer proved (or, in plaintext,
+    /// claimed) another identity than the one pinned for its node (`Settings::pins`).
+    pub peer_mismatches: u64,
 }
 
 /// The outcome of a broadcast, per destination.
@@ -193,5 +200,16 @@ pub trait Network: Send + Sync + 'static {
     /// The lease this node announces now, for networks that have reachability.
     fn lease_in_force(&self) -> Option<std::time::Duration> {
         None
+    }
+
+    /// This node's `PeerId` (what peers pin), for networks with sessions.
+    fn peer_id(&self) -> Option<PeerId> {
+        None
+    }
+
+    /// Every address this node accepts reliable connections on (`tcp://` for the listen
+    /// address, then `lsp://` and the extra listeners), for networks that have them.
+    fn listen_addrs(&self) -> Vec<TransportAddr> {
+        Vec::new()
     }
 }

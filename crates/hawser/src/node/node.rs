@@ -19,6 +19,7 @@ use super::memory::{MemoryHub, MemoryNetwork};
 use super::network::{BroadcastReport, Network, NodeStats};
 use super::reach::PeerEvents;
 use super::tcp::DefaultNetwork;
+use crate::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
 
 /// Configures and starts a [`Node`]. Nothing is sent or received before
 /// [`start`](Self::start).
@@ -68,7 +69,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Replaces every setting.
+    /// Replaces every setting, including those set by earlier calls of `reliable_to`,
+    /// `identity`, `network_id`, `security`, `pin`, `transport_to` and `listen_on` (call it
+    /// first).
     pub fn settings(mut self, settings: Settings) -> NodeBuilder {
         self.settings = settings;
         self
@@ -82,6 +85,48 @@ impl NodeBuilder {
         transport: ReliableTransport,
     ) -> NodeBuilder {
         self.settings.reliable_per_node.insert(to.into(), transport);
+        self
+    }
+
+    /// This node's identity (default: a fresh one at every start). See [`Settings::identity`].
+    pub fn identity(mut self, identity: Arc<Identity>) -> NodeBuilder {
+        self.settings.identity = Some(identity);
+        self
+    }
+
+    /// The cluster's network id (default [`DEFAULT_NETWORK_ID`](super::DEFAULT_NETWORK_ID)).
+    pub fn network_id(mut self, id: NetworkId) -> NodeBuilder {
+        self.settings.network_id = id;
+        self
+    }
+
+    /// How reliable connections are protected (default [`Security::Noise`]).
+    pub fn security(mut self, security: Security) -> NodeBuilder {
+        self.settings.security = security;
+        self
+    }
+
+    /// Pins one more `PeerId` node `node` may prove (see [`Settings::pins`]; at most
+    /// [`MAX_PINS`](super::MAX_PINS) per node, checked at start).
+    pub fn pin(mut self, node: impl Into<NodeId>, peer: PeerId) -> NodeBuilder {
+        let pins = self.settings.pins.entry(node.into()).or_default();
+        if !pins.contains(&peer) {
+            pins.push(peer);
+        }
+        self
+    }
+
+    /// Sends reliable messages to `node` over this transport address instead of its TCP
+    /// address (see [`Settings::transports`]).
+    pub fn transport_to(mut self, node: impl Into<NodeId>, addr: TransportAddr) -> NodeBuilder {
+        self.settings.transports.insert(node.into(), addr);
+        self
+    }
+
+    /// Also accepts sessions on this transport address (repeatable; see
+    /// [`Settings::listen_also`]).
+    pub fn listen_on(mut self, addr: TransportAddr) -> NodeBuilder {
+        self.settings.listen_also.push(addr);
         self
     }
 
@@ -194,6 +239,18 @@ impl Node {
     /// The address the node listens on (TCP and UDP), for networks that have one.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.net.local_addr()
+    }
+
+    /// This node's `PeerId` (what peers pin), for networks with sessions (the default one).
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.inner.net.peer_id()
+    }
+
+    /// Every address this node accepts reliable connections on: `tcp://` for
+    /// [`local_addr`](Self::local_addr), then `lsp://` and the extra listeners (empty for the
+    /// in-memory network).
+    pub fn listen_addrs(&self) -> Vec<TransportAddr> {
+        self.inner.net.listen_addrs()
     }
 
     /// Queues a message for `to`. Never blocks.

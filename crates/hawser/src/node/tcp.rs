@@ -1,50 +1,37 @@
-//! The default network: reliable delivery over TCP (or LSP, per setting), unreliable over UDP.
+//! The default network: reliable delivery over sessions (`crate::session`), unreliable over
+//! UDP.
 //!
-//! Every node listens on one address for both TCP and UDP (same port). An outgoing TCP
-//! connection carries 4-byte big-endian length-prefixed frames (`tokio_util`'s
-//! `LengthDelimitedCodec`): first a framed hello naming the sender and where it listens
-//! (`hawser_proto::wire::node::FramedHello`), then one frame per message, each starting with a
-//! kind byte (`FrameKind`: an application payload, a reachability event, a ping). A connection
-//! opened with a plain hello (`Hello`) carries bare application payloads instead; both are
-//! accepted. Connections are one-way: each node writes on the connection it opened and reads on
-//! those it accepted.
+//! Every node listens on one address for both TCP and UDP (same port), and optionally on LSP
+//! (`lsp_listen`) and extra transport addresses (`Settings::listen_also`). Every reliable
+//! connection, whatever its transport, is a session: Noise-authenticated and encrypted (unless
+//! `Security::DangerPlaintext`), multiplexed, carrying the node protocols of `super::secure`
+//! (messages and reachability on streams of their own, each starting with a framed hello).
+//! Sessions are one-way: each node writes on the sessions it opened and reads on those it
+//! accepted. Datagrams are unauthenticated (`docs/security.md`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
-use hawser_proto::node::{Delivery, Member, Membership, NodeId};
-use hawser_proto::wire::node::{
-    AnyHello, Datagram, FramedHello, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec, LengthDelimitedCodecError};
+use bytes::{Bytes, BytesMut};
+use hawser_proto::node::{Member, Membership, NodeId};
+use hawser_proto::wire::node::{Datagram, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::config::{ReliableTransport, Settings};
 use super::core::{Core, Counters, Link};
 use super::error::{SendError, StartError};
-use super::lsp_link::{self, LspConn};
-use super::reach::{Frame, TrafficGate};
+use super::reach::{memory_addr, Frame};
+use super::secure::{self, SecureConn, SecureCtx};
+use crate::session::transport::{tune_tcp, RawListener};
+use crate::session::{PeerId, TransportAddr};
 
 /// The largest UDP datagram read.
 const RECV_BUFFER: usize = 65_536;
 /// Attempts to find a port free for both TCP and UDP when listening on port 0.
 const BIND_ATTEMPTS: usize = 16;
-
-/// The codec of every TCP connection, bounded by `max_frame`.
-pub(crate) fn codec(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .big_endian()
-        .max_frame_length(max_frame)
-        .new_codec()
-}
 
 /// The default network's [`Link`].
 pub(crate) struct TcpLink {
@@ -52,40 +39,40 @@ pub(crate) struct TcpLink {
     /// Taken out at stop so the port is released at once.
     udp: RwLock<Option<Arc<UdpSocket>>>,
     lsp_available: bool,
+    ctx: Arc<SecureCtx>,
+    listen_addrs: Vec<TransportAddr>,
+    /// `Settings::transports`, for `reach_addrs`.
+    transports: std::collections::BTreeMap<NodeId, TransportAddr>,
 }
 
-/// One open reliable connection of the default network.
-pub(crate) enum Conn {
-    Tcp(TcpConn),
-    Lsp(LspConn),
-}
-
-pub(crate) struct TcpConn {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
-    buf: BytesMut,
-}
-
-impl TcpConn {
-    /// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
-    async fn send_raw(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(prefix.len() + body.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-        self.buf.clear();
-        self.buf.reserve(4 + len as usize);
-        self.buf.put_u32(len);
-        self.buf.put_slice(prefix);
-        self.buf.put_slice(body);
-        self.write.write_all(&self.buf).await
-    }
-
-    async fn send(&mut self, frame: &Frame) -> io::Result<()> {
-        let (kind, body) = frame.parts();
-        self.send_raw(&[kind.byte()], body).await
+/// The address reachability knows a node by when reached through `t`.
+fn transport_via(t: &TransportAddr, id: NodeId) -> SocketAddr {
+    match t {
+        TransportAddr::Tcp(a) | TransportAddr::Lsp(a) | TransportAddr::Ws(a) => *a,
+        TransportAddr::Mem(_) => memory_addr(id),
     }
 }
 
 impl TcpLink {
+    /// Where reliable messages to `m` go, in order, each with the address reachability knows
+    /// it by.
+    fn targets(&self, s: &Settings, m: &Member) -> Vec<(TransportAddr, SocketAddr)> {
+        if let Some(t) = s.transports.get(&m.id) {
+            return vec![(t.clone(), transport_via(t, m.id))];
+        }
+        if s.reliable_for(m.id) == ReliableTransport::Lsp {
+            let Some(lsp) = m.lsp_addr else {
+                return Vec::new();
+            };
+            let via = m.addrs.first().copied().unwrap_or(lsp);
+            return vec![(TransportAddr::Lsp(lsp), via)];
+        }
+        m.addrs
+            .iter()
+            .map(|a| (TransportAddr::Tcp(*a), *a))
+            .collect()
+    }
+
     fn udp(&self) -> Option<Arc<UdpSocket>> {
         self.udp.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -103,12 +90,17 @@ impl TcpLink {
 }
 
 impl Link for TcpLink {
-    type Conn = Conn;
+    type Conn = SecureConn;
 
     fn route(&self, s: &Settings, member: &Member, reliable: bool) -> Result<usize, SendError> {
+        if reliable && s.transports.contains_key(&member.id) {
+            return Ok(usize::MAX);
+        }
         if reliable && s.reliable_for(member.id) == ReliableTransport::Lsp {
             return match member.lsp_addr {
-                // The kind byte of the framed connection takes one byte of the LSP payload.
+                // One LSP message per frame, kind byte included, as before sessions (the
+                // session layer could split larger ones; the limit is kept for peers that
+                // rely on it).
                 Some(_) => Ok(s.lsp.max_payload.saturating_sub(FRAME_KIND_LEN)),
                 None => Err(SendError::NoAddress(member.id)),
             };
@@ -119,52 +111,35 @@ impl Link for TcpLink {
         Ok(usize::MAX)
     }
 
-    async fn dial(&self, core: &Arc<Core<Self>>, member: Member) -> io::Result<(Conn, SocketAddr)> {
-        if core.settings.reliable_for(member.id) == ReliableTransport::Lsp {
-            if !self.lsp_available {
-                warn!(node = %self.id, "LSP delivery configured but no lsp_listen address");
-            }
-            let conn = lsp_link::dial(core, &member).await?;
-            let via = member.addrs.first().copied().or(member.lsp_addr);
-            let via = via.ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))?;
-            return Ok((Conn::Lsp(conn), via));
+    async fn dial(
+        &self,
+        core: &Arc<Core<Self>>,
+        member: Member,
+    ) -> io::Result<(SecureConn, SocketAddr)> {
+        if core.settings.reliable_for(member.id) == ReliableTransport::Lsp && !self.lsp_available {
+            warn!(node = %self.id, "LSP delivery configured but no lsp_listen address");
         }
         let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address");
-        for addr in &member.addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let (read, write) = stream.into_split();
-                    let mut conn = TcpConn {
-                        read,
-                        write,
-                        buf: BytesMut::new(),
-                    };
-                    let mut hello = BytesMut::new();
-                    let listen = core.reach.as_ref().and_then(|r| r.hello_addr);
-                    FramedHello {
-                        from: self.id.0,
-                        listen,
-                    }
-                    .emit(&mut hello);
-                    conn.send_raw(&[], &hello).await?;
-                    debug!(node = %self.id, peer = %member.id, %addr, "tcp connected");
-                    return Ok((Conn::Tcp(conn), *addr));
+        for (addr, via) in self.targets(&core.settings, &member) {
+            match secure::dial(core, &self.ctx, &member, &addr).await {
+                Ok(conn) => return Ok((conn, via)),
+                Err(err) => {
+                    secure::note_dial_error(core, member.id, &err);
+                    last = io::Error::other(err);
                 }
-                Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    async fn write(conn: &mut Conn, frame: Frame) -> io::Result<()> {
-        match conn {
-            Conn::Tcp(c) => c.send(&frame).await,
-            Conn::Lsp(c) => c.send(&frame).await,
-        }
+    async fn write(conn: &mut SecureConn, frame: Frame) -> io::Result<()> {
+        conn.write(frame).await
     }
 
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {
+        if let Some(t) = self.transports.get(&member.id) {
+            return vec![transport_via(t, member.id)];
+        }
         if member.addrs.is_empty() {
             member.lsp_addr.into_iter().collect()
         } else {
@@ -172,19 +147,20 @@ impl Link for TcpLink {
         }
     }
 
-    async fn closed(conn: &mut Conn) {
-        match conn {
-            Conn::Tcp(c) => {
-                // The peer never writes on this connection: any end of the read side is the end.
-                let mut scratch = [0u8; 64];
-                while let Ok(n) = c.read.read(&mut scratch).await {
-                    if n == 0 {
-                        return;
-                    }
-                }
-            }
-            Conn::Lsp(c) => c.closed().await,
-        }
+    async fn closed(conn: &mut SecureConn) {
+        conn.closed().await;
+    }
+
+    fn control_sender(conn: &SecureConn) -> Option<mpsc::Sender<Frame>> {
+        Some(conn.control_sender())
+    }
+
+    fn peer_id(&self) -> Option<PeerId> {
+        Some(self.ctx.peer_id())
+    }
+
+    fn listen_addrs(&self) -> Vec<TransportAddr> {
+        self.listen_addrs.clone()
     }
 
     fn send_datagram(&self, _: &Core<Self>, to: &Member, payload: &Bytes) -> Result<(), SendError> {
@@ -261,20 +237,33 @@ impl DefaultNetwork {
         settings: Settings,
     ) -> Result<DefaultNetwork, StartError> {
         settings.validate()?;
+        let ctx = Arc::new(SecureCtx::new(&settings)?);
         let (listener, udp) = bind_pair(listen).await?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: listen,
             source,
         })?;
-        let lsp_server = match lsp_listen {
-            Some(addr) => Some(lsp_link::bind(addr, &settings).await?),
-            None => None,
-        };
+        let mut extra = Vec::new();
+        let lsp = lsp_listen.map(TransportAddr::Lsp);
+        for addr in lsp.iter().chain(&settings.listen_also) {
+            let raw = RawListener::bind(addr, &ctx.transport)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            extra.push(raw);
+        }
+        let mut listen_addrs = vec![TransportAddr::Tcp(local_addr)];
+        listen_addrs.extend(extra.iter().map(|r| r.local_addr().clone()));
         let udp = Arc::new(udp);
         let link = TcpLink {
             id,
             udp: RwLock::new(Some(udp.clone())),
-            lsp_available: lsp_server.is_some(),
+            lsp_available: lsp_listen.is_some(),
+            ctx: ctx.clone(),
+            listen_addrs,
+            transports: settings.transports.clone(),
         };
         let local = if !advertise.is_empty() {
             advertise
@@ -288,11 +277,11 @@ impl DefaultNetwork {
         core.tracker
             .spawn(accept_loop(core.clone(), listener, inbound.clone()));
         core.tracker.spawn(udp_loop(core.clone(), udp));
-        if let Some(server) = lsp_server {
+        for raw in extra {
             core.tracker
-                .spawn(lsp_link::serve(core.clone(), server, inbound));
+                .spawn(listen_loop(core.clone(), raw, inbound.clone()));
         }
-        info!(node = %id, %local_addr, "node listening");
+        info!(node = %id, %local_addr, peer_id = %ctx.peer_id(), "node listening");
         Ok(DefaultNetwork { core, local_addr })
     }
 }
@@ -325,8 +314,19 @@ async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: A
         match accepted {
             Ok((stream, addr)) => match inbound.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    core.tracker
-                        .spawn(read_conn(core.clone(), stream, addr, permit));
+                    let ctx = core.link.ctx.clone();
+                    if let Err(err) = tune_tcp(&stream, &ctx.transport) {
+                        debug!(node = %core.id, %addr, %err, "socket options not set");
+                    }
+                    let link = crate::session::Link::bytes(stream);
+                    let pending = Box::pin(async move { Ok(link) });
+                    core.tracker.spawn(secure::accept(
+                        core.clone(),
+                        ctx,
+                        pending,
+                        Some(addr),
+                        permit,
+                    ));
                 }
                 Err(_) => {
                     Counters::bump(&core.counters.refused_connections);
@@ -342,100 +342,30 @@ async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: A
     }
 }
 
-fn is_oversized(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|e| e.is::<LengthDelimitedCodecError>())
-}
-
-/// Reads one accepted connection: the hello, then frames, until it ends or the node stops.
-async fn read_conn(
-    core: Arc<Core<TcpLink>>,
-    stream: TcpStream,
-    addr: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-) {
-    let mut frames = FramedRead::new(stream, codec(core.settings.max_frame));
-    let first = tokio::select! {
-        r = tokio::time::timeout(core.settings.hello_timeout, frames.next()) => r,
-        () = core.cancel.cancelled() => return,
-    };
-    let hello = match first {
-        Ok(Some(Ok(frame))) => match AnyHello::parse(&frame) {
-            Ok(h) => h,
-            Err(err) => {
-                Counters::bump(&core.counters.bad_hellos);
-                warn!(node = %core.id, %addr, %err, "bad hello: connection closed");
-                return;
-            }
-        },
-        Ok(Some(Err(err))) if is_oversized(&err) => {
-            core.note_oversized(None);
-            warn!(node = %core.id, %addr, "oversized frame before hello: connection closed");
-            return;
-        }
-        _ => {
-            Counters::bump(&core.counters.bad_hellos);
-            debug!(node = %core.id, %addr, "no hello: connection closed");
-            return;
-        }
-    };
-    let from = NodeId(hello.from());
-    let (framed, listen) = match hello {
-        AnyHello::Plain(_) => (false, None),
-        AnyHello::Framed(h) => (true, h.listen),
-    };
-    let admitted = if framed {
-        core.admit(from, listen)
-    } else {
-        core.is_member(from)
-    };
-    if !admitted {
-        Counters::bump(&core.counters.unknown_senders);
-        warn!(node = %core.id, %addr, peer = %from, "hello from a non-member: connection closed");
-        return;
-    }
-    info!(node = %core.id, peer = %from, %addr, framed, "accepted connection");
-    // Reachability knows the peer by the address it listens on, else by this connection's.
-    let via = listen.unwrap_or(addr);
-    let mut gate = TrafficGate::default();
-    if framed {
-        // The kind byte comes on top of an application payload of up to `max_frame`.
-        let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
-        frames.decoder_mut().set_max_frame_length(max);
-        core.reach_connected(from, via);
-    }
+/// Accepts sessions on an extra listener (`lsp_listen`, `Settings::listen_also`).
+async fn listen_loop(core: Arc<Core<TcpLink>>, mut raw: RawListener, inbound: Arc<Semaphore>) {
+    let local = raw.local_addr().clone();
     loop {
-        let next = tokio::select! {
-            r = frames.next() => r,
+        let accepted = tokio::select! {
+            r = raw.accept() => r,
             () = core.cancel.cancelled() => return,
         };
-        match next {
-            Some(Ok(frame)) if !framed => {
-                if !core.deliver(from, Delivery::Reliable, frame.freeze()).await {
-                    return;
+        match accepted {
+            Ok(pending) => match inbound.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let ctx = core.link.ctx.clone();
+                    core.tracker
+                        .spawn(secure::accept(core.clone(), ctx, pending, None, permit));
                 }
-            }
-            Some(Ok(frame)) => match Frame::parse(frame.freeze()) {
-                Ok(frame) => {
-                    if !core.receive(from, via, frame, &mut gate).await {
-                        return;
-                    }
+                Err(_) => {
+                    Counters::bump(&core.counters.refused_connections);
+                    warn!(node = %core.id, %local, "connection refused: max_inbound_connections");
                 }
-                Err(err) => core.note_bad_frame(from, &err),
             },
-            Some(Err(err)) if is_oversized(&err) => {
-                core.note_oversized(Some(from));
-                warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
-                      "oversized frame: connection closed");
-                return;
-            }
-            Some(Err(err)) => {
-                info!(node = %core.id, peer = %from, %err, "inbound connection failed");
-                return;
-            }
-            None => {
-                info!(node = %core.id, peer = %from, "inbound connection closed");
-                return;
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+            Err(err) => {
+                warn!(node = %core.id, %local, %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }

@@ -154,6 +154,15 @@ impl Identity {
     }
 }
 
+/// Two identities are equal when their public keys are (the secret determines the key).
+impl PartialEq for Identity {
+    fn eq(&self, other: &Identity) -> bool {
+        self.public_key().to_bytes() == other.public_key().to_bytes()
+    }
+}
+
+impl Eq for Identity {}
+
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret.

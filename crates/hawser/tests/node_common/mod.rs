@@ -169,3 +169,36 @@ pub async fn stop_all(nodes: &[Node]) {
             .expect("stop hung");
     }
 }
+
+/// A session to `addr` as a node of the default network would open it (default network id,
+/// the given identity), for tests that play a hostile or stranger node.
+pub async fn raw_session(addr: SocketAddr, identity: [u8; 32]) -> hawser::session::Session {
+    let settings = Settings::default();
+    let config = settings.session_config(std::sync::Arc::new(
+        hawser::session::Identity::from_secret_bytes(&identity),
+    ));
+    let to = hawser::session::TransportAddr::Tcp(addr);
+    tokio::time::timeout(
+        WAIT,
+        hawser::session::dial(&to, &settings.transport_config(), &config, None),
+    )
+    .await
+    .expect("dial timed out")
+    .expect("dial failed")
+}
+
+/// A length-prefixed framed hello naming node `from`, as the first frame of a node stream.
+pub fn framed_hello(from: u64) -> Vec<u8> {
+    let mut hello = bytes::BytesMut::new();
+    hawser_proto::wire::node::FramedHello { from, listen: None }.emit(&mut hello);
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    frame
+}
+
+/// Waits until `session` ends, or panics after [`WAIT`].
+pub async fn session_closed(session: &hawser::session::Session) {
+    tokio::time::timeout(WAIT, session.closed())
+        .await
+        .expect("session not closed by the node");
+}

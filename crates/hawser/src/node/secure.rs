@@ -1,0 +1,445 @@
+//! Node traffic over sessions (`crate::session`): every reliable connection of the default
+//! network is an authenticated, encrypted (unless [`Security::DangerPlaintext`]) session
+//! carrying the node's own protocols, each on its own stream:
+//!
+//! | protocol | id | stream carries |
+//! | --- | --- | --- |
+//! | `hawser/node/messages` | [`NODE_MESSAGES`] (1) | the hello, then application payloads |
+//! | `hawser/node/reach` | [`NODE_REACH`] (2) | the hello, then reachability events and pings |
+//!
+//! Ids below 1,024 are reserved for hawser. Each stream carries 4-byte big-endian
+//! length-prefixed frames: first a framed hello (`hawser_proto::wire::node::FramedHello`)
+//! naming the dialling node and where it listens, then frames starting with a kind byte, as
+//! before sessions. The accepting end checks the hello's node against the pins of
+//! [`Settings::pins`] (the session proved the peer's `PeerId`) and the membership before
+//! reading anything else. Streams are one-way: the dialler writes, the acceptor reads.
+//!
+//! Reachability frames go to a writer task of their own, through a channel of
+//! `reach.max_control_frames`, so a large application message never delays them.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use futures_util::StreamExt;
+use hawser_proto::node::{Member, NodeId};
+use hawser_proto::wire::node::{FramedHello, FRAME_KIND_LEN};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+use tokio_util::codec::LengthDelimitedCodecError;
+use tracing::{debug, info, warn};
+
+use super::config::Settings;
+use super::core::{Core, Counters, Link};
+use super::error::{SessionError, StartError};
+use super::reach::{Frame, TrafficGate};
+use crate::session::{
+    self, DialError, HandshakeError, Identity, Incoming, PeerId, Protocol, ProtocolId,
+    ProtocolRegistry, Security, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
+};
+
+/// The protocol of application messages between nodes (reserved id 1).
+pub const NODE_MESSAGES: ProtocolId = ProtocolId(1);
+/// The protocol of reachability events and pings between nodes (reserved id 2).
+pub const NODE_REACH: ProtocolId = ProtocolId(2);
+/// The version of both node protocols.
+pub const NODE_PROTOCOL_VERSION: u16 = 1;
+
+/// The registry of hawser's node protocols, as every node's sessions offer them.
+pub fn node_protocols() -> ProtocolRegistry {
+    let mut registry = ProtocolRegistry::new();
+    for (id, name) in [
+        (NODE_MESSAGES, "hawser/node/messages"),
+        (NODE_REACH, "hawser/node/reach"),
+    ] {
+        // Constant names under 64 bytes, one version, two distinct ids: always valid.
+        let protocol =
+            Protocol::new(id, name, &[NODE_PROTOCOL_VERSION]).expect("valid node protocol");
+        registry
+            .register(protocol)
+            .expect("room for node protocols");
+    }
+    registry
+}
+
+impl Settings {
+    /// The session configuration of a node with these settings and `identity`: its network
+    /// id and security, the node protocols, and `hello_timeout` as the handshake timeout.
+    pub fn session_config(&self, identity: Arc<Identity>) -> SessionConfig {
+        let mut c = SessionConfig::new(identity, self.network_id.clone());
+        c.security = self.security;
+        c.protocols = node_protocols();
+        c.handshake_timeout = self.hello_timeout;
+        c
+    }
+
+    /// The transport configuration of a node with these settings (LSP uses [`Settings::lsp`]).
+    pub fn transport_config(&self) -> TransportConfig {
+        TransportConfig {
+            lsp: self.lsp.clone(),
+            ..TransportConfig::default()
+        }
+    }
+}
+
+/// A node's session configuration, built once at start.
+pub(crate) struct SecureCtx {
+    pub session: SessionConfig,
+    pub transport: TransportConfig,
+}
+
+impl SecureCtx {
+    /// The context of `settings`, generating an identity if none is given.
+    pub fn new(settings: &Settings) -> Result<SecureCtx, StartError> {
+        let identity = match &settings.identity {
+            Some(i) => i.clone(),
+            None => Arc::new(Identity::generate()?),
+        };
+        let session = settings.session_config(identity);
+        session
+            .validate()
+            .map_err(super::config::SettingsError::from)?;
+        if settings.security == Security::DangerPlaintext {
+            warn!("node sessions are PLAINTEXT: no encryption, identities only claimed");
+        }
+        Ok(SecureCtx {
+            session,
+            transport: settings.transport_config(),
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.session.identity.peer_id()
+    }
+}
+
+/// One outgoing session to a node: its messages stream, and the task writing its reach
+/// stream.
+pub(crate) struct SecureConn {
+    session: Session,
+    app: Stream,
+    buf: BytesMut,
+    control: mpsc::Sender<Frame>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SecureConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SecureConn {
+    /// Writes an application frame on the messages stream, or hands an internal frame to
+    /// the reach stream's writer.
+    pub async fn write(&mut self, frame: Frame) -> io::Result<()> {
+        match frame {
+            Frame::App(_) => {
+                let (kind, body) = frame.parts();
+                write_frame(&mut self.app, &mut self.buf, &[kind.byte()], body).await
+            }
+            other => self
+                .control
+                .send(other)
+                .await
+                .map_err(|_| io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    pub fn control_sender(&self) -> mpsc::Sender<Frame> {
+        self.control.clone()
+    }
+
+    /// Resolves when the session has ended. Cancel safe.
+    pub async fn closed(&mut self) {
+        let reason = self.session.closed().await;
+        debug!(peer = %self.session.peer_id(), %reason, "session closed");
+    }
+}
+
+/// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
+async fn write_frame(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    prefix: &[u8],
+    body: &[u8],
+) -> io::Result<()> {
+    let len = u32::try_from(prefix.len() + body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    buf.clear();
+    buf.reserve(4 + len as usize);
+    buf.put_u32(len);
+    buf.put_slice(prefix);
+    buf.put_slice(body);
+    stream.write_all(buf).await
+}
+
+/// Writes internal frames on the reach stream until the channel closes or a write fails.
+async fn control_writer(mut stream: Stream, mut rx: mpsc::Receiver<Frame>) {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = rx.recv().await {
+        let (kind, body) = frame.parts();
+        if let Err(err) = write_frame(&mut stream, &mut buf, &[kind.byte()], body).await {
+            debug!(%err, "reach stream write failed");
+            return;
+        }
+    }
+}
+
+/// Checks `actual` against the pins of `node`.
+pub(crate) fn check_pin(
+    settings: &Settings,
+    node: NodeId,
+    actual: PeerId,
+) -> Result<(), SessionError> {
+    match settings.pins.get(&node) {
+        Some(pins) if !pins.is_empty() && !pins.contains(&actual) => {
+            Err(SessionError::PeerMismatch {
+                node,
+                expected: pins.clone(),
+                actual,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Counts and traces a failed outgoing session.
+pub(crate) fn note_dial_error<L: Link>(core: &Core<L>, peer: NodeId, err: &SessionError) {
+    if err.is_peer_mismatch() {
+        Counters::bump(&core.counters.peer_mismatches);
+        warn!(node = %core.id, %peer, %err, "session refused: the peer is not the pinned identity");
+    } else if matches!(err, SessionError::Handshake(_)) {
+        Counters::bump(&core.counters.handshake_failures);
+        warn!(node = %core.id, %peer, %err, "session handshake failed");
+    }
+}
+
+/// Dials `member` at `addr`, checks its identity, opens both node streams and says hello on
+/// each. Nothing but the hello is written before the identity is checked.
+pub(crate) async fn dial<L: Link>(
+    core: &Arc<Core<L>>,
+    ctx: &SecureCtx,
+    member: &Member,
+    addr: &TransportAddr,
+) -> Result<SecureConn, SessionError> {
+    let pins = core.settings.pins.get(&member.id);
+    // One pin: the session layer checks it inside the handshake.
+    let expected = match pins.map(Vec::as_slice) {
+        Some([one]) => Some(*one),
+        _ => None,
+    };
+    let session = session::dial(addr, &ctx.transport, &ctx.session, expected)
+        .await
+        .map_err(|e| match e {
+            DialError::Transport(e) => SessionError::Transport(e),
+            DialError::Handshake(h) => SessionError::Handshake(h),
+        })?;
+    if let Err(e) = check_pin(&core.settings, member.id, session.peer_id()) {
+        session.close().await;
+        return Err(e);
+    }
+    let mut hello = BytesMut::new();
+    let listen = core.reach.as_ref().and_then(|r| r.hello_addr);
+    FramedHello {
+        from: core.id.0,
+        listen,
+    }
+    .emit(&mut hello);
+    let mut buf = BytesMut::new();
+    let mut app = session.open(NODE_MESSAGES).await?;
+    write_frame(&mut app, &mut buf, &[], &hello)
+        .await
+        .map_err(SessionError::Hello)?;
+    let mut reach = session.open(NODE_REACH).await?;
+    write_frame(&mut reach, &mut buf, &[], &hello)
+        .await
+        .map_err(SessionError::Hello)?;
+    let (control, rx) = mpsc::channel(core.settings.reach.max_control_frames.max(1));
+    let task = core.tracker.spawn(control_writer(reach, rx));
+    info!(node = %core.id, peer = %member.id, %addr, peer_id = %session.peer_id(),
+          encrypted = session.is_encrypted(), "session connected");
+    Ok(SecureConn {
+        session,
+        app,
+        buf,
+        control,
+        task,
+    })
+}
+
+fn is_oversized(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|e| e.is::<LengthDelimitedCodecError>())
+}
+
+/// Runs the handshake of an accepted transport connection (`remote`: its address, when
+/// known), then serves the session. Holds `permit` (`max_inbound_connections`) throughout.
+pub(crate) async fn accept<L: Link>(
+    core: Arc<Core<L>>,
+    ctx: Arc<SecureCtx>,
+    pending: session::transport::PendingLink,
+    remote: Option<SocketAddr>,
+    permit: OwnedSemaphorePermit,
+) {
+    let attempt = async {
+        // The transport's own setup (a WebSocket upgrade) is bounded like the handshake.
+        let link = tokio::time::timeout(core.settings.hello_timeout, pending)
+            .await
+            .map_err(|_| HandshakeError::Timeout)??;
+        session::accept(link, &ctx.session).await
+    };
+    let result = tokio::select! {
+        r = attempt => r,
+        () = core.cancel.cancelled() => return,
+    };
+    match result {
+        Ok(session) => serve(core, session, remote, permit).await,
+        Err(err) => {
+            if matches!(err, HandshakeError::PeerMismatch { .. }) {
+                Counters::bump(&core.counters.peer_mismatches);
+            } else {
+                Counters::bump(&core.counters.handshake_failures);
+            }
+            warn!(node = %core.id, ?remote, %err, "inbound session handshake failed");
+        }
+    }
+}
+
+/// Serves an accepted session until it ends, the node stops, or the peer breaks a rule.
+async fn serve<L: Link>(
+    core: Arc<Core<L>>,
+    session: Session,
+    remote: Option<SocketAddr>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (Ok(messages), Ok(reach)) = (
+        session.incoming(NODE_MESSAGES),
+        session.incoming(NODE_REACH),
+    ) else {
+        // A fresh session's receivers are always there.
+        return;
+    };
+    let peer = session.peer_id();
+    debug!(node = %core.id, %peer, ?remote, "session accepted");
+    tokio::select! {
+        () = serve_protocol(&core, messages, peer, remote, true) => {}
+        () = serve_protocol(&core, reach, peer, remote, false) => {}
+        () = core.cancel.cancelled() => {}
+    }
+    // Dropping the last handle ends the session at once.
+    drop(session);
+}
+
+/// Serves the streams of one protocol, one after the other; the first must come within
+/// `hello_timeout`.
+async fn serve_protocol<L: Link>(
+    core: &Arc<Core<L>>,
+    mut incoming: Incoming,
+    peer: PeerId,
+    remote: Option<SocketAddr>,
+    messages: bool,
+) {
+    let first = tokio::time::timeout(core.settings.hello_timeout, incoming.accept()).await;
+    let mut stream = match first {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(_) => {
+            Counters::bump(&core.counters.bad_hellos);
+            warn!(node = %core.id, %peer, "no node stream in time: session closed");
+            return;
+        }
+    };
+    loop {
+        if !serve_stream(core, stream, peer, remote, messages).await {
+            return;
+        }
+        stream = match incoming.accept().await {
+            Some(s) => s,
+            None => return,
+        };
+    }
+}
+
+/// Reads one stream: the hello, checked, then frames. `false` when the session must close.
+async fn serve_stream<L: Link>(
+    core: &Arc<Core<L>>,
+    stream: Stream,
+    peer: PeerId,
+    remote: Option<SocketAddr>,
+    messages: bool,
+) -> bool {
+    // The kind byte comes on top of an application payload of up to `max_frame`.
+    let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
+    let mut frames = stream.into_framed(max);
+    let first = tokio::time::timeout(core.settings.hello_timeout, frames.next()).await;
+    let hello = match first {
+        Ok(Some(Ok(frame))) => match FramedHello::parse(&frame) {
+            Ok(h) => h,
+            Err(err) => {
+                Counters::bump(&core.counters.bad_hellos);
+                warn!(node = %core.id, %peer, %err, "bad hello: session closed");
+                return false;
+            }
+        },
+        Ok(Some(Err(err))) if is_oversized(&err) => {
+            core.note_oversized(None);
+            warn!(node = %core.id, %peer, "oversized frame before hello: session closed");
+            return false;
+        }
+        _ => {
+            Counters::bump(&core.counters.bad_hellos);
+            debug!(node = %core.id, %peer, "no hello: session closed");
+            return false;
+        }
+    };
+    let from = NodeId(hello.from);
+    if let Err(err) = check_pin(&core.settings, from, peer) {
+        Counters::bump(&core.counters.peer_mismatches);
+        warn!(node = %core.id, %err, "session refused: not the pinned identity");
+        return false;
+    }
+    if !core.admit(from, hello.listen) {
+        Counters::bump(&core.counters.unknown_senders);
+        warn!(node = %core.id, peer = %from, "hello from a non-member: session closed");
+        return false;
+    }
+    // Reachability knows the peer by the address it listens on, else by the connection's.
+    let via = hello
+        .listen
+        .or(remote)
+        .unwrap_or((Ipv4Addr::UNSPECIFIED, 0).into());
+    if messages {
+        info!(node = %core.id, peer = %from, %peer, ?remote, "accepted session");
+        core.reach_connected(from, via);
+    }
+    let mut gate = TrafficGate::default();
+    loop {
+        match frames.next().await {
+            Some(Ok(frame)) => match Frame::parse(frame.freeze()) {
+                Ok(frame) => {
+                    if !core.receive(from, via, frame, &mut gate).await {
+                        return false;
+                    }
+                }
+                Err(err) => core.note_bad_frame(from, &err),
+            },
+            Some(Err(err)) if is_oversized(&err) => {
+                core.note_oversized(Some(from));
+                warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
+                      "oversized frame: session closed");
+                return false;
+            }
+            Some(Err(err)) => {
+                info!(node = %core.id, peer = %from, %err, "inbound stream failed");
+                return false;
+            }
+            None => {
+                debug!(node = %core.id, peer = %from, "inbound stream closed");
+                return true;
+            }
+        }
+    }
+}

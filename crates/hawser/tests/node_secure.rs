@@ -1,0 +1,242 @@
+//! Secure node sessions: identity pins (refused before any data, counted), network ids, the
+//! plaintext setting, and the node suite's core (exchange, broadcast, order) over each
+//! transport the default network supports (`tcp://`, `lsp://`, `ws://`, `mem://`).
+
+mod node_common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hawser::node::{Delivery, Group, Member, MembershipChange, Node, NodeId, Role, Settings};
+use hawser::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
+use node_common::{eventually, next, quiet, settings, stop_all};
+
+fn identity(n: u8) -> Arc<Identity> {
+    Arc::new(Identity::from_secret_bytes(&[n; 32]))
+}
+
+fn peer_id(n: u8) -> PeerId {
+    identity(n).peer_id()
+}
+
+/// Starts nodes 1..=settings.len() on 127.0.0.1 (node `i` with identity `i`), then tells each
+/// node every address.
+async fn start(per_node: Vec<Settings>) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (i, s) in per_node.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let node = Node::builder(id)
+            .settings(s)
+            .identity(identity(id as u8))
+            .listen(([127, 0, 0, 1], 0).into())
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    for n in &nodes {
+        for m in &nodes {
+            let member = Member::new(m.id(), Role::Member, m.local_addr().unwrap());
+            n.change_membership(MembershipChange::Add(member)).unwrap();
+        }
+    }
+    nodes
+}
+
+#[tokio::test]
+async fn node_reports_its_peer_id() {
+    let nodes = start(vec![settings()]).await;
+    assert_eq!(nodes[0].peer_id(), Some(peer_id(1)));
+    let addrs = nodes[0].listen_addrs();
+    assert_eq!(addrs, [TransportAddr::Tcp(nodes[0].local_addr().unwrap())]);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn dialler_refuses_a_wrong_pinned_identity_before_data() {
+    let mut s1 = settings();
+    s1.pins.insert(NodeId(2), vec![peer_id(9)]); // node 2 really is identity 2
+    let nodes = start(vec![s1, settings()]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "secret", Delivery::Reliable).unwrap();
+    eventually("mismatch counted", || nodes[0].stats().peer_mismatches >= 1).await;
+    assert!(quiet(&mut inbox, Duration::from_millis(500)).await);
+    assert!(nodes[0].peer_stats(2).unwrap().connect_failures >= 1);
+    assert_eq!(nodes[0].peer_stats(2).unwrap().sent, 0);
+    assert_eq!(nodes[1].peer_stats(1).unwrap().received, 0);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn acceptor_refuses_a_wrong_pinned_identity_before_data() {
+    let mut s2 = settings();
+    s2.pins.insert(NodeId(1), vec![peer_id(9)]); // node 1 really is identity 1
+    let nodes = start(vec![settings(), s2]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "forged", Delivery::Reliable).unwrap();
+    eventually("mismatch counted", || nodes[1].stats().peer_mismatches >= 1).await;
+    assert!(quiet(&mut inbox, Duration::from_millis(500)).await);
+    assert_eq!(nodes[1].peer_stats(1).unwrap().received, 0);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn a_pin_set_allows_key_rotation() {
+    let mut s1 = settings();
+    s1.pins.insert(NodeId(2), vec![peer_id(9), peer_id(2)]); // old and new key
+    let mut s2 = settings();
+    s2.pins.insert(NodeId(1), vec![peer_id(1)]);
+    let nodes = start(vec![s1, s2]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "rotated", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "rotated");
+    assert_eq!(nodes[0].stats().peer_mismatches, 0);
+    assert_eq!(nodes[1].stats().peer_mismatches, 0);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn wrong_network_id_is_refused() {
+    let mut s2 = settings();
+    s2.network_id = NetworkId::new("another-cluster").unwrap();
+    let nodes = start(vec![settings(), s2]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "x", Delivery::Reliable).unwrap();
+    eventually("handshake failures counted", || {
+        nodes[0].stats().handshake_failures >= 1 && nodes[1].stats().handshake_failures >= 1
+    })
+    .await;
+    assert!(quiet(&mut inbox, Duration::from_millis(500)).await);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn plaintext_setting_works() {
+    let plain = || Settings {
+        security: Security::DangerPlaintext,
+        ..settings()
+    };
+    let nodes = start(vec![plain(), plain()]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "in clear", Delivery::Reliable).unwrap();
+    let m = next(&mut inbox).await;
+    assert_eq!((m.from.0, &m.payload[..]), (1, &b"in clear"[..]));
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn plaintext_and_noise_do_not_mix() {
+    let plain = Settings {
+        security: Security::DangerPlaintext,
+        ..settings()
+    };
+    let nodes = start(vec![plain, settings()]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "x", Delivery::Reliable).unwrap();
+    eventually("handshake failure counted", || {
+        nodes[1].stats().handshake_failures >= 1
+    })
+    .await;
+    assert!(quiet(&mut inbox, Duration::from_millis(300)).await);
+    stop_all(&nodes).await;
+}
+
+fn free_tcp_port() -> SocketAddr {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+fn free_udp_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// Three nodes reaching each other only through `addr_of(id)` (members have no TCP address,
+/// so nothing else could carry their reliable messages).
+async fn start_on(addr_of: impl Fn(u64) -> TransportAddr) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let mut b = Node::builder(id)
+            .settings(settings())
+            .identity(identity(id as u8))
+            .listen(([127, 0, 0, 1], 0).into())
+            .listen_on(addr_of(id));
+        for peer in (1..=3u64).filter(|p| *p != id) {
+            b = b
+                .member(Member::without_addr(peer, Role::Member))
+                .transport_to(peer, addr_of(peer))
+                .pin(peer, peer_id(peer as u8));
+        }
+        nodes.push(b.start().await.unwrap());
+    }
+    nodes
+}
+
+/// The suite's core over one transport: each to each, a broadcast, per-sender order.
+async fn core_suite(addr_of: impl Fn(u64) -> TransportAddr) {
+    let nodes = start_on(addr_of).await;
+    let mut inboxes: Vec<_> = nodes.iter().map(|n| n.incoming()).collect();
+    // Exchange.
+    for from in &nodes {
+        for to in (1..=3u64).filter(|t| *t != from.id().0) {
+            let msg = format!("r {} {to}", from.id().0);
+            from.send(to, msg, Delivery::Reliable).unwrap();
+        }
+    }
+    for (i, inbox) in inboxes.iter_mut().enumerate() {
+        for _ in 0..2 {
+            let m = next(inbox).await;
+            assert_eq!(m.payload, format!("r {} {}", m.from.0, i + 1));
+        }
+    }
+    // Broadcast.
+    let report = nodes[0].broadcast(Group::All, "all", Delivery::Reliable);
+    assert!(report.is_all_ok(), "{report:?}");
+    for inbox in &mut inboxes[1..] {
+        let m = next(inbox).await;
+        assert_eq!((m.from.0, &m.payload[..]), (1, &b"all"[..]));
+    }
+    // Order, with payloads of several session chunks.
+    for i in 0..200u32 {
+        let mut payload = i.to_be_bytes().to_vec();
+        payload.resize(if i % 50 == 0 { 100_000 } else { 8 }, 7);
+        nodes[1].send(3, payload, Delivery::Reliable).unwrap();
+    }
+    for i in 0..200u32 {
+        let m = next(&mut inboxes[2]).await;
+        assert_eq!(m.from.0, 2);
+        assert_eq!(m.payload[..4], i.to_be_bytes());
+    }
+    for n in &nodes {
+        assert_eq!(n.stats().peer_mismatches, 0);
+    }
+    stop_all(&nodes).await;
+}
+
+macro_rules! over {
+    ($($name:ident: $addr:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            tokio::time::timeout(Duration::from_secs(60), core_suite($addr))
+                .await
+                .expect("test timed out");
+        }
+    )*};
+}
+
+over! {
+    core_over_tcp: {
+        let ports: Vec<_> = (0..3).map(|_| free_tcp_port()).collect();
+        move |id: u64| TransportAddr::Tcp(ports[id as usize - 1])
+    };
+    core_over_lsp: {
+        let ports: Vec<_> = (0..3).map(|_| free_udp_port()).collect();
+        move |id: u64| TransportAddr::Lsp(ports[id as usize - 1])
+    };
+    core_over_ws: {
+        let ports: Vec<_> = (0..3).map(|_| free_tcp_port()).collect();
+        move |id: u64| TransportAddr::Ws(ports[id as usize - 1])
+    };
+    core_over_mem: |id: u64| TransportAddr::Mem(format!("node-secure-{id}"));
+}
