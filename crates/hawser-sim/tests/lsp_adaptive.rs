@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hawser_proto::lsp::{
-    ClientEndpoint, ClientRead, Config, Params, RetransmitPolicy, ServerEndpoint, ServerRead,
-    WriteError,
+    AckPolicy, ClientEndpoint, ClientRead, Config, Params, RetransmitPolicy, ServerEndpoint,
+    ServerRead, WriteError,
 };
 use hawser_proto::wire::{Codec, MsgType, SeqNum};
 use hawser_sim::{fake_addr, message_hook, FaultConfig, SimNet, Verdict};
@@ -277,4 +277,37 @@ fn epoch_policy_with_binary_codec_resends_only_at_epochs() {
         .stats();
     assert_eq!(stats.retransmits, 1, "one resend at the first epoch");
     let _ = ClientRead::Data(Bytes::new());
+}
+
+#[test]
+fn json_with_cumulative_acks_uses_cacks_and_delivers_under_loss() {
+    for acks in [AckPolicy::PerMessage, AckPolicy::Cumulative] {
+        let mut net = SimNet::new(hawser_sim::seed());
+        net.set_codec(Codec::Json);
+        let cfg = config(Codec::Json, RetransmitPolicy::Adaptive).with_acks(acks);
+        let (s, c) = pair(&mut net, &cfg);
+        let cacks = Arc::new(AtomicU32::new(0));
+        let seen = cacks.clone();
+        net.set_hook(
+            s,
+            c,
+            Some(message_hook(Codec::Json, move |m| {
+                if m.kind == MsgType::CAck {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                Verdict::Pass
+            })),
+        );
+        let got = send_and_collect(&mut net, s, c, 200, Duration::from_secs(10));
+        assert_eq!(got, (0..200).collect::<Vec<_>>(), "{acks:?}");
+        let n = cacks.load(Ordering::SeqCst);
+        match acks {
+            AckPolicy::PerMessage => assert_eq!(n, 0, "the reference sends Acks only"),
+            _ => assert!(n > 0, "in-order data is acknowledged by CAcks"),
+        }
+        // 10% loss both ways: still exactly once, in order.
+        net.set_faults_both(s, c, FaultConfig::dropping(10.0));
+        let more = send_and_collect(&mut net, s, c, 200, Duration::from_secs(60));
+        assert_eq!(more, (0..200).collect::<Vec<_>>(), "{acks:?} under loss");
+    }
 }

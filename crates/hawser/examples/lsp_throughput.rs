@@ -1,10 +1,10 @@
 //! One client streams N messages to a server over 127.0.0.1; prints messages/s.
-//! `cargo run --release -p hawser --example lsp_throughput -- [N] [SIZE] [json|binary] [auto|epoch|adaptive]`
+//! `cargo run --release -p hawser --example lsp_throughput -- [N] [SIZE] [json|binary] [auto|epoch|adaptive] [auto|per-message|cumulative]`
 //! (a quick probe for profiling; the comparative benchmark is `hawser-bench`).
 
 use std::time::{Duration, Instant};
 
-use hawser::lsp::{Client, Codec, Config, Params, RetransmitPolicy, Server};
+use hawser::lsp::{AckPolicy, Client, Codec, Config, Params, RetransmitPolicy, Server};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,9 +17,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("adaptive") => RetransmitPolicy::Adaptive,
         _ => RetransmitPolicy::Auto,
     };
+    let acks = match args.next().as_deref() {
+        Some("per-message") => AckPolicy::PerMessage,
+        Some("cumulative") => AckPolicy::Cumulative,
+        _ => AckPolicy::Auto,
+    };
     let mut config = Config::new(Params::throughput())
         .with_codec(codec)
-        .with_retransmit(policy);
+        .with_retransmit(policy)
+        .with_acks(acks);
     config.max_send_queue = 1 << 20;
     config.max_read_queue = 1 << 20;
     let server = Server::bind_with(

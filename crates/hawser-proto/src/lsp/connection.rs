@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tracing::{debug, trace};
 
 use super::error::{EndReason, WriteError};
-use super::params::{Config, RetransmitPolicy};
+use super::params::{AckPolicy, Config, RetransmitPolicy};
 use super::recv_window::{Accept, RecvWindow};
 use super::rto::RtoEstimator;
 use super::send_window::{AckOutcome, OutData, SendWindow};
@@ -75,7 +75,7 @@ impl Connection {
                 p.epoch.saturating_mul(p.max_backoff.saturating_add(1)),
             ),
             rto_deadline: None,
-            cumulative_acks: config.codec == crate::wire::Codec::Binary,
+            cumulative_acks: config.effective_acks() == AckPolicy::Cumulative,
             cack_due: false,
             resends: Vec::new(),
             last_heard: now,

@@ -143,6 +143,22 @@ pub enum RetransmitPolicy {
     Adaptive,
 }
 
+/// How received Data is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AckPolicy {
+    /// [`PerMessage`](Self::PerMessage) for the JSON codec, [`Cumulative`](Self::Cumulative)
+    /// for binary.
+    #[default]
+    Auto,
+    /// One Ack per Data message, exactly as the reference implementation does.
+    PerMessage,
+    /// In-order Data is acknowledged by one CAck per received batch of datagrams (spec 3.3
+    /// allows a CAck once everything before it has arrived, and every peer must accept
+    /// CAcks); out-of-order Data still gets its own Ack. Halves the datagrams of a stream in
+    /// JSON, where nothing else can batch.
+    Cumulative,
+}
+
 /// Bounds of the adaptive retransmission timeout (used by [`RetransmitPolicy::Adaptive`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RtoBounds {
@@ -182,6 +198,8 @@ pub struct Config {
     pub max_datagram: usize,
     /// When Data is sent again. Default [`RetransmitPolicy::Auto`].
     pub retransmit: RetransmitPolicy,
+    /// How received Data is acknowledged. Default [`AckPolicy::Auto`].
+    pub acks: AckPolicy,
     /// Bounds of the adaptive retransmission timeout.
     pub rto: RtoBounds,
     /// Largest payload `write` accepts, in bytes. Default 1,400 (what a Go reference peer,
@@ -218,6 +236,22 @@ impl Config {
             (RetransmitPolicy::Auto, Codec::Binary) => RetransmitPolicy::Adaptive,
             (policy, _) => policy,
         }
+    }
+
+    /// The acknowledgement policy in force: `Auto` resolved for the codec.
+    pub fn effective_acks(&self) -> AckPolicy {
+        match (self.acks, self.codec) {
+            (AckPolicy::Auto, Codec::Json) => AckPolicy::PerMessage,
+            (AckPolicy::Auto, Codec::Binary) => AckPolicy::Cumulative,
+            (policy, _) => policy,
+        }
+    }
+
+    /// Sets the acknowledgement policy (builder style).
+    #[must_use]
+    pub fn with_acks(mut self, policy: AckPolicy) -> Config {
+        self.acks = policy;
+        self
     }
 
     /// Sets the retransmission policy (builder style).
@@ -293,6 +327,7 @@ impl Default for Config {
             codec: Codec::Binary,
             max_datagram: 1452,
             retransmit: RetransmitPolicy::Auto,
+            acks: AckPolicy::Auto,
             rto: RtoBounds::default(),
             max_payload: 1400,
             max_send_queue: 65_536,

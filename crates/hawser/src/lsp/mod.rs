@@ -12,7 +12,7 @@ mod socket;
 pub use client::Client;
 pub use error::{ClientReadError, CloseError, ConnectError, ServerReadError, WriteError};
 pub use hawser_proto::lsp::{
-    Config, ConnStats, EndReason, EndpointStats, Params, RetransmitPolicy, RtoBounds,
+    AckPolicy, Config, ConnStats, EndReason, EndpointStats, Params, RetransmitPolicy, RtoBounds,
 };
 pub use hawser_proto::wire::{Codec, ConnId};
 pub use server::Server;
