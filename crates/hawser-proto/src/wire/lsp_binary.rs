@@ -30,6 +30,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+#[cfg(test)]
+use super::cursor::MAX_VARINT_LEN;
+use super::cursor::{put_varint, varint_len, Reader};
 use super::{ConnId, Message, MsgType, SeqNum, WireError};
 
 /// The version byte of this layout; anything else is rejected.
@@ -51,9 +54,6 @@ mod kind {
     pub const LEN_IS_SIZE: u8 = 0x10;
 }
 
-/// The largest encoding of a `u64` varint.
-const MAX_VARINT_LEN: usize = 10;
-
 /// Decodes every message of one binary datagram, appending them to `out` in order.
 ///
 /// Never panics, whatever the bytes, and checks every length against the datagram. Errors:
@@ -68,7 +68,7 @@ pub fn decode(datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> 
     }
     let mut conn = ConnId(r.varint()?);
     let mut messages = 0usize;
-    while !r.0.is_empty() {
+    while !r.is_empty() {
         let ty = r.u8()?;
         let flags = ty & !kind::MASK;
         let k = ty & kind::MASK;
@@ -210,72 +210,6 @@ pub fn encoded_len(msgs: &[Message]) -> usize {
 fn put_control(out: &mut BytesMut, kind: u8, seq: SeqNum) {
     out.put_u8(kind);
     put_varint(out, seq.0);
-}
-
-/// Writes `v` as an unsigned LEB128 varint: 7 bits per byte, least significant first, the high
-/// bit set on every byte but the last.
-fn put_varint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-/// The number of bytes [`put_varint`] writes for `v` (1..=10).
-fn varint_len(v: u64) -> usize {
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
-}
-
-/// A cursor over the rest of a datagram; every read checks the length first.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8, WireError> {
-        let (&b, rest) = self.0.split_first().ok_or(WireError::Truncated)?;
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn bytes(&mut self, len: u64) -> Result<&'a [u8], WireError> {
-        let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
-        if len > self.0.len() {
-            return Err(WireError::Truncated);
-        }
-        let (b, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn varint(&mut self) -> Result<u64, WireError> {
-        let mut v = 0u64;
-        for i in 0..MAX_VARINT_LEN {
-            let b = self.u8()?;
-            if i == MAX_VARINT_LEN - 1 {
-                if b & 0x80 != 0 {
-                    return Err(WireError::Malformed("varint longer than 10 bytes"));
-                }
-                if b > 1 {
-                    return Err(WireError::Malformed("varint overflows u64"));
-                }
-            }
-            v |= u64::from(b & 0x7F) << (7 * i);
-            if b & 0x80 == 0 {
-                if b == 0 && i > 0 {
-                    return Err(WireError::Malformed("varint not minimal"));
-                }
-                return Ok(v);
-            }
-        }
-        // The last iteration always returns.
-        Err(WireError::Malformed("varint longer than 10 bytes"))
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
 pub mod checksum;
+mod cursor;
 pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;

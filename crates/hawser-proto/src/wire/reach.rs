@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::cursor::{put_varint, varint_len, Reader};
 use super::WireError;
 
 /// The version byte of this layout; anything else is rejected.
@@ -41,9 +42,6 @@ mod kind {
     pub const DOWN: u8 = 0x03;
     pub const APP: u8 = 0x04;
 }
-
-/// The largest encoding of a `u64` varint.
-const MAX_VARINT_LEN: usize = 10;
 
 /// An origin's logical time: its incarnation (grows across restarts), then the sequence number
 /// of its events within the incarnation. Ordered lexicographically. Only stamps of the same
@@ -119,13 +117,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, WireError> {
             }
             let mut addresses = Vec::with_capacity(count);
             for _ in 0..count {
-                let addr = r.addr()?;
+                let addr = read_addr(&mut r)?;
                 addresses.push((addr, r.varint()?));
             }
             EventBody::Ticktock { lease, addresses }
         }
-        kind::FOUND => EventBody::Found(r.addr()?),
-        kind::DOWN => EventBody::Down(r.addr()?),
+        kind::FOUND => EventBody::Found(read_addr(&mut r)?),
+        kind::DOWN => EventBody::Down(read_addr(&mut r)?),
         kind::APP => {
             let kind = r.u16()?;
             let len = r.varint()?;
@@ -139,7 +137,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, WireError> {
         }
         _ => return Err(WireError::Malformed("unknown event kind")),
     };
-    if !r.0.is_empty() {
+    if !r.is_empty() {
         return Err(WireError::Malformed("trailing bytes"));
     }
     Ok(Event {
@@ -259,80 +257,14 @@ fn addr_len(addr: SocketAddr) -> usize {
     }
 }
 
-/// Writes `v` as an unsigned LEB128 varint.
-fn put_varint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-/// The number of bytes [`put_varint`] writes for `v` (1..=10).
-fn varint_len(v: u64) -> usize {
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
-}
-
-/// A cursor over the rest of the input; every read checks the length first.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8, WireError> {
-        let (&b, rest) = self.0.split_first().ok_or(WireError::Truncated)?;
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        let b = self.array::<2>()?;
-        Ok(u16::from_be_bytes(b))
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let b = self.bytes(N as u64)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(b);
-        Ok(a)
-    }
-
-    fn bytes(&mut self, len: u64) -> Result<&'a [u8], WireError> {
-        let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
-        if len > self.0.len() {
-            return Err(WireError::Truncated);
-        }
-        let (b, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn addr(&mut self) -> Result<SocketAddr, WireError> {
-        let ip = match self.u8()? {
-            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
-            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
-            _ => return Err(WireError::Malformed("unknown address family")),
-        };
-        Ok(SocketAddr::new(ip, self.u16()?))
-    }
-
-    fn varint(&mut self) -> Result<u64, WireError> {
-        let mut v = 0u64;
-        for i in 0..MAX_VARINT_LEN {
-            let b = self.u8()?;
-            if i == MAX_VARINT_LEN - 1 && b > 1 {
-                return Err(WireError::Malformed("varint overflows u64"));
-            }
-            v |= u64::from(b & 0x7F) << (7 * i);
-            if b & 0x80 == 0 {
-                if b == 0 && i > 0 {
-                    return Err(WireError::Malformed("varint not minimal"));
-                }
-                return Ok(v);
-            }
-        }
-        // The last iteration returns or fails above (b <= 1 has no continuation bit).
-        Err(WireError::Malformed("varint longer than 10 bytes"))
-    }
+/// An address: family byte (4 or 6), the IP, the port.
+fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, WireError> {
+    let ip = match r.u8()? {
+        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
+        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
+        _ => return Err(WireError::Malformed("unknown address family")),
+    };
+    Ok(SocketAddr::new(ip, r.u16()?))
 }
 
 #[cfg(test)]
