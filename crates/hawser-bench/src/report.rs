@@ -1,0 +1,586 @@
+//! The results: rows, ratios against the targets, the printed tables and the JSON file.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::conns::{EchoResult, IdleResult};
+use crate::stats::Percentiles;
+use crate::transports::RunResult;
+
+/// How the benchmark was run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Meta {
+    /// The command line.
+    pub command: String,
+    /// The tokio runtime every row ran on.
+    pub runtime: String,
+    /// CPU model (`/proc/cpuinfo`).
+    pub cpu: String,
+    /// Available parallelism.
+    pub nproc: usize,
+    /// Whether `--quick` was given.
+    pub quick: bool,
+    /// hawser's parameters and settings (`hawser_config`).
+    pub hawser_config: String,
+    /// Messages per throughput run.
+    pub messages: u64,
+    /// Runs per throughput row (the median is reported).
+    pub runs: usize,
+    /// Recorded ping-pong round trips per row.
+    pub pings: u64,
+    /// The git commit of the working tree, if known (`git rev-parse HEAD` at run time).
+    pub git_commit: String,
+    /// Whether the working tree had uncommitted changes then.
+    pub git_dirty: bool,
+    /// Load averages when the benchmark started (1, 5, 15 min).
+    pub loadavg_start: String,
+    /// Load averages when it ended.
+    pub loadavg_end: String,
+    /// Wall-clock time of the whole benchmark, seconds.
+    pub total_secs: f64,
+    /// Set if the watchdog stopped the benchmark.
+    pub aborted: Option<String>,
+}
+
+/// One row of the throughput table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ThroughputRow {
+    /// Transport name.
+    pub transport: String,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Messages sent per run.
+    pub messages: u64,
+    /// Every run.
+    pub runs: Vec<RunResult>,
+    /// Median messages per second (received).
+    pub msgs_per_sec: Option<f64>,
+    /// Median payload megabytes (10^6 bytes) per second (received).
+    pub mb_per_sec: Option<f64>,
+    /// Worst loss of a run, percent (raw UDP only).
+    pub max_loss_percent: f64,
+    /// CPU time of the process per message received, over all runs, microseconds (both
+    /// ends and the runtime; robust to the machine's load, unlike msgs/s).
+    pub cpu_us_per_msg: Option<f64>,
+    /// The first failure, if a run failed.
+    pub error: Option<String>,
+}
+
+/// One row of the ping-pong table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PingRow {
+    /// Transport name.
+    pub transport: String,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Round trips asked for (after the warm-up).
+    pub round_trips: u64,
+    /// Round trips answered.
+    pub completed: u64,
+    /// Round trips unanswered (raw UDP only).
+    pub lost: u64,
+    /// Latency percentiles of the answered round trips.
+    pub latency: Option<Percentiles>,
+    /// CPU time of the process per round trip (warm-ups included), microseconds: both ends
+    /// and the runtime. Unlike latency, it does not depend on how fast idle CPUs wake up.
+    pub cpu_us_per_trip: Option<f64>,
+    /// CPU seconds measured (for `cpu_us_per_trip`).
+    pub cpu_secs: f64,
+    /// Round trips the CPU time covers.
+    pub cpu_trips: u64,
+    /// The failure, if any.
+    pub error: Option<String>,
+}
+
+/// One row of the loss table: hawser binary over fault-injecting sockets.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LossRow {
+    /// Loss each way, percent.
+    pub loss_percent: f64,
+    /// Message size of the goodput run, bytes.
+    pub size: usize,
+    /// Messages of each goodput run.
+    pub messages: u64,
+    /// Goodput runs made (the median is reported).
+    pub runs: usize,
+    /// Messages received in order, over all runs (all of them unless incomplete).
+    pub received: u64,
+    /// Goodput run time, over all runs, seconds.
+    pub secs: f64,
+    /// Data retransmissions, over all runs.
+    pub retransmits: u64,
+    /// Goodput, messages per second (median of the runs).
+    pub msgs_per_sec: Option<f64>,
+    /// Goodput, payload MB/s.
+    pub mb_per_sec: Option<f64>,
+    /// Goodput over the loss-free (0 %) row's.
+    pub goodput_ratio: Option<f64>,
+    /// Ping-pong round trips asked for / answered within the budget.
+    pub pings: u64,
+    /// Round trips answered.
+    pub pings_completed: u64,
+    /// Ping-pong latency.
+    pub latency: Option<Percentiles>,
+    /// p99 over the loss-free row's p99.
+    pub p99_ratio: Option<f64>,
+    /// Why the goodput run did not complete, if it did not.
+    pub error: Option<String>,
+    /// Why the ping-pong series failed, if it did.
+    pub ping_error: Option<String>,
+}
+
+/// A result (or its failure) of the connection-count phases.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Outcome<T> {
+    /// The measurement, if it completed.
+    pub result: Option<T>,
+    /// The failure, if any.
+    pub error: Option<String>,
+    /// Progress when it failed (clients connected or echoes received).
+    pub progress: Option<u64>,
+}
+
+/// One ratio against its target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    /// What is compared.
+    pub name: String,
+    /// The measured value.
+    pub value: Option<f64>,
+    /// The target, as text.
+    pub target: String,
+    /// Whether the target is met (`None`: no target, or not measured).
+    pub met: Option<bool>,
+}
+
+/// Everything measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// How it was run.
+    pub meta: Meta,
+    /// Throughput rows.
+    pub throughput: Vec<ThroughputRow>,
+    /// Ping-pong rows.
+    pub pingpong: Vec<PingRow>,
+    /// Loss rows.
+    pub loss: Vec<LossRow>,
+    /// Memory per idle connection.
+    pub idle: Option<Outcome<IdleResult>>,
+    /// Active echo clients.
+    pub echo: Option<Outcome<EchoResult>>,
+    /// Ratios against the targets.
+    pub ratios: Vec<Ratio>,
+}
+
+impl Report {
+    fn tput(&self, transport: &str, size: usize) -> Option<f64> {
+        self.throughput
+            .iter()
+            .find(|r| r.transport == transport && r.size == size && r.error.is_none())
+            .and_then(|r| r.msgs_per_sec)
+    }
+
+    fn p50(&self, transport: &str) -> Option<f64> {
+        self.pingpong
+            .iter()
+            .find(|r| r.transport == transport && r.error.is_none())
+            .and_then(|r| r.latency.map(|l| l.p50_us))
+    }
+
+    /// Computes the ratios against the targets.
+    pub fn compute_ratios(&mut self) {
+        let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let mut ratios = Vec::new();
+        let mut push =
+            |name: String, value: Option<f64>, target: &str, ok: Option<fn(f64) -> bool>| {
+                ratios.push(Ratio {
+                    name,
+                    value,
+                    target: target.to_string(),
+                    met: ok.and_then(|f| value.map(f)),
+                });
+            };
+        push(
+            "hawser-binary / quinn, msgs/s, 64 B".into(),
+            div(self.tput("hawser-binary", 64), self.tput("quinn", 64)),
+            ">= 1.5",
+            Some(|v| v >= 1.5),
+        );
+        push(
+            "hawser-binary / quinn, msgs/s, 1 KiB".into(),
+            div(self.tput("hawser-binary", 1024), self.tput("quinn", 1024)),
+            ">= 1.0",
+            Some(|v| v >= 1.0),
+        );
+        for size in [64, 1024] {
+            push(
+                format!("hawser-binary / tcp-batched, msgs/s, {}", size_name(size)),
+                div(
+                    self.tput("hawser-binary", size),
+                    self.tput("tcp-batched", size),
+                ),
+                "(none)",
+                None,
+            );
+        }
+        for size in [64, 1024] {
+            push(
+                format!("hawser-json / udp-raw, msgs/s, {}", size_name(size)),
+                div(self.tput("hawser-json", size), self.tput("udp-raw", size)),
+                ">= 0.7",
+                Some(|v| v >= 0.7),
+            );
+        }
+        for size in [64, 1024] {
+            push(
+                format!("hawser-json-cack / udp-raw, msgs/s, {}", size_name(size)),
+                div(
+                    self.tput("hawser-json-cack", size),
+                    self.tput("udp-raw", size),
+                ),
+                "(none)",
+                None,
+            );
+        }
+        push(
+            "ping-pong p50 hawser-binary / udp-raw".into(),
+            div(self.p50("hawser-binary"), self.p50("udp-raw")),
+            "<= 1.3",
+            Some(|v| v <= 1.3),
+        );
+        push(
+            "ping-pong p50 hawser-json / udp-raw".into(),
+            div(self.p50("hawser-json"), self.p50("udp-raw")),
+            "(none)",
+            None,
+        );
+        let cpu = |t: &str| {
+            self.pingpong
+                .iter()
+                .find(|r| r.transport == t && r.error.is_none())
+                .and_then(|r| r.cpu_us_per_trip)
+        };
+        push(
+            "ping-pong CPU/trip hawser-binary / udp-raw".into(),
+            div(cpu("hawser-binary"), cpu("udp-raw")),
+            "(none)",
+            None,
+        );
+        let idle = self
+            .idle
+            .as_ref()
+            .and_then(|o| o.result.as_ref())
+            .map(|r| r.server_bytes_per_conn);
+        push(
+            "server memory per idle connection, bytes".into(),
+            idle,
+            "<= 8192",
+            Some(|v| v <= 8192.0),
+        );
+        let echo = self.echo.as_ref().and_then(|o| o.result.as_ref());
+        let echo_ok = echo.map(|e| {
+            if e.lost == 0 && e.completed == e.clients && e.first_error.is_none() {
+                0.0
+            } else {
+                e.lost.max(1) as f64
+            }
+        });
+        push(
+            match echo {
+                Some(e) => format!("{} active echo clients: messages lost", e.clients),
+                None => "active echo clients: messages lost".to_string(),
+            },
+            echo_ok,
+            "0",
+            Some(|v| v == 0.0),
+        );
+        let ten = self
+            .loss
+            .iter()
+            .find(|r| r.loss_percent == 10.0)
+            .and_then(|r| r.goodput_ratio);
+        push(
+            "goodput at 10% loss / loss-free".into(),
+            ten,
+            ">= 0.5",
+            Some(|v| v >= 0.5),
+        );
+        self.ratios = ratios;
+    }
+
+    /// Whether any row failed (a hang, a loss or a reordering of a reliable transport, a
+    /// phase that could not run). Performance never counts; an incomplete loss row neither.
+    pub fn has_errors(&self) -> bool {
+        self.throughput.iter().any(|r| r.error.is_some())
+            || self.pingpong.iter().any(|r| r.error.is_some())
+            || self.loss.iter().any(|r| {
+                r.ping_error.is_some()
+                    || r.error
+                        .as_deref()
+                        .is_some_and(|e| !e.starts_with("incomplete"))
+            })
+            || self.idle.as_ref().is_some_and(|o| o.error.is_some())
+            || self
+                .echo
+                .as_ref()
+                .is_some_and(|o| o.error.is_some() || o.result.as_ref().is_some_and(|r| r.lost > 0))
+            || self.meta.aborted.is_some()
+    }
+
+    /// The tables, as printed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let m = &self.meta;
+        let _ = writeln!(out, "hawser-bench: {}", m.command);
+        let _ = writeln!(
+            out,
+            "machine: {} ({} CPUs); runtime: {}",
+            m.cpu, m.nproc, m.runtime
+        );
+        let _ = writeln!(out, "hawser: {}", m.hawser_config);
+        let _ = writeln!(
+            out,
+            "git {}{}; load average at start {}, at end {}",
+            m.git_commit,
+            if m.git_dirty {
+                " (uncommitted changes)"
+            } else {
+                ""
+            },
+            m.loadavg_start,
+            m.loadavg_end
+        );
+        let _ = writeln!(out, "all traffic on 127.0.0.1; MB = 10^6 payload bytes\n");
+        if !self.throughput.is_empty() {
+            let _ = writeln!(
+                out,
+                "Throughput: {} messages one way, complete and in order, median of {} runs",
+                m.messages, m.runs
+            );
+            let _ = writeln!(
+                out,
+                "{:<16} {:>6} {:>10} {:>8} {:>10} {:>6}  note",
+                "transport", "size", "msgs/s", "MB/s", "CPU us/msg", "loss%"
+            );
+            for r in &self.throughput {
+                let note = match &r.error {
+                    Some(e) => format!("ERROR: {e}"),
+                    None => hawser_note(&r.runs),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:>6} {:>10} {:>8} {:>10} {:>6}  {}",
+                    r.transport,
+                    size_name(r.size),
+                    fmt_opt(r.msgs_per_sec, 0),
+                    fmt_opt(r.mb_per_sec, 1),
+                    fmt_opt(r.cpu_us_per_msg, 2),
+                    format!("{:.1}", r.max_loss_percent),
+                    note
+                );
+            }
+            out.push('\n');
+        }
+        if !self.pingpong.is_empty() {
+            let _ = writeln!(out, "Ping-pong: 64 B round trips, after a warm-up");
+            let _ = writeln!(
+                out,
+                "{:<16} {:>8} {:>9} {:>9} {:>9} {:>12} {:>5}  note",
+                "transport", "trips", "p50 us", "p99 us", "max us", "CPU us/trip", "lost"
+            );
+            for r in &self.pingpong {
+                let l = r.latency;
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:>8} {:>9} {:>9} {:>9} {:>12} {:>5}  {}",
+                    r.transport,
+                    r.completed,
+                    fmt_opt(l.map(|l| l.p50_us), 1),
+                    fmt_opt(l.map(|l| l.p99_us), 1),
+                    fmt_opt(l.map(|l| l.max_us), 0),
+                    fmt_opt(r.cpu_us_per_trip, 1),
+                    r.lost,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!("ERROR: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            out.push('\n');
+        }
+        if !self.loss.is_empty() {
+            let r0 = &self.loss[0];
+            let _ = writeln!(
+                out,
+                "Under loss: hawser-binary over FaultySocket on both ends (each drops loss% of what it sends); goodput: {} x {}, median of {} runs; 64 B ping-pong: one series",
+                r0.messages,
+                size_name(r0.size),
+                r0.runs
+            );
+            let _ = writeln!(
+                out,
+                "{:>6} {:>10} {:>8} {:>7} {:>8} {:>7} {:>10} {:>10} {:>8}  note",
+                "loss%",
+                "msgs/s",
+                "MB/s",
+                "ratio",
+                "retr/run",
+                "trips",
+                "p50 us",
+                "p99 us",
+                "p99 x",
+            );
+            for r in &self.loss {
+                let l = r.latency;
+                let note = [r.error.as_deref(), r.ping_error.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let _ = writeln!(
+                    out,
+                    "{:>6} {:>10} {:>8} {:>7} {:>8} {:>7} {:>10} {:>10} {:>8}  {}",
+                    r.loss_percent,
+                    fmt_opt(r.msgs_per_sec, 0),
+                    fmt_opt(r.mb_per_sec, 2),
+                    fmt_opt(r.goodput_ratio, 2),
+                    r.retransmits / r.runs.max(1) as u64,
+                    r.pings_completed,
+                    fmt_opt(l.map(|l| l.p50_us), 0),
+                    fmt_opt(l.map(|l| l.p99_us), 0),
+                    fmt_opt(r.p99_ratio, 1),
+                    note
+                );
+            }
+            out.push('\n');
+        }
+        if let Some(o) = &self.idle {
+            let _ = writeln!(
+                out,
+                "Idle connections (server and clients in child processes)"
+            );
+            match &o.result {
+                Some(r) => {
+                    let _ = writeln!(
+                        out,
+                        "{} of {} connected in {:.1} s; after {:.0} s idle: server has {} live, {} clients alive",
+                        r.connected, r.conns, r.connect_secs, r.idle_secs, r.server_live, r.clients_alive
+                    );
+                    let _ = writeln!(
+                        out,
+                        "server RSS {} KiB -> {} KiB: {:.0} bytes per idle connection; client side {:.0} bytes per client",
+                        r.server_rss_before_kib,
+                        r.server_rss_after_kib,
+                        r.server_bytes_per_conn,
+                        r.client_bytes_per_conn
+                    );
+                    let _ = writeln!(
+                        out,
+                        "server CPU while idle (heartbeats): {:.0}% of one core",
+                        r.server_idle_cpu_percent
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "ERROR: {}", o.error.as_deref().unwrap_or("?"));
+                }
+            }
+            if let (Some(e), Some(_)) = (&o.error, &o.result) {
+                let _ = writeln!(out, "ERROR: {e}");
+            }
+            out.push('\n');
+        }
+        if let Some(o) = &self.echo {
+            let _ = writeln!(out, "Active echo clients");
+            match &o.result {
+                Some(r) => {
+                    let _ = writeln!(
+                        out,
+                        "{} clients x {} messages of {} B: {} connected ({:.1} s), {} completed, {} echoes in {:.2} s ({:.0}/s), {} lost{}",
+                        r.clients,
+                        r.per_client,
+                        r.size,
+                        r.connected,
+                        r.connect_secs,
+                        r.completed,
+                        r.echoed,
+                        r.secs,
+                        r.echoes_per_sec,
+                        r.lost,
+                        r.first_error.as_deref().map(|e| format!("; first error: {e}")).unwrap_or_default()
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "ERROR: {} (progress {})",
+                        o.error.as_deref().unwrap_or("?"),
+                        o.progress.unwrap_or(0)
+                    );
+                }
+            }
+            out.push('\n');
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(out, "Ratios against the targets");
+            for r in &self.ratios {
+                let verdict = match r.met {
+                    Some(true) => "met",
+                    Some(false) => "NOT met",
+                    None if r.value.is_none() && r.target != "(none)" => "not measured",
+                    None => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<48} {:>10}  target {:<8} {}",
+                    r.name,
+                    fmt_opt(r.value, 3),
+                    r.target,
+                    verdict
+                );
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "total {:.1} s", m.total_secs);
+        if let Some(a) = &m.aborted {
+            let _ = writeln!(out, "ABORTED: {a}");
+        }
+        out
+    }
+}
+
+/// hawser's retransmissions and datagram count of the median-ish run, when there were any.
+fn hawser_note(runs: &[RunResult]) -> String {
+    let Some(r) = runs.first() else {
+        return String::new();
+    };
+    if r.datagrams == 0 {
+        return String::new();
+    }
+    let retrans: u64 = runs.iter().map(|r| r.retransmits).sum();
+    format!(
+        "{:.2} datagrams/msg, {} retransmits in {} runs",
+        r.datagrams as f64 / r.received.max(1) as f64,
+        retrans,
+        runs.len()
+    )
+}
+
+/// `64 B`, `1 KiB`.
+pub fn size_name(size: usize) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.decimals$}"),
+        None => "-".to_string(),
+    }
+}
