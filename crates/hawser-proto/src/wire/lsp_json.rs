@@ -59,6 +59,72 @@ const FIXED_LEN: usize =
 /// [`WireError::UnknownType`] for a type outside 0..=3, [`WireError::OutOfRange`] for a negative
 /// or too large number.
 pub fn decode(datagram: &[u8]) -> Result<Message, WireError> {
+    if let Some(msg) = decode_exact(datagram) {
+        return Ok(msg);
+    }
+    decode_general(datagram)
+}
+
+/// The fast path: exactly what [`encode`] (and Go's `encoding/json`) writes — the six fields
+/// in order, no spaces, plain decimal numbers, an unescaped base64 string or `null`. Anything
+/// else, or anything out of range, returns `None` and goes to [`decode_general`], which gives
+/// the same result for every input this accepts (a property test checks it).
+fn decode_exact(datagram: &[u8]) -> Option<Message> {
+    let mut rest = datagram;
+    let kind = exact_field(&mut rest, TYPE)?;
+    let conn = exact_field(&mut rest, CONN)?;
+    let seq = exact_field(&mut rest, SEQ)?;
+    let size = exact_field(&mut rest, SIZE)?;
+    let checksum = exact_field(&mut rest, CHECKSUM)?;
+    rest = rest.strip_prefix(PAYLOAD.as_bytes())?;
+    let payload = if let Some(tail) = rest.strip_prefix(NULL.as_bytes()) {
+        rest = tail;
+        None
+    } else {
+        let body = rest.strip_prefix(b"\"")?;
+        let close = body.iter().position(|&b| b == b'"')?;
+        let text = &body[..close];
+        if text.contains(&b'\\') {
+            return None;
+        }
+        rest = &body[close + 1..];
+        let text = std::str::from_utf8(text).ok()?;
+        Some(Bytes::from(base64_decode(text).ok()?))
+    };
+    if rest != END.as_bytes() {
+        return None;
+    }
+    let limit = i64::MAX as u64;
+    if conn > limit || seq > limit || size > limit {
+        return None;
+    }
+    Some(Message {
+        kind: MsgType::from_u8(u8::try_from(kind).ok()?)?,
+        conn: ConnId(conn),
+        seq: SeqNum(seq),
+        size,
+        checksum: u16::try_from(checksum).ok()?,
+        payload,
+    })
+}
+
+/// Strips `prefix` then a JSON non-negative integer (no leading zeros, no overflow).
+fn exact_field(rest: &mut &[u8], prefix: &str) -> Option<u64> {
+    let tail = rest.strip_prefix(prefix.as_bytes())?;
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && tail[0] == b'0') {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in &tail[..digits] {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    *rest = &tail[digits..];
+    Some(v)
+}
+
+/// The general decoder: everything Go's `encoding/json` accepts for this struct.
+fn decode_general(datagram: &[u8]) -> Result<Message, WireError> {
     let raw: Raw<'_> = serde_json::from_slice(datagram).map_err(|e| match e.classify() {
         serde_json::error::Category::Eof => WireError::Truncated,
         serde_json::error::Category::Data => WireError::Malformed("unexpected JSON value"),
@@ -575,6 +641,34 @@ mod tests {
             encode(&msg, &mut out);
             prop_assert_eq!(out.len(), encoded_len(&msg));
             prop_assert_eq!(decode(&out), Ok(msg));
+        }
+
+        #[test]
+        fn fast_path_agrees_with_the_general_decoder(msg in arb_message()) {
+            let mut out = BytesMut::new();
+            encode(&msg, &mut out);
+            prop_assert_eq!(decode_exact(&out), Some(msg.clone()));
+            prop_assert_eq!(decode_general(&out), Ok(msg));
+        }
+
+        #[test]
+        fn fast_path_never_accepts_what_the_general_decoder_would_not(
+            msg in arb_message(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut out = BytesMut::new();
+            encode(&msg, &mut out);
+            let mut bytes = out.to_vec();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Some(fast) = decode_exact(&bytes) {
+                prop_assert_eq!(decode_general(&bytes), Ok(fast));
+            }
+            bytes.truncate(i);
+            if let Some(fast) = decode_exact(&bytes) {
+                prop_assert_eq!(decode_general(&bytes), Ok(fast));
+            }
         }
     }
 }
