@@ -20,6 +20,7 @@
 mod baselines;
 mod conns;
 mod hawser_rows;
+mod node_rows;
 mod payload;
 mod report;
 mod stats;
@@ -65,8 +66,8 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Run only these rows or sections (comma-separated): transports hawser-binary,
-    /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn; sections throughput, pingpong,
-    /// loss, idle, echo. Transports and sections combine (both must match).
+    /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
+    /// node-tcp-plain, node-lsp; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Idle clients of the memory measurement [default: 10000, quick 500].

@@ -246,6 +246,32 @@ impl Report {
                 None,
             );
         }
+        for size in [64, 1024] {
+            push(
+                format!(
+                    "node-tcp (secure) / tcp-batched, msgs/s, {}",
+                    size_name(size)
+                ),
+                div(self.tput("node-tcp", size), self.tput("tcp-batched", size)),
+                ">= 0.8",
+                Some(|v| v >= 0.8),
+            );
+            push(
+                format!(
+                    "node-lsp (secure) / tcp-batched, msgs/s, {}",
+                    size_name(size)
+                ),
+                div(self.tput("node-lsp", size), self.tput("tcp-batched", size)),
+                ">= 0.8",
+                Some(|v| v >= 0.8),
+            );
+        }
+        push(
+            "node-tcp secure / plaintext, msgs/s, 64 B".into(),
+            div(self.tput("node-tcp", 64), self.tput("node-tcp-plain", 64)),
+            ">= 0.6",
+            Some(|v| v >= 0.6),
+        );
         push(
             "ping-pong p50 hawser-binary / udp-raw".into(),
             div(self.p50("hawser-binary"), self.p50("udp-raw")),

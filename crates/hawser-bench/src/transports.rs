@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::baselines;
 use crate::hawser_rows::{self, Link};
+use crate::node_rows::{self, NodeLink};
 
 /// Every socket binds here: only loopback is ever used.
 pub const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -35,11 +36,17 @@ pub enum Transport {
     TcpBatched,
     /// QUIC (quinn), one bidirectional stream of length-prefixed messages.
     Quinn,
+    /// Two `hawser::node::Node`s, reliable messages over a Noise session on TCP (the default).
+    NodeTcp,
+    /// The same over a plaintext session (`Security::DangerPlaintext`).
+    NodeTcpPlain,
+    /// Two nodes, reliable messages over a Noise session on LSP.
+    NodeLsp,
 }
 
 impl Transport {
     /// Rows of the throughput table, in order.
-    pub const THROUGHPUT: [Transport; 7] = [
+    pub const THROUGHPUT: [Transport; 10] = [
         Transport::HawserBinary,
         Transport::HawserJson,
         Transport::HawserJsonCack,
@@ -47,6 +54,9 @@ impl Transport {
         Transport::TcpSend,
         Transport::TcpBatched,
         Transport::Quinn,
+        Transport::NodeTcp,
+        Transport::NodeTcpPlain,
+        Transport::NodeLsp,
     ];
 
     /// Rows of the ping-pong table (TCP flushes each message, so it is one row).
@@ -68,6 +78,9 @@ impl Transport {
             Transport::TcpSend => "tcp-send",
             Transport::TcpBatched => "tcp-batched",
             Transport::Quinn => "quinn",
+            Transport::NodeTcp => "node-tcp",
+            Transport::NodeTcpPlain => "node-tcp-plain",
+            Transport::NodeLsp => "node-lsp",
         }
     }
 
@@ -86,6 +99,15 @@ impl Transport {
                 Transport::TcpSend => baselines::tcp_throughput(n, size, false, progress).await,
                 Transport::TcpBatched => baselines::tcp_throughput(n, size, true, progress).await,
                 Transport::Quinn => baselines::quinn_throughput(n, size, progress).await,
+                Transport::NodeTcp => {
+                    node_rows::throughput(NodeLink::TcpSecure, n, size, progress).await
+                }
+                Transport::NodeTcpPlain => {
+                    node_rows::throughput(NodeLink::TcpPlain, n, size, progress).await
+                }
+                Transport::NodeLsp => {
+                    node_rows::throughput(NodeLink::LspSecure, n, size, progress).await
+                }
                 _ => baselines::udp_throughput(n, size, progress).await,
             },
         }
