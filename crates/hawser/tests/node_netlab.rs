@@ -7,11 +7,13 @@
 //! 10.77.0.0/24 inside its namespaces.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hawser::node::{Delivery, Member, Node, Role};
+
+mod netlab_common;
+
+use netlab_common::{field, lab, Lab};
 
 const NODES: u64 = 3;
 const PORT: u16 = 7700;
@@ -20,113 +22,24 @@ const TICK: Duration = Duration::from_millis(50);
 const SEND_FOR: Duration = Duration::from_secs(10);
 const RUN_FOR: Duration = Duration::from_secs(16);
 
-fn netlab() -> PathBuf {
-    std::env::var_os("HAWSER_NETLAB_SH").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/netlab/netlab.sh"
-            ))
-        },
-        PathBuf::from,
-    )
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn skip_reason() -> Option<String> {
-    if std::env::var("HAWSER_NETLAB").ok().as_deref() != Some("1") {
-        return Some("set HAWSER_NETLAB=1 to run the netlab test".into());
-    }
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("needs root".into());
-    }
-    for cmd in ["ip", "nft"] {
-        if !have(cmd) {
-            return Some(format!(
-                "`{cmd}` not found (apt-get install iproute2 nftables)"
-            ));
-        }
-    }
-    if !netlab().exists() {
-        return Some(format!("{} not found", netlab().display()));
-    }
-    None
-}
-
-fn lab(args: &[&str]) {
-    let status = Command::new("bash")
-        .arg(netlab())
-        .args(args)
-        .status()
-        .expect("run netlab.sh");
-    assert!(status.success(), "netlab.sh {args:?} failed");
-}
-
-/// Tears the lab down however the test ends.
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(netlab()).arg("down").status();
-    }
-}
-
 fn addr(id: u64) -> std::net::SocketAddr {
-    format!("10.77.0.{id}:{PORT}").parse().unwrap()
+    netlab_common::addr(id, PORT)
 }
 
 #[test]
 fn netlab_partition_heal() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    let Some(running) = Lab::up(NODES) else {
         return;
-    }
-    let _guard = LabGuard;
-    lab(&["up", &NODES.to_string()]);
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (1..=NODES)
-        .map(|id| {
-            Command::new("ip")
-                .args(["netns", "exec", &format!("h{id}")])
-                .arg(&exe)
-                .args([
-                    "--exact",
-                    "netlab_child",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env("HAWSER_NETLAB_CHILD", id.to_string())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn child node")
-        })
-        .collect();
+    };
+    let children = running.spawn_children(NODES, "netlab_child");
     std::thread::sleep(Duration::from_secs(3));
     // (`isolate 3` applies the same blocks, but exits 1 when the host is the lab's last one.)
     lab(&["partition", "3", "1"]);
     lab(&["partition", "3", "2"]);
     std::thread::sleep(Duration::from_secs(3));
     lab(&["heal"]);
-    let outputs: Vec<String> = children
-        .into_iter()
-        .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned())
-        .collect();
+    let outputs = netlab_common::outputs(children);
     check(&outputs);
-}
-
-/// The rest of a line after `tag` (libtest may print "test netlab_child ... " before the
-/// child's first line).
-fn field<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
-    line.split_once(tag).map(|(_, rest)| rest)
 }
 
 /// Every receiver got each sender's sequence numbers strictly increasing (in order, no
@@ -191,10 +104,7 @@ fn check(outputs: &[String]) {
 /// One node of the lab (runs only when re-executed by `netlab_partition_heal`).
 #[test]
 fn netlab_child() {
-    let Some(id) = std::env::var("HAWSER_NETLAB_CHILD")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
+    let Some(id) = netlab_common::child_id() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -16,8 +16,9 @@ use hawser_proto::node::{Delivery, Member, Membership, NodeId};
 use tokio_util::sync::CancellationToken;
 
 use super::config::Settings;
-use super::core::{Core, Link};
+use super::core::Core;
 use super::error::{SendError, StartError};
+use super::link::Link;
 use super::reach::{memory_addr, Frame, TrafficGate};
 
 /// A process-local "network" that in-memory nodes join by id. Cheap to clone (shared).

@@ -49,15 +49,21 @@
 
 mod config;
 mod core;
+mod counters;
 mod error;
 mod incoming;
+mod link;
 mod memory;
 mod network;
 #[allow(clippy::module_inception)]
 mod node;
+mod peer;
 mod reach;
+mod receive;
 mod secure;
+mod send;
 mod tcp;
+mod writer;
 
 pub use config::{
     OversizeDatagram, ReachSettings, ReliableTransport, Settings, SettingsError,
@@ -167,10 +173,10 @@ macro_rules! network_impl {
                 self.core.reach.as_ref().map(|r| r.lease_in_force())
             }
             fn peer_id(&self) -> Option<$crate::session::PeerId> {
-                $crate::node::core::Link::peer_id(&self.core.link)
+                $crate::node::link::Link::peer_id(&self.core.link)
             }
             fn listen_addrs(&self) -> Vec<$crate::session::TransportAddr> {
-                $crate::node::core::Link::listen_addrs(&self.core.link)
+                $crate::node::link::Link::listen_addrs(&self.core.link)
             }
         }
 

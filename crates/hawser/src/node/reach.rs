@@ -39,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::Settings;
-use super::core::{Core, Counters, Link};
+use super::core::Core;
+use super::counters::Counters;
+use super::link::Link;
 
 /// What an outgoing connection carries besides application payloads.
 #[derive(Clone, Debug)]

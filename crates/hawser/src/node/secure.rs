@@ -32,8 +32,10 @@ use tokio_util::codec::LengthDelimitedCodecError;
 use tracing::{debug, info, warn};
 
 use super::config::Settings;
-use super::core::{Core, Counters, Link};
+use super::core::Core;
+use super::counters::Counters;
 use super::error::{SessionError, StartError};
+use super::link::Link;
 use super::reach::{Frame, TrafficGate};
 use crate::session::{
     self, DialError, HandshakeError, Identity, Incoming, PeerId, Protocol, ProtocolId,

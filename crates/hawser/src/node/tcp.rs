@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::config::{ReliableTransport, Settings};
-use super::core::{Core, Counters, Link};
+use super::core::Core;
+use super::counters::Counters;
 use super::error::{SendError, StartError};
+use super::link::Link;
 use super::reach::{memory_addr, Frame};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};

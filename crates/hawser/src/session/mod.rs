@@ -62,12 +62,14 @@
 pub mod error;
 pub mod framing;
 pub mod identity;
+mod listener;
 pub mod mux;
 pub mod noise;
 pub mod registry;
 mod secure;
 #[allow(clippy::module_inception)] // the issue names the file: session/session.rs
 mod session;
+mod stream;
 pub mod transport;
 
 pub use error::{
@@ -75,13 +77,12 @@ pub use error::{
     OpenError,
 };
 pub use identity::{Identity, KeyError, PeerId, PublicKey};
+pub use listener::{Listener, ListenerStats};
 pub use mux::MuxConfig;
 pub use noise::NetworkId;
 pub use registry::{Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError};
-pub use session::{
-    accept, connect, dial, Incoming, Listener, ListenerStats, Security, Session, SessionConfig,
-    SessionStats, Stream, STREAM_HEADER_LEN,
-};
+pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
+pub use stream::{Incoming, Stream, STREAM_HEADER_LEN};
 pub use transport::{
     memory_duplex_pair, memory_message_pair, ByteStream, Link, MessageTransport, TransportAddr,
     TransportConfig,

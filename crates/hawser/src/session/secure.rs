@@ -115,26 +115,16 @@ async fn noise_bytes(
         hs.handle_message(&m)?;
     }
     let (cipher, remote) = hs.into_established()?;
-    let (sealer, opener) = cipher.split();
     let (sink, stream) = framed.split();
-    let status = Arc::new(Status::default());
-    let (io, pumps) = start_pumps(
+    Ok(pumped_channel(
         config,
         MAX_PLAINTEXT,
-        sealer,
-        opener,
+        cipher,
+        remote,
         sink,
         stream,
         Framing::Bytes,
-        &status,
-    );
-    Ok(Channel {
-        io,
-        remote,
-        encrypted: true,
-        status,
-        pumps,
-    })
+    ))
 }
 
 async fn noise_messages(
@@ -179,26 +169,16 @@ async fn noise_messages(
         }
     }
     let (cipher, remote) = hs.into_established()?;
-    let (sealer, opener) = cipher.split();
     let (sink, stream) = transport.split();
-    let status = Arc::new(Status::default());
-    let (io, pumps) = start_pumps(
+    Ok(pumped_channel(
         config,
         chunk,
-        sealer,
-        opener,
+        cipher,
+        remote,
         sink,
         stream,
         Framing::Messages,
-        &status,
-    );
-    Ok(Channel {
-        io,
-        remote,
-        encrypted: true,
-        status,
-        pumps,
-    })
+    ))
 }
 
 /// Largest plaintext per message on a message transport.
@@ -277,26 +257,16 @@ async fn plain_messages(
         Ok(Envelope::Hello(body)) => parse_plaintext_hello(&config.network_id, body, expected)?,
         _ => return Err(HandshakeError::Malformed("expected a plaintext hello")),
     };
-    let (sealer, opener) = Cipher::danger_plaintext().split();
     let (sink, stream) = transport.split();
-    let status = Arc::new(Status::default());
-    let (io, pumps) = start_pumps(
+    Ok(pumped_channel(
         config,
         chunk,
-        sealer,
-        opener,
+        Cipher::danger_plaintext(),
+        remote,
         sink,
         stream,
         Framing::Messages,
-        &status,
-    );
-    Ok(Channel {
-        io,
-        remote,
-        encrypted: false,
-        status,
-        pumps,
-    })
+    ))
 }
 
 #[derive(Clone, Copy)]
@@ -307,22 +277,26 @@ enum Framing {
     Messages,
 }
 
-#[allow(clippy::too_many_arguments)] // internal: the two halves of a transport and a cipher
-fn start_pumps<Si, St, E>(
+/// The channel to `remote` whose bytes the pumps carry through `cipher` over the two halves
+/// of a transport (`sink` and `stream`), in chunks of at most `chunk` bytes. It is encrypted
+/// unless `cipher` is the plaintext one.
+fn pumped_channel<Si, St, E>(
     config: &SessionConfig,
     chunk: usize,
-    sealer: Sealer,
-    opener: Opener,
+    cipher: Cipher,
+    remote: Remote,
     sink: Si,
     stream: St,
     framing: Framing,
-    status: &Arc<Status>,
-) -> (Box<dyn ByteStream>, Vec<JoinHandle<()>>)
+) -> Channel
 where
     Si: Sink<Bytes, Error = io::Error> + Send + Unpin + 'static,
     St: Stream<Item = Result<E, io::Error>> + Send + Unpin + 'static,
     E: AsRef<[u8]> + Send + 'static,
 {
+    let (sealer, opener) = cipher.split();
+    let encrypted = sealer.is_encrypted();
+    let status = Arc::new(Status::default());
     let (mux_end, pump_end) = tokio::io::duplex(config.pipe_buffer);
     let (pipe_r, pipe_w) = tokio::io::split(pump_end);
     let read = tokio::spawn(read_pump(stream, opener, pipe_w, framing, status.clone()));
@@ -334,7 +308,13 @@ where
         framing,
         status.clone(),
     ));
-    (Box::new(mux_end), vec![read, write])
+    Channel {
+        io: Box::new(mux_end),
+        remote,
+        encrypted,
+        status,
+        pumps: vec![read, write],
+    }
 }
 
 async fn read_pump<St, E>(

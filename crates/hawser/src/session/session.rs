@@ -1,31 +1,24 @@
 //! The public session API: [`SessionConfig`], [`connect`], [`accept`], [`dial`],
-//! [`Listener`], [`Session`] and its per-protocol [`Stream`]s.
+//! [`Session`]. The listener is in `listener`, the per-protocol streams in `stream`.
 
 use std::collections::HashMap;
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
-use super::error::{
-    CloseReason, ConfigError, DialError, HandshakeError, IncomingError, ListenError, OpenError,
-};
+use super::error::{CloseReason, ConfigError, DialError, HandshakeError, IncomingError, OpenError};
 use super::identity::{Identity, PeerId, PublicKey};
 use super::mux::{self, range, Command, DriverEnd, MuxConfig};
 use super::noise::{NetworkId, Role, MAX_NOISE_MESSAGE};
 use super::registry::{negotiate, Negotiated, ProtocolId, ProtocolRegistry};
 use super::secure::{self, Status};
-use super::transport::{self, Link, RawListener, TransportAddr, TransportConfig};
+use super::stream::{route_inbound, Incoming, Routes, Stream, STREAM_HEADER_LEN};
+use super::transport::{self, Link, TransportAddr, TransportConfig};
 
 /// How a session protects its traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,7 +49,7 @@ pub struct SessionConfig {
     /// Largest handshake message accepted, in bytes (256..=65,535). Default 8 KiB.
     pub max_handshake_message: usize,
     /// Listener only: most handshakes in progress at once (including established sessions
-    /// not yet taken by [`Listener::accept`]); connections beyond it are closed at once and
+    /// not yet taken by [`Listener::accept`](super::Listener::accept)); connections beyond it are closed at once and
     /// counted. Default 64.
     pub max_pending_handshakes: usize,
     /// Bytes buffered between the multiplexer and the encrypting pumps, per direction
@@ -223,7 +216,8 @@ impl Drop for Inner {
 }
 
 impl Session {
-    fn start(channel: secure::Channel, role: Role, config: &SessionConfig) -> Session {
+    /// Runs a session over an established secure channel.
+    pub(super) fn start(channel: secure::Channel, role: Role, config: &SessionConfig) -> Session {
         let negotiated = negotiate(&config.protocols, &channel.remote.protocols);
         let (cmd_tx, cmd_rx) = mpsc::channel(config.mux.max_streams.max(1));
         let (raw_tx, raw_rx) = mpsc::channel(config.mux.max_streams.max(1));
@@ -331,11 +325,7 @@ impl Session {
                 yamux::ConnectionError::Closed => OpenError::SessionClosed,
                 e => OpenError::Mux(e.to_string()),
             })?;
-        let mut stream = Stream {
-            io: raw.compat(),
-            protocol,
-            version,
-        };
+        let mut stream = Stream::new(raw, protocol, version);
         let mut header = [0u8; STREAM_HEADER_LEN];
         header[..4].copy_from_slice(&protocol.0.to_be_bytes());
         header[4..].copy_from_slice(&version.to_be_bytes());
@@ -357,7 +347,7 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&protocol)
-            .map(|rx| Incoming { rx })
+            .map(Incoming::new)
             .ok_or(IncomingError::AlreadyTaken(protocol))
     }
 
@@ -416,310 +406,4 @@ impl std::fmt::Debug for Session {
 pub struct SessionStats {
     /// Duplicate transport messages dropped before decryption (message transports only).
     pub duplicates_dropped: u64,
-}
-
-/// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
-/// version`, big-endian.
-pub const STREAM_HEADER_LEN: usize = 6;
-
-struct Routes {
-    senders: HashMap<ProtocolId, mpsc::Sender<Stream>>,
-    negotiated: Negotiated,
-    timeout: Duration,
-}
-
-/// Reads each inbound stream's header (concurrently, each under the header timeout) and
-/// queues it for its protocol. Unknown protocols or versions are reset.
-async fn route_inbound(mut raw: mpsc::Receiver<yamux::Stream>, routes: Routes) {
-    let routes = Arc::new(routes);
-    // At most `mux.max_streams` entries: yamux refuses streams beyond its cap.
-    let mut pending = JoinSet::new();
-    loop {
-        tokio::select! {
-            s = raw.recv() => match s {
-                Some(s) => { pending.spawn(route_one(s, routes.clone())); }
-                None => return,
-            },
-            Some(_) = pending.join_next(), if !pending.is_empty() => {}
-        }
-    }
-}
-
-async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
-    let mut io = raw.compat();
-    let mut header = [0u8; STREAM_HEADER_LEN];
-    match tokio::time::timeout(routes.timeout, io.read_exact(&mut header)).await {
-        Ok(Ok(_)) => {}
-        _ => {
-            debug!("inbound stream sent no header in time; reset");
-            return;
-        }
-    }
-    let protocol = ProtocolId(u32::from_be_bytes([
-        header[0], header[1], header[2], header[3],
-    ]));
-    let version = u16::from_be_bytes([header[4], header[5]]);
-    if routes.negotiated.version(protocol) != Some(version) {
-        warn!(%protocol, version, "inbound stream for a protocol or version not agreed; reset");
-        return;
-    }
-    let Some(tx) = routes.senders.get(&protocol) else {
-        return;
-    };
-    let stream = Stream {
-        io,
-        protocol,
-        version,
-    };
-    if tx.try_send(stream).is_err() {
-        warn!(%protocol, "inbound stream queue full or not taken; reset");
-    }
-}
-
-/// The inbound streams of one protocol on one session.
-#[derive(Debug)]
-pub struct Incoming {
-    rx: mpsc::Receiver<Stream>,
-}
-
-impl Incoming {
-    /// The next inbound stream, or `None` once the session has ended.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn accept(&mut self) -> Option<Stream> {
-        self.rx.recv().await
-    }
-}
-
-/// One bidirectional stream of a session, bound to one protocol and version. Reads and
-/// writes as a tokio byte stream; `shutdown` half-closes; dropping it resets it.
-pub struct Stream {
-    io: Compat<yamux::Stream>,
-    protocol: ProtocolId,
-    version: u16,
-}
-
-impl Stream {
-    /// The stream's protocol.
-    pub fn protocol(&self) -> ProtocolId {
-        self.protocol
-    }
-
-    /// The protocol version both ends agreed on.
-    pub fn version(&self) -> u16 {
-        self.version
-    }
-
-    /// The stream as a sequence of messages, each behind a 4-byte length, at most
-    /// `max_message` bytes (for protocols that exchange messages rather than bytes).
-    pub fn into_framed(self, max_message: usize) -> Framed<Stream, LengthDelimitedCodec> {
-        let codec = LengthDelimitedCodec::builder()
-            .max_frame_length(max_message)
-            .new_codec();
-        Framed::new(self, codec)
-    }
-}
-
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream")
-            .field("protocol", &self.protocol)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Accepts transport connections and runs their handshakes concurrently, each under
-/// `handshake_timeout`, at most `max_pending_handshakes` at once. Failed handshakes are
-/// traced and counted, never returned.
-pub struct Listener {
-    sessions: mpsc::Receiver<Session>,
-    local: TransportAddr,
-    counters: Arc<Counters>,
-    task: JoinHandle<()>,
-}
-
-#[derive(Default)]
-struct Counters {
-    established: AtomicU64,
-    failed: AtomicU64,
-    timed_out: AtomicU64,
-    refused: AtomicU64,
-    max_pending: AtomicU64,
-}
-
-/// Counters of a [`Listener`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListenerStats {
-    /// Handshakes that succeeded.
-    pub established: u64,
-    /// Handshakes that failed (not counting timeouts).
-    pub failed: u64,
-    /// Handshakes dropped at `handshake_timeout`.
-    pub timed_out: u64,
-    /// Connections closed at once because `max_pending_handshakes` were in progress.
-    pub refused: u64,
-    /// The most handshakes ever in progress at once.
-    pub max_pending: u64,
-}
-
-impl Listener {
-    /// Binds `addr` and starts accepting.
-    ///
-    /// # Errors
-    /// [`ListenError::Config`] for invalid settings; [`ListenError::Io`] if binding fails.
-    pub async fn bind(
-        addr: &TransportAddr,
-        transport: &TransportConfig,
-        config: SessionConfig,
-    ) -> Result<Listener, ListenError> {
-        config.validate()?;
-        let raw = RawListener::bind(addr, transport).await?;
-        Listener::from_raw(raw, config)
-    }
-
-    /// Starts accepting on a bound transport listener.
-    ///
-    /// # Errors
-    /// [`ListenError::Config`] for invalid settings.
-    pub fn from_raw(raw: RawListener, config: SessionConfig) -> Result<Listener, ListenError> {
-        config.validate()?;
-        let local = raw.local_addr().clone();
-        let (tx, rx) = mpsc::channel(1);
-        let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(accept_loop(raw, Arc::new(config), tx, counters.clone()));
-        Ok(Listener {
-            sessions: rx,
-            local,
-            counters,
-            task,
-        })
-    }
-
-    /// The next established session, or `None` if the listener stopped.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn accept(&mut self) -> Option<Session> {
-        self.sessions.recv().await
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> &TransportAddr {
-        &self.local
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> ListenerStats {
-        let c = &self.counters;
-        ListenerStats {
-            established: c.established.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            timed_out: c.timed_out.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            max_pending: c.max_pending.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn accept_loop(
-    mut raw: RawListener,
-    config: Arc<SessionConfig>,
-    sessions: mpsc::Sender<Session>,
-    counters: Arc<Counters>,
-) {
-    let limit = config.max_pending_handshakes;
-    let permits = Arc::new(Semaphore::new(limit));
-    // Each task holds a permit: at most `max_pending_handshakes` of them.
-    let mut tasks = JoinSet::new();
-    loop {
-        let pending = tokio::select! {
-            p = raw.accept() => p,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let pending = match pending {
-            Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            debug!("pending handshake cap reached; connection refused");
-            continue;
-        };
-        let in_progress = (limit - permits.available_permits()) as u64;
-        counters
-            .max_pending
-            .fetch_max(in_progress, Ordering::Relaxed);
-        let (config, sessions, counters) = (config.clone(), sessions.clone(), counters.clone());
-        tasks.spawn(respond(pending, config, sessions, counters, permit));
-    }
-}
-
-async fn respond(
-    pending: transport::PendingLink,
-    config: Arc<SessionConfig>,
-    sessions: mpsc::Sender<Session>,
-    counters: Arc<Counters>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let attempt = async {
-        let link = pending.await?;
-        secure::establish(link, Role::Responder, &config, None).await
-    };
-    match tokio::time::timeout(config.handshake_timeout, attempt).await {
-        Ok(Ok(channel)) => {
-            counters.established.fetch_add(1, Ordering::Relaxed);
-            let session = Session::start(channel, Role::Responder, &config);
-            let _ = sessions.send(session).await;
-        }
-        Ok(Err(e)) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            info!(error = %e, "inbound handshake failed");
-        }
-        Err(_) => {
-            counters.timed_out.fetch_add(1, Ordering::Relaxed);
-            info!("inbound handshake timed out");
-        }
-    }
 }

@@ -1,0 +1,61 @@
+//! Node-wide counters, snapshotted as [`NodeStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::network::NodeStats;
+
+/// Node-wide counters (each as the same field of [`NodeStats`]).
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Datagrams that did not parse, dropped.
+    pub malformed_datagrams: AtomicU64,
+    /// Datagrams or connections naming a sender outside the membership, or another receiver,
+    /// dropped.
+    pub unknown_senders: AtomicU64,
+    /// Accepted connections closed because `max_inbound_connections` was reached.
+    pub refused_connections: AtomicU64,
+    /// Connections closed because a frame announced more than `max_frame` bytes.
+    pub oversized_frames: AtomicU64,
+    /// Connections closed because the hello was missing, late or malformed.
+    pub bad_hellos: AtomicU64,
+    /// Received unreliable messages dropped because the incoming queue was full.
+    pub incoming_dropped: AtomicU64,
+    /// Frames of framed connections with no or an unknown kind byte, dropped.
+    pub bad_frames: AtomicU64,
+    /// Internal frames (reachability events, pings) dropped: beyond
+    /// `reach.max_control_frames` per destination, or older than the queue deadline.
+    pub control_dropped: AtomicU64,
+    /// Peers learned from the flood or admitted by hello but refused: membership full.
+    pub learned_refused: AtomicU64,
+    /// Session handshakes that failed, dialling or accepting: malformed, late, another
+    /// network id or protocol version, a bad identity signature.
+    pub handshake_failures: AtomicU64,
+    /// Sessions refused, dialling or accepting, because the peer proved (or, in plaintext,
+    /// claimed) another identity than the one pinned for its node (`Settings::pins`).
+    pub peer_mismatches: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub(super) fn snapshot(&self) -> NodeStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        NodeStats {
+            malformed_datagrams: r(&self.malformed_datagrams),
+            unknown_senders: r(&self.unknown_senders),
+            refused_connections: r(&self.refused_connections),
+            oversized_frames: r(&self.oversized_frames),
+            bad_hellos: r(&self.bad_hellos),
+            incoming_dropped: r(&self.incoming_dropped),
+            bad_frames: r(&self.bad_frames),
+            control_dropped: r(&self.control_dropped),
+            learned_refused: r(&self.learned_refused),
+            handshake_failures: r(&self.handshake_failures),
+            peer_mismatches: r(&self.peer_mismatches),
+        }
+    }
+}

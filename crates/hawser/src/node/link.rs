@@ -1,0 +1,84 @@
+//! [`Link`]: what differs between the built-in networks (how to connect to a destination and
+//! how bytes move); the engine in `super::core` does the rest.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hawser_proto::node::Member;
+use tokio::sync::mpsc;
+
+use super::config::Settings;
+use super::core::Core;
+use super::error::SendError;
+use super::reach::Frame;
+
+/// How one network connects to a destination and moves bytes (the part that differs between
+/// the default network and the in-memory one).
+pub(crate) trait Link: Send + Sync + Sized + 'static {
+    /// One open reliable connection.
+    type Conn: Send + 'static;
+
+    /// Checks that `member` can be reached with this delivery; returns the largest payload.
+    fn route(
+        &self,
+        settings: &Settings,
+        member: &Member,
+        reliable: bool,
+    ) -> Result<usize, SendError>;
+
+    /// Opens a reliable connection to `member` and says hello; returns it with the address of
+    /// `member` it goes to (for reachability).
+    fn dial(
+        &self,
+        core: &Arc<Core<Self>>,
+        member: Member,
+    ) -> impl Future<Output = io::Result<(Self::Conn, SocketAddr)>> + Send;
+
+    /// Writes one frame on a connection.
+    fn write(conn: &mut Self::Conn, frame: Frame) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The addresses of `member` reachability knows it by (tried by `dial`).
+    fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr>;
+
+    /// Resolves when the connection was closed by the peer or broke. Cancel safe.
+    fn closed(conn: &mut Self::Conn) -> impl Future<Output = ()> + Send;
+
+    /// Sends one datagram without waiting.
+    fn send_datagram(
+        &self,
+        core: &Core<Self>,
+        to: &Member,
+        payload: &Bytes,
+    ) -> Result<(), SendError>;
+
+    /// Sends one datagram, waiting for room.
+    fn send_datagram_wait(
+        &self,
+        core: &Core<Self>,
+        to: Member,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Releases sockets and registrations at stop (tasks are cancelled separately).
+    fn shutdown(&self);
+
+    /// A sender that writes internal frames on `conn` without waiting behind application
+    /// messages (a stream of their own), if the connection has one.
+    fn control_sender(conn: &Self::Conn) -> Option<mpsc::Sender<Frame>> {
+        let _ = conn;
+        None
+    }
+
+    /// This node's `PeerId`, for links with sessions.
+    fn peer_id(&self) -> Option<crate::session::PeerId> {
+        None
+    }
+
+    /// Every address this node accepts reliable connections on, for links that have them.
+    fn listen_addrs(&self) -> Vec<crate::session::TransportAddr> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,78 @@
+//! One destination's state: its bounded send queue, control queue, counters, and what its
+//! writer (`super::writer`) is doing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use hawser_proto::node::{NodeId, PeerStats, QueueLimits, SendQueue};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::reach::Frame;
+
+/// One destination's queue, counters and writer state.
+pub(crate) struct Peer {
+    pub(super) id: NodeId,
+    state: Mutex<PeerState>,
+    /// A message was queued.
+    pub(super) wake: Notify,
+    /// Room was freed in the queue.
+    pub(super) room: Notify,
+    /// Cancelled when the node stops or the peer is removed.
+    pub(super) cancel: CancellationToken,
+    /// Bumped when the peer's addresses change, so the writer reconnects.
+    pub(super) generation: AtomicU64,
+}
+
+/// The mutable part of a [`Peer`], behind its lock.
+pub(super) struct PeerState {
+    pub(super) queue: SendQueue,
+    pub(super) stats: PeerStats,
+    pub(super) writer_running: bool,
+    pub(super) connected_before: bool,
+    /// Internal frames waiting, with when each was queued (bounded by
+    /// `reach.max_control_frames`, expired by the queue deadline).
+    pub(super) control: VecDeque<(Instant, Frame)>,
+    /// The writer holds a connection.
+    pub(super) connected: bool,
+    /// The current connection's own path for internal frames (`Link::control_sender`).
+    pub(super) control_tx: Option<mpsc::Sender<Frame>>,
+}
+
+impl Peer {
+    /// A new destination `id` with an empty queue bounded by `limits`, cancelled with `cancel`.
+    pub(super) fn new(id: NodeId, limits: QueueLimits, cancel: CancellationToken) -> Peer {
+        Peer {
+            id,
+            state: Mutex::new(PeerState {
+                queue: SendQueue::new(limits),
+                stats: PeerStats::default(),
+                writer_running: false,
+                connected_before: false,
+                control: VecDeque::new(),
+                connected: false,
+                control_tx: None,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            cancel,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Locks the state.
+    pub(super) fn lock(&self) -> MutexGuard<'_, PeerState> {
+        // A poisoned lock (a panic while held: a bug) is recovered: the state is plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer's counters, with the queue's own.
+    pub(super) fn stats(&self) -> PeerStats {
+        let st = self.lock();
+        let mut stats = st.stats;
+        st.queue.fill_stats(&mut stats);
+        stats
+    }
+}

@@ -1,0 +1,99 @@
+//! The receive side of the engine: frames from connections, counted per peer and handed to
+//! the application (reliable messages with back-pressure, datagrams dropped when full).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hawser_proto::node::{Delivery, NodeId};
+use tracing::debug;
+
+use super::core::Core;
+use super::counters::Counters;
+use super::incoming::Incoming;
+use super::link::Link;
+use super::reach::{Frame, TrafficGate};
+
+impl<L: Link> Core<L> {
+    /// A frame of a framed connection from `from` through `via`: delivered, or handed to
+    /// reachability. Returns `false` once the node is stopping.
+    pub async fn receive(
+        self: &Arc<Self>,
+        from: NodeId,
+        via: SocketAddr,
+        frame: Frame,
+        gate: &mut TrafficGate,
+    ) -> bool {
+        self.reach_traffic(from, via, gate);
+        match frame {
+            Frame::App(payload) => self.deliver(from, Delivery::Reliable, payload).await,
+            Frame::Reach(payload) => {
+                self.reach_event(from, via, &payload);
+                true
+            }
+            Frame::Ping => true,
+        }
+    }
+
+    /// Counts a bad frame of a framed connection.
+    pub fn note_bad_frame(&self, from: NodeId, err: &hawser_proto::wire::WireError) {
+        Counters::bump(&self.counters.bad_frames);
+        debug!(node = %self.id, peer = %from, %err, "bad frame dropped");
+    }
+
+    /// Counts a received message; `false` (and counted) if the sender is not a member.
+    fn note_received(&self, from: NodeId, len: usize) -> bool {
+        if from == self.id {
+            return true;
+        }
+        let Some(peer) = self.peer(from) else {
+            Counters::bump(&self.counters.unknown_senders);
+            return false;
+        };
+        let mut st = peer.lock();
+        st.stats.received += 1;
+        st.stats.bytes_in += len as u64;
+        true
+    }
+
+    /// Counts an oversized frame from `from` (node-wide, and on the peer when known).
+    pub fn note_oversized(&self, from: Option<NodeId>) {
+        Counters::bump(&self.counters.oversized_frames);
+        if let Some(peer) = from.and_then(|id| self.peer(id)) {
+            peer.lock().stats.oversized_frames += 1;
+        }
+    }
+
+    /// Hands a reliable message to the application, waiting for room in the incoming queue
+    /// (back-pressure). Returns `false` once the node is stopping.
+    pub async fn deliver(&self, from: NodeId, delivery: Delivery, payload: Bytes) -> bool {
+        if !self.note_received(from, payload.len()) {
+            return true;
+        }
+        let msg = Incoming {
+            from,
+            delivery,
+            payload,
+        };
+        tokio::select! {
+            r = self.sender.send(msg) => r.is_ok(),
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// Hands a datagram to the application if there is room; drops it (counted) otherwise.
+    pub fn deliver_now(&self, from: NodeId, payload: Bytes) {
+        if self.cancel.is_cancelled() || !self.note_received(from, payload.len()) {
+            return;
+        }
+        let msg = Incoming {
+            from,
+            delivery: Delivery::Unreliable,
+            payload,
+        };
+        if self.sender.try_send(msg).is_err() {
+            Counters::bump(&self.counters.incoming_dropped);
+            debug!(node = %self.id, peer = %from, "datagram dropped: incoming queue full");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The send paths of the engine: where a message goes ([`Plan`]), the non-blocking and waiting
+//! sends, and the internal control frames of reachability.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hawser_proto::node::{Delivery, Member, NodeId};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::config::OversizeDatagram;
+use super::core::Core;
+use super::counters::Counters;
+use super::error::SendError;
+use super::incoming::Incoming;
+use super::link::Link;
+use super::peer::Peer;
+use super::reach::Frame;
+
+/// Where a message goes.
+enum Plan {
+    Local,
+    Datagram(Member),
+    Queue(Arc<Peer>),
+}
+
+impl<L: Link> Core<L> {
+    fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to == self.id {
+            return Ok(Plan::Local);
+        }
+        let membership = self.members();
+        let member = membership.get(to).ok_or(SendError::UnknownNode(to))?;
+        let mut reliable = delivery == Delivery::Reliable;
+        if !reliable && len > self.settings.datagram_limit {
+            match self.settings.oversize_datagram {
+                OversizeDatagram::Refuse => {
+                    let max = self.settings.datagram_limit;
+                    return Err(SendError::TooLarge { len, max });
+                }
+                OversizeDatagram::SendReliably => reliable = true,
+            }
+        }
+        let max = self.link.route(&self.settings, member, reliable)?;
+        let max = if reliable {
+            max.min(self.settings.max_frame)
+                .min(self.settings.queue.max_bytes)
+        } else {
+            max
+        };
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        if !reliable {
+            return Ok(Plan::Datagram(member.clone()));
+        }
+        drop(membership);
+        self.peer(to)
+            .map(Plan::Queue)
+            .ok_or(SendError::UnknownNode(to))
+    }
+
+    /// Queues or sends a message; never blocks.
+    pub fn send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        match self.plan(to, payload.len(), delivery)? {
+            Plan::Local => {
+                let msg = Incoming {
+                    from: self.id,
+                    delivery,
+                    payload,
+                };
+                self.sender
+                    .try_send(msg)
+                    .map_err(|_| SendError::QueueFull(to))
+            }
+            Plan::Datagram(member) => {
+                self.link.send_datagram(self, &member, &payload)?;
+                self.note_datagram_sent(to, payload.len());
+                Ok(())
+            }
+            Plan::Queue(peer) => self.enqueue(&peer, payload),
+        }
+    }
+
+    /// Like [`send`](Self::send), waiting for room instead of failing with `QueueFull`.
+    pub async fn send_wait(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let stopped = || SendError::Stopped;
+        match self.plan(to, payload.len(), delivery)? {
+            Plan::Local => {
+                let msg = Incoming {
+                    from: self.id,
+                    delivery,
+                    payload,
+                };
+                tokio::select! {
+                    r = self.sender.send(msg) => r.map_err(|_| stopped()),
+                    () = self.cancel.cancelled() => Err(stopped()),
+                }
+            }
+            Plan::Datagram(member) => {
+                let len = payload.len();
+                tokio::select! {
+                    r = self.link.send_datagram_wait(self, member, payload) => r?,
+                    () = self.cancel.cancelled() => return Err(stopped()),
+                }
+                self.note_datagram_sent(to, len);
+                Ok(())
+            }
+            Plan::Queue(peer) => loop {
+                let room = peer.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                match self.enqueue(&peer, payload.clone()) {
+                    Err(SendError::QueueFull(_)) => {}
+                    other => return other,
+                }
+                tokio::select! {
+                    () = room => {}
+                    () = peer.cancel.cancelled() => return Err(stopped()),
+                }
+            },
+        }
+    }
+
+    /// Like `send`, refusing a destination whose lease does not hold.
+    pub fn send_alive(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to != self.id {
+            if !self.is_member(to) {
+                return Err(SendError::UnknownNode(to));
+            }
+            if !self.is_alive(to) {
+                return Err(SendError::NotAlive(to));
+            }
+        }
+        self.send(to, payload, delivery)
+    }
+
+    fn enqueue(self: &Arc<Self>, peer: &Arc<Peer>, payload: Bytes) -> Result<(), SendError> {
+        let mut st = peer.lock();
+        if peer.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if let Err(full) = st.queue.push(Instant::now(), payload) {
+            debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
+            return Err(SendError::QueueFull(peer.id));
+        }
+        self.start_writer(peer, &mut st);
+        drop(st);
+        peer.wake.notify_one();
+        Ok(())
+    }
+
+    fn note_datagram_sent(&self, to: NodeId, len: usize) {
+        if let Some(peer) = self.peer(to) {
+            let mut st = peer.lock();
+            st.stats.sent += 1;
+            st.stats.bytes_out += len as u64;
+        }
+    }
+
+    /// Queues an internal frame for member `to` (dropping the oldest beyond the bound) and
+    /// makes sure its writer runs.
+    pub fn push_control(self: &Arc<Self>, to: NodeId, frame: Frame) {
+        let Some(peer) = self.peer(to) else {
+            return;
+        };
+        let mut st = peer.lock();
+        if peer.cancel.is_cancelled() {
+            return;
+        }
+        // Straight to the connection's control stream when nothing older waits here, so a
+        // writer busy with a large application message does not hold it back.
+        let mut frame = frame;
+        if let (true, Some(tx)) = (st.control.is_empty(), st.control_tx.as_ref()) {
+            match tx.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => {
+                    frame = f;
+                }
+            }
+        }
+        if st.control.len() >= self.settings.reach.max_control_frames {
+            st.control.pop_front();
+            Counters::bump(&self.counters.control_dropped);
+        }
+        st.control.push_back((Instant::now(), frame));
+        self.start_writer(&peer, &mut st);
+        drop(st);
+        peer.wake.notify_one();
+    }
+
+    /// Opens a connection to member `to` if there is none and nothing waits for it.
+    pub fn poke(self: &Arc<Self>, to: NodeId) {
+        if self.reach.is_none() || to == self.id {
+            return;
+        }
+        let Some(member) = self.membership_of(to) else {
+            return;
+        };
+        if self.link.route(&self.settings, &member, true).is_err() {
+            return;
+        }
+        let Some(peer) = self.peer(to) else {
+            return;
+        };
+        let idle = {
+            let st = peer.lock();
+            !st.connected && st.control.is_empty() && st.queue.is_empty()
+        };
+        if idle {
+            self.push_control(to, Frame::Ping);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! One writer task per destination: connects when there is something to send, writes
+//! internal frames then queued messages in order, reconnects with back-off, drops stale
+//! messages and closes idle connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hawser_proto::node::Backoff;
+use tracing::{debug, info, warn};
+
+use super::core::Core;
+use super::counters::Counters;
+use super::link::Link;
+use super::peer::{Peer, PeerState};
+use super::reach::Frame;
+
+impl<L: Link> Core<L> {
+    /// Starts `peer`'s writer unless it runs (`st` is `peer`'s locked state).
+    pub(super) fn start_writer(self: &Arc<Self>, peer: &Arc<Peer>, st: &mut PeerState) {
+        if !st.writer_running {
+            st.writer_running = true;
+            self.tracker.spawn(writer(self.clone(), peer.clone()));
+        }
+    }
+}
+
+/// One destination's writer: connects when there is something to send, writes in order,
+/// reconnects with back-off, closes the connection when idle, and exits when idle and
+/// disconnected (the next message starts a new one).
+async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
+    let s = &core.settings;
+    let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
+    let mut conn: Option<(L::Conn, SocketAddr)> = None;
+    let mut generation = 0;
+    loop {
+        if peer.cancel.is_cancelled() {
+            break;
+        }
+        if conn.is_some() && peer.generation.load(Ordering::Relaxed) != generation {
+            info!(node = %core.id, peer = %peer.id, "address changed: reconnecting");
+            if let Some((_, via)) = conn.take() {
+                lost(&core, &peer, via);
+            }
+        }
+        if !expire(&core, &peer) {
+            tokio::select! {
+                () = peer.cancel.cancelled() => break,
+                () = peer.wake.notified() => {}
+                () = closed::<L>(&mut conn) => {
+                    info!(node = %core.id, peer = %peer.id, "disconnected by peer");
+                    if let Some((_, via)) = conn.take() {
+                        lost(&core, &peer, via);
+                    }
+                }
+                () = tokio::time::sleep(s.idle_timeout) => {
+                    let mut st = peer.lock();
+                    if conn.take().is_some() {
+                        st.connected = false;
+                        st.control_tx = None;
+                        info!(node = %core.id, peer = %peer.id, "idle connection closed");
+                    }
+                    if st.queue.is_empty() && st.control.is_empty() {
+                        st.writer_running = false;
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
+        let Some((c, via)) = conn.as_mut() else {
+            conn = connect(&core, &peer, &mut backoff, &mut generation).await;
+            continue;
+        };
+        let via = *via;
+        if !write_queued::<L>(&core, &peer, c).await {
+            conn = None;
+            core.reach_send_failed(peer.id, &[via]);
+            lost(&core, &peer, via);
+        }
+    }
+    if let Some((_, via)) = conn.take() {
+        lost(&core, &peer, via);
+    }
+    debug!(node = %core.id, peer = %peer.id, "writer ended");
+}
+
+/// One connection attempt (then the back-off delay if it failed).
+async fn connect<L: Link>(
+    core: &Arc<Core<L>>,
+    peer: &Peer,
+    backoff: &mut Backoff,
+    generation: &mut u64,
+) -> Option<(L::Conn, SocketAddr)> {
+    *generation = peer.generation.load(Ordering::Relaxed);
+    let Some(member) = core.membership_of(peer.id) else {
+        peer.cancel.cancel();
+        return None;
+    };
+    let addrs = core.link.reach_addrs(&member);
+    let attempt = tokio::time::timeout(core.settings.connect_timeout, core.link.dial(core, member));
+    let result = tokio::select! {
+        r = attempt => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        () = peer.cancel.cancelled() => return None,
+    };
+    match result {
+        Ok((conn, via)) => {
+            backoff.reset();
+            {
+                let mut st = peer.lock();
+                if st.connected_before {
+                    st.stats.reconnects += 1;
+                }
+                st.connected_before = true;
+                st.connected = true;
+                st.control_tx = L::control_sender(&conn);
+                info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
+            }
+            core.reach_connected(peer.id, via);
+            Some((conn, via))
+        }
+        Err(err) => {
+            peer.lock().stats.connect_failures += 1;
+            core.reach_send_failed(peer.id, &addrs);
+            let delay = backoff.next_delay();
+            debug!(node = %core.id, peer = %peer.id, %err, ?delay, "connect failed");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = peer.cancel.cancelled() => {}
+            }
+            None
+        }
+    }
+}
+
+/// Writes every internal frame, then everything queued; `false` if the connection failed (an
+/// application message is requeued, an internal frame dropped: the next renewal restates it).
+async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) -> bool {
+    loop {
+        let control = peer.lock().control.pop_front();
+        let Some((_, frame)) = control else {
+            break;
+        };
+        let result = tokio::select! {
+            r = L::write(conn, frame) => r,
+            () = peer.cancel.cancelled() => return true,
+        };
+        if let Err(err) = result {
+            warn!(node = %core.id, peer = %peer.id, %err, "write failed: reconnecting");
+            return false;
+        }
+    }
+    loop {
+        let item = {
+            let mut st = peer.lock();
+            if !st.control.is_empty() {
+                // Internal frames go first: come back for them.
+                return true;
+            }
+            let before = st.queue.dropped_stale();
+            let item = st.queue.pop(Instant::now());
+            let dropped = st.queue.dropped_stale() - before;
+            if dropped > 0 {
+                warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
+            }
+            item
+        };
+        let Some(item) = item else {
+            return true;
+        };
+        peer.room.notify_waiters();
+        let len = item.payload.len();
+        let result = tokio::select! {
+            r = L::write(conn, Frame::App(item.payload.clone())) => r,
+            () = peer.cancel.cancelled() => return true,
+        };
+        let mut st = peer.lock();
+        match result {
+            Ok(()) => {
+                st.stats.sent += 1;
+                st.stats.bytes_out += len as u64;
+            }
+            Err(err) => {
+                st.queue.requeue_front(item);
+                warn!(node = %core.id, peer = %peer.id, %err, "write failed: reconnecting");
+                return false;
+            }
+        }
+    }
+}
+
+/// Expires stale messages and internal frames at the head, tracing and waking waiters;
+/// whether anything is left to write.
+fn expire<L>(core: &Core<L>, peer: &Peer) -> bool {
+    let mut st = peer.lock();
+    let now = Instant::now();
+    let dropped = st.queue.expire(now);
+    if dropped > 0 {
+        warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
+        peer.room.notify_waiters();
+    }
+    let deadline = core.settings.queue.deadline;
+    while st
+        .control
+        .front()
+        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > deadline)
+    {
+        st.control.pop_front();
+        Counters::bump(&core.counters.control_dropped);
+    }
+    !st.queue.is_empty() || !st.control.is_empty()
+}
+
+/// The writer lost its connection to `peer` through `via` (not an idle close).
+fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
+    {
+        let mut st = peer.lock();
+        st.connected = false;
+        st.control_tx = None;
+    }
+    core.reach_disconnected(peer.id, via);
+}
+
+async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {
+    match conn {
+        Some((c, _)) => L::closed(c).await,
+        None => std::future::pending().await,
+    }
+}

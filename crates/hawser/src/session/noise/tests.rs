@@ -1,0 +1,147 @@
+//! Handshake and transport-mode tests of the Noise channel.
+
+use super::*;
+use crate::session::registry::{Protocol, ProtocolId};
+
+fn registry() -> ProtocolRegistry {
+    let mut r = ProtocolRegistry::new();
+    r.register(Protocol::new(ProtocolId(7), "echo", &[1, 2]).unwrap())
+        .unwrap();
+    r
+}
+
+fn run(
+    a: &mut Handshake,
+    b: &mut Handshake,
+    tamper: impl Fn(usize, &mut Vec<u8>),
+) -> Result<(), HandshakeError> {
+    let mut step = 0;
+    while !(a.is_finished() && b.is_finished()) {
+        if let Some(mut m) = a.poll_transmit()? {
+            tamper(step, &mut m);
+            step += 1;
+            b.handle_message(&m)?;
+        }
+        if let Some(mut m) = b.poll_transmit()? {
+            tamper(step, &mut m);
+            step += 1;
+            a.handle_message(&m)?;
+        }
+    }
+    Ok(())
+}
+
+fn pair(net_a: &str, net_b: &str, pin: Option<PeerId>) -> (Handshake, Handshake) {
+    let ia = Identity::from_secret_bytes(&[1; 32]);
+    let ib = Identity::from_secret_bytes(&[2; 32]);
+    let a = Handshake::new(
+        Role::Initiator,
+        &ia,
+        &NetworkId::new(net_a).unwrap(),
+        &registry(),
+        4096,
+        pin,
+    )
+    .unwrap();
+    let b = Handshake::new(
+        Role::Responder,
+        &ib,
+        &NetworkId::new(net_b).unwrap(),
+        &registry(),
+        4096,
+        None,
+    )
+    .unwrap();
+    (a, b)
+}
+
+#[test]
+fn handshake_then_duplex_encryption() {
+    let (mut a, mut b) = pair(
+        "n",
+        "n",
+        Some(Identity::from_secret_bytes(&[2; 32]).peer_id()),
+    );
+    run(&mut a, &mut b, |_, _| {}).unwrap();
+    let (ca, ra) = a.into_established().unwrap();
+    let (cb, rb) = b.into_established().unwrap();
+    assert_eq!(ra.peer_id, Identity::from_secret_bytes(&[2; 32]).peer_id());
+    assert_eq!(rb.peer_id, Identity::from_secret_bytes(&[1; 32]).peer_id());
+    assert!(rb.protocols.protocol(ProtocolId(7)).is_some());
+    let (mut sa, _) = ca.split();
+    let (_, mut ob) = cb.split();
+    let mut ct = Vec::new();
+    sa.seal(b"hello", &mut ct).unwrap();
+    let mut pt = Vec::new();
+    assert_eq!(ob.open_counted(0, &ct, &mut pt).unwrap(), Opened::Data);
+    assert_eq!(pt, b"hello");
+    // A replay of counter 0 is a duplicate, dropped before decryption.
+    assert_eq!(ob.open_counted(0, &ct, &mut pt).unwrap(), Opened::Duplicate);
+    assert_eq!(ob.duplicates(), 1);
+    // A jump ahead is a gap.
+    assert!(matches!(
+        ob.open_counted(5, &ct, &mut pt),
+        Err(CryptoError::Gap { .. })
+    ));
+    // A bit flip fails authentication.
+    let mut ct2 = Vec::new();
+    sa.seal(b"world", &mut ct2).unwrap();
+    ct2[3] ^= 1;
+    assert_eq!(ob.open(&ct2, &mut pt), Err(CryptoError::Decrypt));
+}
+
+#[test]
+fn wrong_network_is_named_by_the_responder() {
+    let (mut a, mut b) = pair("blue", "green", None);
+    let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
+    assert!(
+        matches!(err, HandshakeError::NetworkMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_pin_fails_at_the_initiator_before_it_reveals_itself() {
+    let other = Identity::from_secret_bytes(&[9; 32]).peer_id();
+    let (mut a, mut b) = pair("n", "n", Some(other));
+    let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
+    assert!(matches!(err, HandshakeError::PeerMismatch { .. }), "{err}");
+}
+
+#[test]
+fn tampered_handshake_message_fails() {
+    for target in 0..3 {
+        let (mut a, mut b) = pair("n", "n", None);
+        let res = run(&mut a, &mut b, |step, m| {
+            if step == target {
+                let last = m.len() - 1;
+                m[last] ^= 0x80;
+            }
+        });
+        assert!(res.is_err(), "tampering message {target} went unnoticed");
+    }
+}
+
+#[test]
+fn oversized_handshake_message_is_refused() {
+    let (_, mut b) = pair("n", "n", None);
+    let err = b.handle_message(&[0; 5000]).unwrap_err();
+    assert!(matches!(err, HandshakeError::TooLarge { .. }));
+}
+
+#[test]
+fn plaintext_hello_round_trip() {
+    let id = Identity::from_secret_bytes(&[4; 32]);
+    let net = NetworkId::new("n").unwrap();
+    let hello = plaintext_hello(&id, &net, &registry());
+    let remote = parse_plaintext_hello(&net, &hello, Some(id.peer_id())).unwrap();
+    assert_eq!(remote.peer_id, id.peer_id());
+    let other = NetworkId::new("other").unwrap();
+    assert!(matches!(
+        parse_plaintext_hello(&other, &hello, None),
+        Err(HandshakeError::NetworkMismatch { .. })
+    ));
+    for cut in 0..hello.len() {
+        assert!(parse_plaintext_hello(&net, &hello[..cut], None).is_err());
+    }
+}

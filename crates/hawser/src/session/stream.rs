@@ -1,0 +1,173 @@
+//! The per-protocol streams of a session: the stream header, routing inbound streams to
+//! their protocol's queue, [`Incoming`] and [`Stream`].
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+use tracing::{debug, warn};
+
+use super::registry::{Negotiated, ProtocolId};
+
+/// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
+/// version`, big-endian.
+pub const STREAM_HEADER_LEN: usize = 6;
+
+/// Where `route_inbound` queues each inbound stream, per protocol.
+pub(super) struct Routes {
+    pub senders: HashMap<ProtocolId, mpsc::Sender<Stream>>,
+    pub negotiated: Negotiated,
+    pub timeout: Duration,
+}
+
+/// Reads each inbound stream's header (concurrently, each under the header timeout) and
+/// queues it for its protocol. Unknown protocols or versions are reset.
+pub(super) async fn route_inbound(mut raw: mpsc::Receiver<yamux::Stream>, routes: Routes) {
+    let routes = Arc::new(routes);
+    // At most `mux.max_streams` entries: yamux refuses streams beyond its cap.
+    let mut pending = JoinSet::new();
+    loop {
+        tokio::select! {
+            s = raw.recv() => match s {
+                Some(s) => { pending.spawn(route_one(s, routes.clone())); }
+                None => return,
+            },
+            Some(_) = pending.join_next(), if !pending.is_empty() => {}
+        }
+    }
+}
+
+async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
+    let mut io = raw.compat();
+    let mut header = [0u8; STREAM_HEADER_LEN];
+    match tokio::time::timeout(routes.timeout, io.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            debug!("inbound stream sent no header in time; reset");
+            return;
+        }
+    }
+    let protocol = ProtocolId(u32::from_be_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
+    let version = u16::from_be_bytes([header[4], header[5]]);
+    if routes.negotiated.version(protocol) != Some(version) {
+        warn!(%protocol, version, "inbound stream for a protocol or version not agreed; reset");
+        return;
+    }
+    let Some(tx) = routes.senders.get(&protocol) else {
+        return;
+    };
+    let stream = Stream {
+        io,
+        protocol,
+        version,
+    };
+    if tx.try_send(stream).is_err() {
+        warn!(%protocol, "inbound stream queue full or not taken; reset");
+    }
+}
+
+/// The inbound streams of one protocol on one session.
+#[derive(Debug)]
+pub struct Incoming {
+    rx: mpsc::Receiver<Stream>,
+}
+
+impl Incoming {
+    /// The inbound streams queued on `rx`.
+    pub(super) fn new(rx: mpsc::Receiver<Stream>) -> Incoming {
+        Incoming { rx }
+    }
+
+    /// The next inbound stream, or `None` once the session has ended.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&mut self) -> Option<Stream> {
+        self.rx.recv().await
+    }
+}
+
+/// One bidirectional stream of a session, bound to one protocol and version. Reads and
+/// writes as a tokio byte stream; `shutdown` half-closes; dropping it resets it.
+pub struct Stream {
+    io: Compat<yamux::Stream>,
+    protocol: ProtocolId,
+    version: u16,
+}
+
+impl Stream {
+    /// A stream of `protocol` at `version` over a raw yamux stream.
+    pub(super) fn new(raw: yamux::Stream, protocol: ProtocolId, version: u16) -> Stream {
+        Stream {
+            io: raw.compat(),
+            protocol,
+            version,
+        }
+    }
+
+    /// The stream's protocol.
+    pub fn protocol(&self) -> ProtocolId {
+        self.protocol
+    }
+
+    /// The protocol version both ends agreed on.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The stream as a sequence of messages, each behind a 4-byte length, at most
+    /// `max_message` bytes (for protocols that exchange messages rather than bytes).
+    pub fn into_framed(self, max_message: usize) -> Framed<Stream, LengthDelimitedCodec> {
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(max_message)
+            .new_codec();
+        Framed::new(self, codec)
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("protocol", &self.protocol)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
