@@ -1,16 +1,15 @@
 //! The async LSP client.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hawser_proto::lsp::{
     ClientEndpoint, ClientRead, ClientState, Config, EndReason, EndpointStats, Params,
 };
 use hawser_proto::wire::{ConnId, SeqNum};
-use tokio::task::JoinHandle;
 
-use super::driver::{self, AbortOnDrop, Driven, Shared};
+use super::driver::{self, Driven, DriverTask, Shared};
 use super::error::{ClientReadError, CloseError, ConnectError, WriteError};
 use super::socket::Socket;
 
@@ -26,7 +25,7 @@ impl Driven for ClientEndpoint {
 /// (pending messages are abandoned, and the server will notice the silence).
 pub struct Client {
     shared: Arc<Shared<ClientEndpoint>>,
-    driver: Mutex<Option<JoinHandle<()>>>,
+    driver: DriverTask,
     conn_id: ConnId,
     local_addr: SocketAddr,
 }
@@ -77,8 +76,8 @@ impl Client {
         let endpoint = ClientEndpoint::new(config, server, SeqNum(u64::from(isn)), now)?;
         let shared = Shared::new(endpoint);
         let task = tokio::spawn(driver::run(shared.clone(), socket));
-        // If this future is dropped while waiting, the guard aborts the task.
-        let mut guard = AbortOnDrop(Some(task));
+        // If this future is dropped while waiting, dropping the handle aborts the task.
+        let driver = DriverTask::new(task);
         let connected = shared
             .wait_for(|ep| match ep.state() {
                 ClientState::Connecting => None,
@@ -87,18 +86,15 @@ impl Client {
             })
             .await
             .unwrap_or(Err(()));
-        let task = guard.0.take();
         match connected {
             Ok(conn_id) => Ok(Client {
                 shared,
-                driver: Mutex::new(task),
+                driver,
                 conn_id,
                 local_addr,
             }),
             Err(()) => {
-                if let Some(task) = task {
-                    let _ = task.await;
-                }
+                driver.join().await;
                 Err(ConnectError::Timeout)
             }
         }
@@ -195,10 +191,7 @@ impl Client {
             .wait_for(|ep| ep.end_reason())
             .await
             .unwrap_or(EndReason::Lost);
-        let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.driver.join().await;
         match reason {
             EndReason::Closed => Ok(()),
             EndReason::Lost => Err(CloseError::Lost),
@@ -226,19 +219,7 @@ impl Client {
 
     /// Whether the background task has ended.
     pub fn is_driver_finished(&self) -> bool {
-        self.driver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(JoinHandle::is_finished)
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if let Some(task) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.driver.is_finished()
     }
 }
 

@@ -197,12 +197,40 @@ fn recv_error(err: io::Error) -> bool {
     true
 }
 
-/// Aborts a task when dropped (a future abandoned mid-way takes its task with it).
-pub(crate) struct AbortOnDrop(pub Option<tokio::task::JoinHandle<()>>);
+/// The handle of an endpoint's driver task: joined by `close`, aborted when dropped (a client
+/// or server dropped without `close`, or a `connect` future abandoned mid-way, takes its task
+/// with it).
+pub(crate) struct DriverTask(Mutex<Option<tokio::task::JoinHandle<()>>>);
 
-impl Drop for AbortOnDrop {
+impl DriverTask {
+    pub fn new(task: tokio::task::JoinHandle<()>) -> DriverTask {
+        DriverTask(Mutex::new(Some(task)))
+    }
+
+    fn take(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Waits for the task to end (at once if it already did, or was joined before).
+    pub async fn join(&self) {
+        if let Some(task) = self.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+}
+
+impl Drop for DriverTask {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
+        if let Some(task) = self.take() {
             task.abort();
         }
     }

@@ -1,14 +1,13 @@
 //! The async LSP server.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hawser_proto::lsp::{Config, EndpointStats, Params, ServerEndpoint, ServerRead};
 use hawser_proto::wire::ConnId;
-use tokio::task::JoinHandle;
 
-use super::driver::{self, Driven, Shared};
+use super::driver::{self, Driven, DriverTask, Shared};
 use super::error::{CloseError, ConnectError, ServerReadError, WriteError};
 use super::socket::Socket;
 
@@ -24,7 +23,7 @@ impl Driven for ServerEndpoint {
 /// Dropping a server without [`close`](Self::close) stops its background task at once.
 pub struct Server {
     shared: Arc<Shared<ServerEndpoint>>,
-    driver: Mutex<Option<JoinHandle<()>>>,
+    driver: DriverTask,
     local_addr: SocketAddr,
 }
 
@@ -54,7 +53,7 @@ impl Server {
         let task = tokio::spawn(driver::run(shared.clone(), socket));
         Ok(Server {
             shared,
-            driver: Mutex::new(Some(task)),
+            driver: DriverTask::new(task),
             local_addr,
         })
     }
@@ -161,10 +160,7 @@ impl Server {
             .wait_for(|ep| ep.is_closed().then(|| ep.lost_while_closing()))
             .await
             .unwrap_or(true);
-        let task = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.driver.join().await;
         if lost {
             Err(CloseError::Lost)
         } else {
@@ -189,11 +185,7 @@ impl Server {
 
     /// Whether the background task has ended.
     pub fn is_driver_finished(&self) -> bool {
-        self.driver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(JoinHandle::is_finished)
+        self.driver.is_finished()
     }
 }
 
@@ -202,13 +194,5 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(task) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
     }
 }
