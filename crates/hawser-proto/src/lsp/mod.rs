@@ -24,8 +24,8 @@ pub use client::{ClientEndpoint, ClientRead, ClientState};
 pub use connection::{ConnState, Connection};
 pub use error::{EndReason, WriteError};
 pub use params::{
-    AckPolicy, Config, Params, ParamsError, RetransmitPolicy, RtoBounds, MAX_BACKOFF_LIMIT, MAX_DATAGRAM,
-    MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT, MIN_DATAGRAM,
+    AckPolicy, Config, Params, ParamsError, RetransmitPolicy, RtoBounds, MAX_BACKOFF_LIMIT,
+    MAX_DATAGRAM, MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT, MIN_DATAGRAM,
 };
 pub use server::{ServerEndpoint, ServerEvent, ServerRead, MAX_EVENTS};
 pub use stats::{ConnStats, EndpointStats};
