@@ -1,5 +1,7 @@
 //! The node test suite, run against the in-memory network, the default network on 127.0.0.1
-//! (TCP + UDP), and (a subset) the default network with reliable delivery over LSP.
+//! (TCP + UDP), (a subset) the default network with reliable delivery over LSP, and the
+//! default network with reliable delivery over each session transport (`ws://`, `mem://`,
+//! `lsp://`; unreliable datagrams still go over UDP).
 
 mod node_common;
 
@@ -401,3 +403,15 @@ suite!(Tcp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_q
     idle_connection_closes, stop_leaves_no_task);
 suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, concurrent_senders,
     on_receive_handler, stop_leaves_no_task);
+
+// Reliable messages over session transports (`Settings::transports`); each node also listens
+// on TCP + UDP, which carries only datagrams (and reachability addresses) here.
+suite!(SessionWs: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
+    idle_connection_closes, stop_leaves_no_task);
+suite!(SessionMem: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
+    idle_connection_closes, stop_leaves_no_task);
+suite!(SessionLsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
+    idle_connection_closes, stop_leaves_no_task);

@@ -1,15 +1,18 @@
 //! Shared harness of the node tests: start a cluster on the in-memory network, on 127.0.0.1
-//! (TCP + UDP), or on 127.0.0.1 with reliable delivery over LSP, with short timers.
+//! (TCP + UDP), on 127.0.0.1 with reliable delivery over LSP, or on 127.0.0.1 with reliable
+//! delivery over a session transport (`ws://`, `mem://`, `lsp://`), with short timers.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hawser::node::{
-    Incoming, IncomingStream, Member, MemoryHub, Node, QueueLimits, ReliableTransport, Role,
-    Settings,
+    Incoming, IncomingStream, Member, MemoryHub, Node, NodeId, QueueLimits, ReliableTransport,
+    Role, Settings,
 };
+use hawser::session::TransportAddr;
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -20,7 +23,24 @@ pub enum Kind {
     Memory,
     Tcp,
     Lsp,
+    /// The default network, reliable messages over `ws://` sessions (`Settings::transports`).
+    SessionWs,
+    /// The default network, reliable messages over `mem://` sessions.
+    SessionMem,
+    /// The default network, reliable messages over `lsp://` sessions.
+    SessionLsp,
 }
+
+impl Kind {
+    /// Whether reliable messages go over a session transport of `Settings::transports`.
+    pub fn is_session(self) -> bool {
+        matches!(self, Kind::SessionWs | Kind::SessionMem | Kind::SessionLsp)
+    }
+}
+
+/// Session-transport clusters give a transport address to every id up to this one, before
+/// any node starts, so a node added later (`membership_changes`) is reached over it too.
+pub const MAX_TEST_ID: u64 = 8;
 
 /// Test settings: short back-off, a 1 s deadline.
 pub fn settings() -> Settings {
@@ -43,6 +63,9 @@ pub struct Cluster {
     pub roles: Vec<(u64, Role)>,
     pub addrs: HashMap<u64, SocketAddr>,
     pub lsp_addrs: HashMap<u64, SocketAddr>,
+    /// Session kinds: where each node accepts reliable sessions (`listen_on`); every node
+    /// sends reliable messages to it there (`settings.transports`).
+    pub transports: HashMap<u64, TransportAddr>,
     pub settings: Settings,
 }
 
@@ -51,11 +74,46 @@ fn free_udp_port() -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+fn free_tcp_port() -> SocketAddr {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// The session transport address of node `id` for `kind` (`mem://` names are unique in the
+/// process: the in-memory transport's names are global).
+fn transport_addr(kind: Kind, id: u64) -> TransportAddr {
+    static CLUSTER: AtomicU64 = AtomicU64::new(0);
+    match kind {
+        Kind::SessionWs => TransportAddr::Ws(free_tcp_port()),
+        Kind::SessionLsp => TransportAddr::Lsp(free_udp_port()),
+        Kind::SessionMem => {
+            let n = CLUSTER.fetch_add(1, Ordering::Relaxed);
+            TransportAddr::Mem(format!("node-suite-{n}-{id}"))
+        }
+        _ => unreachable!("{kind:?} has no session transport"),
+    }
+}
+
 impl Cluster {
     pub fn new(kind: Kind, roles: &[(u64, Role)]) -> Cluster {
         let mut settings = settings();
         if kind == Kind::Lsp {
             settings.reliable = ReliableTransport::Lsp;
+        }
+        if kind == Kind::SessionLsp {
+            // LSP has no close: a stopped peer is noticed only after `epoch_limit` silent
+            // epochs. 100 ms (not 2 s) lets the suite's timings (a restart within the 1 s
+            // deadline) see a stop as TCP would.
+            settings.lsp.params.epoch = Duration::from_millis(20);
+            settings.lsp.params.epoch_limit = 5;
+        }
+        let mut transports = HashMap::new();
+        if kind.is_session() {
+            for id in 1..=MAX_TEST_ID {
+                let addr = transport_addr(kind, id);
+                settings.transports.insert(NodeId(id), addr.clone());
+                transports.insert(id, addr);
+            }
         }
         Cluster {
             kind,
@@ -63,6 +121,7 @@ impl Cluster {
             roles: roles.to_vec(),
             addrs: HashMap::new(),
             lsp_addrs: HashMap::new(),
+            transports,
             settings,
         }
     }
@@ -94,9 +153,13 @@ impl Cluster {
         let b = Node::builder(id)
             .members(self.membership())
             .settings(self.settings.clone());
+        let b = match self.transports.get(&id) {
+            Some(t) => b.listen_on(t.clone()),
+            None => b,
+        };
         let node = match self.kind {
             Kind::Memory => b.in_memory(&self.hub).start().await.unwrap(),
-            Kind::Tcp | Kind::Lsp => {
+            Kind::Tcp | Kind::Lsp | Kind::SessionWs | Kind::SessionMem | Kind::SessionLsp => {
                 let listen = self
                     .addrs
                     .get(&id)
@@ -112,6 +175,9 @@ impl Cluster {
         };
         if let Some(addr) = node.local_addr() {
             self.addrs.insert(id, addr);
+        }
+        if let Some(t) = self.transports.get(&id) {
+            assert!(node.listen_addrs().contains(t), "{t} not listened on");
         }
         node
     }
