@@ -329,3 +329,24 @@ async fn handshake_flood_stays_within_the_pending_cap() {
 fn client_identity() -> hawser::session::PeerId {
     config(1).identity.peer_id()
 }
+
+#[tokio::test]
+async fn oversized_handshake_prefix_fails_at_once_with_a_typed_error() {
+    let mut b = config(2);
+    b.handshake_timeout = Duration::from_secs(30);
+    let (mut l, r) = memory_duplex_pair(64 * 1024);
+    // Announces 65,535 bytes, sends three, and stays open.
+    l.write_all(&[0xff, 0xff, 1, 2, 3]).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(5), accept(Link::bytes(r), &b))
+        .await
+        .expect("refused long before the handshake timeout");
+    let Err(err) = refused else {
+        panic!("handshake accepted")
+    };
+    let max = b.max_handshake_message;
+    assert!(
+        matches!(err, HandshakeError::TooLarge { len: 65_535, max: m } if m == max),
+        "{err}"
+    );
+    drop(l);
+}

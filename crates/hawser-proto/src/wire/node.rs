@@ -11,7 +11,17 @@
 //!                (where the sender listens, if it says)
 //! datagram     = magic "HW" | version:u8 (0x01) | kind:u8 (0x02) | from:u64 BE | to:u64 BE
 //!                | payload (the rest of the UDP datagram; 20 header bytes)
+//! sealed       = magic "HW" | version:u8 (0x01) | kind:u8 (0x04) | from:u64 BE | to:u64 BE
+//!                | counter:u64 BE | ciphertext | tag[16]
+//!                (28 header bytes, then the payload sealed with ChaCha20-Poly1305)
 //! ```
+//!
+//! A `sealed` datagram is what nodes running with Noise sessions send instead of `datagram`.
+//! Its key is the sender's datagram key for this receiver (sent in a [`FrameKind::DatagramKey`]
+//! frame inside the sender's encrypted session), its 96-bit nonce is 4 zero bytes then
+//! `counter` (big-endian; each key seals each counter once), and its associated data is the
+//! whole 28-byte header ([`SealedDatagram::header`]), so `from`, `to` and `counter` are
+//! authenticated. The receiver checks `counter` against a replay window after authentication.
 //!
 //! A hello is the first frame of every reliable connection, inside its length prefix on TCP, or
 //! the first message on LSP. After a plain `hello`, each frame is one application payload (on
@@ -22,6 +32,8 @@
 //! frame = 0x00 | application payload      (delivered to the application, byte for byte)
 //!       | 0x01 | reachability event       (hawser_proto::wire::reach, for the node itself)
 //!       | 0x02                            (ping: opens the connection, carries nothing)
+//!       | 0x03 | key[32]                  (the sender's datagram key for this receiver;
+//!                                          sent only inside an encrypted session)
 //! ```
 //!
 //! hawser's nodes open framed connections and accept both. Parsers never panic, and reject a
@@ -43,10 +55,18 @@ pub const KIND_HELLO: u8 = 0x01;
 pub const KIND_DATAGRAM: u8 = 0x02;
 /// The kind byte of a framed hello ([`FramedHello`]).
 pub const KIND_FRAMED_HELLO: u8 = 0x03;
+/// The kind byte of a sealed datagram envelope ([`SealedDatagram`]).
+pub const KIND_SEALED_DATAGRAM: u8 = 0x04;
 /// Length of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 12;
 /// Length of a datagram envelope's header, before the payload.
 pub const DATAGRAM_HEADER_LEN: usize = 20;
+/// Length of a sealed datagram's header (authenticated, in clear), before the ciphertext.
+pub const SEALED_HEADER_LEN: usize = 28;
+/// Length of a sealed datagram's authentication tag (Poly1305), after the ciphertext.
+pub const SEALED_TAG_LEN: usize = 16;
+/// Length of a datagram key ([`FrameKind::DatagramKey`]'s body).
+pub const DATAGRAM_KEY_LEN: usize = 32;
 
 mod field {
     use std::ops::Range;
@@ -55,6 +75,7 @@ mod field {
     pub const KIND: usize = 3;
     pub const FROM: Range<usize> = 4..12;
     pub const TO: Range<usize> = 12..20;
+    pub const COUNTER: Range<usize> = 20..28;
 }
 
 /// The first frame of a reliable connection: who is speaking.
@@ -221,6 +242,8 @@ pub enum FrameKind {
     Reach = 0x01,
     /// Nothing: a frame that only opens (or keeps) the connection. Its rest must be empty.
     Ping = 0x02,
+    /// The sender's datagram key for the receiver: exactly [`DATAGRAM_KEY_LEN`] bytes.
+    DatagramKey = 0x03,
 }
 
 /// Length of the kind byte before a framed connection's frame body.
@@ -239,6 +262,8 @@ impl FrameKind {
             0x01 => Ok(FrameKind::Reach),
             0x02 if rest.is_empty() => Ok(FrameKind::Ping),
             0x02 => Err(WireError::Malformed("ping with a body")),
+            0x03 if rest.len() == DATAGRAM_KEY_LEN => Ok(FrameKind::DatagramKey),
+            0x03 => Err(WireError::Malformed("datagram key of the wrong length")),
             other => Err(WireError::UnknownType(u64::from(other))),
         }
     }
@@ -288,6 +313,65 @@ impl<'a> Datagram<'a> {
     /// The encoded length: [`DATAGRAM_HEADER_LEN`] plus the payload.
     pub fn buffer_len(&self) -> usize {
         DATAGRAM_HEADER_LEN + self.payload.len()
+    }
+}
+
+/// A sealed unreliable datagram: sender, intended receiver, counter (the nonce), and the
+/// ciphertext with its tag (borrowed from the datagram). Stateless: sealing and opening are
+/// the node layer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedDatagram<'a> {
+    /// The sender's node id.
+    pub from: u64,
+    /// The receiver's node id.
+    pub to: u64,
+    /// The sender's counter for this key: the nonce, and the replay window's index.
+    pub counter: u64,
+    /// The ciphertext followed by its [`SEALED_TAG_LEN`]-byte tag.
+    pub sealed: &'a [u8],
+}
+
+impl<'a> SealedDatagram<'a> {
+    /// Parses one UDP datagram as a sealed datagram (at least a header and a tag).
+    ///
+    /// # Errors
+    /// [`WireError`] when it is not a sealed node datagram of this version; never panics.
+    pub fn parse(bytes: &'a [u8]) -> Result<SealedDatagram<'a>, WireError> {
+        check_header(
+            bytes,
+            SEALED_HEADER_LEN + SEALED_TAG_LEN,
+            KIND_SEALED_DATAGRAM,
+        )?;
+        Ok(SealedDatagram {
+            from: read_u64(bytes, field::FROM),
+            to: read_u64(bytes, field::TO),
+            counter: read_u64(bytes, field::COUNTER),
+            sealed: bytes.get(SEALED_HEADER_LEN..).unwrap_or_default(),
+        })
+    }
+
+    /// The header: the associated data of the seal, and the first bytes on the wire.
+    pub fn header(&self) -> [u8; SEALED_HEADER_LEN] {
+        let mut h = [0u8; SEALED_HEADER_LEN];
+        h[field::MAGIC].copy_from_slice(&MAGIC);
+        h[field::VERSION] = VERSION;
+        h[field::KIND] = KIND_SEALED_DATAGRAM;
+        h[field::FROM].copy_from_slice(&self.from.to_be_bytes());
+        h[field::TO].copy_from_slice(&self.to.to_be_bytes());
+        h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
+        h
+    }
+
+    /// Appends the encoded datagram ([`buffer_len`](Self::buffer_len) bytes) to `out`.
+    pub fn emit(&self, out: &mut BytesMut) {
+        out.reserve(self.buffer_len());
+        out.put_slice(&self.header());
+        out.put_slice(self.sealed);
+    }
+
+    /// The encoded length: [`SEALED_HEADER_LEN`] plus the ciphertext and tag.
+    pub fn buffer_len(&self) -> usize {
+        SEALED_HEADER_LEN + self.sealed.len()
     }
 }
 
@@ -450,6 +534,53 @@ mod tests {
         );
     }
 
+    static SEALED_1_TO_2: [u8; 45] = [
+        0x48, 0x57, 0x01, 0x04, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+        0x01, 0x02, b'x', 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
+        0xac, 0xad, 0xae, 0xaf,
+    ];
+
+    #[test]
+    fn sealed_datagram_golden_bytes() {
+        let d = SealedDatagram::parse(&SEALED_1_TO_2).unwrap();
+        assert_eq!((d.from, d.to, d.counter), (1, 2, 0x0102));
+        assert_eq!(d.sealed, &SEALED_1_TO_2[28..]);
+        assert_eq!(d.header(), SEALED_1_TO_2[..SEALED_HEADER_LEN]);
+        let bytes = emit_after_a5(|o| d.emit(o));
+        assert_eq!(bytes, SEALED_1_TO_2);
+        assert_eq!(d.buffer_len(), bytes.len());
+        // An empty payload: header and tag only.
+        let bytes = [&SEALED_1_TO_2[..28], &[0; 16]].concat();
+        let empty = SealedDatagram::parse(&bytes).unwrap();
+        assert_eq!(empty.sealed.len(), SEALED_TAG_LEN);
+    }
+
+    #[test]
+    fn malformed_sealed_datagrams_are_refused() {
+        for n in 0..SEALED_HEADER_LEN + SEALED_TAG_LEN {
+            assert_eq!(
+                SealedDatagram::parse(&SEALED_1_TO_2[..n]),
+                Err(WireError::Truncated),
+                "prefix {n}"
+            );
+        }
+        let mut bad = SEALED_1_TO_2;
+        bad[1] = b'X';
+        assert!(matches!(
+            SealedDatagram::parse(&bad),
+            Err(WireError::Malformed(_))
+        ));
+        // A plain datagram is not a sealed one and vice versa.
+        assert_eq!(
+            SealedDatagram::parse(&[&DGRAM_1_TO_2[..], &[0; 32]].concat()),
+            Err(WireError::UnknownType(2))
+        );
+        assert_eq!(
+            Datagram::parse(&SEALED_1_TO_2),
+            Err(WireError::UnknownType(4))
+        );
+    }
+
     #[test]
     fn frame_kinds() {
         assert_eq!(FrameKind::of(&[0x00]), Ok(FrameKind::App));
@@ -462,6 +593,17 @@ mod tests {
         ));
         assert_eq!(FrameKind::of(&[]), Err(WireError::Truncated));
         assert_eq!(FrameKind::of(&[0x07]), Err(WireError::UnknownType(7)));
+        let mut key = [0u8; 33];
+        key[0] = 0x03;
+        assert_eq!(FrameKind::of(&key), Ok(FrameKind::DatagramKey));
+        assert!(matches!(
+            FrameKind::of(&key[..32]),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            FrameKind::of(&[&key[..], &[0]].concat()),
+            Err(WireError::Malformed(_))
+        ));
         for k in [FrameKind::App, FrameKind::Reach, FrameKind::Ping] {
             assert_eq!(
                 FrameKind::of(&[k.byte()]).ok().map(|x| x.byte()),
@@ -483,6 +625,14 @@ mod tests {
             d.emit(&mut out);
             prop_assert_eq!(out.len(), d.buffer_len());
             prop_assert_eq!(Datagram::parse(&out), Ok(d));
+            let mut sealed = payload.clone();
+            sealed.extend_from_slice(&[0x5a; SEALED_TAG_LEN]);
+            let s = SealedDatagram { from, to, counter: from ^ to, sealed: &sealed };
+            let mut out = BytesMut::new();
+            s.emit(&mut out);
+            prop_assert_eq!(out.len(), s.buffer_len());
+            prop_assert_eq!(&out[..SEALED_HEADER_LEN], &s.header()[..]);
+            prop_assert_eq!(SealedDatagram::parse(&out), Ok(s));
             let port = (to & 0xffff) as u16;
             for listen in [None, Some(SocketAddr::from(([10, 0, 0, 1], port))),
                            Some(SocketAddr::new(Ipv6Addr::from(u128::from(to)).into(), port))] {
@@ -495,9 +645,10 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
             let _ = Hello::parse(&bytes);
             let _ = Datagram::parse(&bytes);
+            let _ = SealedDatagram::parse(&bytes);
             let _ = FramedHello::parse(&bytes);
             let _ = AnyHello::parse(&bytes);
             let _ = FrameKind::of(&bytes);

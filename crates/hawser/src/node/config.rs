@@ -41,8 +41,9 @@ pub struct Settings {
     /// Largest reliable payload (frame) sent or accepted, in bytes; a peer announcing a larger
     /// frame has its connection closed, counted. Default 10 MiB.
     pub max_frame: usize,
-    /// Largest unreliable payload, in bytes (one UDP datagram with a 20-byte envelope).
-    /// Default 4,096, as PhxPaxos. At most 65,000.
+    /// Largest unreliable payload, in bytes (one UDP datagram with a 20-byte envelope, or
+    /// with Noise a 28-byte header and a 16-byte tag). Default 4,096, as PhxPaxos. At most
+    /// 65,000.
     pub datagram_limit: usize,
     /// What to do with a larger unreliable payload. Default [`OversizeDatagram::Refuse`].
     pub oversize_datagram: OversizeDatagram,
@@ -85,6 +86,10 @@ pub struct Settings {
     /// How reliable connections are protected. Default [`Security::Noise`] (encrypted, the
     /// peer's identity proven). [`Security::DangerPlaintext`] sends everything in clear with
     /// identities only claimed: for benchmarks and debugging on a trusted network only.
+    /// With Noise, unreliable datagrams are sealed with a key each session's dialer sends in
+    /// it; a datagram to a destination with no such key yet is dropped (counted in
+    /// `NodeStats::datagrams_without_key`) and a session to it opened. In plaintext they go
+    /// unauthenticated.
     pub security: Security,
     /// Per node: the `PeerId`s it may prove (at most [`MAX_PINS`] each, two or more during a
     /// key rotation; at most `max_nodes` entries). A session to or from that node proving

@@ -33,6 +33,17 @@ pub(crate) struct Counters {
     /// Sessions refused, dialling or accepting, because the peer proved (or, in plaintext,
     /// claimed) another identity than the one pinned for its node (`Settings::pins`).
     pub peer_mismatches: AtomicU64,
+    /// Unreliable messages dropped on send because no session has given this node a
+    /// datagram key for the destination yet (Noise only; a session is opened for the next ones).
+    pub datagrams_without_key: AtomicU64,
+    /// Datagrams received by a Noise node dropped because they were not sealed, or were
+    /// sealed by a sender whose datagram key this node does not hold (yet).
+    pub unsealed_datagrams: AtomicU64,
+    /// Sealed datagrams dropped because they did not authenticate: another key, or altered.
+    pub forged_datagrams: AtomicU64,
+    /// Sealed datagrams dropped because their counter was already seen or is older than the
+    /// replay window (64 counters).
+    pub replayed_datagrams: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +67,10 @@ impl Counters {
             learned_refused: r(&self.learned_refused),
             handshake_failures: r(&self.handshake_failures),
             peer_mismatches: r(&self.peer_mismatches),
+            datagrams_without_key: r(&self.datagrams_without_key),
+            unsealed_datagrams: r(&self.unsealed_datagrams),
+            forged_datagrams: r(&self.forged_datagrams),
+            replayed_datagrams: r(&self.replayed_datagrams),
         }
     }
 }

@@ -49,7 +49,7 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     /// Sends one datagram without waiting.
     fn send_datagram(
         &self,
-        core: &Core<Self>,
+        core: &Arc<Core<Self>>,
         to: &Member,
         payload: &Bytes,
     ) -> Result<(), SendError>;
@@ -57,7 +57,7 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     /// Sends one datagram, waiting for room.
     fn send_datagram_wait(
         &self,
-        core: &Core<Self>,
+        core: &Arc<Core<Self>>,
         to: Member,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), SendError>> + Send;

@@ -132,7 +132,12 @@ impl Link for MemoryLink {
         conn.alive.cancelled().await;
     }
 
-    fn send_datagram(&self, _: &Core<Self>, to: &Member, payload: &Bytes) -> Result<(), SendError> {
+    fn send_datagram(
+        &self,
+        _: &Arc<Core<Self>>,
+        to: &Member,
+        payload: &Bytes,
+    ) -> Result<(), SendError> {
         // A datagram to a node that is not running is lost, as on a real network.
         if let Some(dest) = self.hub.lookup(to.id) {
             dest.deliver_now(self.id, payload.clone());
@@ -142,7 +147,7 @@ impl Link for MemoryLink {
 
     async fn send_datagram_wait(
         &self,
-        core: &Core<Self>,
+        core: &Arc<Core<Self>>,
         to: Member,
         payload: Bytes,
     ) -> Result<(), SendError> {

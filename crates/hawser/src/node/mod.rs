@@ -16,8 +16,10 @@
 //!   ([`Settings::security`]), bound to [`Settings::identity`] and [`Settings::network_id`],
 //!   with per-node identity pins ([`Settings::pins`], [`SessionError`] and
 //!   `NodeStats::peer_mismatches`). Messages and reachability use the reserved protocols
-//!   [`NODE_MESSAGES`] and [`NODE_REACH`], each on its own stream. Unreliable datagrams are
-//!   not protected in this version.
+//!   [`NODE_MESSAGES`] and [`NODE_REACH`], each on its own stream. With Noise, unreliable
+//!   datagrams are sealed (ChaCha20-Poly1305, replay window) with a key per direction sent
+//!   inside the session; a node drops (and counts) datagrams to or from a peer it has no
+//!   session key for yet (`NodeStats::datagrams_without_key`, `unsealed_datagrams`).
 //! - Reachability (`docs/reachability.md`): every node runs the presence protocol of
 //!   [`hawser_proto::reach`] on its connections, learns peers and addresses from the flood, and
 //!   exposes [`Node::peers`] (a [`PeerSnapshot`] per peer), [`Node::peer_events`] (a stream of
@@ -50,6 +52,7 @@
 mod config;
 mod core;
 mod counters;
+mod datagram;
 mod error;
 mod incoming;
 mod link;

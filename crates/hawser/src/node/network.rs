@@ -49,6 +49,17 @@ pub struct NodeStats {
     /// Sessions refused, dialling or accepting, because the peer proved (or, in plaintext,
     /// claimed) another identity than the one pinned for its node (`Settings::pins`).
     pub peer_mismatches: u64,
+    /// Unreliable messages dropped on send because no session has given this node a
+    /// datagram key for the destination yet (Noise only; a session is opened for the next ones).
+    pub datagrams_without_key: u64,
+    /// Datagrams received by a Noise node dropped because they were not sealed, or were
+    /// sealed by a sender whose datagram key this node does not hold (yet).
+    pub unsealed_datagrams: u64,
+    /// Sealed datagrams dropped because they did not authenticate: another key, or altered.
+    pub forged_datagrams: u64,
+    /// Sealed datagrams dropped because their counter was already seen or is older than the
+    /// replay window (64 counters).
+    pub replayed_datagrams: u64,
 }
 
 /// The outcome of a broadcast, per destination.

@@ -10,6 +10,7 @@ use hawser_proto::node::{NodeId, PeerStats, QueueLimits, SendQueue};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::datagram::{OpenKey, SealKey};
 use super::reach::Frame;
 
 /// One destination's queue, counters and writer state.
@@ -39,6 +40,10 @@ pub(super) struct PeerState {
     pub(super) connected: bool,
     /// The current connection's own path for internal frames (`Link::control_sender`).
     pub(super) control_tx: Option<mpsc::Sender<Frame>>,
+    /// This node's datagram key to the peer (sealed datagrams, Noise only).
+    pub(super) seal: Option<SealKey>,
+    /// The peer's datagram key to this node, with its replay window (Noise only).
+    pub(super) open: Option<OpenKey>,
 }
 
 impl Peer {
@@ -54,6 +59,8 @@ impl Peer {
                 control: VecDeque::new(),
                 connected: false,
                 control_tx: None,
+                seal: None,
+                open: None,
             }),
             wake: Notify::new(),
             room: Notify::new(),

@@ -52,6 +52,8 @@ pub(crate) enum Frame {
     Reach(Bytes),
     /// Nothing: opens the connection.
     Ping,
+    /// The sender's datagram key for the receiver (encrypted sessions only).
+    DatagramKey(super::datagram::KeyBytes),
 }
 
 impl Frame {
@@ -65,6 +67,12 @@ impl Frame {
             FrameKind::App => Frame::App(frame.slice(FRAME_KIND_LEN..)),
             FrameKind::Reach => Frame::Reach(frame.slice(FRAME_KIND_LEN..)),
             FrameKind::Ping => Frame::Ping,
+            FrameKind::DatagramKey => {
+                let mut key = [0u8; hawser_proto::wire::node::DATAGRAM_KEY_LEN];
+                // `FrameKind::of` checked the body is exactly a key.
+                key.copy_from_slice(frame.get(FRAME_KIND_LEN..).unwrap_or_default());
+                Frame::DatagramKey(key)
+            }
         })
     }
 
@@ -75,6 +83,7 @@ impl Frame {
             Frame::App(b) => (FrameKind::App, b),
             Frame::Reach(b) => (FrameKind::Reach, b),
             Frame::Ping => (FrameKind::Ping, &[]),
+            Frame::DatagramKey(k) => (FrameKind::DatagramKey, k),
         }
     }
 }

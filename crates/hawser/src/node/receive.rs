@@ -32,6 +32,12 @@ impl<L: Link> Core<L> {
                 true
             }
             Frame::Ping => true,
+            // Keys are taken by the session's reader (`super::secure`), which knows whether
+            // the session is encrypted; one reaching here came another way and is ignored.
+            Frame::DatagramKey(_) => {
+                Counters::bump(&self.counters.bad_frames);
+                true
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use futures_util::StreamExt;
 use hawser_proto::node::{Member, NodeId};
-use hawser_proto::wire::node::{FramedHello, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{FrameKind, FramedHello, FRAME_KIND_LEN};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 use super::config::Settings;
 use super::core::Core;
 use super::counters::Counters;
+use super::datagram::{self, OpenKey, SealKey};
 use super::error::{SessionError, StartError};
 use super::link::Link;
 use super::reach::{Frame, TrafficGate};
@@ -255,6 +256,9 @@ pub(crate) async fn dial<L: Link>(
     write_frame(&mut app, &mut buf, &[], &hello)
         .await
         .map_err(SessionError::Hello)?;
+    if session.is_encrypted() {
+        send_datagram_key(core, member.id, &mut app, &mut buf).await?;
+    }
     let mut reach = session.open(NODE_REACH).await?;
     write_frame(&mut reach, &mut buf, &[], &hello)
         .await
@@ -270,6 +274,25 @@ pub(crate) async fn dial<L: Link>(
         control,
         task,
     })
+}
+
+/// Draws this node's datagram key to `to`, sends it on the (encrypted) messages stream, and
+/// seals the next datagrams to `to` with it.
+async fn send_datagram_key<L: Link>(
+    core: &Core<L>,
+    to: NodeId,
+    app: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<(), SessionError> {
+    let key = datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
+    let kind = [FrameKind::DatagramKey.byte()];
+    write_frame(app, buf, &kind, &key)
+        .await
+        .map_err(SessionError::Hello)?;
+    if let Some(peer) = core.peer(to) {
+        peer.lock().seal = Some(SealKey::new(&key));
+    }
+    Ok(())
 }
 
 fn is_oversized(err: &io::Error) -> bool {
@@ -325,14 +348,30 @@ async fn serve<L: Link>(
         return;
     };
     let peer = session.peer_id();
+    let encrypted = session.is_encrypted();
     debug!(node = %core.id, %peer, ?remote, "session accepted");
+    let on = Accepted {
+        peer,
+        remote,
+        encrypted,
+    };
     tokio::select! {
-        () = serve_protocol(&core, messages, peer, remote, true) => {}
-        () = serve_protocol(&core, reach, peer, remote, false) => {}
+        () = serve_protocol(&core, messages, on, true) => {}
+        () = serve_protocol(&core, reach, on, false) => {}
         () = core.cancel.cancelled() => {}
     }
     // Dropping the last handle ends the session at once.
     drop(session);
+}
+
+/// What a served stream knows of its session.
+#[derive(Clone, Copy)]
+struct Accepted {
+    peer: PeerId,
+    /// The connection's address, when known.
+    remote: Option<SocketAddr>,
+    /// Whether the session is encrypted (only then is a datagram key taken).
+    encrypted: bool,
 }
 
 /// Serves the streams of one protocol, one after the other; the first must come within
@@ -340,10 +379,10 @@ async fn serve<L: Link>(
 async fn serve_protocol<L: Link>(
     core: &Arc<Core<L>>,
     mut incoming: Incoming,
-    peer: PeerId,
-    remote: Option<SocketAddr>,
+    on: Accepted,
     messages: bool,
 ) {
+    let peer = on.peer;
     let first = tokio::time::timeout(core.settings.hello_timeout, incoming.accept()).await;
     let mut stream = match first {
         Ok(Some(s)) => s,
@@ -355,7 +394,7 @@ async fn serve_protocol<L: Link>(
         }
     };
     loop {
-        if !serve_stream(core, stream, peer, remote, messages).await {
+        if !serve_stream(core, stream, on, messages).await {
             return;
         }
         stream = match incoming.accept().await {
@@ -369,10 +408,14 @@ async fn serve_protocol<L: Link>(
 async fn serve_stream<L: Link>(
     core: &Arc<Core<L>>,
     stream: Stream,
-    peer: PeerId,
-    remote: Option<SocketAddr>,
+    on: Accepted,
     messages: bool,
 ) -> bool {
+    let Accepted {
+        peer,
+        remote,
+        encrypted,
+    } = on;
     // The kind byte comes on top of an application payload of up to `max_frame`.
     let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
     let mut frames = stream.into_framed(max);
@@ -421,6 +464,12 @@ async fn serve_stream<L: Link>(
     loop {
         match frames.next().await {
             Some(Ok(frame)) => match Frame::parse(frame.freeze()) {
+                Ok(Frame::DatagramKey(key)) if encrypted => {
+                    if let Some(p) = core.peer(from) {
+                        p.lock().open = Some(OpenKey::new(&key));
+                        debug!(node = %core.id, peer = %from, "datagram key received");
+                    }
+                }
                 Ok(frame) => {
                     if !core.receive(from, via, frame, &mut gate).await {
                         return false;

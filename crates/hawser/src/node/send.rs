@@ -213,7 +213,16 @@ impl<L: Link> Core<L> {
 
     /// Opens a connection to member `to` if there is none and nothing waits for it.
     pub fn poke(self: &Arc<Self>, to: NodeId) {
-        if self.reach.is_none() || to == self.id {
+        if self.reach.is_none() {
+            return;
+        }
+        self.open_session(to);
+    }
+
+    /// Like `poke`, with or without reachability: opens the session that brings a datagram
+    /// key (`super::datagram`).
+    pub fn open_session(self: &Arc<Self>, to: NodeId) {
+        if to == self.id {
             return;
         }
         let Some(member) = self.membership_of(to) else {

@@ -7,7 +7,8 @@
 //! `Security::DangerPlaintext`), multiplexed, carrying the node protocols of `super::secure`
 //! (messages and reachability on streams of their own, each starting with a framed hello).
 //! Sessions are one-way: each node writes on the sessions it opened and reads on those it
-//! accepted. Datagrams are unauthenticated (`docs/security.md`).
+//! accepted. With Noise, datagrams are sealed with the key each session's dialer sends in it
+//! (`super::datagram`); in plaintext they are not authenticated (`docs/security.md`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use hawser_proto::node::{Member, Membership, NodeId};
-use hawser_proto::wire::node::{Datagram, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
@@ -23,12 +24,13 @@ use tracing::{debug, info, warn};
 use super::config::{ReliableTransport, Settings};
 use super::core::Core;
 use super::counters::Counters;
+use super::datagram::OpenError;
 use super::error::{SendError, StartError};
 use super::link::Link;
 use super::reach::{memory_addr, Frame};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};
-use crate::session::{PeerId, TransportAddr};
+use crate::session::{PeerId, Security, TransportAddr};
 
 /// The largest UDP datagram read.
 const RECV_BUFFER: usize = 65_536;
@@ -77,6 +79,34 @@ impl TcpLink {
 
     fn udp(&self) -> Option<Arc<UdpSocket>> {
         self.udp.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether datagrams are sealed (the node runs Noise sessions).
+    fn seals(&self) -> bool {
+        self.ctx.session.security == Security::Noise
+    }
+
+    /// The datagram to send `payload` to `to` as: sealed with Noise, plain otherwise. `None`
+    /// (counted) when no session has brought a key for `to` yet; a session is then opened.
+    fn datagram(&self, core: &Arc<Core<Self>>, to: &Member, payload: &[u8]) -> Option<Bytes> {
+        if !self.seals() {
+            return Some(self.envelope(to, payload));
+        }
+        let peer = core.peer(to.id)?;
+        let mut st = peer.lock();
+        let sealed = st
+            .seal
+            .as_mut()
+            .and_then(|k| k.seal(self.id.0, to.id.0, payload));
+        if sealed.is_none() {
+            // No key, or its counter is exhausted: the next session brings a new one.
+            st.seal = None;
+            drop(st);
+            Counters::bump(&core.counters.datagrams_without_key);
+            debug!(node = %self.id, peer = %to.id, "datagram dropped: no datagram key yet");
+            core.open_session(to.id);
+        }
+        sealed
     }
 
     fn envelope(&self, to: &Member, payload: &[u8]) -> Bytes {
@@ -165,11 +195,19 @@ impl Link for TcpLink {
         self.listen_addrs.clone()
     }
 
-    fn send_datagram(&self, _: &Core<Self>, to: &Member, payload: &Bytes) -> Result<(), SendError> {
+    fn send_datagram(
+        &self,
+        core: &Arc<Core<Self>>,
+        to: &Member,
+        payload: &Bytes,
+    ) -> Result<(), SendError> {
         let (Some(udp), Some(addr)) = (self.udp(), to.addrs.first()) else {
             return Err(SendError::Stopped);
         };
-        match udp.try_send_to(&self.envelope(to, payload), *addr) {
+        let Some(datagram) = self.datagram(core, to, payload) else {
+            return Ok(());
+        };
+        match udp.try_send_to(&datagram, *addr) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendError::QueueFull(to.id)),
             Err(err) => {
@@ -182,14 +220,17 @@ impl Link for TcpLink {
 
     async fn send_datagram_wait(
         &self,
-        _: &Core<Self>,
+        core: &Arc<Core<Self>>,
         to: Member,
         payload: Bytes,
     ) -> Result<(), SendError> {
         let (Some(udp), Some(addr)) = (self.udp(), to.addrs.first()) else {
             return Err(SendError::Stopped);
         };
-        if let Err(err) = udp.send_to(&self.envelope(&to, &payload), *addr).await {
+        let Some(datagram) = self.datagram(core, &to, &payload) else {
+            return Ok(());
+        };
+        if let Err(err) = udp.send_to(&datagram, *addr).await {
             debug!(node = %self.id, peer = %to.id, %err, "datagram send failed");
         }
         Ok(())
@@ -391,6 +432,10 @@ async fn udp_loop(core: Arc<Core<TcpLink>>, udp: Arc<UdpSocket>) {
         let Some(bytes) = buf.get(..len) else {
             continue;
         };
+        if core.link.seals() {
+            receive_sealed(&core, bytes);
+            continue;
+        }
         match Datagram::parse(bytes) {
             Ok(d) if d.to == core.id.0 => {
                 let payload = Bytes::copy_from_slice(d.payload);
@@ -404,6 +449,59 @@ async fn udp_loop(core: Arc<Core<TcpLink>>, udp: Arc<UdpSocket>) {
                 Counters::bump(&core.counters.malformed_datagrams);
                 debug!(node = %core.id, %err, "malformed datagram dropped");
             }
+        }
+    }
+}
+
+/// Handles one datagram received by a Noise node: opened with the sender's key and delivered,
+/// or dropped and counted.
+fn receive_sealed(core: &Arc<Core<TcpLink>>, bytes: &[u8]) {
+    let d = match SealedDatagram::parse(bytes) {
+        Ok(d) => d,
+        Err(_) => match Datagram::parse(bytes) {
+            Ok(plain) if plain.to != core.id.0 => {
+                Counters::bump(&core.counters.unknown_senders);
+                debug!(node = %core.id, to = plain.to, "datagram for another node dropped");
+                return;
+            }
+            Ok(_) => {
+                Counters::bump(&core.counters.unsealed_datagrams);
+                debug!(node = %core.id, "plain datagram dropped: this node requires sealed ones");
+                return;
+            }
+            Err(err) => {
+                Counters::bump(&core.counters.malformed_datagrams);
+                debug!(node = %core.id, %err, "malformed datagram dropped");
+                return;
+            }
+        },
+    };
+    let from = NodeId(d.from);
+    let peer = match core.peer(from) {
+        Some(peer) if d.to == core.id.0 => peer,
+        _ => {
+            Counters::bump(&core.counters.unknown_senders);
+            debug!(node = %core.id, %from, to = d.to, "datagram misdirected or from a stranger");
+            return;
+        }
+    };
+    let opened = match peer.lock().open.as_mut() {
+        Some(key) => key.open(&d),
+        None => {
+            Counters::bump(&core.counters.unsealed_datagrams);
+            debug!(node = %core.id, %from, "sealed datagram dropped: no key from this sender");
+            return;
+        }
+    };
+    match opened {
+        Ok(payload) => core.deliver_now(from, payload),
+        Err(OpenError::Forged) => {
+            Counters::bump(&core.counters.forged_datagrams);
+            debug!(node = %core.id, %from, "datagram dropped: authentication failed");
+        }
+        Err(OpenError::Replayed) => {
+            Counters::bump(&core.counters.replayed_datagrams);
+            debug!(node = %core.id, %from, counter = d.counter, "datagram dropped: replayed");
         }
     }
 }

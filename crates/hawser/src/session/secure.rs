@@ -18,7 +18,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::DuplexStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, LengthDelimitedCodecError};
 use tracing::{debug, warn};
 
 use super::error::{CloseReason, CryptoError, HandshakeError};
@@ -105,15 +105,33 @@ async fn noise_bytes(
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
     let mut hs = handshake(role, config, expected)?;
-    let mut framed = Framed::new(stream, byte_codec(MAX_NOISE_MESSAGE));
+    // Handshake messages are bounded by `max_handshake_message`, checked on the length
+    // prefix itself: a peer announcing more is refused before its bytes are awaited.
+    let max = config.max_handshake_message;
+    let mut framed = Framed::new(stream, byte_codec(max));
     while !hs.is_finished() {
         if let Some(m) = hs.poll_transmit()? {
             framed.send(Bytes::from(m)).await?;
             continue;
         }
-        let m = framed.next().await.ok_or(HandshakeError::Closed)??;
+        let m = match framed.next().await.ok_or(HandshakeError::Closed)? {
+            Ok(m) => m,
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|e| e.is::<LengthDelimitedCodecError>()) =>
+            {
+                // The codec refused the prefix without consuming it: it is still buffered.
+                let len = framed
+                    .read_buffer()
+                    .get(..LENGTH_PREFIX_LEN)
+                    .map_or(max + 1, |h| usize::from(u16::from_be_bytes([h[0], h[1]])));
+                return Err(HandshakeError::TooLarge { len, max });
+            }
+            Err(e) => return Err(e.into()),
+        };
         hs.handle_message(&m)?;
     }
+    framed.codec_mut().set_max_frame_length(MAX_NOISE_MESSAGE);
     let (cipher, remote) = hs.into_established()?;
     let (sink, stream) = framed.split();
     Ok(pumped_channel(

@@ -1,0 +1,204 @@
+//! Sealed datagrams, for nodes running with `Security::Noise` (`docs/security.md`).
+//!
+//! Each direction has its own key: the node that dials a session draws a random
+//! [`DATAGRAM_KEY_LEN`]-byte key, sends it inside the encrypted session (a
+//! `FrameKind::DatagramKey` frame on the messages stream, after the hello), and seals its
+//! datagrams to that peer with it ([`SealKey`]). The accepting node keeps it as the peer's
+//! [`OpenKey`]. A new session replaces both ends' key.
+//!
+//! Sealing is ChaCha20-Poly1305 (`ring`), nonce = 4 zero bytes then a 64-bit counter carried in
+//! clear, associated data = the 28-byte envelope header (`SealedDatagram::header`: sender,
+//! receiver, counter). Opening authenticates first, then checks the counter against a 64-wide
+//! sliding [`ReplayWindow`].
+
+use bytes::{Bytes, BytesMut};
+use hawser_proto::wire::node::{SealedDatagram, DATAGRAM_KEY_LEN, SEALED_TAG_LEN};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+
+/// A datagram key, as carried in a `FrameKind::DatagramKey` frame.
+pub(crate) type KeyBytes = [u8; DATAGRAM_KEY_LEN];
+
+/// Why a sealed datagram was not opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// Authentication failed: another key, or altered bytes.
+    Forged,
+    /// The counter was already seen, or is older than the window.
+    Replayed,
+}
+
+/// A fresh random datagram key.
+pub(crate) fn generate_key() -> Result<KeyBytes, getrandom::Error> {
+    let mut key = [0u8; DATAGRAM_KEY_LEN];
+    getrandom::fill(&mut key)?;
+    Ok(key)
+}
+
+fn aead_key(key: &KeyBytes) -> LessSafeKey {
+    // CHACHA20_POLY1305 takes exactly 32-byte keys, and `KeyBytes` is 32 bytes.
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte chacha key"))
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// The sending half of one direction: the key and the next counter.
+pub(crate) struct SealKey {
+    key: LessSafeKey,
+    next: u64,
+}
+
+impl SealKey {
+    pub fn new(key: &KeyBytes) -> SealKey {
+        SealKey {
+            key: aead_key(key),
+            next: 0,
+        }
+    }
+
+    /// The sealed datagram from `from` to `to` carrying `payload`; `None` once the counter
+    /// is exhausted (2^64 − 1 datagrams: a new session brings a new key).
+    pub fn seal(&mut self, from: u64, to: u64, payload: &[u8]) -> Option<Bytes> {
+        let counter = self.next;
+        self.next = self.next.checked_add(1)?;
+        let mut sealed = Vec::with_capacity(payload.len() + SEALED_TAG_LEN);
+        sealed.extend_from_slice(payload);
+        let d = SealedDatagram {
+            from,
+            to,
+            counter,
+            sealed: &[],
+        };
+        let header = d.header();
+        self.key
+            .seal_in_place_append_tag(nonce(counter), Aad::from(header), &mut sealed)
+            .ok()?;
+        let d = SealedDatagram {
+            sealed: &sealed,
+            ..d
+        };
+        let mut out = BytesMut::with_capacity(d.buffer_len());
+        d.emit(&mut out);
+        Some(out.freeze())
+    }
+}
+
+/// The receiving half of one direction: the key and its replay window.
+pub(crate) struct OpenKey {
+    key: LessSafeKey,
+    window: ReplayWindow,
+}
+
+impl OpenKey {
+    pub fn new(key: &KeyBytes) -> OpenKey {
+        OpenKey {
+            key: aead_key(key),
+            window: ReplayWindow::default(),
+        }
+    }
+
+    /// The payload of `d`, authenticated and never seen before.
+    ///
+    /// # Errors
+    /// [`OpenError`]; the window only moves for authentic datagrams.
+    pub fn open(&mut self, d: &SealedDatagram<'_>) -> Result<Bytes, OpenError> {
+        let mut buf = d.sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce(d.counter), Aad::from(d.header()), &mut buf)
+            .map_err(|_| OpenError::Forged)?;
+        let len = plain.len();
+        if !self.window.accept(d.counter) {
+            return Err(OpenError::Replayed);
+        }
+        buf.truncate(len);
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Which of the last 64 counters were seen (bit `i`: `top − i`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReplayWindow {
+    top: u64,
+    bits: u64,
+}
+
+impl ReplayWindow {
+    /// Width of the window: counters more than this far below the highest seen are refused.
+    pub const WIDTH: u64 = 64;
+
+    /// Records `counter`; `false` if it was seen already or is too old.
+    pub fn accept(&mut self, counter: u64) -> bool {
+        if self.bits == 0 {
+            // Nothing seen yet.
+            self.top = counter;
+            self.bits = 1;
+            return true;
+        }
+        if counter > self.top {
+            let shift = counter - self.top;
+            self.bits = if shift >= Self::WIDTH {
+                1
+            } else {
+                (self.bits << shift) | 1
+            };
+            self.top = counter;
+            return true;
+        }
+        let back = self.top - counter;
+        if back >= Self::WIDTH {
+            return false;
+        }
+        let mask = 1u64 << back;
+        if self.bits & mask != 0 {
+            return false;
+        }
+        self.bits |= mask;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_window_refuses_repeats_and_old_counters() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(5));
+        assert!(!w.accept(5));
+        assert!(w.accept(3), "late but new");
+        assert!(!w.accept(3));
+        assert!(w.accept(100));
+        assert!(!w.accept(36), "64 below the top: out of the window");
+        assert!(w.accept(37));
+        assert!(!w.accept(37));
+        assert!(w.accept(u64::MAX));
+        assert!(!w.accept(100));
+    }
+
+    #[test]
+    fn seal_then_open_once() {
+        let key = [7u8; DATAGRAM_KEY_LEN];
+        let (mut tx, mut rx) = (SealKey::new(&key), OpenKey::new(&key));
+        let bytes = tx.seal(1, 2, b"hi").unwrap();
+        let d = SealedDatagram::parse(&bytes).unwrap();
+        assert_eq!((d.from, d.to, d.counter), (1, 2, 0));
+        assert_eq!(rx.open(&d).unwrap(), &b"hi"[..]);
+        assert_eq!(rx.open(&d), Err(OpenError::Replayed));
+        // Another sender id in the header: the associated data differs.
+        let next = tx.seal(1, 2, b"yo").unwrap();
+        let mut forged = next.to_vec();
+        forged[11] = 9;
+        let d = SealedDatagram::parse(&forged).unwrap();
+        assert_eq!(rx.open(&d), Err(OpenError::Forged));
+        // Another key.
+        let mut other = OpenKey::new(&[8u8; DATAGRAM_KEY_LEN]);
+        let d = SealedDatagram::parse(&next).unwrap();
+        assert_eq!(other.open(&d), Err(OpenError::Forged));
+        assert_eq!(rx.open(&d).unwrap(), &b"yo"[..]);
+    }
+}
