@@ -81,6 +81,12 @@ impl<E: Driven> Shared<E> {
         &self,
         mut ready: impl FnMut(&mut E) -> Option<R>,
     ) -> Result<R, DriverGone> {
+        // Fast path, taken by nearly every read of a busy connection: no subscription needed
+        // when the answer is already there.
+        if let Some(result) = ready(&mut self.lock()) {
+            return Ok(result);
+        }
+        // Subscribe before looking again, so a change made in between is not missed.
         let mut changes = self.subscribe();
         loop {
             changes.borrow_and_update();
