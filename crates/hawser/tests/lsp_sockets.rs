@@ -252,3 +252,47 @@ async fn after_server_close_read_is_the_error_with_no_id() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn send_waits_for_queue_room_while_write_fails() {
+    timeout(LIMIT, async {
+        let config = Config {
+            max_send_queue: 4,
+            max_read_queue: 2,
+            ..Config::new(fast(8, 8))
+        };
+        let server = Server::bind_with(
+            config.clone(),
+            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+        )
+        .unwrap();
+        let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+        let client = Client::connect_with(server.local_addr(), 1, config, socket)
+            .await
+            .unwrap();
+        // The server does not read: 2 messages fill its read queue, 4 the client's send queue.
+        for i in 0..6u8 {
+            client.send(vec![i]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(client.write(vec![6]), Err(WriteError::QueueFull(4)));
+        let blocked = tokio::time::timeout(Duration::from_millis(300), client.send(vec![6])).await;
+        assert!(blocked.is_err(), "send must wait while the queue is full");
+        // The reader catches up: the waiting send completes and everything arrives in order.
+        let reader = async {
+            let mut got = Vec::new();
+            while got.len() < 8 {
+                got.push(server.read().await.unwrap().1[0]);
+            }
+            got
+        };
+        let writer = async {
+            client.send(vec![6]).await.unwrap();
+            client.send(vec![7]).await.unwrap();
+        };
+        let (got, ()) = tokio::join!(reader, writer);
+        assert_eq!(got, (0..8).collect::<Vec<u8>>());
+    })
+    .await
+    .unwrap();
+}

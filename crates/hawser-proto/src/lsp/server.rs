@@ -459,3 +459,84 @@ impl DatagramEndpoint for ServerEndpoint {
         self.timers.first().map(|&(at, _)| at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::lsp::Params;
+
+    fn t0() -> Instant {
+        #[allow(clippy::disallowed_methods)] // tests need one arbitrary origin
+        Instant::now()
+    }
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000))
+    }
+
+    fn connect(server: &mut ServerEndpoint, now: Instant, from: SocketAddr, isn: u64) {
+        let mut buf = BytesMut::new();
+        server
+            .config
+            .codec
+            .encode(&Message::connect(SeqNum(isn)), &mut buf);
+        server.handle_datagram(now, from, &buf);
+        while server.poll_transmit().is_some() {}
+    }
+
+    #[test]
+    fn lifecycle_events_are_capped_when_nobody_polls_them() {
+        let config = Config {
+            max_connections: 5_000,
+            ..Config::default()
+        };
+        let mut server = ServerEndpoint::new(config).unwrap();
+        let now = t0();
+        for i in 0..MAX_EVENTS as u32 + 100 {
+            connect(&mut server, now, addr(i), 1);
+        }
+        assert_eq!(server.live_connections(), MAX_EVENTS + 100);
+        let events = std::iter::from_fn(|| server.poll_event()).count();
+        assert_eq!(events, MAX_EVENTS, "the oldest events were dropped");
+    }
+
+    #[test]
+    fn ended_connections_count_until_their_end_is_read() {
+        let config = Config {
+            max_connections: 2,
+            ..Config::new(Params {
+                epoch: Duration::from_millis(100),
+                ..Params::reference()
+            })
+        };
+        let mut server = ServerEndpoint::new(config).unwrap();
+        let mut now = t0();
+        connect(&mut server, now, addr(1), 1);
+        connect(&mut server, now, addr(2), 2);
+        // Both clients go silent: after K silent epochs both connections are lost.
+        for _ in 0..10 {
+            now += Duration::from_millis(100);
+            server.handle_timeout(now);
+            while server.poll_transmit().is_some() {}
+        }
+        assert_eq!(server.live_connections(), 0);
+        // Their ends are not read yet: they still hold memory, so a third client is refused.
+        connect(&mut server, now, addr(3), 3);
+        assert_eq!(server.stats().refused_connects, 1);
+        assert!(matches!(
+            server.read(),
+            Some(ServerRead::Ended(_, EndReason::Lost))
+        ));
+        assert!(matches!(
+            server.read(),
+            Some(ServerRead::Ended(_, EndReason::Lost))
+        ));
+        connect(&mut server, now, addr(3), 3);
+        assert_eq!(server.live_connections(), 1);
+        assert_eq!(server.stats().refused_connects, 1);
+    }
+}
