@@ -384,40 +384,24 @@ async fn run_client(
     report
 }
 
-/// Every Data transmission an endpoint made so far (first sends and resends).
-fn data_transmissions(s: &EndpointStats) -> u64 {
-    s.conns.data_sent + s.conns.retransmits
-}
-
-/// Waits until no endpoint has sent any Data for a quiet spell of `max_backoff + 2` epochs
-/// (longer than the epoch policy's longest wait between two sends of one message, and than a
-/// settled adaptive timeout): then, most likely, nothing is left unacknowledged. Gives up after
-/// `epoch_limit` epochs (or at `deadline`). The API does not expose pending counts, and with
-/// cumulative acks the counters cannot tell them exactly.
+/// Waits until nothing is left unacknowledged in either direction of any connection (a side
+/// that has closed goes silent, so a message whose ack was lost would never be acknowledged
+/// after a close). Gives up after `epoch_limit` epochs (or at `deadline`).
 async fn settle(reports: &[ClientReport], server: &Server, p: Params, deadline: Instant) {
-    let quiet = p.epoch * (p.max_backoff + 2);
     let give_up = deadline.min(Instant::now() + p.epoch * p.epoch_limit);
-    let activity = || {
-        data_transmissions(&server.stats())
-            + reports
-                .iter()
-                .filter_map(|r| r.client.as_ref())
-                .map(|c| data_transmissions(&c.stats()))
-                .sum::<u64>()
+    let flushed = || {
+        reports
+            .iter()
+            .filter_map(|r| r.client.as_ref())
+            .all(|c| c.pending() == 0 && server.pending(c.conn_id()) == 0)
     };
-    let mut last = activity();
-    let mut since = Instant::now();
     while Instant::now() < give_up {
-        tokio::time::sleep(p.epoch / 5).await;
-        let now = activity();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
+        if flushed() {
             return;
         }
+        tokio::time::sleep(p.epoch / 5).await;
     }
-    info!("closing while data is still being resent");
+    info!("closing while data is still unacknowledged");
 }
 
 /// Closes every connected client concurrently; returns (clean closes, closes attempted).
