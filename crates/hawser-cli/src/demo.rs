@@ -58,16 +58,12 @@ struct ClientReport {
 /// Invalid options; a socket cannot be bound.
 pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
     let codec: Codec = a.wire.into();
-    let mut config = Config::new(demo_params())
+    // The adaptive timeout needs no cap here: the library never lets it exceed the epoch
+    // schedule's longest wait, (max_backoff + 1) epochs.
+    let config = Config::new(demo_params())
         .with_codec(codec)
         .with_retransmit(a.retransmit.into());
-    // The adaptive timeout backs off up to `rto.max` (2 s by default); cap it at the epoch
-    // policy's longest wait between two sends, so that neither policy stalls for long, and the
-    // quiet spell before closing (see `settle`) outlasts both.
     let p = config.params;
-    config.rto.max = p.epoch * (p.max_backoff + 1);
-    config.rto.initial = config.rto.initial.min(config.rto.max);
-    config.rto.min = config.rto.min.min(config.rto.max);
     validate_config(&config)?;
     if a.clients == 0 {
         return Err(CliError::Invalid(
