@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use hawser::fault_socket::FaultySocket;
-use hawser::lsp::{Codec, Socket, SOCKET_BUFFER_BYTES};
+use hawser::lsp::{Codec, Socket};
 use hawser_proto::fault::{FaultConfig, FaultStats};
 
 /// The faults to inject on one socket.
@@ -49,7 +49,7 @@ impl FaultProbe {
 
 /// Binds a UDP socket at `addr`; with `faults`, one that injects them (the codec lets the
 /// injectors recognize Data messages). Either way its kernel buffers are enlarged to
-/// [`SOCKET_BUFFER_BYTES`], as hawser does for its own plain sockets: with the OS default
+/// `hawser::lsp::SOCKET_BUFFER_BYTES`, as hawser does for its own plain sockets: with the OS default
 /// (about 200 KiB on Linux) a full window overflows the receiver's buffer.
 ///
 /// # Errors
@@ -62,27 +62,13 @@ pub async fn bind(
     let Some(faults) = faults else {
         return Ok((Socket::bind(addr).await?, None));
     };
+    // `from_socket` enlarges the kernel buffers, as hawser does for its plain sockets.
     let udp = tokio::net::UdpSocket::bind(addr).await?;
-    enlarge_buffers(&udp);
     let socket = FaultySocket::from_socket(udp, codec, faults.seed);
     socket.set_outbound(faults.outbound);
     socket.set_inbound(faults.inbound);
     let probe = FaultProbe(socket.clone());
     Ok((Socket::from(socket), Some(probe)))
-}
-
-/// Asks for [`SOCKET_BUFFER_BYTES`] of kernel send and receive buffer; best effort (the OS
-/// may cap it), a refusal is only logged.
-fn enlarge_buffers(udp: &tokio::net::UdpSocket) {
-    let sock = socket2::SockRef::from(udp);
-    for (what, result) in [
-        ("receive", sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES)),
-        ("send", sock.set_send_buffer_size(SOCKET_BUFFER_BYTES)),
-    ] {
-        if let Err(e) = result {
-            tracing::debug!(%e, what, "cannot enlarge the socket buffer");
-        }
-    }
 }
 
 impl FaultCounts {
