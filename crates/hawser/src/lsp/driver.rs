@@ -2,7 +2,6 @@
 //! endpoint, and time into it. It holds no protocol logic.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,7 +14,8 @@ use super::socket::Socket;
 
 /// Largest datagram the driver reads (the UDP maximum).
 const RECV_BUFFER: usize = 65_536;
-/// Most datagrams handled under one lock after a wake-up, before sending what they produced.
+/// Datagrams handled under one lock after a wake-up before sending what they produced (a
+/// received buffer is always handled whole, so up to one buffer more).
 const RECV_BATCH: usize = 64;
 
 /// What the driver needs from an endpoint beyond the datagram boundary.
@@ -126,6 +126,8 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
     let _exit = ExitGuard(&shared);
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut outgoing: Vec<Transmit> = Vec::new();
+    // Where runs of datagrams are glued together for one segmented send.
+    let mut scratch: Vec<u8> = Vec::new();
     // One timer for the whole endpoint, re-armed only when the deadline moves.
     let far_future = TokioInstant::now() + std::time::Duration::from_secs(86_400 * 365);
     let sleep = tokio::time::sleep_until(far_future);
@@ -139,8 +141,9 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
             }
             (ep.poll_timeout(), ep.is_finished())
         };
-        for t in outgoing.drain(..) {
-            send(&socket, &t.contents, t.destination).await;
+        if !outgoing.is_empty() {
+            socket.send_all(&outgoing, &mut scratch).await;
+            outgoing.clear();
         }
         shared.bump();
         if finished {
@@ -154,16 +157,20 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
                 .reset(deadline.map_or(far_future, TokioInstant::from_std));
         }
         tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => {
+            received = socket.recv(&mut buf) => match received {
+                Ok(first) => {
                     let mut ep = shared.lock();
                     let now = now();
-                    ep.handle_datagram(now, from, &buf[..len]);
-                    // Drain what else is already waiting, under the same lock.
-                    for _ in 1..RECV_BATCH {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((len, from)) => ep.handle_datagram(now, from, &buf[..len]),
-                            Err(_) => break,
+                    let mut handled = 0;
+                    let mut next = Some(first);
+                    // Handle it, then drain what else is already waiting, under the same lock.
+                    while let Some(r) = next.take() {
+                        for datagram in r.datagrams(&buf) {
+                            ep.handle_datagram(now, r.from, datagram);
+                            handled += 1;
+                        }
+                        if handled < RECV_BATCH {
+                            next = socket.try_recv(&mut buf).ok();
                         }
                     }
                 }
@@ -182,13 +189,6 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
             }
             () = shared.wake_driver.notified() => {}
         }
-    }
-}
-
-async fn send(socket: &Socket, contents: &[u8], to: SocketAddr) {
-    if let Err(err) = socket.send_now(contents, to).await {
-        // UDP send errors (no buffer space, unreachable) are loss; the protocol retransmits.
-        debug!(%to, %err, "send failed");
     }
 }
 

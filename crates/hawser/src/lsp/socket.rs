@@ -1,20 +1,82 @@
-//! The datagram socket under an LSP endpoint: a plain tokio UDP socket, or one that injects
-//! faults (for tests, demos and the CLI's `--drop-percent`).
+//! The datagram socket under an LSP endpoint: a plain UDP socket driven through `quinn-udp`
+//! (segmentation offload both ways where the kernel has it), or one that injects faults (for
+//! tests, demos and the CLI's `--drop-percent`).
+//!
+//! # Batching
+//! A plain socket sends runs of equal-sized datagrams to one destination as one `sendmsg` with
+//! UDP generic segmentation offload (GSO, Linux ≥ 4.18): up to [`MAX_SEGMENTS`] datagrams and
+//! [`MAX_BATCH_BYTES`] per system call. It receives with generic receive offload (GRO): one
+//! `recvmmsg` may return many datagrams of one sender glued together, cut apart here by the
+//! segment size the kernel reports. Where the kernel lacks either, every datagram is one call,
+//! as before; nothing on the wire differs (the peer sees ordinary datagrams).
+//!
+//! # Fragmentation
+//! `quinn-udp` forbids IP fragmentation on its sockets (QUIC's choice); hawser restores the
+//! socket's previous path-MTU setting afterwards, so a datagram larger than the path MTU (a JSON
+//! datagram with a large payload, say) is fragmented by IP as on any UDP socket. A segmented
+//! send that the path cannot carry is retried one datagram per call.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
+use hawser_proto::Transmit;
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::fault_socket::FaultySocket;
 
+/// Most datagrams one segmented send carries (the Linux kernel's `UDP_MAX_SEGMENTS`).
+pub const MAX_SEGMENTS: usize = 64;
+/// Most bytes one segmented send carries (the UDP length limit, rounded down).
+pub const MAX_BATCH_BYTES: usize = 64_000;
+
 /// A UDP socket for an LSP client or server.
 #[derive(Debug)]
-pub enum Socket {
-    /// A plain socket.
-    Plain(UdpSocket),
-    /// A socket that drops, delays, duplicates or corrupts datagrams as configured.
+pub struct Socket(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Plain(Plain),
     Faulty(FaultySocket),
+}
+
+/// A plain socket and, where the platform allows, its `quinn-udp` state.
+struct Plain {
+    io: UdpSocket,
+    /// `None` where `quinn-udp` could not set the socket up: plain `send_to`/`recv_from`.
+    state: Option<UdpSocketState>,
+}
+
+impl std::fmt::Debug for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plain")
+            .field("io", &self.io)
+            .field("gso_segments", &self.gso_segments())
+            .field(
+                "gro",
+                &self.state.as_ref().map(UdpSocketState::gro_segments),
+            )
+            .finish()
+    }
+}
+
+/// Where one received buffer came from and how to cut it into datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// The sender.
+    pub from: SocketAddr,
+    /// Bytes received.
+    pub len: usize,
+    /// The length of each datagram in the buffer (the last may be shorter); `len` if one.
+    pub stride: usize,
+}
+
+impl Received {
+    /// The datagrams of `buf[..len]`, in order.
+    pub fn datagrams<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        buf[..self.len].chunks(self.stride.max(1))
+    }
 }
 
 impl Socket {
@@ -31,46 +93,250 @@ impl Socket {
     /// # Errors
     /// The OS's error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Socket::Plain(s) => s.local_addr(),
-            Socket::Faulty(s) => s.local_addr(),
+        match &self.0 {
+            Inner::Plain(p) => p.io.local_addr(),
+            Inner::Faulty(s) => s.local_addr(),
         }
     }
 
-    pub(crate) async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self {
-            Socket::Plain(s) => s.send_to(buf, to).await,
-            Socket::Faulty(s) => s.send_to(buf, to).await,
+    /// How many datagrams one send may carry (1 without segmentation offload).
+    pub fn max_segments(&self) -> usize {
+        match &self.0 {
+            Inner::Plain(p) => p.gso_segments(),
+            Inner::Faulty(_) => 1,
         }
     }
 
-    /// A datagram already waiting, without waiting: `WouldBlock` when there is none (always,
-    /// for a fault-injecting socket, whose `recv_from` does the bookkeeping of delays).
-    pub(crate) fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match self {
-            Socket::Plain(s) => s.try_recv_from(buf),
-            Socket::Faulty(_) => Err(io::ErrorKind::WouldBlock.into()),
+    /// Sends every datagram of `transmits`, in order, as few system calls as the kernel allows.
+    /// `scratch` is reused between calls to glue runs of datagrams together. Returns the number
+    /// of system calls made. Send errors other than a full buffer are loss (logged, not
+    /// returned): the protocol retransmits.
+    pub(crate) async fn send_all(&self, transmits: &[Transmit], scratch: &mut Vec<u8>) -> usize {
+        let plain = match &self.0 {
+            Inner::Plain(p) if p.gso_segments() > 1 => p,
+            _ => {
+                for t in transmits {
+                    self.send_one(&t.contents, t.destination).await;
+                }
+                return transmits.len();
+            }
+        };
+        let mut calls = 0;
+        let mut rest = transmits;
+        while let Some(first) = rest.first() {
+            let run = run_length(rest, plain.gso_segments());
+            calls += 1;
+            if run == 1 {
+                self.send_one(&first.contents, first.destination).await;
+            } else {
+                scratch.clear();
+                for t in &rest[..run] {
+                    scratch.extend_from_slice(&t.contents);
+                }
+                let segment = first.contents.len();
+                if !plain
+                    .send_segments(scratch, segment, first.destination)
+                    .await
+                {
+                    // The path refused the glued form (EMSGSIZE): one datagram per call.
+                    for t in &rest[..run] {
+                        self.send_one(&t.contents, t.destination).await;
+                    }
+                    calls += run;
+                }
+            }
+            rest = &rest[run..];
+        }
+        calls
+    }
+
+    async fn send_one(&self, buf: &[u8], to: SocketAddr) {
+        let result = match &self.0 {
+            Inner::Plain(p) => match p.io.try_send_to(buf, to) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.io.send_to(buf, to).await,
+                other => other,
+            },
+            Inner::Faulty(s) => s.send_to(buf, to).await,
+        };
+        if let Err(err) = result {
+            // UDP send errors (no buffer space, unreachable) are loss; the protocol retransmits.
+            tracing::debug!(%to, %err, "send failed");
         }
     }
 
-    /// Sends at once if the socket has room, else waits.
-    pub(crate) async fn send_now(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        if let Socket::Plain(s) = self {
-            match s.try_send_to(buf, to) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other,
+    /// Receives one buffer of datagrams, waiting for one. Cancel safe: a datagram is either
+    /// returned or left in the socket.
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        match &self.0 {
+            Inner::Plain(p) => loop {
+                p.io.readable().await?;
+                match p.try_recv(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+            },
+            Inner::Faulty(s) => {
+                let (len, from) = s.recv_from(buf).await?;
+                Ok(Received {
+                    from,
+                    len,
+                    stride: len,
+                })
             }
         }
-        self.send_to(buf, to).await
     }
 
-    /// Cancel safe: a datagram is either returned or left in the socket.
-    pub(crate) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match self {
-            Socket::Plain(s) => s.recv_from(buf).await,
-            Socket::Faulty(s) => s.recv_from(buf).await,
+    /// A buffer of datagrams already waiting, without waiting: `WouldBlock` when there is none
+    /// (always, for a fault-injecting socket, whose `recv_from` does the bookkeeping of delays).
+    pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        match &self.0 {
+            Inner::Plain(p) => p.try_recv(buf),
+            Inner::Faulty(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+}
+
+impl Plain {
+    fn new(io: UdpSocket) -> Plain {
+        let state = restoring_pmtu(&io, || UdpSocketState::new(UdpSockRef::from(&io)));
+        let state = match state {
+            Ok(s) => Some(s),
+            Err(err) => {
+                tracing::debug!(%err, "no segmentation offload: plain UDP calls");
+                None
+            }
+        };
+        Plain { io, state }
+    }
+
+    fn gso_segments(&self) -> usize {
+        self.state
+            .as_ref()
+            .map_or(1, |s| s.max_gso_segments().min(MAX_SEGMENTS))
+    }
+
+    /// One segmented send of `contents` cut every `segment` bytes; `false` if the path refused
+    /// it as too large (the caller then sends the datagrams one by one).
+    async fn send_segments(&self, contents: &[u8], segment: usize, to: SocketAddr) -> bool {
+        let Some(state) = &self.state else {
+            return false;
+        };
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size: Some(segment),
+            src_ip: None,
+        };
+        loop {
+            let sent = self.io.try_io(Interest::WRITABLE, || {
+                state.try_send(UdpSockRef::from(&self.io), &transmit)
+            });
+            match sent {
+                Ok(()) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(err) = self.io.writable().await {
+                        tracing::debug!(%to, %err, "socket not writable");
+                        return true;
+                    }
+                }
+                Err(e) if is_too_large(&e) => return false,
+                Err(err) => {
+                    // Loss, like any UDP send error; `quinn-udp` turns segmentation off by
+                    // itself if the kernel or device refuses it (EIO, EINVAL).
+                    tracing::debug!(%to, %err, "segmented send failed");
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        let Some(state) = &self.state else {
+            let (len, from) = self.io.try_recv_from(buf)?;
+            return Ok(Received {
+                from,
+                len,
+                stride: len,
+            });
+        };
+        let mut meta = [RecvMeta::default()];
+        self.io.try_io(Interest::READABLE, || {
+            let mut bufs = [IoSliceMut::new(buf)];
+            state.recv(UdpSockRef::from(&self.io), &mut bufs, &mut meta)
+        })?;
+        let [m] = meta;
+        Ok(Received {
+            from: m.addr,
+            len: m.len,
+            stride: if m.stride == 0 { m.len } else { m.stride },
+        })
+    }
+}
+
+/// Whether a send failed because the datagram (or a segment) is larger than the path allows.
+fn is_too_large(err: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        err.raw_os_error() == Some(rustix::io::Errno::MSGSIZE.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = err;
+        false
+    }
+}
+
+/// How many datagrams from the head of `transmits` go out as one segmented send: same
+/// destination, all but the last exactly as long as the first, the last no longer, within
+/// `max` datagrams and [`MAX_BATCH_BYTES`].
+fn run_length(transmits: &[Transmit], max: usize) -> usize {
+    let Some(first) = transmits.first() else {
+        return 0;
+    };
+    let segment = first.contents.len();
+    let mut bytes = segment;
+    let mut n = 1;
+    for t in &transmits[1..] {
+        let len = t.contents.len();
+        if n == max
+            || t.destination != first.destination
+            || len > segment
+            || len == 0
+            || bytes + len > MAX_BATCH_BYTES
+        {
+            break;
+        }
+        n += 1;
+        bytes += len;
+        if len < segment {
+            // A shorter datagram can only be the last of a run.
+            break;
+        }
+    }
+    n
+}
+
+/// Runs `f` (which may change the socket's path-MTU discovery) and puts the previous setting
+/// back, so that IP fragmentation behaves as on any UDP socket.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn restoring_pmtu<R>(io: &UdpSocket, f: impl FnOnce() -> R) -> R {
+    use rustix::net::sockopt;
+    let v4 = sockopt::ip_mtu_discover(io).ok();
+    let v6 = sockopt::ipv6_mtu_discover(io).ok();
+    let result = f();
+    if let Some(v) = v4 {
+        let _ = sockopt::set_ip_mtu_discover(io, v);
+    }
+    if let Some(v) = v6 {
+        let _ = sockopt::set_ipv6_mtu_discover(io, v);
+    }
+    result
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn restoring_pmtu<R>(_io: &UdpSocket, f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// The kernel send and receive buffer hawser asks for on its UDP sockets: a full window of
@@ -92,15 +358,101 @@ pub(crate) fn tune_buffers(socket: &UdpSocket) {
 }
 
 impl From<UdpSocket> for Socket {
-    /// Wraps a plain socket, enlarging its kernel buffers (see [`SOCKET_BUFFER_BYTES`]).
+    /// Wraps a plain socket, enlarging its kernel buffers (see [`SOCKET_BUFFER_BYTES`]) and
+    /// turning on segmentation offload where the kernel has it.
     fn from(s: UdpSocket) -> Socket {
         tune_buffers(&s);
-        Socket::Plain(s)
+        Socket(Inner::Plain(Plain::new(s)))
     }
 }
 
 impl From<FaultySocket> for Socket {
     fn from(s: FaultySocket) -> Socket {
-        Socket::Faulty(s)
+        Socket(Inner::Faulty(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn t(to: u16, len: usize) -> Transmit {
+        Transmit {
+            destination: SocketAddr::from(([127, 0, 0, 1], to)),
+            contents: Bytes::from(vec![7u8; len]),
+        }
+    }
+
+    #[test]
+    fn runs_group_equal_datagrams_to_one_destination() {
+        let ts = [t(1, 100), t(1, 100), t(1, 100), t(2, 100)];
+        assert_eq!(run_length(&ts, 64), 3);
+        assert_eq!(run_length(&ts[3..], 64), 1);
+        assert_eq!(run_length(&[], 64), 0);
+    }
+
+    #[test]
+    fn a_shorter_datagram_ends_a_run_and_a_longer_one_starts_the_next() {
+        let ts = [t(1, 100), t(1, 60), t(1, 100)];
+        assert_eq!(run_length(&ts, 64), 2);
+        let ts = [t(1, 60), t(1, 100)];
+        assert_eq!(run_length(&ts, 64), 1);
+    }
+
+    #[test]
+    fn runs_stop_at_the_segment_and_byte_limits() {
+        let ts: Vec<_> = (0..100).map(|_| t(1, 100)).collect();
+        assert_eq!(run_length(&ts, 64), 64);
+        assert_eq!(run_length(&ts, 1), 1);
+        let big: Vec<_> = (0..100).map(|_| t(1, 1452)).collect();
+        assert_eq!(run_length(&big, 64), MAX_BATCH_BYTES / 1452);
+    }
+
+    #[test]
+    fn received_buffers_are_cut_at_the_stride() {
+        let buf = [1u8; 10];
+        let r = Received {
+            from: SocketAddr::from(([127, 0, 0, 1], 1)),
+            len: 10,
+            stride: 4,
+        };
+        let lens: Vec<_> = r.datagrams(&buf).map(<[u8]>::len).collect();
+        assert_eq!(lens, [4, 4, 2]);
+    }
+
+    #[tokio::test]
+    async fn glued_sends_arrive_as_the_datagrams_they_were() {
+        let a = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let b = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let to = b.local_addr().unwrap();
+        let sizes = [1000, 1000, 1000, 700, 1000, 5, 5];
+        let ts: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Transmit {
+                destination: to,
+                contents: Bytes::from(vec![i as u8; n]),
+            })
+            .collect();
+        let mut scratch = Vec::new();
+        a.send_all(&ts, &mut scratch).await;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while got.len() < sizes.len() {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(5), b.recv(&mut buf))
+                .await
+                .expect("datagrams arrive")
+                .unwrap();
+            assert_eq!(r.from, a.local_addr().unwrap());
+            got.extend(r.datagrams(&buf).map(<[u8]>::to_vec));
+        }
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d, &vec![i as u8; sizes[i]], "datagram {i}");
+        }
     }
 }
