@@ -296,3 +296,70 @@ async fn send_waits_for_queue_room_while_write_fails() {
     .await
     .unwrap();
 }
+
+/// Long epochs: nothing here may rely on an epoch tick to send.
+fn slow_epochs() -> Params {
+    Params {
+        epoch: Duration::from_secs(2),
+        ..fast(64, 64)
+    }
+}
+
+/// A reader that takes a message and never replies: the acknowledgement its receive held back
+/// for a reply still leaves within milliseconds, far before any epoch or timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_read_without_reply_is_acknowledged_at_once() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), slow_epochs()).await.unwrap();
+        let client = Client::connect(server.local_addr(), 1, slow_epochs())
+            .await
+            .unwrap();
+        for i in 0..20u32 {
+            // The server's read is waiting (and so receives itself) before the write.
+            let read = async { server.read().await.unwrap() };
+            let write = async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                client.write(i.to_be_bytes().to_vec()).unwrap();
+            };
+            let ((_, got), ()) = tokio::join!(read, write);
+            assert_eq!(got, Bytes::from(i.to_be_bytes().to_vec()));
+            let start = tokio::time::Instant::now();
+            while client.pending() > 0 {
+                assert!(
+                    start.elapsed() < Duration::from_millis(500),
+                    "message {i} unacknowledged after 500 ms"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        assert_eq!(client.stats().conns.retransmits, 0);
+    })
+    .await
+    .unwrap();
+}
+
+/// Request and response, one at a time, both ways over real sockets: every reply arrives, in
+/// order, the acknowledgements with or ahead of them, with nothing resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_in_lockstep() {
+    timeout(LIMIT, async {
+        let server = std::sync::Arc::new(Server::bind(localhost(), slow_epochs()).await.unwrap());
+        let echo = tokio::spawn(echo_server(server.clone()));
+        let client = Client::connect(server.local_addr(), 1, slow_epochs())
+            .await
+            .unwrap();
+        for i in 0..500u32 {
+            client.write(i.to_be_bytes().to_vec()).unwrap();
+            let got = client.read().await.unwrap();
+            assert_eq!(got, Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        client.close().await.unwrap();
+        let stats = client.stats();
+        assert_eq!(stats.conns.retransmits, 0);
+        assert_eq!(stats.conns.data_received, 500);
+        server.close().await.unwrap();
+        echo.await.unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -115,6 +115,11 @@ impl ClientEndpoint {
         self.conn.as_ref()
     }
 
+    /// Whether [`poll_transmit`](DatagramEndpoint::poll_transmit) may have something to give.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmits.is_empty() || self.dirty
+    }
+
     /// Whether the client is done: closed after flushing, lost, or never connected.
     pub fn is_ended(&self) -> bool {
         match self.state {

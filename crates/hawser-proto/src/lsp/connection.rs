@@ -354,8 +354,12 @@ impl Connection {
 
     /// Moves every message to put on the wire into `out`, the pending cumulative ack first.
     /// Call after each batch of input (a datagram, a timeout, a command).
+    ///
+    /// A cumulative ack still due when the connection has just closed gracefully goes out all
+    /// the same: the peer's data was received and must not be resent to a closed endpoint.
     pub(crate) fn drain_messages(&mut self, out: &mut Vec<Message>) {
-        if std::mem::take(&mut self.cack_due) && !self.is_ended() {
+        let lost = self.state == ConnState::Ended(EndReason::Lost);
+        if std::mem::take(&mut self.cack_due) && !lost {
             self.stats.acks_sent += 1;
             let through = SeqNum(self.recv.expected().0.saturating_sub(1));
             out.push(Message::cack(self.id, through));

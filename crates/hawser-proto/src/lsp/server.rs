@@ -212,6 +212,12 @@ impl ServerEndpoint {
         self.closing
     }
 
+    /// Whether [`poll_transmit`](DatagramEndpoint::poll_transmit) may have something to give
+    /// (a connection has messages to pack, or datagrams are packed).
+    pub fn has_transmit(&self) -> bool {
+        !self.transmits.is_empty() || !self.dirty.is_empty()
+    }
+
     /// After [`close`](Self::close): whether every connection has ended.
     pub fn is_closed(&self) -> bool {
         self.closing
@@ -538,5 +544,50 @@ mod tests {
         connect(&mut server, now, addr(3), 3);
         assert_eq!(server.live_connections(), 1);
         assert_eq!(server.stats().refused_connects, 1);
+    }
+
+    /// Moves every datagram `from` has to send into `to`.
+    fn deliver(
+        from: &mut impl DatagramEndpoint,
+        from_addr: SocketAddr,
+        to: &mut impl DatagramEndpoint,
+        now: Instant,
+    ) -> usize {
+        let mut n = 0;
+        while let Some(t) = from.poll_transmit() {
+            to.handle_datagram(now, from_addr, &t.contents);
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn an_ack_due_when_a_close_completes_still_goes_out() {
+        use crate::lsp::{ClientEndpoint, ClientRead};
+        let server_addr = addr(1);
+        let client_addr = addr(2);
+        let now = t0();
+        let mut server = ServerEndpoint::new(Config::default()).unwrap();
+        let mut client =
+            ClientEndpoint::new(Config::default(), server_addr, SeqNum(0), now).unwrap();
+        deliver(&mut client, client_addr, &mut server, now);
+        deliver(&mut server, server_addr, &mut client, now);
+        let conn = client.conn_id().unwrap();
+        server.write(now, conn, Bytes::from_static(b"hi")).unwrap();
+        deliver(&mut server, server_addr, &mut client, now);
+        // The client received the data; before its acknowledgement is drained, it closes (it
+        // has nothing of its own pending, so the close completes at once).
+        client.close();
+        assert!(client.is_ended());
+        deliver(&mut client, client_addr, &mut server, now);
+        assert_eq!(
+            server.pending(conn),
+            0,
+            "the server's data was acknowledged"
+        );
+        assert_eq!(
+            client.read(),
+            Some(ClientRead::Data(Bytes::from_static(b"hi")))
+        );
     }
 }

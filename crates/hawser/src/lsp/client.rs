@@ -17,6 +17,10 @@ impl Driven for ClientEndpoint {
     fn is_finished(&self) -> bool {
         self.is_ended()
     }
+
+    fn has_transmit(&self) -> bool {
+        Self::has_transmit(self)
+    }
 }
 
 /// An LSP client: one reliable, in-order connection to a server.
@@ -74,8 +78,8 @@ impl Client {
         let local_addr = socket.local_addr()?;
         let now = tokio::time::Instant::now().into_std();
         let endpoint = ClientEndpoint::new(config, server, SeqNum(u64::from(isn)), now)?;
-        let shared = Shared::new(endpoint);
-        let task = tokio::spawn(driver::run(shared.clone(), socket));
+        let shared = Shared::new(endpoint, socket);
+        let task = tokio::spawn(driver::run(shared.clone()));
         // If this future is dropped while waiting, dropping the handle aborts the task.
         let driver = DriverTask::new(task);
         let connected = shared
@@ -141,7 +145,14 @@ impl Client {
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
         }
-        self.shared.command(|ep| ep.write(driver::now(), payload))
+        // Nothing outstanding: send it from here at once (request-response latency); else
+        // the driver packs it with what else is written meanwhile.
+        self.shared.command_flush(|ep| {
+            let idle = ep.pending() == 0;
+            let result = ep.write(driver::now(), payload);
+            let sent_now = idle && result.is_ok();
+            (result, sent_now)
+        })
     }
 
     /// Queues a message, waiting for room in the send queue (`Config::max_send_queue`) instead
@@ -157,10 +168,12 @@ impl Client {
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
         }
+        let mut idle = false;
         let result = self
             .shared
             .wait_for(|ep| {
                 let p = payload.take()?;
+                idle = ep.pending() == 0;
                 match ep.write(driver::now(), p.clone()) {
                     Err(WriteError::QueueFull(_)) => {
                         payload = Some(p);
@@ -171,7 +184,8 @@ impl Client {
             })
             .await
             .unwrap_or(Err(WriteError::Lost));
-        self.shared.command(|_| ());
+        let sent_now = idle && result.is_ok();
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 

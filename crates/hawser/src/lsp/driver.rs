@@ -2,7 +2,7 @@
 //! endpoint, and time into it. It holds no protocol logic.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hawser_proto::{DatagramEndpoint, Transmit};
@@ -17,16 +17,59 @@ const RECV_BUFFER: usize = 65_536;
 /// Datagrams handled under one lock after a wake-up before sending what they produced (a
 /// received buffer is always handled whole, so up to one buffer more).
 const RECV_BATCH: usize = 64;
+/// How long acknowledgements caused by what a reader received may wait for the reply the
+/// application writes next, to leave in the same datagram (like TCP's delayed ACK, but far
+/// shorter than the smallest retransmission timeout, `RtoBounds::min`). A reader that reads
+/// again, or a write the driver sends, takes them along at once.
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the driver needs from an endpoint beyond the datagram boundary.
 pub(crate) trait Driven: DatagramEndpoint + Send + 'static {
     /// Whether the driver's work is done and it may exit (closed after flushing, or ended).
     fn is_finished(&self) -> bool;
+    /// Whether `poll_transmit` may have something to give.
+    fn has_transmit(&self) -> bool;
 }
 
 /// State shared between the application's handle and the driver task.
+///
+/// # Who does the I/O
+/// The driver task receives, runs timers and sends. Two shortcuts keep a request-response
+/// exchange from paying a task switch at every step, as a plain UDP socket would not:
+/// - a write on a connection with nothing outstanding is sent by the writing task itself,
+///   at once, unless the driver is in the middle of sending (so that datagrams leave in the
+///   order they were made); a write while data is in flight is left to the driver, which packs
+///   everything written meanwhile into as few datagrams as possible;
+/// - a task waiting in `read` (or any other wait) receives from the socket itself and handles
+///   what arrived, instead of waiting for the driver to do it and wake it. If that ends its
+///   wait, the acknowledgements it caused are held back for at most [`ACK_DELAY`], so that
+///   the reply the application writes next carries them.
+///
+/// Both shortcuts take only non-blocking socket calls under the endpoint's lock; whatever
+/// would block is left to the driver. They are off for a fault-injecting socket.
 pub(crate) struct Shared<E> {
     endpoint: Mutex<E>,
+    socket: Arc<Socket>,
+    /// The receive buffer: whoever holds it may receive (the driver, or a waiting reader).
+    recv_buf: tokio::sync::Mutex<Vec<u8>>,
+    /// Datagrams made under the lock that a non-blocking send could not take; the driver sends
+    /// them before anything newer. Only touched with `endpoint` locked.
+    unsent: Mutex<Vec<Transmit>>,
+    /// Set (under `endpoint`'s lock) while the driver sends what it drained, cleared after.
+    driver_sending: AtomicBool,
+    /// The deadline the driver's timer is armed for, as nanoseconds after `base`
+    /// (`u64::MAX`: none). Written under `endpoint`'s lock.
+    armed_at: AtomicU64,
+    /// Since when acknowledgements are held back for a reply ([`ACK_DELAY`]), as nanoseconds
+    /// after `base` (`u64::MAX`: nothing held).
+    owed_since: AtomicU64,
+    base: std::time::Instant,
+    /// Tasks waiting in `wait_for` that receive from the socket themselves; while there are
+    /// any, the driver leaves the socket to them (else every datagram would wake both, and
+    /// half the time the reader would wait for the driver after all).
+    readers: AtomicUsize,
+    /// Signalled when the last such reader stops waiting.
+    readers_left: Notify,
     /// Wakes the driver after an application command (write, close).
     wake_driver: Notify,
     /// Bumped after every change the driver makes; readers and closers wait on it.
@@ -40,9 +83,18 @@ pub(crate) struct Shared<E> {
 pub(crate) struct DriverGone;
 
 impl<E: Driven> Shared<E> {
-    pub fn new(endpoint: E) -> Arc<Shared<E>> {
+    pub fn new(endpoint: E, socket: Arc<Socket>) -> Arc<Shared<E>> {
         Arc::new(Shared {
             endpoint: Mutex::new(endpoint),
+            socket,
+            recv_buf: tokio::sync::Mutex::new(vec![0u8; RECV_BUFFER]),
+            unsent: Mutex::new(Vec::new()),
+            driver_sending: AtomicBool::new(false),
+            armed_at: AtomicU64::new(u64::MAX),
+            owed_since: AtomicU64::new(u64::MAX),
+            base: now(),
+            readers: AtomicUsize::new(0),
+            readers_left: Notify::new(),
             wake_driver: Notify::new(),
             changed: watch::Sender::new(0),
             driver_gone: AtomicBool::new(false),
@@ -55,11 +107,97 @@ impl<E: Driven> Shared<E> {
         self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn unsent(&self) -> MutexGuard<'_, Vec<Transmit>> {
+        self.unsent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs an application command, then wakes the driver so it sends what the command queued.
     pub fn command<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
-        let result = f(&mut self.lock());
-        self.wake_driver.notify_one();
+        self.command_flush(|ep| (f(ep), false))
+    }
+
+    /// Runs an application command that says whether to send what it queued at once, from this
+    /// task (a write on a connection with nothing outstanding); wakes the driver unless that
+    /// left it nothing to do.
+    pub fn command_flush<R>(&self, f: impl FnOnce(&mut E) -> (R, bool)) -> R {
+        let mut ep = self.lock();
+        let (result, now_please) = f(&mut ep);
+        if !now_please {
+            drop(ep);
+            self.flush_soon();
+            return result;
+        }
+        let wake = self.flush_inline(&mut ep);
+        drop(ep);
+        if wake {
+            self.wake_driver.notify_one();
+        }
         result
+    }
+
+    /// Has the driver send everything, held-back acknowledgements included, without delay.
+    fn flush_soon(&self) {
+        self.owed_since.store(u64::MAX, Ordering::Release);
+        self.wake_driver.notify_one();
+    }
+
+    /// Holds back what a receive caused for a reply, for at most [`ACK_DELAY`].
+    fn owe(&self) {
+        let since = self.nanos(now());
+        if self
+            .owed_since
+            .compare_exchange(u64::MAX, since, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // The driver arms its timer for the end of the delay.
+            self.wake_driver.notify_one();
+        }
+    }
+
+    /// Sends what the endpoint has to send from the calling task, if the socket takes it
+    /// without waiting and the driver is not sending; whether the driver must still run (it
+    /// has datagrams to send, its timer must move earlier, or the endpoint finished).
+    fn flush_inline(&self, ep: &mut E) -> bool {
+        if !self.socket.sends_inline() || self.driver_sending.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut unsent = self.unsent();
+        if !unsent.is_empty() {
+            return true;
+        }
+        // Everything goes, held-back acknowledgements included.
+        self.owed_since.store(u64::MAX, Ordering::Release);
+        while let Some(t) = ep.poll_transmit() {
+            if !unsent.is_empty() || !self.socket.try_send(&t.contents, t.destination) {
+                unsent.push(t);
+            }
+        }
+        if !unsent.is_empty() || ep.is_finished() {
+            return true;
+        }
+        self.deadline_moved_earlier(ep)
+    }
+
+    /// Whether the endpoint's next deadline is earlier than the one the driver's timer is
+    /// armed for (so the driver must wake to re-arm it).
+    fn deadline_moved_earlier(&self, ep: &E) -> bool {
+        let armed = self.armed_at.load(Ordering::Acquire);
+        ep.poll_timeout().is_some_and(|t| self.nanos(t) < armed)
+    }
+
+    /// Until when held-back acknowledgements may still wait, if any are and the delay is not up.
+    fn hold_until(&self) -> Option<std::time::Instant> {
+        let since = self.owed_since.load(Ordering::Acquire);
+        if since == u64::MAX {
+            return None;
+        }
+        let until = self.base + std::time::Duration::from_nanos(since) + ACK_DELAY;
+        (until > now()).then_some(until)
+    }
+
+    fn nanos(&self, t: std::time::Instant) -> u64 {
+        // Saturates: an instant before `base` counts as `base` (due at once either way).
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     /// Whether the driver task has ended (after which nothing written is ever sent).
@@ -73,6 +211,7 @@ impl<E: Driven> Shared<E> {
     }
 
     /// Waits until `ready` returns `Some`, re-checking after every change of the endpoint.
+    /// While waiting, receives from the socket itself when it can (see [`Shared`]).
     ///
     /// # Errors
     /// [`DriverGone`] if the driver has ended and `ready` still says no: nothing can change
@@ -83,26 +222,143 @@ impl<E: Driven> Shared<E> {
     ) -> Result<R, DriverGone> {
         // Fast path, taken by nearly every read of a busy connection: no subscription needed
         // when the answer is already there.
-        if let Some(result) = ready(&mut self.lock()) {
+        if let Some(result) = self.ready_now(&mut ready) {
             return Ok(result);
         }
         // Subscribe before looking again, so a change made in between is not missed.
         let mut changes = self.subscribe();
+        let _reading = self.socket.sends_inline().then(|| ReaderGuard::new(self));
         loop {
             changes.borrow_and_update();
-            if let Some(result) = ready(&mut self.lock()) {
+            if let Some(result) = self.ready_now(&mut ready) {
                 return Ok(result);
             }
             if self.driver_gone.load(Ordering::Acquire) {
                 return Err(DriverGone);
             }
-            // The sender lives in `self`, so this never errors; the driver's exit guard bumps.
-            let _ = changes.changed().await;
+            if !self.socket.sends_inline() {
+                // The sender lives in `self`, so this never errors; the driver's exit guard
+                // bumps.
+                let _ = changes.changed().await;
+                continue;
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                received = self.receive() => match received {
+                    Ok(()) => {
+                        let mut ep = self.lock();
+                        let result = ready(&mut ep);
+                        let pending = ep.has_transmit();
+                        drop(ep);
+                        if let Some(result) = result {
+                            // The wait is over: what the datagrams caused may ride on the
+                            // reply the application writes next.
+                            if pending {
+                                self.owe();
+                            }
+                            return Ok(result);
+                        }
+                        if pending {
+                            self.flush_soon();
+                        }
+                    }
+                    Err(_) => {
+                        // The driver reports receive errors; wait for it rather than spin.
+                        let _ = changes.changed().await;
+                    }
+                }
+            }
         }
+    }
+
+    /// `ready`, sending what an earlier receive held back if the answer is there (a reader
+    /// that reads on leaves no reply to wait for).
+    fn ready_now<R>(&self, ready: &mut impl FnMut(&mut E) -> Option<R>) -> Option<R> {
+        let result = ready(&mut self.lock())?;
+        if self.owed_since.load(Ordering::Acquire) != u64::MAX {
+            self.flush_soon();
+        }
+        Some(result)
     }
 
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Waits for datagrams and handles them (up to [`RECV_BATCH`], and every datagram of each
+    /// buffer); sends nothing. Cancel safe: a datagram is either handled or left in the socket.
+    async fn receive(&self) -> io::Result<()> {
+        loop {
+            self.socket.readable().await?;
+            let mut buf = self.recv_buf.lock().await;
+            let first = match self.socket.try_recv(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => other?,
+            };
+            let mut ep = self.lock();
+            let now = now();
+            let mut handled = 0;
+            let mut next = Some(first);
+            // Handle it, then drain what else is already waiting, under the same lock.
+            while let Some(r) = next.take() {
+                for datagram in r.datagrams(&buf) {
+                    ep.handle_datagram(now, r.from, datagram);
+                    handled += 1;
+                }
+                if handled < RECV_BATCH {
+                    next = self.socket.try_recv(&mut buf).ok();
+                }
+            }
+            let rearm = self.deadline_moved_earlier(&ep);
+            drop(ep);
+            drop(buf);
+            // Other waiters (a close, a send waiting for room) look again.
+            self.bump();
+            if rearm {
+                self.wake_driver.notify_one();
+            }
+            return Ok(());
+        }
+    }
+
+    /// The driver's receive: shared with waiting readers on a plain socket; on a
+    /// fault-injecting one (whose receive keeps its own bookkeeping) the driver's alone.
+    async fn driver_receive(&self) -> io::Result<()> {
+        if self.socket.sends_inline() {
+            loop {
+                let left = self.readers_left.notified();
+                if self.readers.load(Ordering::Acquire) == 0 {
+                    return self.receive().await;
+                }
+                left.await;
+            }
+        }
+        let mut buf = self.recv_buf.lock().await;
+        let r = self.socket.recv(&mut buf).await?;
+        let mut ep = self.lock();
+        let now = now();
+        for datagram in r.datagrams(&buf) {
+            ep.handle_datagram(now, r.from, datagram);
+        }
+        Ok(())
+    }
+}
+
+/// Counts a task in `wait_for` among the readers of the socket while it lives.
+struct ReaderGuard<'a, E: Driven>(&'a Shared<E>);
+
+impl<'a, E: Driven> ReaderGuard<'a, E> {
+    fn new(shared: &'a Shared<E>) -> Self {
+        shared.readers.fetch_add(1, Ordering::AcqRel);
+        ReaderGuard(shared)
+    }
+}
+
+impl<E: Driven> Drop for ReaderGuard<'_, E> {
+    fn drop(&mut self) {
+        if self.0.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.readers_left.notify_waiters();
+        }
     }
 }
 
@@ -122,9 +378,9 @@ impl<E: Driven> Drop for ExitGuard<'_, E> {
 }
 
 /// The driver loop. Returns when the endpoint is finished.
-pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) {
+pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
     let _exit = ExitGuard(&shared);
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let socket = shared.socket.clone();
     let mut outgoing: Vec<Transmit> = Vec::new();
     // Where runs of datagrams are glued together for one segmented send.
     let mut scratch: Vec<u8> = Vec::new();
@@ -136,14 +392,34 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
     loop {
         let (deadline, finished) = {
             let mut ep = shared.lock();
-            while let Some(t) = ep.poll_transmit() {
-                outgoing.push(t);
+            let finished = ep.is_finished();
+            outgoing.append(&mut shared.unsent());
+            // Acknowledgements held back for a reply wait until the delay is up.
+            let hold = shared.hold_until().filter(|_| !finished);
+            if hold.is_none() {
+                shared.owed_since.store(u64::MAX, Ordering::Release);
+                while let Some(t) = ep.poll_transmit() {
+                    outgoing.push(t);
+                }
             }
-            (ep.poll_timeout(), ep.is_finished())
+            if !outgoing.is_empty() {
+                shared.driver_sending.store(true, Ordering::Release);
+            }
+            let deadline = match (ep.poll_timeout(), hold) {
+                (Some(t), Some(h)) => Some(t.min(h)),
+                (t, h) => t.or(h),
+            };
+            // Stored under the lock, so a command that looks at it sees this round's value.
+            shared.armed_at.store(
+                deadline.map_or(u64::MAX, |t| shared.nanos(t)),
+                Ordering::Release,
+            );
+            (deadline, finished)
         };
         if !outgoing.is_empty() {
             socket.send_all(&outgoing, &mut scratch).await;
             outgoing.clear();
+            shared.driver_sending.store(false, Ordering::Release);
         }
         shared.bump();
         if finished {
@@ -157,24 +433,8 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>, socket: Arc<Socket>) 
                 .reset(deadline.map_or(far_future, TokioInstant::from_std));
         }
         tokio::select! {
-            received = socket.recv(&mut buf) => match received {
-                Ok(first) => {
-                    let mut ep = shared.lock();
-                    let now = now();
-                    let mut handled = 0;
-                    let mut next = Some(first);
-                    // Handle it, then drain what else is already waiting, under the same lock.
-                    while let Some(r) = next.take() {
-                        for datagram in r.datagrams(&buf) {
-                            ep.handle_datagram(now, r.from, datagram);
-                            handled += 1;
-                        }
-                        if handled < RECV_BATCH {
-                            next = socket.try_recv(&mut buf).ok();
-                        }
-                    }
-                }
-                Err(err) => {
+            received = shared.driver_receive() => {
+                if let Err(err) = received {
                     if recv_error(err) {
                         // A persistent error must not spin the loop.
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

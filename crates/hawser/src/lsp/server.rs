@@ -15,6 +15,10 @@ impl Driven for ServerEndpoint {
     fn is_finished(&self) -> bool {
         self.is_closed()
     }
+
+    fn has_transmit(&self) -> bool {
+        Self::has_transmit(self)
+    }
 }
 
 /// An LSP server: accepts clients on one UDP socket and exchanges reliable, in-order messages
@@ -49,8 +53,8 @@ impl Server {
         let endpoint = ServerEndpoint::new(config)?;
         let socket = Arc::new(socket.into());
         let local_addr = socket.local_addr()?;
-        let shared = Shared::new(endpoint);
-        let task = tokio::spawn(driver::run(shared.clone(), socket));
+        let shared = Shared::new(endpoint, socket);
+        let task = tokio::spawn(driver::run(shared.clone()));
         Ok(Server {
             shared,
             driver: DriverTask::new(task),
@@ -100,8 +104,14 @@ impl Server {
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
     pub fn write(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
-        self.shared
-            .command(|ep| ep.write(driver::now(), conn, payload))
+        // Nothing outstanding on `conn`: send it from here at once (request-response
+        // latency); else the driver packs it with what else is written meanwhile.
+        self.shared.command_flush(|ep| {
+            let idle = ep.pending(conn) == 0;
+            let result = ep.write(driver::now(), conn, payload);
+            let sent_now = idle && result.is_ok();
+            (result, sent_now)
+        })
     }
 
     /// Queues a message for `conn`, waiting for room in its send queue
@@ -117,10 +127,12 @@ impl Server {
         if self.shared.is_driver_gone() {
             return Err(WriteError::Closed);
         }
+        let mut idle = false;
         let result = self
             .shared
             .wait_for(|ep| {
                 let p = payload.take()?;
+                idle = ep.pending(conn) == 0;
                 match ep.write(driver::now(), conn, p.clone()) {
                     Err(WriteError::QueueFull(_)) => {
                         payload = Some(p);
@@ -131,7 +143,8 @@ impl Server {
             })
             .await
             .unwrap_or(Err(WriteError::Closed));
-        self.shared.command(|_| ());
+        let sent_now = idle && result.is_ok();
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 

@@ -164,6 +164,37 @@ impl Socket {
         }
     }
 
+    /// Whether callers other than the driver may send and receive on this socket without
+    /// waiting (a plain socket; not a fault-injecting one, whose calls keep bookkeeping).
+    pub(crate) fn sends_inline(&self) -> bool {
+        matches!(self.0, Inner::Plain(_))
+    }
+
+    /// Sends one datagram if the socket takes it without waiting: `false` if it would block
+    /// (the caller leaves it to the driver). Other errors are loss, logged.
+    pub(crate) fn try_send(&self, buf: &[u8], to: SocketAddr) -> bool {
+        let Inner::Plain(p) = &self.0 else {
+            return false;
+        };
+        match p.io.try_send_to(buf, to) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(err) => {
+                tracing::debug!(%to, %err, "send failed");
+                true
+            }
+        }
+    }
+
+    /// Waits until a datagram may be waiting (a plain socket), for [`try_recv`](Self::try_recv).
+    /// Cancel safe. Never resolves for a fault-injecting socket (use [`recv`](Self::recv)).
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match &self.0 {
+            Inner::Plain(p) => p.io.readable().await,
+            Inner::Faulty(_) => std::future::pending().await,
+        }
+    }
+
     /// Receives one buffer of datagrams, waiting for one. Cancel safe: a datagram is either
     /// returned or left in the socket.
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
