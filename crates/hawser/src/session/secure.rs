@@ -7,8 +7,11 @@
 //!                                                    <-> read pump: receive, open, write
 //! ```
 //! Back-pressure passes through: a full pipe stops the read pump, which stops reading the
-//! transport. Plaintext mode over a byte stream skips the pipe: yamux runs on the stream.
+//! transport. Plaintext mode over a byte stream has the same pipe and pumps that only copy
+//! (no framing: yamux's bytes are the wire format), so the socket sees one write per
+//! pipe-full rather than two per yamux frame.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::DuplexStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
-use tokio_util::codec::{Framed, LengthDelimitedCodecError};
+use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodecError};
 use tracing::{debug, warn};
 
 use super::error::{CloseReason, CryptoError, HandshakeError};
@@ -133,13 +136,19 @@ async fn noise_bytes(
     }
     framed.codec_mut().set_max_frame_length(MAX_NOISE_MESSAGE);
     let (cipher, remote) = hs.into_established()?;
-    let (sink, stream) = framed.split();
+    // Each pump gets a half of its own: the reader keeps the codec and whatever it has
+    // buffered beyond the handshake; the writer frames its messages itself (every handshake
+    // message was flushed by `send`, so nothing waits in the write buffer).
+    let parts = framed.into_parts();
+    let (read_half, write_half) = tokio::io::split(parts.io);
+    let mut stream = FramedRead::new(read_half, parts.codec);
+    stream.read_buffer_mut().extend_from_slice(&parts.read_buf);
     Ok(pumped_channel(
         config,
         MAX_PLAINTEXT,
         cipher,
         remote,
-        sink,
+        StreamOut(write_half),
         stream,
         Framing::Bytes,
     ))
@@ -193,7 +202,7 @@ async fn noise_messages(
         chunk,
         cipher,
         remote,
-        sink,
+        SinkOut(sink),
         stream,
         Framing::Messages,
     ))
@@ -234,13 +243,84 @@ async fn plain_bytes(
     let mut theirs = vec![0u8; len];
     read_exact(&mut stream, &mut theirs).await?;
     let remote = parse_plaintext_hello(&config.network_id, &theirs, expected)?;
-    Ok(Channel {
-        io: stream,
+    Ok(piped_plain_channel(config, stream, remote))
+}
+
+/// The plaintext channel to `remote` over a byte stream: yamux's bytes go through a pipe
+/// unchanged (the wire format is yamux on the stream), so that its many small writes (a
+/// header and a body per frame, a flush after each) reach the socket as one write per
+/// pipe-full, and its small reads come from the pipe rather than from the socket.
+fn piped_plain_channel(
+    config: &SessionConfig,
+    stream: Box<dyn ByteStream>,
+    remote: Remote,
+) -> Channel {
+    let status = Arc::new(Status::default());
+    let (mux_end, pump_end) = tokio::io::duplex(config.pipe_buffer);
+    let (pipe_r, pipe_w) = tokio::io::split(pump_end);
+    let (sock_r, sock_w) = tokio::io::split(stream);
+    let read = tokio::spawn(copy_in(sock_r, pipe_w, config.pipe_buffer, status.clone()));
+    let write = tokio::spawn(copy_out(pipe_r, sock_w, config.pipe_buffer, status.clone()));
+    Channel {
+        io: Box::new(mux_end),
         remote,
         encrypted: false,
-        status: Arc::new(Status::default()),
-        pumps: Vec::new(),
-    })
+        status,
+        pumps: vec![read, write],
+    }
+}
+
+/// Copies the transport's bytes into the pipe, `chunk` bytes at most per read, until either
+/// ends; then ends the pipe.
+async fn copy_in(
+    mut sock: ReadHalf<Box<dyn ByteStream>>,
+    mut pipe: WriteHalf<DuplexStream>,
+    chunk: usize,
+    status: Arc<Status>,
+) {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        let n = match sock.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                status.fail(CloseReason::Transport(e.to_string()));
+                break;
+            }
+        };
+        // `n` is at most `buf.len()`.
+        if pipe.write_all(&buf[..n]).await.is_err() {
+            return; // the multiplexer has gone
+        }
+    }
+    let _ = pipe.shutdown().await;
+}
+
+/// Copies the pipe's bytes to the transport, as much as is buffered (up to `chunk` bytes)
+/// per write, until either ends; then shuts the transport down.
+async fn copy_out(
+    mut pipe: ReadHalf<DuplexStream>,
+    mut sock: WriteHalf<Box<dyn ByteStream>>,
+    chunk: usize,
+    status: Arc<Status>,
+) {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // `n` is at most `buf.len()`.
+        let written = async {
+            sock.write_all(&buf[..n]).await?;
+            sock.flush().await
+        };
+        if let Err(e) = written.await {
+            status.fail(CloseReason::Transport(e.to_string()));
+            return;
+        }
+    }
+    let _ = sock.shutdown().await;
 }
 
 async fn read_exact(
@@ -281,7 +361,7 @@ async fn plain_messages(
         chunk,
         Cipher::danger_plaintext(),
         remote,
-        sink,
+        SinkOut(sink),
         stream,
         Framing::Messages,
     ))
@@ -296,19 +376,19 @@ enum Framing {
 }
 
 /// The channel to `remote` whose bytes the pumps carry through `cipher` over the two halves
-/// of a transport (`sink` and `stream`), in chunks of at most `chunk` bytes. It is encrypted
+/// of a transport (`out` and `stream`), in chunks of at most `chunk` bytes. It is encrypted
 /// unless `cipher` is the plaintext one.
-fn pumped_channel<Si, St, E>(
+fn pumped_channel<O, St, E>(
     config: &SessionConfig,
     chunk: usize,
     cipher: Cipher,
     remote: Remote,
-    sink: Si,
+    out: O,
     stream: St,
     framing: Framing,
 ) -> Channel
 where
-    Si: Sink<Bytes, Error = io::Error> + Send + Unpin + 'static,
+    O: SealedOut,
     St: Stream<Item = Result<E, io::Error>> + Send + Unpin + 'static,
     E: AsRef<[u8]> + Send + 'static,
 {
@@ -321,7 +401,7 @@ where
     let write = tokio::spawn(write_pump(
         pipe_r,
         sealer,
-        sink,
+        out,
         chunk,
         framing,
         status.clone(),
@@ -332,6 +412,65 @@ where
         encrypted,
         status,
         pumps: vec![read, write],
+    }
+}
+
+/// Where the write pump sends its messages.
+trait SealedOut: Send + Unpin + 'static {
+    /// Bytes the pump leaves at the front of each message for this output's framing.
+    const HEAD: usize;
+
+    /// Sends `msg`: [`HEAD`](Self::HEAD) bytes for the framing, then the message. May take
+    /// the buffer (it is cleared for the next message either way).
+    fn send(&mut self, msg: &mut Vec<u8>) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the output.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A byte stream: each message behind its 2-byte length, written straight from the pump's
+/// buffer (no copy, no allocation per message).
+struct StreamOut(WriteHalf<Box<dyn ByteStream>>);
+
+impl SealedOut for StreamOut {
+    const HEAD: usize = LENGTH_PREFIX_LEN;
+
+    async fn send(&mut self, msg: &mut Vec<u8>) -> io::Result<()> {
+        let len = msg.len().saturating_sub(Self::HEAD);
+        let len = u16::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+        if let Some(head) = msg.get_mut(..Self::HEAD) {
+            head.copy_from_slice(&len.to_be_bytes());
+        }
+        let written = async {
+            self.0.write_all(msg).await?;
+            self.0.flush().await
+        };
+        let result = written.await;
+        msg.clear();
+        result
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.shutdown().await;
+    }
+}
+
+/// A message transport: one transport message per sealed message (it takes the buffer).
+struct SinkOut<Si>(Si);
+
+impl<Si> SealedOut for SinkOut<Si>
+where
+    Si: Sink<Bytes, Error = io::Error> + Send + Unpin + 'static,
+{
+    const HEAD: usize = 0;
+
+    async fn send(&mut self, msg: &mut Vec<u8>) -> io::Result<()> {
+        self.0.send(Bytes::from(std::mem::take(msg))).await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.close().await;
     }
 }
 
@@ -403,36 +542,39 @@ async fn read_frames<St, E>(
     }
 }
 
-async fn write_pump<Si>(
+async fn write_pump<O: SealedOut>(
     mut pipe: ReadHalf<DuplexStream>,
     mut sealer: Sealer,
-    mut sink: Si,
+    mut out: O,
     chunk: usize,
     framing: Framing,
     status: Arc<Status>,
-) where
-    Si: Sink<Bytes, Error = io::Error> + Unpin,
-{
+) {
     let mut buf = vec![0u8; chunk];
+    // Reused from one message to the next unless the output takes it.
+    let mut msg = Vec::new();
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         let counter = sealer.next_nonce();
-        let mut out = Vec::with_capacity(n + TAG_LEN + DATA_HEADER_LEN);
+        msg.clear();
+        msg.reserve(O::HEAD + DATA_HEADER_LEN + n + TAG_LEN);
+        msg.resize(O::HEAD, 0);
         if let Framing::Messages = framing {
-            out.push(0);
-            out.extend_from_slice(&counter.to_be_bytes());
+            msg.push(0);
+            msg.extend_from_slice(&counter.to_be_bytes());
         }
-        if let Err(e) = sealer.seal(&buf[..n], &mut out) {
+        // `n` is at most `buf.len()`.
+        if let Err(e) = sealer.seal(&buf[..n], &mut msg) {
             status.fail(CloseReason::Crypto(e));
             break;
         }
-        if let Err(e) = sink.send(Bytes::from(out)).await {
+        if let Err(e) = out.send(&mut msg).await {
             status.fail(CloseReason::Transport(e.to_string()));
             return;
         }
     }
-    let _ = sink.close().await;
+    out.close().await;
 }
