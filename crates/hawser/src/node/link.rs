@@ -15,6 +15,13 @@ use super::core::Core;
 use super::error::SendError;
 use super::reach::Frame;
 
+/// Most payload bytes one batch of application messages carries, written in one
+/// [`Link::write_app_batch`] or received and handed on together (a single larger message goes
+/// alone). Documented in `docs/node.md`.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+/// Most application messages one batch carries (see [`BATCH_BYTES`]).
+pub(crate) const BATCH_MESSAGES: usize = 1024;
+
 /// How one network connects to a destination and moves bytes (the part that differs between
 /// the default network and the in-memory one).
 pub(crate) trait Link: Send + Sync + Sized + 'static {
@@ -39,6 +46,27 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
 
     /// Writes one frame on a connection.
     fn write(conn: &mut Self::Conn, frame: Frame) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes application payloads on a connection, in order, as [`write`](Self::write) of
+    /// one [`Frame::App`] each would (the default does exactly that); links override it to
+    /// move the whole batch in fewer, larger writes.
+    ///
+    /// # Errors
+    /// [`BatchError`], saying how many payloads, from the first, were written whole before
+    /// the failure: the rest (including one written in part) were not.
+    fn write_app_batch(
+        conn: &mut Self::Conn,
+        payloads: &[Bytes],
+    ) -> impl Future<Output = Result<(), BatchError>> + Send {
+        async move {
+            for (written, payload) in payloads.iter().enumerate() {
+                Self::write(conn, Frame::App(payload.clone()))
+                    .await
+                    .map_err(|error| BatchError { written, error })?;
+            }
+            Ok(())
+        }
+    }
 
     /// The addresses of `member` reachability knows it by (tried by `dial`).
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr>;
@@ -81,4 +109,14 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     fn listen_addrs(&self) -> Vec<crate::session::TransportAddr> {
         Vec::new()
     }
+}
+
+/// A batch write ([`Link::write_app_batch`]) failed.
+#[derive(Debug)]
+pub(crate) struct BatchError {
+    /// Payloads, from the first, written whole before the failure (each counted sent); the
+    /// others are to be written again.
+    pub written: usize,
+    /// Why the connection failed.
+    pub error: io::Error,
 }

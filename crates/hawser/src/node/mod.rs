@@ -85,7 +85,9 @@ pub use memory::{MemoryHub, MemoryNetwork};
 pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
 pub use node::{Node, NodeBuilder};
 pub use reach::{memory_addr, Lagged, PeerEvents};
-pub use secure::{node_protocols, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH};
+pub use secure::{
+    node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
+};
 pub use tcp::DefaultNetwork;
 
 /// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.

@@ -2,6 +2,7 @@
 //! the application (reliable messages with back-pressure, datagrams dropped when full).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,6 +42,46 @@ impl<L: Link> Core<L> {
         }
     }
 
+    /// Application payloads of a framed connection from `from` through `via`, in order (a
+    /// batch of frames that were already received): counted once, then handed to the
+    /// application, each without waiting while the incoming queue has room, else waiting for
+    /// it (back-pressure). Empties `payloads`. Returns `false` once the node is stopping.
+    pub async fn receive_app_batch(
+        self: &Arc<Self>,
+        from: NodeId,
+        via: SocketAddr,
+        payloads: &mut Vec<Bytes>,
+        gate: &mut TrafficGate,
+    ) -> bool {
+        if payloads.is_empty() {
+            return true;
+        }
+        self.reach_traffic(from, via, gate);
+        let bytes = payloads.iter().map(|p| p.len() as u64).sum();
+        if !self.note_received_many(from, payloads.len() as u64, bytes) {
+            payloads.clear();
+            return true;
+        }
+        for payload in payloads.drain(..) {
+            let msg = Incoming {
+                from,
+                delivery: Delivery::Reliable,
+                payload,
+            };
+            let Err(msg) = self.sender.try_send(msg) else {
+                continue;
+            };
+            let sent = tokio::select! {
+                r = self.sender.send(msg) => r.is_ok(),
+                () = self.cancel.cancelled() => false,
+            };
+            if !sent {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Counts a bad frame of a framed connection.
     pub fn note_bad_frame(&self, from: NodeId, err: &hawser_proto::wire::WireError) {
         Counters::bump(&self.counters.bad_frames);
@@ -49,16 +90,24 @@ impl<L: Link> Core<L> {
 
     /// Counts a received message; `false` (and counted) if the sender is not a member.
     fn note_received(&self, from: NodeId, len: usize) -> bool {
+        self.note_received_many(from, 1, len as u64)
+    }
+
+    /// Counts `count` received messages of `bytes` bytes in all; `false` (and counted, each)
+    /// if the sender is not a member.
+    fn note_received_many(&self, from: NodeId, count: u64, bytes: u64) -> bool {
         if from == self.id {
             return true;
         }
         let Some(peer) = self.peer(from) else {
-            Counters::bump(&self.counters.unknown_senders);
+            self.counters
+                .unknown_senders
+                .fetch_add(count, Ordering::Relaxed);
             return false;
         };
         let mut st = peer.lock();
-        st.stats.received += 1;
-        st.stats.bytes_in += len as u64;
+        st.stats.received += count;
+        st.stats.bytes_in += bytes;
         true
     }
 

@@ -21,8 +21,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
-use futures_util::StreamExt;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
 use hawser_proto::node::{Member, NodeId};
 use hawser_proto::wire::node::{FrameKind, FramedHello, FRAME_KIND_LEN};
 use tokio::io::AsyncWriteExt;
@@ -36,7 +36,7 @@ use super::core::Core;
 use super::counters::Counters;
 use super::datagram::{self, OpenKey, SealKey};
 use super::error::{SessionError, StartError};
-use super::link::Link;
+use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
 use crate::session::{
     self, DialError, HandshakeError, Identity, Incoming, PeerId, Protocol, ProtocolId,
@@ -49,6 +49,12 @@ pub const NODE_MESSAGES: ProtocolId = ProtocolId(1);
 pub const NODE_REACH: ProtocolId = ProtocolId(2);
 /// The version of both node protocols.
 pub const NODE_PROTOCOL_VERSION: u16 = 1;
+
+/// Most streams open at once on a node's session (`MuxConfig::max_streams`; a node opens
+/// two). Far below the session default (32), so that the connection window (8 MiB) leaves a
+/// stream room to grow its receive window beyond yamux's initial 256 KiB when a fast sender
+/// needs it: with 32 streams, 32 × 256 KiB took all of it.
+pub const NODE_MAX_STREAMS: usize = 8;
 
 /// The registry of hawser's node protocols, as every node's sessions offer them.
 pub fn node_protocols() -> ProtocolRegistry {
@@ -69,12 +75,14 @@ pub fn node_protocols() -> ProtocolRegistry {
 
 impl Settings {
     /// The session configuration of a node with these settings and `identity`: its network
-    /// id and security, the node protocols, and `hello_timeout` as the handshake timeout.
+    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, and at
+    /// most [`NODE_MAX_STREAMS`] streams.
     pub fn session_config(&self, identity: Arc<Identity>) -> SessionConfig {
         let mut c = SessionConfig::new(identity, self.network_id.clone());
         c.security = self.security;
         c.protocols = node_protocols();
         c.handshake_timeout = self.hello_timeout;
+        c.mux.max_streams = NODE_MAX_STREAMS;
         c
     }
 
@@ -124,6 +132,8 @@ pub(crate) struct SecureConn {
     session: Session,
     app: Stream,
     buf: BytesMut,
+    /// Where each frame of the batch in `buf` ends (at most `BATCH_MESSAGES`).
+    ends: Vec<usize>,
     control: mpsc::Sender<Frame>,
     task: JoinHandle<()>,
 }
@@ -151,6 +161,57 @@ impl SecureConn {
         }
     }
 
+    /// Writes application payloads on the messages stream: their frames encoded into one
+    /// buffer (at most one batch, `super::link::BATCH_BYTES` or a single larger
+    /// message) and written with as few writes as the stream takes.
+    ///
+    /// # Errors
+    /// [`BatchError`] with the payloads whose frames the stream took whole.
+    pub async fn write_app_batch(&mut self, payloads: &[Bytes]) -> Result<(), BatchError> {
+        let kind = [FrameKind::App.byte()];
+        self.buf.clear();
+        self.ends.clear();
+        let mut bad = None;
+        for (i, payload) in payloads.iter().enumerate() {
+            if encode_frame(&mut self.buf, &kind, payload).is_err() {
+                bad = Some(i);
+                break;
+            }
+            self.ends.push(self.buf.len());
+        }
+        let mut off = 0;
+        while off < self.buf.len() {
+            let rest = self.buf.get(off..).unwrap_or_default();
+            match self.app.write(rest).await {
+                Ok(0) => {
+                    let error = io::ErrorKind::WriteZero.into();
+                    return Err(self.batch_error(off, error));
+                }
+                Ok(n) => off += n,
+                Err(error) => return Err(self.batch_error(off, error)),
+            }
+        }
+        if self.buf.capacity() > 4 * BATCH_BYTES {
+            // A very large message went alone: do not keep its buffer.
+            self.buf = BytesMut::new();
+        }
+        match bad {
+            Some(written) => Err(BatchError {
+                written,
+                error: frame_too_large(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The failure of a batch write after `off` bytes of its buffer were taken.
+    fn batch_error(&self, off: usize, error: io::Error) -> BatchError {
+        BatchError {
+            written: written_whole(&self.ends, off),
+            error,
+        }
+    }
+
     pub fn control_sender(&self) -> mpsc::Sender<Frame> {
         self.control.clone()
     }
@@ -162,6 +223,12 @@ impl SecureConn {
     }
 }
 
+/// How many frames, from the first, lie whole in the first `off` bytes of a buffer where
+/// they end at `ends` (ascending).
+fn written_whole(ends: &[usize], off: usize) -> usize {
+    ends.partition_point(|&end| end <= off)
+}
+
 /// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
 async fn write_frame(
     stream: &mut Stream,
@@ -169,14 +236,24 @@ async fn write_frame(
     prefix: &[u8],
     body: &[u8],
 ) -> io::Result<()> {
-    let len = u32::try_from(prefix.len() + body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     buf.clear();
+    encode_frame(buf, prefix, body)?;
+    stream.write_all(buf).await
+}
+
+/// Appends one length-prefixed frame to `buf`: `prefix` (a kind byte or nothing), then
+/// `body`.
+fn encode_frame(buf: &mut BytesMut, prefix: &[u8], body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(prefix.len() + body.len()).map_err(|_| frame_too_large())?;
     buf.reserve(4 + len as usize);
     buf.put_u32(len);
     buf.put_slice(prefix);
     buf.put_slice(body);
-    stream.write_all(buf).await
+    Ok(())
+}
+
+fn frame_too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "frame too large")
 }
 
 /// Writes internal frames on the reach stream until the channel closes or a write fails.
@@ -271,6 +348,7 @@ pub(crate) async fn dial<L: Link>(
         session,
         app,
         buf,
+        ends: Vec::new(),
         control,
         task,
     })
@@ -461,36 +539,160 @@ async fn serve_stream<L: Link>(
         core.reach_connected(from, via);
     }
     let mut gate = TrafficGate::default();
+    let mut batch = AppBatch::default();
     loop {
-        match frames.next().await {
-            Some(Ok(frame)) => match Frame::parse(frame.freeze()) {
-                Ok(Frame::DatagramKey(key)) if encrypted => {
-                    if let Some(p) = core.peer(from) {
-                        p.lock().open = Some(OpenKey::new(&key));
-                        debug!(node = %core.id, peer = %from, "datagram key received");
-                    }
-                }
-                Ok(frame) => {
-                    if !core.receive(from, via, frame, &mut gate).await {
-                        return false;
-                    }
-                }
-                Err(err) => core.note_bad_frame(from, &err),
-            },
-            Some(Err(err)) if is_oversized(&err) => {
-                core.note_oversized(Some(from));
-                warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
-                      "oversized frame: session closed");
-                return false;
+        let mut item = frames.next().await;
+        // Then every frame already received, up to a batch, handed on together.
+        let end = loop {
+            let on = Served {
+                from,
+                via,
+                encrypted,
+            };
+            if let Some(keep) = serve_item(core, on, item, &mut batch, &mut gate).await {
+                break Some(keep);
             }
-            Some(Err(err)) => {
-                info!(node = %core.id, peer = %from, %err, "inbound stream failed");
-                return false;
+            if batch.is_full() {
+                break None;
             }
-            None => {
-                debug!(node = %core.id, peer = %from, "inbound stream closed");
-                return true;
+            match frames.next().now_or_never() {
+                Some(next) => item = next,
+                None => break None,
             }
+        };
+        if !batch.deliver(core, from, via, &mut gate).await {
+            return false;
+        }
+        if let Some(keep) = end {
+            return keep;
+        }
+    }
+}
+
+/// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
+/// [`BATCH_BYTES`] (or one larger payload).
+#[derive(Default)]
+struct AppBatch {
+    payloads: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl AppBatch {
+    fn push(&mut self, payload: Bytes) {
+        self.bytes += payload.len();
+        self.payloads.push(payload);
+    }
+
+    fn is_full(&self) -> bool {
+        self.payloads.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
+    }
+
+    /// Hands the payloads to the application; `false` once the node is stopping.
+    async fn deliver<L: Link>(
+        &mut self,
+        core: &Arc<Core<L>>,
+        from: NodeId,
+        via: SocketAddr,
+        gate: &mut TrafficGate,
+    ) -> bool {
+        self.bytes = 0;
+        core.receive_app_batch(from, via, &mut self.payloads, gate)
+            .await
+    }
+}
+
+/// The sender of a served stream, once its hello was checked.
+#[derive(Clone, Copy)]
+struct Served {
+    from: NodeId,
+    via: SocketAddr,
+    encrypted: bool,
+}
+
+/// Handles one item of a served stream: an application payload joins `batch`; anything else
+/// is handled at once, after the batch. `Some(keep)` when the stream ends (`keep`: whether
+/// the session may go on).
+async fn serve_item<L: Link>(
+    core: &Arc<Core<L>>,
+    on: Served,
+    item: Option<io::Result<BytesMut>>,
+    batch: &mut AppBatch,
+    gate: &mut TrafficGate,
+) -> Option<bool> {
+    let Served {
+        from,
+        via,
+        encrypted,
+    } = on;
+    let frame = match item {
+        Some(Ok(frame)) => frame,
+        Some(Err(err)) if is_oversized(&err) => {
+            core.note_oversized(Some(from));
+            warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
+                  "oversized frame: session closed");
+            return Some(false);
+        }
+        Some(Err(err)) => {
+            info!(node = %core.id, peer = %from, %err, "inbound stream failed");
+            return Some(false);
+        }
+        None => {
+            debug!(node = %core.id, peer = %from, "inbound stream closed");
+            return Some(true);
+        }
+    };
+    let mut frame = frame;
+    if frame.first() == Some(&FrameKind::App.byte()) {
+        // The common case, without a second reference to the buffer (`Frame::parse` slices).
+        frame.advance(FRAME_KIND_LEN);
+        batch.push(frame.freeze());
+        return None;
+    }
+    let frame = match Frame::parse(frame.freeze()) {
+        Ok(Frame::App(payload)) => {
+            batch.push(payload);
+            return None;
+        }
+        Ok(frame) => frame,
+        Err(err) => {
+            core.note_bad_frame(from, &err);
+            return None;
+        }
+    };
+    // Everything received before it is handed on first.
+    if !batch.deliver(core, from, via, gate).await {
+        return Some(false);
+    }
+    match frame {
+        Frame::DatagramKey(key) if encrypted => {
+            if let Some(p) = core.peer(from) {
+                p.lock().open = Some(OpenKey::new(&key));
+                debug!(node = %core.id, peer = %from, "datagram key received");
+            }
+            None
+        }
+        frame => (!core.receive(from, via, frame, gate).await).then_some(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_frames_taken_whole_count_as_written() {
+        let mut buf = BytesMut::new();
+        let mut ends = Vec::new();
+        for body in [&b"ab"[..], b"", b"cdef"] {
+            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
+            ends.push(buf.len());
+        }
+        // 4-byte length, kind byte, body.
+        assert_eq!(ends, [7, 12, 21]);
+        assert_eq!(&buf[..7], &[0, 0, 0, 3, FrameKind::App.byte(), b'a', b'b']);
+        let cases = [(0, 0), (6, 0), (7, 1), (11, 1), (12, 2), (20, 2), (21, 3)];
+        for (off, written) in cases {
+            assert_eq!(written_whole(&ends, off), written, "after {off} bytes");
         }
     }
 }

@@ -120,19 +120,26 @@ impl<L: Link> Core<L> {
                 self.note_datagram_sent(to, len);
                 Ok(())
             }
-            Plan::Queue(peer) => loop {
-                let room = peer.room.notified();
-                tokio::pin!(room);
-                room.as_mut().enable();
-                match self.enqueue(&peer, payload.clone()) {
-                    Err(SendError::QueueFull(_)) => {}
-                    other => return other,
+            Plan::Queue(peer) => {
+                // The common case first: room at once, no waiter registered.
+                let mut payload = match self.enqueue_if_room(&peer, payload) {
+                    Ok(result) => return result,
+                    Err(payload) => payload,
+                };
+                loop {
+                    let room = peer.room.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    payload = match self.enqueue_if_room(&peer, payload) {
+                        Ok(result) => return result,
+                        Err(payload) => payload,
+                    };
+                    tokio::select! {
+                        () = room => {}
+                        () = peer.cancel.cancelled() => return Err(stopped()),
+                    }
                 }
-                tokio::select! {
-                    () = room => {}
-                    () = peer.cancel.cancelled() => return Err(stopped()),
-                }
-            },
+            }
         }
     }
 
@@ -158,18 +165,38 @@ impl<L: Link> Core<L> {
     }
 
     fn enqueue(self: &Arc<Self>, peer: &Arc<Peer>, payload: Bytes) -> Result<(), SendError> {
+        self.enqueue_if_room(peer, payload)
+            .unwrap_or(Err(SendError::QueueFull(peer.id)))
+    }
+
+    /// Queues a payload, or gives it back when the queue is full (the refusal counted in
+    /// `dropped_full`), so that a waiting send need not keep a copy. `Ok` with the outcome
+    /// otherwise (`Stopped` once the peer is cancelled).
+    fn enqueue_if_room(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        payload: Bytes,
+    ) -> Result<Result<(), SendError>, Bytes> {
         let mut st = peer.lock();
         if peer.cancel.is_cancelled() {
-            return Err(SendError::Stopped);
+            return Ok(Err(SendError::Stopped));
+        }
+        if !st.queue.has_room_for(payload.len()) {
+            // Refused and counted by the queue itself; the copy is a reference count.
+            if let Err(full) = st.queue.push(Instant::now(), payload.clone()) {
+                debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
+            }
+            return Err(payload);
         }
         if let Err(full) = st.queue.push(Instant::now(), payload) {
+            // Not reached: room was checked under the same lock.
             debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
-            return Err(SendError::QueueFull(peer.id));
+            return Ok(Err(SendError::QueueFull(peer.id)));
         }
         self.start_writer(peer, &mut st);
         drop(st);
         peer.wake.notify_one();
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn note_datagram_sent(&self, to: NodeId, len: usize) {

@@ -26,7 +26,7 @@ use super::core::Core;
 use super::counters::Counters;
 use super::datagram::OpenError;
 use super::error::{SendError, StartError};
-use super::link::Link;
+use super::link::{BatchError, Link};
 use super::reach::{memory_addr, Frame};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};
@@ -166,6 +166,10 @@ impl Link for TcpLink {
 
     async fn write(conn: &mut SecureConn, frame: Frame) -> io::Result<()> {
         conn.write(frame).await
+    }
+
+    async fn write_app_batch(conn: &mut SecureConn, payloads: &[Bytes]) -> Result<(), BatchError> {
+        conn.write_app_batch(payloads).await
     }
 
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {

@@ -8,14 +8,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hawser_proto::node::Backoff;
+use bytes::Bytes;
+use hawser_proto::node::{Backoff, Queued, SendQueue};
 use tracing::{debug, info, warn};
 
 use super::core::Core;
 use super::counters::Counters;
-use super::link::Link;
+use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::peer::{Peer, PeerState};
-use super::reach::Frame;
 
 impl<L: Link> Core<L> {
     /// Starts `peer`'s writer unless it runs (`st` is `peer`'s locked state).
@@ -35,6 +35,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
     let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
     let mut conn: Option<(L::Conn, SocketAddr)> = None;
     let mut generation = 0;
+    let mut batch = Batch::default();
     loop {
         if peer.cancel.is_cancelled() {
             break;
@@ -75,7 +76,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
             continue;
         };
         let via = *via;
-        if !write_queued::<L>(&core, &peer, c).await {
+        if !write_queued::<L>(&core, &peer, c, &mut batch).await {
             conn = None;
             core.reach_send_failed(peer.id, &[via]);
             lost(&core, &peer, via);
@@ -135,9 +136,75 @@ async fn connect<L: Link>(
     }
 }
 
-/// Writes every internal frame, then everything queued; `false` if the connection failed (an
-/// application message is requeued, an internal frame dropped: the next renewal restates it).
-async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) -> bool {
+/// Messages taken from a queue for one batch write, bounded by [`BATCH_MESSAGES`]
+/// and [`BATCH_BYTES`]; reused from one batch to the next.
+#[derive(Default)]
+struct Batch {
+    payloads: Vec<Bytes>,
+    queued_at: Vec<Instant>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Takes the next messages still within their deadline at `now`, dropping (and counting)
+    /// stale ones that reach the head first: at least one if any is left, then more while
+    /// both bounds hold. Returns how many stale ones were dropped.
+    fn fill(&mut self, queue: &mut SendQueue, now: Instant) -> u64 {
+        self.payloads.clear();
+        self.queued_at.clear();
+        self.bytes = 0;
+        let before = queue.dropped_stale();
+        while self.payloads.len() < BATCH_MESSAGES {
+            let Some(item) = queue.pop(now) else {
+                break;
+            };
+            self.bytes += item.payload.len();
+            self.payloads.push(item.payload);
+            self.queued_at.push(item.queued_at);
+            if self.bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        queue.dropped_stale() - before
+    }
+
+    /// Puts the messages from the `written`-th on back at the head of `queue`, in order, with
+    /// their queue times; returns how many. The queue may then exceed its bounds by at most
+    /// one batch, which was counted in them before.
+    fn requeue_from(&mut self, written: usize, queue: &mut SendQueue) -> usize {
+        let mut n = 0;
+        while self.payloads.len() > written {
+            if let (Some(payload), Some(queued_at)) = (self.payloads.pop(), self.queued_at.pop()) {
+                queue.requeue_front(Queued { payload, queued_at });
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The payloads, in queue order.
+    fn payloads(&self) -> &[Bytes] {
+        &self.payloads
+    }
+
+    /// Payload bytes of the first `n` messages.
+    fn bytes_of(&self, n: usize) -> u64 {
+        if n >= self.payloads.len() {
+            return self.bytes as u64;
+        }
+        self.payloads.iter().take(n).map(|p| p.len() as u64).sum()
+    }
+}
+
+/// Writes every internal frame, then everything queued, in batches; `false` if the
+/// connection failed (the application messages not written whole are requeued in order, an
+/// internal frame dropped: the next renewal restates it).
+async fn write_queued<L: Link>(
+    core: &Core<L>,
+    peer: &Peer,
+    conn: &mut L::Conn,
+    batch: &mut Batch,
+) -> bool {
     loop {
         let control = peer.lock().control.pop_front();
         let Some((_, frame)) = control else {
@@ -153,40 +220,36 @@ async fn write_queued<L: Link>(core: &Core<L>, peer: &Peer, conn: &mut L::Conn) 
         }
     }
     loop {
-        let item = {
+        {
             let mut st = peer.lock();
             if !st.control.is_empty() {
                 // Internal frames go first: come back for them.
                 return true;
             }
-            let before = st.queue.dropped_stale();
-            let item = st.queue.pop(Instant::now());
-            let dropped = st.queue.dropped_stale() - before;
+            let dropped = batch.fill(&mut st.queue, Instant::now());
             if dropped > 0 {
                 warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
             }
-            item
-        };
-        let Some(item) = item else {
+        }
+        if batch.payloads().is_empty() {
             return true;
-        };
+        }
         peer.room.notify_waiters();
-        let len = item.payload.len();
         let result = tokio::select! {
-            r = L::write(conn, Frame::App(item.payload.clone())) => r,
+            r = L::write_app_batch(conn, batch.payloads()) => r,
             () = peer.cancel.cancelled() => return true,
         };
         let mut st = peer.lock();
-        match result {
-            Ok(()) => {
-                st.stats.sent += 1;
-                st.stats.bytes_out += len as u64;
-            }
-            Err(err) => {
-                st.queue.requeue_front(item);
-                warn!(node = %core.id, peer = %peer.id, %err, "write failed: reconnecting");
-                return false;
-            }
+        let written = match &result {
+            Ok(()) => batch.payloads().len(),
+            Err(e) => e.written,
+        };
+        st.stats.sent += written as u64;
+        st.stats.bytes_out += batch.bytes_of(written);
+        if let Err(BatchError { error, .. }) = result {
+            let requeued = batch.requeue_from(written, &mut st.queue);
+            warn!(node = %core.id, peer = %peer.id, %error, requeued, "write failed: reconnecting");
+            return false;
         }
     }
 }
@@ -229,3 +292,6 @@ async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;
