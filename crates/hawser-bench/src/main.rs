@@ -37,8 +37,9 @@ use hawser::lsp::Codec;
 use tokio::time::Instant;
 
 use crate::hawser_rows::Link;
+use crate::node_rows::NodeLink;
 use crate::report::{LossRow, Meta, Outcome, PingRow, Report, ThroughputRow};
-use crate::transports::Transport;
+use crate::transports::{RunResult, Transport};
 
 /// Worker threads of the runtime every row runs on.
 const WORKERS: usize = 2;
@@ -59,15 +60,20 @@ struct Args {
     /// Recorded ping-pong round trips per row [default: 10000, quick 1000].
     #[arg(long)]
     pings: Option<u64>,
-    /// Message sizes of the throughput table, bytes (comma-separated).
+    /// Message sizes of the throughput table, bytes (comma-separated); the node rows have
+    /// their own, `--node-sizes`.
     #[arg(long, value_delimiter = ',', default_values_t = [64, 1024])]
     sizes: Vec<usize>,
+    /// Message sizes of the node rows, bytes (comma-separated); at 16 KiB and more a run
+    /// sends at most 20,000 messages.
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 1024, 16384])]
+    node_sizes: Vec<usize>,
     /// Runs per throughput row; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Run only these rows or sections (comma-separated): transports hawser-binary,
     /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
-    /// node-tcp-plain, node-lsp; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
+    /// node-tcp-plain, node-lsp, node-lsp-plain; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Idle clients of the memory measurement [default: 10000, quick 500].
@@ -116,6 +122,7 @@ struct Plan {
     warmup: u64,
     runs: usize,
     sizes: Vec<usize>,
+    node_sizes: Vec<usize>,
     conns: u64,
     active: u64,
     echo_messages: u64,
@@ -153,6 +160,11 @@ impl Plan {
             warmup: if q { 20 } else { 100 },
             runs: a.runs.max(1),
             sizes: a.sizes.iter().map(|&s| s.max(payload::MIN_SIZE)).collect(),
+            node_sizes: a
+                .node_sizes
+                .iter()
+                .map(|&s| s.max(payload::MIN_SIZE))
+                .collect(),
             conns: pick(a.conns, 10_000, 500).max(1),
             active: pick(a.active, 1_000, 100).max(1),
             echo_messages: pick(a.echo_messages, 100, 10).max(1),
@@ -333,7 +345,8 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
     for &size in &plan.sizes {
         let mut rows: Vec<(Transport, ThroughputRow)> = Transport::THROUGHPUT
             .into_iter()
-            .filter(|t| plan.runs("throughput", t.name()))
+            // The node rows have a section of their own, below.
+            .filter(|t| plan.runs("throughput", t.name()) && !node_rows::is_node_row(t.name()))
             .map(|t| {
                 let row = ThroughputRow {
                     transport: t.name().to_string(),
@@ -352,7 +365,7 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
             }
         }
         for (t, mut row) in rows {
-            finish_throughput(plan, &mut row);
+            finish_throughput(&mut row);
             eprintln!(
                 "throughput {:<14} {:>6}: {}",
                 t.name(),
@@ -362,6 +375,7 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
             lock(report).throughput.push(row);
         }
     }
+    node_throughput(plan, report).await;
     // Likewise the ping-pong series, in rounds.
     let mut pings: Vec<(Transport, PingRow, Vec<Duration>)> = Transport::PING
         .into_iter()
@@ -514,10 +528,61 @@ fn summary_tput(row: &ThroughputRow) -> String {
     }
 }
 
+/// The node rows (`node_rows`), at `--node-sizes`, runs interleaved as above.
+async fn node_throughput(plan: &Plan, report: &Arc<Mutex<Report>>) {
+    for &size in &plan.node_sizes {
+        let messages = node_rows::messages(size, plan.messages);
+        let mut rows: Vec<(NodeLink, ThroughputRow)> = NodeLink::ALL
+            .into_iter()
+            .filter(|l| plan.runs("throughput", l.name()))
+            .map(|l| {
+                let row = ThroughputRow {
+                    transport: l.name().to_string(),
+                    size,
+                    messages,
+                    ..ThroughputRow::default()
+                };
+                (l, row)
+            })
+            .collect();
+        for run in 0..plan.runs {
+            for (link, row) in &mut rows {
+                if row.error.is_none() {
+                    let progress = Arc::new(AtomicU64::new(0));
+                    let fut = node_rows::throughput(*link, messages, size, progress.clone());
+                    record_run(plan, fut, progress, run, row).await;
+                }
+            }
+        }
+        for (link, mut row) in rows {
+            finish_throughput(&mut row);
+            eprintln!(
+                "throughput {:<14} {:>6}: {}",
+                link.name(),
+                report::size_name(size),
+                summary_tput(&row)
+            );
+            lock(report).throughput.push(row);
+        }
+    }
+}
+
 /// One throughput run of `t`, added to `row` (or its failure recorded there).
 async fn throughput_run(plan: &Plan, t: Transport, run: usize, row: &mut ThroughputRow) {
     let progress = Arc::new(AtomicU64::new(0));
     let fut = t.throughput(plan.messages, row.size, 1000 + run as u64, progress.clone());
+    record_run(plan, fut, progress, run, row).await;
+}
+
+/// Runs `fut`, one throughput run of `row.messages` messages (`progress` counts those
+/// received), under the run timeout; adds it to `row` or records its failure there.
+async fn record_run(
+    plan: &Plan,
+    fut: impl std::future::Future<Output = Result<RunResult>>,
+    progress: Arc<AtomicU64>,
+    run: usize,
+    row: &mut ThroughputRow,
+) {
     let cpu_before = stats::cpu_secs();
     match tokio::time::timeout(plan.run_timeout, fut).await {
         Ok(Ok(mut r)) => {
@@ -541,14 +606,14 @@ async fn throughput_run(plan: &Plan, t: Transport, run: usize, row: &mut Through
                 run + 1,
                 plan.run_timeout,
                 progress.load(Ordering::Relaxed),
-                plan.messages
+                row.messages
             ));
         }
     }
 }
 
 /// The median and the worst loss of a row's runs.
-fn finish_throughput(plan: &Plan, row: &mut ThroughputRow) {
+fn finish_throughput(row: &mut ThroughputRow) {
     if row.error.is_none() {
         let rates: Vec<f64> = row.runs.iter().map(|r| r.msgs_per_sec()).collect();
         row.msgs_per_sec = stats::median(&rates);
@@ -559,7 +624,7 @@ fn finish_throughput(plan: &Plan, row: &mut ThroughputRow) {
         row.max_loss_percent = row
             .runs
             .iter()
-            .map(|r| 100.0 * r.lost as f64 / plan.messages as f64)
+            .map(|r| 100.0 * r.lost as f64 / row.messages.max(1) as f64)
             .fold(0.0, f64::max);
     }
 }

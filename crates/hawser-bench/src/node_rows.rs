@@ -1,6 +1,7 @@
 //! Node-to-node rows: reliable messages between two `hawser::node::Node`s, over a secure
-//! (Noise) session on TCP or on LSP, and over a plaintext session on TCP, to set beside raw
-//! batched TCP framing (the issue's target: ≥ 0.8× of it) and to show what encryption costs.
+//! (Noise) or a plaintext session, on TCP or on LSP, to set beside raw batched TCP framing
+//! (the issue's target: ≥ 0.8× of it) and to show what encryption costs (secure against
+//! plaintext at 64 B and at 16 KiB, issue 6).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,59 @@ pub enum NodeLink {
     TcpPlain,
     /// Noise session over LSP (binary codec) on UDP.
     LspSecure,
+    /// Plaintext session over LSP.
+    LspPlain,
+}
+
+impl NodeLink {
+    /// Every node row, in the order of the table.
+    pub const ALL: [NodeLink; 4] = [
+        NodeLink::TcpSecure,
+        NodeLink::TcpPlain,
+        NodeLink::LspSecure,
+        NodeLink::LspPlain,
+    ];
+
+    /// The row's name (also what `--only` matches).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeLink::TcpSecure => "node-tcp",
+            NodeLink::TcpPlain => "node-tcp-plain",
+            NodeLink::LspSecure => "node-lsp",
+            NodeLink::LspPlain => "node-lsp-plain",
+        }
+    }
+
+    fn is_lsp(self) -> bool {
+        matches!(self, NodeLink::LspSecure | NodeLink::LspPlain)
+    }
+
+    fn security(self) -> Security {
+        match self {
+            NodeLink::TcpPlain | NodeLink::LspPlain => Security::DangerPlaintext,
+            NodeLink::TcpSecure | NodeLink::LspSecure => Security::Noise,
+        }
+    }
+}
+
+/// Whether `name` is a node row (they run in a section of their own, at sizes of their own).
+pub fn is_node_row(name: &str) -> bool {
+    NodeLink::ALL.iter().any(|l| l.name() == name)
+}
+
+/// From this size on, node rows send fewer messages per run ([`LARGE_MESSAGES`]).
+pub const LARGE_SIZE: usize = 16 * 1024;
+
+/// Most messages per run of a node row at [`LARGE_SIZE`] or more (320 MB of payload).
+pub const LARGE_MESSAGES: u64 = 20_000;
+
+/// Messages per run of a node row of `size` bytes, when the table's rows send `messages`.
+pub fn messages(size: usize, messages: u64) -> u64 {
+    if size >= LARGE_SIZE {
+        messages.min(LARGE_MESSAGES)
+    } else {
+        messages
+    }
 }
 
 fn free_port(udp: bool) -> Result<SocketAddr> {
@@ -36,17 +90,11 @@ fn free_port(udp: bool) -> Result<SocketAddr> {
 
 /// Two nodes, 1 and 2, that reach each other over `link` only.
 async fn pair(link: NodeLink) -> Result<(Node, Node)> {
-    let security = match link {
-        NodeLink::TcpPlain => Security::DangerPlaintext,
-        _ => Security::Noise,
-    };
-    let addrs = [
-        free_port(link == NodeLink::LspSecure)?,
-        free_port(link == NodeLink::LspSecure)?,
-    ];
+    let security = link.security();
+    let addrs = [free_port(link.is_lsp())?, free_port(link.is_lsp())?];
     let addr_of = |id: u64| {
         let a = addrs[id as usize - 1];
-        if link == NodeLink::LspSecure {
+        if link.is_lsp() {
             TransportAddr::Lsp(a)
         } else {
             TransportAddr::Tcp(a)
