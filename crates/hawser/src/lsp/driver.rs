@@ -87,7 +87,8 @@ impl<E: Driven> Shared<E> {
         Arc::new(Shared {
             endpoint: Mutex::new(endpoint),
             socket,
-            recv_buf: tokio::sync::Mutex::new(vec![0u8; RECV_BUFFER]),
+            // Allocated at the first receive (see `recv_buffer`).
+            recv_buf: tokio::sync::Mutex::new(Vec::new()),
             unsent: Mutex::new(Vec::new()),
             driver_sending: AtomicBool::new(false),
             armed_at: AtomicU64::new(u64::MAX),
@@ -291,6 +292,7 @@ impl<E: Driven> Shared<E> {
         loop {
             self.socket.readable().await?;
             let mut buf = self.recv_buf.lock().await;
+            recv_buffer(&mut buf);
             let first = match self.socket.try_recv(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => other?,
@@ -334,6 +336,7 @@ impl<E: Driven> Shared<E> {
             }
         }
         let mut buf = self.recv_buf.lock().await;
+        recv_buffer(&mut buf);
         let r = self.socket.recv(&mut buf).await?;
         let mut ep = self.lock();
         let now = now();
@@ -341,6 +344,13 @@ impl<E: Driven> Shared<E> {
             ep.handle_datagram(now, r.from, datagram);
         }
         Ok(())
+    }
+}
+
+/// Gives `buf` its [`RECV_BUFFER`] bytes the first time it is used.
+fn recv_buffer(buf: &mut Vec<u8>) {
+    if buf.len() < RECV_BUFFER {
+        *buf = vec![0u8; RECV_BUFFER];
     }
 }
 
