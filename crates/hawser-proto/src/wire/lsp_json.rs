@@ -226,7 +226,10 @@ fn put_decimal(out: &mut BytesMut, mut v: u64) {
 
 fn base64_decode(text: &str) -> Result<Vec<u8>, WireError> {
     // Go's base64 decoder skips carriage returns and newlines wherever they are.
-    let text: Cow<'_, str> = if text.contains(['\r', '\n']) {
+    // (Two byte searches: `str::contains` with a set of chars walks char by char, and was a
+    // quarter of the JSON codec's CPU time.)
+    let bytes = text.as_bytes();
+    let text: Cow<'_, str> = if bytes.contains(&b'\n') || bytes.contains(&b'\r') {
         Cow::Owned(text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect())
     } else {
         Cow::Borrowed(text)
@@ -532,7 +535,7 @@ mod tests {
             // Unknown fields ignored, duplicates: the last wins, null numbers are no-ops.
             r#"{"Type":1,"Extra":{"a":[1,2]},"ConnID":9,"ConnID":1,"SeqNum":43,"Size":5,"Size":null,"Checksum":11659,"Payload":"aGVsbG8="}"#,
             // JSON escapes in keys and strings; newlines inside base64; Go's exotic case folds.
-            r#"{"T\u0079pe":1,"Connıd":1,"ſeqNum":43,"Size":5,"Chec\u212Asum":11659,"Payload":"aGVs\nbG8="}"#,
+            r#"{"T\u0079pe":1,"Connıd":1,"ſeqNum":43,"Size":5,"Chec\u212Asum":11659,"Payload":"aG\rVs\nbG8="}"#,
             // Non-zero trailing bits ("8" vs "9") are ignored, as in Go's non-strict decoder.
             r#"{"Type":1,"ConnID":1,"SeqNum":43,"Size":5,"Checksum":11659,"Payload":"aGVsbG9="}"#,
         ];
