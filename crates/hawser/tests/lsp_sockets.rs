@@ -259,6 +259,9 @@ async fn send_waits_for_queue_room_while_write_fails() {
         let config = Config {
             max_send_queue: 4,
             max_read_queue: 2,
+            // One message per Data message, so that the bounds count these messages (bundles
+            // count once: `hawser-sim/tests/bundle.rs`).
+            bundle_max: 0,
             ..Config::new(fast(8, 8))
         };
         let server = Server::bind_with(

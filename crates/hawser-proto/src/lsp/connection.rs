@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, trace};
 
+use super::bundler::Bundler;
 use super::error::{EndReason, WriteError};
 use super::params::{AckPolicy, Config, RetransmitPolicy};
 use super::recv_window::{Accept, RecvWindow};
 use super::rto::RtoEstimator;
 use super::send_window::{AckOutcome, OutData, SendWindow};
 use super::stats::ConnStats;
-use crate::wire::{checksum, ConnId, Message, MsgType, SeqNum};
+use crate::wire::{bundle, checksum, ConnId, Message, MsgType, SeqNum};
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,12 @@ pub struct Connection {
     resends: Vec<OutData>,
     /// When the peer was last heard from.
     last_heard: Instant,
+    /// Small messages written while data is in flight, gathered into one Data message.
+    bundler: Bundler,
+    /// `Config::effective_bundle_max` (0: no bundling).
+    bundle_max: usize,
+    /// The latest time given by any input: when a bundle sealed at drain time counts as sent.
+    last_now: Instant,
 }
 
 impl Connection {
@@ -79,6 +86,9 @@ impl Connection {
             cack_due: false,
             resends: Vec::new(),
             last_heard: now,
+            bundler: Bundler::default(),
+            bundle_max: config.effective_bundle_max(),
+            last_now: now,
         }
     }
 
@@ -117,15 +127,17 @@ impl Connection {
         self.send.in_flight()
     }
 
-    /// Messages written and not yet acknowledged (queued or in flight).
+    /// Data messages written and not yet acknowledged (queued, in flight, or a bundle being
+    /// gathered; a bundle counts once). 0 once everything written was acknowledged.
     pub fn pending(&self) -> usize {
-        self.send.len()
+        self.send.len() + usize::from(!self.bundler.is_empty())
     }
 
-    /// How many more messages `write` accepts before the send queue is full.
+    /// How many more messages `write` accepts for certain before the send queue is full (with
+    /// bundling it may accept more: small messages join the bundle being gathered).
     pub fn send_capacity(&self) -> usize {
         match self.state {
-            ConnState::Open => self.config.max_send_queue.saturating_sub(self.send.len()),
+            ConnState::Open => self.config.max_send_queue.saturating_sub(self.pending()),
             _ => 0,
         }
     }
@@ -161,10 +173,30 @@ impl Connection {
                 max: self.config.max_payload,
             });
         }
-        if self.send.len() >= self.config.max_send_queue {
+        self.last_now = now;
+        // Bundle a small message when data is in flight (it could not leave at once anyway,
+        // or its predecessors are being gathered); an idle connection sends it alone, now.
+        let busy = self.send.in_flight() > 0 || !self.bundler.is_empty();
+        if payload.len() <= self.bundle_max && busy {
+            let fits = self.bundler.fits(payload.len(), self.config.max_payload);
+            if !fits || self.bundler.is_empty() {
+                // A new Data message will be needed (the gathered one, sealed, stays counted).
+                if self.pending() >= self.config.max_send_queue {
+                    return Err(WriteError::QueueFull(self.config.max_send_queue));
+                }
+                if !fits {
+                    self.seal_bundle();
+                }
+            }
+            self.bundler.push(payload);
+            return Ok(());
+        }
+        if self.pending() >= self.config.max_send_queue {
             return Err(WriteError::QueueFull(self.config.max_send_queue));
         }
-        self.send.push(payload);
+        // What was gathered goes first: order is kept.
+        self.seal_bundle();
+        self.send.push(payload, false);
         self.pump_sends(now);
         if self.send.is_stalled() {
             self.stats.window_stalls += 1;
@@ -174,7 +206,25 @@ impl Connection {
 
     /// The next application message, in order.
     pub(crate) fn read(&mut self) -> Option<Bytes> {
+        self.recv.read().map(|(message, _)| message)
+    }
+
+    /// The next application message, in order, and whether it was the last of its Data
+    /// message (a bundle yields several messages).
+    pub(crate) fn read_unit(&mut self) -> Option<(Bytes, bool)> {
         self.recv.read()
+    }
+
+    /// Moves the gathered bundle, if any, into the send window (it gets the next sequence
+    /// number; it is sent by the next `pump_sends`).
+    fn seal_bundle(&mut self) {
+        if let Some(sealed) = self.bundler.seal() {
+            if sealed.bundled {
+                self.stats.bundles_sent += 1;
+                self.stats.messages_bundled += sealed.count as u64;
+            }
+            self.send.push(sealed.payload, sealed.bundled);
+        }
     }
 
     /// Starts a graceful close: no new writes; ends once everything is acknowledged.
@@ -182,6 +232,8 @@ impl Connection {
         if self.state == ConnState::Open {
             debug!(conn = %self.id, pending = self.send.len(), "closing");
             self.state = ConnState::Closing;
+            self.seal_bundle();
+            self.pump_sends(self.last_now);
             self.finish_close_if_flushed();
         }
     }
@@ -191,6 +243,7 @@ impl Connection {
         if !matches!(self.state, ConnState::Ended(_)) {
             self.state = ConnState::Ended(EndReason::Lost);
             self.out.clear();
+            self.bundler.clear();
         }
     }
 
@@ -210,6 +263,7 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        self.last_now = now;
         if msg.kind != MsgType::Data {
             self.last_heard = now;
         }
@@ -218,9 +272,15 @@ impl Connection {
                 let Some(payload) = self.verify_data(&msg) else {
                     return; // as if never received
                 };
+                if msg.bundled && bundle::validate(&payload).is_err() {
+                    // The checksum held, so the peer built it wrong: as if never received.
+                    self.stats.bad_bundle += 1;
+                    trace!(conn = %self.id, seq = %msg.seq, "dropped: malformed bundle");
+                    return;
+                }
                 self.heard_since_epoch = true;
                 self.last_heard = now;
-                self.on_data(msg.seq, payload);
+                self.on_data(msg.seq, payload, msg.bundled);
             }
             MsgType::Ack if msg.is_heartbeat() => {
                 self.heard_since_epoch = true;
@@ -270,8 +330,8 @@ impl Connection {
         Some(payload)
     }
 
-    fn on_data(&mut self, seq: SeqNum, payload: Bytes) {
-        match self.recv.on_data(seq, payload) {
+    fn on_data(&mut self, seq: SeqNum, payload: Bytes, bundled: bool) {
+        match self.recv.on_data(seq, payload, bundled) {
             Accept::New => {
                 self.stats.data_received += 1;
                 self.queue_ack(seq);
@@ -348,8 +408,11 @@ impl Connection {
             self.stats.data_sent += 1;
         }
         self.sent_data_since_epoch = true;
-        self.out
-            .push_back(Message::data(self.id, data.seq, data.payload));
+        self.out.push_back(if data.bundled {
+            Message::bundle(self.id, data.seq, data.payload)
+        } else {
+            Message::data(self.id, data.seq, data.payload)
+        });
     }
 
     /// Moves every message to put on the wire into `out`, the pending cumulative ack first.
@@ -358,6 +421,11 @@ impl Connection {
     /// A cumulative ack still due when the connection has just closed gracefully goes out all
     /// the same: the peer's data was received and must not be resent to a closed endpoint.
     pub(crate) fn drain_messages(&mut self, out: &mut Vec<Message>) {
+        // What was gathered since the last drain leaves now (if the window allows).
+        if !self.bundler.is_empty() {
+            self.seal_bundle();
+            self.pump_sends(self.last_now);
+        }
         let lost = self.state == ConnState::Ended(EndReason::Lost);
         if std::mem::take(&mut self.cack_due) && !lost {
             self.stats.acks_sent += 1;
@@ -383,6 +451,7 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        self.last_now = now;
         if self.rto_deadline.is_some_and(|at| now >= at) {
             self.rto_deadline = None;
             self.send.on_rto(now, &mut self.resends);

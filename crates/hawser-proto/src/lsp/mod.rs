@@ -9,6 +9,7 @@
 //! - [`WriteError`], [`EndReason`]: what can go wrong, and how a connection ends.
 //! - [`ConnStats`], [`EndpointStats`]: counters.
 
+mod bundler;
 mod client;
 mod connection;
 mod error;

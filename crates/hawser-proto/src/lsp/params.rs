@@ -218,6 +218,14 @@ pub struct Config {
     /// Server only: most connections held, counting ended ones whose end the application has
     /// not read yet; further Connects are refused (dropped and counted). Default 10,000.
     pub max_connections: usize,
+    /// Binary codec only: the largest message that may share one Data message (one sequence
+    /// number, checksum and acknowledgement) with others written while earlier data is in
+    /// flight; 0 turns bundling off. A write on an idle connection is always sent alone and at
+    /// once, so bundling never delays a message: it gathers what piles up while the
+    /// connection is busy, up to `max_payload` bytes per bundle (`docs/wire.md`, bundles).
+    /// With it, `max_send_queue` and `max_read_queue` count Data messages, a bundle once.
+    /// Ignored by the JSON codec, which cannot carry bundles. Default 256.
+    pub bundle_max: usize,
 }
 
 impl Config {
@@ -235,6 +243,15 @@ impl Config {
             (RetransmitPolicy::Auto, Codec::Json) => RetransmitPolicy::Epoch,
             (RetransmitPolicy::Auto, Codec::Binary) => RetransmitPolicy::Adaptive,
             (policy, _) => policy,
+        }
+    }
+
+    /// The bundling limit in force: [`bundle_max`](Self::bundle_max) for the binary codec, 0
+    /// (off) for JSON.
+    pub fn effective_bundle_max(&self) -> usize {
+        match self.codec {
+            Codec::Binary => self.bundle_max,
+            Codec::Json => 0,
         }
     }
 
@@ -333,6 +350,7 @@ impl Default for Config {
             max_send_queue: 65_536,
             max_read_queue: 65_536,
             max_connections: 10_000,
+            bundle_max: 256,
         }
     }
 }

@@ -5,7 +5,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::wire::SeqNum;
+use crate::wire::{bundle, SeqNum};
+
+/// One received Data message's payload: a plain message, or a bundle read message by message.
+#[derive(Debug)]
+struct Unit {
+    payload: Bytes,
+    bundled: bool,
+}
 
 /// What became of one received Data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +34,9 @@ pub(crate) struct RecvWindow {
     expected: SeqNum,
     window: u32,
     /// Received ahead of `expected`, within the window.
-    ahead: BTreeMap<u64, Bytes>,
-    /// Delivered in order, not yet read by the application.
-    readable: VecDeque<Bytes>,
+    ahead: BTreeMap<u64, Unit>,
+    /// Delivered in order, not yet read by the application (the front bundle perhaps in part).
+    readable: VecDeque<Unit>,
     max_readable: usize,
     /// Messages ever delivered to `readable`.
     delivered: u64,
@@ -48,8 +55,9 @@ impl RecvWindow {
         }
     }
 
-    /// Handles a Data message that passed the size and checksum checks.
-    pub fn on_data(&mut self, seq: SeqNum, payload: Bytes) -> Accept {
+    /// Handles a Data message that passed the size and checksum checks (and, if `bundled`,
+    /// whose payload [`bundle::validate`] accepted).
+    pub fn on_data(&mut self, seq: SeqNum, payload: Bytes, bundled: bool) -> Accept {
         if seq < self.expected {
             return Accept::Duplicate;
         }
@@ -71,6 +79,7 @@ impl RecvWindow {
         if used >= self.max_readable {
             return Accept::Refused;
         }
+        let payload = Unit { payload, bundled };
         if offset == 0 {
             self.deliver(payload);
             while let Some(next) = self.ahead.remove(&self.expected.0) {
@@ -82,7 +91,7 @@ impl RecvWindow {
         Accept::New
     }
 
-    fn deliver(&mut self, payload: Bytes) {
+    fn deliver(&mut self, payload: Unit) {
         self.readable.push_back(payload);
         self.expected = self.expected.plus(1);
         self.delivered += 1;
@@ -98,12 +107,31 @@ impl RecvWindow {
         self.delivered
     }
 
-    /// The next message for the application, in order.
-    pub fn read(&mut self) -> Option<Bytes> {
-        self.readable.pop_front()
+    /// The next message for the application, in order, and whether it was the last of its
+    /// Data message (a plain message always is; a bundle's last message is).
+    pub fn read(&mut self) -> Option<(Bytes, bool)> {
+        loop {
+            let front = self.readable.front_mut()?;
+            if !front.bundled {
+                return self.readable.pop_front().map(|u| (u.payload, true));
+            }
+            match bundle::split_next(&mut front.payload) {
+                Some(message) => {
+                    let last = front.payload.is_empty();
+                    if last {
+                        self.readable.pop_front();
+                    }
+                    return Some((message, last));
+                }
+                // Only reached for a bundle that was not validated (a bug): skip what is left.
+                None => {
+                    self.readable.pop_front();
+                }
+            }
+        }
     }
 
-    /// Messages waiting to be read.
+    /// Data messages waiting to be read (a bundle counts once).
     pub fn readable_len(&self) -> usize {
         self.readable.len()
     }
@@ -123,38 +151,58 @@ mod tests {
     }
 
     fn read_all(w: &mut RecvWindow) -> Vec<Bytes> {
-        std::iter::from_fn(|| w.read()).collect()
+        std::iter::from_fn(|| w.read().map(|(m, _)| m)).collect()
+    }
+
+    #[test]
+    fn a_bundle_is_read_message_by_message() {
+        let mut w = RecvWindow::new(SeqNum(1), 4, 100);
+        let mut gathered = bytes::BytesMut::new();
+        for m in [&b"x"[..], b"yy", b""] {
+            bundle::put_entry(&mut gathered, m);
+        }
+        assert_eq!(w.on_data(SeqNum(2), b("after"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(1), gathered.freeze(), true), Accept::New);
+        assert_eq!(w.readable_len(), 2);
+        assert_eq!(w.read(), Some((b("x"), false)));
+        assert_eq!(w.read(), Some((b("yy"), false)));
+        assert_eq!(w.read(), Some((b(""), true)));
+        assert_eq!(w.read(), Some((b("after"), true)));
+        assert_eq!(w.read(), None);
     }
 
     #[test]
     fn delivers_in_order_exactly_once() {
         let mut w = RecvWindow::new(SeqNum(11), 4, 100);
-        assert_eq!(w.on_data(SeqNum(13), b("c")), Accept::New);
-        assert_eq!(w.on_data(SeqNum(12), b("b")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(13), b("c"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(12), b("b"), false), Accept::New);
         assert!(read_all(&mut w).is_empty());
-        assert_eq!(w.on_data(SeqNum(13), b("c")), Accept::DuplicateBuffered);
-        assert_eq!(w.on_data(SeqNum(11), b("a")), Accept::New);
+        assert_eq!(
+            w.on_data(SeqNum(13), b("c"), false),
+            Accept::DuplicateBuffered
+        );
+        assert_eq!(w.on_data(SeqNum(11), b("a"), false), Accept::New);
         assert_eq!(read_all(&mut w), vec![b("a"), b("b"), b("c")]);
-        assert_eq!(w.on_data(SeqNum(12), b("b")), Accept::Duplicate);
+        assert_eq!(w.on_data(SeqNum(12), b("b"), false), Accept::Duplicate);
         assert!(read_all(&mut w).is_empty());
     }
 
     #[test]
     fn refuses_outside_window() {
         let mut w = RecvWindow::new(SeqNum(1), 2, 100);
-        assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::Refused);
-        assert_eq!(w.on_data(SeqNum(2), b("b")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(3), b("c"), false), Accept::Refused);
+        assert_eq!(w.on_data(SeqNum(2), b("b"), false), Accept::New);
         assert_eq!(w.ahead_len(), 1);
     }
 
     #[test]
     fn full_read_queue_refuses_until_read() {
         let mut w = RecvWindow::new(SeqNum(1), 8, 2);
-        assert_eq!(w.on_data(SeqNum(1), b("a")), Accept::New);
-        assert_eq!(w.on_data(SeqNum(2), b("b")), Accept::New);
-        assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::Refused);
-        assert_eq!(w.read(), Some(b("a")));
-        assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(1), b("a"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(2), b("b"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(3), b("c"), false), Accept::Refused);
+        assert_eq!(w.read(), Some((b("a"), true)));
+        assert_eq!(w.on_data(SeqNum(3), b("c"), false), Accept::New);
         assert_eq!(w.delivered(), 3);
     }
 
@@ -162,11 +210,11 @@ mod tests {
     fn a_window_wider_than_the_read_queue_never_deadlocks() {
         let mut w = RecvWindow::new(SeqNum(1), 8, 2);
         // The first message is lost; two later ones fill the bound.
-        assert_eq!(w.on_data(SeqNum(2), b("b")), Accept::New);
-        assert_eq!(w.on_data(SeqNum(3), b("c")), Accept::New);
-        assert_eq!(w.on_data(SeqNum(4), b("d")), Accept::Refused);
+        assert_eq!(w.on_data(SeqNum(2), b("b"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(3), b("c"), false), Accept::New);
+        assert_eq!(w.on_data(SeqNum(4), b("d"), false), Accept::Refused);
         // The expected one is still accepted, and releases the others.
-        assert_eq!(w.on_data(SeqNum(1), b("a")), Accept::New);
+        assert_eq!(w.on_data(SeqNum(1), b("a"), false), Accept::New);
         assert_eq!(read_all(&mut w), vec![b("a"), b("b"), b("c")]);
     }
 }

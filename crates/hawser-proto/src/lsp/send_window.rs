@@ -15,6 +15,8 @@ use crate::wire::SeqNum;
 #[derive(Debug)]
 struct Slot {
     payload: Bytes,
+    /// The payload is a bundle of several messages (`wire::bundle`).
+    bundled: bool,
     state: SlotState,
 }
 
@@ -43,6 +45,7 @@ struct Flight {
 pub(crate) struct OutData {
     pub seq: SeqNum,
     pub payload: Bytes,
+    pub bundled: bool,
     pub retransmit: bool,
 }
 
@@ -112,10 +115,11 @@ impl SendWindow {
         self.first_queued < self.slots.len() && !self.can_send_next()
     }
 
-    /// Appends a message; it gets the next sequence number.
-    pub fn push(&mut self, payload: Bytes) {
+    /// Appends a message (a bundle if `bundled`); it gets the next sequence number.
+    pub fn push(&mut self, payload: Bytes, bundled: bool) {
         self.slots.push_back(Slot {
             payload,
+            bundled,
             state: SlotState::Queued,
         });
     }
@@ -144,6 +148,7 @@ impl SendWindow {
         Some(OutData {
             seq: self.base.plus(index as u64),
             payload: slot.payload.clone(),
+            bundled: slot.bundled,
             retransmit: false,
         })
     }
@@ -242,6 +247,7 @@ impl SendWindow {
         Some(OutData {
             seq: base.plus(index as u64),
             payload: slot.payload.clone(),
+            bundled: slot.bundled,
             retransmit: true,
         })
     }
@@ -333,7 +339,7 @@ mod tests {
         let now = t0();
         let mut win = window(5, 3, 0);
         for _ in 0..10 {
-            win.push(Bytes::from_static(b"x"));
+            win.push(Bytes::from_static(b"x"), false);
         }
         assert_eq!(drain(&mut win, now), vec![101, 102, 103]);
         assert!(win.is_stalled());
@@ -353,7 +359,7 @@ mod tests {
     fn duplicate_and_unknown_acks_are_harmless() {
         let now = t0();
         let mut win = window(2, 2, 0);
-        win.push(Bytes::from_static(b"a"));
+        win.push(Bytes::from_static(b"a"), false);
         assert_eq!(drain(&mut win, now), vec![101]);
         assert!(!acked(&mut win, 100, now));
         assert!(!acked(&mut win, 102, now));
@@ -368,7 +374,7 @@ mod tests {
         let now = t0();
         let mut win = window(10, 10, 0);
         for _ in 0..6 {
-            win.push(Bytes::from_static(b"x"));
+            win.push(Bytes::from_static(b"x"), false);
         }
         assert_eq!(drain(&mut win, now).len(), 6);
         assert_eq!(win.cack(SeqNum(104), now).newly, 4);
@@ -387,7 +393,7 @@ mod tests {
     fn resend_epochs(max_backoff: u32, epochs: u32) -> Vec<u32> {
         let now = t0();
         let mut win = window(1, 1, max_backoff);
-        win.push(Bytes::from_static(b"x"));
+        win.push(Bytes::from_static(b"x"), false);
         drain(&mut win, now);
         let mut resent_at = Vec::new();
         for epoch in 1..=epochs {
@@ -421,7 +427,7 @@ mod tests {
     fn rtt_samples_follow_karns_rule() {
         let now = t0();
         let mut win = window(4, 4, 0);
-        win.push(Bytes::from_static(b"a"));
+        win.push(Bytes::from_static(b"a"), false);
         drain(&mut win, now);
         let later = now + Duration::from_millis(30);
         let mut out = Vec::new();
@@ -432,8 +438,8 @@ mod tests {
             win.ack(SeqNum(101), later + Duration::from_millis(5)).rtt,
             None
         );
-        win.push(Bytes::from_static(b"b"));
-        win.push(Bytes::from_static(b"c"));
+        win.push(Bytes::from_static(b"b"), false);
+        win.push(Bytes::from_static(b"c"), false);
         drain(&mut win, later);
         let outcome = win.cack(SeqNum(103), later + Duration::from_millis(7));
         assert_eq!(outcome.newly, 2);
@@ -444,8 +450,8 @@ mod tests {
     fn a_cack_covering_a_resent_message_gives_no_sample() {
         let now = t0();
         let mut win = window(4, 4, 0);
-        win.push(Bytes::from_static(b"a"));
-        win.push(Bytes::from_static(b"b"));
+        win.push(Bytes::from_static(b"a"), false);
+        win.push(Bytes::from_static(b"b"), false);
         drain(&mut win, now);
         let mut out = Vec::new();
         win.on_rto(now + Duration::from_millis(500), &mut out); // resends 101 only
@@ -459,7 +465,7 @@ mod tests {
         let now = t0();
         let mut win = window(4, 4, 0);
         for _ in 0..3 {
-            win.push(Bytes::from_static(b"a"));
+            win.push(Bytes::from_static(b"a"), false);
         }
         drain(&mut win, now);
         let mut out = Vec::new();
@@ -473,7 +479,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mut win = window(8, 8, 0);
         for i in 0..5 {
-            win.push(Bytes::from_static(b"x"));
+            win.push(Bytes::from_static(b"x"), false);
             win.poll_send(now + ms(i)).unwrap();
         }
         let mut out = Vec::new();

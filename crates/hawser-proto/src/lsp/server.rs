@@ -145,16 +145,21 @@ impl ServerEndpoint {
 
     /// The next item for the application, if any.
     pub fn read(&mut self) -> Option<ServerRead> {
-        let ticket = self.tickets.pop_front()?;
+        let ticket = *self.tickets.front()?;
         match ticket {
             Ticket::Data(id) => {
-                let payload = self.peers.get_mut(&id).and_then(|p| p.conn.read());
-                // Invariant: a Data ticket is pushed once per delivered message, and a peer is
-                // removed only when its Ended ticket is read, after all its Data tickets.
-                debug_assert!(payload.is_some(), "data ticket without data");
-                payload.map(|p| ServerRead::Data(id, p))
+                let unit = self.peers.get_mut(&id).and_then(|p| p.conn.read_unit());
+                // Invariant: a Data ticket is pushed once per delivered Data message, and a
+                // peer is removed only when its Ended ticket is read, after all its Data
+                // tickets. A bundle's ticket stays until its last message is read.
+                debug_assert!(unit.is_some(), "data ticket without data");
+                if unit.as_ref().is_none_or(|(_, last)| *last) {
+                    self.tickets.pop_front();
+                }
+                unit.map(|(p, _)| ServerRead::Data(id, p))
             }
             Ticket::Ended(id, reason) => {
+                self.tickets.pop_front();
                 if let Some(peer) = self.peers.remove(&id) {
                     self.ended_stats.accumulate(peer.conn.stats());
                 }

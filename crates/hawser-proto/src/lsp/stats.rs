@@ -31,6 +31,12 @@ pub struct ConnStats {
     pub window_stalls: u64,
     /// Epochs elapsed on this connection.
     pub epochs: u64,
+    /// Data messages sent as bundles (counted in `data_sent` too).
+    pub bundles_sent: u64,
+    /// Application messages that went out inside a bundle.
+    pub messages_bundled: u64,
+    /// Bundles received whose content was not well-formed (checksum correct), dropped.
+    pub bad_bundle: u64,
 }
 
 /// Counters of a whole endpoint (client or server).
@@ -75,5 +81,8 @@ impl ConnStats {
         self.heartbeats_received += other.heartbeats_received;
         self.window_stalls += other.window_stalls;
         self.epochs += other.epochs;
+        self.bundles_sent += other.bundles_sent;
+        self.messages_bundled += other.messages_bundled;
+        self.bad_bundle += other.bad_bundle;
     }
 }

@@ -6,6 +6,7 @@
 //!   0x00 Connect  seq:varint
 //!   0x01 Data     seq:varint | size:varint | checksum:u16 BE | len:varint | payload[len]
 //!   0x11 Data     seq:varint | size:varint | checksum:u16 BE | payload[size]   (len == size)
+//!   0x21, 0x31    the same, the payload a bundle of messages (`wire::bundle`)
 //!   0x02 Ack      seq:varint
 //!   0x03 CAck     seq:varint
 //!   0x04 Conn     conn:varint   (connection id of the frames that follow)
@@ -52,6 +53,8 @@ mod kind {
     pub const MASK: u8 = 0x0F;
     /// Data flag: the payload length equals `size` and is not written.
     pub const LEN_IS_SIZE: u8 = 0x10;
+    /// Data flag: the payload is a bundle of several messages (`wire::bundle`).
+    pub const BUNDLE: u8 = 0x20;
 }
 
 /// Decodes every message of one binary datagram, appending them to `out` in order.
@@ -73,7 +76,7 @@ pub fn decode(datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> 
         let flags = ty & !kind::MASK;
         let k = ty & kind::MASK;
         let allowed = if k == kind::DATA {
-            kind::LEN_IS_SIZE
+            kind::LEN_IS_SIZE | kind::BUNDLE
         } else {
             0
         };
@@ -87,6 +90,7 @@ pub fn decode(datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> 
             size: 0,
             checksum: 0,
             payload: None,
+            bundled: false,
         };
         let msg = match k {
             kind::CONNECT => control(MsgType::Connect, r.varint()?),
@@ -109,6 +113,7 @@ pub fn decode(datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> 
                     size,
                     checksum,
                     payload: Some(Bytes::copy_from_slice(payload)),
+                    bundled: flags & kind::BUNDLE != 0,
                 }
             }
             kind::CONN => {
@@ -153,11 +158,14 @@ pub fn encode(msgs: &[Message], out: &mut BytesMut) {
                 let payload = m.payload.as_deref().unwrap_or_default();
                 let len = payload.len() as u64;
                 let len_is_size = len == m.size;
-                out.put_u8(if len_is_size {
-                    kind::DATA | kind::LEN_IS_SIZE
-                } else {
-                    kind::DATA
-                });
+                let mut ty = kind::DATA;
+                if len_is_size {
+                    ty |= kind::LEN_IS_SIZE;
+                }
+                if m.bundled {
+                    ty |= kind::BUNDLE;
+                }
+                out.put_u8(ty);
                 put_varint(out, m.seq.0);
                 put_varint(out, m.size);
                 out.put_u16(m.checksum);
@@ -276,6 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn golden_bundle() {
+        // Two messages, "hi" and "yo", bundled: flags 0x10 | 0x20, payload 02 'h' 'i' 02 'y' 'o'.
+        let mut payload = BytesMut::new();
+        crate::wire::bundle::put_entry(&mut payload, b"hi");
+        crate::wire::bundle::put_entry(&mut payload, b"yo");
+        let m = Message::bundle(ConnId(1), SeqNum(43), payload.freeze());
+        let sum = m.checksum.to_be_bytes();
+        let bytes = [
+            0x01, 0x01, 0x31, 0x2B, 0x06, sum[0], sum[1], 2, b'h', b'i', 2, b'y', b'o',
+        ];
+        assert_eq!(enc(std::slice::from_ref(&m)), bytes);
+        assert_eq!(dec(&bytes), Ok(vec![m]));
+        // The flag exists on Data only.
+        assert_eq!(
+            dec(&[0x01, 0x01, 0x22, 0x05]),
+            Err(WireError::Malformed("unknown frame flags"))
+        );
+    }
+
+    #[test]
     fn overhead_of_a_64_byte_message() {
         let m = |seq| Message::data(ConnId(1), SeqNum(seq), Bytes::from(vec![7u8; 64]));
         assert_eq!(encoded_len(&[m(43)]) - 64, 7);
@@ -351,7 +379,7 @@ mod tests {
             (&[0x01, 0x01, 0x05, 0x00], Malformed("unknown frame type")),
             (&[0x01, 0x01, 0x0F, 0x00], Malformed("unknown frame type")),
             (&[0x01, 0x01, 0x12, 0x00], Malformed("unknown frame flags")),
-            (&[0x01, 0x01, 0x21, 0x00], Malformed("unknown frame flags")),
+            (&[0x01, 0x01, 0x41, 0x00], Malformed("unknown frame flags")),
             // Data cut in the checksum, in the length, in the payload.
             (&[0x01, 0x01, 0x01, 0x2B, 0x05, 0x2D], Truncated),
             (&[0x01, 0x01, 0x01, 0x2B, 0x05, 0x2D, 0x8B], Truncated),
@@ -430,8 +458,9 @@ mod tests {
             any::<u16>(),
             proptest::collection::vec(any::<u8>(), 0..300),
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(|(t, conn, seq, size, checksum, payload, exact)| {
+            .prop_map(|(t, conn, seq, size, checksum, payload, exact, bundled)| {
                 let kind = MsgType::from_u8(t).unwrap_or(MsgType::Data);
                 if kind != MsgType::Data {
                     return Message {
@@ -441,6 +470,7 @@ mod tests {
                         size: 0,
                         checksum: 0,
                         payload: None,
+                        bundled: false,
                     };
                 }
                 Message {
@@ -450,6 +480,7 @@ mod tests {
                     size: if exact { payload.len() as u64 } else { size },
                     checksum,
                     payload: Some(Bytes::from(payload)),
+                    bundled,
                 }
             })
     }

@@ -105,6 +105,7 @@ fn decode_exact(datagram: &[u8]) -> Option<Message> {
         size,
         checksum: u16::try_from(checksum).ok()?,
         payload,
+        bundled: false,
     })
 }
 
@@ -148,11 +149,14 @@ fn decode_general(datagram: &[u8]) -> Result<Message, WireError> {
         // `int` checked `checksum <= u16::MAX`.
         checksum: checksum as u16,
         payload,
+        bundled: false,
     })
 }
 
 /// Appends the JSON encoding of `msg` to `out`: exactly [`encoded_len`]`(msg)` bytes.
 pub fn encode(msg: &Message, out: &mut BytesMut) {
+    // JSON has no field for it; connections never bundle on the JSON codec.
+    debug_assert!(!msg.bundled, "a bundled message cannot be encoded in JSON");
     out.reserve(encoded_len(msg));
     out.put_slice(TYPE.as_bytes());
     put_decimal(out, msg.kind as u64);
@@ -447,6 +451,7 @@ mod tests {
             size: payload.len() as u64,
             checksum,
             payload: Some(Bytes::from_static(payload)),
+            bundled: false,
         };
         vec![
             (
@@ -517,6 +522,7 @@ mod tests {
             size: 10,
             checksum: u16::MAX,
             payload: Some(Bytes::from_static(&[0xfb, 0xff])),
+            bundled: false,
         };
         let s = encoded(&max);
         assert_eq!(
@@ -623,6 +629,7 @@ mod tests {
                     size,
                     checksum,
                     payload: (kind == MsgType::Data).then(|| Bytes::from(payload)),
+                    bundled: false,
                 }
             })
     }

@@ -3,6 +3,8 @@
 //! # Organization
 //! - [`Message`] is the parsed representation (the `Repr`) of one LSP message, shared by both
 //!   codecs. [`ConnId`] and [`SeqNum`] are its identifiers.
+//! - [`bundle`] is the payload of a bundled Data message: several length-prefixed application
+//!   messages under one sequence number (binary codec only).
 //! - [`checksum`] computes the 16-bit LSP checksum of spec section 1.2.
 //! - [`lsp_json`] is the reference-compatible JSON codec (one message per datagram, byte-for-byte
 //!   what the Go implementation writes).
@@ -11,6 +13,7 @@
 //!
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
+pub mod bundle;
 pub mod checksum;
 mod cursor;
 pub mod lsp_binary;
@@ -97,6 +100,9 @@ pub struct Message {
     pub checksum: u16,
     /// Payload: `None` for non-Data messages (JSON `null`), `Some` for Data (possibly empty).
     pub payload: Option<Bytes>,
+    /// Data only, binary codec only: the payload is a [`bundle`] of several application
+    /// messages sharing this sequence number. Always `false` in JSON, which cannot carry it.
+    pub bundled: bool,
 }
 
 impl Message {
@@ -131,6 +137,15 @@ impl Message {
             size,
             checksum,
             payload: Some(payload),
+            bundled: false,
+        }
+    }
+
+    /// Like [`data`](Self::data), for a payload that is a [`bundle`] of several messages.
+    pub fn bundle(conn: ConnId, seq: SeqNum, bundle: Bytes) -> Message {
+        Message {
+            bundled: true,
+            ..Message::data(conn, seq, bundle)
         }
     }
 
@@ -142,6 +157,7 @@ impl Message {
             size: 0,
             checksum: 0,
             payload: None,
+            bundled: false,
         }
     }
 

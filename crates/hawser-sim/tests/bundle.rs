@@ -1,0 +1,229 @@
+//! Bundling (binary codec): small messages written while data is in flight share one Data
+//! message. Whatever the network does, the application still reads every message exactly once,
+//! in order; a lone message on an idle connection still leaves at once and unbundled; nothing is
+//! bundled when it is off, too large, or on the JSON codec; the send queue stays bounded.
+
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use hawser_proto::lsp::{Config, WriteError};
+use hawser_proto::wire::{bundle, Codec, MsgType};
+use hawser_sim::FaultConfig;
+
+fn config(bundle_max: usize) -> Config {
+    let mut config = Config::new(params(20, 100, 32, 2, 32)).with_codec(Codec::Binary);
+    config.bundle_max = bundle_max;
+    config
+}
+
+/// Client `i` writes every message in one step, as a busy application does between two runs
+/// of its driver (the harness sends after every step, which would seal a bundle per write).
+fn write_at_once(c: &mut Cluster, i: usize, msgs: &[Bytes]) {
+    c.with_client(i, |cl, now| {
+        for m in msgs {
+            cl.write(now, m.clone()).expect("write");
+        }
+    });
+}
+
+/// Every client writes `msgs` small messages at once, the server echoes each; returns once both
+/// sides read everything, after checking order and exactly-once.
+fn stream(c: &mut Cluster, msgs: usize) -> Vec<Vec<Bytes>> {
+    let sent: Vec<_> = (0..c.clients.len())
+        .map(|i| c.msgs(&format!("c{i}"), msgs))
+        .collect();
+    for (i, m) in sent.iter().enumerate() {
+        write_at_once(c, i, m);
+    }
+    let total = sent.len() * msgs;
+    let done = c.run_until(Duration::from_secs(120), |c| {
+        c.server_read_total() == total && (0..c.clients.len()).all(|i| c.reads(i).len() == msgs)
+    });
+    assert!(done, "not everything arrived");
+    for (i, m) in sent.iter().enumerate() {
+        assert_eq!(c.server_reads(i), &m[..], "server's reads from client {i}");
+        assert_eq!(c.reads(i), &m[..], "client {i}'s echoes");
+    }
+    sent
+}
+
+#[test]
+fn bundles_survive_loss_duplication_and_reordering() {
+    let mut c = Cluster::with_config(config(256));
+    c.app.echo = true;
+    c.net.set_faults_all(FaultConfig {
+        drop_percent: 10.0,
+        duplicate_percent: 10.0,
+        reorder_percent: 20.0,
+        delay_percent: 5.0,
+        delay: Duration::from_millis(30),
+        ..FaultConfig::default()
+    });
+    c.add_clients(5);
+    c.connect_all();
+    stream(&mut c, 400);
+    let server = c.server_ep().stats().conns;
+    let client = c.client_conn(0).stats();
+    // The clients' writes were bundled: far fewer Data messages than messages.
+    assert!(client.bundles_sent > 0, "{client:?}");
+    assert!(client.data_sent < 400, "{client:?}");
+    assert!(client.messages_bundled > 0);
+    assert!(c.net.stats().dropped > 0);
+    assert_eq!(server.bad_bundle, 0);
+
+    // The other way: the server writes a burst to each client in one step.
+    let burst: Vec<_> = (0..5).map(|i| c.msgs(&format!("s{i}"), 300)).collect();
+    for (i, m) in burst.iter().enumerate() {
+        let id = c.conn_id(i);
+        c.with_server(|s, now| {
+            for msg in m {
+                s.write(now, id, msg.clone()).expect("server write");
+            }
+        });
+    }
+    c.app.echo = false;
+    let done = c.run_until(Duration::from_secs(120), |c| {
+        (0..5).all(|i| c.reads(i).len() == 400 + 300)
+    });
+    assert!(done, "the server's bursts did not all arrive");
+    for (i, m) in burst.iter().enumerate() {
+        assert_eq!(
+            &c.reads(i)[400..],
+            &m[..],
+            "client {i}'s reads of the burst"
+        );
+    }
+    let server = c.server_ep().stats().conns;
+    assert!(server.bundles_sent > 0, "{server:?}");
+    assert_eq!(c.client_conn(0).stats().bad_bundle, 0);
+}
+
+#[test]
+fn a_lone_message_on_an_idle_connection_leaves_at_once_unbundled() {
+    let mut c = Cluster::with_config(config(256));
+    c.add_client(1000);
+    c.connect_all();
+    c.net.record_trace(10_000);
+    let m = c.msgs("solo", 1);
+    c.write(0, &m);
+    // Sent by the write itself, before any time passes.
+    let sent = c.sent_messages();
+    let data: Vec<_> = sent
+        .iter()
+        .filter(|(_, m)| m.kind == MsgType::Data)
+        .collect();
+    assert_eq!(data.len(), 1);
+    assert!(!data[0].1.bundled);
+    assert_eq!(data[0].1.payload.as_ref(), Some(&m[0]));
+}
+
+#[test]
+fn what_is_written_while_busy_is_bundled_and_valid_on_the_wire() {
+    let mut c = Cluster::with_config(config(256));
+    c.add_client(1000);
+    c.connect_all();
+    c.net.record_trace(10_000);
+    let m = c.msgs("burst", 50);
+    write_at_once(&mut c, 0, &m);
+    c.run_until(Duration::from_secs(5), |c| c.server_read_total() == 50);
+    assert_eq!(c.server_reads(0), &m[..]);
+    let sent = c.sent_messages();
+    let data: Vec<_> = sent
+        .iter()
+        .filter(|(_, m)| m.kind == MsgType::Data)
+        .map(|(_, m)| m)
+        .collect();
+    // The first goes alone at once; the other 49 wait for the drain and share bundles.
+    assert!(!data[0].bundled);
+    assert!(
+        data.len() < 10,
+        "{} Data messages for 50 writes",
+        data.len()
+    );
+    let bundled: usize = data
+        .iter()
+        .filter(|m| m.bundled)
+        .map(|m| bundle::validate(m.payload.as_ref().expect("data")).expect("valid bundle"))
+        .sum();
+    let plain = data.iter().filter(|m| !m.bundled).count();
+    assert_eq!(bundled + plain, 50);
+    for m in data.iter().filter(|m| m.bundled) {
+        assert!(m.payload.as_ref().expect("data").len() <= c.config.max_payload);
+    }
+}
+
+#[test]
+fn nothing_is_bundled_when_off_too_large_or_in_json() {
+    for (codec, bundle_max, size) in [
+        (Codec::Binary, 0, 10),
+        (Codec::Binary, 16, 17),
+        (Codec::Json, 256, 10),
+    ] {
+        let mut config = config(bundle_max);
+        config.codec = codec;
+        let mut c = Cluster::with_config(config);
+        c.add_client(1000);
+        c.connect_all();
+        let m: Vec<Bytes> = (0..40u8).map(|k| Bytes::from(vec![k; size])).collect();
+        write_at_once(&mut c, 0, &m);
+        c.run_until(Duration::from_secs(20), |c| c.server_read_total() == 40);
+        assert_eq!(c.server_reads(0), &m[..]);
+        let stats = c.client_conn(0).stats();
+        assert_eq!(stats.bundles_sent, 0, "{codec:?} {bundle_max} {size}");
+        assert_eq!(stats.data_sent, 40);
+    }
+}
+
+#[test]
+fn the_send_queue_bound_counts_a_bundle_once_and_still_holds() {
+    let mut config = config(256);
+    config.max_send_queue = 3;
+    config.max_payload = 100;
+    let mut c = Cluster::with_config(config);
+    c.add_client(1000);
+    c.connect_all();
+    // 20-byte messages, 21 bytes in a bundle: four per 100-byte bundle.
+    let mut accepted = 0;
+    let mut refused = None;
+    c.with_client(0, |cl, now| {
+        for k in 0..100u8 {
+            match cl.write(now, Bytes::from(vec![k; 20])) {
+                Ok(()) => accepted += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            assert!(cl.pending() <= 3);
+        }
+    });
+    assert_eq!(refused, Some(WriteError::QueueFull(3)));
+    // One plain message in flight, then two bundles of four.
+    assert_eq!(accepted, 1 + 4 + 4);
+    let flushed = c.run_until(Duration::from_secs(5), |c| c.client_conn(0).pending() == 0);
+    assert!(flushed);
+    assert_eq!(c.server_read_total(), accepted);
+}
+
+#[test]
+fn a_malformed_bundle_with_a_valid_checksum_is_dropped_and_counted() {
+    use hawser_proto::wire::{Message, SeqNum};
+    let mut c = Cluster::with_config(config(256));
+    c.add_client(1000);
+    c.connect_all();
+    let conn = c.conn_id(0);
+    // One entry only (a bundle needs two), with a correct checksum.
+    let bad = Message::bundle(conn, SeqNum(1001), Bytes::from_static(&[1, b'x']));
+    let mut buf = bytes::BytesMut::new();
+    Codec::Binary.encode(&bad, &mut buf);
+    let (client, server) = c.up(0);
+    c.net.inject(client, server, buf.freeze());
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(c.server_conn(0).stats().bad_bundle, 1);
+    assert_eq!(c.server_read_total(), 0);
+}
