@@ -143,6 +143,58 @@ pub async fn throughput(
     })
 }
 
+/// The `hawser-batched` row: like [`throughput`], through the batch calls: the sender hands
+/// over [`BATCH`](crate::baselines::BATCH) messages per `send_batch` (as the TCP and quinn
+/// rows flush every `BATCH`), the receiver takes up to `BATCH` ready messages per
+/// `read_batch` and still checks every one.
+pub async fn throughput_batched(
+    config: &Config,
+    n: u64,
+    size: usize,
+    seed: u64,
+    progress: Arc<AtomicU64>,
+) -> Result<RunResult> {
+    let (server, client) = pair(config, Link::Plain, seed).await?;
+    let receiver = AbortOnDropHandle::new(tokio::spawn(async move {
+        let max = crate::baselines::BATCH as usize;
+        let mut got = Vec::with_capacity(max);
+        let mut i = 0;
+        while i < n {
+            got.clear();
+            server
+                .read_batch(&mut got, max)
+                .await
+                .map_err(|e| anyhow!("server read after {i} messages: {e}"))?;
+            for (_, msg) in &got {
+                payload::check(i, size, msg).map_err(|e| anyhow!(e))?;
+                i += 1;
+            }
+            progress.store(i, Ordering::Relaxed);
+        }
+        Ok::<_, anyhow::Error>((Instant::now(), server.stats()))
+    }));
+    let start = Instant::now();
+    let mut batch = std::collections::VecDeque::with_capacity(crate::baselines::BATCH as usize);
+    let mut i = 0;
+    while i < n {
+        while i < n && (batch.len() as u64) < crate::baselines::BATCH {
+            batch.push_back(payload::make(i, size));
+            i += 1;
+        }
+        client
+            .send_batch(&mut batch)
+            .await
+            .map_err(|e| anyhow!("send_batch: {e}"))?;
+    }
+    let (end, server_stats) = receiver.await.context("receiver task")??;
+    let client_stats = client.stats();
+    Ok(RunResult {
+        retransmits: client_stats.conns.retransmits,
+        datagrams: client_stats.datagrams_sent + server_stats.datagrams_sent,
+        ..RunResult::complete(n, end - start)
+    })
+}
+
 /// Starts an echo task on `server`: every message goes back to its connection.
 pub fn spawn_echo(server: Arc<Server>) -> AbortOnDropHandle<()> {
     AbortOnDropHandle::new(tokio::spawn(async move {

@@ -71,7 +71,7 @@ struct Args {
     /// Runs per throughput row; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Run only these rows or sections (comma-separated): transports hawser-binary,
+    /// Run only these rows or sections (comma-separated): transports hawser-binary, hawser-batched,
     /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
     /// node-tcp-plain, node-lsp, node-lsp-plain; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
     #[arg(long, value_delimiter = ',')]

@@ -216,6 +216,18 @@ impl Report {
             ">= 1.0",
             Some(|v| v >= 1.0),
         );
+        push(
+            "hawser-batched / quinn, msgs/s, 64 B".into(),
+            div(self.tput("hawser-batched", 64), self.tput("quinn", 64)),
+            ">= 1.5",
+            Some(|v| v >= 1.5),
+        );
+        push(
+            "hawser-batched / quinn, msgs/s, 1 KiB".into(),
+            div(self.tput("hawser-batched", 1024), self.tput("quinn", 1024)),
+            ">= 1.0",
+            Some(|v| v >= 1.0),
+        );
         for size in [64, 1024] {
             push(
                 format!("hawser-binary / tcp-batched, msgs/s, {}", size_name(size)),

@@ -24,6 +24,8 @@ pub const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 pub enum Transport {
     /// hawser LSP, binary codec.
     HawserBinary,
+    /// hawser LSP, binary codec, written and read through the batch calls.
+    HawserBatched,
     /// hawser LSP, reference JSON codec (one Ack per Data message, as the reference).
     HawserJson,
     /// hawser LSP, JSON codec with cumulative acknowledgements (`AckPolicy::Cumulative`).
@@ -46,8 +48,9 @@ pub enum Transport {
 
 impl Transport {
     /// Rows of the throughput table, in order.
-    pub const THROUGHPUT: [Transport; 10] = [
+    pub const THROUGHPUT: [Transport; 11] = [
         Transport::HawserBinary,
+        Transport::HawserBatched,
         Transport::HawserJson,
         Transport::HawserJsonCack,
         Transport::UdpRaw,
@@ -72,6 +75,7 @@ impl Transport {
     pub fn name(self) -> &'static str {
         match self {
             Transport::HawserBinary => "hawser-binary",
+            Transport::HawserBatched => "hawser-batched",
             Transport::HawserJson => "hawser-json",
             Transport::HawserJsonCack => "hawser-json-cack",
             Transport::UdpRaw => "udp-raw",
@@ -93,6 +97,10 @@ impl Transport {
         progress: Arc<AtomicU64>,
     ) -> Result<RunResult> {
         let plain = Link::Plain;
+        if self == Transport::HawserBatched {
+            let config = hawser_rows::hawser_config(Codec::Binary);
+            return hawser_rows::throughput_batched(&config, n, size, seed, progress).await;
+        }
         match self.hawser_config() {
             Some(config) => hawser_rows::throughput(&config, plain, n, size, seed, progress).await,
             None => match self {

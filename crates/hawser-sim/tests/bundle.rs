@@ -227,3 +227,48 @@ fn a_malformed_bundle_with_a_valid_checksum_is_dropped_and_counted() {
     assert_eq!(c.server_conn(0).stats().bad_bundle, 1);
     assert_eq!(c.server_read_total(), 0);
 }
+
+#[test]
+fn batch_reads_keep_each_connections_order_and_stop_at_an_end() {
+    let mut c = Cluster::with_config(config(256));
+    c.app.read_server = false;
+    c.add_clients(3);
+    c.connect_all();
+    let sent: Vec<_> = (0..3).map(|i| c.msgs(&format!("c{i}"), 60)).collect();
+    for (i, m) in sent.iter().enumerate() {
+        write_at_once(&mut c, i, m);
+    }
+    // Client 1 leaves once its messages are acknowledged; the server sees it go silent (lost,
+    // spec 3.5) and that end queues behind its data.
+    let flushed = c.run_until(Duration::from_secs(5), |c| {
+        (0..3).all(|i| c.client_conn(i).pending() == 0)
+    });
+    assert!(flushed);
+    c.with_client(1, |cl, _| cl.close());
+    c.run_for(Duration::from_secs(10));
+    let ids: Vec<_> = (0..3).map(|i| c.conn_id(i)).collect();
+    let mut got: Vec<(hawser_proto::wire::ConnId, Bytes)> = Vec::new();
+    let mut ends = Vec::new();
+    loop {
+        // Small batches, so that they end inside bundles too.
+        let n = c.with_server(|s, _| s.read_data_batch(&mut got, 7));
+        if n > 0 {
+            assert!(n <= 7);
+            continue;
+        }
+        match c.with_server(|s, _| s.read()) {
+            Some(hawser_proto::lsp::ServerRead::Ended(id, reason)) => ends.push((id, reason)),
+            Some(other) => panic!("data after read_data_batch returned 0: {other:?}"),
+            None => break,
+        }
+    }
+    for (i, m) in sent.iter().enumerate() {
+        let mine: Vec<Bytes> = got
+            .iter()
+            .filter(|(id, _)| *id == ids[i])
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(mine, *m, "connection {i}");
+    }
+    assert_eq!(ends, vec![(ids[1], hawser_proto::lsp::EndReason::Lost)]);
+}

@@ -394,3 +394,117 @@ async fn request_response_in_lockstep() {
     .await
     .unwrap();
 }
+
+/// The batch calls both ways: many small messages (bundled on the wire) and a few large ones
+/// (sent alone), echoed in batches, all back in order.
+#[tokio::test]
+async fn batch_calls_echo_everything_in_order() {
+    timeout(LIMIT, async {
+        let server = std::sync::Arc::new(
+            Server::bind_with(
+                Config::new(fast(64, 64)),
+                tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+            )
+            .unwrap(),
+        );
+        let echo = tokio::spawn({
+            let server = server.clone();
+            async move {
+                let mut got = Vec::new();
+                loop {
+                    got.clear();
+                    if server.read_batch(&mut got, 100).await.is_err() {
+                        return;
+                    }
+                    let conn = got[0].0;
+                    assert!(got.iter().all(|(c, _)| *c == conn));
+                    let mut batch: std::collections::VecDeque<Bytes> =
+                        got.drain(..).map(|(_, p)| p).collect();
+                    server.send_batch(conn, &mut batch).await.unwrap();
+                    assert!(batch.is_empty());
+                }
+            }
+        });
+        let client = Client::connect(server.local_addr(), 7, fast(64, 64))
+            .await
+            .unwrap();
+        let sent: Vec<Bytes> = (0..3000u32)
+            .map(|i| {
+                let len = if i % 500 == 0 {
+                    1200
+                } else {
+                    (i % 40) as usize
+                };
+                let mut v = vec![(i % 251) as u8; len];
+                if len >= 4 {
+                    v[..4].copy_from_slice(&i.to_be_bytes());
+                }
+                Bytes::from(v)
+            })
+            .collect();
+        let mut batch: std::collections::VecDeque<Bytes> = sent.iter().cloned().collect();
+        client.send_batch(&mut batch).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            let n = client.read_batch(&mut got, 64).await.unwrap();
+            assert!((1..=64).contains(&n));
+        }
+        assert_eq!(got, sent);
+        let stats = client.stats().conns;
+        assert!(stats.bundles_sent > 0, "{stats:?}");
+        assert!(stats.data_sent < 3000, "{stats:?}");
+        client.close().await.unwrap();
+        echo.abort();
+    })
+    .await
+    .unwrap();
+}
+
+/// `write_batch` queues what fits, leaves the rest in the batch, and reports an error only
+/// for a message it could not queue first.
+#[tokio::test]
+async fn write_batch_stops_at_what_it_cannot_queue() {
+    timeout(LIMIT, async {
+        let config = Config {
+            max_send_queue: 4,
+            // One message per Data message, so that the queue bound counts these messages.
+            bundle_max: 0,
+            max_payload: 100,
+            ..Config::new(fast(1, 1))
+        };
+        let server = Server::bind_with(
+            config.clone(),
+            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+        )
+        .unwrap();
+        let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+        let client = Client::connect_with(server.local_addr(), 1, config, socket)
+            .await
+            .unwrap();
+        let too_large = Bytes::from(vec![0u8; 101]);
+        let mut batch: std::collections::VecDeque<Bytes> =
+            (0..3u8).map(|i| Bytes::from(vec![i])).collect();
+        batch.push_back(too_large.clone());
+        batch.push_back(Bytes::from_static(b"after"));
+        assert_eq!(client.write_batch(&mut batch), Ok(3));
+        assert_eq!(batch.front(), Some(&too_large));
+        assert_eq!(
+            client.write_batch(&mut batch),
+            Err(WriteError::TooLarge { len: 101, max: 100 })
+        );
+        batch.pop_front();
+        assert_eq!(client.write_batch(&mut batch), Ok(1));
+        let mut more: std::collections::VecDeque<Bytes> =
+            std::iter::once(Bytes::from_static(b"full")).collect();
+        assert_eq!(client.write_batch(&mut more), Err(WriteError::QueueFull(4)));
+        assert_eq!(more.len(), 1);
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let (_, p) = server.read().await.unwrap();
+            got.push(p);
+        }
+        assert_eq!(got[3], "after");
+    })
+    .await
+    .unwrap();
+}

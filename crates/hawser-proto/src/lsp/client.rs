@@ -163,6 +163,29 @@ impl ClientEndpoint {
         Ok(())
     }
 
+    /// Writes the messages at the front of `batch`, in order, removing each it queues; stops
+    /// at the first it cannot queue (which stays in `batch`). Returns how many it queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), when not even the first message could be queued.
+    pub fn write_batch(
+        &mut self,
+        now: Instant,
+        batch: &mut VecDeque<Bytes>,
+    ) -> Result<usize, WriteError> {
+        let now = self.clamp(now);
+        let conn = match self.state {
+            ClientState::Connected(_) => self.conn.as_mut(),
+            ClientState::ConnectFailed => return Err(WriteError::Lost),
+            ClientState::ClosedBeforeConnect => return Err(WriteError::Closed),
+            ClientState::Connecting => None,
+        }
+        .ok_or(WriteError::NotConnected)?;
+        let queued = conn.write_batch(batch, now)?;
+        self.flush_conn();
+        Ok(queued)
+    }
+
     /// Messages written and not yet acknowledged by the server.
     pub fn pending(&self) -> usize {
         self.conn.as_ref().map_or(0, Connection::pending)

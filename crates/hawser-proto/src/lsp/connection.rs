@@ -18,6 +18,15 @@ use super::send_window::{AckOutcome, OutData, SendWindow};
 use super::stats::ConnStats;
 use crate::wire::{bundle, checksum, ConnId, Message, MsgType, SeqNum};
 
+/// How an accepted write is queued.
+#[derive(Clone, Copy, Debug)]
+enum Admit {
+    /// Into the bundle being gathered (sealing the current one first if it is full).
+    Gather { seal_first: bool },
+    /// As a Data message of its own, sent at once if the window allows.
+    Alone,
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
@@ -160,6 +169,39 @@ impl Connection {
     /// Queues `payload` for reliable, in-order delivery and sends it at once if the window and
     /// `max_unacked` allow.
     pub(crate) fn write(&mut self, payload: Bytes, now: Instant) -> Result<(), WriteError> {
+        let admit = self.admit(payload.len())?;
+        self.enqueue(payload, admit, now);
+        Ok(())
+    }
+
+    /// Writes the messages at the front of `batch`, in order, removing each it queues; stops
+    /// at the first it cannot queue, which stays in `batch`. Returns how many it queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), when not even the first message could be queued.
+    pub(crate) fn write_batch(
+        &mut self,
+        batch: &mut VecDeque<Bytes>,
+        now: Instant,
+    ) -> Result<usize, WriteError> {
+        let mut queued = 0;
+        while let Some(front) = batch.front() {
+            match self.admit(front.len()) {
+                Ok(admit) => {
+                    if let Some(payload) = batch.pop_front() {
+                        self.enqueue(payload, admit, now);
+                        queued += 1;
+                    }
+                }
+                Err(e) if queued == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Whether a message of `len` bytes may be written now, and how it will be queued.
+    fn admit(&self, len: usize) -> Result<Admit, WriteError> {
         match self.state {
             ConnState::Open => {}
             ConnState::Closing | ConnState::Ended(EndReason::Closed) => {
@@ -167,41 +209,51 @@ impl Connection {
             }
             ConnState::Ended(EndReason::Lost) => return Err(WriteError::Lost),
         }
-        if payload.len() > self.config.max_payload {
+        if len > self.config.max_payload {
             return Err(WriteError::TooLarge {
-                len: payload.len(),
+                len,
                 max: self.config.max_payload,
             });
         }
-        self.last_now = now;
+        let full = self.pending() >= self.config.max_send_queue;
         // Bundle a small message when data is in flight (it could not leave at once anyway,
         // or its predecessors are being gathered); an idle connection sends it alone, now.
         let busy = self.send.in_flight() > 0 || !self.bundler.is_empty();
-        if payload.len() <= self.bundle_max && busy {
-            let fits = self.bundler.fits(payload.len(), self.config.max_payload);
-            if !fits || self.bundler.is_empty() {
-                // A new Data message will be needed (the gathered one, sealed, stays counted).
-                if self.pending() >= self.config.max_send_queue {
-                    return Err(WriteError::QueueFull(self.config.max_send_queue));
-                }
-                if !fits {
-                    self.seal_bundle();
-                }
+        if len <= self.bundle_max && busy {
+            let fits = self.bundler.fits(len, self.config.max_payload);
+            // Joining the gathered bundle takes no new Data message; anything else does (the
+            // gathered one, sealed, stays counted).
+            if (!fits || self.bundler.is_empty()) && full {
+                return Err(WriteError::QueueFull(self.config.max_send_queue));
             }
-            self.bundler.push(payload);
-            return Ok(());
+            return Ok(Admit::Gather { seal_first: !fits });
         }
-        if self.pending() >= self.config.max_send_queue {
+        if full {
             return Err(WriteError::QueueFull(self.config.max_send_queue));
         }
-        // What was gathered goes first: order is kept.
-        self.seal_bundle();
-        self.send.push(payload, false);
-        self.pump_sends(now);
-        if self.send.is_stalled() {
-            self.stats.window_stalls += 1;
+        Ok(Admit::Alone)
+    }
+
+    /// Queues a message [`admit`](Self::admit) accepted.
+    fn enqueue(&mut self, payload: Bytes, admit: Admit, now: Instant) {
+        self.last_now = now;
+        match admit {
+            Admit::Gather { seal_first } => {
+                if seal_first {
+                    self.seal_bundle();
+                }
+                self.bundler.push(payload);
+            }
+            Admit::Alone => {
+                // What was gathered goes first: order is kept.
+                self.seal_bundle();
+                self.send.push(payload, false);
+                self.pump_sends(now);
+                if self.send.is_stalled() {
+                    self.stats.window_stalls += 1;
+                }
+            }
         }
-        Ok(())
     }
 
     /// The next application message, in order.

@@ -132,6 +132,31 @@ impl ServerEndpoint {
         Ok(())
     }
 
+    /// Writes the messages at the front of `batch` on `conn`, in order, removing each it
+    /// queues; stops at the first it cannot queue (which stays in `batch`). Returns how many
+    /// it queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), when not even the first message could be queued.
+    pub fn write_batch(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        batch: &mut VecDeque<Bytes>,
+    ) -> Result<usize, WriteError> {
+        if self.closing {
+            return Err(WriteError::Closed);
+        }
+        let now = self.clamp(now);
+        let peer = self
+            .peers
+            .get_mut(&conn)
+            .ok_or(WriteError::UnknownConn(conn))?;
+        let queued = peer.conn.write_batch(batch, now)?;
+        self.flush_conn(conn);
+        Ok(queued)
+    }
+
     /// Messages written on `conn` and not yet acknowledged by its client (0 if unknown).
     pub fn pending(&self, conn: ConnId) -> usize {
         self.peers.get(&conn).map_or(0, |p| p.conn.pending())
@@ -166,6 +191,40 @@ impl ServerEndpoint {
                 Some(ServerRead::Ended(id, reason))
             }
         }
+    }
+
+    /// Appends to `out` up to `max` messages that are ready, in order, until the next item is
+    /// a connection's end (which stays for [`read`](Self::read)); returns how many. Looks each
+    /// connection up once per run of its messages: the fast way to drain many small messages.
+    pub fn read_data_batch(&mut self, out: &mut Vec<(ConnId, Bytes)>, max: usize) -> usize {
+        let start = out.len();
+        while out.len() - start < max {
+            let Some(&Ticket::Data(id)) = self.tickets.front() else {
+                break;
+            };
+            let Some(peer) = self.peers.get_mut(&id) else {
+                // Invariant (see `read`): never reached; drop the orphan ticket.
+                debug_assert!(false, "data ticket without a connection");
+                self.tickets.pop_front();
+                continue;
+            };
+            // This connection's messages, while its tickets lead the queue.
+            while out.len() - start < max {
+                let Some((payload, last)) = peer.conn.read_unit() else {
+                    debug_assert!(false, "data ticket without data");
+                    self.tickets.pop_front();
+                    break;
+                };
+                out.push((id, payload));
+                if last {
+                    self.tickets.pop_front();
+                    if !matches!(self.tickets.front(), Some(Ticket::Data(next)) if *next == id) {
+                        break;
+                    }
+                }
+            }
+        }
+        out.len() - start
     }
 
     /// The next lifecycle event, if any. At most [`MAX_EVENTS`] are kept; when the

@@ -51,6 +51,14 @@ pub fn validate(bundle: &[u8]) -> Result<usize, WireError> {
 /// `bundle` (without copying: the message shares `bundle`'s buffer). `None` once it is empty,
 /// or if the rest is not well-formed (which a validated bundle never is).
 pub fn split_next(bundle: &mut Bytes) -> Option<Bytes> {
+    // Fast path: a length below 128 is one byte (every message `bundle_max` allows by default).
+    if let Some(&len) = bundle.first() {
+        if len < 0x80 && usize::from(len) < bundle.len() {
+            let message = bundle.slice(1..1 + usize::from(len));
+            bundle.advance(1 + usize::from(len));
+            return Some(message);
+        }
+    }
     let mut r = Reader(bundle);
     let len = r.varint().ok()?;
     let header = bundle.len() - r.0.len();

@@ -1,5 +1,6 @@
 //! The async LSP client.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -135,6 +136,42 @@ impl Client {
         }
     }
 
+    /// Like [`read`](Self::read), for many messages at once: waits for the next item, then
+    /// appends up to `max` (at least 1) messages that are ready to `out`, in order, under one
+    /// lock. Returns how many it appended.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), once every message was read and the connection has ended.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: messages are only taken when this returns.
+    pub async fn read_batch(
+        &self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Result<usize, ClientReadError> {
+        let max = max.max(1);
+        let result = self
+            .shared
+            .wait_for(|ep| {
+                let start = out.len();
+                while out.len() - start < max {
+                    match ep.read() {
+                        Some(ClientRead::Data(payload)) => out.push(payload),
+                        Some(ClientRead::Ended(reason)) if out.len() == start => {
+                            return Some(Err(reason))
+                        }
+                        // The end is read again by the next call: it is a state, not an item.
+                        Some(ClientRead::Ended(_)) | None => break,
+                    }
+                }
+                (out.len() > start).then(|| Ok(out.len() - start))
+            })
+            .await
+            .unwrap_or(Err(EndReason::Lost));
+        result.map_err(ClientReadError)
+    }
+
     /// Queues a message; it goes out at once if the window allows. Never blocks.
     ///
     /// # Errors
@@ -153,6 +190,61 @@ impl Client {
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })
+    }
+
+    /// Queues the messages at the front of `batch`, in order, under one lock, one clock
+    /// reading and one wake-up of the driver: the fast way to write many small messages.
+    /// Removes from `batch` what it queued and returns how many; stops at the first message it
+    /// cannot queue (a full send queue, a payload too large), which stays at the front of
+    /// `batch`. Never blocks.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), when not even the first message could be queued.
+    pub fn write_batch(&self, batch: &mut VecDeque<Bytes>) -> Result<usize, WriteError> {
+        if self.shared.is_driver_gone() {
+            return Err(self.gone_error());
+        }
+        self.shared.command_flush(|ep| {
+            // A lone message on an idle connection leaves from here at once, as with `write`;
+            // more go to the driver, which sends runs of datagrams in one segmented send.
+            let idle = ep.pending() == 0;
+            let result = ep.write_batch(driver::now(), batch);
+            let sent_now = idle && matches!(result, Ok(1));
+            (result, sent_now)
+        })
+    }
+
+    /// Queues every message of `batch`, in order, waiting for room in the send queue when it
+    /// is full (as [`send`](Self::send) does for one). Messages leave `batch` as they are
+    /// queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), except `QueueFull`; the failing message and those after it
+    /// stay in `batch`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what left `batch` is queued, what is still there is not.
+    pub async fn send_batch(&self, batch: &mut VecDeque<Bytes>) -> Result<(), WriteError> {
+        if self.shared.is_driver_gone() {
+            return Err(self.gone_error());
+        }
+        let mut sent_now = false;
+        let result = self
+            .shared
+            .wait_for(|ep| {
+                let idle = ep.pending() == 0;
+                let result = ep.write_batch(driver::now(), batch);
+                sent_now |= idle && matches!(result, Ok(1));
+                match result {
+                    Ok(_) if batch.is_empty() => Some(Ok(())),
+                    Ok(_) | Err(WriteError::QueueFull(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .await
+            .unwrap_or(Err(WriteError::Lost));
+        self.shared.command_flush(|_| ((), sent_now));
+        result
     }
 
     /// Queues a message, waiting for room in the send queue (`Config::max_send_queue`) instead

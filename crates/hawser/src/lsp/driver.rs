@@ -226,6 +226,12 @@ impl<E: Driven> Shared<E> {
         if let Some(result) = self.ready_now(&mut ready) {
             return Ok(result);
         }
+        // Waiting again without having written: no reply is coming to carry what an earlier
+        // receive held back (a reader that takes everything per call, `read_batch`, lands
+        // here every time), so it leaves now rather than after the delay.
+        if self.owed_since.load(Ordering::Acquire) != u64::MAX {
+            self.flush_soon();
+        }
         // Subscribe before looking again, so a change made in between is not missed.
         let mut changes = self.subscribe();
         let _reading = self.socket.sends_inline().then(|| ReaderGuard::new(self));

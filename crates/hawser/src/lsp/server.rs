@@ -1,5 +1,6 @@
 //! The async LSP server.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -80,18 +81,39 @@ impl Server {
     /// Cancel safe: a message is only taken when it is returned.
     pub async fn read(&self) -> Result<(ConnId, Bytes), ServerReadError> {
         self.shared
-            .wait_for(|ep| loop {
-                break match ep.read() {
-                    Some(ServerRead::Data(conn, payload)) => Some(Ok((conn, payload))),
-                    // Once the server is closed, its connections' ends are not news: every
-                    // read after the buffered data is the one error with no id (spec 4).
-                    Some(ServerRead::Ended(..)) if ep.is_closing() => continue,
-                    Some(ServerRead::Ended(conn, reason)) => {
-                        Some(Err(ServerReadError::ConnEnded(conn, reason)))
-                    }
-                    None if ep.is_closing() => Some(Err(ServerReadError::ServerClosed)),
-                    None => None,
-                };
+            .wait_for(read_one)
+            .await
+            .unwrap_or(Err(ServerReadError::ServerClosed))
+    }
+
+    /// Like [`read`](Self::read), for many messages at once: waits for the next item, then
+    /// appends up to `max` (at least 1) messages that are ready to `out`, in order, under one
+    /// lock. Returns how many it appended. A connection's end stops the batch before it and is
+    /// returned, as by `read`, by the call that finds it first.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), when the next item is an end rather than data.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: messages are only taken when this returns.
+    pub async fn read_batch(
+        &self,
+        out: &mut Vec<(ConnId, Bytes)>,
+        max: usize,
+    ) -> Result<usize, ServerReadError> {
+        let max = max.max(1);
+        self.shared
+            .wait_for(|ep| {
+                let n = ep.read_data_batch(out, max);
+                if n > 0 {
+                    return Some(Ok(n));
+                }
+                read_one(ep).map(|r| {
+                    r.map(|item| {
+                        out.push(item);
+                        1
+                    })
+                })
             })
             .await
             .unwrap_or(Err(ServerReadError::ServerClosed))
@@ -112,6 +134,66 @@ impl Server {
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })
+    }
+
+    /// Queues the messages at the front of `batch` on `conn`, in order, under one lock, one
+    /// clock reading and one wake-up of the driver: the fast way to write many small messages.
+    /// Removes from `batch` what it queued and returns how many; stops at the first message it
+    /// cannot queue (a full send queue, a payload too large), which stays at the front of
+    /// `batch`. Never blocks.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), when not even the first message could be queued.
+    pub fn write_batch(
+        &self,
+        conn: ConnId,
+        batch: &mut VecDeque<Bytes>,
+    ) -> Result<usize, WriteError> {
+        self.shared.command_flush(|ep| {
+            // A lone message on an idle connection leaves from here at once, as with `write`;
+            // more go to the driver, which sends runs of datagrams in one segmented send.
+            let idle = ep.pending(conn) == 0;
+            let result = ep.write_batch(driver::now(), conn, batch);
+            let sent_now = idle && matches!(result, Ok(1));
+            (result, sent_now)
+        })
+    }
+
+    /// Queues every message of `batch` on `conn`, in order, waiting for room in the send queue
+    /// when it is full (as [`send`](Self::send) does for one). Messages leave `batch` as they
+    /// are queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), except `QueueFull`; the failing message and those after it
+    /// stay in `batch`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what left `batch` is queued, what is still there is not.
+    pub async fn send_batch(
+        &self,
+        conn: ConnId,
+        batch: &mut VecDeque<Bytes>,
+    ) -> Result<(), WriteError> {
+        if self.shared.is_driver_gone() {
+            return Err(WriteError::Closed);
+        }
+        let mut sent_now = false;
+        let result = self
+            .shared
+            .wait_for(|ep| {
+                let idle = ep.pending(conn) == 0;
+                let result = ep.write_batch(driver::now(), conn, batch);
+                sent_now |= idle && matches!(result, Ok(1));
+                match result {
+                    Ok(_) if batch.is_empty() => Some(Ok(())),
+                    Ok(_) | Err(WriteError::QueueFull(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .await
+            .unwrap_or(Err(WriteError::Closed));
+        self.shared.command_flush(|_| ((), sent_now));
+        result
     }
 
     /// Queues a message for `conn`, waiting for room in its send queue
@@ -207,5 +289,22 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// One read: data in order; a connection's end; once closed, the one error with no id.
+fn read_one(ep: &mut ServerEndpoint) -> Option<Result<(ConnId, Bytes), ServerReadError>> {
+    loop {
+        break match ep.read() {
+            Some(ServerRead::Data(conn, payload)) => Some(Ok((conn, payload))),
+            // Once the server is closed, its connections' ends are not news: every read after
+            // the buffered data is the one error with no id (spec 4).
+            Some(ServerRead::Ended(..)) if ep.is_closing() => continue,
+            Some(ServerRead::Ended(conn, reason)) => {
+                Some(Err(ServerReadError::ConnEnded(conn, reason)))
+            }
+            None if ep.is_closing() => Some(Err(ServerReadError::ServerClosed)),
+            None => None,
+        };
     }
 }
