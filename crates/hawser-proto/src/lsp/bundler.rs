@@ -8,7 +8,9 @@ use crate::wire::bundle;
 
 /// How much buffer a bundler reserves at a time (several bundles' worth, so that freezing a
 /// bundle rarely allocates; a frozen bundle keeps its part alive until it is acknowledged).
-const CHUNK: usize = 16 * 1024;
+/// What is left of it is released when the connection has nothing unacknowledged
+/// ([`release`](Bundler::release)), so an idle connection holds none.
+const CHUNK: usize = 8 * 1024;
 
 /// The bundle being gathered; sealed into the send window when it is full or when the
 /// connection next sends.
@@ -88,6 +90,13 @@ impl Bundler {
         }
     }
 
+    /// Frees the spare buffer, if nothing is gathered (called when the connection is idle).
+    pub fn release(&mut self) {
+        if self.count == 0 && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Drops what was gathered (the connection was lost).
     pub fn clear(&mut self) {
         self.first = None;
@@ -141,5 +150,20 @@ mod tests {
         assert!(!b.fits(3, 10)); // 7 + 4
         b.push(Bytes::from(vec![0u8; 2]));
         assert_eq!(b.seal().map(|s| s.payload.len()), Some(10));
+    }
+
+    #[test]
+    fn release_frees_the_spare_buffer_only_when_empty() {
+        let mut b = Bundler::default();
+        b.push(Bytes::from_static(b"a"));
+        b.push(Bytes::from_static(b"b"));
+        b.release();
+        assert!(b.buf.capacity() > 0, "gathered messages are kept");
+        let sealed = b.seal().expect("two");
+        assert!(b.buf.capacity() > 0, "a spare chunk is left after sealing");
+        b.release();
+        assert_eq!(b.buf.capacity(), 0);
+        // The sealed bundle is unaffected.
+        assert_eq!(&sealed.payload[..], &[1, b'a', 1, b'b']);
     }
 }

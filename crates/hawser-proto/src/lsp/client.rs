@@ -186,6 +186,19 @@ impl ClientEndpoint {
         Ok(queued)
     }
 
+    /// Whether a write of `len` bytes now would join the bundle being gathered (see
+    /// [`Connection::would_bundle`]); if so, [`latest_time`](Self::latest_time) serves as
+    /// its `now`.
+    pub fn would_bundle(&self, len: usize) -> bool {
+        matches!(self.state, ClientState::Connected(_))
+            && self.conn.as_ref().is_some_and(|c| c.would_bundle(len))
+    }
+
+    /// The latest time any input gave the endpoint.
+    pub fn latest_time(&self) -> Instant {
+        self.last_now
+    }
+
     /// Messages written and not yet acknowledged by the server.
     pub fn pending(&self) -> usize {
         self.conn.as_ref().map_or(0, Connection::pending)

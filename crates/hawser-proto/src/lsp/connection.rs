@@ -200,6 +200,13 @@ impl Connection {
         Ok(queued)
     }
 
+    /// Whether a write of `len` bytes would join the bundle being gathered (rather than be
+    /// sent, or fail): such a write does not use its `now` for anything but keeping time
+    /// monotonic, so a caller may pass the latest time it gave instead of reading the clock.
+    pub fn would_bundle(&self, len: usize) -> bool {
+        matches!(self.admit(len), Ok(Admit::Gather { .. }))
+    }
+
     /// Whether a message of `len` bytes may be written now, and how it will be queued.
     fn admit(&self, len: usize) -> Result<Admit, WriteError> {
         match self.state {
@@ -423,6 +430,10 @@ impl Connection {
             self.queue_resends();
         }
         self.pump_sends(now);
+        if self.send.is_empty() {
+            // Nothing unacknowledged: an idle connection keeps no spare bundle buffer.
+            self.bundler.release();
+        }
         self.finish_close_if_flushed();
     }
 

@@ -157,6 +157,22 @@ impl ServerEndpoint {
         Ok(queued)
     }
 
+    /// Whether a write of `len` bytes on `conn` now would join the bundle being gathered (see
+    /// [`Connection::would_bundle`]); if so, [`latest_time`](Self::latest_time) serves as its
+    /// `now`.
+    pub fn would_bundle(&self, conn: ConnId, len: usize) -> bool {
+        !self.closing
+            && self
+                .peers
+                .get(&conn)
+                .is_some_and(|p| p.conn.would_bundle(len))
+    }
+
+    /// The latest time any input gave the endpoint, if any did.
+    pub fn latest_time(&self) -> Option<Instant> {
+        self.last_now
+    }
+
     /// Messages written on `conn` and not yet acknowledged by its client (0 if unknown).
     pub fn pending(&self, conn: ConnId) -> usize {
         self.peers.get(&conn).map_or(0, |p| p.conn.pending())

@@ -186,7 +186,13 @@ impl Client {
         // the driver packs it with what else is written meanwhile.
         self.shared.command_flush(|ep| {
             let idle = ep.pending() == 0;
-            let result = ep.write(driver::now(), payload);
+            // A message that joins the bundle being gathered is not timed: no clock reading.
+            let now = if ep.would_bundle(payload.len()) {
+                ep.latest_time()
+            } else {
+                driver::now()
+            };
+            let result = ep.write(now, payload);
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })

@@ -130,7 +130,12 @@ impl Server {
         // latency); else the driver packs it with what else is written meanwhile.
         self.shared.command_flush(|ep| {
             let idle = ep.pending(conn) == 0;
-            let result = ep.write(driver::now(), conn, payload);
+            // A message that joins the bundle being gathered is not timed: no clock reading.
+            let now = match ep.latest_time() {
+                Some(latest) if ep.would_bundle(conn, payload.len()) => latest,
+                _ => driver::now(),
+            };
+            let result = ep.write(now, conn, payload);
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })
