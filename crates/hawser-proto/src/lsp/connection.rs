@@ -151,7 +151,8 @@ impl Connection {
         }
     }
 
-    /// Received messages waiting to be read.
+    /// Received Data messages waiting to be read (a bundle counts once, until its last message
+    /// is read).
     pub fn readable(&self) -> usize {
         self.recv.readable_len()
     }
