@@ -122,10 +122,17 @@ impl<E: Driven> Shared<E> {
     /// left it nothing to do.
     pub fn command_flush<R>(&self, f: impl FnOnce(&mut E) -> (R, bool)) -> R {
         let mut ep = self.lock();
+        // Something was already waiting to be sent, and not held back: whoever queued it woke
+        // the driver, which has not drained yet (it drains under this lock) and will take
+        // this command's output along. A writer streaming small messages then wakes the
+        // driver once per drain, not once per message.
+        let driver_due = ep.has_transmit() && self.owed_since.load(Ordering::Acquire) == u64::MAX;
         let (result, now_please) = f(&mut ep);
         if !now_please {
             drop(ep);
-            self.flush_soon();
+            if !driver_due {
+                self.flush_soon();
+            }
             return result;
         }
         let wake = self.flush_inline(&mut ep);
@@ -256,7 +263,8 @@ impl<E: Driven> Shared<E> {
                         let mut ep = self.lock();
                         let result = ready(&mut ep);
                         let pending = ep.has_transmit();
-                        drop(ep);
+                        // Decided under the lock, so that a command that finds output
+                        // pending also finds whether it is held back (`command_flush`).
                         if let Some(result) = result {
                             // The wait is over: what the datagrams caused may ride on the
                             // reply the application writes next.
@@ -268,6 +276,7 @@ impl<E: Driven> Shared<E> {
                         if pending {
                             self.flush_soon();
                         }
+                        drop(ep);
                     }
                     Err(_) => {
                         // The driver reports receive errors; wait for it rather than spin.
