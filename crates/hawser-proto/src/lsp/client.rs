@@ -1,10 +1,10 @@
 //! The client side: connects with an ISN, retries every epoch, then runs one connection.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use std::collections::VecDeque;
 use tracing::{debug, trace};
 
 use super::connection::{ConnState, Connection};
@@ -150,17 +150,7 @@ impl ClientEndpoint {
     /// # Errors
     /// [`WriteError`]: not connected, closed, lost, full queue, payload too large.
     pub fn write(&mut self, now: Instant, payload: Bytes) -> Result<(), WriteError> {
-        let now = self.clamp(now);
-        let conn = match self.state {
-            ClientState::Connected(_) => self.conn.as_mut(),
-            ClientState::ConnectFailed => return Err(WriteError::Lost),
-            ClientState::ClosedBeforeConnect => return Err(WriteError::Closed),
-            ClientState::Connecting => None,
-        }
-        .ok_or(WriteError::NotConnected)?;
-        conn.write(payload, now)?;
-        self.flush_conn();
-        Ok(())
+        self.with_connection(now, |conn, now| conn.write(payload, now))
     }
 
     /// Writes the messages at the front of `batch`, in order, removing each it queues; stops
@@ -173,6 +163,15 @@ impl ClientEndpoint {
         now: Instant,
         batch: &mut VecDeque<Bytes>,
     ) -> Result<usize, WriteError> {
+        self.with_connection(now, |conn, now| conn.write_batch(batch, now))
+    }
+
+    /// Runs a write on the connection, if there is one to write on, then flushes it.
+    fn with_connection<R>(
+        &mut self,
+        now: Instant,
+        write: impl FnOnce(&mut Connection, Instant) -> Result<R, WriteError>,
+    ) -> Result<R, WriteError> {
         let now = self.clamp(now);
         let conn = match self.state {
             ClientState::Connected(_) => self.conn.as_mut(),
@@ -181,9 +180,9 @@ impl ClientEndpoint {
             ClientState::Connecting => None,
         }
         .ok_or(WriteError::NotConnected)?;
-        let queued = conn.write_batch(batch, now)?;
+        let result = write(conn, now)?;
         self.flush_conn();
-        Ok(queued)
+        Ok(result)
     }
 
     /// Whether a write of `len` bytes now would join the bundle being gathered (see

@@ -119,17 +119,7 @@ impl ServerEndpoint {
     /// # Errors
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
     pub fn write(&mut self, now: Instant, conn: ConnId, payload: Bytes) -> Result<(), WriteError> {
-        if self.closing {
-            return Err(WriteError::Closed);
-        }
-        let now = self.clamp(now);
-        let peer = self
-            .peers
-            .get_mut(&conn)
-            .ok_or(WriteError::UnknownConn(conn))?;
-        peer.conn.write(payload, now)?;
-        self.flush_conn(conn);
-        Ok(())
+        self.with_connection(now, conn, |c, now| c.write(payload, now))
     }
 
     /// Writes the messages at the front of `batch` on `conn`, in order, removing each it
@@ -144,6 +134,17 @@ impl ServerEndpoint {
         conn: ConnId,
         batch: &mut VecDeque<Bytes>,
     ) -> Result<usize, WriteError> {
+        self.with_connection(now, conn, |c, now| c.write_batch(batch, now))
+    }
+
+    /// Runs a write on connection `conn`, if it exists and the server is not closing, then
+    /// flushes it.
+    fn with_connection<R>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        write: impl FnOnce(&mut Connection, Instant) -> Result<R, WriteError>,
+    ) -> Result<R, WriteError> {
         if self.closing {
             return Err(WriteError::Closed);
         }
@@ -152,9 +153,9 @@ impl ServerEndpoint {
             .peers
             .get_mut(&conn)
             .ok_or(WriteError::UnknownConn(conn))?;
-        let queued = peer.conn.write_batch(batch, now)?;
+        let result = write(&mut peer.conn, now)?;
         self.flush_conn(conn);
-        Ok(queued)
+        Ok(result)
     }
 
     /// Whether a write of `len` bytes on `conn` now would join the bundle being gathered (see

@@ -362,6 +362,19 @@ impl<E: Driven> Shared<E> {
     }
 }
 
+/// For a `send_batch` waiting for queue room: `Some` once the batch is all queued or a write
+/// failed for another reason than a full queue; `None` to wait for more room.
+pub(crate) fn batch_sent(
+    written: Result<usize, super::WriteError>,
+    all_queued: bool,
+) -> Option<Result<(), super::WriteError>> {
+    match written {
+        Ok(_) if all_queued => Some(Ok(())),
+        Ok(_) | Err(super::WriteError::QueueFull(_)) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// Gives `buf` its [`RECV_BUFFER`] bytes the first time it is used.
 fn recv_buffer(buf: &mut Vec<u8>) {
     if buf.len() < RECV_BUFFER {

@@ -189,11 +189,7 @@ impl Server {
                 let idle = ep.pending(conn) == 0;
                 let result = ep.write_batch(driver::now(), conn, batch);
                 sent_now |= idle && matches!(result, Ok(1));
-                match result {
-                    Ok(_) if batch.is_empty() => Some(Ok(())),
-                    Ok(_) | Err(WriteError::QueueFull(_)) => None,
-                    Err(e) => Some(Err(e)),
-                }
+                driver::batch_sent(result, batch.is_empty())
             })
             .await
             .unwrap_or(Err(WriteError::Closed));
