@@ -508,3 +508,61 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
     .await
     .unwrap();
 }
+
+/// A write made while waiting for queue room (`send`, `send_batch`) reaches the wire with no
+/// other event to wake the driver: the server's acknowledgements are all lost and every timer
+/// is 10 s away, so only the write itself can get its data sent (a driver that slept through
+/// it would send at the retransmission timeout, 10 s later).
+#[tokio::test]
+async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
+    use hawser::fault_socket::{FaultConfig, FaultySocket};
+    timeout(LIMIT, async {
+        let long = Params {
+            epoch_limit: 50,
+            epoch: Duration::from_secs(10),
+            window: 8,
+            max_backoff: 0,
+            max_unacked: 8,
+        };
+        let socket = FaultySocket::bind(localhost(), Codec::Binary, 1)
+            .await
+            .unwrap();
+        let probe = socket.clone();
+        let server = Server::bind_with(Config::new(long), socket).unwrap();
+        let config = Config {
+            rto: RtoBounds {
+                initial: Duration::from_secs(10),
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(10),
+            },
+            ..Config::new(long)
+        };
+        let client = Client::connect_with(
+            server.local_addr(),
+            3,
+            config,
+            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+        )
+        .await
+        .unwrap();
+        probe.set_outbound(FaultConfig::dropping(100.0));
+        client.write("a").unwrap(); // idle: sent by the writing task itself
+        assert_eq!(server.read().await.unwrap().1, "a");
+        client.send("b").await.unwrap(); // "a" unacknowledged: the driver's to send
+        let mut batch: std::collections::VecDeque<Bytes> = [&b"c"[..], b"d"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        client.send_batch(&mut batch).await.unwrap();
+        let prompt = Duration::from_secs(5);
+        for want in ["b", "c", "d"] {
+            let (_, got) = timeout(prompt, server.read())
+                .await
+                .unwrap_or_else(|_| panic!("{want:?} not sent within {prompt:?}"))
+                .unwrap();
+            assert_eq!(got, want);
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -245,7 +245,7 @@ impl Client {
             })
             .await
             .unwrap_or(Err(WriteError::Lost));
-        self.shared.command_flush(|_| ((), sent_now));
+        self.shared.flush_after_wait(sent_now);
         result
     }
 
@@ -279,7 +279,7 @@ impl Client {
             .await
             .unwrap_or(Err(WriteError::Lost));
         let sent_now = idle && result.is_ok();
-        self.shared.command_flush(|_| ((), sent_now));
+        self.shared.flush_after_wait(sent_now);
         result
     }
 

@@ -143,6 +143,22 @@ impl<E: Driven> Shared<E> {
         result
     }
 
+    /// After writes made inside [`wait_for`](Self::wait_for), which wakes nobody: sends them
+    /// from this task if `now_please` (as `command_flush` does), else wakes the driver. Never
+    /// relies on a wake-up already due, since those writes made the output pending unseen.
+    pub fn flush_after_wait(&self, now_please: bool) {
+        if now_please {
+            let mut ep = self.lock();
+            let wake = self.flush_inline(&mut ep);
+            drop(ep);
+            if wake {
+                self.wake_driver.notify_one();
+            }
+        } else {
+            self.flush_soon();
+        }
+    }
+
     /// Has the driver send everything, held-back acknowledgements included, without delay.
     fn flush_soon(&self) {
         self.owed_since.store(u64::MAX, Ordering::Release);

@@ -193,7 +193,7 @@ impl Server {
             })
             .await
             .unwrap_or(Err(WriteError::Closed));
-        self.shared.command_flush(|_| ((), sent_now));
+        self.shared.flush_after_wait(sent_now);
         result
     }
 
@@ -227,7 +227,7 @@ impl Server {
             .await
             .unwrap_or(Err(WriteError::Closed));
         let sent_now = idle && result.is_ok();
-        self.shared.command_flush(|_| ((), sent_now));
+        self.shared.flush_after_wait(sent_now);
         result
     }
 
