@@ -5,7 +5,7 @@
 //! LSP below the secure channel adds reliability, not security: in plaintext mode anyone on
 //! the path can read and inject.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use tracing::debug;
 
 use super::{ChannelTransport, Link, TransportConfig};
 use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
+
+/// Most LSP messages moved per batch call, each way (the channels' depth bounds the rest).
+const BATCH: usize = 64;
 
 /// Keeps a listener's LSP server task alive; aborts it when dropped.
 pub(crate) struct ServerGuard(JoinHandle<()>);
@@ -48,17 +51,24 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
     let (in_tx, in_rx) = mpsc::channel(depth);
     let reader_client = client.clone();
     let reader = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(BATCH);
         loop {
-            let item = reader_client.read().await.map_err(to_io);
-            let stop = item.is_err();
-            if in_tx.send(item).await.is_err() || stop {
+            got.clear();
+            if let Err(e) = reader_client.read_batch(&mut got, BATCH).await {
+                let _ = in_tx.send(Err(to_io(e))).await;
                 return;
+            }
+            for m in got.drain(..) {
+                if in_tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
             }
         }
     });
     tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if client.send(m).await.is_err() {
+        let mut batch = Batch::new();
+        while next_batch(&mut out_rx, &mut batch).await {
+            if client.send_batch(&mut batch.queue).await.is_err() {
                 return;
             }
         }
@@ -92,46 +102,85 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
     let depth = config.channel_depth.max(1);
     // Bounded by LSP's `max_connections`.
     let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Bytes>>> = HashMap::new();
+    // Connections closed here whose end has not been read yet: what they still deliver is
+    // dropped, not taken for a new connection. Bounded by `max_connections` too.
+    let mut closed: HashSet<ConnId> = HashSet::new();
+    let mut got = Vec::with_capacity(BATCH);
     loop {
-        match server.read().await {
-            Ok((conn, payload)) => {
-                if let Some(tx) = conns.get(&conn) {
-                    // Waits while the session is behind: its mux windows bound how long.
-                    if tx.send(Ok(payload)).await.is_err() {
-                        conns.remove(&conn);
-                        let _ = server.close_conn(conn);
-                    }
-                    continue;
-                }
-                let (out_tx, out_rx) = mpsc::channel::<Bytes>(depth);
-                let (in_tx, in_rx) = mpsc::channel(depth);
-                // The channel is new and has room for `depth` ≥ 1 messages.
-                let _ = in_tx.try_send(Ok(payload));
-                let link = Link::messages(ChannelTransport::new(
-                    out_tx,
-                    in_rx,
-                    config.lsp.max_payload,
-                    None,
-                ));
-                if accept.try_send(link).is_err() {
-                    debug!(%conn, "lsp accept backlog full; closing");
-                    let _ = server.close_conn(conn);
-                    continue;
-                }
-                conns.insert(conn, in_tx);
-                tokio::spawn(write_conn(server.clone(), conn, out_rx));
-            }
+        got.clear();
+        match server.read_batch(&mut got, BATCH).await {
+            Ok(_) => {}
             Err(ServerReadError::ConnEnded(conn, _)) => {
                 conns.remove(&conn);
+                closed.remove(&conn);
+                continue;
             }
             Err(_) => return,
+        }
+        for (conn, payload) in got.drain(..) {
+            if closed.contains(&conn) {
+                continue;
+            }
+            if let Some(tx) = conns.get(&conn) {
+                // Waits while the session is behind: its mux windows bound how long.
+                if tx.send(Ok(payload)).await.is_err() {
+                    conns.remove(&conn);
+                    closed.insert(conn);
+                    let _ = server.close_conn(conn);
+                }
+                continue;
+            }
+            let (out_tx, out_rx) = mpsc::channel::<Bytes>(depth);
+            let (in_tx, in_rx) = mpsc::channel(depth);
+            // The channel is new and has room for `depth` ≥ 1 messages.
+            let _ = in_tx.try_send(Ok(payload));
+            let link = Link::messages(ChannelTransport::new(
+                out_tx,
+                in_rx,
+                config.lsp.max_payload,
+                None,
+            ));
+            if accept.try_send(link).is_err() {
+                debug!(%conn, "lsp accept backlog full; closing");
+                closed.insert(conn);
+                let _ = server.close_conn(conn);
+                continue;
+            }
+            conns.insert(conn, in_tx);
+            tokio::spawn(write_conn(server.clone(), conn, out_rx));
+        }
+    }
+}
+
+/// Waits for the next outgoing message, then takes every other one already queued (up to
+/// [`BATCH`]) into `batch`; false once the channel is closed and empty.
+async fn next_batch(rx: &mut mpsc::Receiver<Bytes>, batch: &mut Batch) -> bool {
+    if rx.recv_many(&mut batch.taken, BATCH).await == 0 {
+        return false;
+    }
+    batch.queue.extend(batch.taken.drain(..));
+    true
+}
+
+/// A writer's batch: what `recv_many` takes, moved into what `send_batch` queues.
+struct Batch {
+    taken: Vec<Bytes>,
+    queue: VecDeque<Bytes>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            taken: Vec::with_capacity(BATCH),
+            queue: VecDeque::with_capacity(BATCH),
         }
     }
 }
 
 async fn write_conn(server: Arc<Server>, conn: ConnId, mut out: mpsc::Receiver<Bytes>) {
-    while let Some(m) = out.recv().await {
-        if server.send(conn, m).await.is_err() {
+    let mut batch = Batch::new();
+    while next_batch(&mut out, &mut batch).await {
+        if server.send_batch(conn, &mut batch.queue).await.is_err() {
             return;
         }
     }
