@@ -56,6 +56,12 @@ pub const NODE_PROTOCOL_VERSION: u16 = 1;
 /// needs it: with 32 streams, 32 × 256 KiB took all of it.
 pub const NODE_MAX_STREAMS: usize = 8;
 
+/// Largest data frame of a node's session (`MuxConfig::split_send_size`): one writer batch
+/// (`super::link::BATCH_BYTES`, 64 KiB) goes as one yamux frame, so as one sealed message
+/// and one transport write, rather than four. A reachability frame waits behind at most one
+/// such frame.
+pub const NODE_SPLIT_SEND_SIZE: usize = 64 * 1024;
+
 /// The registry of hawser's node protocols, as every node's sessions offer them.
 pub fn node_protocols() -> ProtocolRegistry {
     let mut registry = ProtocolRegistry::new();
@@ -75,14 +81,15 @@ pub fn node_protocols() -> ProtocolRegistry {
 
 impl Settings {
     /// The session configuration of a node with these settings and `identity`: its network
-    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, and at
-    /// most [`NODE_MAX_STREAMS`] streams.
+    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, at
+    /// most [`NODE_MAX_STREAMS`] streams, and data frames of up to [`NODE_SPLIT_SEND_SIZE`].
     pub fn session_config(&self, identity: Arc<Identity>) -> SessionConfig {
         let mut c = SessionConfig::new(identity, self.network_id.clone());
         c.security = self.security;
         c.protocols = node_protocols();
         c.handshake_timeout = self.hello_timeout;
         c.mux.max_streams = NODE_MAX_STREAMS;
+        c.mux.split_send_size = NODE_SPLIT_SEND_SIZE;
         c
     }
 

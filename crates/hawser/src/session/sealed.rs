@@ -1,0 +1,426 @@
+//! The data path of the secure channel: I/O objects that yamux reads and writes directly,
+//! sealing what it writes and opening what it reads, with no task or pipe in between.
+//!
+//! ```text
+//! yamux <-> SealedStream   (byte stream: u16 length | Noise message, or raw in plaintext)
+//!       <-> SealedMessages (message transport: one envelope per Noise message)
+//! ```
+//! yamux flushes after every frame, and each flush seals what was written since the last one
+//! into one message (a larger write is cut into messages of at most `chunk` bytes). Sealed
+//! bytes the transport has not taken yet are bounded by `SessionConfig::pipe_buffer` plus
+//! one message: beyond, writes wait (back-pressure to yamux). On the read side, whole
+//! messages are opened as they arrive and yamux's reads are served from the opened bytes;
+//! at most one read of [`READ_CHUNK`] bytes (or one message) is buffered ahead.
+//!
+//! A failure is recorded in the session's [`Status`] (so the session reports a crypto or
+//! transport reason, not a mux one) and returned to yamux as an I/O error, which ends the
+//! session.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
+
+use super::error::{CloseReason, CryptoError};
+use super::framing::{Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::noise::{Opened, Opener, Sealer, TAG_LEN};
+use super::secure::Status;
+use super::transport::{ByteStream, MessageTransport};
+
+/// Most bytes asked of a byte stream per read.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// The failure of a sealed I/O object, recorded in `status`, as an I/O error for yamux.
+fn crypto_failure(status: &Status, e: CryptoError) -> io::Error {
+    status.fail(CloseReason::Crypto(e.clone()));
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+fn transport_failure(status: &Status, e: io::Error) -> io::Error {
+    status.fail(CloseReason::Transport(e.to_string()));
+    e
+}
+
+/// Copies opened bytes from `opened` (from `*pos`) into `buf`; clears `opened` once all are
+/// taken.
+fn serve(opened: &mut Vec<u8>, pos: &mut usize, buf: &mut ReadBuf<'_>) {
+    let rest = opened.get(*pos..).unwrap_or_default();
+    let n = rest.len().min(buf.remaining());
+    buf.put_slice(&rest[..n]);
+    *pos += n;
+    if *pos >= opened.len() {
+        opened.clear();
+        *pos = 0;
+    }
+}
+
+/// A byte stream under yamux: Noise messages behind a 2-byte length, or yamux's bytes as
+/// they are in plaintext mode (`raw`).
+pub(crate) struct SealedStream {
+    io: Box<dyn ByteStream>,
+    sealer: Sealer,
+    opener: Opener,
+    /// Plaintext mode over a byte stream: no framing, no sealing.
+    raw: bool,
+    /// Largest plaintext per message.
+    chunk: usize,
+    /// Written, not yet sealed (at most `chunk` bytes; unused when `raw`).
+    plain: Vec<u8>,
+    /// Sealed (or raw) bytes, not yet taken by the stream from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Most sealed bytes held before writes wait (one message more may be added).
+    max_out: usize,
+    /// Received, not yet opened.
+    rbuf: BytesMut,
+    /// Opened (or raw), not yet read by yamux, from `opened_pos` on.
+    opened: Vec<u8>,
+    opened_pos: usize,
+    eof: bool,
+    status: Arc<Status>,
+}
+
+impl SealedStream {
+    /// A sealed stream over `io`; `received` holds bytes already read from it (after the
+    /// handshake). `raw` when the cipher is the plaintext one.
+    pub(crate) fn new(
+        io: Box<dyn ByteStream>,
+        (sealer, opener): (Sealer, Opener),
+        chunk: usize,
+        max_out: usize,
+        received: BytesMut,
+        status: Arc<Status>,
+    ) -> SealedStream {
+        let raw = !sealer.is_encrypted();
+        SealedStream {
+            io,
+            sealer,
+            opener,
+            raw,
+            chunk,
+            plain: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            max_out,
+            rbuf: received,
+            opened: Vec::new(),
+            opened_pos: 0,
+            eof: false,
+            status,
+        }
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Drops the bytes of `out` already written once they are `max_out` or more, so that
+    /// `out` stays under twice `max_out` plus one message.
+    fn compact(&mut self) {
+        if self.out_pos >= self.max_out {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    /// Writes `out` to the stream until it is empty (then resets it) or the stream waits.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out.len() {
+            let rest = self.out.get(self.out_pos..).unwrap_or_default();
+            match ready!(Pin::new(&mut self.io).poll_write(cx, rest)) {
+                Ok(0) => {
+                    let e = io::ErrorKind::WriteZero.into();
+                    return Poll::Ready(Err(transport_failure(&self.status, e)));
+                }
+                Ok(n) => self.out_pos += n,
+                Err(e) => return Poll::Ready(Err(transport_failure(&self.status, e))),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals `plain` into `out` as one message, first draining `out` if it is full.
+    fn poll_seal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.plain.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.pending_out() >= self.max_out {
+            ready!(self.poll_drain(cx))?;
+        }
+        self.compact();
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; LENGTH_PREFIX_LEN]);
+        if let Err(e) = self.sealer.seal(&self.plain, &mut self.out) {
+            self.out.truncate(start);
+            return Poll::Ready(Err(crypto_failure(&self.status, e)));
+        }
+        self.plain.clear();
+        // `chunk` is at most `MAX_PLAINTEXT`, so a sealed message fits in the prefix.
+        let len = u16::try_from(self.out.len() - start - LENGTH_PREFIX_LEN).unwrap_or(u16::MAX);
+        self.out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        Poll::Ready(Ok(()))
+    }
+
+    /// Opens the next whole message of `rbuf` into `opened`; `false` if none is whole yet.
+    fn open_next(&mut self) -> io::Result<bool> {
+        let Some(head) = self.rbuf.get(..LENGTH_PREFIX_LEN) else {
+            return Ok(false);
+        };
+        let len = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        let Some(msg) = self.rbuf.get(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + len) else {
+            self.rbuf.reserve(LENGTH_PREFIX_LEN + len);
+            return Ok(false);
+        };
+        if let Err(e) = self.opener.open(msg, &mut self.opened) {
+            tracing::warn!(error = %e, "closing session: inbound message rejected");
+            return Err(crypto_failure(&self.status, e));
+        }
+        self.rbuf.advance(LENGTH_PREFIX_LEN + len);
+        Ok(true)
+    }
+}
+
+impl AsyncWrite for SealedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.raw {
+            if this.pending_out() >= this.max_out {
+                ready!(this.poll_drain(cx))?;
+            }
+            this.compact();
+            let n = buf.len().min(this.max_out - this.pending_out());
+            this.out.extend_from_slice(&buf[..n]);
+            return Poll::Ready(Ok(n));
+        }
+        loop {
+            let room = this.chunk - this.plain.len();
+            if room > 0 {
+                let n = buf.len().min(room);
+                this.plain.extend_from_slice(&buf[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            ready!(this.poll_seal(cx))?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_seal(cx))?;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io)
+            .poll_flush(cx)
+            .map_err(|e| transport_failure(&this.status, e))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for SealedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.raw && !this.rbuf.is_empty() {
+                let n = this.rbuf.len().min(buf.remaining());
+                buf.put_slice(&this.rbuf[..n]);
+                this.rbuf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.opened_pos < this.opened.len() {
+                serve(&mut this.opened, &mut this.opened_pos, buf);
+                return Poll::Ready(Ok(()));
+            }
+            if !this.raw && this.open_next()? {
+                continue;
+            }
+            if this.eof {
+                if !this.rbuf.is_empty() {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "truncated message");
+                    return Poll::Ready(Err(transport_failure(&this.status, e)));
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.rbuf.capacity() - this.rbuf.len() < READ_CHUNK / 4 {
+                this.rbuf.reserve(READ_CHUNK);
+            }
+            match ready!(poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf)) {
+                Ok(0) => this.eof = true,
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(transport_failure(&this.status, e))),
+            }
+        }
+    }
+}
+
+/// A message transport under yamux: one envelope (kind, counter, sealed bytes) per message.
+pub(crate) struct SealedMessages {
+    io: Box<dyn MessageTransport>,
+    sealer: Sealer,
+    opener: Opener,
+    /// Largest plaintext per message.
+    chunk: usize,
+    /// Written, not yet sealed (at most `chunk` bytes).
+    plain: Vec<u8>,
+    /// A sealed message the transport has not taken yet.
+    pending: Option<Bytes>,
+    /// Opened, not yet read by yamux, from `opened_pos` on.
+    opened: Vec<u8>,
+    opened_pos: usize,
+    eof: bool,
+    status: Arc<Status>,
+}
+
+impl SealedMessages {
+    /// A sealed channel over `io`, in messages of at most `chunk` bytes of plaintext.
+    pub(crate) fn new(
+        io: Box<dyn MessageTransport>,
+        (sealer, opener): (Sealer, Opener),
+        chunk: usize,
+        status: Arc<Status>,
+    ) -> SealedMessages {
+        SealedMessages {
+            io,
+            sealer,
+            opener,
+            chunk,
+            plain: Vec::new(),
+            pending: None,
+            opened: Vec::new(),
+            opened_pos: 0,
+            eof: false,
+            status,
+        }
+    }
+
+    /// Hands the pending message to the transport, if it takes one.
+    fn poll_push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pending.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut io = Pin::new(&mut self.io);
+        if let Err(e) = ready!(io.as_mut().poll_ready(cx)) {
+            return Poll::Ready(Err(transport_failure(&self.status, e)));
+        }
+        if let Some(m) = self.pending.take() {
+            if let Err(e) = io.start_send(m) {
+                return Poll::Ready(Err(transport_failure(&self.status, e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals `plain` into the pending message, first handing the previous one on.
+    fn poll_seal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.plain.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_push(cx))?;
+        let counter = self.sealer.next_nonce();
+        let mut msg = Vec::with_capacity(DATA_HEADER_LEN + self.plain.len() + TAG_LEN);
+        msg.push(0);
+        msg.extend_from_slice(&counter.to_be_bytes());
+        if let Err(e) = self.sealer.seal(&self.plain, &mut msg) {
+            return Poll::Ready(Err(crypto_failure(&self.status, e)));
+        }
+        self.plain.clear();
+        self.pending = Some(Bytes::from(msg));
+        Poll::Ready(Ok(()))
+    }
+
+    /// Opens one received message into `opened` (a duplicate is counted and dropped).
+    fn open(&mut self, m: &[u8]) -> io::Result<()> {
+        let opened = match Envelope::parse(m) {
+            Ok(Envelope::Data { counter, body }) => {
+                self.opener.open_counted(counter, body, &mut self.opened)
+            }
+            // A late duplicate of a handshake step.
+            Ok(Envelope::Handshake { .. }) => Ok(Opened::Duplicate),
+            _ => Err(CryptoError::Malformed),
+        };
+        match opened {
+            Ok(Opened::Data) => Ok(()),
+            Ok(Opened::Duplicate) => {
+                self.status.note_duplicate();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "closing session: inbound message rejected");
+                Err(crypto_failure(&self.status, e))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SealedMessages {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let room = this.chunk - this.plain.len();
+            if room > 0 {
+                let n = buf.len().min(room);
+                this.plain.extend_from_slice(&buf[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            ready!(this.poll_seal(cx))?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_seal(cx))?;
+        ready!(this.poll_push(cx))?;
+        Pin::new(&mut this.io)
+            .poll_flush(cx)
+            .map_err(|e| transport_failure(&this.status, e))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.get_mut().io).poll_close(cx)
+    }
+}
+
+impl AsyncRead for SealedMessages {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.opened_pos < this.opened.len() {
+                serve(&mut this.opened, &mut this.opened_pos, buf);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut this.io).poll_next(cx)) {
+                Some(Ok(m)) => this.open(&m)?,
+                Some(Err(e)) => return Poll::Ready(Err(transport_failure(&this.status, e))),
+                None => this.eof = true,
+            }
+        }
+    }
+}
