@@ -69,18 +69,21 @@ pub(crate) struct SealedStream {
     raw: bool,
     /// Largest plaintext per message.
     chunk: usize,
-    /// Written, not yet sealed (at most `chunk` bytes; unused when `raw`).
-    plain: Vec<u8>,
-    /// Sealed (or raw) bytes, not yet taken by the stream from `out_pos` on.
+    /// Sealed (or raw) bytes up to `sealed_end`, taken by the stream up to `out_pos`; after
+    /// `sealed_end`, when `open`, a message being written: its 2-byte length (filled in when
+    /// sealed), then plaintext (at most `chunk` bytes), sealed in place.
     out: Vec<u8>,
     out_pos: usize,
+    sealed_end: usize,
+    open: bool,
     /// Most sealed bytes held before writes wait (one message more may be added).
     max_out: usize,
-    /// Received, not yet opened.
+    /// Received bytes. When `msg_end` is not 0, the message in front was opened in place:
+    /// its plaintext not yet read lies at `plain_at..plain_end`.
     rbuf: BytesMut,
-    /// Opened (or raw), not yet read by yamux, from `opened_pos` on.
-    opened: Vec<u8>,
-    opened_pos: usize,
+    plain_at: usize,
+    plain_end: usize,
+    msg_end: usize,
     eof: bool,
     status: Arc<Status>,
 }
@@ -103,35 +106,42 @@ impl SealedStream {
             opener,
             raw,
             chunk,
-            plain: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
+            sealed_end: 0,
+            open: false,
             max_out,
             rbuf: received,
-            opened: Vec::new(),
-            opened_pos: 0,
+            plain_at: 0,
+            plain_end: 0,
+            msg_end: 0,
             eof: false,
             status,
         }
     }
 
     fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.sealed_end - self.out_pos
     }
 
     /// Drops the bytes of `out` already written once they are `max_out` or more, so that
-    /// `out` stays under twice `max_out` plus one message.
+    /// `out` stays under twice `max_out` plus one message. Only between messages.
     fn compact(&mut self) {
-        if self.out_pos >= self.max_out {
+        if self.out_pos >= self.max_out && !self.open {
             self.out.drain(..self.out_pos);
+            self.sealed_end -= self.out_pos;
             self.out_pos = 0;
         }
     }
 
-    /// Writes `out` to the stream until it is empty (then resets it) or the stream waits.
+    /// Writes the sealed bytes to the stream until none is left (then resets `out`, between
+    /// messages) or the stream waits.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.out.len() {
-            let rest = self.out.get(self.out_pos..).unwrap_or_default();
+        while self.out_pos < self.sealed_end {
+            let rest = self
+                .out
+                .get(self.out_pos..self.sealed_end)
+                .unwrap_or_default();
             match ready!(Pin::new(&mut self.io).poll_write(cx, rest)) {
                 Ok(0) => {
                     let e = io::ErrorKind::WriteZero.into();
@@ -141,49 +151,69 @@ impl SealedStream {
                 Err(e) => return Poll::Ready(Err(transport_failure(&self.status, e))),
             }
         }
-        self.out.clear();
-        self.out_pos = 0;
+        if !self.open {
+            self.out.clear();
+            self.out_pos = 0;
+            self.sealed_end = 0;
+        }
         Poll::Ready(Ok(()))
     }
 
-    /// Seals `plain` into `out` as one message, first draining `out` if it is full.
-    fn poll_seal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.plain.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
+    /// Starts a message at the end of `out`, first draining `out` if it is full.
+    fn poll_begin(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.pending_out() >= self.max_out {
             ready!(self.poll_drain(cx))?;
         }
         self.compact();
-        let start = self.out.len();
         self.out.extend_from_slice(&[0; LENGTH_PREFIX_LEN]);
-        if let Err(e) = self.sealer.seal(&self.plain, &mut self.out) {
-            self.out.truncate(start);
-            return Poll::Ready(Err(crypto_failure(&self.status, e)));
-        }
-        self.plain.clear();
-        // `chunk` is at most `MAX_PLAINTEXT`, so a sealed message fits in the prefix.
-        let len = u16::try_from(self.out.len() - start - LENGTH_PREFIX_LEN).unwrap_or(u16::MAX);
-        self.out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        self.open = true;
         Poll::Ready(Ok(()))
     }
 
-    /// Opens the next whole message of `rbuf` into `opened`; `false` if none is whole yet.
+    /// Seals the message being written, in place, and fills in its length.
+    fn seal_open(&mut self) -> io::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        let start = self.sealed_end;
+        self.open = false;
+        if let Err(e) = self
+            .sealer
+            .seal_in_place(&mut self.out, start + LENGTH_PREFIX_LEN)
+        {
+            self.out.truncate(start);
+            return Err(crypto_failure(&self.status, e));
+        }
+        // `chunk` is at most `MAX_PLAINTEXT`, so a sealed message fits in the prefix.
+        let len = u16::try_from(self.out.len() - start - LENGTH_PREFIX_LEN).unwrap_or(u16::MAX);
+        self.out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        self.sealed_end = self.out.len();
+        Ok(())
+    }
+
+    /// Opens the next whole message of `rbuf` in place; `false` if none is whole yet.
     fn open_next(&mut self) -> io::Result<bool> {
         let Some(head) = self.rbuf.get(..LENGTH_PREFIX_LEN) else {
             return Ok(false);
         };
         let len = usize::from(u16::from_be_bytes([head[0], head[1]]));
-        let Some(msg) = self.rbuf.get(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + len) else {
-            self.rbuf.reserve(LENGTH_PREFIX_LEN + len);
+        let end = LENGTH_PREFIX_LEN + len;
+        let Some(msg) = self.rbuf.get_mut(LENGTH_PREFIX_LEN..end) else {
+            self.rbuf.reserve(end);
             return Ok(false);
         };
-        if let Err(e) = self.opener.open(msg, &mut self.opened) {
-            tracing::warn!(error = %e, "closing session: inbound message rejected");
-            return Err(crypto_failure(&self.status, e));
+        match self.opener.open_in_place(msg) {
+            Ok(n) => {
+                self.plain_at = LENGTH_PREFIX_LEN;
+                self.plain_end = LENGTH_PREFIX_LEN + n;
+                self.msg_end = end;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "closing session: inbound message rejected");
+                Err(crypto_failure(&self.status, e))
+            }
         }
-        self.rbuf.advance(LENGTH_PREFIX_LEN + len);
-        Ok(true)
     }
 }
 
@@ -201,22 +231,27 @@ impl AsyncWrite for SealedStream {
             this.compact();
             let n = buf.len().min(this.max_out - this.pending_out());
             this.out.extend_from_slice(&buf[..n]);
+            this.sealed_end = this.out.len();
             return Poll::Ready(Ok(n));
         }
         loop {
-            let room = this.chunk - this.plain.len();
+            if !this.open {
+                ready!(this.poll_begin(cx))?;
+            }
+            let written = this.out.len() - this.sealed_end - LENGTH_PREFIX_LEN;
+            let room = this.chunk - written;
             if room > 0 {
                 let n = buf.len().min(room);
-                this.plain.extend_from_slice(&buf[..n]);
+                this.out.extend_from_slice(&buf[..n]);
                 return Poll::Ready(Ok(n));
             }
-            ready!(this.poll_seal(cx))?;
+            this.seal_open()?;
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_seal(cx))?;
+        this.seal_open()?;
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io)
             .poll_flush(cx)
@@ -243,9 +278,20 @@ impl AsyncRead for SealedStream {
                 this.rbuf.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            if this.opened_pos < this.opened.len() {
-                serve(&mut this.opened, &mut this.opened_pos, buf);
-                return Poll::Ready(Ok(()));
+            if this.msg_end > 0 {
+                if this.plain_at < this.plain_end {
+                    let n = (this.plain_end - this.plain_at).min(buf.remaining());
+                    buf.put_slice(&this.rbuf[this.plain_at..this.plain_at + n]);
+                    this.plain_at += n;
+                    if this.plain_at == this.plain_end {
+                        this.rbuf.advance(this.msg_end);
+                        this.msg_end = 0;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // An empty message.
+                this.rbuf.advance(this.msg_end);
+                this.msg_end = 0;
             }
             if !this.raw && this.open_next()? {
                 continue;
@@ -336,7 +382,8 @@ impl SealedMessages {
         let mut msg = Vec::with_capacity(DATA_HEADER_LEN + self.plain.len() + TAG_LEN);
         msg.push(0);
         msg.extend_from_slice(&counter.to_be_bytes());
-        if let Err(e) = self.sealer.seal(&self.plain, &mut msg) {
+        msg.extend_from_slice(&self.plain);
+        if let Err(e) = self.sealer.seal_in_place(&mut msg, DATA_HEADER_LEN) {
             return Poll::Ready(Err(crypto_failure(&self.status, e)));
         }
         self.plain.clear();
