@@ -27,7 +27,7 @@ enum Plan {
 
 impl<L: Link> Core<L> {
     fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
-        if self.cancel.is_cancelled() {
+        if self.is_stopping() {
             return Err(SendError::Stopped);
         }
         if to == self.id {
@@ -196,7 +196,7 @@ impl<L: Link> Core<L> {
         count: bool,
     ) -> Result<Result<(), SendError>, Bytes> {
         let mut st = peer.lock();
-        if peer.cancel.is_cancelled() {
+        if peer.is_cancelled() {
             return Ok(Err(SendError::Stopped));
         }
         if !st.queue.has_room_for(payload.len()) {
