@@ -8,9 +8,11 @@
 //! yamux flushes after every frame, and each flush seals what was written since the last one
 //! into one message (a larger write is cut into messages of at most `chunk` bytes). Sealed
 //! bytes the transport has not taken yet are bounded by `SessionConfig::pipe_buffer` plus
-//! one message: beyond, writes wait (back-pressure to yamux). On the read side, whole
-//! messages are opened as they arrive and yamux's reads are served from the opened bytes;
-//! at most one read of [`READ_CHUNK`] bytes (or one message) is buffered ahead.
+//! one message: beyond, writes wait (back-pressure to yamux); a message transport holds at
+//! most one sealed message and one being filled. On the read side, whole messages are opened
+//! as they arrive and yamux's reads are served from the opened bytes; at most one read of
+//! [`READ_CHUNK`] bytes (or one message) is buffered ahead. On a byte stream, messages are
+//! sealed where yamux wrote them and opened where they were received (no copy).
 //!
 //! A failure is recorded in the session's [`Status`] (so the session reports a crypto or
 //! transport reason, not a mux one) and returned to yamux as an I/O error, which ends the
