@@ -11,8 +11,9 @@
 //! queue per destination, written first.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hawser_proto::node::{
@@ -42,15 +43,43 @@ pub(crate) struct Core<L> {
     pub counters: Counters,
     /// Every task of the node, waited for at stop.
     pub tracker: TaskTracker,
-    /// Cancelled when the node stops.
+    /// Cancelled when the node stops (only by [`Core::begin_stop`]).
     pub cancel: CancellationToken,
+    /// Set by [`Core::begin_stop`] just before `cancel`, for the send path
+    /// ([`Core::is_stopping`]).
+    stopping: Arc<AtomicBool>,
     /// Reachability, unless disabled.
     pub reach: Option<ReachState>,
     membership: RwLock<Membership>,
     /// One entry per member at most (bounded by `Settings::max_nodes`).
-    peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    peers: Mutex<HashMap<NodeId, Arc<Peer>, BuildHasherDefault<IdHasher>>>,
     pub(super) sender: IncomingSender,
     incoming: IncomingQueue,
+}
+
+/// The hasher of the peer map, looked up on every send: node ids are chosen by the
+/// application's membership (a node's peers are only ever its members), not by the network,
+/// so a multiplicative hash of the id does, without SipHash's cost.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `NodeId` (a `u64`); any other key still hashes, byte by byte.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
 }
 
 impl<L: Link> Core<L> {
@@ -73,8 +102,9 @@ impl<L: Link> Core<L> {
             counters: Counters::default(),
             tracker: TaskTracker::new(),
             cancel,
+            stopping: Arc::new(AtomicBool::new(false)),
             membership: RwLock::new(membership),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::default()),
             sender,
             incoming,
         });
@@ -153,7 +183,7 @@ impl<L: Link> Core<L> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if removed {
             if let Some(peer) = peers.remove(&id) {
-                peer.cancel.cancel();
+                peer.stop();
                 let dropped = peer.lock().queue.clear();
                 info!(node = %self.id, peer = %id, dropped, "peer removed");
             }
@@ -162,6 +192,11 @@ impl<L: Link> Core<L> {
             peer.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether the node is stopping: `cancel.is_cancelled()` without the token's lock.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// The peer entry of a member, created on first use; `None` for a non-member.
@@ -177,6 +212,7 @@ impl<L: Link> Core<L> {
             id,
             self.settings.queue,
             self.cancel.child_token(),
+            self.stopping.clone(),
         ));
         peers.insert(id, peer.clone());
         Some(peer)
@@ -205,6 +241,8 @@ impl<L: Link> Core<L> {
         if !self.cancel.is_cancelled() {
             info!(node = %self.id, "stopping");
         }
+        // The flag first: the send path reads it instead of the token.
+        self.stopping.store(true, Ordering::SeqCst);
         self.cancel.cancel();
         self.tracker.close();
         self.link.shutdown();

@@ -126,6 +126,14 @@ macro_rules! network_impl {
             ) -> $crate::node::BoxFuture<'_, Result<(), $crate::node::SendError>> {
                 Box::pin(self.core.send_wait(to, payload, delivery))
             }
+            fn send_if_room(
+                &self,
+                to: hawser_proto::node::NodeId,
+                payload: bytes::Bytes,
+                delivery: hawser_proto::node::Delivery,
+            ) -> Result<Result<(), $crate::node::SendError>, bytes::Bytes> {
+                self.core.send_if_room(to, payload, delivery)
+            }
             fn incoming(&self) -> $crate::node::IncomingStream {
                 self.core.incoming()
             }

@@ -131,6 +131,23 @@ pub trait Network: Send + Sync + 'static {
         delivery: Delivery,
     ) -> BoxFuture<'_, Result<(), SendError>>;
 
+    /// The part of [`send_wait`](Self::send_wait) that needs no waiting: `Ok` with the
+    /// outcome when the message was queued (or refused for good) at once, or the payload
+    /// back when the caller must wait (`send_wait` then does). Lets a send with room skip
+    /// `send_wait`'s boxed future. The default always gives the payload back.
+    ///
+    /// # Errors
+    /// The inner result: [`SendError`] other than `QueueFull`, as `send_wait` gives.
+    fn send_if_room(
+        &self,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<Result<(), SendError>, Bytes> {
+        let _ = (to, delivery);
+        Err(payload)
+    }
+
     /// Sends to every node of `group` but the local one (unless `include_self`); never blocks.
     fn broadcast(
         &self,

@@ -280,10 +280,12 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner
-            .net
-            .send_wait(to.into(), payload.into(), delivery)
-            .await
+        let to = to.into();
+        // The common case, a queue with room, without a boxed future.
+        match self.inner.net.send_if_room(to, payload.into(), delivery) {
+            Ok(result) => result,
+            Err(payload) => self.inner.net.send_wait(to, payload, delivery).await,
+        }
     }
 
     /// Sends to every node of `group` except this one; never blocks. Returns the outcome for

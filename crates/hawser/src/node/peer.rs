@@ -2,8 +2,8 @@
 //! writer (`super::writer`) is doing.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use hawser_proto::node::{NodeId, PeerStats, QueueLimits, SendQueue};
@@ -23,6 +23,10 @@ pub(crate) struct Peer {
     pub(super) room: Notify,
     /// Cancelled when the node stops or the peer is removed.
     pub(super) cancel: CancellationToken,
+    /// Set before `cancel` when the peer is removed ([`Peer::stop`]).
+    removed: AtomicBool,
+    /// The node's own flag, set before its token is cancelled (`Core::begin_stop`).
+    node_stopping: Arc<AtomicBool>,
     /// Bumped when the peer's addresses change, so the writer reconnects.
     pub(super) generation: AtomicU64,
 }
@@ -47,8 +51,14 @@ pub(super) struct PeerState {
 }
 
 impl Peer {
-    /// A new destination `id` with an empty queue bounded by `limits`, cancelled with `cancel`.
-    pub(super) fn new(id: NodeId, limits: QueueLimits, cancel: CancellationToken) -> Peer {
+    /// A new destination `id` with an empty queue bounded by `limits`, cancelled with `cancel`
+    /// (a child of the node's token) and stopping with `node_stopping`.
+    pub(super) fn new(
+        id: NodeId,
+        limits: QueueLimits,
+        cancel: CancellationToken,
+        node_stopping: Arc<AtomicBool>,
+    ) -> Peer {
         Peer {
             id,
             state: Mutex::new(PeerState {
@@ -65,8 +75,23 @@ impl Peer {
             wake: Notify::new(),
             room: Notify::new(),
             cancel,
+            removed: AtomicBool::new(false),
+            node_stopping,
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the node stops or the peer was removed: what `cancel.is_cancelled()` says,
+    /// read from two flags rather than under the token's lock (the send path asks per
+    /// message). The flags are set before the tokens are cancelled.
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.removed.load(Ordering::Acquire) || self.node_stopping.load(Ordering::Acquire)
+    }
+
+    /// Removes the peer: marks it, then cancels its token.
+    pub(super) fn stop(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.cancel.cancel();
     }
 
     /// Locks the state.

@@ -44,8 +44,8 @@ impl<L: Link> Core<L> {
 
     /// Application payloads of a framed connection from `from` through `via`, in order (a
     /// batch of frames that were already received): counted once, then handed to the
-    /// application, each without waiting while the incoming queue has room, else waiting for
-    /// it (back-pressure). Empties `payloads`. Returns `false` once the node is stopping.
+    /// application together while the incoming queue has room, else as room comes
+    /// (back-pressure). Empties `payloads`. Returns `false` once the node is stopping.
     pub async fn receive_app_batch(
         self: &Arc<Self>,
         from: NodeId,
@@ -62,24 +62,19 @@ impl<L: Link> Core<L> {
             payloads.clear();
             return true;
         }
-        for payload in payloads.drain(..) {
-            let msg = Incoming {
+        let mut msgs: Vec<Incoming> = payloads
+            .drain(..)
+            .map(|payload| Incoming {
                 from,
                 delivery: Delivery::Reliable,
                 payload,
-            };
-            let Err(msg) = self.sender.try_send(msg) else {
-                continue;
-            };
-            let sent = tokio::select! {
-                r = self.sender.send(msg) => r.is_ok(),
-                () = self.cancel.cancelled() => false,
-            };
-            if !sent {
-                return false;
-            }
+            })
+            .collect();
+        // The whole batch under one lock when there is room, else as room comes.
+        tokio::select! {
+            r = self.sender.send_all(&mut msgs) => r.is_ok(),
+            () = self.cancel.cancelled() => false,
         }
-        true
     }
 
     /// Counts a bad frame of a framed connection.

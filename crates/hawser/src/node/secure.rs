@@ -56,6 +56,12 @@ pub const NODE_PROTOCOL_VERSION: u16 = 1;
 /// needs it: with 32 streams, 32 × 256 KiB took all of it.
 pub const NODE_MAX_STREAMS: usize = 8;
 
+/// Largest data frame of a node's session (`MuxConfig::split_send_size`): one writer batch
+/// (`super::link::BATCH_BYTES`, 64 KiB) goes as one yamux frame, so as one sealed message
+/// and one transport write, rather than four. A reachability frame waits behind at most one
+/// such frame.
+pub const NODE_SPLIT_SEND_SIZE: usize = 64 * 1024;
+
 /// The registry of hawser's node protocols, as every node's sessions offer them.
 pub fn node_protocols() -> ProtocolRegistry {
     let mut registry = ProtocolRegistry::new();
@@ -75,14 +81,15 @@ pub fn node_protocols() -> ProtocolRegistry {
 
 impl Settings {
     /// The session configuration of a node with these settings and `identity`: its network
-    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, and at
-    /// most [`NODE_MAX_STREAMS`] streams.
+    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, at
+    /// most [`NODE_MAX_STREAMS`] streams, and data frames of up to [`NODE_SPLIT_SEND_SIZE`].
     pub fn session_config(&self, identity: Arc<Identity>) -> SessionConfig {
         let mut c = SessionConfig::new(identity, self.network_id.clone());
         c.security = self.security;
         c.protocols = node_protocols();
         c.handshake_timeout = self.hello_timeout;
         c.mux.max_streams = NODE_MAX_STREAMS;
+        c.mux.split_send_size = NODE_SPLIT_SEND_SIZE;
         c
     }
 
@@ -555,6 +562,12 @@ async fn serve_stream<L: Link>(
             if batch.is_full() {
                 break None;
             }
+            // Whole frames already buffered are taken straight from the buffer; the
+            // framed stream reads more (and reports oversized or broken frames).
+            if let Some(frame) = take_whole_frame(frames.read_buffer_mut(), max) {
+                item = Some(Ok(frame));
+                continue;
+            }
             match frames.next().now_or_never() {
                 Some(next) => item = next,
                 None => break None,
@@ -567,6 +580,21 @@ async fn serve_stream<L: Link>(
             return keep;
         }
     }
+}
+
+/// Takes the first frame of `buf` if it lies there whole and announces at most `max` bytes,
+/// as the stream's own codec would decode it (a 4-byte big-endian length, then the frame);
+/// `None` otherwise, leaving `buf` untouched, so the codec, which has just returned a frame
+/// and so waits for a length, reads on from the same place.
+fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
+    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = usize::try_from(u32::from_be_bytes(head)).ok()?;
+    if len > max || buf.len() - 4 < len {
+        return None;
+    }
+    let mut frame = buf.split_to(4 + len);
+    frame.advance(4);
+    Some(frame)
 }
 
 /// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
@@ -678,6 +706,31 @@ async fn serve_item<L: Link>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_frames_are_taken_from_the_buffer_as_the_codec_would() {
+        use tokio_util::codec::{Decoder, LengthDelimitedCodec};
+        let mut buf = BytesMut::new();
+        for body in [&b"ab"[..], b"", b"cdefgh"] {
+            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
+        }
+        let mut codec = LengthDelimitedCodec::builder()
+            .max_frame_length(8)
+            .new_codec();
+        let mut theirs = buf.clone();
+        let mut ours = buf.clone();
+        while let Some(expected) = codec.decode(&mut theirs).unwrap() {
+            assert_eq!(take_whole_frame(&mut ours, 8), Some(expected));
+        }
+        assert!(ours.is_empty());
+        // A partial frame, or one over the bound, is left for the codec.
+        let mut partial = buf.split_to(6);
+        assert_eq!(take_whole_frame(&mut partial, 8), None);
+        assert_eq!(partial.len(), 6);
+        let mut big = BytesMut::from(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9][..]);
+        assert_eq!(take_whole_frame(&mut big, 8), None);
+        assert_eq!(big.len(), 13);
+    }
 
     #[test]
     fn only_frames_taken_whole_count_as_written() {

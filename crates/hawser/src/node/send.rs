@@ -27,7 +27,7 @@ enum Plan {
 
 impl<L: Link> Core<L> {
     fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
-        if self.cancel.is_cancelled() {
+        if self.is_stopping() {
             return Err(SendError::Stopped);
         }
         if to == self.id {
@@ -122,7 +122,7 @@ impl<L: Link> Core<L> {
             }
             Plan::Queue(peer) => {
                 // The common case first: room at once, no waiter registered.
-                let mut payload = match self.enqueue_if_room(&peer, payload) {
+                let mut payload = match self.enqueue_if_room(&peer, payload, true) {
                     Ok(result) => return result,
                     Err(payload) => payload,
                 };
@@ -130,7 +130,7 @@ impl<L: Link> Core<L> {
                     let room = peer.room.notified();
                     tokio::pin!(room);
                     room.as_mut().enable();
-                    payload = match self.enqueue_if_room(&peer, payload) {
+                    payload = match self.enqueue_if_room(&peer, payload, true) {
                         Ok(result) => return result,
                         Err(payload) => payload,
                     };
@@ -140,6 +140,23 @@ impl<L: Link> Core<L> {
                     }
                 }
             }
+        }
+    }
+
+    /// A reliable message queued at once when its queue has room (`Ok` with the outcome,
+    /// also for a refusal that waiting would not change), else the payload back for
+    /// [`send_wait`](Self::send_wait). Local messages and datagrams always come back.
+    pub fn send_if_room(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<Result<(), SendError>, Bytes> {
+        match self.plan(to, payload.len(), delivery) {
+            // A refusal is counted by `send_wait`, which tries again at once.
+            Ok(Plan::Queue(peer)) => self.enqueue_if_room(&peer, payload, false),
+            Ok(Plan::Local | Plan::Datagram(_)) => Err(payload),
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -165,23 +182,27 @@ impl<L: Link> Core<L> {
     }
 
     fn enqueue(self: &Arc<Self>, peer: &Arc<Peer>, payload: Bytes) -> Result<(), SendError> {
-        self.enqueue_if_room(peer, payload)
+        self.enqueue_if_room(peer, payload, true)
             .unwrap_or(Err(SendError::QueueFull(peer.id)))
     }
 
     /// Queues a payload, or gives it back when the queue is full (the refusal counted in
-    /// `dropped_full`), so that a waiting send need not keep a copy. `Ok` with the outcome
+    /// `dropped_full` when `count`), so that a waiting send need not keep a copy. `Ok` with the outcome
     /// otherwise (`Stopped` once the peer is cancelled).
     fn enqueue_if_room(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
         payload: Bytes,
+        count: bool,
     ) -> Result<Result<(), SendError>, Bytes> {
         let mut st = peer.lock();
-        if peer.cancel.is_cancelled() {
+        if peer.is_cancelled() {
             return Ok(Err(SendError::Stopped));
         }
         if !st.queue.has_room_for(payload.len()) {
+            if !count {
+                return Err(payload);
+            }
             // Refused and counted by the queue itself; the copy is a reference count.
             if let Err(full) = st.queue.push(Instant::now(), payload.clone()) {
                 debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");

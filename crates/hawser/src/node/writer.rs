@@ -97,7 +97,7 @@ async fn connect<L: Link>(
 ) -> Option<(L::Conn, SocketAddr)> {
     *generation = peer.generation.load(Ordering::Relaxed);
     let Some(member) = core.membership_of(peer.id) else {
-        peer.cancel.cancel();
+        peer.stop();
         return None;
     };
     let addrs = core.link.reach_addrs(&member);

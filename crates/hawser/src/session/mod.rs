@@ -66,6 +66,7 @@ mod listener;
 pub mod mux;
 pub mod noise;
 pub mod registry;
+mod sealed;
 mod secure;
 #[allow(clippy::module_inception)] // the issue names the file: session/session.rs
 mod session;

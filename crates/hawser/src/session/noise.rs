@@ -31,6 +31,7 @@
 
 use std::sync::Arc;
 
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use snow::{Builder, HandshakeState, StatelessTransportState};
 
 use super::error::{CryptoError, HandshakeError};
@@ -284,8 +285,30 @@ impl Handshake {
         let remote = self
             .remote
             .ok_or(HandshakeError::Malformed("handshake not finished"))?;
-        let state = self.state.into_stateless_transport_mode()?;
-        Ok((Cipher(Some(Arc::new(state))), remote))
+        let mut state = self.state;
+        // The same keys snow derives for its transport mode (Noise `Split()`): the
+        // initiator sends with the first, the responder with the second. They seal and open
+        // in place (`Sealer::seal_in_place`, `Opener::open_in_place`).
+        let (k1, k2) = state.dangerously_get_raw_split();
+        let (send, recv) = match self.role {
+            Role::Initiator => (k1, k2),
+            Role::Responder => (k2, k1),
+        };
+        let key = |k: [u8; 32]| {
+            UnboundKey::new(&CHACHA20_POLY1305, &k)
+                .map(LessSafeKey::new)
+                .map_err(|_| HandshakeError::Malformed("transport key rejected"))
+        };
+        let keys = Keys {
+            send: key(send)?,
+            recv: key(recv)?,
+        };
+        let state = state.into_stateless_transport_mode()?;
+        let cipher = Cipher {
+            state: Some(Arc::new(state)),
+            keys: Some(keys),
+        };
+        Ok((cipher, remote))
     }
 }
 
@@ -371,23 +394,48 @@ pub fn parse_plaintext_hello(
 
 /// Transport-mode keys for both directions, or none in plaintext mode. Split it into its two
 /// halves with [`split`](Self::split).
-pub struct Cipher(Option<Arc<StatelessTransportState>>);
+pub struct Cipher {
+    state: Option<Arc<StatelessTransportState>>,
+    keys: Option<Keys>,
+}
+
+/// The two transport keys of an established cipher, for sealing and opening in place.
+struct Keys {
+    send: LessSafeKey,
+    recv: LessSafeKey,
+}
+
+/// The ChaChaPoly nonce of Noise for message `n`: 32 zero bits, then `n` little-endian.
+fn chacha_nonce(n: u64) -> Nonce {
+    let mut bytes = [0u8; 12];
+    bytes[4..].copy_from_slice(&n.to_le_bytes());
+    Nonce::assume_unique_for_key(bytes)
+}
 
 impl Cipher {
     /// The "cipher" of plaintext mode: copies bytes as they are, but still counts messages.
     pub fn danger_plaintext() -> Cipher {
-        Cipher(None)
+        Cipher {
+            state: None,
+            keys: None,
+        }
     }
 
     /// The sending and receiving halves.
     pub fn split(self) -> (Sealer, Opener) {
+        let (send, recv) = match self.keys {
+            Some(Keys { send, recv }) => (Some(send), Some(recv)),
+            None => (None, None),
+        };
         (
             Sealer {
-                state: self.0.clone(),
+                state: self.state.clone(),
+                key: send,
                 nonce: 0,
             },
             Opener {
-                state: self.0,
+                state: self.state,
+                key: recv,
                 nonce: 0,
                 duplicates: 0,
             },
@@ -398,6 +446,7 @@ impl Cipher {
 /// The sending half of a [`Cipher`].
 pub struct Sealer {
     state: Option<Arc<StatelessTransportState>>,
+    key: Option<LessSafeKey>,
     nonce: u64,
 }
 
@@ -429,6 +478,38 @@ impl Sealer {
         Ok(())
     }
 
+    /// Seals in place, with the next nonce, the plaintext `buf[start..]` (at most
+    /// [`MAX_PLAINTEXT`] bytes), appending the tag: the same message [`seal`](Self::seal)
+    /// appends, without copying the plaintext. In plaintext mode the bytes stay as they are.
+    ///
+    /// # Errors
+    /// [`CryptoError::TooLarge`] (also when `start` is past the end);
+    /// [`CryptoError::NonceExhausted`] after 2^64 − 1 messages.
+    pub fn seal_in_place(&mut self, buf: &mut Vec<u8>, start: usize) -> Result<(), CryptoError> {
+        let len = buf
+            .len()
+            .checked_sub(start)
+            .ok_or(CryptoError::TooLarge(start))?;
+        if len > MAX_PLAINTEXT {
+            return Err(CryptoError::TooLarge(len));
+        }
+        if self.nonce == u64::MAX {
+            return Err(CryptoError::NonceExhausted);
+        }
+        if let Some(key) = &self.key {
+            let tag = key
+                .seal_in_place_separate_tag(
+                    chacha_nonce(self.nonce),
+                    Aad::empty(),
+                    &mut buf[start..],
+                )
+                .map_err(|_| CryptoError::Encrypt)?;
+            buf.extend_from_slice(tag.as_ref());
+        }
+        self.nonce += 1;
+        Ok(())
+    }
+
     /// Whether this half encrypts (false in plaintext mode).
     pub fn is_encrypted(&self) -> bool {
         self.state.is_some()
@@ -452,6 +533,7 @@ pub enum Opened {
 /// The receiving half of a [`Cipher`].
 pub struct Opener {
     state: Option<Arc<StatelessTransportState>>,
+    key: Option<LessSafeKey>,
     nonce: u64,
     duplicates: u64,
 }
@@ -463,6 +545,31 @@ impl Opener {
     /// [`CryptoError::Decrypt`]: the frame was altered, replayed, reordered or dropped.
     pub fn open(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         self.open_at(self.nonce, ciphertext, out)
+    }
+
+    /// Decrypts in place the next message of a byte stream (implicit nonce), a whole Noise
+    /// message in `msg`; returns the plaintext's length (its bytes are then at the front of
+    /// `msg`). In plaintext mode the bytes stay as they are.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`]: the frame was altered, replayed, reordered or dropped.
+    pub fn open_in_place(&mut self, msg: &mut [u8]) -> Result<usize, CryptoError> {
+        if self.nonce == u64::MAX {
+            return Err(CryptoError::NonceExhausted);
+        }
+        let n = match &self.key {
+            Some(key) => {
+                if msg.len() < TAG_LEN || msg.len() > MAX_NOISE_MESSAGE {
+                    return Err(CryptoError::Decrypt);
+                }
+                key.open_in_place(chacha_nonce(self.nonce), Aad::empty(), msg)
+                    .map_err(|_| CryptoError::Decrypt)?
+                    .len()
+            }
+            None => msg.len(),
+        };
+        self.nonce += 1;
+        Ok(n)
     }
 
     /// Opens a message of a message transport, whose explicit `counter` is its nonce: a

@@ -52,8 +52,9 @@ pub struct SessionConfig {
     /// not yet taken by [`Listener::accept`](super::Listener::accept)); connections beyond it are closed at once and
     /// counted. Default 64.
     pub max_pending_handshakes: usize,
-    /// Bytes buffered between the multiplexer and the encrypting pumps, per direction
-    /// (4 KiB..=4 MiB). Smaller favours latency, larger throughput. Default 64 KiB.
+    /// Sealed bytes held for a byte-stream transport that has not taken them yet, before the
+    /// multiplexer's writes wait (4 KiB..=4 MiB; one sealed message more may be held).
+    /// Smaller favours latency, larger throughput. Default 64 KiB.
     pub pipe_buffer: usize,
     /// Inbound streams of one protocol waiting for the application (1..=1,024); a stream
     /// arriving while its queue is full is reset. Default 16.
@@ -234,7 +235,7 @@ impl Session {
         };
         let ended = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
-        let mut tasks = channel.pumps;
+        let mut tasks = Vec::new();
         let driver = mux::drive(channel.io, config.mux.to_yamux(), mode, cmd_rx, raw_tx);
         let (status, end, why) = (channel.status.clone(), ended.clone(), reason.clone());
         let peer = channel.remote.peer_id;
