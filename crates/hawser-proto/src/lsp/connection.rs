@@ -275,6 +275,16 @@ impl Connection {
         self.recv.read()
     }
 
+    /// Gives `push` up to `max` messages of the next received Data message (see
+    /// `RecvWindow::read_front`): how many, and whether that Data message is read whole.
+    pub(crate) fn read_front(
+        &mut self,
+        max: usize,
+        push: impl FnMut(Bytes),
+    ) -> Option<(usize, bool)> {
+        self.recv.read_front(max, push)
+    }
+
     /// Moves the gathered bundle, if any, into the send window (it gets the next sequence
     /// number; it is sent by the next `pump_sends`).
     fn seal_bundle(&mut self) {

@@ -110,25 +110,44 @@ impl RecvWindow {
     /// The next message for the application, in order, and whether it was the last of its
     /// Data message (a plain message always is; a bundle's last message is).
     pub fn read(&mut self) -> Option<(Bytes, bool)> {
-        loop {
-            let front = self.readable.front_mut()?;
-            if !front.bundled {
-                return self.readable.pop_front().map(|u| (u.payload, true));
-            }
+        let mut message = None;
+        let (_, last) = self.read_front(1, |m| message = Some(m))?;
+        message.map(|m| (m, last))
+    }
+
+    /// Gives `push` up to `max` (at least 1) messages of the front Data message, in order;
+    /// returns how many, and whether that Data message is now read whole (a plain message
+    /// always is). `None` if nothing is readable. One call per Data message: the fast way to
+    /// drain bundles.
+    pub fn read_front(&mut self, max: usize, mut push: impl FnMut(Bytes)) -> Option<(usize, bool)> {
+        let front = self.readable.front_mut()?;
+        if !front.bundled {
+            let unit = self.readable.pop_front()?;
+            push(unit.payload);
+            return Some((1, true));
+        }
+        let mut taken = 0;
+        while taken < max.max(1) {
             match bundle::split_next(&mut front.payload) {
                 Some(message) => {
-                    let last = front.payload.is_empty();
-                    if last {
-                        self.readable.pop_front();
+                    push(message);
+                    taken += 1;
+                    if front.payload.is_empty() {
+                        break;
                     }
-                    return Some((message, last));
                 }
-                // Only reached for a bundle that was not validated (a bug): skip what is left.
+                // Only reached for a bundle that was not validated (a bug): drop the rest.
                 None => {
-                    self.readable.pop_front();
+                    front.payload.clear();
+                    break;
                 }
             }
         }
+        let done = front.payload.is_empty();
+        if done {
+            self.readable.pop_front();
+        }
+        Some((taken, done))
     }
 
     /// Data messages waiting to be read (a bundle counts once).
@@ -169,6 +188,23 @@ mod tests {
         assert_eq!(w.read(), Some((b(""), true)));
         assert_eq!(w.read(), Some((b("after"), true)));
         assert_eq!(w.read(), None);
+    }
+
+    #[test]
+    fn read_front_takes_up_to_max_of_one_bundle() {
+        let mut w = RecvWindow::new(SeqNum(1), 4, 100);
+        let mut gathered = bytes::BytesMut::new();
+        for m in [&b"a"[..], b"b", b"c"] {
+            bundle::put_entry(&mut gathered, m);
+        }
+        assert_eq!(w.on_data(SeqNum(1), gathered.freeze(), true), Accept::New);
+        assert_eq!(w.on_data(SeqNum(2), b("plain"), false), Accept::New);
+        let mut got = Vec::new();
+        assert_eq!(w.read_front(2, |m| got.push(m)), Some((2, false)));
+        assert_eq!(w.read_front(5, |m| got.push(m)), Some((1, true)));
+        assert_eq!(w.read_front(5, |m| got.push(m)), Some((1, true)));
+        assert_eq!(w.read_front(5, |m| got.push(m)), None);
+        assert_eq!(got, vec![b("a"), b("b"), b("c"), b("plain")]);
     }
 
     #[test]

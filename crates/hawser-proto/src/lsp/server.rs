@@ -225,15 +225,15 @@ impl ServerEndpoint {
                 self.tickets.pop_front();
                 continue;
             };
-            // This connection's messages, while its tickets lead the queue.
+            // This connection's messages, a Data message at a time, while its tickets lead.
             while out.len() - start < max {
-                let Some((payload, last)) = peer.conn.read_unit() else {
+                let room = max - (out.len() - start);
+                let Some((_, whole)) = peer.conn.read_front(room, |p| out.push((id, p))) else {
                     debug_assert!(false, "data ticket without data");
                     self.tickets.pop_front();
                     break;
                 };
-                out.push((id, payload));
-                if last {
+                if whole {
                     self.tickets.pop_front();
                     if !matches!(self.tickets.front(), Some(Ticket::Data(next)) if *next == id) {
                         break;

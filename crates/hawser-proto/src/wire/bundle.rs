@@ -50,6 +50,7 @@ pub fn validate(bundle: &[u8]) -> Result<usize, WireError> {
 /// Takes the first message off a bundle that [`validate`] accepted, leaving the rest in
 /// `bundle` (without copying: the message shares `bundle`'s buffer). `None` once it is empty,
 /// or if the rest is not well-formed (which a validated bundle never is).
+#[inline]
 pub fn split_next(bundle: &mut Bytes) -> Option<Bytes> {
     // Fast path: a length below 128 is one byte (every message `bundle_max` allows by default).
     if let Some(&len) = bundle.first() {
