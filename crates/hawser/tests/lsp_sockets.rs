@@ -566,3 +566,42 @@ async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
     .await
     .unwrap();
 }
+
+/// `read` and `read_batch` mixed on one server: every message
+/// still comes once and in order, and a connection's end only after its last message.
+#[tokio::test]
+async fn reads_and_batch_reads_mixed_keep_order_and_the_end_last() {
+    timeout(LIMIT, async {
+        let server = Server::bind(localhost(), fast(64, 64)).await.unwrap();
+        let client = Client::connect(server.local_addr(), 9, fast(64, 64))
+            .await
+            .unwrap();
+        let sent: Vec<Bytes> = (0..500u32)
+            .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+            .collect();
+        let mut batch: std::collections::VecDeque<Bytes> = sent.iter().cloned().collect();
+        client.send_batch(&mut batch).await.unwrap();
+        let mut got = Vec::new();
+        let mut round = 0;
+        while got.len() < sent.len() {
+            round += 1;
+            if round % 3 == 0 {
+                let mut some = Vec::new();
+                server.read_batch(&mut some, 7).await.unwrap();
+                assert!(some.len() <= 7);
+                got.extend(some.into_iter().map(|(_, p)| p));
+            } else {
+                got.push(server.read().await.unwrap().1);
+            }
+        }
+        assert_eq!(got, sent);
+        client.close().await.unwrap();
+        // The client went silent: its end comes after every message, and only once.
+        assert!(matches!(
+            server.read().await,
+            Err(ServerReadError::ConnEnded(_, EndReason::Lost))
+        ));
+    })
+    .await
+    .unwrap();
+}
