@@ -317,3 +317,41 @@ fn mixed_sizes_bundled_and_alone_arrive_in_order_through_faults() {
         assert!(stats.bundles_sent > 0 && stats.retransmits > 0, "{stats:?}");
     }
 }
+
+#[test]
+fn bundles_are_resent_by_the_epoch_policy_too() {
+    // The reference's retransmission (every epoch, with back-off) on the binary codec: lost
+    // bundles are resent whole and their messages still arrive once, in order. Bursts of ten
+    // in 40 steps make about 40 bundles per client, so some are lost whatever the seed.
+    let config = config(256).with_retransmit(hawser_proto::lsp::RetransmitPolicy::Epoch);
+    let mut c = Cluster::with_config(config);
+    c.net.set_faults_all(FaultConfig {
+        drop_percent: 20.0,
+        duplicate_percent: 10.0,
+        reorder_percent: 20.0,
+        ..FaultConfig::default()
+    });
+    c.add_clients(3);
+    c.connect_all();
+    let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 3];
+    for step in 0..40 {
+        for (i, out) in sent.iter_mut().enumerate() {
+            let burst = c.msgs(&format!("c{i}s{step}"), 10);
+            write_at_once(&mut c, i, &burst);
+            out.extend(burst);
+        }
+        c.run_for(Duration::from_millis(3));
+    }
+    let done = c.run_until(Duration::from_secs(120), |c| {
+        c.server_read_total() == 3 * 400
+    });
+    assert!(done, "not everything arrived");
+    let mut retransmits = 0;
+    for (i, m) in sent.iter().enumerate() {
+        assert_eq!(c.server_reads(i), &m[..], "client {i}");
+        let stats = c.client_conn(i).stats();
+        assert!(stats.bundles_sent > 0, "{stats:?}");
+        retransmits += stats.retransmits;
+    }
+    assert!(retransmits > 0, "nothing was resent");
+}
