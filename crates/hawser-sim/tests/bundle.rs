@@ -355,3 +355,33 @@ fn bundles_are_resent_by_the_epoch_policy_too() {
     }
     assert!(retransmits > 0, "nothing was resent");
 }
+
+#[test]
+fn only_a_message_sent_on_its_own_reads_the_clock() {
+    let mut c = Cluster::with_config(config(256));
+    c.add_client(1000);
+    c.connect_all();
+    let reads = std::cell::Cell::new(0);
+    c.with_client(0, |cl, now| {
+        let clock = || {
+            reads.set(reads.get() + 1);
+            now
+        };
+        // Idle: sent at once, so timed.
+        cl.write_with_clock(clock, Bytes::from_static(b"first"))
+            .expect("write");
+        assert_eq!(reads.get(), 1);
+        // In flight now: small messages join a bundle and are not timed.
+        for _ in 0..10 {
+            cl.write_with_clock(clock, Bytes::from_static(b"small"))
+                .expect("write");
+        }
+        assert_eq!(reads.get(), 1);
+        // Too large to bundle: sent on its own, timed.
+        cl.write_with_clock(clock, Bytes::from(vec![0u8; 300]))
+            .expect("write");
+        assert_eq!(reads.get(), 2);
+    });
+    let done = c.run_until(Duration::from_secs(5), |c| c.server_read_total() == 12);
+    assert!(done);
+}

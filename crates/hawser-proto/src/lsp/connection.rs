@@ -169,8 +169,18 @@ impl Connection {
 
     /// Queues `payload` for reliable, in-order delivery and sends it at once if the window and
     /// `max_unacked` allow.
-    pub(crate) fn write(&mut self, payload: Bytes, now: Instant) -> Result<(), WriteError> {
+    pub(crate) fn write(
+        &mut self,
+        payload: Bytes,
+        clock: impl FnOnce() -> Instant,
+    ) -> Result<(), WriteError> {
         let admit = self.admit(payload.len())?;
+        // A message joining the bundle being gathered is not timed now (the bundle is, when
+        // it is sealed and sent): the clock is read only for a message sent on its own.
+        let now = match admit {
+            Admit::Gather { .. } => self.last_now,
+            Admit::Alone => clock(),
+        };
         self.enqueue(payload, admit, now);
         Ok(())
     }
@@ -199,13 +209,6 @@ impl Connection {
             }
         }
         Ok(queued)
-    }
-
-    /// Whether a write of `len` bytes would join the bundle being gathered (rather than be
-    /// sent, or fail): such a write does not use its `now` for anything but keeping time
-    /// monotonic, so a caller may pass the latest time it gave instead of reading the clock.
-    pub fn would_bundle(&self, len: usize) -> bool {
-        matches!(self.admit(len), Ok(Admit::Gather { .. }))
     }
 
     /// Whether a message of `len` bytes may be written now, and how it will be queued.
@@ -267,12 +270,6 @@ impl Connection {
     /// The next application message, in order.
     pub(crate) fn read(&mut self) -> Option<Bytes> {
         self.recv.read().map(|(message, _)| message)
-    }
-
-    /// The next application message, in order, and whether it was the last of its Data
-    /// message (a bundle yields several messages).
-    pub(crate) fn read_unit(&mut self) -> Option<(Bytes, bool)> {
-        self.recv.read()
     }
 
     /// Gives `push` up to `max` messages of the next received Data message (see

@@ -119,7 +119,35 @@ impl ServerEndpoint {
     /// # Errors
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
     pub fn write(&mut self, now: Instant, conn: ConnId, payload: Bytes) -> Result<(), WriteError> {
-        self.with_connection(now, conn, |c, now| c.write(payload, now))
+        self.write_with_clock(|| now, conn, payload)
+    }
+
+    /// Like [`write`](Self::write), reading `clock` only if the message needs the time: one
+    /// that joins the bundle being gathered does not (the bundle is timed when it is sent),
+    /// which spares a streaming writer a clock reading per message.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn write_with_clock(
+        &mut self,
+        clock: impl FnOnce() -> Instant,
+        conn: ConnId,
+        payload: Bytes,
+    ) -> Result<(), WriteError> {
+        let last = self.last_now;
+        let mut read = None;
+        let result = self.with_connection(conn, |c| {
+            c.write(payload, || {
+                let now = clock();
+                let now = last.map_or(now, |last| now.max(last));
+                read = Some(now);
+                now
+            })
+        });
+        if read.is_some() {
+            self.last_now = read;
+        }
+        result
     }
 
     /// Writes the messages at the front of `batch` on `conn`, in order, removing each it
@@ -134,44 +162,27 @@ impl ServerEndpoint {
         conn: ConnId,
         batch: &mut VecDeque<Bytes>,
     ) -> Result<usize, WriteError> {
-        self.with_connection(now, conn, |c, now| c.write_batch(batch, now))
+        let now = self.clamp(now);
+        self.with_connection(conn, |c| c.write_batch(batch, now))
     }
 
     /// Runs a write on connection `conn`, if it exists and the server is not closing, then
     /// flushes it.
     fn with_connection<R>(
         &mut self,
-        now: Instant,
         conn: ConnId,
-        write: impl FnOnce(&mut Connection, Instant) -> Result<R, WriteError>,
+        write: impl FnOnce(&mut Connection) -> Result<R, WriteError>,
     ) -> Result<R, WriteError> {
         if self.closing {
             return Err(WriteError::Closed);
         }
-        let now = self.clamp(now);
         let peer = self
             .peers
             .get_mut(&conn)
             .ok_or(WriteError::UnknownConn(conn))?;
-        let result = write(&mut peer.conn, now)?;
+        let result = write(&mut peer.conn)?;
         self.flush_conn(conn);
         Ok(result)
-    }
-
-    /// Whether a write of `len` bytes on `conn` now would join the bundle being gathered (see
-    /// [`Connection::would_bundle`]); if so, [`latest_time`](Self::latest_time) serves as its
-    /// `now`.
-    pub fn would_bundle(&self, conn: ConnId, len: usize) -> bool {
-        !self.closing
-            && self
-                .peers
-                .get(&conn)
-                .is_some_and(|p| p.conn.would_bundle(len))
-    }
-
-    /// The latest time any input gave the endpoint, if any did.
-    pub fn latest_time(&self) -> Option<Instant> {
-        self.last_now
     }
 
     /// Messages written on `conn` and not yet acknowledged by its client (0 if unknown).
@@ -190,7 +201,12 @@ impl ServerEndpoint {
         let ticket = *self.tickets.front()?;
         match ticket {
             Ticket::Data(id) => {
-                let unit = self.peers.get_mut(&id).and_then(|p| p.conn.read_unit());
+                let mut payload = None;
+                let unit = self
+                    .peers
+                    .get_mut(&id)
+                    .and_then(|p| p.conn.read_front(1, |m| payload = Some(m)))
+                    .and_then(|(_, last)| payload.map(|p| (p, last)));
                 // Invariant: a Data ticket is pushed once per delivered Data message, and a
                 // peer is removed only when its Ended ticket is read, after all its Data
                 // tickets. A bundle's ticket stays until its last message is read.

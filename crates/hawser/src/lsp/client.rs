@@ -154,18 +154,19 @@ impl Client {
         let result = self
             .shared
             .wait_for(|ep| {
-                let start = out.len();
-                while out.len() - start < max {
-                    match ep.read() {
-                        Some(ClientRead::Data(payload)) => out.push(payload),
-                        Some(ClientRead::Ended(reason)) if out.len() == start => {
-                            return Some(Err(reason))
-                        }
-                        // The end is read again by the next call: it is a state, not an item.
-                        Some(ClientRead::Ended(_)) | None => break,
-                    }
+                let n = ep.read_data_batch(out, max);
+                if n > 0 {
+                    return Some(Ok(n));
                 }
-                (out.len() > start).then(|| Ok(out.len() - start))
+                // Nothing to read: the end, if the connection has ended (a state, so the
+                // next call reports it again).
+                match ep.read()? {
+                    ClientRead::Data(payload) => {
+                        out.push(payload);
+                        Some(Ok(1))
+                    }
+                    ClientRead::Ended(reason) => Some(Err(reason)),
+                }
             })
             .await
             .unwrap_or(Err(EndReason::Lost));
@@ -187,12 +188,7 @@ impl Client {
         self.shared.command_flush(|ep| {
             let idle = ep.pending() == 0;
             // A message that joins the bundle being gathered is not timed: no clock reading.
-            let now = if ep.would_bundle(payload.len()) {
-                ep.latest_time()
-            } else {
-                driver::now()
-            };
-            let result = ep.write(now, payload);
+            let result = ep.write_with_clock(driver::now, payload);
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })

@@ -131,11 +131,7 @@ impl Server {
         self.shared.command_flush(|ep| {
             let idle = ep.pending(conn) == 0;
             // A message that joins the bundle being gathered is not timed: no clock reading.
-            let now = match ep.latest_time() {
-                Some(latest) if ep.would_bundle(conn, payload.len()) => latest,
-                _ => driver::now(),
-            };
-            let result = ep.write(now, conn, payload);
+            let result = ep.write_with_clock(driver::now, conn, payload);
             let sent_now = idle && result.is_ok();
             (result, sent_now)
         })
