@@ -13,8 +13,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use hawser::fault_socket::{FaultConfig, FaultySocket};
 use hawser::lsp::{
-    AckPolicy, Client, Codec, Config, Params, RetransmitPolicy, Server, ServerReadError, Socket,
-    WriteError,
+    AckPolicy, Client, Codec, Config, EndpointStats, Params, RetransmitPolicy, Server,
+    ServerReadError, Socket, WriteError,
 };
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -135,12 +135,7 @@ pub async fn throughput(
         write_client(&client, payload::make(i, size)).await?;
     }
     let (end, server_stats) = receiver.await.context("receiver task")??;
-    let client_stats = client.stats();
-    Ok(RunResult {
-        retransmits: client_stats.conns.retransmits,
-        datagrams: client_stats.datagrams_sent + server_stats.datagrams_sent,
-        ..RunResult::complete(n, end - start)
-    })
+    Ok(run_result(n, end - start, &client.stats(), &server_stats))
 }
 
 /// The `hawser-batched` row: like [`throughput`], through the batch calls: the sender hands
@@ -187,12 +182,21 @@ pub async fn throughput_batched(
             .map_err(|e| anyhow!("send_batch: {e}"))?;
     }
     let (end, server_stats) = receiver.await.context("receiver task")??;
-    let client_stats = client.stats();
-    Ok(RunResult {
-        retransmits: client_stats.conns.retransmits,
-        datagrams: client_stats.datagrams_sent + server_stats.datagrams_sent,
-        ..RunResult::complete(n, end - start)
-    })
+    Ok(run_result(n, end - start, &client.stats(), &server_stats))
+}
+
+/// A complete run of `n` messages in `elapsed`, with the endpoints' counters.
+fn run_result(
+    n: u64,
+    elapsed: Duration,
+    client: &EndpointStats,
+    server: &EndpointStats,
+) -> RunResult {
+    RunResult {
+        retransmits: client.conns.retransmits,
+        datagrams: client.datagrams_sent + server.datagrams_sent,
+        ..RunResult::complete(n, elapsed)
+    }
 }
 
 /// Starts an echo task on `server`: every message goes back to its connection.

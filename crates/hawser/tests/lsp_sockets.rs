@@ -28,6 +28,20 @@ fn localhost() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
 }
 
+/// A server and a client on 127.0.0.1, both with `config`, the client connected (ISN 1).
+async fn pair_with(config: Config) -> (Server, Client) {
+    let server = Server::bind_with(
+        config.clone(),
+        tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+    )
+    .unwrap();
+    let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+    let client = Client::connect_with(server.local_addr(), 1, config, socket)
+        .await
+        .unwrap();
+    (server, client)
+}
+
 async fn echo_server(server: std::sync::Arc<Server>) {
     while let Ok((conn, payload)) = server.read().await {
         let _ = server.write(conn, payload);
@@ -264,15 +278,7 @@ async fn send_waits_for_queue_room_while_write_fails() {
             bundle_max: 0,
             ..Config::new(fast(8, 8))
         };
-        let server = Server::bind_with(
-            config.clone(),
-            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
-        )
-        .unwrap();
-        let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
-        let client = Client::connect_with(server.local_addr(), 1, config, socket)
-            .await
-            .unwrap();
+        let (server, client) = pair_with(config).await;
         // The server does not read: 2 messages fill its read queue, 4 the client's send queue.
         for i in 0..6u8 {
             client.send(vec![i]).await.unwrap();
@@ -472,15 +478,7 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
             max_payload: 100,
             ..Config::new(fast(1, 1))
         };
-        let server = Server::bind_with(
-            config.clone(),
-            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
-        )
-        .unwrap();
-        let socket = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
-        let client = Client::connect_with(server.local_addr(), 1, config, socket)
-            .await
-            .unwrap();
+        let (server, client) = pair_with(config).await;
         let too_large = Bytes::from(vec![0u8; 101]);
         let mut batch: std::collections::VecDeque<Bytes> =
             (0..3u8).map(|i| Bytes::from(vec![i])).collect();
