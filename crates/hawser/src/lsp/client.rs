@@ -241,7 +241,7 @@ impl Client {
             })
             .await
             .unwrap_or(Err(WriteError::Lost));
-        self.shared.flush_after_wait(sent_now);
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 
@@ -275,7 +275,7 @@ impl Client {
             .await
             .unwrap_or(Err(WriteError::Lost));
         let sent_now = idle && result.is_ok();
-        self.shared.flush_after_wait(sent_now);
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 

@@ -57,6 +57,9 @@ pub(crate) struct Shared<E> {
     unsent: Mutex<Vec<Transmit>>,
     /// Set (under `endpoint`'s lock) while the driver sends what it drained, cleared after.
     driver_sending: AtomicBool,
+    /// Set when the driver is woken to drain, cleared (under `endpoint`'s lock) when it does:
+    /// while set, output queued under the lock leaves with that drain, no new wake-up needed.
+    drain_due: AtomicBool,
     /// The deadline the driver's timer is armed for, as nanoseconds after `base`
     /// (`u64::MAX`: none). Written under `endpoint`'s lock.
     armed_at: AtomicU64,
@@ -91,6 +94,7 @@ impl<E: Driven> Shared<E> {
             recv_buf: tokio::sync::Mutex::new(Vec::new()),
             unsent: Mutex::new(Vec::new()),
             driver_sending: AtomicBool::new(false),
+            drain_due: AtomicBool::new(false),
             armed_at: AtomicU64::new(u64::MAX),
             owed_since: AtomicU64::new(u64::MAX),
             base: now(),
@@ -122,15 +126,15 @@ impl<E: Driven> Shared<E> {
     /// left it nothing to do.
     pub fn command_flush<R>(&self, f: impl FnOnce(&mut E) -> (R, bool)) -> R {
         let mut ep = self.lock();
-        // Something was already waiting to be sent, and not held back: whoever queued it woke
-        // the driver, which has not drained yet (it drains under this lock) and will take
-        // this command's output along. A writer streaming small messages then wakes the
-        // driver once per drain, not once per message.
-        let driver_due = ep.has_transmit() && self.owed_since.load(Ordering::Acquire) == u64::MAX;
         let (result, now_please) = f(&mut ep);
         if !now_please {
+            // The driver was asked to drain and has not yet (it drains under this lock): it
+            // takes this command's output along. A writer streaming small messages then wakes
+            // the driver once per drain, not once per message.
+            let drain_due = self.drain_due.load(Ordering::Acquire)
+                && self.owed_since.load(Ordering::Acquire) == u64::MAX;
             drop(ep);
-            if !driver_due {
+            if !drain_due {
                 self.flush_soon();
             }
             return result;
@@ -143,25 +147,10 @@ impl<E: Driven> Shared<E> {
         result
     }
 
-    /// After writes made inside [`wait_for`](Self::wait_for), which wakes nobody: sends them
-    /// from this task if `now_please` (as `command_flush` does), else wakes the driver. Never
-    /// relies on a wake-up already due, since those writes made the output pending unseen.
-    pub fn flush_after_wait(&self, now_please: bool) {
-        if now_please {
-            let mut ep = self.lock();
-            let wake = self.flush_inline(&mut ep);
-            drop(ep);
-            if wake {
-                self.wake_driver.notify_one();
-            }
-        } else {
-            self.flush_soon();
-        }
-    }
-
     /// Has the driver send everything, held-back acknowledgements included, without delay.
     fn flush_soon(&self) {
         self.owed_since.store(u64::MAX, Ordering::Release);
+        self.drain_due.store(true, Ordering::Release);
         self.wake_driver.notify_one();
     }
 
@@ -452,6 +441,8 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
             let hold = shared.hold_until().filter(|_| !finished);
             if hold.is_none() {
                 shared.owed_since.store(u64::MAX, Ordering::Release);
+                // Under the lock: a command after this sees that it must wake the driver.
+                shared.drain_due.store(false, Ordering::Release);
                 while let Some(t) = ep.poll_transmit() {
                     outgoing.push(t);
                 }

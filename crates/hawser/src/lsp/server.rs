@@ -189,7 +189,7 @@ impl Server {
             })
             .await
             .unwrap_or(Err(WriteError::Closed));
-        self.shared.flush_after_wait(sent_now);
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 
@@ -223,7 +223,7 @@ impl Server {
             .await
             .unwrap_or(Err(WriteError::Closed));
         let sent_now = idle && result.is_ok();
-        self.shared.flush_after_wait(sent_now);
+        self.shared.command_flush(|_| ((), sent_now));
         result
     }
 
