@@ -4,13 +4,12 @@
 
 mod node_common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hawser::node::{Delivery, Group, Member, MembershipChange, Node, NodeId, Role, Settings};
 use hawser::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
-use node_common::{eventually, next, quiet, settings, stop_all};
+use node_common::{eventually, free_tcp_port, free_udp_port, next, quiet, settings, stop_all};
 
 fn identity(n: u8) -> Arc<Identity> {
     Arc::new(Identity::from_secret_bytes(&[n; 32]))
@@ -192,16 +191,6 @@ async fn batched_traffic_over_noise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_traffic_over_plaintext() {
     batched_traffic_is_whole_ordered_and_counted(Security::DangerPlaintext).await;
-}
-
-fn free_tcp_port() -> SocketAddr {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
-}
-
-fn free_udp_port() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
 }
 
 /// Three nodes reaching each other only through `addr_of(id)` (members have no TCP address,

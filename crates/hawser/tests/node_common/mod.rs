@@ -69,14 +69,28 @@ pub struct Cluster {
     pub settings: Settings,
 }
 
-fn free_udp_port() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
+/// Where a test node listens before its peers are told the address: a port taken at random
+/// below Linux's ephemeral range (32768 and up), checked free by binding it once. A port asked
+/// of the kernel with `:0` and released could be handed to the next `:0` socket of a test
+/// running alongside ("address already in use" when the node binds it); this range is never
+/// handed out for `:0`.
+fn free_port(free: impl Fn(SocketAddr) -> bool) -> SocketAddr {
+    loop {
+        let addr: SocketAddr = ([127, 0, 0, 1], fastrand::u16(20_000..32_768)).into();
+        if free(addr) {
+            return addr;
+        }
+    }
 }
 
-fn free_tcp_port() -> SocketAddr {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
+/// A UDP port on 127.0.0.1 for a node to bind (see [`free_port`]).
+pub fn free_udp_port() -> SocketAddr {
+    free_port(|a| std::net::UdpSocket::bind(a).is_ok())
+}
+
+/// A TCP port on 127.0.0.1 for a node to listen on (see [`free_port`]).
+pub fn free_tcp_port() -> SocketAddr {
+    free_port(|a| std::net::TcpListener::bind(a).is_ok())
 }
 
 /// The session transport address of node `id` for `kind` (`mem://` names are unique in the
