@@ -198,6 +198,34 @@ async fn join_through_one_node(kind: Kind) {
     })
     .await;
     assert_eq!(a.peer_stats(3).unwrap().sent, 0, "nothing relayed by A");
+
+    // B removes C; C restarts at a new address (over TCP; in memory the address is the id),
+    // and the flood brings B that address found: B does not learn C back from it, until B
+    // adds it again itself.
+    b.change_membership(MembershipChange::Remove(NodeId(3)))
+        .unwrap();
+    c.stop().await;
+    lab.addrs.remove(&3);
+    let c = lab.start(3, &[1], settings()).await;
+    if kind == Kind::Tcp {
+        let new_addr = c.local_addr().unwrap();
+        assert_ne!(new_addr, c_addr);
+        eventually("A finds C's new address", || {
+            a.peer(3)
+                .is_some_and(|p| p.addresses.iter().any(|x| x.addr == new_addr && x.exists))
+        })
+        .await;
+        // A floods what it found to B at once; give it time to arrive.
+        tokio::time::sleep(LEASE / 2).await;
+    }
+    assert!(!b.membership().contains(NodeId(3)), "B learned C back");
+    assert_eq!(
+        b.send(3, "x", Delivery::Reliable),
+        Err(SendError::UnknownNode(NodeId(3)))
+    );
+    b.change_membership(MembershipChange::Add(lab.member(3)))
+        .unwrap();
+    assert!(b.membership().contains(NodeId(3)));
     stop_all(&[a, b, c]).await;
 }
 

@@ -132,7 +132,9 @@ pub struct ReachSettings {
     /// Add peers learned from the flood (not in the membership) as [`Role::Temporary`]
     /// members with their announced addresses, so that `send` reaches them directly. Default
     /// `true`. Bounded by `max_nodes`; a refused peer is counted
-    /// (`NodeStats::learned_refused`).
+    /// (`NodeStats::learned_refused`). A member the application removed is never learned
+    /// back from the flood (the last `max_nodes` removals are remembered) until the
+    /// application adds it again.
     ///
     /// [`Role::Temporary`]: hawser_proto::node::Role::Temporary
     pub learn_peers: bool,

@@ -10,7 +10,7 @@
 //! Reachability (`super::reach`) rides on the same writers: its frames wait in a small control
 //! queue per destination, written first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +51,10 @@ pub(crate) struct Core<L> {
     /// Reachability, unless disabled.
     pub reach: Option<ReachState>,
     membership: RwLock<Membership>,
+    /// Members the application removed, most recent last (at most `Settings::max_nodes`):
+    /// the flood does not add them back as learned peers ([`Core::was_removed`]) until the
+    /// application adds them again.
+    removed: Mutex<VecDeque<NodeId>>,
     /// One entry per member at most (bounded by `Settings::max_nodes`).
     peers: Mutex<HashMap<NodeId, Arc<Peer>, BuildHasherDefault<IdHasher>>>,
     pub(super) sender: IncomingSender,
@@ -104,6 +108,7 @@ impl<L: Link> Core<L> {
             cancel,
             stopping: Arc::new(AtomicBool::new(false)),
             membership: RwLock::new(membership),
+            removed: Mutex::new(VecDeque::new()),
             peers: Mutex::new(HashMap::default()),
             sender,
             incoming,
@@ -179,7 +184,18 @@ impl<L: Link> Core<L> {
             MembershipChange::SetRole(id, _) => (*id, false),
         };
         let removed = matches!(change, MembershipChange::Remove(_));
+        let added = matches!(change, MembershipChange::Add(_));
         self.members_mut().apply(change)?;
+        if removed || added {
+            let mut tombs = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            tombs.retain(|&t| t != id);
+            if removed {
+                if tombs.len() >= self.settings.max_nodes.max(1) {
+                    tombs.pop_front();
+                }
+                tombs.push_back(id);
+            }
+        }
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if removed {
             if let Some(peer) = peers.remove(&id) {
@@ -192,6 +208,13 @@ impl<L: Link> Core<L> {
             peer.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether the application removed `id` (and has not added it again): a flooded event
+    /// about it is no reason to add it back.
+    pub(super) fn was_removed(&self, id: NodeId) -> bool {
+        let tombs = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        tombs.contains(&id)
     }
 
     /// Whether the node is stopping: `cancel.is_cancelled()` without the token's lock.

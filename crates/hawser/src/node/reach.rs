@@ -327,7 +327,7 @@ impl<L: Link> Core<L> {
 
     /// Adds a peer learned from the flood, or keeps a learned member's addresses current.
     fn learn(self: &Arc<Self>, st: &mut EngineState, peer: NodeId, addr: SocketAddr, found: bool) {
-        if peer == self.id || !self.settings.reach.learn_peers {
+        if peer == self.id || !self.settings.reach.learn_peers || self.was_removed(peer) {
             return;
         }
         let member = self.membership_of(peer);
