@@ -1,9 +1,12 @@
 //! The one background task per endpoint: moves datagrams between the socket and the sans-IO
 //! endpoint, and time into it. It holds no protocol logic.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use hawser_proto::{DatagramEndpoint, Transmit};
 use tokio::sync::{watch, Notify};
@@ -22,6 +25,11 @@ const RECV_BATCH: usize = 64;
 /// shorter than the smallest retransmission timeout, `RtoBounds::min`). A reader that reads
 /// again, or a write the driver sends, takes them along at once.
 const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+/// How soon the driver takes the socket back after the last task receiving from it (a waiting
+/// reader) stopped. Not at once: a reader that reads in a loop is back long before, and waking
+/// the driver at every departure would cost a task switch per message exchanged. The tokio
+/// timer rounds it up to its next millisecond tick.
+const TAKEOVER_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the driver needs from an endpoint beyond the datagram boundary.
 pub(crate) trait Driven: DatagramEndpoint + Send + 'static {
@@ -47,6 +55,15 @@ pub(crate) trait Driven: DatagramEndpoint + Send + 'static {
 ///
 /// Both shortcuts take only non-blocking socket calls under the endpoint's lock; whatever
 /// would block is left to the driver. They are off for a fault-injecting socket.
+///
+/// # Timers that do not wake the driver
+/// The driver's one timer is shared ([`Timer`]): when a command or a waiting reader moves the
+/// endpoint's next deadline earlier (a write arms a retransmission timeout, a receive holds
+/// acknowledgements back), it resets the timer itself and registers the driver's waker with
+/// it, instead of waking the driver to do so. The driver then wakes only when the timer
+/// fires, which in a request-response exchange is rarely (an acknowledgement cancels the
+/// retransmission before it is due). The same timer takes the socket back to the driver
+/// [`TAKEOVER_DELAY`] after the last waiting reader left.
 pub(crate) struct Shared<E> {
     endpoint: Mutex<E>,
     socket: Arc<Socket>,
@@ -61,18 +78,20 @@ pub(crate) struct Shared<E> {
     /// while set, output queued under the lock leaves with that drain, no new wake-up needed.
     drain_due: AtomicBool,
     /// The deadline the driver's timer is armed for, as nanoseconds after `base`
-    /// (`u64::MAX`: none). Written under `endpoint`'s lock.
+    /// (`u64::MAX`: none): a copy of `timer`'s, read without its lock. Written with `timer`
+    /// locked.
     armed_at: AtomicU64,
+    /// The driver's timer. Locked after `endpoint` when both are.
+    timer: Mutex<Timer>,
     /// Since when acknowledgements are held back for a reply ([`ACK_DELAY`]), as nanoseconds
     /// after `base` (`u64::MAX`: nothing held).
     owed_since: AtomicU64,
     base: std::time::Instant,
     /// Tasks waiting in `wait_for` that receive from the socket themselves; while there are
     /// any, the driver leaves the socket to them (else every datagram would wake both, and
-    /// half the time the reader would wait for the driver after all).
+    /// half the time the reader would wait for the driver after all). When the last one
+    /// leaves, the timer wakes the driver after [`TAKEOVER_DELAY`].
     readers: AtomicUsize,
-    /// Signalled when the last such reader stops waiting.
-    readers_left: Notify,
     /// Wakes the driver after an application command (write, close).
     wake_driver: Notify,
     /// Bumped after every change the driver makes; readers and closers wait on it.
@@ -96,10 +115,10 @@ impl<E: Driven> Shared<E> {
             driver_sending: AtomicBool::new(false),
             drain_due: AtomicBool::new(false),
             armed_at: AtomicU64::new(u64::MAX),
+            timer: Mutex::new(Timer::default()),
             owed_since: AtomicU64::new(u64::MAX),
             base: now(),
             readers: AtomicUsize::new(0),
-            readers_left: Notify::new(),
             wake_driver: Notify::new(),
             changed: watch::Sender::new(0),
             driver_gone: AtomicBool::new(false),
@@ -156,14 +175,19 @@ impl<E: Driven> Shared<E> {
 
     /// Holds back what a receive caused for a reply, for at most [`ACK_DELAY`].
     fn owe(&self) {
-        let since = self.nanos(now());
+        let at = now();
         if self
             .owed_since
-            .compare_exchange(u64::MAX, since, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                u64::MAX,
+                self.nanos(at),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
         {
-            // The driver arms its timer for the end of the delay.
-            self.wake_driver.notify_one();
+            // The driver wakes at the end of the delay (or sooner, if a reply takes them).
+            self.arm_earlier(at + ACK_DELAY);
         }
     }
 
@@ -188,14 +212,93 @@ impl<E: Driven> Shared<E> {
         if !unsent.is_empty() || ep.is_finished() {
             return true;
         }
-        self.deadline_moved_earlier(ep)
+        self.follow_deadline(ep)
     }
 
-    /// Whether the endpoint's next deadline is earlier than the one the driver's timer is
-    /// armed for (so the driver must wake to re-arm it).
-    fn deadline_moved_earlier(&self, ep: &E) -> bool {
+    /// Moves the driver's timer earlier if the endpoint's next deadline now is; whether the
+    /// driver must be woken after all (its timer could not be reached: it has not run yet).
+    fn follow_deadline(&self, ep: &E) -> bool {
         let armed = self.armed_at.load(Ordering::Acquire);
-        ep.poll_timeout().is_some_and(|t| self.nanos(t) < armed)
+        match ep.poll_timeout() {
+            Some(t) if self.nanos(t) < armed => !self.arm_earlier(t),
+            _ => false,
+        }
+    }
+
+    fn timer(&self) -> MutexGuard<'_, Timer> {
+        self.timer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the driver's timer fire at `at` if it is set for later (or not at all), without
+    /// waking the driver; whether that could be done. If not (the driver has not polled its
+    /// timer yet), the driver is woken instead, and arms its timer itself.
+    fn arm_earlier(&self, at: std::time::Instant) -> bool {
+        let mut guard = self.timer();
+        let timer = &mut *guard;
+        if timer.armed.is_some_and(|armed| armed <= at) {
+            return true;
+        }
+        let (Some(sleep), Some(waker)) = (timer.sleep.as_mut(), timer.waker.as_ref()) else {
+            drop(guard);
+            self.wake_driver.notify_one();
+            return false;
+        };
+        sleep.as_mut().reset(TokioInstant::from_std(at));
+        // Polled with the driver's waker, so that tokio's timer wakes the driver, not us.
+        if sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_ready()
+        {
+            waker.wake_by_ref();
+        }
+        timer.armed = Some(at);
+        self.armed_at.store(self.nanos(at), Ordering::Release);
+        true
+    }
+
+    /// The driver sets its timer for `deadline` (it knows the endpoint's true next deadline,
+    /// under the endpoint's lock: later than an earlier arming, if that one is moot now).
+    fn set_timer(&self, deadline: Option<std::time::Instant>) {
+        let mut timer = self.timer();
+        if timer.armed == deadline {
+            return;
+        }
+        let at = deadline.map_or_else(far_future, TokioInstant::from_std);
+        match timer.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => timer.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        timer.armed = deadline;
+        self.armed_at.store(
+            deadline.map_or(u64::MAX, |t| self.nanos(t)),
+            Ordering::Release,
+        );
+    }
+
+    /// The driver's wait for its timer: ready when it fires (then parked until set again).
+    fn poll_timer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut guard = self.timer();
+        let timer = &mut *guard;
+        if !timer
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            timer.waker = Some(cx.waker().clone());
+        }
+        // The driver sets its timer before it first waits for it.
+        let sleep = timer
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(far_future())));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // A fired sleep stays ready: park it far away until the next deadline is set.
+        sleep.as_mut().reset(far_future());
+        timer.armed = None;
+        self.armed_at.store(u64::MAX, Ordering::Release);
+        Poll::Ready(())
     }
 
     /// Until when held-back acknowledgements may still wait, if any are and the delay is not up.
@@ -265,6 +368,11 @@ impl<E: Driven> Shared<E> {
                 _ = changes.changed() => {}
                 received = self.receive() => match received {
                     Ok(()) => {
+                        // Other waiters (a close, a send waiting for room) look again. Not
+                        // inside `receive`: this task's own wait for a change has ended
+                        // here, and waking itself would make tokio hand it to the other
+                        // worker thread.
+                        self.bump();
                         let mut ep = self.lock();
                         let result = ready(&mut ep);
                         let pending = ep.has_transmit();
@@ -307,7 +415,8 @@ impl<E: Driven> Shared<E> {
     }
 
     /// Waits for datagrams and handles them (up to [`RECV_BATCH`], and every datagram of each
-    /// buffer); sends nothing. Cancel safe: a datagram is either handled or left in the socket.
+    /// buffer); sends nothing, and leaves telling other waiters ([`Shared::bump`]) to the
+    /// caller. Cancel safe: a datagram is either handled or left in the socket.
     async fn receive(&self) -> io::Result<()> {
         loop {
             self.socket.readable().await?;
@@ -331,12 +440,10 @@ impl<E: Driven> Shared<E> {
                     next = self.socket.try_recv(&mut buf).ok();
                 }
             }
-            let rearm = self.deadline_moved_earlier(&ep);
+            let wake = self.follow_deadline(&ep);
             drop(ep);
             drop(buf);
-            // Other waiters (a close, a send waiting for room) look again.
-            self.bump();
-            if rearm {
+            if wake {
                 self.wake_driver.notify_one();
             }
             return Ok(());
@@ -347,13 +454,12 @@ impl<E: Driven> Shared<E> {
     /// fault-injecting one (whose receive keeps its own bookkeeping) the driver's alone.
     async fn driver_receive(&self) -> io::Result<()> {
         if self.socket.sends_inline() {
-            loop {
-                let left = self.readers_left.notified();
-                if self.readers.load(Ordering::Acquire) == 0 {
-                    return self.receive().await;
-                }
-                left.await;
+            if self.readers.load(Ordering::Acquire) == 0 {
+                return self.receive().await;
             }
+            // The last reader to leave arms the timer to wake the driver, which then looks
+            // again (a new call of this function).
+            return std::future::pending().await;
         }
         let mut buf = self.recv_buf.lock().await;
         recv_buffer(&mut buf);
@@ -400,9 +506,26 @@ impl<'a, E: Driven> ReaderGuard<'a, E> {
 impl<E: Driven> Drop for ReaderGuard<'_, E> {
     fn drop(&mut self) {
         if self.0.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.readers_left.notify_waiters();
+            // If the driver's timer cannot be reached yet, the driver is woken at once instead.
+            self.0.arm_earlier(now() + TAKEOVER_DELAY);
         }
     }
+}
+
+/// The driver's one timer, shared (see [`Shared`]).
+#[derive(Default)]
+struct Timer {
+    /// Created by the driver when it first sets it.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The deadline `sleep` is set for; `None`: parked far in the future.
+    armed: Option<std::time::Instant>,
+    /// The driver task's waker, from its last wait for the timer.
+    waker: Option<Waker>,
+}
+
+/// Where a timer with nothing to wait for is parked.
+fn far_future() -> TokioInstant {
+    TokioInstant::now() + std::time::Duration::from_secs(86_400 * 365)
 }
 
 /// The current time on tokio's clock (so paused-time tests work), as a std `Instant`.
@@ -427,13 +550,8 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
     let mut outgoing: Vec<Transmit> = Vec::new();
     // Where runs of datagrams are glued together for one segmented send.
     let mut scratch: Vec<u8> = Vec::new();
-    // One timer for the whole endpoint, re-armed only when the deadline moves.
-    let far_future = TokioInstant::now() + std::time::Duration::from_secs(86_400 * 365);
-    let sleep = tokio::time::sleep_until(far_future);
-    tokio::pin!(sleep);
-    let mut armed: Option<std::time::Instant> = None;
     loop {
-        let (deadline, finished) = {
+        let finished = {
             let mut ep = shared.lock();
             let finished = ep.is_finished();
             outgoing.append(&mut shared.unsent());
@@ -454,12 +572,9 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
                 (Some(t), Some(h)) => Some(t.min(h)),
                 (t, h) => t.or(h),
             };
-            // Stored under the lock, so a command that looks at it sees this round's value.
-            shared.armed_at.store(
-                deadline.map_or(u64::MAX, |t| shared.nanos(t)),
-                Ordering::Release,
-            );
-            (deadline, finished)
+            // Set under the lock, so a command that looks at it sees this round's value.
+            shared.set_timer(deadline);
+            finished
         };
         if !outgoing.is_empty() {
             socket.send_all(&outgoing, &mut scratch).await;
@@ -471,12 +586,6 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
             debug!("driver finished");
             return;
         }
-        if deadline != armed {
-            armed = deadline;
-            sleep
-                .as_mut()
-                .reset(deadline.map_or(far_future, TokioInstant::from_std));
-        }
         tokio::select! {
             received = shared.driver_receive() => {
                 if let Err(err) = received {
@@ -486,10 +595,7 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
                     }
                 }
             },
-            () = &mut sleep => {
-                // A fired sleep stays ready: park it far away until the next deadline is armed.
-                armed = None;
-                sleep.as_mut().reset(far_future);
+            () = std::future::poll_fn(|cx| shared.poll_timer(cx)) => {
                 shared.lock().handle_timeout(now());
             }
             () = shared.wake_driver.notified() => {}
