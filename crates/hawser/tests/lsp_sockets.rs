@@ -565,6 +565,116 @@ async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
     .unwrap();
 }
 
+/// Ten-second epochs: anything here that happens sooner was not waiting for an epoch tick.
+fn ten_second_epochs() -> Params {
+    Params {
+        epoch_limit: 50,
+        epoch: Duration::from_secs(10),
+        window: 8,
+        max_backoff: 0,
+        max_unacked: 8,
+    }
+}
+
+/// A write on an idle connection, sent by the writing task, arms the retransmission timeout
+/// on the driver's timer without waking the driver: the resend still leaves at the timeout
+/// (100 ms), with no reader, no other write and no epoch (10 s) to wake anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_an_idle_connection_is_resent_at_the_timeout() {
+    use hawser::fault_socket::{FaultConfig, FaultySocket};
+    timeout(LIMIT, async {
+        let socket = FaultySocket::bind(localhost(), Codec::Binary, 1)
+            .await
+            .unwrap();
+        let probe = socket.clone();
+        let server = Server::bind_with(Config::new(ten_second_epochs()), socket).unwrap();
+        let rto = Duration::from_millis(100);
+        let config = Config {
+            rto: RtoBounds {
+                initial: rto,
+                min: rto,
+                max: rto,
+            },
+            ..Config::new(ten_second_epochs())
+        };
+        let client = Client::connect_with(
+            server.local_addr(),
+            3,
+            config,
+            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+        )
+        .await
+        .unwrap();
+        // Let whatever the connect left the driver to do settle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The server's acknowledgements are lost from now on.
+        probe.set_outbound(FaultConfig::dropping(100.0));
+        let start = tokio::time::Instant::now();
+        client.write("a").unwrap();
+        assert_eq!(server.read().await.unwrap().1, "a");
+        while client.stats().conns.retransmits == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "not resent after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(start.elapsed() >= rto, "resent after {:?}", start.elapsed());
+    })
+    .await
+    .unwrap();
+}
+
+/// A client that waited in `read` (receiving from the socket itself) and then does nothing:
+/// the driver takes the socket back soon after the read ended, so what the server sends next
+/// is received and acknowledged at once, with nothing else to wake the driver and long before
+/// the server would resend (10 s) or an epoch would tick (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_takes_the_socket_back_when_the_reader_leaves() {
+    timeout(LIMIT, async {
+        let config = Config {
+            rto: RtoBounds {
+                initial: Duration::from_secs(10),
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(10),
+            },
+            ..Config::new(ten_second_epochs())
+        };
+        let (server, client) = pair_with(config).await;
+        let conn = client.conn_id();
+        let read = async { client.read().await.unwrap() };
+        let write = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            server.write(conn, "hello").unwrap();
+        };
+        // The client waits (a reader receiving itself) until the server's message comes.
+        let (got, ()) = tokio::join!(read, write);
+        assert_eq!(got, "hello");
+        while server.pending(conn) > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let start = tokio::time::Instant::now();
+        for i in 0..5u32 {
+            server.write(conn, i.to_be_bytes().to_vec()).unwrap();
+        }
+        while server.pending(conn) > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "unacknowledged after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for i in 0..5u32 {
+            assert_eq!(client.read().await.unwrap(), i.to_be_bytes().to_vec());
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// `read` and `read_batch` mixed on one server: every message
 /// still comes once and in order, and a connection's end only after its last message.
 #[tokio::test]
