@@ -209,6 +209,10 @@ impl<L: Link> Core<L> {
             }
             return Err(payload);
         }
+        // A writer that has not yet taken what is queued takes this message along: it looks
+        // at the queue under this lock before it waits (`writer`), so only the message that
+        // makes the queue non-empty wakes it.
+        let was_empty = st.queue.is_empty();
         if let Err(full) = st.queue.push(Instant::now(), payload) {
             // Not reached: room was checked under the same lock.
             debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
@@ -216,7 +220,9 @@ impl<L: Link> Core<L> {
         }
         self.start_writer(peer, &mut st);
         drop(st);
-        peer.wake.notify_one();
+        if was_empty {
+            peer.wake.notify_one();
+        }
         Ok(Ok(()))
     }
 
