@@ -507,42 +507,62 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
     .unwrap();
 }
 
+/// Ten-second epochs: anything here that happens sooner was not waiting for an epoch tick.
+fn ten_second_epochs() -> Params {
+    Params {
+        epoch_limit: 50,
+        epoch: Duration::from_secs(10),
+        window: 8,
+        max_backoff: 0,
+        max_unacked: 8,
+    }
+}
+
+/// `params` with a retransmission timeout fixed at `rto`.
+fn fixed_rto(params: Params, rto: Duration) -> Config {
+    Config {
+        rto: RtoBounds {
+            initial: rto,
+            min: rto,
+            max: rto,
+        },
+        ..Config::new(params)
+    }
+}
+
+/// A server on a fault-injecting socket (returned too, to inject faults later) and a client
+/// on a plain one, connected.
+async fn faulty_server_pair(
+    server_config: Config,
+    client_config: Config,
+) -> (Server, hawser::fault_socket::FaultySocket, Client) {
+    let socket = hawser::fault_socket::FaultySocket::bind(localhost(), Codec::Binary, 1)
+        .await
+        .unwrap();
+    let probe = socket.clone();
+    let server = Server::bind_with(server_config, socket).unwrap();
+    let client = Client::connect_with(
+        server.local_addr(),
+        3,
+        client_config,
+        tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    (server, probe, client)
+}
+
 /// A write made while waiting for queue room (`send`, `send_batch`) reaches the wire with no
 /// other event to wake the driver: the server's acknowledgements are all lost and every timer
 /// is 10 s away, so only the write itself can get its data sent (a driver that slept through
 /// it would send at the retransmission timeout, 10 s later).
 #[tokio::test]
 async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
-    use hawser::fault_socket::{FaultConfig, FaultySocket};
+    use hawser::fault_socket::FaultConfig;
     timeout(LIMIT, async {
-        let long = Params {
-            epoch_limit: 50,
-            epoch: Duration::from_secs(10),
-            window: 8,
-            max_backoff: 0,
-            max_unacked: 8,
-        };
-        let socket = FaultySocket::bind(localhost(), Codec::Binary, 1)
-            .await
-            .unwrap();
-        let probe = socket.clone();
-        let server = Server::bind_with(Config::new(long), socket).unwrap();
-        let config = Config {
-            rto: RtoBounds {
-                initial: Duration::from_secs(10),
-                min: Duration::from_secs(10),
-                max: Duration::from_secs(10),
-            },
-            ..Config::new(long)
-        };
-        let client = Client::connect_with(
-            server.local_addr(),
-            3,
-            config,
-            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
-        )
-        .await
-        .unwrap();
+        let client_config = fixed_rto(ten_second_epochs(), Duration::from_secs(10));
+        let (server, probe, client) =
+            faulty_server_pair(Config::new(ten_second_epochs()), client_config).await;
         probe.set_outbound(FaultConfig::dropping(100.0));
         client.write("a").unwrap(); // idle: sent by the writing task itself
         assert_eq!(server.read().await.unwrap().1, "a");
@@ -565,46 +585,19 @@ async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
     .unwrap();
 }
 
-/// Ten-second epochs: anything here that happens sooner was not waiting for an epoch tick.
-fn ten_second_epochs() -> Params {
-    Params {
-        epoch_limit: 50,
-        epoch: Duration::from_secs(10),
-        window: 8,
-        max_backoff: 0,
-        max_unacked: 8,
-    }
-}
-
 /// A write on an idle connection, sent by the writing task, arms the retransmission timeout
 /// on the driver's timer without waking the driver: the resend still leaves at the timeout
 /// (100 ms), with no reader, no other write and no epoch (10 s) to wake anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_an_idle_connection_is_resent_at_the_timeout() {
-    use hawser::fault_socket::{FaultConfig, FaultySocket};
+    use hawser::fault_socket::FaultConfig;
     timeout(LIMIT, async {
-        let socket = FaultySocket::bind(localhost(), Codec::Binary, 1)
-            .await
-            .unwrap();
-        let probe = socket.clone();
-        let server = Server::bind_with(Config::new(ten_second_epochs()), socket).unwrap();
         let rto = Duration::from_millis(100);
-        let config = Config {
-            rto: RtoBounds {
-                initial: rto,
-                min: rto,
-                max: rto,
-            },
-            ..Config::new(ten_second_epochs())
-        };
-        let client = Client::connect_with(
-            server.local_addr(),
-            3,
-            config,
-            tokio::net::UdpSocket::bind(localhost()).await.unwrap(),
+        let (server, probe, client) = faulty_server_pair(
+            Config::new(ten_second_epochs()),
+            fixed_rto(ten_second_epochs(), rto),
         )
-        .await
-        .unwrap();
+        .await;
         // Let whatever the connect left the driver to do settle.
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The server's acknowledgements are lost from now on.
@@ -626,35 +619,35 @@ async fn a_write_on_an_idle_connection_is_resent_at_the_timeout() {
     .unwrap();
 }
 
-/// A client that waited in `read` (receiving from the socket itself) and then does nothing:
-/// the driver takes the socket back soon after the read ended, so what the server sends next
-/// is received and acknowledged at once, with nothing else to wake the driver and long before
-/// the server would resend (10 s) or an epoch would tick (10 s).
+/// A client that waited in `read` (receiving from the socket itself) until it gave up, and then
+/// does nothing: the driver takes the socket back soon after the read ended, so what the server
+/// sends next is received and acknowledged at once, with nothing else to wake the driver (the
+/// read received nothing, so it holds no acknowledgement back with a timer) and long before the
+/// server would resend (10 s) or an epoch would tick (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_driver_takes_the_socket_back_when_the_reader_leaves() {
     timeout(LIMIT, async {
-        let config = Config {
-            rto: RtoBounds {
-                initial: Duration::from_secs(10),
-                min: Duration::from_secs(10),
-                max: Duration::from_secs(10),
-            },
-            ..Config::new(ten_second_epochs())
-        };
+        let config = fixed_rto(ten_second_epochs(), Duration::from_secs(10));
         let (server, client) = pair_with(config).await;
         let conn = client.conn_id();
-        let read = async { client.read().await.unwrap() };
-        let write = async {
+        // While the read waits, two writes: the second, with the first in flight, wakes the
+        // driver, which then finds a reader on the socket and leaves it to it.
+        let read = timeout(Duration::from_millis(100), client.read());
+        let writes = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            server.write(conn, "hello").unwrap();
+            client.write("x").unwrap();
+            client.write("y").unwrap();
         };
-        // The client waits (a reader receiving itself) until the server's message comes.
-        let (got, ()) = tokio::join!(read, write);
-        assert_eq!(got, "hello");
-        while server.pending(conn) > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (waited, ()) = tokio::join!(read, writes);
+        assert!(
+            waited.is_err(),
+            "nothing was sent to the client: {waited:?}"
+        );
+        assert_eq!(
+            client.pending(),
+            0,
+            "the waiting read received the acknowledgements"
+        );
         let start = tokio::time::Instant::now();
         for i in 0..5u32 {
             server.write(conn, i.to_be_bytes().to_vec()).unwrap();
