@@ -258,6 +258,20 @@ impl Client {
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
         }
+        // The common case, room at once: one lock, as `write` (a queue without room for a
+        // message of its own waits below, where a write that fails keeps its payload).
+        let at_once = self.shared.command_flush(|ep| {
+            let Some(p) = payload.take_if(|_| ep.send_capacity() > 0) else {
+                return (None, false);
+            };
+            let idle = ep.pending() == 0;
+            let result = ep.write_with_clock(driver::now, p);
+            let sent_now = idle && result.is_ok();
+            (Some(result), sent_now)
+        });
+        if let Some(result) = at_once {
+            return result;
+        }
         let mut idle = false;
         let result = self
             .shared
