@@ -78,8 +78,7 @@ pub(crate) struct Shared<E> {
     /// while set, output queued under the lock leaves with that drain, no new wake-up needed.
     drain_due: AtomicBool,
     /// The deadline the driver's timer is armed for, as nanoseconds after `base`
-    /// (`u64::MAX`: none): a copy of `timer`'s, read without its lock. Written with `timer`
-    /// locked.
+    /// (`u64::MAX`: none), read without `timer`'s lock; written with it locked.
     armed_at: AtomicU64,
     /// The driver's timer. Locked after `endpoint` when both are.
     timer: Mutex<Timer>,
@@ -193,7 +192,7 @@ impl<E: Driven> Shared<E> {
 
     /// Sends what the endpoint has to send from the calling task, if the socket takes it
     /// without waiting and the driver is not sending; whether the driver must still run (it
-    /// has datagrams to send, its timer must move earlier, or the endpoint finished).
+    /// has datagrams to send, or the endpoint finished); moves its timer earlier itself.
     fn flush_inline(&self, ep: &mut E) -> bool {
         if !self.socket.sends_inline() || self.driver_sending.load(Ordering::Acquire) {
             return true;
@@ -212,16 +211,15 @@ impl<E: Driven> Shared<E> {
         if !unsent.is_empty() || ep.is_finished() {
             return true;
         }
-        self.follow_deadline(ep)
+        self.follow_deadline(ep);
+        false
     }
 
-    /// Moves the driver's timer earlier if the endpoint's next deadline now is; whether the
-    /// driver must be woken after all (its timer could not be reached: it has not run yet).
-    fn follow_deadline(&self, ep: &E) -> bool {
+    /// Moves the driver's timer earlier if the endpoint's next deadline now is.
+    fn follow_deadline(&self, ep: &E) {
         let armed = self.armed_at.load(Ordering::Acquire);
-        match ep.poll_timeout() {
-            Some(t) if self.nanos(t) < armed => !self.arm_earlier(t),
-            _ => false,
+        if let Some(t) = ep.poll_timeout().filter(|&t| self.nanos(t) < armed) {
+            self.arm_earlier(t);
         }
     }
 
@@ -230,18 +228,18 @@ impl<E: Driven> Shared<E> {
     }
 
     /// Makes the driver's timer fire at `at` if it is set for later (or not at all), without
-    /// waking the driver; whether that could be done. If not (the driver has not polled its
-    /// timer yet), the driver is woken instead, and arms its timer itself.
-    fn arm_earlier(&self, at: std::time::Instant) -> bool {
+    /// waking the driver; if its timer cannot be reached yet (the driver has not polled it),
+    /// wakes the driver instead, which then arms its timer itself.
+    fn arm_earlier(&self, at: std::time::Instant) {
         let mut guard = self.timer();
-        let timer = &mut *guard;
-        if timer.armed.is_some_and(|armed| armed <= at) {
-            return true;
+        if self.armed_at.load(Ordering::Acquire) <= self.nanos(at) {
+            return;
         }
+        let timer = &mut *guard;
         let (Some(sleep), Some(waker)) = (timer.sleep.as_mut(), timer.waker.as_ref()) else {
             drop(guard);
             self.wake_driver.notify_one();
-            return false;
+            return;
         };
         sleep.as_mut().reset(TokioInstant::from_std(at));
         // Polled with the driver's waker, so that tokio's timer wakes the driver, not us.
@@ -252,16 +250,15 @@ impl<E: Driven> Shared<E> {
         {
             waker.wake_by_ref();
         }
-        timer.armed = Some(at);
         self.armed_at.store(self.nanos(at), Ordering::Release);
-        true
     }
 
     /// The driver sets its timer for `deadline` (it knows the endpoint's true next deadline,
     /// under the endpoint's lock: later than an earlier arming, if that one is moot now).
     fn set_timer(&self, deadline: Option<std::time::Instant>) {
         let mut timer = self.timer();
-        if timer.armed == deadline {
+        let nanos = deadline.map_or(u64::MAX, |t| self.nanos(t));
+        if self.armed_at.load(Ordering::Acquire) == nanos {
             return;
         }
         let at = deadline.map_or_else(far_future, TokioInstant::from_std);
@@ -269,11 +266,7 @@ impl<E: Driven> Shared<E> {
             Some(sleep) => sleep.as_mut().reset(at),
             None => timer.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
         }
-        timer.armed = deadline;
-        self.armed_at.store(
-            deadline.map_or(u64::MAX, |t| self.nanos(t)),
-            Ordering::Release,
-        );
+        self.armed_at.store(nanos, Ordering::Release);
     }
 
     /// The driver's wait for its timer: ready when it fires (then parked until set again).
@@ -296,7 +289,6 @@ impl<E: Driven> Shared<E> {
         }
         // A fired sleep stays ready: park it far away until the next deadline is set.
         sleep.as_mut().reset(far_future());
-        timer.armed = None;
         self.armed_at.store(u64::MAX, Ordering::Release);
         Poll::Ready(())
     }
@@ -440,12 +432,9 @@ impl<E: Driven> Shared<E> {
                     next = self.socket.try_recv(&mut buf).ok();
                 }
             }
-            let wake = self.follow_deadline(&ep);
+            self.follow_deadline(&ep);
             drop(ep);
             drop(buf);
-            if wake {
-                self.wake_driver.notify_one();
-            }
             return Ok(());
         }
     }
@@ -506,7 +495,6 @@ impl<'a, E: Driven> ReaderGuard<'a, E> {
 impl<E: Driven> Drop for ReaderGuard<'_, E> {
     fn drop(&mut self) {
         if self.0.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // If the driver's timer cannot be reached yet, the driver is woken at once instead.
             self.0.arm_earlier(now() + TAKEOVER_DELAY);
         }
     }
@@ -517,8 +505,6 @@ impl<E: Driven> Drop for ReaderGuard<'_, E> {
 struct Timer {
     /// Created by the driver when it first sets it.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The deadline `sleep` is set for; `None`: parked far in the future.
-    armed: Option<std::time::Instant>,
     /// The driver task's waker, from its last wait for the timer.
     waker: Option<Waker>,
 }
