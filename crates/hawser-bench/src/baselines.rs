@@ -80,6 +80,8 @@ pub async fn udp_throughput(n: u64, size: usize, progress: Arc<AtomicU64>) -> Re
         reordered,
         secs: (last - start).as_secs_f64(),
         retransmits: 0,
+        probes: 0,
+        rto_expiries: 0,
         datagrams: 0,
         cpu_secs: 0.0,
     })

@@ -194,6 +194,8 @@ fn run_result(
 ) -> RunResult {
     RunResult {
         retransmits: client.conns.retransmits,
+        probes: client.conns.probes,
+        rto_expiries: client.conns.rto_expiries,
         datagrams: client.datagrams_sent + server.datagrams_sent,
         ..RunResult::complete(n, elapsed)
     }

@@ -100,7 +100,7 @@ struct Args {
     /// Stop everything after this many seconds [default: 1800, quick 55].
     #[arg(long)]
     budget_secs: Option<u64>,
-    /// Overrides hawser's window and max_unacked (both) [default: 256, see `hawser_params`].
+    /// Sets hawser's window and max_unacked both to N [default: the preset's 4,096 and 1,024, see `hawser_params`].
     #[arg(long)]
     window: Option<u32>,
     /// Internal: run as a child process of the idle-connection measurement.
@@ -689,6 +689,8 @@ async fn loss_row(plan: &Plan, loss: f64) -> LossRow {
                 row.received += r.received;
                 row.secs += r.secs;
                 row.retransmits += r.retransmits;
+                row.probes += r.probes;
+                row.rto_expiries += r.rto_expiries;
                 rates.push(r.msgs_per_sec());
             }
             Ok(Err(e)) => {

@@ -110,6 +110,10 @@ pub struct LossRow {
     pub secs: f64,
     /// Data retransmissions, over all runs.
     pub retransmits: u64,
+    /// Tail-loss probes, over all runs.
+    pub probes: u64,
+    /// Retransmission timeouts that expired, over all runs.
+    pub rto_expiries: u64,
     /// Goodput, messages per second (median of the runs).
     pub msgs_per_sec: Option<f64>,
     /// Goodput, payload MB/s.
@@ -495,11 +499,23 @@ impl Report {
             );
             for r in &self.loss {
                 let l = r.latency;
-                let note = [r.error.as_deref(), r.ping_error.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let runs = r.runs.max(1) as u64;
+                let timers = (r.loss_percent > 0.0).then(|| {
+                    format!(
+                        "{} probes, {} RTOs per run",
+                        r.probes / runs,
+                        r.rto_expiries / runs
+                    )
+                });
+                let note = [
+                    timers.as_deref(),
+                    r.error.as_deref(),
+                    r.ping_error.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
                 let _ = writeln!(
                     out,
                     "{:>6} {:>10} {:>8} {:>7} {:>8} {:>7} {:>10} {:>10} {:>8}  {}",

@@ -168,6 +168,10 @@ pub struct RunResult {
     pub secs: f64,
     /// hawser only: Data messages the sender sent again.
     pub retransmits: u64,
+    /// hawser only: tail-loss probes the sender sent.
+    pub probes: u64,
+    /// hawser only: retransmission timeouts that expired at the sender.
+    pub rto_expiries: u64,
     /// hawser only: datagrams both endpoints sent (Data, Acks, heartbeats).
     pub datagrams: u64,
     /// CPU time of the whole process (sender and receiver, all threads) during the run.
@@ -183,6 +187,8 @@ impl RunResult {
             reordered: 0,
             secs: elapsed.as_secs_f64(),
             retransmits: 0,
+            probes: 0,
+            rto_expiries: 0,
             datagrams: 0,
             cpu_secs: 0.0,
         }

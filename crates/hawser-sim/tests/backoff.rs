@@ -44,7 +44,7 @@ fn acks_lost_for(
         .unzip();
     for &link in &ack_links {
         c.hook(link, |m| match m.kind {
-            MsgType::Ack | MsgType::CAck if m.seq.0 != 0 => Verdict::Drop,
+            MsgType::Ack | MsgType::CAck | MsgType::SAck if m.seq.0 != 0 => Verdict::Drop,
             _ => Verdict::Pass,
         });
     }

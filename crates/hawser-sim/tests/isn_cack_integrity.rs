@@ -99,7 +99,7 @@ fn cack(
         let mut rng = fastrand::Rng::with_seed(c.rng.u64(..));
         let link = ack_link(&c, dir, i);
         c.hook(link, move |m| {
-            if !matches!(m.kind, MsgType::Ack | MsgType::CAck) || m.seq.0 == 0 {
+            if !matches!(m.kind, MsgType::Ack | MsgType::CAck | MsgType::SAck) || m.seq.0 == 0 {
                 return Verdict::Pass;
             }
             if m.seq < last {
@@ -108,6 +108,7 @@ fn cack(
                 }
             } else if m.seq == last {
                 m.kind = MsgType::CAck;
+                m.payload = None;
                 *rewritten
                     .lock()
                     .expect("not poisoned")

@@ -363,7 +363,11 @@ async fn data_read_without_reply_is_acknowledged_at_once() {
             slowest < Duration::from_millis(150),
             "slowest acknowledgement after {slowest:?}"
         );
-        assert_eq!(client.stats().conns.retransmits, 0);
+        // No timeout expired; a tail-loss probe (two RTTs and the peer's ack delay, 3 ms here)
+        // may have gone out on a slow machine, and resent nothing else.
+        let stats = client.stats().conns;
+        assert_eq!(stats.rto_expiries, 0, "{stats:?}");
+        assert_eq!(stats.retransmits, stats.probes, "{stats:?}");
     })
     .await
     .unwrap();

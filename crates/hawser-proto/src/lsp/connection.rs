@@ -16,7 +16,7 @@ use super::recv_window::{Accept, RecvWindow};
 use super::rto::RtoEstimator;
 use super::send_window::{AckOutcome, OutData, SendWindow};
 use super::stats::ConnStats;
-use crate::wire::{bundle, checksum, ConnId, Message, MsgType, SeqNum};
+use crate::wire::{bundle, checksum, sack, ConnId, Message, MsgType, SeqNum};
 
 /// How an accepted write is queued.
 #[derive(Clone, Copy, Debug)]
@@ -55,9 +55,24 @@ pub struct Connection {
     adaptive: bool,
     rto: RtoEstimator,
     rto_deadline: Option<Instant>,
+    /// The armed `rto_deadline` is a tail-loss probe's (a shorter wait; one per stall).
+    deadline_is_probe: bool,
+    /// Probes sent since the last acknowledgement of new data: each doubles the next probe's
+    /// wait, and once that reaches the RTO the RTO takes over.
+    probes_in_row: u32,
     /// Acknowledge in-order data with one CAck per batch instead of one Ack per message.
     cumulative_acks: bool,
+    /// Acknowledge all data with one CAck or SAck per batch (implies `cumulative_acks`).
+    selective_acks: bool,
     cack_due: bool,
+    /// Selective acks: the latest [`sack::MAX_RANGES`] messages received out of order, whose
+    /// runs every SAck lists first (so that each arrival is reported by several SAcks, even a
+    /// retransmission filling a hole far below the top).
+    recent: VecDeque<SeqNum>,
+    /// Selective acks: messages received out of order since the last acknowledgement.
+    unreported: usize,
+    /// Scratch for the ranges of a SAck.
+    sack_ranges: Vec<(SeqNum, SeqNum)>,
     resends: Vec<OutData>,
     /// When the peer was last heard from.
     last_heard: Instant,
@@ -68,6 +83,12 @@ pub struct Connection {
     /// The latest time given by any input: when a bundle sealed at drain time counts as sent.
     last_now: Instant,
 }
+
+/// Selective acks: within one batch of received datagrams, a SAck goes out after this many
+/// messages received out of order, so that the runs of everything that arrived since the one
+/// before fit in the half of its [`sack::MAX_RANGES`] given to recent arrivals (a batch of
+/// received datagrams can hold thousands of messages).
+const SACK_EVERY: usize = sack::MAX_RANGES / 2;
 
 impl Connection {
     /// A connection whose Data, in both directions, starts at `first` (the client's ISN + 1).
@@ -91,8 +112,17 @@ impl Connection {
                 p.epoch.saturating_mul(p.max_backoff.saturating_add(1)),
             ),
             rto_deadline: None,
-            cumulative_acks: config.effective_acks() == AckPolicy::Cumulative,
+            deadline_is_probe: false,
+            probes_in_row: 0,
+            cumulative_acks: matches!(
+                config.effective_acks(),
+                AckPolicy::Cumulative | AckPolicy::Selective
+            ),
+            selective_acks: config.effective_acks() == AckPolicy::Selective,
             cack_due: false,
+            recent: VecDeque::new(),
+            unreported: 0,
+            sack_ranges: Vec::new(),
             resends: Vec::new(),
             last_heard: now,
             bundler: Bundler::default(),
@@ -363,6 +393,11 @@ impl Connection {
                 let outcome = self.send.cack(msg.seq, now);
                 self.after_ack(outcome, now);
             }
+            MsgType::SAck => {
+                self.heard_since_epoch = true;
+                let outcome = self.send.sack(msg.seq, msg.sack_ranges(), now);
+                self.after_ack(outcome, now);
+            }
             // A Connect re-sent by the client; the endpoint re-acknowledges it.
             MsgType::Connect => self.heard_since_epoch = true,
         }
@@ -411,15 +446,52 @@ impl Connection {
         }
     }
 
-    /// Acknowledges `seq` at once: with cumulative acks, data at or below the delivery point is
-    /// covered by one CAck emitted when the batch is drained; the rest gets its own Ack.
+    /// Acknowledges `seq`: with cumulative acks, data at or below the delivery point is covered
+    /// by one CAck emitted when the batch is drained; the rest gets its own Ack. With selective
+    /// acks all of it is covered by one CAck or SAck per batch, and by a SAck every
+    /// [`SACK_EVERY`] messages received out of order within a batch.
     fn queue_ack(&mut self, seq: SeqNum) {
+        if self.selective_acks {
+            self.cack_due = true;
+            if self.recv.ahead_len() > 0 {
+                if self.recent.len() == sack::MAX_RANGES {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(seq);
+                self.unreported += 1;
+                if self.unreported >= SACK_EVERY {
+                    let mut out = std::mem::take(&mut self.out);
+                    self.emit_ack(&mut out);
+                    self.out = out;
+                }
+            }
+            return;
+        }
         if self.cumulative_acks && seq < self.recv.expected() {
             self.cack_due = true;
             return;
         }
         self.stats.acks_sent += 1;
         self.out.push_back(Message::ack(self.id, seq));
+    }
+
+    /// Emits the CAck (or, with selective acks and data held out of order, the SAck) that is
+    /// due, if one is.
+    fn emit_ack(&mut self, out: &mut impl Extend<Message>) {
+        if !std::mem::take(&mut self.cack_due) {
+            return;
+        }
+        self.stats.acks_sent += 1;
+        let through = SeqNum(self.recv.expected().0.saturating_sub(1));
+        let ack = if self.selective_acks && self.recv.ahead_len() > 0 {
+            self.recv
+                .sack_ranges(sack::MAX_RANGES, &self.recent, &mut self.sack_ranges);
+            Message::sack(self.id, through, self.sack_ranges.iter().copied())
+        } else {
+            Message::cack(self.id, through)
+        };
+        self.unreported = 0;
+        out.extend([ack]);
     }
 
     fn after_ack(&mut self, outcome: AckOutcome, now: Instant) {
@@ -430,6 +502,7 @@ impl Connection {
             }
             self.rto.on_progress();
             self.rto_deadline = None;
+            self.probes_in_row = 0;
         }
         if self.adaptive {
             let reorder_window = self.rto.reorder_window();
@@ -453,6 +526,9 @@ impl Connection {
     }
 
     /// Adaptive policy: keeps the retransmission timer running while anything is in flight.
+    /// After new data was acknowledged it first waits for a tail-loss probe (two RTTs and the
+    /// ack delay), doubling that wait for each probe that went unanswered, until it reaches the
+    /// RTO, which then takes over (with its own back-off).
     fn arm_rto(&mut self, now: Instant) {
         if !self.adaptive {
             return;
@@ -460,7 +536,14 @@ impl Connection {
         if self.send.in_flight() == 0 {
             self.rto_deadline = None;
         } else if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now + self.rto.rto());
+            let rto = self.rto.rto();
+            let probe = self
+                .rto
+                .pto(self.send.in_flight() == 1)
+                .map(|pto| pto.saturating_mul(1 << self.probes_in_row.min(16)))
+                .filter(|&wait| wait < rto);
+            self.deadline_is_probe = probe.is_some();
+            self.rto_deadline = Some(now + probe.unwrap_or(rto));
         }
     }
 
@@ -498,11 +581,10 @@ impl Connection {
             self.pump_sends(self.last_now);
         }
         let lost = self.state == ConnState::Ended(EndReason::Lost);
-        if std::mem::take(&mut self.cack_due) && !lost {
-            self.stats.acks_sent += 1;
-            let through = SeqNum(self.recv.expected().0.saturating_sub(1));
-            out.push(Message::cack(self.id, through));
+        if lost {
+            self.cack_due = false;
         }
+        self.emit_ack(out);
         out.extend(self.out.drain(..));
     }
 
@@ -525,9 +607,17 @@ impl Connection {
         self.last_now = now;
         if self.rto_deadline.is_some_and(|at| now >= at) {
             self.rto_deadline = None;
-            self.send.on_rto(now, &mut self.resends);
-            self.rto.on_expiry();
-            trace!(conn = %self.id, resends = self.resends.len(), rto = ?self.rto.rto(), "rto expired");
+            if std::mem::take(&mut self.deadline_is_probe) {
+                self.probes_in_row += 1;
+                self.stats.probes += 1;
+                self.send.on_probe(now, &mut self.resends);
+                trace!(conn = %self.id, resends = self.resends.len(), "tail-loss probe");
+            } else {
+                self.send.on_rto(now, &mut self.resends);
+                self.rto.on_expiry();
+                self.stats.rto_expiries += 1;
+                trace!(conn = %self.id, resends = self.resends.len(), rto = ?self.rto.rto(), "rto expired");
+            }
             self.queue_resends();
             self.arm_rto(now);
         }

@@ -15,6 +15,7 @@ mod connection;
 mod error;
 mod packer;
 mod params;
+mod range_set;
 mod recv_window;
 mod rto;
 mod send_window;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::range_set::RangeSet;
 use crate::wire::{bundle, SeqNum};
 
 /// One received Data message's payload: a plain message, or a bundle read message by message.
@@ -35,6 +36,8 @@ pub(crate) struct RecvWindow {
     window: u32,
     /// Received ahead of `expected`, within the window.
     ahead: BTreeMap<u64, Unit>,
+    /// The sequence numbers of `ahead`, as runs.
+    runs: RangeSet,
     /// Delivered in order, not yet read by the application (the front bundle perhaps in part).
     readable: VecDeque<Unit>,
     max_readable: usize,
@@ -49,6 +52,7 @@ impl RecvWindow {
             expected: first,
             window,
             ahead: BTreeMap::new(),
+            runs: RangeSet::default(),
             readable: VecDeque::new(),
             max_readable,
             delivered: 0,
@@ -82,11 +86,13 @@ impl RecvWindow {
         let payload = Unit { payload, bundled };
         if offset == 0 {
             self.deliver(payload);
+            self.runs.remove_starting_at(self.expected.0);
             while let Some(next) = self.ahead.remove(&self.expected.0) {
                 self.deliver(next);
             }
         } else {
             self.ahead.insert(seq.0, payload);
+            self.runs.insert(seq.0);
         }
         Accept::New
     }
@@ -159,6 +165,40 @@ impl RecvWindow {
     pub fn ahead_len(&self) -> usize {
         self.ahead.len()
     }
+
+    /// Replaces `out` with up to `max` runs of messages buffered out of order, as `start..end`
+    /// ranges in ascending order: what a selective acknowledgement reports. First, in up to half
+    /// of them, the runs holding the sequence numbers in `recent` (the latest arrival first), so
+    /// that a retransmission filling a hole far below the top is acknowledged at once; then the
+    /// highest runs. Costs `O(max · (log runs + max))`, whatever the runs' lengths.
+    pub fn sack_ranges<'a>(
+        &self,
+        max: usize,
+        recent: impl IntoIterator<Item = &'a SeqNum, IntoIter: DoubleEndedIterator>,
+        out: &mut Vec<(SeqNum, SeqNum)>,
+    ) {
+        out.clear();
+        let add = |out: &mut Vec<(SeqNum, SeqNum)>, (start, end): (u64, u64)| {
+            let run = (SeqNum(start), SeqNum(end));
+            if out.len() < max && !out.contains(&run) {
+                out.push(run);
+            }
+            out.len() < max
+        };
+        for seq in recent.into_iter().rev() {
+            if let Some(run) = self.runs.containing(seq.0) {
+                if !add(out, run) || out.len() >= max.div_ceil(2) {
+                    break;
+                }
+            }
+        }
+        for run in self.runs.iter_rev() {
+            if !add(out, run) {
+                break;
+            }
+        }
+        out.sort_unstable();
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +211,39 @@ mod tests {
 
     fn read_all(w: &mut RecvWindow) -> Vec<Bytes> {
         std::iter::from_fn(|| w.read().map(|(m, _)| m)).collect()
+    }
+
+    #[test]
+    fn sack_ranges_reports_recent_runs_then_the_highest_ascending() {
+        let mut w = RecvWindow::new(SeqNum(1), 64, 100);
+        for seq in [3, 4, 5, 8, 10, 11, 20] {
+            assert_eq!(w.on_data(SeqNum(seq), b("x"), false), Accept::New);
+        }
+        let mut out = Vec::new();
+        let r = |a: u64, b: u64| (SeqNum(a), SeqNum(b));
+        w.sack_ranges(10, &[], &mut out);
+        assert_eq!(out, vec![r(3, 6), r(8, 9), r(10, 12), r(20, 21)]);
+        w.sack_ranges(2, &[], &mut out);
+        assert_eq!(out, vec![r(10, 12), r(20, 21)]);
+        w.sack_ranges(1, &[], &mut out);
+        assert_eq!(out, vec![r(20, 21)]);
+        // recent arrivals low down come first, in up to half the runs; a delivered or unknown
+        // one is skipped
+        w.sack_ranges(4, &[SeqNum(5), SeqNum(4), SeqNum(2), SeqNum(8)], &mut out);
+        assert_eq!(out, vec![r(3, 6), r(8, 9), r(10, 12), r(20, 21)]);
+        w.sack_ranges(3, &[SeqNum(5), SeqNum(4), SeqNum(2), SeqNum(8)], &mut out);
+        assert_eq!(out, vec![r(3, 6), r(8, 9), r(20, 21)]);
+        w.sack_ranges(3, &[SeqNum(4), SeqNum(4)], &mut out);
+        assert_eq!(out, vec![r(3, 6), r(10, 12), r(20, 21)]);
+        // 1 and 2 arrive: 1..=5 delivered, the rest stays ahead
+        w.on_data(SeqNum(1), b("x"), false);
+        w.on_data(SeqNum(2), b("x"), false);
+        assert_eq!(w.expected(), SeqNum(6));
+        w.sack_ranges(10, &[SeqNum(4)], &mut out);
+        assert_eq!(out, vec![r(8, 9), r(10, 12), r(20, 21)]);
+        w.on_data(SeqNum(9), b("x"), false);
+        w.sack_ranges(10, &[], &mut out);
+        assert_eq!(out, vec![r(8, 12), r(20, 21)]);
     }
 
     #[test]

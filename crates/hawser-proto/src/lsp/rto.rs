@@ -20,6 +20,12 @@ pub(crate) struct RtoEstimator {
 /// Clock granularity `G` of RFC 6298 (the driver's timer resolution).
 const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// The longest a hawser receiver holds an acknowledgement back, hoping to send it with a reply:
+/// the tokio driver's 1 ms ack delay, plus one timer granularity, as its timer can fire that
+/// much late. A tail-loss probe of a lone message waits this much beyond two RTTs, so that a
+/// held-back acknowledgement is rarely taken for a loss.
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
+
 impl RtoEstimator {
     pub fn new(bounds: RtoBounds, ceiling: Duration) -> RtoEstimator {
         RtoEstimator {
@@ -67,6 +73,20 @@ impl RtoEstimator {
     pub fn reorder_window(&self) -> Duration {
         self.srtt
             .map_or(GRANULARITY, |srtt| (srtt / 4).max(GRANULARITY))
+    }
+
+    /// The probe timeout of a tail-loss probe (RACK-TLP, RFC 8985 7.2): two smoothed RTTs (at
+    /// least the timer granularity), plus the peer's [`MAX_ACK_DELAY`] when only one message is
+    /// in flight (the one case where a receiver holds its acknowledgement back), never longer
+    /// than the RTO; `None` before the first sample.
+    pub fn pto(&self, one_in_flight: bool) -> Option<Duration> {
+        let srtt = self.srtt?;
+        let delay = if one_in_flight {
+            MAX_ACK_DELAY
+        } else {
+            Duration::ZERO
+        };
+        Some(((srtt * 2).max(GRANULARITY) + delay).min(self.rto()))
     }
 
     /// The current RTO, back-off included, within the bounds.
@@ -123,6 +143,33 @@ mod tests {
         assert_eq!(e.rto(), Duration::from_secs(2));
         e.on_progress();
         assert_eq!(e.rto(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_probe_timeout_is_two_rtts_and_the_ack_delay_within_the_rto() {
+        let mut e = RtoEstimator::new(bounds(), Duration::from_secs(60));
+        assert_eq!(e.pto(true), None);
+        for _ in 0..50 {
+            e.on_sample(Duration::from_micros(100));
+        }
+        // 2 × 0.1 ms is under the 1 ms granularity; the ack delay only for a lone message
+        assert_eq!(e.pto(false), Some(Duration::from_millis(1)));
+        assert_eq!(e.pto(true), Some(Duration::from_millis(1) + MAX_ACK_DELAY));
+        // a varying RTT: the RTO (srtt + 4 rttvar) is well above two RTTs
+        for i in 0..50 {
+            e.on_sample(Duration::from_millis(if i % 2 == 0 { 1 } else { 5 }));
+        }
+        let srtt = e.srtt().unwrap();
+        assert!(e.rto() > srtt * 2 + MAX_ACK_DELAY, "{:?} {srtt:?}", e.rto());
+        assert_eq!(e.pto(true), Some(srtt * 2 + MAX_ACK_DELAY));
+        assert_eq!(e.pto(false), Some(srtt * 2));
+        let mut e = RtoEstimator::new(bounds(), Duration::from_millis(4));
+        e.on_sample(Duration::from_millis(3));
+        assert_eq!(
+            e.pto(true),
+            Some(Duration::from_millis(4)),
+            "capped by the RTO"
+        );
     }
 
     #[test]

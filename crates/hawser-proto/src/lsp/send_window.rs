@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::range_set::RangeSet;
 use crate::wire::SeqNum;
 
 /// One written message, from `write` until the peer acknowledges it and the window slides past.
@@ -74,6 +75,10 @@ pub(crate) struct SendWindow {
     max_backoff: u32,
     /// The highest sequence number acknowledged so far.
     highest_acked: Option<SeqNum>,
+    /// What was acknowledged above `base` one by one (Acks and SAck ranges, not the cumulative
+    /// point): lets a SAck, which repeats what the receiver holds, touch only what is new, and
+    /// loss detection visit only the holes below the highest acknowledgement.
+    acked_above: RangeSet,
     /// The latest send time of any acknowledged message: everything in flight sent well before
     /// it is presumed lost.
     newest_acked_send: Option<Instant>,
@@ -91,6 +96,7 @@ impl SendWindow {
             max_unacked,
             max_backoff,
             highest_acked: None,
+            acked_above: RangeSet::default(),
             newest_acked_send: None,
         }
     }
@@ -158,10 +164,13 @@ impl SendWindow {
         let Some(index) = self.index_of(seq) else {
             return AckOutcome::default();
         };
-        let rtt = self.mark_acked(index, now);
+        let flight = self.mark_acked(index);
+        self.acked_above.insert(seq.0);
         let outcome = AckOutcome {
-            newly: usize::from(rtt.is_some()),
-            rtt: rtt.flatten(),
+            newly: usize::from(flight.is_some()),
+            rtt: flight
+                .filter(|f| f.transmissions == 1)
+                .map(|f| now.saturating_duration_since(f.sent_at)),
         };
         self.note_highest(seq);
         self.slide();
@@ -171,33 +180,101 @@ impl SendWindow {
     /// Handles `(CAck, seq)`: acknowledges every sent message up to and including `seq`.
     pub fn cack(&mut self, seq: SeqNum, now: Instant) -> AckOutcome {
         let mut outcome = AckOutcome::default();
+        let mut ambiguous = false;
+        self.ack_through(seq, |flight| {
+            outcome.newly += 1;
+            match flight.transmissions {
+                1 => outcome.rtt = Some(now.saturating_duration_since(flight.sent_at)),
+                // A resent message among those covered: the CAck may have been triggered by
+                // the resend, so no message's send time is a sound sample (Karn's rule, as BSD
+                // applies it to cumulative acks).
+                _ => ambiguous = true,
+            }
+        });
+        if ambiguous {
+            outcome.rtt = None;
+        }
+        self.slide();
+        outcome
+    }
+
+    /// Handles `(SAck, through, ranges)`: everything sent up to `through`, and every sent
+    /// message inside one of the `start..end` ranges. Unlike a CAck, a selective ack reports
+    /// exactly what the receiver holds, so the RTT sample is the newest newly acknowledged
+    /// message's, if it was sent once (Karn's rule); a resent one gives none.
+    pub fn sack(
+        &mut self,
+        through: SeqNum,
+        ranges: impl Iterator<Item = (SeqNum, SeqNum)>,
+        now: Instant,
+    ) -> AckOutcome {
+        let mut newly = 0;
+        let mut newest: Option<Flight> = None;
+        let mut note = |flight: Flight| {
+            newly += 1;
+            if newest.is_none_or(|n| flight.sent_at >= n.sent_at) {
+                newest = Some(flight);
+            }
+        };
+        self.ack_through(through, &mut note);
+        let sent_end = self.base.0.saturating_add(self.first_queued as u64);
+        for (start, end) in ranges {
+            let (lo, hi) = (start.0.max(self.base.0), end.0.min(sent_end));
+            if lo >= hi
+                || self
+                    .acked_above
+                    .containing(lo)
+                    .is_some_and(|(_, end)| end >= hi)
+            {
+                continue;
+            }
+            // Only what no earlier acknowledgement covered: a SAck repeats the receiver's state.
+            let mut seq = lo;
+            while seq < hi {
+                if let Some((_, end)) = self.acked_above.containing(seq) {
+                    seq = end;
+                    continue;
+                }
+                let stop = self
+                    .acked_above
+                    .next_start_after(seq)
+                    .map_or(hi, |s| s.min(hi));
+                for new in seq..stop {
+                    if let Some(flight) = self.mark_acked((new - self.base.0) as usize) {
+                        note(flight);
+                    }
+                }
+                seq = stop;
+            }
+            self.acked_above.insert_range(lo, hi);
+            self.note_highest(SeqNum(hi - 1));
+        }
+        self.slide();
+        AckOutcome {
+            newly,
+            rtt: newest
+                .filter(|f| f.transmissions == 1)
+                .map(|f| now.saturating_duration_since(f.sent_at)),
+        }
+    }
+
+    /// Marks every sent message up to and including `seq` acknowledged, giving each newly
+    /// acknowledged one's flight to `newly` (the caller slides the window afterwards).
+    fn ack_through(&mut self, seq: SeqNum, mut newly: impl FnMut(Flight)) {
         if seq < self.base {
-            return outcome;
+            return;
         }
         let end = (seq.0 - self.base.0)
             .saturating_add(1)
             .min(self.first_queued as u64) as usize;
-        let mut ambiguous = false;
         for index in 0..end {
-            if let Some(rtt) = self.mark_acked(index, now) {
-                outcome.newly += 1;
-                match rtt {
-                    Some(_) => outcome.rtt = rtt,
-                    // A resent message among those covered: the CAck may have been triggered by
-                    // the resend, so no message's send time is a sound sample (Karn's rule, as BSD
-                    // applies it to cumulative acks).
-                    None => ambiguous = true,
-                }
+            if let Some(flight) = self.mark_acked(index) {
+                newly(flight);
             }
-        }
-        if ambiguous {
-            outcome.rtt = None;
         }
         if end > 0 {
             self.note_highest(self.base.plus(end as u64 - 1));
         }
-        self.slide();
-        outcome
     }
 
     fn note_highest(&mut self, seq: SeqNum) {
@@ -211,9 +288,9 @@ impl SendWindow {
         (offset < self.first_queued as u64).then_some(offset as usize)
     }
 
-    /// Marks a slot acknowledged. `None`: it was not in flight. `Some(rtt)`: newly acknowledged,
-    /// with an RTT sample if it was sent only once (Karn's rule).
-    fn mark_acked(&mut self, index: usize, now: Instant) -> Option<Option<Duration>> {
+    /// Marks a slot acknowledged. `None`: it was not in flight. `Some(flight)`: newly
+    /// acknowledged, with its last send time and transmission count (for Karn's rule).
+    fn mark_acked(&mut self, index: usize) -> Option<Flight> {
         let slot = &mut self.slots[index];
         let SlotState::InFlight(flight) = slot.state else {
             return None;
@@ -224,7 +301,7 @@ impl SendWindow {
         if self.newest_acked_send.is_none_or(|t| flight.sent_at > t) {
             self.newest_acked_send = Some(flight.sent_at);
         }
-        Some((flight.transmissions == 1).then(|| now.saturating_duration_since(flight.sent_at)))
+        Some(flight)
     }
 
     fn slide(&mut self) {
@@ -236,6 +313,7 @@ impl SendWindow {
             self.first_queued -= 1;
             self.base = self.base.plus(1);
         }
+        self.acked_above.trim_below(self.base.0);
     }
 
     fn resend(base: SeqNum, index: usize, slot: &mut Slot, now: Instant) -> Option<OutData> {
@@ -284,6 +362,25 @@ impl SendWindow {
         }
     }
 
+    /// Adaptive policy: a tail-loss probe. Resends the newest message in flight, whose
+    /// acknowledgement (a SAck listing what arrived) lets loss detection find whatever before it
+    /// was lost, without waiting for the RTO.
+    pub fn on_probe(&mut self, now: Instant, out: &mut Vec<OutData>) {
+        let base = self.base;
+        for (index, slot) in self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .take(self.first_queued)
+            .rev()
+        {
+            if let Some(data) = Self::resend(base, index, slot, now) {
+                out.push(data);
+                return;
+            }
+        }
+    }
+
     /// Adaptive policy: resends every message in flight that was last sent more than
     /// `reorder_window` before some message that has since been acknowledged. A resent
     /// message gets a new send time, so it is only declared lost again if a message sent after
@@ -298,15 +395,33 @@ impl SendWindow {
             return;
         };
         // Messages beyond the highest acknowledged one were sent after everything acknowledged,
-        // barring resends; stop there so that a loss-free stream costs nothing.
-        let end = (highest.0.saturating_sub(self.base.0) as usize).min(self.first_queued);
+        // barring resends; stop there so that a loss-free stream costs nothing. Below it, only
+        // the holes between what was acknowledged one by one can be in flight.
+        let end = (highest.0.saturating_add(1).saturating_sub(self.base.0) as usize)
+            .min(self.first_queued);
         let base = self.base;
-        for (index, slot) in self.slots.iter_mut().enumerate().take(end) {
-            if let SlotState::InFlight(flight) = slot.state {
-                if flight.sent_at + reorder_window < newest {
-                    out.extend(Self::resend(base, index, slot, now));
+        let mut check = |slots: &mut VecDeque<Slot>, from: usize, to: usize| {
+            let to = to.min(end);
+            for (index, slot) in slots.range_mut(from.min(to)..to).enumerate() {
+                let index = from + index;
+                if let SlotState::InFlight(flight) = slot.state {
+                    if flight.sent_at + reorder_window < newest {
+                        out.extend(Self::resend(base, index, slot, now));
+                    }
                 }
             }
+        };
+        let mut cursor = 0usize;
+        for (start, stop) in self.acked_above.iter() {
+            if cursor >= end {
+                break;
+            }
+            let run_start = start.saturating_sub(base.0) as usize;
+            check(&mut self.slots, cursor, run_start);
+            cursor = stop.saturating_sub(base.0) as usize;
+        }
+        if cursor < end {
+            check(&mut self.slots, cursor, end);
         }
     }
 }

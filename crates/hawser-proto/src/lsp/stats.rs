@@ -5,8 +5,13 @@
 pub struct ConnStats {
     /// Data messages sent for the first time.
     pub data_sent: u64,
-    /// Data messages sent again (epoch back-off).
+    /// Data messages sent again (epoch back-off, loss detection, probes and RTO expiries).
     pub retransmits: u64,
+    /// Adaptive policy: tail-loss probes sent (a resend of the newest message in flight after
+    /// two RTTs without an acknowledgement).
+    pub probes: u64,
+    /// Adaptive policy: retransmission timeouts that expired.
+    pub rto_expiries: u64,
     /// Acks sent for received Data.
     pub acks_sent: u64,
     /// Heartbeats sent.
@@ -23,7 +28,7 @@ pub struct ConnStats {
     pub bad_checksum: u64,
     /// Data payloads longer than their size, truncated.
     pub truncated: u64,
-    /// Acks and CAcks that acknowledged at least one message in flight.
+    /// Acks, CAcks and SAcks that acknowledged at least one message in flight.
     pub acks_received: u64,
     /// Heartbeats received.
     pub heartbeats_received: u64,
@@ -69,6 +74,8 @@ impl ConnStats {
     pub fn accumulate(&mut self, other: &ConnStats) {
         self.data_sent += other.data_sent;
         self.retransmits += other.retransmits;
+        self.probes += other.probes;
+        self.rto_expiries += other.rto_expiries;
         self.acks_sent += other.acks_sent;
         self.heartbeats_sent += other.heartbeats_sent;
         self.data_received += other.data_received;

@@ -10,7 +10,8 @@
 //!   0x02 Ack      seq:varint
 //!   0x03 CAck     seq:varint
 //!   0x04 Conn     conn:varint   (connection id of the frames that follow)
-//!   0x05..=0x0F   reserved (0x05 selective ack, 0x0F extended type); rejected for now
+//!   0x05 SAck     seq:varint | len:varint | ranges[len]   (`wire::sack`)
+//!   0x06..=0x0F   reserved (0x0F extended type); rejected for now
 //! ```
 //!
 //! Integers are unsigned LEB128 varints (at most 10 bytes, minimal encoding only). The version
@@ -34,7 +35,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 #[cfg(test)]
 use super::cursor::MAX_VARINT_LEN;
 use super::cursor::{put_varint, varint_len, Reader};
-use super::{ConnId, Message, MsgType, SeqNum, WireError};
+use super::{sack, ConnId, Message, MsgType, SeqNum, WireError};
 
 /// The version byte of this layout; anything else is rejected.
 pub const VERSION: u8 = 0x01;
@@ -47,7 +48,8 @@ mod kind {
     pub const CACK: u8 = 0x3;
     /// Sets the connection id of the frames that follow.
     pub const CONN: u8 = 0x4;
-    // 0x5: reserved for selective acks (a list of seq ranges).
+    /// Selective ack: a cumulative point and a range list (`wire::sack`).
+    pub const SACK: u8 = 0x5;
     // 0x6..=0xE: reserved.
     // 0xF: reserved as an escape to a varint type number.
     pub const MASK: u8 = 0x0F;
@@ -96,6 +98,16 @@ pub fn decode(datagram: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> 
             kind::CONNECT => control(MsgType::Connect, r.varint()?),
             kind::ACK => control(MsgType::Ack, r.varint()?),
             kind::CACK => control(MsgType::CAck, r.varint()?),
+            kind::SACK => {
+                let through = SeqNum(r.varint()?);
+                let len = r.varint()?;
+                let list = r.bytes(len)?;
+                sack::validate(through, list)?;
+                Message {
+                    payload: Some(Bytes::copy_from_slice(list)),
+                    ..control(MsgType::SAck, through.0)
+                }
+            }
             kind::DATA => {
                 let seq = SeqNum(r.varint()?);
                 let size = r.varint()?;
@@ -154,6 +166,12 @@ pub fn encode(msgs: &[Message], out: &mut BytesMut) {
             MsgType::Connect => put_control(out, kind::CONNECT, m.seq),
             MsgType::Ack => put_control(out, kind::ACK, m.seq),
             MsgType::CAck => put_control(out, kind::CACK, m.seq),
+            MsgType::SAck => {
+                let list = m.payload.as_deref().unwrap_or_default();
+                put_control(out, kind::SACK, m.seq);
+                put_varint(out, list.len() as u64);
+                out.put_slice(list);
+            }
             MsgType::Data => {
                 let payload = m.payload.as_deref().unwrap_or_default();
                 let len = payload.len() as u64;
@@ -194,6 +212,9 @@ pub fn frame_len(msg: &Message) -> usize {
         if payload as u64 != msg.size {
             len += varint_len(payload as u64);
         }
+    } else if msg.kind == MsgType::SAck {
+        let list = msg.payload.as_ref().map_or(0, |p| p.len());
+        len += varint_len(list as u64) + list;
     }
     len
 }
@@ -376,7 +397,18 @@ mod tests {
             ),
             (&[0x01, 0x80], Truncated),
             (&[0x01, 0x01, 0x02], Truncated),
-            (&[0x01, 0x01, 0x05, 0x00], Malformed("unknown frame type")),
+            (&[0x01, 0x01, 0x06, 0x00], Malformed("unknown frame type")),
+            // SAck: no list length; a list past the end; a zero gap; too many ranges
+            (&[0x01, 0x01, 0x05, 0x00], Truncated),
+            (&[0x01, 0x01, 0x05, 0x0A, 0x04, 0x01, 0x01], Truncated),
+            (
+                &[0x01, 0x01, 0x05, 0x0A, 0x02, 0x00, 0x01],
+                Malformed("sack range with a zero gap or length"),
+            ),
+            (
+                &[0x01, 0x01, 0x25, 0x0A, 0x00],
+                Malformed("unknown frame flags"),
+            ),
             (&[0x01, 0x01, 0x0F, 0x00], Malformed("unknown frame type")),
             (&[0x01, 0x01, 0x12, 0x00], Malformed("unknown frame flags")),
             (&[0x01, 0x01, 0x41, 0x00], Malformed("unknown frame flags")),
@@ -416,6 +448,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sack_round_trips_with_its_ranges() {
+        let r = |a: u64, b: u64| (SeqNum(a), SeqNum(b));
+        let sack = Message::sack(ConnId(7), SeqNum(100), [r(102, 105), r(110, 111)]);
+        let bytes = enc(&[sack.clone(), Message::cack(ConnId(7), SeqNum(100))]);
+        // version, conn 7 | SAck 100, 4 bytes of ranges: gap 1 len 3, gap 5 len 1 | CAck 100
+        assert_eq!(
+            bytes,
+            [0x01, 0x07, 0x05, 100, 4, 1, 3, 5, 1, 0x03, 100],
+            "{bytes:02x?}"
+        );
+        let got = dec(&bytes).unwrap();
+        assert_eq!(got[0], sack);
+        assert_eq!(
+            got[0].sack_ranges().collect::<Vec<_>>(),
+            vec![r(102, 105), r(110, 111)]
+        );
+        assert_eq!(got[1].sack_ranges().count(), 0);
+    }
+
+    #[test]
     fn errors_keep_earlier_messages() {
         let mut bytes = enc(&[Message::heartbeat(ConnId(1))]);
         bytes.push(0x07);
@@ -451,7 +503,7 @@ mod tests {
     fn arb_message() -> impl Strategy<Value = Message> {
         let small = prop_oneof![0u64..300, any::<u64>()];
         (
-            0u8..4,
+            0u8..5,
             prop_oneof![0u64..4, any::<u64>()],
             small.clone(),
             small,
@@ -461,6 +513,20 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(|(t, conn, seq, size, checksum, payload, exact, bundled)| {
+                if t == 4 {
+                    // A SAck whose ranges come from the payload bytes, two at a time.
+                    let seq = seq.min(1 << 40);
+                    let mut next = seq + 1;
+                    let ranges: Vec<_> = payload
+                        .chunks_exact(2)
+                        .map(|p| {
+                            let start = next + 1 + u64::from(p[0]);
+                            next = start + 1 + u64::from(p[1]);
+                            (SeqNum(start), SeqNum(next))
+                        })
+                        .collect();
+                    return Message::sack(ConnId(conn), SeqNum(seq), ranges);
+                }
                 let kind = MsgType::from_u8(t).unwrap_or(MsgType::Data);
                 if kind != MsgType::Data {
                     return Message {

@@ -157,6 +157,14 @@ fn decode_general(datagram: &[u8]) -> Result<Message, WireError> {
 pub fn encode(msg: &Message, out: &mut BytesMut) {
     // JSON has no field for it; connections never bundle on the JSON codec.
     debug_assert!(!msg.bundled, "a bundled message cannot be encoded in JSON");
+    let reference;
+    let msg = match reference_form(msg) {
+        Some(cack) => {
+            reference = cack;
+            &reference
+        }
+        None => msg,
+    };
     out.reserve(encoded_len(msg));
     out.put_slice(TYPE.as_bytes());
     put_decimal(out, msg.kind as u64);
@@ -190,8 +198,17 @@ pub fn encode(msg: &Message, out: &mut BytesMut) {
     out.put_slice(END.as_bytes());
 }
 
+/// JSON has no selective acknowledgement (connections on the JSON codec never send one): a SAck
+/// is written as the CAck of its cumulative point, which is true, only less informative.
+fn reference_form(msg: &Message) -> Option<Message> {
+    (msg.kind == MsgType::SAck).then(|| Message::cack(msg.conn, msg.seq))
+}
+
 /// The exact number of bytes [`encode`] writes for `msg`.
 pub fn encoded_len(msg: &Message) -> usize {
+    if let Some(cack) = reference_form(msg) {
+        return encoded_len(&cack);
+    }
     let payload = match &msg.payload {
         None => NULL.len(),
         Some(p) => 2 + base64_len(p.len()),

@@ -5,6 +5,7 @@
 //!   codecs. [`ConnId`] and [`SeqNum`] are its identifiers.
 //! - [`bundle`] is the payload of a bundled Data message: several length-prefixed application
 //!   messages under one sequence number (binary codec only).
+//! - [`sack`] is the range list of a selective acknowledgement (binary codec only).
 //! - [`checksum`] computes the 16-bit LSP checksum of spec section 1.2.
 //! - [`lsp_json`] is the reference-compatible JSON codec (one message per datagram, byte-for-byte
 //!   what the Go implementation writes).
@@ -20,6 +21,7 @@ pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;
 pub mod reach;
+pub mod sack;
 
 use std::fmt;
 
@@ -54,7 +56,7 @@ impl fmt::Display for SeqNum {
     }
 }
 
-/// The four LSP message types, numbered as on the wire.
+/// The four LSP message types, numbered as on the wire, and hawser's selective acknowledgement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgType {
@@ -66,10 +68,14 @@ pub enum MsgType {
     Ack = 2,
     /// Cumulative acknowledgement: every Data message up to and including `seq`.
     CAck = 3,
+    /// Selective acknowledgement (binary codec only; not a reference type): a CAck of `seq`
+    /// plus the ranges above it that the receiver holds, as a [`sack`] range list in `payload`.
+    SAck = 4,
 }
 
 impl MsgType {
-    /// The type for its wire number, if it is one of the four.
+    /// The type for its wire number, if it is one of the reference's four (the JSON codec's
+    /// `Type` field; [`SAck`](Self::SAck) has no JSON number).
     pub fn from_u8(v: u8) -> Option<MsgType> {
         match v {
             0 => Some(MsgType::Connect),
@@ -119,6 +125,28 @@ impl Message {
     /// `(CAck, conn, seq)`.
     pub fn cack(conn: ConnId, seq: SeqNum) -> Message {
         Message::control(MsgType::CAck, conn, seq)
+    }
+
+    /// `(SAck, conn, through, ranges)`: everything up to `through`, and the `start..end` ranges
+    /// above it (ascending; see [`sack::encode`] for what it leaves out).
+    pub fn sack(
+        conn: ConnId,
+        through: SeqNum,
+        ranges: impl IntoIterator<Item = (SeqNum, SeqNum)>,
+    ) -> Message {
+        Message {
+            payload: Some(sack::encode(through, ranges)),
+            ..Message::control(MsgType::SAck, conn, through)
+        }
+    }
+
+    /// The ranges of a SAck (empty for any other message). A decoded SAck's list was validated.
+    pub fn sack_ranges(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+        let list: &[u8] = match (&self.kind, &self.payload) {
+            (MsgType::SAck, Some(p)) => p,
+            _ => &[],
+        };
+        sack::ranges(self.seq, list)
     }
 
     /// The heartbeat `(Ack, conn, 0)`.
