@@ -73,7 +73,7 @@ struct Args {
     runs: usize,
     /// Run only these rows or sections (comma-separated): transports hawser-binary, hawser-batched,
     /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
-    /// node-tcp-plain, node-lsp, node-lsp-plain; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
+    /// node-tcp-plain, node-tcp-batch, node-lsp, node-lsp-plain, node-lsp-batch; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Idle clients of the memory measurement [default: 10000, quick 500].

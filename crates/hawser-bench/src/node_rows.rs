@@ -27,15 +27,22 @@ pub enum NodeLink {
     LspSecure,
     /// Plaintext session over LSP.
     LspPlain,
+    /// Noise session over TCP, the sender handing over [`BATCH`](crate::baselines::BATCH)
+    /// messages per `Node::send_batch_wait` (as the TCP and quinn rows flush every `BATCH`).
+    TcpSecureBatch,
+    /// Noise session over LSP, sent through `Node::send_batch_wait`.
+    LspSecureBatch,
 }
 
 impl NodeLink {
     /// Every node row, in the order of the table.
-    pub const ALL: [NodeLink; 4] = [
+    pub const ALL: [NodeLink; 6] = [
         NodeLink::TcpSecure,
         NodeLink::TcpPlain,
+        NodeLink::TcpSecureBatch,
         NodeLink::LspSecure,
         NodeLink::LspPlain,
+        NodeLink::LspSecureBatch,
     ];
 
     /// The row's name (also what `--only` matches).
@@ -45,17 +52,29 @@ impl NodeLink {
             NodeLink::TcpPlain => "node-tcp-plain",
             NodeLink::LspSecure => "node-lsp",
             NodeLink::LspPlain => "node-lsp-plain",
+            NodeLink::TcpSecureBatch => "node-tcp-batch",
+            NodeLink::LspSecureBatch => "node-lsp-batch",
         }
     }
 
     fn is_lsp(self) -> bool {
-        matches!(self, NodeLink::LspSecure | NodeLink::LspPlain)
+        matches!(
+            self,
+            NodeLink::LspSecure | NodeLink::LspPlain | NodeLink::LspSecureBatch
+        )
+    }
+
+    fn is_batch(self) -> bool {
+        matches!(self, NodeLink::TcpSecureBatch | NodeLink::LspSecureBatch)
     }
 
     fn security(self) -> Security {
         match self {
             NodeLink::TcpPlain | NodeLink::LspPlain => Security::DangerPlaintext,
-            NodeLink::TcpSecure | NodeLink::LspSecure => Security::Noise,
+            NodeLink::TcpSecure
+            | NodeLink::LspSecure
+            | NodeLink::TcpSecureBatch
+            | NodeLink::LspSecureBatch => Security::Noise,
         }
     }
 }
@@ -140,10 +159,25 @@ pub async fn throughput(
         Ok::<_, anyhow::Error>(Instant::now())
     }));
     let start = Instant::now();
-    for i in 0..n {
-        a.send_wait(2, payload::make(i, size), Delivery::Reliable)
-            .await
-            .map_err(|e| anyhow!("send {i}: {e}"))?;
+    if link.is_batch() {
+        let per_batch = crate::baselines::BATCH;
+        let mut batch = std::collections::VecDeque::with_capacity(per_batch as usize);
+        let mut i = 0;
+        while i < n {
+            while i < n && (batch.len() as u64) < per_batch {
+                batch.push_back(payload::make(i, size));
+                i += 1;
+            }
+            a.send_batch_wait(2, &mut batch, Delivery::Reliable)
+                .await
+                .map_err(|e| anyhow!("send_batch before {i}: {e}"))?;
+        }
+    } else {
+        for i in 0..n {
+            a.send_wait(2, payload::make(i, size), Delivery::Reliable)
+                .await
+                .map_err(|e| anyhow!("send {i}: {e}"))?;
+        }
     }
     let end = receiver.await.context("receiver task")??;
     a.stop().await;

@@ -282,9 +282,25 @@ impl Report {
                 Some(|v| v >= 0.8),
             );
         }
+        for size in [64, 1024] {
+            for row in ["node-tcp-batch", "node-lsp-batch"] {
+                push(
+                    format!("{row} (secure) / tcp-batched, msgs/s, {}", size_name(size)),
+                    div(self.tput(row, size), self.tput("tcp-batched", size)),
+                    ">= 0.8",
+                    Some(|v| v >= 0.8),
+                );
+            }
+        }
         push(
             "node-lsp (secure) / quinn, msgs/s, 64 B".into(),
             div(self.tput("node-lsp", 64), self.tput("quinn", 64)),
+            ">= 1.0",
+            Some(|v| v >= 1.0),
+        );
+        push(
+            "node-lsp-batch (secure) / quinn, msgs/s, 64 B".into(),
+            div(self.tput("node-lsp-batch", 64), self.tput("quinn", 64)),
             ">= 1.0",
             Some(|v| v >= 1.0),
         );

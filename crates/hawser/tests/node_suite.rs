@@ -5,7 +5,7 @@
 
 mod node_common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use hawser::node::{
@@ -191,6 +191,66 @@ async fn full_queue(kind: Kind) {
     for i in 0..6u8 {
         assert_eq!(next(&mut inbox).await.payload[..], [i]);
     }
+    stop_all(&[a, b]).await;
+}
+
+/// Batch sends: everything queued arrives in order; a batch stops at a message too large or
+/// a full queue, leaving it (and what follows) at the front; the waiting form waits for room.
+async fn batch_send(kind: Kind) {
+    let mut c = Cluster::members(kind, 2);
+    c.settings.max_frame = 1000;
+    c.settings.queue = QueueLimits {
+        max_messages: 8,
+        deadline: Duration::from_secs(30),
+        ..QueueLimits::default()
+    };
+    let mut nodes = c.start_all().await;
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let mut inbox = b.incoming();
+    let msg = |i: u8| bytes::Bytes::from(vec![i; 3]);
+    // 200 messages through a queue of 8: the waiting form waits for room, in order.
+    let mut batch: VecDeque<_> = (0..200u8).map(msg).collect();
+    tokio::time::timeout(WAIT, a.send_batch_wait(2, &mut batch, Delivery::Reliable))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(batch.is_empty());
+    for i in 0..200u8 {
+        assert_eq!(next(&mut inbox).await.payload, msg(i));
+    }
+    // Too large in the middle: what is before it is queued, it stays at the front.
+    let mut batch: VecDeque<_> = [msg(1), msg(2), bytes::Bytes::from(vec![0u8; 1001]), msg(3)]
+        .into_iter()
+        .collect();
+    assert_eq!(a.send_batch(2, &mut batch, Delivery::Reliable), Ok(2));
+    assert_eq!(batch.len(), 2);
+    let err = a.send_batch(2, &mut batch, Delivery::Reliable).unwrap_err();
+    assert!(
+        matches!(err, SendError::TooLarge { len: 1001, .. }),
+        "{err}"
+    );
+    assert_eq!(batch.len(), 2, "a refused batch is left whole");
+    for i in 1..=2u8 {
+        assert_eq!(next(&mut inbox).await.payload, msg(i));
+    }
+    assert_eq!(
+        a.send_batch(9, &mut batch, Delivery::Reliable),
+        Err(SendError::UnknownNode(NodeId(9)))
+    );
+    // A full queue (node 2 down): the batch stops at the ninth, which is counted once.
+    b.stop().await;
+    drop(inbox);
+    let mut batch: VecDeque<_> = (0..12u8).map(msg).collect();
+    assert_eq!(a.send_batch(2, &mut batch, Delivery::Reliable), Ok(8));
+    assert_eq!(batch.front(), Some(&msg(8)));
+    assert_eq!(
+        a.send_batch(2, &mut batch, Delivery::Reliable),
+        Err(SendError::QueueFull(NodeId(2)))
+    );
+    assert_eq!(batch.len(), 4);
+    let s = a.peer_stats(2).unwrap();
+    assert_eq!((s.queued, s.dropped_full), (8, 2), "{s:?}");
     stop_all(&[a, b]).await;
 }
 
@@ -395,23 +455,23 @@ macro_rules! suite {
     };
 }
 
-suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
-suite!(Tcp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+suite!(Tcp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
-suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, concurrent_senders,
+suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, batch_send, concurrent_senders,
     on_receive_handler, stop_leaves_no_task);
 
 // Reliable messages over session transports (`Settings::transports`); each node also listens
 // on TCP + UDP, which carries only datagrams (and reachability addresses) here.
-suite!(SessionWs: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+suite!(SessionWs: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
-suite!(SessionMem: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+suite!(SessionMem: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
-suite!(SessionLsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue,
+suite!(SessionLsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);

@@ -134,6 +134,22 @@ macro_rules! network_impl {
             ) -> Result<Result<(), $crate::node::SendError>, bytes::Bytes> {
                 self.core.send_if_room(to, payload, delivery)
             }
+            fn send_batch(
+                &self,
+                to: hawser_proto::node::NodeId,
+                batch: &mut std::collections::VecDeque<bytes::Bytes>,
+                delivery: hawser_proto::node::Delivery,
+            ) -> Result<usize, $crate::node::SendError> {
+                self.core.send_batch(to, batch, delivery)
+            }
+            fn send_batch_wait<'a>(
+                &'a self,
+                to: hawser_proto::node::NodeId,
+                batch: &'a mut std::collections::VecDeque<bytes::Bytes>,
+                delivery: hawser_proto::node::Delivery,
+            ) -> $crate::node::BoxFuture<'a, Result<(), $crate::node::SendError>> {
+                Box::pin(self.core.send_batch_wait(to, batch, delivery))
+            }
             fn incoming(&self) -> $crate::node::IncomingStream {
                 self.core.incoming()
             }

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use hawser_proto::node::{
     Delivery, Group, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
@@ -146,6 +148,50 @@ pub trait Network: Send + Sync + 'static {
     ) -> Result<Result<(), SendError>, Bytes> {
         let _ = (to, delivery);
         Err(payload)
+    }
+
+    /// Queues the messages at the front of `batch` for `to`, in order, removing them; stops at
+    /// the first it cannot queue, which stays at the front. Never blocks. hawser's networks
+    /// queue a reliable batch under one lookup and one lock; the default sends one by one.
+    ///
+    /// # Errors
+    /// [`SendError`] when not even the first message could be queued; `Ok(n)` otherwise.
+    fn send_batch(
+        &self,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<usize, SendError> {
+        let mut sent = 0;
+        while let Some(payload) = batch.pop_front() {
+            if let Err(e) = self.send(to, payload.clone(), delivery) {
+                batch.push_front(payload);
+                return if sent == 0 { Err(e) } else { Ok(sent) };
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Like [`send_batch`](Self::send_batch), waiting for room instead of failing with
+    /// `QueueFull`, until `batch` is empty. A cancelled or failed call leaves the messages not
+    /// yet queued in `batch`, in order.
+    ///
+    /// # Errors
+    /// [`SendError`] other than `QueueFull`.
+    fn send_batch_wait<'a>(
+        &'a self,
+        to: NodeId,
+        batch: &'a mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            while let Some(payload) = batch.front().cloned() {
+                self.send_wait(to, payload, delivery).await?;
+                batch.pop_front();
+            }
+            Ok(())
+        })
     }
 
     /// Sends to every node of `group` but the local one (unless `include_self`); never blocks.

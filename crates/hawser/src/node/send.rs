@@ -1,6 +1,7 @@
 //! The send paths of the engine: where a message goes ([`Plan`]), the non-blocking and waiting
 //! sends, and the internal control frames of reachability.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,11 +28,26 @@ enum Plan {
 
 impl<L: Link> Core<L> {
     fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
+        let (plan, max) = self.plan_route(to, len, delivery)?;
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        Ok(plan)
+    }
+
+    /// Where messages to `to` go, and the largest that may go that way; `len` only decides
+    /// whether an oversized unreliable message is refused or sent reliably.
+    fn plan_route(
+        &self,
+        to: NodeId,
+        len: usize,
+        delivery: Delivery,
+    ) -> Result<(Plan, usize), SendError> {
         if self.is_stopping() {
             return Err(SendError::Stopped);
         }
         if to == self.id {
-            return Ok(Plan::Local);
+            return Ok((Plan::Local, usize::MAX));
         }
         let membership = self.members();
         let member = membership.get(to).ok_or(SendError::UnknownNode(to))?;
@@ -52,16 +68,134 @@ impl<L: Link> Core<L> {
         } else {
             max
         };
-        if len > max {
-            return Err(SendError::TooLarge { len, max });
-        }
         if !reliable {
-            return Ok(Plan::Datagram(member.clone()));
+            return Ok((Plan::Datagram(member.clone()), max));
         }
         drop(membership);
-        self.peer(to)
-            .map(Plan::Queue)
-            .ok_or(SendError::UnknownNode(to))
+        let peer = self.peer(to).ok_or(SendError::UnknownNode(to))?;
+        Ok((Plan::Queue(peer), max))
+    }
+
+    /// Queues the messages at the front of `batch` for `to`, in order, and removes them:
+    /// reliable ones to a peer under one lookup, one lock, one clock reading and at most one
+    /// wake-up of its writer. Stops at the first message it cannot queue (a full queue, a
+    /// payload too large), which stays at the front. Never blocks.
+    ///
+    /// `Ok(n)` with how many were queued; `Err` only when not even the first was.
+    pub fn send_batch(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<usize, SendError> {
+        self.send_batch_counted(to, batch, delivery, true)
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`send_batch`](Self::send_batch); on failure also whether waiting for room could help
+    /// (a full queue), and the refusal counted in `dropped_full` only when `count`.
+    fn send_batch_counted(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+        count: bool,
+    ) -> Result<usize, (SendError, bool)> {
+        let Some(first) = batch.front() else {
+            return Ok(0);
+        };
+        let (plan, max) = self
+            .plan_route(to, first.len(), delivery)
+            .map_err(|e| (e, false))?;
+        let Plan::Queue(peer) = plan else {
+            // Local messages and datagrams go one by one.
+            let mut sent = 0;
+            while let Some(payload) = batch.pop_front() {
+                if let Err(e) = self.send(to, payload.clone(), delivery) {
+                    batch.push_front(payload);
+                    let full = matches!(e, SendError::QueueFull(_));
+                    return if sent == 0 { Err((e, full)) } else { Ok(sent) };
+                }
+                sent += 1;
+            }
+            return Ok(sent);
+        };
+        let mut st = peer.lock();
+        if peer.is_cancelled() {
+            return Err((SendError::Stopped, false));
+        }
+        let was_empty = st.queue.is_empty();
+        let now = Instant::now();
+        let mut sent = 0;
+        let mut refused = None;
+        while let Some(payload) = batch.pop_front() {
+            if payload.len() > max {
+                let len = payload.len();
+                batch.push_front(payload);
+                refused = Some((SendError::TooLarge { len, max }, false));
+                break;
+            }
+            if !st.queue.has_room_for(payload.len()) {
+                if count {
+                    // Refused and counted by the queue itself; the copy is a reference count.
+                    let _ = st.queue.push(now, payload.clone());
+                }
+                batch.push_front(payload);
+                refused = Some((SendError::QueueFull(to), true));
+                break;
+            }
+            // Room was checked under this lock.
+            let _ = st.queue.push(now, payload);
+            sent += 1;
+        }
+        if sent > 0 {
+            self.start_writer(&peer, &mut st);
+        }
+        drop(st);
+        if sent > 0 && was_empty {
+            peer.wake.notify_one();
+        }
+        match refused {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
+    }
+
+    /// Like [`send_batch`](Self::send_batch), waiting for queue room instead of failing with
+    /// `QueueFull`; returns once every message of `batch` is queued. Messages leave `batch` as
+    /// they are queued, so a cancelled or failed call leaves the unsent ones there, in order.
+    pub async fn send_batch_wait(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let mut peer = None;
+        while !batch.is_empty() {
+            match self.send_batch_counted(to, batch, delivery, false) {
+                Ok(_) => continue,
+                Err((e, false)) => return Err(e),
+                Err((_, true)) => {}
+            }
+            // Full: wait for room, registered before looking again (as `send_wait`).
+            let peer = match &peer {
+                Some(p) => p,
+                None => peer.insert(self.peer(to).ok_or(SendError::UnknownNode(to))?),
+            };
+            let room = peer.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.send_batch_counted(to, batch, delivery, false) {
+                Ok(_) => continue,
+                Err((e, false)) => return Err(e),
+                Err((_, true)) => {}
+            }
+            tokio::select! {
+                () = room => {}
+                () = peer.cancel.cancelled() => return Err(SendError::Stopped),
+            }
+        }
+        Ok(())
     }
 
     /// Queues or sends a message; never blocks.
