@@ -29,5 +29,6 @@ pub use params::{
     AckPolicy, Config, Params, ParamsError, RetransmitPolicy, RtoBounds, MAX_BACKOFF_LIMIT,
     MAX_DATAGRAM, MAX_PAYLOAD_LIMIT, MAX_WINDOW_LIMIT, MIN_DATAGRAM,
 };
+pub use rto::{ACK_DELAY, MAX_ACK_DELAY};
 pub use server::{ServerEndpoint, ServerEvent, ServerRead, MAX_EVENTS};
 pub use stats::{ConnStats, EndpointStats};

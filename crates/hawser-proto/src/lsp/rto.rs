@@ -20,11 +20,17 @@ pub(crate) struct RtoEstimator {
 /// Clock granularity `G` of RFC 6298 (the driver's timer resolution).
 const GRANULARITY: Duration = Duration::from_millis(1);
 
-/// The longest a hawser receiver holds an acknowledgement back, hoping to send it with a reply:
-/// the tokio driver's 1 ms ack delay, plus one timer granularity, as its timer can fire that
-/// much late. A tail-loss probe of a lone message waits this much beyond two RTTs, so that a
-/// held-back acknowledgement is rarely taken for a loss.
-pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
+/// How long a driver may hold back the acknowledgements caused by what a reader received,
+/// waiting for the reply the application writes next (so that they leave in the same
+/// datagram, like TCP's delayed ACK, but far shorter than the RTO floor). The tokio driver
+/// (`hawser::lsp`) uses exactly this.
+pub const ACK_DELAY: Duration = Duration::from_millis(1);
+
+/// The longest a hawser receiver holds an acknowledgement back: [`ACK_DELAY`] plus one timer
+/// granularity, as a driver's timer can fire that much late. A tail-loss probe of a lone
+/// message waits this much beyond two RTTs, so that a held-back acknowledgement is rarely taken
+/// for a loss.
+pub const MAX_ACK_DELAY: Duration = ACK_DELAY.saturating_add(GRANULARITY);
 
 impl RtoEstimator {
     pub fn new(bounds: RtoBounds, ceiling: Duration) -> RtoEstimator {

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+// How long acknowledgements caused by what a reader received may wait for the reply the
+// application writes next (a reader that reads again, or a write the driver sends, takes them
+// along at once); the protocol's tail-loss probe allows for it.
+use hawser_proto::lsp::ACK_DELAY;
 use hawser_proto::{DatagramEndpoint, Transmit};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
@@ -20,11 +24,6 @@ const RECV_BUFFER: usize = 65_536;
 /// Datagrams handled under one lock after a wake-up before sending what they produced (a
 /// received buffer is always handled whole, so up to one buffer more).
 const RECV_BATCH: usize = 64;
-/// How long acknowledgements caused by what a reader received may wait for the reply the
-/// application writes next, to leave in the same datagram (like TCP's delayed ACK, but far
-/// shorter than the smallest retransmission timeout, `RtoBounds::min`). A reader that reads
-/// again, or a write the driver sends, takes them along at once.
-const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 /// How soon the driver takes the socket back after the last task receiving from it (a waiting
 /// reader) stopped. Not at once: a reader that reads in a loop is back long before, and waking
 /// the driver at every departure would cost a task switch per message exchanged. The tokio

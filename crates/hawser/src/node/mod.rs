@@ -87,6 +87,7 @@ pub use node::{Node, NodeBuilder};
 pub use reach::{memory_addr, Lagged, PeerEvents};
 pub use secure::{
     node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
+    NODE_SPLIT_SEND_SIZE,
 };
 pub use tcp::DefaultNetwork;
 
