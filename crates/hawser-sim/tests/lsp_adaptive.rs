@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hawser_proto::lsp::{
-    AckPolicy, ClientEndpoint, ClientRead, Config, Params, RetransmitPolicy, ServerEndpoint,
-    ServerRead, WriteError,
+    AckPolicy, ClientEndpoint, ClientRead, Config, ConnStats, Params, RetransmitPolicy,
+    ServerEndpoint, ServerRead, WriteError,
 };
 use hawser_proto::wire::{Codec, MsgType, SeqNum};
 use hawser_sim::{fake_addr, message_hook, FaultConfig, SimNet, Verdict};
@@ -42,6 +42,15 @@ fn pair(net: &mut SimNet, config: &Config) -> (SocketAddr, SocketAddr) {
             .is_some()
     }));
     (s, c)
+}
+
+/// The client's connection counters.
+fn client_stats(net: &SimNet, c: SocketAddr) -> ConnStats {
+    *net.endpoint::<ClientEndpoint>(c)
+        .unwrap()
+        .connection()
+        .unwrap()
+        .stats()
 }
 
 /// Writes `n` numbered messages from the client and runs until the server has read them all
@@ -137,12 +146,7 @@ fn a_single_loss_is_repaired_by_fast_retransmit_before_any_timeout() {
             got.len() == 20
         });
         assert_eq!(got, (0..20).collect::<Vec<_>>(), "{codec:?}");
-        let conn_stats = *net
-            .endpoint::<ClientEndpoint>(c)
-            .unwrap()
-            .connection()
-            .unwrap()
-            .stats();
+        let conn_stats = client_stats(&net, c);
         assert_eq!(
             conn_stats.retransmits, 1,
             "{codec:?}: exactly the lost message, once"
@@ -168,13 +172,7 @@ fn heavy_loss_recovers_by_rto_long_before_an_epoch() {
         net.set_faults_both(s, c, FaultConfig::dropping(20.0));
         let got = send_and_collect(&mut net, s, c, 500, Duration::from_secs(60));
         assert_eq!(got, (0..500).collect::<Vec<_>>(), "{codec:?}");
-        let conn = net
-            .endpoint::<ClientEndpoint>(c)
-            .unwrap()
-            .connection()
-            .unwrap()
-            .stats()
-            .retransmits;
+        let conn = client_stats(&net, c).retransmits;
         assert!(conn > 0);
     }
 }
@@ -261,20 +259,10 @@ fn epoch_policy_with_binary_codec_resends_only_at_epochs() {
         .unwrap()
         .unwrap();
     net.run_for(Duration::from_millis(1900));
-    let stats = *net
-        .endpoint::<ClientEndpoint>(c)
-        .unwrap()
-        .connection()
-        .unwrap()
-        .stats();
+    let stats = client_stats(&net, c);
     assert_eq!(stats.retransmits, 0, "nothing before the first epoch");
     net.run_for(Duration::from_millis(200));
-    let stats = *net
-        .endpoint::<ClientEndpoint>(c)
-        .unwrap()
-        .connection()
-        .unwrap()
-        .stats();
+    let stats = client_stats(&net, c);
     assert_eq!(stats.retransmits, 1, "one resend at the first epoch");
     let _ = ClientRead::Data(Bytes::new());
 }
@@ -315,12 +303,7 @@ fn json_with_cumulative_acks_uses_cacks_and_delivers_under_loss() {
 /// A client and server with the bulk preset (ω 4,096, M 1,024) on 100 µs links, 1 KiB
 /// messages, `loss` percent dropped each way; returns the client's counters, the data datagrams
 /// the up link dropped, and the simulated time it took.
-fn bulk_under_loss(
-    seed: u64,
-    acks: AckPolicy,
-    loss: f64,
-    n: u32,
-) -> (hawser_proto::lsp::ConnStats, u64, Duration) {
+fn bulk_under_loss(seed: u64, acks: AckPolicy, loss: f64, n: u32) -> (ConnStats, u64, Duration) {
     let mut net = SimNet::new(seed);
     net.set_latency(Duration::from_micros(100));
     let cfg = Config {
@@ -351,12 +334,7 @@ fn bulk_under_loss(
         next == n
     });
     assert_eq!(next, n, "{acks:?} at {loss}% loss: not all delivered");
-    let stats = *net
-        .endpoint::<ClientEndpoint>(c)
-        .unwrap()
-        .connection()
-        .unwrap()
-        .stats();
+    let stats = client_stats(&net, c);
     (
         stats,
         net.link_stats(c, s).dropped - before,
@@ -418,12 +396,7 @@ fn a_lost_tail_is_probed_long_before_the_rto() {
     let start = net.now();
     let got = send_and_collect(&mut net, s, c, 10, Duration::from_secs(1));
     assert_eq!(got, (0..10).collect::<Vec<_>>());
-    let stats = *net
-        .endpoint::<ClientEndpoint>(c)
-        .unwrap()
-        .connection()
-        .unwrap()
-        .stats();
+    let stats = client_stats(&net, c);
     assert_eq!(stats.rto_expiries, 0, "{stats:?}");
     assert_eq!(stats.probes, 1, "{stats:?}");
     // The probe resends 1011; its SAck shows 1009 and 1010 missing, which are resent at once.
