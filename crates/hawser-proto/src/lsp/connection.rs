@@ -55,7 +55,7 @@ pub struct Connection {
     adaptive: bool,
     rto: RtoEstimator,
     rto_deadline: Option<Instant>,
-    /// The armed `rto_deadline` is a tail-loss probe's (a shorter wait; one per stall).
+    /// The armed `rto_deadline` is a tail-loss probe's (a shorter wait than the RTO).
     deadline_is_probe: bool,
     /// Probes sent since the last acknowledgement of new data: each doubles the next probe's
     /// wait, and once that reaches the RTO the RTO takes over.
@@ -64,7 +64,8 @@ pub struct Connection {
     cumulative_acks: bool,
     /// Acknowledge all data with one CAck or SAck per batch (implies `cumulative_acks`).
     selective_acks: bool,
-    cack_due: bool,
+    /// A CAck (or SAck) is due at the next drain.
+    ack_due: bool,
     /// Selective acks: the latest [`sack::MAX_RANGES`] messages received out of order, whose
     /// runs every SAck lists first (so that each arrival is reported by several SAcks, even a
     /// retransmission filling a hole far below the top).
@@ -119,7 +120,7 @@ impl Connection {
                 AckPolicy::Cumulative | AckPolicy::Selective
             ),
             selective_acks: config.effective_acks() == AckPolicy::Selective,
-            cack_due: false,
+            ack_due: false,
             recent: VecDeque::new(),
             unreported: 0,
             sack_ranges: Vec::new(),
@@ -452,7 +453,7 @@ impl Connection {
     /// [`SACK_EVERY`] messages received out of order within a batch.
     fn queue_ack(&mut self, seq: SeqNum) {
         if self.selective_acks {
-            self.cack_due = true;
+            self.ack_due = true;
             if self.recv.ahead_len() > 0 {
                 if self.recent.len() == sack::MAX_RANGES {
                     self.recent.pop_front();
@@ -468,7 +469,7 @@ impl Connection {
             return;
         }
         if self.cumulative_acks && seq < self.recv.expected() {
-            self.cack_due = true;
+            self.ack_due = true;
             return;
         }
         self.stats.acks_sent += 1;
@@ -478,7 +479,7 @@ impl Connection {
     /// Emits the CAck (or, with selective acks and data held out of order, the SAck) that is
     /// due, if one is.
     fn emit_ack(&mut self, out: &mut impl Extend<Message>) {
-        if !std::mem::take(&mut self.cack_due) {
+        if !std::mem::take(&mut self.ack_due) {
             return;
         }
         self.stats.acks_sent += 1;
@@ -582,7 +583,7 @@ impl Connection {
         }
         let lost = self.state == ConnState::Ended(EndReason::Lost);
         if lost {
-            self.cack_due = false;
+            self.ack_due = false;
         }
         self.emit_ack(out);
         out.extend(self.out.drain(..));
