@@ -107,8 +107,23 @@ fn free_port(udp: bool) -> Result<SocketAddr> {
     })
 }
 
-/// Two nodes, 1 and 2, that reach each other over `link` only.
+/// Two nodes, 1 and 2, that reach each other over `link` only. The listening ports are picked
+/// free and bound a moment later, so another socket may take one meanwhile (seen once in a full
+/// run, after the idle-connection section): a failed start is retried on fresh ports.
 async fn pair(link: NodeLink) -> Result<(Node, Node)> {
+    let mut attempt = 1;
+    loop {
+        match try_pair(link).await {
+            Err(e) if attempt < 5 => {
+                eprintln!("node pair, attempt {attempt}: {e:#}; again on other ports");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn try_pair(link: NodeLink) -> Result<(Node, Node)> {
     let security = link.security();
     let addrs = [free_port(link.is_lsp())?, free_port(link.is_lsp())?];
     let addr_of = |id: u64| {
@@ -119,10 +134,10 @@ async fn pair(link: NodeLink) -> Result<(Node, Node)> {
             TransportAddr::Tcp(a)
         }
     };
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
     for id in 1..=2u64 {
         let peer = 3 - id;
-        let node = Node::builder(id)
+        let started = Node::builder(id)
             .security(security)
             .listen(([127, 0, 0, 1], 0).into())
             .listen_on(addr_of(id))
@@ -130,8 +145,16 @@ async fn pair(link: NodeLink) -> Result<(Node, Node)> {
             .transport_to(peer, addr_of(peer))
             .start()
             .await
-            .with_context(|| format!("start node {id}"))?;
-        nodes.push(node);
+            .with_context(|| format!("start node {id}"));
+        match started {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                for node in &nodes {
+                    node.stop().await;
+                }
+                return Err(e);
+            }
+        }
     }
     let b = nodes.pop().ok_or_else(|| anyhow!("no node"))?;
     let a = nodes.pop().ok_or_else(|| anyhow!("no node"))?;
