@@ -199,6 +199,7 @@ async fn full_queue(kind: Kind) {
 async fn batch_send(kind: Kind) {
     let mut c = Cluster::members(kind, 2);
     c.settings.max_frame = 1000;
+    c.settings.incoming_capacity = 4;
     c.settings.queue = QueueLimits {
         max_messages: 8,
         deadline: Duration::from_secs(30),
@@ -209,16 +210,20 @@ async fn batch_send(kind: Kind) {
     let a = nodes.pop().unwrap();
     let mut inbox = b.incoming();
     let msg = |i: u8| bytes::Bytes::from(vec![i; 3]);
-    // 200 messages through a queue of 8: the waiting form waits for room, in order.
+    // 200 messages through a queue of 8 and an incoming queue of 4: the waiting form waits
+    // for room, in order.
     let mut batch: VecDeque<_> = (0..200u8).map(msg).collect();
-    tokio::time::timeout(WAIT, a.send_batch_wait(2, &mut batch, Delivery::Reliable))
-        .await
-        .unwrap()
-        .unwrap();
+    let read = async {
+        for i in 0..200u8 {
+            assert_eq!(next(&mut inbox).await.payload, msg(i));
+        }
+    };
+    let (sent, ()) = tokio::join!(
+        tokio::time::timeout(WAIT, a.send_batch_wait(2, &mut batch, Delivery::Reliable)),
+        read
+    );
+    sent.unwrap().unwrap();
     assert!(batch.is_empty());
-    for i in 0..200u8 {
-        assert_eq!(next(&mut inbox).await.payload, msg(i));
-    }
     // Too large in the middle: what is before it is queued, it stays at the front.
     let mut batch: VecDeque<_> = [msg(1), msg(2), bytes::Bytes::from(vec![0u8; 1001]), msg(3)]
         .into_iter()
@@ -238,6 +243,24 @@ async fn batch_send(kind: Kind) {
         a.send_batch(9, &mut batch, Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(9)))
     );
+    // To itself: through the node's own incoming queue, waiting for room there when full.
+    drop(a.incoming());
+    let mut own = a.incoming();
+    let mut batch: VecDeque<_> = (0..20u8).map(msg).collect();
+    tokio::time::timeout(WAIT, async {
+        let send = a.send_batch_wait(1, &mut batch, Delivery::Reliable);
+        let read = async {
+            for i in 0..20u8 {
+                assert_eq!(next(&mut own).await.payload, msg(i));
+            }
+        };
+        let (sent, ()) = tokio::join!(send, read);
+        sent
+    })
+    .await
+    .expect("a batch to itself must not wait forever")
+    .unwrap();
+    drop(own);
     // A full queue (node 2 down): the batch stops at the ninth, which is counted once.
     b.stop().await;
     drop(inbox);

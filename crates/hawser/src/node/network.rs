@@ -162,15 +162,7 @@ pub trait Network: Send + Sync + 'static {
         batch: &mut VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<usize, SendError> {
-        let mut sent = 0;
-        while let Some(payload) = batch.pop_front() {
-            if let Err(e) = self.send(to, payload.clone(), delivery) {
-                batch.push_front(payload);
-                return if sent == 0 { Err(e) } else { Ok(sent) };
-            }
-            sent += 1;
-        }
-        Ok(sent)
+        send_each(batch, |payload| self.send(to, payload, delivery))
     }
 
     /// Like [`send_batch`](Self::send_batch), waiting for room instead of failing with
@@ -185,13 +177,9 @@ pub trait Network: Send + Sync + 'static {
         batch: &'a mut VecDeque<Bytes>,
         delivery: Delivery,
     ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            while let Some(payload) = batch.front().cloned() {
-                self.send_wait(to, payload, delivery).await?;
-                batch.pop_front();
-            }
-            Ok(())
-        })
+        Box::pin(send_each_waiting(batch, move |payload| {
+            self.send_wait(to, payload, delivery)
+        }))
     }
 
     /// Sends to every node of `group` but the local one (unless `include_self`); never blocks.
@@ -286,4 +274,40 @@ pub trait Network: Send + Sync + 'static {
     fn listen_addrs(&self) -> Vec<TransportAddr> {
         Vec::new()
     }
+}
+
+/// Sends the messages at the front of `batch` one by one with `send`, removing each that went;
+/// stops at the first that fails, which stays at the front. `Ok(n)` with how many went, or the
+/// failure when not even the first did (the one-by-one form of `Network::send_batch`).
+pub(crate) fn send_each(
+    batch: &mut VecDeque<Bytes>,
+    mut send: impl FnMut(Bytes) -> Result<(), SendError>,
+) -> Result<usize, SendError> {
+    let mut sent = 0;
+    while let Some(payload) = batch.front() {
+        // A reference count: the payload stays in `batch` if it is refused.
+        if let Err(e) = send(payload.clone()) {
+            return if sent == 0 { Err(e) } else { Ok(sent) };
+        }
+        batch.pop_front();
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Waits to send each message of `batch` with `send`, in order, removing each once it went; a
+/// cancelled or failed call leaves the rest in `batch` (the one-by-one form of
+/// `Network::send_batch_wait`).
+pub(crate) async fn send_each_waiting<F>(
+    batch: &mut VecDeque<Bytes>,
+    mut send: impl FnMut(Bytes) -> F,
+) -> Result<(), SendError>
+where
+    F: Future<Output = Result<(), SendError>>,
+{
+    while let Some(payload) = batch.front().cloned() {
+        send(payload).await?;
+        batch.pop_front();
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! sends, and the internal control frames of reachability.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,7 +16,8 @@ use super::counters::Counters;
 use super::error::SendError;
 use super::incoming::Incoming;
 use super::link::Link;
-use super::peer::Peer;
+use super::network::{send_each, send_each_waiting};
+use super::peer::{Peer, PeerState};
 use super::reach::Frame;
 
 /// Where a message goes.
@@ -88,38 +89,71 @@ impl<L: Link> Core<L> {
         batch: &mut VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<usize, SendError> {
-        self.send_batch_counted(to, batch, delivery, true)
-            .map_err(|(e, _)| e)
+        let Some(first) = batch.front() else {
+            return Ok(0);
+        };
+        match self.plan_route(to, first.len(), delivery)? {
+            (Plan::Queue(peer), max) => self
+                .enqueue_batch(&peer, batch, max, true)
+                .map_err(|(e, _)| e),
+            // Local messages and datagrams go one by one.
+            _ => send_each(batch, |payload| self.send(to, payload, delivery)),
+        }
     }
 
-    /// [`send_batch`](Self::send_batch); on failure also whether waiting for room could help
-    /// (a full queue), and the refusal counted in `dropped_full` only when `count`.
-    fn send_batch_counted(
+    /// Like [`send_batch`](Self::send_batch), waiting for queue room instead of failing with
+    /// `QueueFull`; returns once every message of `batch` is queued. Messages leave `batch` as
+    /// they are queued, so a cancelled or failed call leaves the unsent ones there, in order.
+    pub async fn send_batch_wait(
         self: &Arc<Self>,
         to: NodeId,
         batch: &mut VecDeque<Bytes>,
         delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let Some(first) = batch.front() else {
+            return Ok(());
+        };
+        let (Plan::Queue(peer), max) = self.plan_route(to, first.len(), delivery)? else {
+            // Local messages and datagrams wait one by one, each where it waits.
+            return send_each_waiting(batch, |payload| self.send_wait(to, payload, delivery)).await;
+        };
+        // `Some` once the batch is queued or failed for good; `None` to wait for room.
+        let settled = |r: Result<usize, (SendError, bool)>, batch: &VecDeque<Bytes>| match r {
+            Ok(_) if batch.is_empty() => Some(Ok(())),
+            // A full queue, perhaps after queuing some: wait (a payload too large behind
+            // them is refused by the next attempt).
+            Ok(_) | Err((_, true)) => None,
+            Err((e, false)) => Some(Err(e)),
+        };
+        loop {
+            if let Some(done) = settled(self.enqueue_batch(&peer, batch, max, false), batch) {
+                return done;
+            }
+            // Registered before looking again, so that room freed meanwhile is not missed.
+            let room = peer.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(done) = settled(self.enqueue_batch(&peer, batch, max, false), batch) {
+                return done;
+            }
+            tokio::select! {
+                () = room => {}
+                () = peer.cancel.cancelled() => return Err(SendError::Stopped),
+            }
+        }
+    }
+
+    /// Queues the messages at the front of `batch` (each at most `max` bytes) for `peer` under
+    /// one lock and one clock reading; stops at the first that does not fit or is too large.
+    /// On failure (nothing queued), also whether waiting for room could help; a refusal for a
+    /// full queue is counted in `dropped_full` only when `count`.
+    fn enqueue_batch(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        batch: &mut VecDeque<Bytes>,
+        max: usize,
         count: bool,
     ) -> Result<usize, (SendError, bool)> {
-        let Some(first) = batch.front() else {
-            return Ok(0);
-        };
-        let (plan, max) = self
-            .plan_route(to, first.len(), delivery)
-            .map_err(|e| (e, false))?;
-        let Plan::Queue(peer) = plan else {
-            // Local messages and datagrams go one by one.
-            let mut sent = 0;
-            while let Some(payload) = batch.pop_front() {
-                if let Err(e) = self.send(to, payload.clone(), delivery) {
-                    batch.push_front(payload);
-                    let full = matches!(e, SendError::QueueFull(_));
-                    return if sent == 0 { Err((e, full)) } else { Ok(sent) };
-                }
-                sent += 1;
-            }
-            return Ok(sent);
-        };
         let mut st = peer.lock();
         if peer.is_cancelled() {
             return Err((SendError::Stopped, false));
@@ -135,67 +169,20 @@ impl<L: Link> Core<L> {
                 refused = Some((SendError::TooLarge { len, max }, false));
                 break;
             }
-            if !st.queue.has_room_for(payload.len()) {
-                if count {
-                    // Refused and counted by the queue itself; the copy is a reference count.
-                    let _ = st.queue.push(now, payload.clone());
-                }
+            if let Err(payload) = self.push_locked(peer, &mut st, now, payload, count) {
                 batch.push_front(payload);
-                refused = Some((SendError::QueueFull(to), true));
+                refused = Some((SendError::QueueFull(peer.id), true));
                 break;
             }
-            // Room was checked under this lock.
-            let _ = st.queue.push(now, payload);
             sent += 1;
         }
         if sent > 0 {
-            self.start_writer(&peer, &mut st);
-        }
-        drop(st);
-        if sent > 0 && was_empty {
-            peer.wake.notify_one();
+            self.queued(peer, st, was_empty);
         }
         match refused {
             Some(e) if sent == 0 => Err(e),
             _ => Ok(sent),
         }
-    }
-
-    /// Like [`send_batch`](Self::send_batch), waiting for queue room instead of failing with
-    /// `QueueFull`; returns once every message of `batch` is queued. Messages leave `batch` as
-    /// they are queued, so a cancelled or failed call leaves the unsent ones there, in order.
-    pub async fn send_batch_wait(
-        self: &Arc<Self>,
-        to: NodeId,
-        batch: &mut VecDeque<Bytes>,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        let mut peer = None;
-        while !batch.is_empty() {
-            match self.send_batch_counted(to, batch, delivery, false) {
-                Ok(_) => continue,
-                Err((e, false)) => return Err(e),
-                Err((_, true)) => {}
-            }
-            // Full: wait for room, registered before looking again (as `send_wait`).
-            let peer = match &peer {
-                Some(p) => p,
-                None => peer.insert(self.peer(to).ok_or(SendError::UnknownNode(to))?),
-            };
-            let room = peer.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            match self.send_batch_counted(to, batch, delivery, false) {
-                Ok(_) => continue,
-                Err((e, false)) => return Err(e),
-                Err((_, true)) => {}
-            }
-            tokio::select! {
-                () = room => {}
-                () = peer.cancel.cancelled() => return Err(SendError::Stopped),
-            }
-        }
-        Ok(())
     }
 
     /// Queues or sends a message; never blocks.
@@ -333,31 +320,51 @@ impl<L: Link> Core<L> {
         if peer.is_cancelled() {
             return Ok(Err(SendError::Stopped));
         }
-        if !st.queue.has_room_for(payload.len()) {
-            if !count {
-                return Err(payload);
-            }
+        let was_empty = st.queue.is_empty();
+        self.push_locked(peer, &mut st, Instant::now(), payload, count)?;
+        self.queued(peer, st, was_empty);
+        Ok(Ok(()))
+    }
+
+    /// Queues `payload` in `peer`'s locked state `st`, or gives it back when the queue is full
+    /// (the refusal counted in `dropped_full` when `count`).
+    fn push_locked(
+        &self,
+        peer: &Peer,
+        st: &mut PeerState,
+        now: Instant,
+        payload: Bytes,
+        count: bool,
+    ) -> Result<(), Bytes> {
+        if st.queue.has_room_for(payload.len()) {
+            // Room was checked under this lock: the push cannot fail.
+            let _ = st.queue.push(now, payload);
+            return Ok(());
+        }
+        if count {
             // Refused and counted by the queue itself; the copy is a reference count.
-            if let Err(full) = st.queue.push(Instant::now(), payload.clone()) {
+            if let Err(full) = st.queue.push(now, payload.clone()) {
                 debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
             }
-            return Err(payload);
         }
-        // A writer that has not yet taken what is queued takes this message along: it looks
-        // at the queue under this lock before it waits (`writer`), so only the message that
-        // makes the queue non-empty wakes it.
-        let was_empty = st.queue.is_empty();
-        if let Err(full) = st.queue.push(Instant::now(), payload) {
-            // Not reached: room was checked under the same lock.
-            debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
-            return Ok(Err(SendError::QueueFull(peer.id)));
-        }
+        Err(payload)
+    }
+
+    /// After messages were queued under `st`: makes sure `peer`'s writer runs, and wakes it if
+    /// the queue was empty before. A writer that has not yet taken what was queued takes these
+    /// along: it looks at the queue under this lock before it waits (`writer`), so only the
+    /// message that makes the queue non-empty wakes it.
+    fn queued(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        mut st: MutexGuard<'_, PeerState>,
+        was_empty: bool,
+    ) {
         self.start_writer(peer, &mut st);
         drop(st);
         if was_empty {
             peer.wake.notify_one();
         }
-        Ok(Ok(()))
     }
 
     fn note_datagram_sent(&self, to: NodeId, len: usize) {
