@@ -60,10 +60,8 @@ pub struct Connection {
     /// Probes sent since the last acknowledgement of new data: each doubles the next probe's
     /// wait, and once that reaches the RTO the RTO takes over.
     probes_in_row: u32,
-    /// Acknowledge in-order data with one CAck per batch instead of one Ack per message.
-    cumulative_acks: bool,
-    /// Acknowledge all data with one CAck or SAck per batch (implies `cumulative_acks`).
-    selective_acks: bool,
+    /// How received Data is acknowledged: `Config::effective_acks`, never `Auto`.
+    acks: AckPolicy,
     /// A CAck (or SAck) is due at the next drain.
     ack_due: bool,
     /// Selective acks: the latest [`sack::MAX_RANGES`] messages received out of order, whose
@@ -115,11 +113,7 @@ impl Connection {
             rto_deadline: None,
             deadline_is_probe: false,
             probes_in_row: 0,
-            cumulative_acks: matches!(
-                config.effective_acks(),
-                AckPolicy::Cumulative | AckPolicy::Selective
-            ),
-            selective_acks: config.effective_acks() == AckPolicy::Selective,
+            acks: config.effective_acks(),
             ack_due: false,
             recent: VecDeque::new(),
             unreported: 0,
@@ -452,7 +446,7 @@ impl Connection {
     /// acks all of it is covered by one CAck or SAck per batch, and by a SAck every
     /// [`SACK_EVERY`] messages received out of order within a batch.
     fn queue_ack(&mut self, seq: SeqNum) {
-        if self.selective_acks {
+        if self.acks == AckPolicy::Selective {
             self.ack_due = true;
             if self.recv.ahead_len() > 0 {
                 if self.recent.len() == sack::MAX_RANGES {
@@ -468,7 +462,7 @@ impl Connection {
             }
             return;
         }
-        if self.cumulative_acks && seq < self.recv.expected() {
+        if self.acks == AckPolicy::Cumulative && seq < self.recv.expected() {
             self.ack_due = true;
             return;
         }
@@ -484,7 +478,7 @@ impl Connection {
         }
         self.stats.acks_sent += 1;
         let through = SeqNum(self.recv.expected().0.saturating_sub(1));
-        let ack = if self.selective_acks && self.recv.ahead_len() > 0 {
+        let ack = if self.acks == AckPolicy::Selective && self.recv.ahead_len() > 0 {
             self.recv
                 .sack_ranges(sack::MAX_RANGES, &self.recent, &mut self.sack_ranges);
             Message::sack(self.id, through, self.sack_ranges.iter().copied())
@@ -656,5 +650,64 @@ impl Connection {
             self.out.push_back(Message::heartbeat(self.id));
         }
         self.sent_data_since_epoch = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::lsp::Params;
+
+    fn t0() -> Instant {
+        #[allow(clippy::disallowed_methods)] // tests need one arbitrary origin
+        Instant::now()
+    }
+
+    #[test]
+    fn a_batch_of_out_of_order_data_is_acknowledged_every_sack_every_arrivals() {
+        let now = t0();
+        let config = Config::new(Params::throughput());
+        let mut conn = Connection::new(ConnId(1), SeqNum(1), &config, now);
+        // One batch of 200 messages, every third one missing: many more runs than one SAck
+        // can list.
+        let arrived: Vec<u64> = (2..=300).filter(|s| s % 3 != 1).take(200).collect();
+        for &seq in &arrived {
+            let msg = Message::data(ConnId(1), SeqNum(seq), Bytes::from_static(b"x"));
+            conn.handle_message(msg, now);
+        }
+        let mut out = Vec::new();
+        conn.drain_messages(&mut out);
+        let sacks: Vec<&Message> = out.iter().filter(|m| m.kind == MsgType::SAck).collect();
+        assert_eq!(
+            sacks.len(),
+            200 / SACK_EVERY + 1,
+            "one per 16 arrivals, and the drain's"
+        );
+        assert!(out.iter().all(|m| m.kind == MsgType::SAck));
+        // Every arrival is listed by some SAck, though there are 100 runs.
+        for seq in arrived {
+            assert!(
+                sacks
+                    .iter()
+                    .any(|m| m.sack_ranges().any(|(a, b)| a.0 <= seq && seq < b.0)),
+                "{seq} never reported"
+            );
+        }
+    }
+
+    #[test]
+    fn in_order_data_is_acknowledged_by_one_cack_per_batch() {
+        let now = t0();
+        let config = Config::new(Params::throughput());
+        let mut conn = Connection::new(ConnId(1), SeqNum(1), &config, now);
+        for seq in 1..=100 {
+            let msg = Message::data(ConnId(1), SeqNum(seq), Bytes::from_static(b"x"));
+            conn.handle_message(msg, now);
+        }
+        let mut out = Vec::new();
+        conn.drain_messages(&mut out);
+        assert_eq!(out, vec![Message::cack(ConnId(1), SeqNum(100))]);
     }
 }

@@ -160,9 +160,10 @@ pub enum AckPolicy {
     /// JSON, where nothing else can batch.
     Cumulative,
     /// Binary codec only (on JSON it acts as [`Cumulative`](Self::Cumulative)): one
-    /// acknowledgement per received batch of datagrams, a CAck while everything arrived in
-    /// order, otherwise a SAck that repeats the cumulative point and the highest
-    /// [`wire::sack::MAX_RANGES`](crate::wire::sack::MAX_RANGES) runs held out of order. Each
+    /// acknowledgement per received batch of datagrams (and one every 16 out-of-order arrivals
+    /// within it), a CAck while everything arrived in order, otherwise a SAck that repeats the
+    /// cumulative point and up to [`wire::sack::MAX_RANGES`](crate::wire::sack::MAX_RANGES)
+    /// runs held out of order: those of the latest arrivals first, then the highest. Each
     /// acknowledgement carries the whole state, so a lost one costs nothing but the time to the
     /// next: no message is resent because its individual Ack was lost (at 10 % loss each way,
     /// per-message Acks made half of all retransmissions spurious).
