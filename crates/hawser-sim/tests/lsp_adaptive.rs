@@ -426,3 +426,28 @@ fn selective_acks_on_json_act_as_cumulative() {
     let cfg = config(Codec::Binary, RetransmitPolicy::Adaptive);
     assert_eq!(cfg.effective_acks(), AckPolicy::Selective);
 }
+
+#[test]
+fn unanswered_probes_back_off_until_the_rto_takes_over() {
+    let mut net = SimNet::new(hawser_sim::seed());
+    net.set_latency(Duration::from_micros(100));
+    let cfg = config(Codec::Binary, RetransmitPolicy::Adaptive);
+    let (s, c) = pair(&mut net, &cfg);
+    let got = send_and_collect(&mut net, s, c, 1, Duration::from_secs(1));
+    assert_eq!(got, vec![0]);
+    // A lone message into a partition: one probe (two RTTs, at least 1 ms, and the peer's
+    // ack delay), whose doubled wait would pass the 5 ms RTO floor, so the RTO takes over and
+    // backs off (5, 10, 20 ms...). Without the doubling, a probe every 3 ms.
+    net.partition(s, c);
+    net.with::<ClientEndpoint, _>(c, |ep, now| ep.write(now, Bytes::from_static(b"x")))
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_millis(60));
+    let stats = client_stats(&net, c);
+    assert_eq!(stats.probes, 1, "{stats:?}");
+    assert_eq!(stats.rto_expiries, 3, "{stats:?}");
+    net.heal(s, c);
+    net.run_for(Duration::from_millis(100));
+    let read = net.with::<ServerEndpoint, _>(s, |ep, _| ep.read()).unwrap();
+    assert!(matches!(read, Some(ServerRead::Data(_, p)) if &p[..] == b"x"));
+}

@@ -60,6 +60,9 @@ pub struct Connection {
     /// Probes sent since the last acknowledgement of new data: each doubles the next probe's
     /// wait, and once that reaches the RTO the RTO takes over.
     probes_in_row: u32,
+    /// The RTO expired since the last acknowledgement of new data: no more probes until one
+    /// comes (its own back-off is the RTO's).
+    rto_fired: bool,
     /// How received Data is acknowledged: `Config::effective_acks`, never `Auto`.
     acks: AckPolicy,
     /// A CAck (or SAck) is due at the next drain.
@@ -113,6 +116,7 @@ impl Connection {
             rto_deadline: None,
             deadline_is_probe: false,
             probes_in_row: 0,
+            rto_fired: false,
             acks: config.effective_acks(),
             ack_due: false,
             recent: VecDeque::new(),
@@ -498,6 +502,7 @@ impl Connection {
             self.rto.on_progress();
             self.rto_deadline = None;
             self.probes_in_row = 0;
+            self.rto_fired = false;
         }
         if self.adaptive {
             let reorder_window = self.rto.reorder_window();
@@ -532,9 +537,9 @@ impl Connection {
             self.rto_deadline = None;
         } else if self.rto_deadline.is_none() {
             let rto = self.rto.rto();
-            let probe = self
-                .rto
-                .pto(self.send.in_flight() == 1)
+            let probe = (!self.rto_fired)
+                .then(|| self.rto.pto(self.send.in_flight() == 1))
+                .flatten()
                 .map(|pto| pto.saturating_mul(1 << self.probes_in_row.min(16)))
                 .filter(|&wait| wait < rto);
             self.deadline_is_probe = probe.is_some();
@@ -610,6 +615,7 @@ impl Connection {
             } else {
                 self.send.on_rto(now, &mut self.resends);
                 self.rto.on_expiry();
+                self.rto_fired = true;
                 self.stats.rto_expiries += 1;
                 trace!(conn = %self.id, resends = self.resends.len(), rto = ?self.rto.rto(), "rto expired");
             }

@@ -101,9 +101,12 @@ impl RtoEstimator {
             None => self.bounds.initial,
             Some(srtt) => srtt + (self.rttvar * 4).max(GRANULARITY),
         };
-        let backed_off = base.saturating_mul(1u32 << self.backoffs.min(16));
         let max = self.bounds.max.min(self.ceiling);
-        backed_off.clamp(self.bounds.min.min(max), max)
+        // RFC 6298 5.5 doubles the RTO in force, the floor included: a computed RTO under the
+        // floor must not hide the first doublings.
+        base.clamp(self.bounds.min.min(max), max)
+            .saturating_mul(1u32 << self.backoffs.min(16))
+            .min(max)
     }
 }
 
@@ -176,6 +179,21 @@ mod tests {
             Some(Duration::from_millis(4)),
             "capped by the RTO"
         );
+    }
+
+    #[test]
+    fn expiry_doubles_the_floored_rto() {
+        let mut e = RtoEstimator::new(bounds(), Duration::from_secs(60));
+        e.on_sample(Duration::from_micros(200));
+        assert_eq!(
+            e.rto(),
+            Duration::from_millis(5),
+            "1.2 ms computed, 5 ms floor"
+        );
+        e.on_expiry();
+        assert_eq!(e.rto(), Duration::from_millis(10));
+        e.on_expiry();
+        assert_eq!(e.rto(), Duration::from_millis(20));
     }
 
     #[test]
