@@ -1,11 +1,10 @@
 //! The [`Network`] trait: what a node needs from a transport, so users can plug in their own
 //! (PhxPaxos lets users replace its default network the same way).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-
-use std::collections::VecDeque;
 
 use bytes::Bytes;
 use hawser_proto::node::{
