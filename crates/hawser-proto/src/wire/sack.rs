@@ -51,26 +51,13 @@ pub fn encode(through: SeqNum, ranges: impl IntoIterator<Item = (SeqNum, SeqNum)
 /// a zero gap or length, more than [`MAX_RANGES`] ranges, or a range beyond `u64`. Never panics,
 /// whatever the bytes.
 pub fn validate(through: SeqNum, list: &[u8]) -> Result<usize, WireError> {
-    let mut r = Reader(list);
-    let mut prev_end = through
-        .0
-        .checked_add(1)
-        .ok_or(WireError::OutOfRange("sack through"))?;
+    let mut parser = Parser::new(through, list);
     let mut count = 0usize;
-    while !r.is_empty() {
-        let gap = r.varint()?;
-        let len = r.varint()?;
-        if gap == 0 || len == 0 {
-            return Err(WireError::Malformed("sack range with a zero gap or length"));
-        }
+    while parser.next_range()?.is_some() {
         count += 1;
         if count > MAX_RANGES {
             return Err(WireError::Malformed("sack with too many ranges"));
         }
-        prev_end = prev_end
-            .checked_add(gap)
-            .and_then(|start| start.checked_add(len))
-            .ok_or(WireError::OutOfRange("sack range"))?;
     }
     Ok(count)
 }
@@ -78,21 +65,45 @@ pub fn validate(through: SeqNum, list: &[u8]) -> Result<usize, WireError> {
 /// The ranges (`start..end`, ascending) of a list that [`validate`] accepted for `through`.
 /// On a list it did not accept, iteration stops at the first bad range.
 pub fn ranges(through: SeqNum, list: &[u8]) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
-    let mut r = Reader(list);
-    let mut prev_end = through.0.checked_add(1);
-    std::iter::from_fn(move || {
-        if r.is_empty() {
-            return None;
+    let mut parser = Parser::new(through, list);
+    std::iter::from_fn(move || parser.next_range().ok().flatten())
+}
+
+/// The one reader of range lists, behind both [`validate`] and [`ranges`].
+struct Parser<'a> {
+    r: Reader<'a>,
+    /// Where the previous range ended (`through + 1` before the first); `None` past `u64`.
+    prev_end: Option<u64>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(through: SeqNum, list: &'a [u8]) -> Parser<'a> {
+        Parser {
+            r: Reader(list),
+            prev_end: through.0.checked_add(1),
         }
-        let (gap, len) = (r.varint().ok()?, r.varint().ok()?);
-        let start = prev_end?.checked_add(gap)?;
-        let end = start.checked_add(len)?;
+    }
+
+    /// The next range, `None` at the end of the list.
+    fn next_range(&mut self) -> Result<Option<(SeqNum, SeqNum)>, WireError> {
+        let prev_end = self.prev_end.ok_or(WireError::OutOfRange("sack through"))?;
+        if self.r.is_empty() {
+            return Ok(None);
+        }
+        let gap = self.r.varint()?;
+        let len = self.r.varint()?;
         if gap == 0 || len == 0 {
-            return None;
+            return Err(WireError::Malformed("sack range with a zero gap or length"));
         }
-        prev_end = Some(end);
-        Some((SeqNum(start), SeqNum(end)))
-    })
+        let start = prev_end
+            .checked_add(gap)
+            .ok_or(WireError::OutOfRange("sack range"))?;
+        let end = start
+            .checked_add(len)
+            .ok_or(WireError::OutOfRange("sack range"))?;
+        self.prev_end = Some(end);
+        Ok(Some((SeqNum(start), SeqNum(end))))
+    }
 }
 
 #[cfg(test)]
