@@ -528,41 +528,81 @@ fn summary_tput(row: &ThroughputRow) -> String {
     }
 }
 
-/// The node rows (`node_rows`), at `--node-sizes`, runs interleaved as above.
+/// The node rows (`node_rows`), at `--node-sizes`, runs interleaved as above, with the two
+/// rows they are compared with (`ref-tcp-batched`, `ref-quinn`) run between them at the same
+/// sizes: the load of this shared machine drifts within seconds, and a ratio of two runs made
+/// a minute apart measured that drift as much as hawser.
 async fn node_throughput(plan: &Plan, report: &Arc<Mutex<Report>>) {
     for &size in &plan.node_sizes {
         let messages = node_rows::messages(size, plan.messages);
-        let mut rows: Vec<(NodeLink, ThroughputRow)> = NodeLink::ALL
+        let row = |name: &str| ThroughputRow {
+            transport: name.to_string(),
+            size,
+            messages,
+            ..ThroughputRow::default()
+        };
+        let mut rows: Vec<(NodeRow, ThroughputRow)> = NodeLink::ALL
             .into_iter()
             .filter(|l| plan.runs("throughput", l.name()))
-            .map(|l| {
-                let row = ThroughputRow {
-                    transport: l.name().to_string(),
-                    size,
-                    messages,
-                    ..ThroughputRow::default()
-                };
-                (l, row)
-            })
+            .map(|l| (NodeRow::Node(l), row(l.name())))
             .collect();
+        if !rows.is_empty() {
+            for r in [NodeRow::RefTcpBatched, NodeRow::RefQuinn] {
+                rows.insert(0, (r, row(r.name())));
+            }
+        }
         for run in 0..plan.runs {
-            for (link, row) in &mut rows {
+            for (what, row) in &mut rows {
                 if row.error.is_none() {
                     let progress = Arc::new(AtomicU64::new(0));
-                    let fut = node_rows::throughput(*link, messages, size, progress.clone());
-                    record_run(plan, fut, progress, run, row).await;
+                    let p = progress.clone();
+                    match *what {
+                        NodeRow::Node(link) => {
+                            let fut = node_rows::throughput(link, messages, size, p);
+                            record_run(plan, fut, progress, run, row).await;
+                        }
+                        NodeRow::RefTcpBatched => {
+                            let fut = baselines::tcp_throughput(messages, size, true, p);
+                            record_run(plan, fut, progress, run, row).await;
+                        }
+                        NodeRow::RefQuinn => {
+                            let fut = baselines::quinn_throughput(messages, size, p);
+                            record_run(plan, fut, progress, run, row).await;
+                        }
+                    }
                 }
             }
         }
-        for (link, mut row) in rows {
+        for (what, mut row) in rows {
             finish_throughput(&mut row);
             eprintln!(
                 "throughput {:<14} {:>6}: {}",
-                link.name(),
+                what.name(),
                 report::size_name(size),
                 summary_tput(&row)
             );
             lock(report).throughput.push(row);
+        }
+    }
+}
+
+/// A row of the node section.
+#[derive(Clone, Copy)]
+enum NodeRow {
+    /// Raw batched TCP framing (as `tcp-batched`), the target's denominator.
+    RefTcpBatched,
+    /// quinn (as `quinn`), the denominator of the encrypted-LSP target.
+    RefQuinn,
+    /// Two hawser nodes.
+    Node(NodeLink),
+}
+
+impl NodeRow {
+    fn name(self) -> &'static str {
+        match self {
+            NodeRow::RefTcpBatched => report::REF_TCP_BATCHED,
+            NodeRow::RefQuinn => report::REF_QUINN,
+            NodeRow::Node(link) => link.name(),
         }
     }
 }

@@ -32,17 +32,24 @@ pub enum NodeLink {
     TcpSecureBatch,
     /// Noise session over LSP, sent through `Node::send_batch_wait`.
     LspSecureBatch,
+    /// Plaintext session over TCP, sent through `Node::send_batch_wait`: like for like with
+    /// raw batched TCP framing (plaintext, a flush every `BATCH`).
+    TcpPlainBatch,
+    /// Plaintext session over LSP, sent through `Node::send_batch_wait`.
+    LspPlainBatch,
 }
 
 impl NodeLink {
     /// Every node row, in the order of the table.
-    pub const ALL: [NodeLink; 6] = [
+    pub const ALL: [NodeLink; 8] = [
         NodeLink::TcpSecure,
         NodeLink::TcpPlain,
         NodeLink::TcpSecureBatch,
+        NodeLink::TcpPlainBatch,
         NodeLink::LspSecure,
         NodeLink::LspPlain,
         NodeLink::LspSecureBatch,
+        NodeLink::LspPlainBatch,
     ];
 
     /// The row's name (also what `--only` matches).
@@ -54,23 +61,37 @@ impl NodeLink {
             NodeLink::LspPlain => "node-lsp-plain",
             NodeLink::TcpSecureBatch => "node-tcp-batch",
             NodeLink::LspSecureBatch => "node-lsp-batch",
+            NodeLink::TcpPlainBatch => "node-tcp-plain-batch",
+            NodeLink::LspPlainBatch => "node-lsp-plain-batch",
         }
     }
 
     fn is_lsp(self) -> bool {
         matches!(
             self,
-            NodeLink::LspSecure | NodeLink::LspPlain | NodeLink::LspSecureBatch
+            NodeLink::LspSecure
+                | NodeLink::LspPlain
+                | NodeLink::LspSecureBatch
+                | NodeLink::LspPlainBatch
         )
     }
 
     fn is_batch(self) -> bool {
-        matches!(self, NodeLink::TcpSecureBatch | NodeLink::LspSecureBatch)
+        matches!(
+            self,
+            NodeLink::TcpSecureBatch
+                | NodeLink::LspSecureBatch
+                | NodeLink::TcpPlainBatch
+                | NodeLink::LspPlainBatch
+        )
     }
 
     fn security(self) -> Security {
         match self {
-            NodeLink::TcpPlain | NodeLink::LspPlain => Security::DangerPlaintext,
+            NodeLink::TcpPlain
+            | NodeLink::LspPlain
+            | NodeLink::TcpPlainBatch
+            | NodeLink::LspPlainBatch => Security::DangerPlaintext,
             NodeLink::TcpSecure
             | NodeLink::LspSecure
             | NodeLink::TcpSecureBatch
@@ -170,6 +191,16 @@ pub async fn throughput(
 ) -> Result<RunResult> {
     let (a, b) = pair(link).await?;
     let mut inbox = b.incoming();
+    // The baselines connect (and quinn completes its handshake) before their clocks start; a
+    // node connects lazily on its first message, so one message goes through first to open the
+    // connection, run the handshake and open the protocol's stream outside the timed part.
+    a.send_wait(2, payload::make(u64::MAX, size), Delivery::Reliable)
+        .await
+        .map_err(|e| anyhow!("warm-up send: {e}"))?;
+    inbox
+        .recv()
+        .await
+        .ok_or_else(|| anyhow!("node 2 stopped before the warm-up message"))?;
     let receiver = AbortOnDropHandle::new(tokio::spawn(async move {
         for i in 0..n {
             let msg = inbox

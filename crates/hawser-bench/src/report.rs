@@ -8,6 +8,13 @@ use crate::conns::{EchoResult, IdleResult};
 use crate::stats::Percentiles;
 use crate::transports::RunResult;
 
+/// Raw batched TCP framing, run within the node section (at the node sizes, between the node
+/// rows): the denominator of the node rows' ratios.
+pub const REF_TCP_BATCHED: &str = "ref-tcp-batched";
+
+/// quinn, run within the node section: the denominator of the encrypted-LSP ratio.
+pub const REF_QUINN: &str = "ref-quinn";
+
 /// How the benchmark was run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Meta {
@@ -178,6 +185,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// The throughput of `transport` at `size`, if it ran without error.
     fn tput(&self, transport: &str, size: usize) -> Option<f64> {
         self.throughput
             .iter()
@@ -262,12 +270,33 @@ impl Report {
                 None,
             );
         }
-        // One `send_wait` per message, then the batch calls.
+        // The node rows against the references run between them (falling back on the
+        // throughput table's rows when the node section ran without them); plaintext rows are
+        // issue 4's like-for-like comparison (raw framing is plaintext too), secure rows what a
+        // node does by default.
+        let reference = |name: &str, fallback: &str, size: usize| {
+            self.tput(name, size).or_else(|| self.tput(fallback, size))
+        };
         for size in [64, 1024] {
-            for row in ["node-tcp", "node-lsp", "node-tcp-batch", "node-lsp-batch"] {
+            let tcp = reference(REF_TCP_BATCHED, "tcp-batched", size);
+            for row in [
+                "node-tcp-plain",
+                "node-tcp-plain-batch",
+                "node-lsp-plain",
+                "node-lsp-plain-batch",
+                "node-tcp",
+                "node-tcp-batch",
+                "node-lsp",
+                "node-lsp-batch",
+            ] {
+                let kind = if row.contains("plain") {
+                    "plaintext"
+                } else {
+                    "secure"
+                };
                 push(
-                    format!("{row} (secure) / tcp-batched, msgs/s, {}", size_name(size)),
-                    div(self.tput(row, size), self.tput("tcp-batched", size)),
+                    format!("{row} ({kind}) / tcp-batched, msgs/s, {}", size_name(size)),
+                    div(self.tput(row, size), tcp),
                     ">= 0.8",
                     Some(|v| v >= 0.8),
                 );
@@ -276,7 +305,7 @@ impl Report {
         for row in ["node-lsp", "node-lsp-batch"] {
             push(
                 format!("{row} (secure) / quinn, msgs/s, 64 B"),
-                div(self.tput(row, 64), self.tput("quinn", 64)),
+                div(self.tput(row, 64), reference(REF_QUINN, "quinn", 64)),
                 ">= 1.0",
                 Some(|v| v >= 1.0),
             );
@@ -415,7 +444,7 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "{:<16} {:>6} {:>10} {:>8} {:>10} {:>6}  note",
+                "{:<20} {:>6} {:>10} {:>8} {:>10} {:>6}  note",
                 "transport", "size", "msgs/s", "MB/s", "CPU us/msg", "loss%"
             );
             for r in &self.throughput {
@@ -429,7 +458,7 @@ impl Report {
                 }
                 let _ = writeln!(
                     out,
-                    "{:<16} {:>6} {:>10} {:>8} {:>10} {:>6}  {}",
+                    "{:<20} {:>6} {:>10} {:>8} {:>10} {:>6}  {}",
                     r.transport,
                     size_name(r.size),
                     fmt_opt(r.msgs_per_sec, 0),
