@@ -73,7 +73,11 @@ struct Args {
     runs: usize,
     /// Run only these rows or sections (comma-separated): transports hawser-binary, hawser-batched,
     /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
-    /// node-tcp-plain, node-tcp-batch, node-lsp, node-lsp-plain, node-lsp-batch; sections throughput, pingpong, loss, idle, echo. Transports and sections combine (both must match).
+    /// node-tcp-plain, node-tcp-batch, node-tcp-plain-batch, node-lsp, node-lsp-plain,
+    /// node-lsp-batch, node-lsp-plain-batch, and the node section's references ref-tcp-batched
+    /// and ref-quinn (which run with the node rows unless `--only` names transports without
+    /// them); sections throughput, pingpong, loss, idle, echo. Transports and sections combine
+    /// (both must match).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Idle clients of the memory measurement [default: 10000, quick 500].
@@ -547,8 +551,10 @@ async fn node_throughput(plan: &Plan, report: &Arc<Mutex<Report>>) {
             .map(|l| (NodeRow::Node(l), row(l.name())))
             .collect();
         if !rows.is_empty() {
-            for r in [NodeRow::RefTcpBatched, NodeRow::RefQuinn] {
-                rows.insert(0, (r, row(r.name())));
+            for r in [NodeRow::RefQuinn, NodeRow::RefTcpBatched] {
+                if plan.runs("throughput", r.name()) {
+                    rows.insert(0, (r, row(r.name())));
+                }
             }
         }
         for run in 0..plan.runs {
