@@ -26,7 +26,7 @@ pub use backoff::Backoff;
 pub use membership::{
     Member, Membership, MembershipChange, MembershipError, MAX_ADDRS_PER_NODE, MAX_NODES,
 };
-pub use queue::{QueueFull, QueueLimits, Queued, SendQueue};
+pub use queue::{FrameBatch, QueueFull, QueueLimits, SendQueue, GROW_BY, RETAINED_BUFFER};
 pub use stats::PeerStats;
 
 /// A node's identity in the cluster: a plain number chosen by the application (PhxPaxos packs

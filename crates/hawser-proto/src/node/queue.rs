@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::PeerStats;
 
@@ -29,15 +29,6 @@ impl Default for QueueLimits {
     }
 }
 
-/// A message in the queue, with the time it was queued.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Queued {
-    /// The payload.
-    pub payload: Bytes,
-    /// When it was queued (the `now` given to [`SendQueue::push`]).
-    pub queued_at: Instant,
-}
-
 /// The queue is full: the message was refused and counted in `dropped_full`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("queue full ({messages} messages, {bytes} bytes waiting)")]
@@ -48,25 +39,58 @@ pub struct QueueFull {
     pub bytes: usize,
 }
 
+/// One queued message: its encoded frame's length, its payload's, and when it was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FrameMeta {
+    frame_len: usize,
+    payload_len: usize,
+    queued_at: Instant,
+}
+
+/// Each buffer of a queue has room for at least this many bytes of frames (or one larger
+/// frame): 64 KiB.
+pub const GROW_BY: usize = 64 * 1024;
+
+/// An emptied buffer larger than this is let go rather than kept for the next messages, so
+/// that one burst (or one large message) does not pin its memory: 256 KiB.
+pub const RETAINED_BUFFER: usize = 256 * 1024;
+
 /// One destination's outgoing queue: FIFO, bounded by [`QueueLimits`], with time passed in.
+///
+/// Each message is stored already encoded, header and payload side by side in one buffer, so
+/// that the caller's payload is copied once, on the caller's thread, and a writer takes a run
+/// of messages as one contiguous [`FrameBatch`] to write as it is. The header is the caller's
+/// (the node layer's frame format, `wire::node::app_frame_header`); the bounds count payload
+/// bytes.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use hawser_proto::node::{QueueLimits, SendQueue};
+/// use hawser_proto::node::{FrameBatch, QueueLimits, SendQueue};
 ///
 /// let limits = QueueLimits { max_messages: 2, max_bytes: 100, deadline: Duration::from_secs(5) };
 /// let mut q = SendQueue::new(limits);
 /// let t0 = Instant::now(); // the caller's clock
-/// q.push(t0, "a".into()).unwrap();
-/// q.push(t0 + Duration::from_secs(4), "b".into()).unwrap();
-/// assert!(q.push(t0, "c".into()).is_err()); // full: an error, never growth
+/// q.push(t0, b"<", b"a").unwrap();
+/// q.push(t0 + Duration::from_secs(4), b"<", b"b").unwrap();
+/// assert!(q.push(t0, b"<", b"c").is_err()); // full: an error, never growth
 /// // At 6 s, "a" has outlived the deadline: dropped at the head and counted.
-/// assert_eq!(q.pop(t0 + Duration::from_secs(6)).unwrap().payload, "b");
+/// let mut batch = FrameBatch::default();
+/// q.take(t0 + Duration::from_secs(6), 16, 1024, &mut batch);
+/// assert_eq!(&batch.bytes()[..], b"<b");
 /// assert_eq!(q.dropped_stale(), 1);
 /// ```
 #[derive(Clone, Debug)]
 pub struct SendQueue {
-    items: VecDeque<Queued>,
+    /// Frames of earlier buffers, each with how many it holds, oldest first (each was
+    /// `tail` until a frame did not fit: buffers are never grown, so waiting frames are
+    /// never copied again).
+    chunks: VecDeque<(Bytes, usize)>,
+    /// The buffer new frames go to, and how many it holds.
+    tail: BytesMut,
+    tail_frames: usize,
+    /// Room of a new buffer ([`GROW_BY`] unless set otherwise).
+    grow_by: usize,
+    frames: VecDeque<FrameMeta>,
     bytes: usize,
     limits: QueueLimits,
     enqueued: u64,
@@ -74,11 +98,85 @@ pub struct SendQueue {
     dropped_full: u64,
 }
 
+/// Messages taken from a [`SendQueue`] for one write: their frames, contiguous and in order.
+/// Reused from one batch to the next.
+#[derive(Clone, Debug, Default)]
+pub struct FrameBatch {
+    bytes: Bytes,
+    frames: Vec<FrameMeta>,
+}
+
+impl FrameBatch {
+    /// The frames, back to back.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// How many frames, from the first, lie whole in the first `written` bytes.
+    pub fn whole_in(&self, written: usize) -> usize {
+        let mut end = 0;
+        self.frames
+            .iter()
+            .take_while(|f| {
+                end += f.frame_len;
+                end <= written
+            })
+            .count()
+    }
+
+    /// Payload bytes of the first `n` messages.
+    pub fn payload_bytes(&self, n: usize) -> u64 {
+        self.frames
+            .iter()
+            .take(n)
+            .map(|f| f.payload_len as u64)
+            .sum()
+    }
+
+    /// Each message's frame, in order, with how many of its bytes are the header (slices of
+    /// [`bytes`](Self::bytes), not copies).
+    pub fn frames(&self) -> impl Iterator<Item = (Bytes, usize)> + '_ {
+        let mut start = 0;
+        self.frames.iter().map(move |f| {
+            let end = start + f.frame_len;
+            let frame = self.bytes.slice(start..end);
+            start = end;
+            (frame, f.frame_len - f.payload_len)
+        })
+    }
+
+    /// Empties it (keeping its allocation for the next batch).
+    pub fn clear(&mut self) {
+        self.bytes = Bytes::new();
+        self.frames.clear();
+    }
+}
+
 impl SendQueue {
     /// An empty queue with these bounds.
     pub fn new(limits: QueueLimits) -> SendQueue {
+        SendQueue::with_buffers_of(limits, GROW_BY)
+    }
+
+    /// An empty queue whose buffers hold at least `bytes` of frames each (rather than
+    /// [`GROW_BY`]): a batch never spans two buffers, so this also bounds a batch.
+    pub fn with_buffers_of(limits: QueueLimits, bytes: usize) -> SendQueue {
         SendQueue {
-            items: VecDeque::new(),
+            grow_by: bytes.max(1),
+            chunks: VecDeque::new(),
+            tail: BytesMut::new(),
+            tail_frames: 0,
+            frames: VecDeque::new(),
             bytes: 0,
             limits,
             enqueued: 0,
@@ -94,30 +192,52 @@ impl SendQueue {
 
     /// Whether a payload of `len` bytes would be accepted now.
     pub fn has_room_for(&self, len: usize) -> bool {
-        self.items.len() < self.limits.max_messages
+        self.frames.len() < self.limits.max_messages
             && self.bytes.saturating_add(len) <= self.limits.max_bytes
     }
 
-    /// Queues a payload at the tail.
+    /// Queues a message at the tail: its frame is `header` then `payload`, copied.
     ///
     /// # Errors
     /// [`QueueFull`] when the count or the byte bound would be exceeded; the refusal is
     /// counted and nothing is queued.
-    pub fn push(&mut self, now: Instant, payload: Bytes) -> Result<(), QueueFull> {
+    pub fn push(&mut self, now: Instant, header: &[u8], payload: &[u8]) -> Result<(), QueueFull> {
         if !self.has_room_for(payload.len()) {
-            self.dropped_full += 1;
-            return Err(QueueFull {
-                messages: self.items.len(),
-                bytes: self.bytes,
-            });
+            return Err(self.refuse());
         }
+        let frame_len = header.len() + payload.len();
+        if self.tail.capacity() - self.tail.len() < frame_len {
+            let room = frame_len.max(self.grow_by);
+            if self.tail.is_empty() {
+                // Reuses the buffer when the frames taken from it are gone.
+                self.tail.reserve(room);
+            } else {
+                let full = std::mem::replace(&mut self.tail, BytesMut::with_capacity(room));
+                self.chunks.push_back((full.freeze(), self.tail_frames));
+                self.tail_frames = 0;
+            }
+        }
+        self.tail.extend_from_slice(header);
+        self.tail.extend_from_slice(payload);
+        self.tail_frames += 1;
         self.bytes += payload.len();
         self.enqueued += 1;
-        self.items.push_back(Queued {
-            payload,
+        self.frames.push_back(FrameMeta {
+            frame_len,
+            payload_len: payload.len(),
             queued_at: now,
         });
         Ok(())
+    }
+
+    /// Counts a message refused for want of room (as a failed [`push`](Self::push) does), for
+    /// callers that check [`has_room_for`](Self::has_room_for) first; returns the refusal.
+    pub fn refuse(&mut self) -> QueueFull {
+        self.dropped_full += 1;
+        QueueFull {
+            messages: self.frames.len(),
+            bytes: self.bytes,
+        }
     }
 
     /// Drops every message at the head that has outlived the deadline at `now`; returns how
@@ -125,59 +245,142 @@ impl SendQueue {
     /// message's queue time counts as no wait.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut dropped = 0;
-        while let Some(head) = self.items.front() {
+        while let Some(head) = self.frames.front() {
             if now.saturating_duration_since(head.queued_at) <= self.limits.deadline {
                 break;
             }
-            self.remove_head();
+            let head = *head;
+            self.frames.pop_front();
+            match self.chunks.front_mut() {
+                Some((chunk, n)) => {
+                    chunk.advance(head.frame_len);
+                    *n -= 1;
+                    if *n == 0 {
+                        self.chunks.pop_front();
+                    }
+                }
+                None => {
+                    self.tail.advance(head.frame_len);
+                    self.tail_frames -= 1;
+                }
+            }
+            self.bytes = self.bytes.saturating_sub(head.payload_len);
             dropped += 1;
         }
         self.dropped_stale += dropped as u64;
+        self.release_if_empty();
         dropped
     }
 
-    /// The next message still within its deadline at `now`, dropping (and counting) stale ones
-    /// that reach the head first.
-    pub fn pop(&mut self, now: Instant) -> Option<Queued> {
-        self.expire(now);
-        self.remove_head()
+    /// Replaces `batch` with the next messages: first drops (and counts) the stale ones at the
+    /// head, then takes at least one message if any is left, and more while fewer than
+    /// `max_messages` are taken, their payloads come to less than `max_bytes`, and they lie in
+    /// the same buffer (at least [`GROW_BY`] bytes of frames, unless the queue holds fewer).
+    /// Returns how many stale ones were dropped.
+    ///
+    /// Only the head's age is checked: the messages behind it were queued no earlier, when the
+    /// `now` given to [`push`](Self::push) never goes back.
+    pub fn take(
+        &mut self,
+        now: Instant,
+        max_messages: usize,
+        max_bytes: usize,
+        batch: &mut FrameBatch,
+    ) -> usize {
+        let dropped = self.expire(now);
+        batch.frames.clear();
+        let in_buffer = match self.chunks.front() {
+            Some(&(_, n)) => n,
+            None => self.tail_frames,
+        };
+        let max_messages = max_messages.clamp(1, in_buffer.max(1));
+        let (mut frame_bytes, mut payload_bytes) = (0, 0);
+        while batch.frames.len() < max_messages && payload_bytes < max_bytes.max(1) {
+            let Some(f) = self.frames.pop_front() else {
+                break;
+            };
+            frame_bytes += f.frame_len;
+            payload_bytes += f.payload_len;
+            batch.frames.push(f);
+        }
+        self.bytes = self.bytes.saturating_sub(payload_bytes);
+        let taken = batch.frames.len();
+        batch.bytes = match self.chunks.front_mut() {
+            Some((chunk, n)) => {
+                let bytes = chunk.split_to(frame_bytes);
+                *n -= taken;
+                if *n == 0 {
+                    self.chunks.pop_front();
+                }
+                bytes
+            }
+            None => {
+                self.tail_frames -= taken;
+                self.tail.split_to(frame_bytes).freeze()
+            }
+        };
+        self.release_if_empty();
+        dropped
     }
 
-    /// Puts a message taken with [`pop`](Self::pop) back at the head (its write failed; it will
-    /// be retried first). It keeps its queue time, so the deadline still applies. This may
-    /// exceed the bounds by that one message, which was counted in them before.
-    pub fn requeue_front(&mut self, item: Queued) {
-        self.bytes = self.bytes.saturating_add(item.payload.len());
-        self.items.push_front(item);
+    /// Puts the messages of `batch` from the `from`-th on back at the head, in order (their
+    /// write failed; they will be retried first). They keep their queue times, so the deadline
+    /// still applies. This may exceed the bounds by that batch, which was counted in them
+    /// before. Returns how many.
+    pub fn requeue_front(&mut self, batch: &FrameBatch, from: usize) -> usize {
+        let Some(rest) = batch.frames.get(from..) else {
+            return 0;
+        };
+        if rest.is_empty() {
+            return 0;
+        }
+        let skip: usize = batch.frames.iter().take(from).map(|f| f.frame_len).sum();
+        self.chunks
+            .push_front((batch.bytes.slice(skip.min(batch.bytes.len())..), rest.len()));
+        for f in rest.iter().rev() {
+            self.frames.push_front(*f);
+            self.bytes = self.bytes.saturating_add(f.payload_len);
+        }
+        rest.len()
     }
 
     /// When the head message will outlive the deadline, if there is one.
     pub fn next_expiry(&self) -> Option<Instant> {
-        let head = self.items.front()?;
+        let head = self.frames.front()?;
         head.queued_at.checked_add(self.limits.deadline)
     }
 
     /// Drops everything waiting (not counted as stale); returns how many.
     pub fn clear(&mut self) -> usize {
-        let n = self.items.len();
-        self.items.clear();
+        let n = self.frames.len();
+        self.frames.clear();
+        self.chunks.clear();
+        self.tail.clear();
+        self.tail_frames = 0;
         self.bytes = 0;
+        self.release_if_empty();
         n
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.frames.len()
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.frames.is_empty()
     }
 
     /// Payload bytes waiting.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Bytes the queue's buffers hold (frames waiting, and room for more in the newest), for
+    /// memory accounting; at most [`RETAINED_BUFFER`] once the queue is empty.
+    pub fn buffer_capacity(&self) -> usize {
+        self.tail.capacity() + self.chunks.iter().map(|(c, _)| c.len()).sum::<usize>()
     }
 
     /// Messages dropped at the head for outliving the deadline, in total.
@@ -193,17 +396,24 @@ impl SendQueue {
     /// Copies the queue's counters into `stats` (`queued`, `queued_bytes`, `enqueued`,
     /// `dropped_stale`, `dropped_full`); the other fields are left as they are.
     pub fn fill_stats(&self, stats: &mut PeerStats) {
-        stats.queued = self.items.len() as u64;
+        stats.queued = self.frames.len() as u64;
         stats.queued_bytes = self.bytes as u64;
         stats.enqueued = self.enqueued;
         stats.dropped_stale = self.dropped_stale;
         stats.dropped_full = self.dropped_full;
     }
 
-    fn remove_head(&mut self) -> Option<Queued> {
-        let item = self.items.pop_front()?;
-        self.bytes = self.bytes.saturating_sub(item.payload.len());
-        Some(item)
+    /// Lets the buffer go if nothing waits (for an idle destination).
+    pub fn release_buffer(&mut self) {
+        if self.frames.is_empty() {
+            self.tail = BytesMut::new();
+        }
+    }
+
+    fn release_if_empty(&mut self) {
+        if self.frames.is_empty() && self.tail.capacity() > RETAINED_BUFFER {
+            self.tail = BytesMut::new();
+        }
     }
 }
 
@@ -238,41 +448,75 @@ mod tests {
         assert_eq!(l.deadline, Duration::from_secs(5));
     }
 
+    /// Pushes `payload` with a one-byte header `<`.
+    fn push(q: &mut SendQueue, at: Instant, payload: &[u8]) -> Result<(), QueueFull> {
+        q.push(at, b"<", payload)
+    }
+
+    /// The payloads of the next batch (headers stripped).
+    fn take(q: &mut SendQueue, now: Instant, max: usize) -> Vec<Bytes> {
+        let mut batch = FrameBatch::default();
+        q.take(now, max, usize::MAX, &mut batch);
+        batch.frames().map(|(f, h)| f.slice(h..)).collect()
+    }
+
     #[test]
     fn fifo_within_deadline() {
         let t0 = origin();
         let mut q = SendQueue::new(limits(10, 100, 1000));
         for p in ["a", "b", "c"] {
-            q.push(t0, Bytes::from(p)).unwrap();
+            push(&mut q, t0, p.as_bytes()).unwrap();
         }
         assert_eq!((q.len(), q.bytes()), (3, 3));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop(ms(t0, 1000)))
-            .map(|i| i.payload)
-            .collect();
-        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(take(&mut q, ms(t0, 1000), 2), ["a", "b"]);
+        assert_eq!(take(&mut q, ms(t0, 1000), 2), ["c"]);
+        assert!(take(&mut q, ms(t0, 1000), 2).is_empty());
         assert_eq!((q.len(), q.bytes(), q.dropped_stale()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_batch_is_the_frames_back_to_back_within_both_bounds() {
+        let t0 = origin();
+        let mut q = SendQueue::new(limits(10, 100, 1000));
+        for p in ["ab", "", "cde", "f"] {
+            q.push(t0, &[p.len() as u8], p.as_bytes()).unwrap();
+        }
+        let mut batch = FrameBatch::default();
+        // Stops once the payloads reach 5 bytes: "ab", "", "cde".
+        q.take(t0, 10, 5, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"\x02ab\x00\x03cde");
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.payload_bytes(2), 2);
+        assert_eq!(batch.payload_bytes(9), 5);
+        let whole: Vec<_> = (0..=9).map(|n| batch.whole_in(n)).collect();
+        assert_eq!(whole, [0, 0, 0, 1, 2, 2, 2, 2, 3, 3]);
+        // One message at least, whatever the bounds.
+        q.take(t0, 0, 0, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"\x01f");
+        assert!(q.is_empty());
     }
 
     #[test]
     fn full_by_count_and_by_bytes_is_refused_and_counted() {
         let t0 = origin();
         let mut q = SendQueue::new(limits(2, 10, 1000));
-        q.push(t0, Bytes::from_static(b"12345")).unwrap();
+        push(&mut q, t0, b"12345").unwrap();
         assert_eq!(
-            q.push(t0, Bytes::from_static(b"123456")),
+            push(&mut q, t0, b"123456"),
             Err(QueueFull {
                 messages: 1,
                 bytes: 5
             })
         );
-        q.push(t0, Bytes::from_static(b"12345")).unwrap();
-        assert!(q.push(t0, Bytes::new()).is_err());
-        assert_eq!(q.dropped_full(), 2);
+        push(&mut q, t0, b"12345").unwrap();
+        assert!(push(&mut q, t0, b"").is_err());
+        assert_eq!(q.refuse().messages, 2);
+        assert_eq!(q.dropped_full(), 3);
         let mut s = PeerStats::default();
         q.fill_stats(&mut s);
         assert_eq!(
             (s.queued, s.queued_bytes, s.enqueued, s.dropped_full),
-            (2, 10, 2, 2)
+            (2, 10, 2, 3)
         );
     }
 
@@ -280,99 +524,165 @@ mod tests {
     fn stale_messages_drop_at_the_head_only() {
         let t0 = origin();
         let mut q = SendQueue::new(limits(10, 100, 100));
-        q.push(t0, "old".into()).unwrap();
-        q.push(ms(t0, 50), "mid".into()).unwrap();
-        q.push(ms(t0, 140), "new".into()).unwrap();
+        push(&mut q, t0, b"old").unwrap();
+        push(&mut q, ms(t0, 50), b"mid").unwrap();
+        push(&mut q, ms(t0, 140), b"new").unwrap();
         assert_eq!(q.next_expiry(), Some(ms(t0, 100)));
         assert_eq!(
             q.expire(ms(t0, 100)),
             0,
             "exactly at the deadline is still in time"
         );
-        assert_eq!(q.pop(ms(t0, 160)).unwrap().payload, "new");
+        assert_eq!(take(&mut q, ms(t0, 160), 10), ["new"]);
         assert_eq!(q.dropped_stale(), 2);
         assert_eq!(q.bytes(), 0);
-        assert_eq!(q.pop(ms(t0, 160)), None);
+        assert!(take(&mut q, ms(t0, 160), 10).is_empty());
     }
 
     #[test]
-    fn requeued_message_comes_first_and_keeps_its_age() {
+    fn requeued_messages_come_first_and_keep_their_age() {
         let t0 = origin();
-        let mut q = SendQueue::new(limits(1, 100, 100));
-        q.push(t0, "x".into()).unwrap();
-        let item = q.pop(t0).unwrap();
-        q.push(ms(t0, 10), "y".into()).unwrap();
-        q.requeue_front(item);
-        assert_eq!(q.len(), 2, "one over the bound, by the requeued message");
-        assert_eq!(q.pop(ms(t0, 105)).unwrap().payload, "y");
+        let mut q = SendQueue::new(limits(2, 100, 100));
+        push(&mut q, t0, b"x").unwrap();
+        push(&mut q, ms(t0, 1), b"y").unwrap();
+        let mut batch = FrameBatch::default();
+        q.take(t0, 10, 100, &mut batch);
+        push(&mut q, ms(t0, 10), b"z").unwrap();
+        push(&mut q, ms(t0, 10), b"w").unwrap();
+        // "x" was written; "y" was not.
+        assert_eq!(q.requeue_front(&batch, 1), 1);
+        assert_eq!(q.len(), 3, "one over the bound, by the requeued message");
+        assert_eq!(q.bytes(), 3);
+        // The requeued frames are a buffer of their own, taken first.
+        assert_eq!(take(&mut q, ms(t0, 2), 10), ["y"]);
+        assert_eq!(take(&mut q, ms(t0, 2), 10), ["z", "w"]);
+        push(&mut q, t0, b"v").unwrap();
+        q.take(t0, 10, 100, &mut batch);
+        q.requeue_front(&batch, 0);
+        assert_eq!(take(&mut q, ms(t0, 105), 10), Vec::<Bytes>::new());
         assert_eq!(q.dropped_stale(), 1);
+        assert_eq!(q.requeue_front(&batch, 5), 0);
+    }
+
+    #[test]
+    fn frames_never_span_buffers_and_are_never_copied_again() {
+        let t0 = origin();
+        let mut q = SendQueue::with_buffers_of(limits(10, 100, 100), 6);
+        for p in ["ab", "cd", "efgh", "i"] {
+            push(&mut q, t0, p.as_bytes()).unwrap();
+        }
+        // Buffers of 6 bytes: "<ab<cd", "<efgh" (it does not fit after them), "<i".
+        assert_eq!(q.chunks.len(), 2);
+        let first = q.chunks[0].0.as_ptr();
+        let mut batch = FrameBatch::default();
+        q.take(t0, 10, 100, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"<ab<cd");
+        assert_eq!(
+            batch.bytes().as_ptr(),
+            first,
+            "taken where it was written, not copied"
+        );
+        assert_eq!(take(&mut q, t0, 10), ["efgh"]);
+        assert_eq!(q.expire(ms(t0, 101)), 1);
+        assert!(q.is_empty());
+        push(&mut q, ms(t0, 101), b"jk").unwrap();
+        q.take(ms(t0, 101), 10, 100, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"<jk");
     }
 
     #[test]
     fn clock_going_back_counts_as_no_wait() {
         let t0 = origin() + Duration::from_secs(10);
         let mut q = SendQueue::new(limits(10, 100, 100));
-        q.push(t0, "a".into()).unwrap();
-        assert_eq!(q.pop(t0 - Duration::from_secs(5)).unwrap().payload, "a");
+        push(&mut q, t0, b"a").unwrap();
+        assert_eq!(take(&mut q, t0 - Duration::from_secs(5), 1), ["a"]);
         assert_eq!(q.clear(), 0);
+    }
+
+    #[test]
+    fn a_large_emptied_buffer_is_let_go() {
+        let t0 = origin();
+        let mut q = SendQueue::new(limits(10, 1 << 20, 100));
+        push(&mut q, t0, &vec![7; RETAINED_BUFFER + 1]).unwrap();
+        assert!(q.buffer_capacity() > RETAINED_BUFFER);
+        let got = take(&mut q, t0, 1);
+        assert_eq!(got[0].len(), RETAINED_BUFFER + 1);
+        assert_eq!(q.buffer_capacity(), 0);
+        push(&mut q, t0, b"small").unwrap();
+        take(&mut q, t0, 1);
+        assert!(q.buffer_capacity() <= RETAINED_BUFFER);
     }
 
     #[derive(Clone, Debug)]
     enum Op {
         Push(usize, u64),
-        Pop(u64),
-        PopRequeue(u64),
+        Take(u64, usize),
+        TakeRequeue(u64, usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0usize..40, 0u64..50).prop_map(|(l, dt)| Op::Push(l, dt)),
-            (0u64..50).prop_map(Op::Pop),
-            (0u64..50).prop_map(Op::PopRequeue),
+            (0u64..50, 1usize..4).prop_map(|(dt, n)| Op::Take(dt, n)),
+            (0u64..50, 1usize..4, 0usize..4).prop_map(|(dt, n, w)| Op::TakeRequeue(dt, n, w)),
         ]
     }
 
     proptest! {
-        /// Against a model: bounds hold (but for one requeued message), order is FIFO, nothing
-        /// handed out is stale, and every message is accounted for exactly once.
+        /// Against a model: bounds hold, order is FIFO, nothing
+        /// handed out is stale, every frame is its header then its payload, and every message
+        /// is accounted for exactly once.
         #[test]
         fn queue_matches_model(ops in proptest::collection::vec(op(), 0..200),
                                max_messages in 1usize..8, max_bytes in 0usize..120,
-                               deadline in 0u64..120) {
+                               deadline in 0u64..120, grow in 1usize..80) {
             let t0 = origin();
             let mut now = t0;
-            let mut q = SendQueue::new(limits(max_messages, max_bytes, deadline));
-            let (mut pushed, mut popped, mut next_id) = (0u64, 0u64, 0u64);
-            let mut last_popped: Option<u64> = None;
+            let mut q = SendQueue::with_buffers_of(limits(max_messages, max_bytes, deadline), grow);
+            let (mut pushed, mut taken, mut next_id) = (0u64, 0u64, 0u64);
+            let mut last_taken: Option<u64> = None;
+            let mut batch = FrameBatch::default();
             for op in ops {
                 match op {
                     Op::Push(len, dt) => {
                         now += Duration::from_millis(dt);
                         let mut p = vec![0u8; len.max(8)];
                         p[..8].copy_from_slice(&next_id.to_be_bytes());
-                        let p = Bytes::from(p);
+                        let header = [p.len() as u8];
                         let fits = q.has_room_for(p.len());
-                        prop_assert_eq!(q.push(now, p).is_ok(), fits);
+                        prop_assert_eq!(q.push(now, &header, &p).is_ok(), fits);
                         if fits { pushed += 1; next_id += 1; }
                     }
-                    Op::Pop(dt) | Op::PopRequeue(dt) => {
+                    Op::Take(dt, n) | Op::TakeRequeue(dt, n, _) => {
                         now += Duration::from_millis(dt);
-                        if let Some(item) = q.pop(now) {
-                            prop_assert!(now.duration_since(item.queued_at) <= q.limits().deadline);
-                            let id = u64::from_be_bytes(item.payload[..8].try_into().unwrap());
-                            if let Some(prev) = last_popped { prop_assert!(id >= prev); }
-                            last_popped = Some(id);
-                            if matches!(op, Op::PopRequeue(_)) {
-                                q.requeue_front(item);
-                            } else {
-                                popped += 1;
-                            }
+                        q.take(now, n, usize::MAX, &mut batch);
+                        prop_assert!(batch.len() <= n);
+                        let mut total = 0;
+                        for (frame, h) in batch.frames() {
+                            prop_assert_eq!(h, 1);
+                            prop_assert_eq!(usize::from(frame[0]), frame.len() - 1);
+                            total += frame.len();
+                            let id = u64::from_be_bytes(frame[1..9].try_into().unwrap());
+                            if let Some(prev) = last_taken { prop_assert!(id >= prev); }
+                            last_taken = Some(id);
+                        }
+                        prop_assert_eq!(total, batch.bytes().len());
+                        let written = match op {
+                            Op::TakeRequeue(_, _, w) => w.min(batch.len()),
+                            _ => batch.len(),
+                        };
+                        let requeued = q.requeue_front(&batch, written);
+                        taken += written as u64;
+                        if requeued > 0 {
+                            // The next take starts again from the first one not written.
+                            last_taken = None;
                         }
                     }
                 }
+                // A batch put back right after it was taken restores a state within bounds.
                 prop_assert!(q.len() <= max_messages);
                 prop_assert!(q.bytes() <= max_bytes);
-                prop_assert_eq!(pushed, popped + q.dropped_stale() + q.len() as u64);
+                prop_assert_eq!(pushed, taken + q.dropped_stale() + q.len() as u64);
             }
         }
     }

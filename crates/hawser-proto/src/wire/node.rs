@@ -274,6 +274,19 @@ impl FrameKind {
     }
 }
 
+/// Bytes before an application payload on a framed byte stream: the 4-byte big-endian length
+/// of the frame (kind byte and payload) and the [`FrameKind::App`] byte.
+pub const APP_FRAME_HEADER_LEN: usize = 4 + FRAME_KIND_LEN;
+
+/// What goes before an application payload of `payload_len` bytes on a framed byte stream
+/// (a frame as `tokio_util`'s `LengthDelimitedCodec` reads it: length, then kind and payload);
+/// `None` when the frame's length does not fit in 4 bytes.
+pub fn app_frame_header(payload_len: usize) -> Option<[u8; APP_FRAME_HEADER_LEN]> {
+    let len = u32::try_from(payload_len.checked_add(FRAME_KIND_LEN)?).ok()?;
+    let [a, b, c, d] = len.to_be_bytes();
+    Some([a, b, c, d, FrameKind::App.byte()])
+}
+
 /// An unreliable datagram: sender, intended receiver, payload (borrowed from the datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Datagram<'a> {
@@ -410,6 +423,20 @@ mod tests {
     static DGRAM_1_TO_2: [u8; 23] = [
         0x48, 0x57, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b', b'c',
     ];
+
+    #[test]
+    fn app_frame_header_is_length_then_kind() {
+        assert_eq!(app_frame_header(0), Some([0, 0, 0, 1, 0x00]));
+        assert_eq!(app_frame_header(0x0102_0304), Some([1, 2, 3, 5, 0x00]));
+        assert_eq!(
+            app_frame_header(u32::MAX as usize - 1),
+            Some([0xff, 0xff, 0xff, 0xff, 0])
+        );
+        assert_eq!(app_frame_header(u32::MAX as usize), None);
+        assert_eq!(app_frame_header(usize::MAX), None);
+        let h = app_frame_header(3).unwrap();
+        assert_eq!(FrameKind::of(&[h[4], 1, 2, 3]), Ok(FrameKind::App));
+    }
 
     fn emit_after_a5(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
         let mut out = BytesMut::from(&[0xa5u8][..]);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hawser_proto::node::Member;
+use hawser_proto::node::{FrameBatch, Member};
 use tokio::sync::mpsc;
 
 use super::config::Settings;
@@ -47,20 +47,22 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     /// Writes one frame on a connection.
     fn write(conn: &mut Self::Conn, frame: Frame) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Writes application payloads on a connection, in order, as [`write`](Self::write) of
-    /// one [`Frame::App`] each would (the default does exactly that); links override it to
-    /// move the whole batch in fewer, larger writes.
+    /// Writes a batch of queued application messages on a connection, in order, as
+    /// [`write`](Self::write) of one [`Frame::App`] each would (the default does exactly that,
+    /// with the payloads sliced out of the batch); links whose wire carries the queue's frame
+    /// format (`wire::node::app_frame_header`) override it to write the batch's bytes as they
+    /// are.
     ///
     /// # Errors
-    /// [`BatchError`], saying how many payloads, from the first, were written whole before
+    /// [`BatchError`], saying how many messages, from the first, were written whole before
     /// the failure: the rest (including one written in part) were not.
     fn write_app_batch(
         conn: &mut Self::Conn,
-        payloads: &[Bytes],
+        batch: &FrameBatch,
     ) -> impl Future<Output = Result<(), BatchError>> + Send {
         async move {
-            for (written, payload) in payloads.iter().enumerate() {
-                Self::write(conn, Frame::App(payload.clone()))
+            for (written, (frame, header)) in batch.frames().enumerate() {
+                Self::write(conn, Frame::App(frame.slice(header..)))
                     .await
                     .map_err(|error| BatchError { written, error })?;
             }
@@ -114,7 +116,7 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
 /// A batch write ([`Link::write_app_batch`]) failed.
 #[derive(Debug)]
 pub(crate) struct BatchError {
-    /// Payloads, from the first, written whole before the failure (each counted sent); the
+    /// Messages, from the first, written whole before the failure (each counted sent); the
     /// others are to be written again.
     pub written: usize,
     /// Why the connection failed.

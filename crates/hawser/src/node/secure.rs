@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
-use hawser_proto::node::{Member, NodeId};
+use hawser_proto::node::{FrameBatch, Member, NodeId};
 use hawser_proto::wire::node::{FrameKind, FramedHello, FRAME_KIND_LEN};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -138,9 +138,8 @@ impl SecureCtx {
 pub(crate) struct SecureConn {
     session: Session,
     app: Stream,
+    /// Scratch for single frames (`write`).
     buf: BytesMut,
-    /// Where each frame of the batch in `buf` ends (at most `BATCH_MESSAGES`).
-    ends: Vec<usize>,
     control: mpsc::Sender<Frame>,
     task: JoinHandle<()>,
 }
@@ -168,55 +167,31 @@ impl SecureConn {
         }
     }
 
-    /// Writes application payloads on the messages stream: their frames encoded into one
-    /// buffer (at most one batch, `super::link::BATCH_BYTES` or a single larger
-    /// message) and written with as few writes as the stream takes.
+    /// Writes a batch of queued messages: its bytes are the frames as the stream carries them
+    /// (`wire::node::app_frame_header`, then the payload), written with as few writes as the
+    /// stream takes.
     ///
     /// # Errors
-    /// [`BatchError`] with the payloads whose frames the stream took whole.
-    pub async fn write_app_batch(&mut self, payloads: &[Bytes]) -> Result<(), BatchError> {
-        let kind = [FrameKind::App.byte()];
-        self.buf.clear();
-        self.ends.clear();
-        let mut bad = None;
-        for (i, payload) in payloads.iter().enumerate() {
-            if encode_frame(&mut self.buf, &kind, payload).is_err() {
-                bad = Some(i);
-                break;
-            }
-            self.ends.push(self.buf.len());
-        }
+    /// [`BatchError`] with the messages whose frames the stream took whole.
+    pub async fn write_app_batch(&mut self, batch: &FrameBatch) -> Result<(), BatchError> {
+        let bytes = batch.bytes();
         let mut off = 0;
-        while off < self.buf.len() {
-            let rest = self.buf.get(off..).unwrap_or_default();
-            match self.app.write(rest).await {
-                Ok(0) => {
-                    let error = io::ErrorKind::WriteZero.into();
-                    return Err(self.batch_error(off, error));
+        while off < bytes.len() {
+            let rest = bytes.get(off..).unwrap_or_default();
+            let error = match self.app.write(rest).await {
+                Ok(0) => io::ErrorKind::WriteZero.into(),
+                Ok(n) => {
+                    off += n;
+                    continue;
                 }
-                Ok(n) => off += n,
-                Err(error) => return Err(self.batch_error(off, error)),
-            }
+                Err(error) => error,
+            };
+            return Err(BatchError {
+                written: batch.whole_in(off),
+                error,
+            });
         }
-        if self.buf.capacity() > 4 * BATCH_BYTES {
-            // A very large message went alone: do not keep its buffer.
-            self.buf = BytesMut::new();
-        }
-        match bad {
-            Some(written) => Err(BatchError {
-                written,
-                error: frame_too_large(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// The failure of a batch write after `off` bytes of its buffer were taken.
-    fn batch_error(&self, off: usize, error: io::Error) -> BatchError {
-        BatchError {
-            written: written_whole(&self.ends, off),
-            error,
-        }
+        Ok(())
     }
 
     pub fn control_sender(&self) -> mpsc::Sender<Frame> {
@@ -228,12 +203,6 @@ impl SecureConn {
         let reason = self.session.closed().await;
         debug!(peer = %self.session.peer_id(), %reason, "session closed");
     }
-}
-
-/// How many frames, from the first, lie whole in the first `off` bytes of a buffer where
-/// they end at `ends` (ascending).
-fn written_whole(ends: &[usize], off: usize) -> usize {
-    ends.partition_point(|&end| end <= off)
 }
 
 /// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
@@ -355,7 +324,6 @@ pub(crate) async fn dial<L: Link>(
         session,
         app,
         buf,
-        ends: Vec::new(),
         control,
         task,
     })
@@ -730,22 +698,5 @@ mod tests {
         let mut big = BytesMut::from(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9][..]);
         assert_eq!(take_whole_frame(&mut big, 8), None);
         assert_eq!(big.len(), 13);
-    }
-
-    #[test]
-    fn only_frames_taken_whole_count_as_written() {
-        let mut buf = BytesMut::new();
-        let mut ends = Vec::new();
-        for body in [&b"ab"[..], b"", b"cdef"] {
-            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
-            ends.push(buf.len());
-        }
-        // 4-byte length, kind byte, body.
-        assert_eq!(ends, [7, 12, 21]);
-        assert_eq!(&buf[..7], &[0, 0, 0, 3, FrameKind::App.byte(), b'a', b'b']);
-        let cases = [(0, 0), (6, 0), (7, 1), (11, 1), (12, 2), (20, 2), (21, 3)];
-        for (off, written) in cases {
-            assert_eq!(written_whole(&ends, off), written, "after {off} bytes");
-        }
     }
 }

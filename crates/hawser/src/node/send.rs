@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hawser_proto::node::{Delivery, Member, NodeId};
+use hawser_proto::wire::node::{app_frame_header, FRAME_KIND_LEN};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -19,6 +20,10 @@ use super::link::Link;
 use super::network::{send_each, send_each_waiting};
 use super::peer::{Peer, PeerState};
 use super::reach::Frame;
+
+/// The largest reliable payload whose frame length fits the 4-byte prefix (`max_frame`
+/// bounds it further; its default is 10 MiB).
+const MAX_APP_PAYLOAD: usize = u32::MAX as usize - FRAME_KIND_LEN;
 
 /// Where a message goes.
 enum Plan {
@@ -66,6 +71,7 @@ impl<L: Link> Core<L> {
         let max = if reliable {
             max.min(self.settings.max_frame)
                 .min(self.settings.queue.max_bytes)
+                .min(MAX_APP_PAYLOAD)
         } else {
             max
         };
@@ -326,8 +332,9 @@ impl<L: Link> Core<L> {
         Ok(Ok(()))
     }
 
-    /// Queues `payload` in `peer`'s locked state `st`, or gives it back when the queue is full
-    /// (the refusal counted in `dropped_full` when `count`).
+    /// Queues `payload` in `peer`'s locked state `st` (copied there as a frame, so the
+    /// caller's buffer is freed on the caller's thread), or gives it back when the queue is
+    /// full (the refusal counted in `dropped_full` when `count`).
     fn push_locked(
         &self,
         peer: &Peer,
@@ -336,16 +343,16 @@ impl<L: Link> Core<L> {
         payload: Bytes,
         count: bool,
     ) -> Result<(), Bytes> {
-        if st.queue.has_room_for(payload.len()) {
+        // `plan_route` bounds reliable payloads by `MAX_APP_PAYLOAD`, so a header exists.
+        let header = app_frame_header(payload.len());
+        if let (true, Some(header)) = (st.queue.has_room_for(payload.len()), header) {
             // Room was checked under this lock: the push cannot fail.
-            let _ = st.queue.push(now, payload);
+            let _ = st.queue.push(now, &header, &payload);
             return Ok(());
         }
         if count {
-            // Refused and counted by the queue itself; the copy is a reference count.
-            if let Err(full) = st.queue.push(now, payload.clone()) {
-                debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
-            }
+            let full = st.queue.refuse();
+            debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
         }
         Err(payload)
     }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
-use hawser_proto::node::{Member, Membership, NodeId};
+use hawser_proto::node::{FrameBatch, Member, Membership, NodeId};
 use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
@@ -168,8 +168,8 @@ impl Link for TcpLink {
         conn.write(frame).await
     }
 
-    async fn write_app_batch(conn: &mut SecureConn, payloads: &[Bytes]) -> Result<(), BatchError> {
-        conn.write_app_batch(payloads).await
+    async fn write_app_batch(conn: &mut SecureConn, batch: &FrameBatch) -> Result<(), BatchError> {
+        conn.write_app_batch(batch).await
     }
 
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {

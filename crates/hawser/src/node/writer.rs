@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use hawser_proto::node::{Backoff, Queued, SendQueue};
+use hawser_proto::node::{Backoff, FrameBatch};
 use tracing::{debug, info, warn};
 
 use super::core::Core;
@@ -35,7 +34,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
     let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
     let mut conn: Option<(L::Conn, SocketAddr)> = None;
     let mut generation = 0;
-    let mut batch = Batch::default();
+    let mut batch = FrameBatch::default();
     loop {
         if peer.cancel.is_cancelled() {
             break;
@@ -63,6 +62,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
                         st.control_tx = None;
                         info!(node = %core.id, peer = %peer.id, "idle connection closed");
                     }
+                    st.queue.release_buffer();
                     if st.queue.is_empty() && st.control.is_empty() {
                         st.writer_running = false;
                         return;
@@ -136,66 +136,6 @@ async fn connect<L: Link>(
     }
 }
 
-/// Messages taken from a queue for one batch write, bounded by [`BATCH_MESSAGES`]
-/// and [`BATCH_BYTES`]; reused from one batch to the next.
-#[derive(Default)]
-struct Batch {
-    payloads: Vec<Bytes>,
-    queued_at: Vec<Instant>,
-    bytes: usize,
-}
-
-impl Batch {
-    /// Takes the next messages still within their deadline at `now`, dropping (and counting)
-    /// stale ones that reach the head first: at least one if any is left, then more while
-    /// both bounds hold. Returns how many stale ones were dropped.
-    fn fill(&mut self, queue: &mut SendQueue, now: Instant) -> u64 {
-        self.payloads.clear();
-        self.queued_at.clear();
-        self.bytes = 0;
-        let before = queue.dropped_stale();
-        while self.payloads.len() < BATCH_MESSAGES {
-            let Some(item) = queue.pop(now) else {
-                break;
-            };
-            self.bytes += item.payload.len();
-            self.payloads.push(item.payload);
-            self.queued_at.push(item.queued_at);
-            if self.bytes >= BATCH_BYTES {
-                break;
-            }
-        }
-        queue.dropped_stale() - before
-    }
-
-    /// Puts the messages from the `written`-th on back at the head of `queue`, in order, with
-    /// their queue times; returns how many. The queue may then exceed its bounds by at most
-    /// one batch, which was counted in them before.
-    fn requeue_from(&mut self, written: usize, queue: &mut SendQueue) -> usize {
-        let mut n = 0;
-        while self.payloads.len() > written {
-            if let (Some(payload), Some(queued_at)) = (self.payloads.pop(), self.queued_at.pop()) {
-                queue.requeue_front(Queued { payload, queued_at });
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// The payloads, in queue order.
-    fn payloads(&self) -> &[Bytes] {
-        &self.payloads
-    }
-
-    /// Payload bytes of the first `n` messages.
-    fn bytes_of(&self, n: usize) -> u64 {
-        if n >= self.payloads.len() {
-            return self.bytes as u64;
-        }
-        self.payloads.iter().take(n).map(|p| p.len() as u64).sum()
-    }
-}
-
 /// Writes every internal frame, then everything queued, in batches; `false` if the
 /// connection failed (the application messages not written whole are requeued in order, an
 /// internal frame dropped: the next renewal restates it).
@@ -203,7 +143,7 @@ async fn write_queued<L: Link>(
     core: &Core<L>,
     peer: &Peer,
     conn: &mut L::Conn,
-    batch: &mut Batch,
+    batch: &mut FrameBatch,
 ) -> bool {
     loop {
         let control = peer.lock().control.pop_front();
@@ -226,31 +166,35 @@ async fn write_queued<L: Link>(
                 // Internal frames go first: come back for them.
                 return true;
             }
-            let dropped = batch.fill(&mut st.queue, Instant::now());
+            let now = Instant::now();
+            let dropped = st.queue.take(now, BATCH_MESSAGES, BATCH_BYTES, batch);
             if dropped > 0 {
                 warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
             }
         }
-        if batch.payloads().is_empty() {
+        if batch.is_empty() {
             return true;
         }
         peer.room.notify_waiters();
         let result = tokio::select! {
-            r = L::write_app_batch(conn, batch.payloads()) => r,
+            r = L::write_app_batch(conn, batch) => r,
             () = peer.cancel.cancelled() => return true,
         };
         let mut st = peer.lock();
         let written = match &result {
-            Ok(()) => batch.payloads().len(),
+            Ok(()) => batch.len(),
             Err(e) => e.written,
         };
         st.stats.sent += written as u64;
-        st.stats.bytes_out += batch.bytes_of(written);
+        st.stats.bytes_out += batch.payload_bytes(written);
         if let Err(BatchError { error, .. }) = result {
-            let requeued = batch.requeue_from(written, &mut st.queue);
+            let requeued = st.queue.requeue_front(batch, written);
             warn!(node = %core.id, peer = %peer.id, %error, requeued, "write failed: reconnecting");
+            batch.clear();
             return false;
         }
+        // The written frames' buffer goes back to the queue's, which reuses it.
+        batch.clear();
     }
 }
 

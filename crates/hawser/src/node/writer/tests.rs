@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hawser_proto::node::{Member, Membership, NodeId, Role};
+use hawser_proto::node::{FrameBatch, Member, Membership, NodeId, Role};
+use hawser_proto::wire::node::app_frame_header;
 
 use super::super::config::Settings;
 use super::super::core::Core;
@@ -16,7 +17,7 @@ use super::super::error::SendError;
 use super::super::link::{Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::super::peer::Peer;
 use super::super::reach::Frame;
-use super::{write_queued, Batch};
+use super::write_queued;
 
 /// A link whose connections record frames.
 struct RecordingLink;
@@ -76,11 +77,11 @@ impl Link for RecordingLink {
 
     async fn write_app_batch(
         conn: &mut Recorder,
-        payloads: &[Bytes],
+        batch: &FrameBatch,
     ) -> Result<(), super::BatchError> {
-        conn.batches.push(payloads.len());
-        for (written, payload) in payloads.iter().enumerate() {
-            Self::write(conn, Frame::App(payload.clone()))
+        conn.batches.push(batch.len());
+        for (written, (frame, header)) in batch.frames().enumerate() {
+            Self::write(conn, Frame::App(frame.slice(header..)))
                 .await
                 .map_err(|error| super::BatchError { written, error })?;
         }
@@ -136,14 +137,22 @@ fn msg(i: u64, len: usize) -> Bytes {
 fn queue(peer: &Peer, at: Instant, msgs: &[Bytes]) {
     let mut st = peer.lock();
     for m in msgs {
-        st.queue.push(at, m.clone()).unwrap();
+        let header = app_frame_header(m.len()).unwrap();
+        st.queue.push(at, &header, m).unwrap();
     }
 }
 
 /// Everything waiting in the queue, taken out in order.
 fn drain(peer: &Peer) -> Vec<Bytes> {
     let mut st = peer.lock();
-    std::iter::from_fn(|| st.queue.pop(Instant::now()).map(|q| q.payload)).collect()
+    let mut batch = FrameBatch::default();
+    let mut out = Vec::new();
+    while !st.queue.is_empty() {
+        st.queue
+            .take(Instant::now(), usize::MAX, usize::MAX, &mut batch);
+        out.extend(batch.frames().map(|(f, h)| f.slice(h..)));
+    }
+    out
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -155,7 +164,7 @@ async fn batches_keep_order_and_bounds_and_count_every_message() {
     msgs.push(msg(3010, 3 * BATCH_BYTES));
     queue(&peer, Instant::now(), &msgs);
     let mut conn = Recorder::default();
-    assert!(write_queued(&core, &peer, &mut conn, &mut Batch::default()).await);
+    assert!(write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(conn.apps(), msgs, "every message once, in order");
     assert!(conn.batches.len() < msgs.len() / 100, "{:?}", conn.batches);
     let mut at = 0;
@@ -185,7 +194,7 @@ async fn failed_batch_requeues_what_was_not_written_in_order() {
         accept: Some(700),
         ..Recorder::default()
     };
-    assert!(!write_queued(&core, &peer, &mut conn, &mut Batch::default()).await);
+    assert!(!write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(conn.batches.len(), 2, "{:?}", conn.batches);
     assert_eq!(conn.apps(), msgs[..700]);
     let s = peer.stats();
@@ -193,7 +202,7 @@ async fn failed_batch_requeues_what_was_not_written_in_order() {
     assert_eq!((s.queued, s.queued_bytes), (1800, 180_000));
     // A new connection writes the rest, in order: each message exactly once in all.
     let mut conn2 = Recorder::default();
-    assert!(write_queued(&core, &peer, &mut conn2, &mut Batch::default()).await);
+    assert!(write_queued(&core, &peer, &mut conn2, &mut FrameBatch::default()).await);
     let mut all = conn.apps();
     all.extend(conn2.apps());
     assert_eq!(all, msgs);
@@ -210,7 +219,7 @@ async fn failure_on_a_batch_first_message_requeues_the_whole_batch() {
         accept: Some(0),
         ..Recorder::default()
     };
-    assert!(!write_queued(&core, &peer, &mut conn, &mut Batch::default()).await);
+    assert!(!write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(peer.stats().sent, 0);
     assert_eq!(drain(&peer), msgs);
 }
@@ -227,7 +236,7 @@ async fn stale_messages_at_the_head_are_dropped_and_counted() {
     queue(&peer, old, &stale);
     queue(&peer, Instant::now(), &fresh);
     let mut conn = Recorder::default();
-    assert!(write_queued(&core, &peer, &mut conn, &mut Batch::default()).await);
+    assert!(write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(conn.apps(), fresh);
     let s = peer.stats();
     assert_eq!((s.sent, s.dropped_stale), (5, 5));
@@ -240,7 +249,7 @@ async fn internal_frames_go_before_queued_messages() {
     queue(&peer, Instant::now(), &msgs);
     peer.lock().control.push_back((Instant::now(), Frame::Ping));
     let mut conn = Recorder::default();
-    assert!(write_queued(&core, &peer, &mut conn, &mut Batch::default()).await);
+    assert!(write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(conn.written.first(), Some(&Written::Internal));
     assert_eq!(conn.apps(), msgs);
 }
