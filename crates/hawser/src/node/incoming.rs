@@ -167,6 +167,7 @@ impl IncomingQueue {
             receiver: active.then(|| self.receiver.clone()),
             local: VecDeque::new(),
             handed: 0,
+            give_back_every: (shared.capacity / 8).max(1),
             stopped: Box::pin(self.stopped.clone().cancelled_owned()),
         }
     }
@@ -244,6 +245,8 @@ pub struct IncomingStream {
     local: VecDeque<Incoming>,
     /// Handed out since room was last given back.
     handed: usize,
+    /// Room goes back every eighth of the capacity, so a full queue drains in steps.
+    give_back_every: usize,
     stopped: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
@@ -299,12 +302,18 @@ impl Stream for IncomingStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         let this = self.get_mut();
+        // The common case: a message taken earlier, and no room to give back yet.
+        if this.handed < this.give_back_every {
+            if let Some(msg) = this.local.pop_front() {
+                this.handed += 1;
+                return Poll::Ready(Some(msg));
+            }
+        }
         let Some(receiver) = this.receiver.clone() else {
             return Poll::Ready(None);
         };
         let shared = &receiver.0;
-        // Room goes back every eighth of the capacity, so a full queue drains in steps.
-        if this.local.is_empty() || this.handed >= (shared.capacity / 8).max(1) {
+        if this.local.is_empty() || this.handed >= this.give_back_every {
             this.refill(shared, cx);
         }
         if let Some(msg) = this.local.pop_front() {

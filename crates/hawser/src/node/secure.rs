@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use hawser_proto::node::{FrameBatch, Member, NodeId};
-use hawser_proto::wire::node::{FrameKind, FramedHello, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{FrameKind, FramedHello, APP_FRAME_HEADER_LEN, FRAME_KIND_LEN};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
@@ -527,6 +527,8 @@ async fn serve_stream<L: Link>(
             if let Some(keep) = serve_item(core, on, item, &mut batch, &mut gate).await {
                 break Some(keep);
             }
+            // Application frames already buffered, in a tight loop of their own.
+            take_app_frames(frames.read_buffer_mut(), max, &mut batch);
             if batch.is_full() {
                 break None;
             }
@@ -563,6 +565,26 @@ fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
     let mut frame = buf.split_to(4 + len);
     frame.advance(4);
     Some(frame)
+}
+
+/// Moves the application frames that lie whole at the front of `buf` (each announcing at most
+/// `max` bytes) into `batch`, until it is full or another kind of frame, a partial frame or a
+/// frame over the bound comes next (left for [`take_whole_frame`] or the codec).
+fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
+    while !batch.is_full() {
+        let Some(&[a, b, c, d, kind]) = buf.get(..APP_FRAME_HEADER_LEN) else {
+            return;
+        };
+        let Ok(len) = usize::try_from(u32::from_be_bytes([a, b, c, d])) else {
+            return;
+        };
+        if kind != FrameKind::App.byte() || len > max || buf.len() - 4 < len {
+            return;
+        }
+        let mut frame = buf.split_to(4 + len).freeze();
+        frame.advance(APP_FRAME_HEADER_LEN);
+        batch.push(frame);
+    }
 }
 
 /// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
@@ -674,6 +696,34 @@ async fn serve_item<L: Link>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_frames_are_taken_until_another_kind_a_partial_or_an_oversized_frame() {
+        let mut buf = BytesMut::new();
+        for body in [&b"ab"[..], b"", b"cdefgh"] {
+            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
+        }
+        encode_frame(&mut buf, &[FrameKind::Ping.byte()], b"").unwrap();
+        encode_frame(&mut buf, &[FrameKind::App.byte()], b"after").unwrap();
+        let mut batch = AppBatch::default();
+        take_app_frames(&mut buf, 16, &mut batch);
+        assert_eq!(batch.payloads, [&b"ab"[..], b"", b"cdefgh"]);
+        // The ping stays, and what follows it.
+        assert_eq!(&buf[..5], &[0, 0, 0, 1, FrameKind::Ping.byte()]);
+        let ping = take_whole_frame(&mut buf, 16).unwrap();
+        assert_eq!(&ping[..], &[FrameKind::Ping.byte()]);
+        // Over the bound: left for the codec, which reports it.
+        take_app_frames(&mut buf, 4, &mut batch);
+        assert_eq!(batch.payloads.len(), 3);
+        // Partial: left until the rest arrives.
+        let mut partial = buf.split_to(buf.len() - 1);
+        take_app_frames(&mut partial, 16, &mut batch);
+        assert_eq!((batch.payloads.len(), partial.len()), (3, 9));
+        partial.unsplit(buf);
+        take_app_frames(&mut partial, 16, &mut batch);
+        assert_eq!(batch.payloads[3], &b"after"[..]);
+        assert!(partial.is_empty());
+    }
 
     #[test]
     fn whole_frames_are_taken_from_the_buffer_as_the_codec_would() {
