@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::{ChannelTransport, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, Link, TransportConfig};
 use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
 
 /// Most LSP messages moved per batch call, each way (the channels' depth bounds the rest).
@@ -58,10 +58,9 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
                 let _ = in_tx.send(Err(to_io(e))).await;
                 return;
             }
-            for m in got.drain(..) {
-                if in_tx.send(Ok(m)).await.is_err() {
-                    return;
-                }
+            let batch = std::mem::replace(&mut got, Vec::with_capacity(BATCH));
+            if in_tx.send(Ok(Inbound::Many(batch))).await.is_err() {
+                return;
             }
         }
     });
@@ -101,7 +100,7 @@ pub(super) async fn bind(
 async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: TransportConfig) {
     let depth = config.channel_depth.max(1);
     // Bounded by LSP's `max_connections`.
-    let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Bytes>>> = HashMap::new();
+    let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Inbound>>> = HashMap::new();
     // Connections closed here whose end has not been read yet: what they still deliver is
     // dropped, not taken for a new connection. Bounded by `max_connections` too.
     let mut closed: HashSet<ConnId> = HashSet::new();
@@ -117,13 +116,19 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
             }
             Err(_) => return,
         }
-        for (conn, payload) in got.drain(..) {
+        let mut got = got.drain(..).peekable();
+        while let Some((conn, payload)) = got.next() {
             if closed.contains(&conn) {
                 continue;
             }
             if let Some(tx) = conns.get(&conn) {
+                // This connection's run of messages goes over as one batch.
+                let mut run = vec![payload];
+                while let Some((_, p)) = got.next_if(|(c, _)| *c == conn) {
+                    run.push(p);
+                }
                 // Waits while the session is behind: its mux windows bound how long.
-                if tx.send(Ok(payload)).await.is_err() {
+                if tx.send(Ok(Inbound::Many(run))).await.is_err() {
                     conns.remove(&conn);
                     closed.insert(conn);
                     let _ = server.close_conn(conn);
@@ -133,7 +138,7 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
             let (out_tx, out_rx) = mpsc::channel::<Bytes>(depth);
             let (in_tx, in_rx) = mpsc::channel(depth);
             // The channel is new and has room for `depth` ≥ 1 messages.
-            let _ = in_tx.try_send(Ok(payload));
+            let _ = in_tx.try_send(Ok(Inbound::One(payload)));
             let link = Link::messages(ChannelTransport::new(
                 out_tx,
                 in_rx,

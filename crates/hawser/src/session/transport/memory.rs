@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use super::{ChannelTransport, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, Link, TransportConfig};
 
 /// Two connected in-memory byte streams, each buffering at most `buffer` bytes per direction.
 pub fn memory_duplex_pair(buffer: usize) -> (DuplexStream, DuplexStream) {
@@ -37,9 +37,9 @@ pub fn memory_message_pair(
     )
 }
 
-async fn forward(mut from: mpsc::Receiver<Bytes>, to: mpsc::Sender<io::Result<Bytes>>) {
+async fn forward(mut from: mpsc::Receiver<Bytes>, to: mpsc::Sender<io::Result<Inbound>>) {
     while let Some(m) = from.recv().await {
-        if to.send(Ok(m)).await.is_err() {
+        if to.send(Ok(Inbound::One(m))).await.is_err() {
             return;
         }
     }

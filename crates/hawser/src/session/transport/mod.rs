@@ -148,7 +148,8 @@ pub struct TransportConfig {
     /// Bytes of the in-memory duplex pipe (`mem://`). Default 64 KiB.
     pub mem_buffer: usize,
     /// Messages queued per direction between a message transport's background task and the
-    /// session. Default 32.
+    /// session (received LSP messages move in batches of up to 64, each batch taking one
+    /// place). Default 32.
     pub channel_depth: usize,
     /// `SO_SNDBUF` of TCP and WebSocket connections, in bytes, or `None` for the OS's
     /// auto-tuning (several MiB on Linux). Every byte queued there delays other protocols'
@@ -294,21 +295,34 @@ impl Drop for RawListener {
 /// reading task and lets the writing task finish and close the transport.
 pub struct ChannelTransport {
     tx: PollSender<Bytes>,
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<io::Result<Inbound>>,
+    /// The rest of the last batch received.
+    pending: std::vec::IntoIter<Bytes>,
     max_message: usize,
     reader: Option<JoinHandle<()>>,
+}
+
+/// What a message transport's background task hands to its [`ChannelTransport`]: one message,
+/// or several received together (LSP hands over what one read returned, up to 64 messages,
+/// with one channel operation and at most one wake-up).
+pub(crate) enum Inbound {
+    /// One message.
+    One(Bytes),
+    /// Messages in order.
+    Many(Vec<Bytes>),
 }
 
 impl ChannelTransport {
     pub(crate) fn new(
         tx: mpsc::Sender<Bytes>,
-        rx: mpsc::Receiver<io::Result<Bytes>>,
+        rx: mpsc::Receiver<io::Result<Inbound>>,
         max_message: usize,
         reader: Option<JoinHandle<()>>,
     ) -> ChannelTransport {
         ChannelTransport {
             tx: PollSender::new(tx),
             rx,
+            pending: Vec::new().into_iter(),
             max_message,
             reader,
         }
@@ -327,7 +341,18 @@ impl Stream for ChannelTransport {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        let this = self.as_mut().get_mut();
+        loop {
+            if let Some(m) = this.pending.next() {
+                return Poll::Ready(Some(Ok(m)));
+            }
+            match std::task::ready!(this.rx.poll_recv(cx)) {
+                Some(Ok(Inbound::One(m))) => return Poll::Ready(Some(Ok(m))),
+                Some(Ok(Inbound::Many(batch))) => this.pending = batch.into_iter(),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            }
+        }
     }
 }
 

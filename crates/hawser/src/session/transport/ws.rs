@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use super::{ChannelTransport, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, Link, TransportConfig};
 
 fn ws_config(config: &TransportConfig) -> WebSocketConfig {
     let max = config.ws_max_message;
@@ -69,7 +69,7 @@ fn wrap(ws: WebSocketStream<TcpStream>, config: &TransportConfig) -> Link {
                 Err(e) => Err(to_io(e)),
             };
             let stop = item.is_err();
-            if in_tx.send(item).await.is_err() || stop {
+            if in_tx.send(item.map(Inbound::One)).await.is_err() || stop {
                 break;
             }
         }
