@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::clock::QueueClock;
 use super::config::Settings;
 use super::counters::Counters;
 use super::incoming::{IncomingQueue, IncomingSender};
@@ -41,6 +42,8 @@ pub(crate) struct Core<L> {
     pub link: L,
     /// Node-wide counters.
     pub counters: Counters,
+    /// The clock of queue times on the per-message send path (`super::clock`).
+    pub(super) queue_clock: QueueClock,
     /// Every task of the node, waited for at stop.
     pub tracker: TaskTracker,
     /// Cancelled when the node stops (only by [`Core::begin_stop`]).
@@ -104,6 +107,7 @@ impl<L: Link> Core<L> {
             settings,
             link,
             counters: Counters::default(),
+            queue_clock: QueueClock::new(),
             tracker: TaskTracker::new(),
             cancel,
             stopping: Arc::new(AtomicBool::new(false)),

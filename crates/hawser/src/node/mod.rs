@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod clock;
 mod config;
 mod core;
 mod counters;

@@ -165,7 +165,7 @@ impl<L: Link> Core<L> {
             return Err((SendError::Stopped, false));
         }
         let was_empty = st.queue.is_empty();
-        let now = Instant::now();
+        let now = self.queue_clock.now();
         let mut sent = 0;
         let mut refused = None;
         while let Some(payload) = batch.pop_front() {
@@ -327,7 +327,8 @@ impl<L: Link> Core<L> {
             return Ok(Err(SendError::Stopped));
         }
         let was_empty = st.queue.is_empty();
-        self.push_locked(peer, &mut st, Instant::now(), payload, count)?;
+        let now = self.queue_clock.now();
+        self.push_locked(peer, &mut st, now, payload, count)?;
         self.queued(peer, st, was_empty);
         Ok(Ok(()))
     }
