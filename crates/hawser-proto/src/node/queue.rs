@@ -88,6 +88,9 @@ pub struct SendQueue {
     /// The buffer new frames go to, and how many it holds.
     tail: BytesMut,
     tail_frames: usize,
+    /// A written batch's buffer taken back for the next frames (`recycle`), so that a busy
+    /// queue does not ask the allocator, and the kernel, for fresh pages all the time.
+    spare: Option<BytesMut>,
     /// Room of a new buffer ([`GROW_BY`] unless set otherwise).
     grow_by: usize,
     frames: VecDeque<FrameMeta>,
@@ -176,6 +179,7 @@ impl SendQueue {
             chunks: VecDeque::new(),
             tail: BytesMut::new(),
             tail_frames: 0,
+            spare: None,
             frames: VecDeque::new(),
             bytes: 0,
             limits,
@@ -212,7 +216,11 @@ impl SendQueue {
                 // Reuses the buffer when the frames taken from it are gone.
                 self.tail.reserve(room);
             } else {
-                let full = std::mem::replace(&mut self.tail, BytesMut::with_capacity(room));
+                let next = match self.spare.take() {
+                    Some(spare) if spare.capacity() >= frame_len => spare,
+                    _ => BytesMut::with_capacity(room),
+                };
+                let full = std::mem::replace(&mut self.tail, next);
                 self.chunks.push_back((full.freeze(), self.tail_frames));
                 self.tail_frames = 0;
             }
@@ -344,6 +352,25 @@ impl SendQueue {
         rest.len()
     }
 
+    /// Empties `batch` once it was written, keeping its buffer for the next frames when
+    /// nothing else holds it (the last batch taken from a buffer) and the queue has no spare
+    /// one yet; at most one buffer of at most [`RETAINED_BUFFER`] bytes is kept so.
+    pub fn recycle(&mut self, batch: &mut FrameBatch) {
+        let bytes = std::mem::take(&mut batch.bytes);
+        batch.frames.clear();
+        if self.spare.is_some() {
+            return;
+        }
+        if let Ok(mut buf) = bytes.try_into_mut() {
+            buf.clear();
+            // Unique and empty: this takes back the whole allocation, without a copy.
+            buf.reserve(self.grow_by);
+            if buf.capacity() <= RETAINED_BUFFER {
+                self.spare = Some(buf);
+            }
+        }
+    }
+
     /// When the head message will outlive the deadline, if there is one.
     pub fn next_expiry(&self) -> Option<Instant> {
         let head = self.frames.front()?;
@@ -380,7 +407,9 @@ impl SendQueue {
     /// Bytes the queue's buffers hold (frames waiting, and room for more in the newest), for
     /// memory accounting; at most [`RETAINED_BUFFER`] once the queue is empty.
     pub fn buffer_capacity(&self) -> usize {
-        self.tail.capacity() + self.chunks.iter().map(|(c, _)| c.len()).sum::<usize>()
+        self.tail.capacity()
+            + self.spare.as_ref().map_or(0, BytesMut::capacity)
+            + self.chunks.iter().map(|(c, _)| c.len()).sum::<usize>()
     }
 
     /// Messages dropped at the head for outliving the deadline, in total.
@@ -407,6 +436,7 @@ impl SendQueue {
     pub fn release_buffer(&mut self) {
         if self.frames.is_empty() {
             self.tail = BytesMut::new();
+            self.spare = None;
         }
     }
 
@@ -588,6 +618,35 @@ mod tests {
         push(&mut q, ms(t0, 101), b"jk").unwrap();
         q.take(ms(t0, 101), 10, 100, &mut batch);
         assert_eq!(&batch.bytes()[..], b"<jk");
+    }
+
+    #[test]
+    fn a_written_buffer_is_taken_back_for_the_next_frames() {
+        let t0 = origin();
+        let mut q = SendQueue::with_buffers_of(limits(10, 100, 100), 6);
+        for p in ["ab", "cd", "efgh"] {
+            push(&mut q, t0, p.as_bytes()).unwrap();
+        }
+        let mut batch = FrameBatch::default();
+        q.take(t0, 10, 100, &mut batch);
+        let first = batch.bytes().as_ptr();
+        assert_eq!(&batch.bytes()[..], b"<ab<cd");
+        q.recycle(&mut batch);
+        assert!(batch.is_empty() && batch.bytes().is_empty());
+        // "<efgh" fills the tail; the next frame starts a buffer: the one taken back.
+        push(&mut q, t0, b"i").unwrap();
+        q.take(t0, 10, 100, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"<efgh");
+        q.recycle(&mut batch);
+        q.take(t0, 10, 100, &mut batch);
+        assert_eq!(&batch.bytes()[..], b"<i");
+        assert_eq!(batch.bytes().as_ptr(), first, "the buffer was reused");
+        // A batch still sharing its buffer with the queue is not taken back.
+        push(&mut q, t0, b"j").unwrap();
+        let mut other = FrameBatch::default();
+        q.take(t0, 10, 100, &mut other);
+        q.recycle(&mut other);
+        assert!(q.buffer_capacity() <= 64, "{}", q.buffer_capacity());
     }
 
     #[test]

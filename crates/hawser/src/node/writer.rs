@@ -193,8 +193,8 @@ async fn write_queued<L: Link>(
             batch.clear();
             return false;
         }
-        // The written frames' buffer goes back to the queue's, which reuses it.
-        batch.clear();
+        // The written frames' buffer goes back to the queue, which reuses it.
+        st.queue.recycle(batch);
     }
 }
 
