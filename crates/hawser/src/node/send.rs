@@ -25,6 +25,11 @@ use super::reach::Frame;
 /// bounds it further; its default is 10 MiB).
 const MAX_APP_PAYLOAD: usize = u32::MAX as usize - FRAME_KIND_LEN;
 
+/// Most payload bytes a batch send copies into a queue under one hold of its lock (16 KiB):
+/// a batch of large messages would otherwise keep the writer from the queue while it is
+/// copied.
+const LOCK_SLICE: usize = 16 * 1024;
+
 /// Where a message goes.
 enum Plan {
     Local,
@@ -149,10 +154,11 @@ impl<L: Link> Core<L> {
         }
     }
 
-    /// Queues the messages at the front of `batch` (each at most `max` bytes) for `peer` under
-    /// one lock and one clock reading; stops at the first that does not fit or is too large.
-    /// On failure (nothing queued), also whether waiting for room could help; a refusal for a
-    /// full queue is counted in `dropped_full` only when `count`.
+    /// Queues the messages at the front of `batch` (each at most `max` bytes) for `peer` with
+    /// one clock reading, under one lock per [`LOCK_SLICE`] bytes copied; stops at the first
+    /// that does not fit or is too large. On failure (nothing queued), also whether waiting
+    /// for room could help; a refusal for a full queue is counted in `dropped_full` only when
+    /// `count`.
     fn enqueue_batch(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
@@ -160,30 +166,41 @@ impl<L: Link> Core<L> {
         max: usize,
         count: bool,
     ) -> Result<usize, (SendError, bool)> {
-        let mut st = peer.lock();
-        if peer.is_cancelled() {
-            return Err((SendError::Stopped, false));
-        }
-        let was_empty = st.queue.is_empty();
         let now = self.queue_clock.now();
         let mut sent = 0;
         let mut refused = None;
-        while let Some(payload) = batch.pop_front() {
-            if payload.len() > max {
+        while refused.is_none() && !batch.is_empty() {
+            let mut st = peer.lock();
+            if peer.is_cancelled() {
+                refused = Some((SendError::Stopped, false));
+                break;
+            }
+            let was_empty = st.queue.is_empty();
+            let (mut here, mut copied) = (0, 0);
+            while let Some(payload) = batch.pop_front() {
+                if payload.len() > max {
+                    let len = payload.len();
+                    batch.push_front(payload);
+                    refused = Some((SendError::TooLarge { len, max }, false));
+                    break;
+                }
                 let len = payload.len();
-                batch.push_front(payload);
-                refused = Some((SendError::TooLarge { len, max }, false));
-                break;
+                if let Err(payload) = self.push_locked(peer, &mut st, now, payload, count) {
+                    batch.push_front(payload);
+                    refused = Some((SendError::QueueFull(peer.id), true));
+                    break;
+                }
+                here += 1;
+                copied += len;
+                if copied >= LOCK_SLICE {
+                    // Let the writer take what is queued while the rest is copied.
+                    break;
+                }
             }
-            if let Err(payload) = self.push_locked(peer, &mut st, now, payload, count) {
-                batch.push_front(payload);
-                refused = Some((SendError::QueueFull(peer.id), true));
-                break;
+            if here > 0 {
+                sent += here;
+                self.queued(peer, st, was_empty);
             }
-            sent += 1;
-        }
-        if sent > 0 {
-            self.queued(peer, st, was_empty);
         }
         match refused {
             Some(e) if sent == 0 => Err(e),
