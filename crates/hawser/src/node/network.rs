@@ -151,7 +151,8 @@ pub trait Network: Send + Sync + 'static {
 
     /// Queues the messages at the front of `batch` for `to`, in order, removing them; stops at
     /// the first it cannot queue, which stays at the front. Never blocks. hawser's networks
-    /// queue a reliable batch under one lookup and one lock; the default sends one by one.
+    /// queue a reliable batch under one lookup (and one lock per 16 KiB); the default sends one
+    /// by one.
     ///
     /// # Errors
     /// [`SendError`] when not even the first message could be queued; `Ok(n)` otherwise.

@@ -289,8 +289,9 @@ impl Node {
     }
 
     /// Queues the messages at the front of `batch` for `to`, in order, and removes them from
-    /// it: the fast way to send many messages to one node (one lookup, one lock, one clock
-    /// reading and at most one wake-up per batch on hawser's networks). Stops at the first
+    /// it: the fast way to send many messages to one node (one lookup and one clock reading
+    /// per batch, one hold of the queue's lock and at most one writer wake-up per 16 KiB
+    /// copied, on hawser's networks). Stops at the first
     /// message it cannot queue (a full queue, a payload too large), which stays at the front
     /// of `batch`. Never blocks.
     ///
