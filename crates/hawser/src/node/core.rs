@@ -5,7 +5,8 @@
 //! - `super::writer`: one writer task per destination that connects lazily, reconnects with
 //!   back-off, drops stale messages and closes idle connections;
 //! - `super::receive`: counting received messages and handing them to the application;
-//! - `super::counters`: node-wide counters.
+//! - `super::counters`: node-wide counters;
+//! - `super::clock`: the coarse clock of queue times.
 //!
 //! Reachability (`super::reach`) rides on the same writers: its frames wait in a small control
 //! queue per destination, written first.
