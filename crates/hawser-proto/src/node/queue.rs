@@ -81,13 +81,12 @@ pub const RETAINED_BUFFER: usize = 256 * 1024;
 /// ```
 #[derive(Clone, Debug)]
 pub struct SendQueue {
-    /// Frames of earlier buffers, each with how many it holds, oldest first (each was
-    /// `tail` until a frame did not fit: buffers are never grown, so waiting frames are
-    /// never copied again).
-    chunks: VecDeque<(Bytes, usize)>,
-    /// The buffer new frames go to, and how many it holds.
+    /// The frames of earlier buffers, oldest first (each was `tail` until a frame did not
+    /// fit: buffers are never grown, so waiting frames are never copied again). Which buffer
+    /// a frame lies in follows from the lengths: the head's is the first of these, or `tail`.
+    chunks: VecDeque<Bytes>,
+    /// The buffer new frames go to.
     tail: BytesMut,
-    tail_frames: usize,
     /// A written batch's buffer taken back for the next frames (`recycle`), so that a busy
     /// queue does not ask the allocator, and the kernel, for fresh pages all the time.
     spare: Option<BytesMut>,
@@ -171,14 +170,13 @@ impl SendQueue {
         SendQueue::with_buffers_of(limits, GROW_BY)
     }
 
-    /// An empty queue whose buffers hold at least `bytes` of frames each (rather than
-    /// [`GROW_BY`]): a batch never spans two buffers, so this also bounds a batch.
-    pub fn with_buffers_of(limits: QueueLimits, bytes: usize) -> SendQueue {
+    /// An empty queue whose buffers hold at least `bytes` of frames each (tests use small
+    /// buffers to reach the paths between them).
+    fn with_buffers_of(limits: QueueLimits, bytes: usize) -> SendQueue {
         SendQueue {
             grow_by: bytes.max(1),
             chunks: VecDeque::new(),
             tail: BytesMut::new(),
-            tail_frames: 0,
             spare: None,
             frames: VecDeque::new(),
             bytes: 0,
@@ -221,13 +219,11 @@ impl SendQueue {
                     _ => BytesMut::with_capacity(room),
                 };
                 let full = std::mem::replace(&mut self.tail, next);
-                self.chunks.push_back((full.freeze(), self.tail_frames));
-                self.tail_frames = 0;
+                self.chunks.push_back(full.freeze());
             }
         }
         self.tail.extend_from_slice(header);
         self.tail.extend_from_slice(payload);
-        self.tail_frames += 1;
         self.bytes += payload.len();
         self.enqueued += 1;
         self.frames.push_back(FrameMeta {
@@ -259,19 +255,7 @@ impl SendQueue {
             }
             let head = *head;
             self.frames.pop_front();
-            match self.chunks.front_mut() {
-                Some((chunk, n)) => {
-                    chunk.advance(head.frame_len);
-                    *n -= 1;
-                    if *n == 0 {
-                        self.chunks.pop_front();
-                    }
-                }
-                None => {
-                    self.tail.advance(head.frame_len);
-                    self.tail_frames -= 1;
-                }
-            }
+            self.drop_front_bytes(head.frame_len);
             self.bytes = self.bytes.saturating_sub(head.payload_len);
             dropped += 1;
         }
@@ -297,35 +281,29 @@ impl SendQueue {
     ) -> usize {
         let dropped = self.expire(now);
         batch.frames.clear();
-        let in_buffer = match self.chunks.front() {
-            Some(&(_, n)) => n,
-            None => self.tail_frames,
-        };
-        let max_messages = max_messages.clamp(1, in_buffer.max(1));
+        let in_buffer = self.chunks.front().map_or(self.tail.len(), Bytes::len);
         let (mut frame_bytes, mut payload_bytes) = (0, 0);
-        while batch.frames.len() < max_messages && payload_bytes < max_bytes.max(1) {
-            let Some(f) = self.frames.pop_front() else {
+        while let Some(&f) = self.frames.front() {
+            let more = batch.frames.len() < max_messages && payload_bytes < max_bytes;
+            // At least one; the others while the bounds hold, from the same buffer.
+            if !batch.frames.is_empty() && (!more || frame_bytes + f.frame_len > in_buffer) {
                 break;
-            };
+            }
+            self.frames.pop_front();
             frame_bytes += f.frame_len;
             payload_bytes += f.payload_len;
             batch.frames.push(f);
         }
         self.bytes = self.bytes.saturating_sub(payload_bytes);
-        let taken = batch.frames.len();
         batch.bytes = match self.chunks.front_mut() {
-            Some((chunk, n)) => {
+            Some(chunk) => {
                 let bytes = chunk.split_to(frame_bytes);
-                *n -= taken;
-                if *n == 0 {
+                if chunk.is_empty() {
                     self.chunks.pop_front();
                 }
                 bytes
             }
-            None => {
-                self.tail_frames -= taken;
-                self.tail.split_to(frame_bytes).freeze()
-            }
+            None => self.tail.split_to(frame_bytes).freeze(),
         };
         self.release_if_empty();
         dropped
@@ -344,7 +322,7 @@ impl SendQueue {
         }
         let skip: usize = batch.frames.iter().take(from).map(|f| f.frame_len).sum();
         self.chunks
-            .push_front((batch.bytes.slice(skip.min(batch.bytes.len())..), rest.len()));
+            .push_front(batch.bytes.slice(skip.min(batch.bytes.len())..));
         for f in rest.iter().rev() {
             self.frames.push_front(*f);
             self.bytes = self.bytes.saturating_add(f.payload_len);
@@ -383,7 +361,6 @@ impl SendQueue {
         self.frames.clear();
         self.chunks.clear();
         self.tail.clear();
-        self.tail_frames = 0;
         self.bytes = 0;
         self.release_if_empty();
         n
@@ -409,7 +386,7 @@ impl SendQueue {
     pub fn buffer_capacity(&self) -> usize {
         self.tail.capacity()
             + self.spare.as_ref().map_or(0, BytesMut::capacity)
-            + self.chunks.iter().map(|(c, _)| c.len()).sum::<usize>()
+            + self.chunks.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Messages dropped at the head for outliving the deadline, in total.
@@ -437,6 +414,19 @@ impl SendQueue {
         if self.frames.is_empty() {
             self.tail = BytesMut::new();
             self.spare = None;
+        }
+    }
+
+    /// Drops the first `n` bytes of frames, from the buffer the head lies in.
+    fn drop_front_bytes(&mut self, n: usize) {
+        match self.chunks.front_mut() {
+            Some(chunk) => {
+                chunk.advance(n);
+                if chunk.is_empty() {
+                    self.chunks.pop_front();
+                }
+            }
+            None => self.tail.advance(n),
         }
     }
 
@@ -603,7 +593,7 @@ mod tests {
         }
         // Buffers of 6 bytes: "<ab<cd", "<efgh" (it does not fit after them), "<i".
         assert_eq!(q.chunks.len(), 2);
-        let first = q.chunks[0].0.as_ptr();
+        let first = q.chunks[0].as_ptr();
         let mut batch = FrameBatch::default();
         q.take(t0, 10, 100, &mut batch);
         assert_eq!(&batch.bytes()[..], b"<ab<cd");
