@@ -552,16 +552,20 @@ async fn serve_stream<L: Link>(
     }
 }
 
-/// Takes the first frame of `buf` if it lies there whole and announces at most `max` bytes,
-/// as the stream's own codec would decode it (a 4-byte big-endian length, then the frame);
-/// `None` otherwise, leaving `buf` untouched, so the codec, which has just returned a frame
-/// and so waits for a length, reads on from the same place.
-fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
+/// The length of the first frame of `buf` (after its 4-byte big-endian prefix), if the frame
+/// lies there whole and announces at most `max` bytes, as the stream's own codec would decode
+/// it.
+fn whole_frame_len(buf: &[u8], max: usize) -> Option<usize> {
     let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
     let len = usize::try_from(u32::from_be_bytes(head)).ok()?;
-    if len > max || buf.len() - 4 < len {
-        return None;
-    }
+    (len <= max && buf.len() - 4 >= len).then_some(len)
+}
+
+/// Takes the first frame of `buf` if it lies there whole ([`whole_frame_len`]); `None`
+/// otherwise, leaving `buf` untouched, so the codec, which has just returned a frame and so
+/// waits for a length, reads on from the same place.
+fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
+    let len = whole_frame_len(buf, max)?;
     let mut frame = buf.split_to(4 + len);
     frame.advance(4);
     Some(frame)
@@ -572,13 +576,11 @@ fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
 /// frame over the bound comes next (left for [`take_whole_frame`] or the codec).
 fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
     while !batch.is_full() {
-        let Some(&[a, b, c, d, kind]) = buf.get(..APP_FRAME_HEADER_LEN) else {
+        let Some(len) = whole_frame_len(buf, max) else {
             return;
         };
-        let Ok(len) = usize::try_from(u32::from_be_bytes([a, b, c, d])) else {
-            return;
-        };
-        if kind != FrameKind::App.byte() || len > max || buf.len() - 4 < len {
+        // An empty frame has no kind byte: the byte after its prefix is the next frame's.
+        if len < FRAME_KIND_LEN || buf.get(4) != Some(&FrameKind::App.byte()) {
             return;
         }
         let mut frame = buf.split_to(4 + len).freeze();
@@ -723,6 +725,22 @@ mod tests {
         take_app_frames(&mut partial, 16, &mut batch);
         assert_eq!(batch.payloads[3], &b"after"[..]);
         assert!(partial.is_empty());
+    }
+
+    #[test]
+    fn an_empty_frame_is_left_for_the_codec_not_read_as_an_app_frame() {
+        // An empty frame (no kind byte), then an application frame: the byte after the empty
+        // frame's prefix is the next frame's length, 0x00 like the App kind.
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, &[], b"").unwrap();
+        encode_frame(&mut buf, &[FrameKind::App.byte()], b"x").unwrap();
+        let mut batch = AppBatch::default();
+        take_app_frames(&mut buf, 16, &mut batch);
+        assert!(batch.payloads.is_empty());
+        assert_eq!(buf.len(), 4 + 4 + 2, "nothing taken");
+        assert_eq!(take_whole_frame(&mut buf, 16).as_deref(), Some(&b""[..]));
+        take_app_frames(&mut buf, 16, &mut batch);
+        assert_eq!(batch.payloads, [&b"x"[..]]);
     }
 
     #[test]
