@@ -743,6 +743,34 @@ mod tests {
         assert_eq!(batch.payloads, [&b"x"[..]]);
     }
 
+    proptest::proptest! {
+        /// Whatever bytes arrive, the fast path never panics, and every payload it takes is
+        /// what the stream's codec would have decoded as an application frame, in order; it
+        /// stops where the codec (or `serve_item`) must decide.
+        #[test]
+        fn app_frames_agree_with_the_codec_on_any_input(
+            // Mostly 0 and 1, so that short, empty and App frames are common.
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![3 => 0u8..2, 1 => proptest::prelude::any::<u8>()],
+                0..64,
+            ),
+            max in 0usize..16,
+        ) {
+            use tokio_util::codec::{Decoder, LengthDelimitedCodec};
+            let mut ours = BytesMut::from(&bytes[..]);
+            let mut batch = AppBatch::default();
+            take_app_frames(&mut ours, max, &mut batch);
+            let mut theirs = BytesMut::from(&bytes[..]);
+            let mut codec = LengthDelimitedCodec::builder().max_frame_length(max).new_codec();
+            for payload in &batch.payloads {
+                let frame = codec.decode(&mut theirs).unwrap().unwrap();
+                proptest::prop_assert_eq!(frame.first(), Some(&FrameKind::App.byte()));
+                proptest::prop_assert_eq!(&frame[1..], &payload[..]);
+            }
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+
     #[test]
     fn whole_frames_are_taken_from_the_buffer_as_the_codec_would() {
         use tokio_util::codec::{Decoder, LengthDelimitedCodec};
