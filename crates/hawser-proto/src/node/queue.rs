@@ -156,12 +156,6 @@ impl FrameBatch {
             (frame, f.frame_len - f.payload_len)
         })
     }
-
-    /// Empties it (keeping its allocation for the next batch).
-    pub fn clear(&mut self) {
-        self.bytes = Bytes::new();
-        self.frames.clear();
-    }
 }
 
 impl SendQueue {

@@ -178,13 +178,12 @@ impl<L: Link> Core<L> {
             let was_empty = st.queue.is_empty();
             let (mut here, mut copied) = (0, 0);
             while let Some(payload) = batch.pop_front() {
-                if payload.len() > max {
-                    let len = payload.len();
+                let len = payload.len();
+                if len > max {
                     batch.push_front(payload);
                     refused = Some((SendError::TooLarge { len, max }, false));
                     break;
                 }
-                let len = payload.len();
                 if let Err(payload) = self.push_locked(peer, &mut st, now, payload, count) {
                     batch.push_front(payload);
                     refused = Some((SendError::QueueFull(peer.id), true));
@@ -362,8 +361,9 @@ impl<L: Link> Core<L> {
         count: bool,
     ) -> Result<(), Bytes> {
         // `plan_route` bounds reliable payloads by `MAX_APP_PAYLOAD`, so a header exists.
-        let header = app_frame_header(payload.len());
-        if let (true, Some(header)) = (st.queue.has_room_for(payload.len()), header) {
+        let header =
+            app_frame_header(payload.len()).filter(|_| st.queue.has_room_for(payload.len()));
+        if let Some(header) = header {
             // Room was checked under this lock: the push cannot fail.
             let _ = st.queue.push(now, &header, &payload);
             return Ok(());

@@ -190,7 +190,7 @@ async fn write_queued<L: Link>(
         if let Err(BatchError { error, .. }) = result {
             let requeued = st.queue.requeue_front(batch, written);
             warn!(node = %core.id, peer = %peer.id, %error, requeued, "write failed: reconnecting");
-            batch.clear();
+            st.queue.recycle(batch);
             return false;
         }
         // The written frames' buffer goes back to the queue, which reuses it.

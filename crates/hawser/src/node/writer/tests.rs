@@ -114,7 +114,11 @@ impl Link for RecordingLink {
 
 /// Node 1 with member 2, reachability off; the peer entry of node 2.
 fn core() -> (Arc<Core<RecordingLink>>, Arc<Peer>) {
-    let mut settings = Settings::default();
+    core_with(Settings::default())
+}
+
+/// As [`core`], with these settings.
+fn core_with(mut settings: Settings) -> (Arc<Core<RecordingLink>>, Arc<Peer>) {
     settings.reach.enabled = false;
     let mut membership = Membership::new(settings.max_nodes);
     for id in [1u64, 2] {
@@ -252,4 +256,30 @@ async fn internal_frames_go_before_queued_messages() {
     assert!(write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
     assert_eq!(conn.written.first(), Some(&Written::Internal));
     assert_eq!(conn.apps(), msgs);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_send_copied_in_slices_keeps_order_and_stops_at_a_full_queue() {
+    // 80 messages of 1 KiB: five holds of the queue's lock (16 KiB each); room for 50.
+    let mut settings = Settings::default();
+    settings.queue.max_messages = 50;
+    let (core, peer) = core_with(settings);
+    let msgs: Vec<Bytes> = (0..80).map(|i| msg(i, 1024)).collect();
+    let mut batch: std::collections::VecDeque<Bytes> = msgs.iter().cloned().collect();
+    let queued = core
+        .send_batch(
+            NodeId(2),
+            &mut batch,
+            hawser_proto::node::Delivery::Reliable,
+        )
+        .unwrap();
+    assert_eq!(queued, 50);
+    assert_eq!(Vec::from(batch), msgs[50..], "the rest stays, in order");
+    let s = peer.stats();
+    assert_eq!((s.queued, s.enqueued, s.dropped_full), (50, 50, 1));
+    assert_eq!(
+        drain(&peer),
+        msgs[..50],
+        "queued once each, in order, across the slices"
+    );
 }
