@@ -375,8 +375,9 @@ impl SendQueue {
         self.bytes
     }
 
-    /// Bytes the queue's buffers hold (frames waiting, and room for more in the newest), for
-    /// memory accounting; at most [`RETAINED_BUFFER`] once the queue is empty.
+    /// Bytes the queue's buffers hold (frames waiting, room for more in the newest, and the
+    /// spare one), for memory accounting; once the queue is empty, at most twice
+    /// [`RETAINED_BUFFER`] (the newest buffer and the spare, each kept only up to that size).
     pub fn buffer_capacity(&self) -> usize {
         self.tail.capacity()
             + self.spare.as_ref().map_or(0, BytesMut::capacity)
