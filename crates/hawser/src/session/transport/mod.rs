@@ -392,3 +392,40 @@ impl MessageTransport for ChannelTransport {
         self.max_message
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn batches_and_single_messages_come_out_one_by_one_in_order() {
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let mut t = ChannelTransport::new(out_tx, in_rx, 16, None);
+        let m = |s: &'static str| Bytes::from_static(s.as_bytes());
+        in_tx
+            .try_send(Ok(Inbound::Many(vec![m("a"), m("b")])))
+            .unwrap();
+        in_tx.try_send(Ok(Inbound::Many(Vec::new()))).unwrap();
+        in_tx.try_send(Ok(Inbound::One(m("c")))).unwrap();
+        in_tx
+            .try_send(Err(io::ErrorKind::BrokenPipe.into()))
+            .unwrap();
+        drop(in_tx);
+        let mut got = Vec::new();
+        while let Some(item) = t.next().await {
+            got.push(item.map_err(|e| e.kind()));
+        }
+        assert_eq!(
+            got,
+            [
+                Ok(m("a")),
+                Ok(m("b")),
+                Ok(m("c")),
+                Err(io::ErrorKind::BrokenPipe)
+            ]
+        );
+    }
+}
