@@ -278,6 +278,10 @@ impl FrameKind {
 /// of the frame (kind byte and payload) and the [`FrameKind::App`] byte.
 pub const APP_FRAME_HEADER_LEN: usize = 4 + FRAME_KIND_LEN;
 
+/// The largest application payload whose frame length (kind byte and payload) fits the
+/// 4-byte prefix.
+pub const MAX_APP_PAYLOAD: usize = u32::MAX as usize - FRAME_KIND_LEN;
+
 /// What goes before an application payload of `payload_len` bytes on a framed byte stream
 /// (a frame as `tokio_util`'s `LengthDelimitedCodec` reads it: length, then kind and payload);
 /// `None` when the frame's length does not fit in 4 bytes.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hawser_proto::node::{Delivery, Member, NodeId};
-use hawser_proto::wire::node::{app_frame_header, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{app_frame_header, MAX_APP_PAYLOAD};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -20,10 +20,6 @@ use super::link::Link;
 use super::network::{send_each, send_each_waiting};
 use super::peer::{Peer, PeerState};
 use super::reach::Frame;
-
-/// The largest reliable payload whose frame length fits the 4-byte prefix (`max_frame`
-/// bounds it further; its default is 10 MiB).
-const MAX_APP_PAYLOAD: usize = u32::MAX as usize - FRAME_KIND_LEN;
 
 /// Most payload bytes a batch send copies into a queue under one hold of its lock (16 KiB):
 /// a batch of large messages would otherwise keep the writer from the queue while it is
@@ -76,6 +72,7 @@ impl<L: Link> Core<L> {
         let max = if reliable {
             max.min(self.settings.max_frame)
                 .min(self.settings.queue.max_bytes)
+                // The frame format's own bound (`max_frame`, 10 MiB by default, is lower).
                 .min(MAX_APP_PAYLOAD)
         } else {
             max
