@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use crate::hawser_rows::Link;
 use crate::node_rows::NodeLink;
-use crate::report::{LossRow, Meta, Outcome, PingRow, Report, ThroughputRow};
+use crate::report::{LossRow, Meta, Outcome, PingRow, PingRuntime, Report, ThroughputRow};
 use crate::transports::{RunResult, Transport};
 
 /// Worker threads of the runtime every row runs on.
@@ -380,10 +380,11 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
         }
     }
     node_throughput(plan, report).await;
-    // Likewise the ping-pong series, in rounds.
-    let mut pings: Vec<(Transport, PingRow, Vec<Duration>)> = Transport::PING
+    // Likewise the ping-pong series, in rounds, each transport on both runtimes.
+    let mut pings: Vec<(Transport, PingRow, Vec<Duration>)> = PingRuntime::ALL
         .into_iter()
-        .filter_map(|t| {
+        .flat_map(|runtime| Transport::PING.into_iter().map(move |t| (runtime, t)))
+        .filter_map(|(runtime, t)| {
             let name = if t == Transport::TcpSend {
                 "tcp"
             } else {
@@ -392,6 +393,7 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
             (plan.runs("pingpong", t.name()) || plan.runs("pingpong", name)).then(|| {
                 let row = PingRow {
                     transport: name.to_string(),
+                    runtime,
                     size: 64,
                     round_trips: plan.pings,
                     ..PingRow::default()
@@ -415,8 +417,9 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
         row.cpu_us_per_trip =
             (row.cpu_secs > 0.0).then(|| row.cpu_secs * 1e6 / row.cpu_trips.max(1) as f64);
         eprintln!(
-            "pingpong   {:<14}: p50 {:?} us, p99 {:?} us {}",
+            "pingpong   {:<14} {:<10}: p50 {:?} us, p99 {:?} us {}",
             row.transport,
+            row.runtime.name(),
             row.latency.map(|l| l.p50_us.round()),
             row.latency.map(|l| l.p99_us.round()),
             row.error.as_deref().unwrap_or("")
@@ -685,9 +688,26 @@ async fn ping_round(
     samples: &mut Vec<Duration>,
 ) {
     let progress = Arc::new(AtomicU64::new(0));
-    let fut = t.ping(count, plan.warmup, 64, progress.clone());
+    let (warmup, timeout, seen) = (plan.warmup, plan.ping_timeout, progress.clone());
+    let series = async move { tokio::time::timeout(timeout, t.ping(count, warmup, 64, seen)).await };
     let cpu_before = stats::cpu_secs();
-    match tokio::time::timeout(plan.ping_timeout, fut).await {
+    let outcome = match row.runtime {
+        PingRuntime::Workers => series.await,
+        // Both ends and every task of the transport on one thread of their own.
+        PingRuntime::OneThread => match tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(series))
+        })
+        .await
+        {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => Ok(Err(anyhow!("current-thread runtime: {e}"))),
+            Err(e) => Ok(Err(anyhow!("ping thread: {e}"))),
+        },
+    };
+    match outcome {
         Ok(Ok(r)) => {
             if let (Some(a), Some(b)) = (cpu_before, stats::cpu_secs()) {
                 row.cpu_secs += b - a;
