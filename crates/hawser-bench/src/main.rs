@@ -689,7 +689,8 @@ async fn ping_round(
 ) {
     let progress = Arc::new(AtomicU64::new(0));
     let (warmup, timeout, seen) = (plan.warmup, plan.ping_timeout, progress.clone());
-    let series = async move { tokio::time::timeout(timeout, t.ping(count, warmup, 64, seen)).await };
+    let series =
+        async move { tokio::time::timeout(timeout, t.ping(count, warmup, 64, seen)).await };
     let cpu_before = stats::cpu_secs();
     let outcome = match row.runtime {
         PingRuntime::Workers => series.await,

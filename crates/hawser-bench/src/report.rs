@@ -378,7 +378,10 @@ impl Report {
         );
         push(
             "ping-pong p50 hawser-binary / udp-raw, 2 workers".into(),
-            div(self.p50("hawser-binary", Workers), self.p50("udp-raw", Workers)),
+            div(
+                self.p50("hawser-binary", Workers),
+                self.p50("udp-raw", Workers),
+            ),
             "(none)",
             None,
         );
@@ -521,7 +524,14 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:<16} {:<10} {:>8} {:>9} {:>9} {:>9} {:>12} {:>5}  note",
-                "transport", "runtime", "trips", "p50 us", "p99 us", "max us", "CPU us/trip", "lost"
+                "transport",
+                "runtime",
+                "trips",
+                "p50 us",
+                "p99 us",
+                "max us",
+                "CPU us/trip",
+                "lost"
             );
             for r in &self.pingpong {
                 let l = r.latency;

@@ -362,8 +362,9 @@ impl<E: Driven> Shared<E> {
                         // Other waiters (a close, a send waiting for room) look again. Not
                         // inside `receive`: this task's own wait for a change has ended
                         // here, and waking itself would make tokio hand it to the other
-                        // worker thread.
-                        self.bump();
+                        // worker thread. This task's own subscription does not count: it
+                        // looks at the endpoint next.
+                        self.bump_unless_only(1);
                         let mut ep = self.lock();
                         let result = ready(&mut ep);
                         let pending = ep.has_transmit();
@@ -402,7 +403,17 @@ impl<E: Driven> Shared<E> {
     }
 
     fn bump(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.bump_unless_only(0);
+    }
+
+    /// Tells the waiters that the endpoint changed, unless the only subscriptions are the
+    /// caller's own `own` ones: nobody else to tell, and a notification walks every shard of
+    /// the channel's waiter list. A task that subscribes later looks at the endpoint after
+    /// subscribing (`wait_for`), so it misses nothing.
+    fn bump_unless_only(&self, own: usize) {
+        if self.changed.receiver_count() > own {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// Waits for datagrams and handles them (up to [`RECV_BATCH`], and every datagram of each
