@@ -399,6 +399,7 @@ impl SendQueue {
     pub fn fill_stats(&self, stats: &mut PeerStats) {
         stats.queued = self.frames.len() as u64;
         stats.queued_bytes = self.bytes as u64;
+        stats.queue_buffer_bytes = self.buffer_capacity() as u64;
         stats.enqueued = self.enqueued;
         stats.dropped_stale = self.dropped_stale;
         stats.dropped_full = self.dropped_full;
@@ -655,6 +656,12 @@ mod tests {
         push(&mut q, t0, b"small").unwrap();
         take(&mut q, t0, 1);
         assert!(q.buffer_capacity() <= RETAINED_BUFFER);
+        let mut stats = PeerStats::default();
+        q.fill_stats(&mut stats);
+        assert_eq!(stats.queue_buffer_bytes, q.buffer_capacity() as u64);
+        q.release_buffer();
+        q.fill_stats(&mut stats);
+        assert_eq!(stats.queue_buffer_bytes, 0);
     }
 
     #[derive(Clone, Debug)]

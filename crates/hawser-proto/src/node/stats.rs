@@ -8,6 +8,10 @@ pub struct PeerStats {
     pub queued: u64,
     /// Bytes of payload waiting in the outgoing queue now.
     pub queued_bytes: u64,
+    /// Bytes of memory the outgoing queue's buffers hold now: the frames waiting, room left in
+    /// the newest buffer, and the spare one kept for reuse. Once the queue is empty, at most
+    /// twice `hawser_proto::node::RETAINED_BUFFER`, and nothing after the connection idles out.
+    pub queue_buffer_bytes: u64,
     /// Messages accepted into the outgoing queue, in total.
     pub enqueued: u64,
     /// Messages handed to the transport (reliable frames written, datagrams sent).

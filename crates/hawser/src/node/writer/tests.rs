@@ -186,6 +186,9 @@ async fn batches_keep_order_and_bounds_and_count_every_message() {
     let total: usize = msgs.iter().map(Bytes::len).sum();
     assert_eq!((s.sent, s.bytes_out), (msgs.len() as u64, total as u64));
     assert_eq!((s.queued, s.queued_bytes), (0, 0));
+    // An emptied queue keeps at most its newest buffer and one spare, each bounded.
+    let retained = 2 * hawser_proto::node::RETAINED_BUFFER as u64;
+    assert!(s.queue_buffer_bytes <= retained, "{}", s.queue_buffer_bytes);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -204,6 +207,12 @@ async fn failed_batch_requeues_what_was_not_written_in_order() {
     let s = peer.stats();
     assert_eq!((s.sent, s.bytes_out), (700, 70_000));
     assert_eq!((s.queued, s.queued_bytes), (1800, 180_000));
+    // The waiting frames (payload and 5-byte headers) are in the queue's buffers.
+    assert!(
+        s.queue_buffer_bytes >= 1800 * 105,
+        "{}",
+        s.queue_buffer_bytes
+    );
     // A new connection writes the rest, in order: each message exactly once in all.
     let mut conn2 = Recorder::default();
     assert!(write_queued(&core, &peer, &mut conn2, &mut FrameBatch::default()).await);
