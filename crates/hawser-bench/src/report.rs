@@ -358,33 +358,22 @@ impl Report {
             );
         }
         use PingRuntime::{OneThread, Workers};
+        // A ping-pong row's p50 against raw UDP's on the same runtime.
+        let vs_udp = |t: &str, rt: PingRuntime| div(self.p50(t, rt), self.p50("udp-raw", rt));
         push(
             "ping-pong p50 hawser-binary / udp-raw, one thread".into(),
-            div(
-                self.p50("hawser-binary", OneThread),
-                self.p50("udp-raw", OneThread),
-            ),
+            vs_udp("hawser-binary", OneThread),
             "<= 1.3",
             Some(|v| v <= 1.3),
         );
-        push(
-            "ping-pong p50 hawser-json / udp-raw, one thread".into(),
-            div(
-                self.p50("hawser-json", OneThread),
-                self.p50("udp-raw", OneThread),
-            ),
-            "(none)",
-            None,
-        );
-        push(
-            "ping-pong p50 hawser-binary / udp-raw, 2 workers".into(),
-            div(
-                self.p50("hawser-binary", Workers),
-                self.p50("udp-raw", Workers),
-            ),
-            "(none)",
-            None,
-        );
+        for (t, rt) in [("hawser-json", OneThread), ("hawser-binary", Workers)] {
+            push(
+                format!("ping-pong p50 {t} / udp-raw, {}", rt.name()),
+                vs_udp(t, rt),
+                "(none)",
+                None,
+            );
+        }
         let cpu = |t: &str| {
             self.pingpong
                 .iter()
