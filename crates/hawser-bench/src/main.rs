@@ -4,7 +4,8 @@
 //! process and on one tokio runtime (multi-thread, 2 workers), and prints:
 //! - throughput, N messages one way received complete and in order, median of 3 runs, at 64 B
 //!   and 1 KiB;
-//! - 64-byte ping-pong latency (p50, p99);
+//! - 64-byte ping-pong latency (p50, p99), on that runtime and, for the target, with each
+//!   series on a current-thread runtime of its own (both ends on one thread);
 //! - hawser's goodput and latency under 0 to 20 % loss each way;
 //! - server memory per idle connection (child processes, see [`conns`]) and many active echo
 //!   clients;
@@ -287,7 +288,9 @@ fn meta(args: &Args, plan: &Plan) -> Meta {
         .unwrap_or_else(|| "unknown".into());
     Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        runtime: format!("tokio multi-thread, {WORKERS} worker threads (every row)"),
+        runtime: format!(
+            "tokio multi-thread, {WORKERS} worker threads (every row; each ping-pong row also on a current-thread runtime of its own)"
+        ),
         cpu,
         nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
         quick: args.quick,
