@@ -186,6 +186,17 @@ impl SendQueue {
         self.limits
     }
 
+    /// Whether senders waiting for room should be woken now: the queue is at most half full,
+    /// by count and by bytes (its low watermark). A queue that a faster sender keeps full
+    /// wakes that sender once per half a queue drained, not once per batch written, so the
+    /// sender refills it in one go instead of a task switch every few messages; half a
+    /// queue is still waiting to be written meanwhile, so the link never runs dry for it.
+    /// Below the mark every batch taken wakes them again, so a waiter that needs more room
+    /// than half a queue is woken as the queue drains further, at the latest when it is empty.
+    pub fn below_low_watermark(&self) -> bool {
+        self.frames.len() <= self.limits.max_messages / 2 && self.bytes <= self.limits.max_bytes / 2
+    }
+
     /// Whether a payload of `len` bytes would be accepted now.
     pub fn has_room_for(&self, len: usize) -> bool {
         self.frames.len() < self.limits.max_messages
@@ -633,6 +644,27 @@ mod tests {
         q.take(t0, 10, 100, &mut other);
         q.recycle(&mut other);
         assert!(q.buffer_capacity() <= 64, "{}", q.buffer_capacity());
+    }
+
+    #[test]
+    fn waiters_are_woken_once_the_queue_is_half_drained() {
+        let t0 = origin();
+        let mut q = SendQueue::new(limits(10, 1000, 100));
+        assert!(q.below_low_watermark(), "an empty queue");
+        for _ in 0..10 {
+            push(&mut q, t0, b"m").unwrap();
+        }
+        assert!(!q.below_low_watermark(), "full by count");
+        assert_eq!(take(&mut q, t0, 4).len(), 4);
+        assert!(!q.below_low_watermark(), "six of ten left");
+        assert_eq!(take(&mut q, t0, 1).len(), 1);
+        assert!(q.below_low_watermark(), "five of ten left");
+        // By bytes as well: one message of more than half the byte limit.
+        let mut q = SendQueue::new(limits(10, 1000, 100));
+        push(&mut q, t0, &[0; 501]).unwrap();
+        assert!(!q.below_low_watermark(), "over half the bytes");
+        take(&mut q, t0, 1);
+        assert!(q.below_low_watermark());
     }
 
     #[test]

@@ -160,6 +160,7 @@ async fn write_queued<L: Link>(
         }
     }
     loop {
+        let wake;
         {
             let mut st = peer.lock();
             if !st.control.is_empty() {
@@ -171,11 +172,16 @@ async fn write_queued<L: Link>(
             if dropped > 0 {
                 warn!(node = %core.id, peer = %peer.id, dropped, "dropped messages that outlived the deadline");
             }
+            // Senders waiting for room: once the queue is half drained, not at every batch
+            // (`SendQueue::below_low_watermark`); dropped messages made room at once.
+            wake = dropped > 0 || st.queue.below_low_watermark();
+        }
+        if wake {
+            peer.room.notify_waiters();
         }
         if batch.is_empty() {
             return true;
         }
-        peer.room.notify_waiters();
         let result = tokio::select! {
             r = L::write_app_batch(conn, batch) => r,
             () = peer.cancel.cancelled() => return true,
