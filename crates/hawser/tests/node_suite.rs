@@ -487,8 +487,9 @@ suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, ful
 suite!(Tcp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
-suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, batch_send, concurrent_senders,
-    on_receive_handler, stop_leaves_no_task);
+suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
+    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
+    idle_connection_closes, stop_leaves_no_task);
 
 // Reliable messages over session transports (`Settings::transports`); each node also listens
 // on TCP + UDP, which carries only datagrams (and reachability addresses) here.

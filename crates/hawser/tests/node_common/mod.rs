@@ -114,7 +114,7 @@ impl Cluster {
         if kind == Kind::Lsp {
             settings.reliable = ReliableTransport::Lsp;
         }
-        if kind == Kind::SessionLsp {
+        if kind == Kind::SessionLsp || kind == Kind::Lsp {
             // LSP has no close: a stopped peer is noticed only after `epoch_limit` silent
             // epochs. 100 ms (not 2 s) lets the suite's timings (a restart within the 1 s
             // deadline) see a stop as TCP would.
@@ -164,6 +164,10 @@ impl Cluster {
 
     /// Starts (or restarts, at its previous address) node `id`.
     pub async fn start(&mut self, id: u64) -> Node {
+        if self.kind == Kind::Lsp {
+            // A node added after `start_all` needs its LSP address too.
+            self.lsp_addrs.entry(id).or_insert_with(free_udp_port);
+        }
         let b = Node::builder(id)
             .members(self.membership())
             .settings(self.settings.clone());
