@@ -292,3 +292,35 @@ async fn a_batch_send_copied_in_slices_keeps_order_and_stops_at_a_full_queue() {
         "queued once each, in order, across the slices"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn senders_waiting_for_room_are_woken_once_the_queue_is_half_drained() {
+    use futures::FutureExt;
+    // Ten messages of 40 KiB, room for ten: each lies in a buffer of its own, so each batch
+    // is one message.
+    let mut settings = Settings::default();
+    settings.queue.max_messages = 10;
+    let (core, peer) = core_with(settings);
+    let msgs: Vec<Bytes> = (0..10).map(|i| msg(i, 40 * 1024)).collect();
+    queue(&peer, Instant::now(), &msgs);
+    let room = peer.room.notified();
+    tokio::pin!(room);
+    room.as_mut().enable();
+    // Three batches written, the fourth refused: six left after the last take, over half.
+    let mut conn = Recorder {
+        accept: Some(3),
+        ..Recorder::default()
+    };
+    assert!(!write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
+    assert_eq!(conn.batches, [1, 1, 1, 1]);
+    assert_eq!(peer.stats().queued, 7, "the refused one went back");
+    assert!(
+        room.as_mut().now_or_never().is_none(),
+        "woken while the queue was more than half full"
+    );
+    // Drained on a new connection: woken once five are left.
+    let mut conn = Recorder::default();
+    assert!(write_queued(&core, &peer, &mut conn, &mut FrameBatch::default()).await);
+    assert_eq!(conn.apps(), msgs[3..]);
+    assert!(room.as_mut().now_or_never().is_some(), "never woken");
+}
