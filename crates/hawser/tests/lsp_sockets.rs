@@ -710,3 +710,49 @@ async fn reads_and_batch_reads_mixed_keep_order_and_the_end_last() {
     .await
     .unwrap();
 }
+
+/// A task waiting in `read` receives the acknowledgements of what another task sends; a send
+/// waiting for queue room in the meantime must be told of the change (by the receiving task
+/// or the driver, whose notifications skip only a channel with no other subscriber), not left
+/// until the next datagram it happens to receive itself, here a heartbeat every 2 s. Fails
+/// when the endpoint's changes are never announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_for_room_hears_of_acks_another_reader_received() {
+    timeout(LIMIT, async {
+        let config = Config {
+            max_send_queue: 2,
+            bundle_max: 0,
+            ..Config::new(Params {
+                window: 1,
+                max_unacked: 1,
+                ..slow_epochs()
+            })
+        };
+        let (server, client) = pair_with(config).await;
+        let client = std::sync::Arc::new(client);
+        // The server never writes: this read waits, receiving every acknowledgement.
+        let reader = tokio::spawn({
+            let client = client.clone();
+            async move { client.read().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = 30u8;
+        let sends = async {
+            for i in 0..n {
+                client.send(vec![i]).await.unwrap();
+            }
+        };
+        let reads = async {
+            for i in 0..n {
+                assert_eq!(server.read().await.unwrap().1[..], [i]);
+            }
+        };
+        let prompt = Duration::from_secs(3);
+        tokio::time::timeout(prompt, async { tokio::join!(sends, reads) })
+            .await
+            .unwrap_or_else(|_| panic!("{n} sends did not finish within {prompt:?}"));
+        reader.abort();
+    })
+    .await
+    .unwrap();
+}
