@@ -173,26 +173,8 @@ impl<L: Link> Core<L> {
                 break;
             }
             let was_empty = st.queue.is_empty();
-            let (mut here, mut copied) = (0, 0);
-            while let Some(payload) = batch.pop_front() {
-                let len = payload.len();
-                if len > max {
-                    batch.push_front(payload);
-                    refused = Some((SendError::TooLarge { len, max }, false));
-                    break;
-                }
-                if let Err(payload) = self.push_locked(peer, &mut st, now, payload, count) {
-                    batch.push_front(payload);
-                    refused = Some((SendError::QueueFull(peer.id), true));
-                    break;
-                }
-                here += 1;
-                copied += len;
-                if copied >= LOCK_SLICE {
-                    // Let the writer take what is queued while the rest is copied.
-                    break;
-                }
-            }
+            let here;
+            (here, refused) = self.push_slice(peer, &mut st, batch, now, max, count);
             if here > 0 {
                 sent += here;
                 self.queued(peer, st, was_empty);
@@ -202,6 +184,38 @@ impl<L: Link> Core<L> {
             Some(e) if sent == 0 => Err(e),
             _ => Ok(sent),
         }
+    }
+
+    /// Under one hold of the queue's lock, queues messages from the front of `batch` until
+    /// [`LOCK_SLICE`] bytes are copied (letting the writer take what is queued while the rest
+    /// is copied) or one is refused, which stays at the front: how many, and the refusal.
+    fn push_slice(
+        &self,
+        peer: &Peer,
+        st: &mut PeerState,
+        batch: &mut VecDeque<Bytes>,
+        now: Instant,
+        max: usize,
+        count: bool,
+    ) -> (usize, Option<(SendError, bool)>) {
+        let (mut here, mut copied) = (0, 0);
+        while copied < LOCK_SLICE {
+            let Some(payload) = batch.pop_front() else {
+                break;
+            };
+            let len = payload.len();
+            if len > max {
+                batch.push_front(payload);
+                return (here, Some((SendError::TooLarge { len, max }, false)));
+            }
+            if let Err(payload) = self.push_locked(peer, st, now, payload, count) {
+                batch.push_front(payload);
+                return (here, Some((SendError::QueueFull(peer.id), true)));
+            }
+            here += 1;
+            copied += len;
+        }
+        (here, None)
     }
 
     /// Queues or sends a message; never blocks.
