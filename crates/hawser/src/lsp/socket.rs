@@ -16,11 +16,15 @@
 //! datagram with a large payload, say) is fragmented by IP as on any UDP socket. A segmented
 //! send that the path cannot carry is retried one datagram per call.
 
-use std::io::{self, IoSliceMut};
+use std::io;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 
 use hawser_proto::Transmit;
-use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use quinn_udp::RecvMeta;
+use quinn_udp::{UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -46,6 +50,10 @@ struct Plain {
     io: UdpSocket,
     /// `None` where `quinn-udp` could not set the socket up: plain `send_to`/`recv_from`.
     state: Option<UdpSocketState>,
+    /// The one peer of a client's socket, once connected to it ([`Socket::connect`]): single
+    /// datagrams to it go out with `send`, which uses the route the socket keeps instead of
+    /// looking one up per datagram.
+    peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Plain {
@@ -150,9 +158,22 @@ impl Socket {
         calls
     }
 
+    /// Connects a plain socket to `peer`, the only address it then exchanges datagrams with
+    /// (an LSP client's server): the kernel keeps the route and drops datagrams from anyone
+    /// else (which the client would drop anyway). A fault-injecting socket, or one the OS does
+    /// not let connect, stays as it is.
+    pub(crate) async fn connect(&mut self, peer: SocketAddr) {
+        if let Inner::Plain(p) = &mut self.0 {
+            match p.io.connect(peer).await {
+                Ok(()) => p.peer = Some(peer),
+                Err(err) => tracing::debug!(%peer, %err, "socket not connected to its peer"),
+            }
+        }
+    }
+
     async fn send_one(&self, buf: &[u8], to: SocketAddr) {
         let result = match &self.0 {
-            Inner::Plain(p) => match p.io.try_send_to(buf, to) {
+            Inner::Plain(p) => match p.try_send_one(buf, to) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.io.send_to(buf, to).await,
                 other => other,
             },
@@ -176,7 +197,7 @@ impl Socket {
         let Inner::Plain(p) = &self.0 else {
             return false;
         };
-        match p.io.try_send_to(buf, to) {
+        match p.try_send_one(buf, to) {
             Ok(_) => true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             Err(err) => {
@@ -230,6 +251,10 @@ impl Socket {
 impl Plain {
     fn new(io: UdpSocket) -> Plain {
         let state = restoring_pmtu(&io, || UdpSocketState::new(UdpSockRef::from(&io)));
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if state.is_ok() {
+            gro::quiet(&io);
+        }
         let state = match state {
             Ok(s) => Some(s),
             Err(err) => {
@@ -237,7 +262,20 @@ impl Plain {
                 None
             }
         };
-        Plain { io, state }
+        Plain {
+            io,
+            state,
+            peer: None,
+        }
+    }
+
+    /// One datagram without waiting: with `send` to the connected peer, `send_to` otherwise.
+    fn try_send_one(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if self.peer == Some(to) {
+            self.io.try_send(buf)
+        } else {
+            self.io.try_send_to(buf, to)
+        }
     }
 
     fn gso_segments(&self) -> usize {
@@ -291,17 +329,95 @@ impl Plain {
                 stride: len,
             });
         };
-        let mut meta = [RecvMeta::default()];
-        self.io.try_io(Interest::READABLE, || {
-            let mut bufs = [IoSliceMut::new(buf)];
-            state.recv(UdpSockRef::from(&self.io), &mut bufs, &mut meta)
-        })?;
-        let [m] = meta;
-        Ok(Received {
-            from: m.addr,
-            len: m.len,
-            stride: if m.stride == 0 { m.len } else { m.stride },
-        })
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let _ = state;
+            self.io
+                .try_io(Interest::READABLE, || gro::recv(&self.io, buf))
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let mut meta = [RecvMeta::default()];
+            self.io.try_io(Interest::READABLE, || {
+                let mut bufs = [IoSliceMut::new(buf)];
+                state.recv(UdpSockRef::from(&self.io), &mut bufs, &mut meta)
+            })?;
+            let [m] = meta;
+            Ok(Received {
+                from: m.addr,
+                len: m.len,
+                stride: if m.stride == 0 { m.len } else { m.stride },
+            })
+        }
+    }
+}
+
+/// Receiving on Linux: one `recvmsg` that asks only for the GRO segment size.
+///
+/// `quinn-udp`'s receive is a `recvmmsg` that prepares (and zeroes) 32 message headers and asks
+/// for ECN and packet-info control messages on every call; hawser reads one buffer per call and
+/// uses neither, and in a request-response exchange every half trip makes two receives (one
+/// that finds the datagram, one that finds the socket empty), so that work was paid on the
+/// latency path for nothing. `quinn-udp` still sets the socket up (GRO, GSO) and sends.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod gro {
+    use std::io::{self, IoSliceMut};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use tokio::net::UdpSocket;
+
+    use super::Received;
+
+    /// Room for one `UDP_GRO` control message (an `int`), aligned as the kernel writes it.
+    #[repr(C, align(8))]
+    struct ControlBuf([u8; 32]);
+
+    /// Turns off the control messages `quinn-udp` asked for and hawser does not read (packet
+    /// info, TOS / traffic class): the kernel then builds only the GRO one. Best effort.
+    pub(super) fn quiet(io: &UdpSocket) {
+        use rustix::net::sockopt;
+        let _ = socket::setsockopt(io, socket::sockopt::Ipv4PacketInfo, &false);
+        let _ = socket::setsockopt(io, socket::sockopt::Ipv6RecvPacketInfo, &false);
+        let _ = sockopt::set_ip_recvtos(io, false);
+        let _ = sockopt::set_ipv6_recvtclass(io, false);
+    }
+
+    /// One receive: the sender, the bytes received and the GRO segment size (`len` when the
+    /// kernel glued nothing together).
+    pub(super) fn recv(io: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut control = ControlBuf([0; 32]);
+        let msg = socket::recvmsg::<SockaddrStorage>(
+            io.as_raw_fd(),
+            &mut iov,
+            Some(&mut control.0),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let len = msg.bytes;
+        let mut stride = len;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::UdpGroSegments(size) = c {
+                    stride = usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(len);
+                }
+            }
+        }
+        let from = msg
+            .address
+            .as_ref()
+            .and_then(to_std)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no sender address"))?;
+        Ok(Received { from, len, stride })
+    }
+
+    fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(SocketAddrV4::from(*v4).into());
+        }
+        a.as_sockaddr_in6().map(|v6| SocketAddrV6::from(*v6).into())
     }
 }
 
@@ -485,5 +601,77 @@ mod tests {
         for (i, d) in got.iter().enumerate() {
             assert_eq!(d, &vec![i as u8; sizes[i]], "datagram {i}");
         }
+    }
+
+    /// On Linux, a segmented send reaches a plain socket as one buffer, cut where the GRO
+    /// control message says (the receive asks for nothing else).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn a_segmented_send_is_received_glued_and_cut_at_the_stride() {
+        let a = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let b = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        if a.max_segments() < 2 {
+            eprintln!("skipped: no segmentation offload on this kernel");
+            return;
+        }
+        let to = b.local_addr().unwrap();
+        let ts: Vec<_> = (0..4u8)
+            .map(|i| Transmit {
+                destination: to,
+                contents: Bytes::from(vec![i; 300]),
+            })
+            .collect();
+        let mut scratch = Vec::new();
+        assert_eq!(a.send_all(&ts, &mut scratch).await, 1, "one segmented send");
+        let mut buf = vec![0u8; 65_536];
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), b.recv(&mut buf))
+            .await
+            .expect("the datagrams arrive")
+            .unwrap();
+        assert_eq!((r.len, r.stride), (1200, 300), "glued, cut every 300 bytes");
+        let got: Vec<_> = r.datagrams(&buf).map(<[u8]>::to_vec).collect();
+        assert_eq!(got, (0..4u8).map(|i| vec![i; 300]).collect::<Vec<_>>());
+    }
+
+    /// A socket connected to its peer sends to it and hears only from it: a third socket's
+    /// datagram never reaches it.
+    #[tokio::test]
+    async fn a_connected_socket_hears_only_its_peer() {
+        let bind = || Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (mut client, peer, stranger) = (
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+        );
+        let peer_addr = peer.local_addr().unwrap();
+        client.connect(peer_addr).await;
+        let client_addr = client.local_addr().unwrap();
+        let mut scratch = Vec::new();
+        let to = |destination, byte| Transmit {
+            destination,
+            contents: Bytes::from(vec![byte; 10]),
+        };
+        stranger.send_all(&[to(client_addr, 1)], &mut scratch).await;
+        peer.send_all(&[to(client_addr, 2)], &mut scratch).await;
+        client.send_all(&[to(peer_addr, 3)], &mut scratch).await;
+        let mut buf = vec![0u8; 65_536];
+        let wait = std::time::Duration::from_secs(5);
+        let r = tokio::time::timeout(wait, peer.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.from, &buf[..r.len]), (client_addr, &[3u8; 10][..]));
+        let r = tokio::time::timeout(wait, client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.from, &buf[..r.len]), (peer_addr, &[2u8; 10][..]));
+        // The stranger's datagram was sent first and would have come first.
+        let err = client.try_recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }
