@@ -75,7 +75,9 @@ impl Client {
         socket: impl Into<Socket>,
     ) -> Result<Client, ConnectError> {
         config.validate()?;
-        let socket = Arc::new(socket.into());
+        let mut socket = socket.into();
+        socket.connect(server).await;
+        let socket = Arc::new(socket);
         let local_addr = socket.local_addr()?;
         let now = tokio::time::Instant::now().into_std();
         let endpoint = ClientEndpoint::new(config, server, SeqNum(u64::from(isn)), now)?;

@@ -171,9 +171,8 @@ impl<E: Driven> Shared<E> {
         self.wake_driver.notify_one();
     }
 
-    /// Holds back what a receive caused for a reply, for at most [`ACK_DELAY`].
-    fn owe(&self) {
-        let at = now();
+    /// Holds back what a receive at `at` caused for a reply, for at most [`ACK_DELAY`].
+    fn owe(&self, at: std::time::Instant) {
         if self
             .owed_since
             .compare_exchange(
@@ -355,10 +354,13 @@ impl<E: Driven> Shared<E> {
                 let _ = changes.changed().await;
                 continue;
             }
+            // Biased, the socket first: no random draw per wait, and a receive is looked at
+            // first, as it is what a reader waits for; a change is not missed, since the
+            // endpoint is looked at after either branch.
             tokio::select! {
-                _ = changes.changed() => {}
+                biased;
                 received = self.receive() => match received {
-                    Ok(()) => {
+                    Ok(at) => {
                         // Other waiters (a close, a send waiting for room) look again. Not
                         // inside `receive`: this task's own wait for a change has ended
                         // here, and waking itself would make tokio hand it to the other
@@ -374,7 +376,7 @@ impl<E: Driven> Shared<E> {
                             // The wait is over: what the datagrams caused may ride on the
                             // reply the application writes next.
                             if pending {
-                                self.owe();
+                                self.owe(at);
                             }
                             return Ok(result);
                         }
@@ -387,7 +389,8 @@ impl<E: Driven> Shared<E> {
                         // The driver reports receive errors; wait for it rather than spin.
                         let _ = changes.changed().await;
                     }
-                }
+                },
+                _ = changes.changed() => {}
             }
         }
     }
@@ -418,14 +421,24 @@ impl<E: Driven> Shared<E> {
 
     /// Waits for datagrams and handles them (up to [`RECV_BATCH`], and every datagram of each
     /// buffer); sends nothing, and leaves telling other waiters ([`Shared::bump`]) to the
-    /// caller. Cancel safe: a datagram is either handled or left in the socket.
-    async fn receive(&self) -> io::Result<()> {
+    /// caller. Returns when they were handled. Cancel safe: a datagram is either handled or
+    /// left in the socket.
+    async fn receive(&self) -> io::Result<std::time::Instant> {
         loop {
             self.socket.readable().await?;
             let mut buf = self.recv_buf.lock().await;
             recv_buffer(&mut buf);
             let first = match self.socket.try_recv(&mut buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // An ICMP port-unreachable for an earlier send (reported on a connected
+                // socket): nothing was received, nothing to tell (see `recv_error`).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue
+                }
                 other => other?,
             };
             let mut ep = self.lock();
@@ -445,7 +458,7 @@ impl<E: Driven> Shared<E> {
             self.follow_deadline(&ep);
             drop(ep);
             drop(buf);
-            return Ok(());
+            return Ok(now);
         }
     }
 
@@ -454,7 +467,7 @@ impl<E: Driven> Shared<E> {
     async fn driver_receive(&self) -> io::Result<()> {
         if self.socket.sends_inline() {
             if self.readers.load(Ordering::Acquire) == 0 {
-                return self.receive().await;
+                return self.receive().await.map(drop);
             }
             // The last reader to leave arms the timer to wake the driver, which then looks
             // again (a new call of this function).
