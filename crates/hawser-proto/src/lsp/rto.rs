@@ -15,6 +15,9 @@ pub(crate) struct RtoEstimator {
     /// The epoch schedule's longest wait, `(max_backoff + 1) · δ`: the RTO never exceeds it, so
     /// the adaptive policy is never slower than the reference schedule.
     ceiling: Duration,
+    /// [`rto`](Self::rto), worked out again whenever an input changes (a connection asks for it
+    /// at every send and acknowledgement, and `Duration` arithmetic is not free).
+    current: Duration,
 }
 
 /// Clock granularity `G` of RFC 6298 (the driver's timer resolution).
@@ -34,13 +37,16 @@ pub const MAX_ACK_DELAY: Duration = ACK_DELAY.saturating_add(GRANULARITY);
 
 impl RtoEstimator {
     pub fn new(bounds: RtoBounds, ceiling: Duration) -> RtoEstimator {
-        RtoEstimator {
+        let mut e = RtoEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
             backoffs: 0,
             bounds,
             ceiling,
-        }
+            current: Duration::ZERO,
+        };
+        e.current = e.compute();
+        e
     }
 
     /// Feeds one RTT sample (only from messages sent once: Karn's rule, applied by the caller).
@@ -56,16 +62,21 @@ impl RtoEstimator {
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
         }
+        self.current = self.compute();
     }
 
     /// New data was acknowledged: the back-off ends (RFC 6298 5.7 recomputes from SRTT).
     pub fn on_progress(&mut self) {
-        self.backoffs = 0;
+        if self.backoffs != 0 {
+            self.backoffs = 0;
+            self.current = self.compute();
+        }
     }
 
     /// The timer expired: double the RTO (5.5).
     pub fn on_expiry(&mut self) {
         self.backoffs = self.backoffs.saturating_add(1).min(16);
+        self.current = self.compute();
     }
 
     /// The smoothed RTT, once sampled.
@@ -92,11 +103,16 @@ impl RtoEstimator {
         } else {
             Duration::ZERO
         };
-        Some(((srtt * 2).max(GRANULARITY) + delay).min(self.rto()))
+        Some(((srtt * 2).max(GRANULARITY) + delay).min(self.current))
     }
 
     /// The current RTO, back-off included, within the bounds.
     pub fn rto(&self) -> Duration {
+        self.current
+    }
+
+    /// The RTO from the inputs (RFC 6298 2.2-2.5, 5.5).
+    fn compute(&self) -> Duration {
         let base = match self.srtt {
             None => self.bounds.initial,
             Some(srtt) => srtt + (self.rttvar * 4).max(GRANULARITY),
