@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
 use super::connection::{ConnState, Connection};
@@ -47,6 +47,8 @@ pub struct ClientEndpoint {
     next_epoch: Instant,
     connect_epochs: u32,
     transmits: VecDeque<Transmit>,
+    /// Where datagrams are encoded and cut from (`packer::pack`).
+    datagram_buf: BytesMut,
     last_now: Instant,
     stats: EndpointStats,
     decoded: Vec<Message>,
@@ -77,6 +79,7 @@ impl ClientEndpoint {
             conn: None,
             connect_epochs: 0,
             transmits: VecDeque::new(),
+            datagram_buf: BytesMut::new(),
             last_now: now,
             stats: EndpointStats::default(),
             decoded: Vec::new(),
@@ -289,6 +292,7 @@ impl ClientEndpoint {
             self.server,
             msgs,
             &mut self.transmits,
+            &mut self.datagram_buf,
         );
     }
 

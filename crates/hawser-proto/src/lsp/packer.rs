@@ -9,24 +9,31 @@ use bytes::BytesMut;
 use crate::transmit::Transmit;
 use crate::wire::{lsp_binary, Codec, Message};
 
+/// Bytes the datagram buffer of an endpoint takes at a time: datagrams are cut from it, so that
+/// encoding one costs no allocation of its own; once every datagram cut from it has been sent
+/// and dropped, the same memory is used again.
+const BUFFER_CHUNK: usize = 16 * 1024;
+
 /// Encodes `msgs` (all of one connection) into datagrams for `to`, appended to `out`; returns
-/// how many datagrams it made. `msgs` is left empty.
+/// how many datagrams it made. `msgs` is left empty. The datagrams are cut from `buf`, the
+/// endpoint's datagram buffer (empty between calls).
 pub(crate) fn pack(
     codec: Codec,
     max_datagram: usize,
     to: SocketAddr,
     msgs: &mut Vec<Message>,
     out: &mut VecDeque<Transmit>,
+    buf: &mut BytesMut,
 ) -> u64 {
     let mut datagrams = 0;
     match codec {
         Codec::Json => {
             for msg in msgs.drain(..) {
-                let mut buf = BytesMut::with_capacity(codec.encoded_len(&msg));
-                codec.encode(&msg, &mut buf);
+                room(buf, codec.encoded_len(&msg));
+                codec.encode(&msg, buf);
                 out.push_back(Transmit {
                     destination: to,
-                    contents: buf.freeze(),
+                    contents: buf.split().freeze(),
                 });
                 datagrams += 1;
             }
@@ -45,12 +52,12 @@ pub(crate) fn pack(
                     len += next;
                     end += 1;
                 }
-                let mut buf = BytesMut::with_capacity(len);
-                lsp_binary::encode(&msgs[start..end], &mut buf);
+                room(buf, len);
+                lsp_binary::encode(&msgs[start..end], buf);
                 debug_assert_eq!(buf.len(), len);
                 out.push_back(Transmit {
                     destination: to,
-                    contents: buf.freeze(),
+                    contents: buf.split().freeze(),
                 });
                 datagrams += 1;
                 start = end;
@@ -59,6 +66,14 @@ pub(crate) fn pack(
         }
     }
     datagrams
+}
+
+/// Makes room for a datagram of `len` bytes in the (empty) buffer: the spare room left by
+/// earlier datagrams, the whole buffer again if they are all gone, or a new chunk.
+fn room(buf: &mut BytesMut, len: usize) {
+    if buf.capacity() < len {
+        buf.reserve(len.max(BUFFER_CHUNK));
+    }
 }
 
 #[cfg(test)]
@@ -79,7 +94,14 @@ mod tests {
         msgs.push(Message::ack(ConnId(1), SeqNum(5)));
         let expected = msgs.clone();
         let mut out = VecDeque::new();
-        let n = pack(Codec::Binary, 1452, to, &mut msgs, &mut out);
+        let n = pack(
+            Codec::Binary,
+            1452,
+            to,
+            &mut msgs,
+            &mut out,
+            &mut BytesMut::new(),
+        );
         assert!(msgs.is_empty());
         assert_eq!(n as usize, out.len());
         assert!((5..=6).contains(&n), "{n} datagrams for 100 × 64 B");
@@ -92,11 +114,54 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_are_cut_from_one_buffer_used_again_once_they_are_gone() {
+        let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut buf = BytesMut::new();
+        let mut out = VecDeque::new();
+        let mut msgs: Vec<Message> = (1..=60).map(|s| data(s, 100)).collect();
+        assert_eq!(
+            pack(Codec::Binary, 500, to, &mut msgs, &mut out, &mut buf),
+            15
+        );
+        assert!(buf.is_empty());
+        // Consecutive datagrams lie side by side in one allocation.
+        let first = out[0].contents.as_ptr();
+        let second = out[1].contents.as_ptr();
+        assert_eq!(second as usize, first as usize + out[0].contents.len());
+        // Each round's datagrams sent and dropped before the next: once the spare room is used
+        // up, the buffer is taken again from its start, not allocated anew.
+        let mut reused = false;
+        for round in 1..=8u64 {
+            out.clear();
+            let mut msgs: Vec<Message> = (1..=60).map(|s| data(round * 100 + s, 100)).collect();
+            pack(Codec::Binary, 500, to, &mut msgs, &mut out, &mut buf);
+            reused |= out.iter().any(|t| t.contents.as_ptr() == first);
+            let mut decoded = Vec::new();
+            for t in &out {
+                Codec::Binary.decode(&t.contents, &mut decoded).unwrap();
+            }
+            assert_eq!(decoded.first().map(|m| m.seq.0), Some(round * 100 + 1));
+            assert_eq!(decoded.len(), 60);
+        }
+        assert!(reused, "the first allocation was used again");
+    }
+
+    #[test]
     fn oversized_message_gets_its_own_datagram() {
         let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let mut msgs = vec![data(1, 10), data(2, 3000), data(3, 10)];
         let mut out = VecDeque::new();
-        assert_eq!(pack(Codec::Binary, 1452, to, &mut msgs, &mut out), 3);
+        assert_eq!(
+            pack(
+                Codec::Binary,
+                1452,
+                to,
+                &mut msgs,
+                &mut out,
+                &mut BytesMut::new()
+            ),
+            3
+        );
     }
 
     #[test]
@@ -104,7 +169,17 @@ mod tests {
         let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let mut msgs = vec![data(1, 10), data(2, 10)];
         let mut out = VecDeque::new();
-        assert_eq!(pack(Codec::Json, 1452, to, &mut msgs, &mut out), 2);
+        assert_eq!(
+            pack(
+                Codec::Json,
+                1452,
+                to,
+                &mut msgs,
+                &mut out,
+                &mut BytesMut::new()
+            ),
+            2
+        );
         assert_eq!(out[0].contents[0], b'{');
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
 use super::connection::{ConnState, Connection};
@@ -69,6 +69,8 @@ pub struct ServerEndpoint {
     tickets: VecDeque<Ticket>,
     events: VecDeque<ServerEvent>,
     transmits: VecDeque<Transmit>,
+    /// Where datagrams are encoded and cut from (`packer::pack`).
+    datagram_buf: BytesMut,
     closing: bool,
     lost_while_closing: bool,
     last_now: Option<Instant>,
@@ -97,6 +99,7 @@ impl ServerEndpoint {
             tickets: VecDeque::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            datagram_buf: BytesMut::new(),
             closing: false,
             lost_while_closing: false,
             last_now: None,
@@ -445,6 +448,7 @@ impl ServerEndpoint {
             to,
             &mut msgs,
             &mut self.transmits,
+            &mut self.datagram_buf,
         );
     }
 
@@ -552,6 +556,7 @@ impl DatagramEndpoint for ServerEndpoint {
                 peer.addr,
                 &mut out,
                 &mut self.transmits,
+                &mut self.datagram_buf,
             );
             self.scratch = out;
         }
