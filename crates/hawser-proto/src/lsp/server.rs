@@ -44,7 +44,8 @@ struct Peer {
     isn: SeqNum,
     /// How many of the connection's delivered messages have a read ticket.
     ticketed: u64,
-    /// The deadline this connection has in the endpoint's timer set.
+    /// The deadline this connection has in the endpoint's timer set: its own next deadline or
+    /// an earlier one (see `flush_conn`).
     scheduled: Option<Instant>,
     /// Whether it is in the endpoint's queue of connections with messages to pack.
     dirty: bool,
@@ -78,7 +79,8 @@ pub struct ServerEndpoint {
     ended_stats: ConnStats,
     decoded: Vec<Message>,
     scratch: Vec<Message>,
-    /// Every live connection's next deadline, ordered: the earliest is the endpoint's.
+    /// Every live connection's next deadline, or an earlier one, ordered: the earliest is the
+    /// endpoint's.
     timers: BTreeSet<(Instant, ConnId)>,
     /// Connections that may have messages to send, in the order they changed.
     dirty: VecDeque<ConnId>,
@@ -223,6 +225,9 @@ impl ServerEndpoint {
                 self.tickets.pop_front();
                 if let Some(peer) = self.peers.remove(&id) {
                     self.ended_stats.accumulate(peer.conn.stats());
+                    if let Some(at) = peer.scheduled {
+                        self.timers.remove(&(at, id));
+                    }
                 }
                 Some(ServerRead::Ended(id, reason))
             }
@@ -424,9 +429,16 @@ impl ServerEndpoint {
         self.flush_conn(id);
     }
 
-    /// Routes one message to its connection; returns the connection to flush afterwards.
-    fn on_message(&mut self, now: Instant, from: SocketAddr, msg: Message) -> Option<ConnId> {
-        let Some(&id) = self.by_addr.get(&from) else {
+    /// Routes one message from `from` to its connection (`conn`: the one `from` has, if any);
+    /// returns the connection to flush afterwards.
+    fn on_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        conn: Option<ConnId>,
+        msg: Message,
+    ) -> Option<ConnId> {
+        let Some(id) = conn else {
             self.stats.unknown_conn += 1;
             trace!(%from, "message from unknown address");
             return None;
@@ -472,14 +484,18 @@ impl ServerEndpoint {
         peer.ticketed = delivered;
         let state = peer.conn.state();
         let deadline = peer.conn.poll_timeout();
-        if peer.scheduled != deadline {
+        // Re-filed only when the deadline moved earlier. One that moved later (or went away)
+        // stays filed where it was: it then fires early, `handle_timeout` finds nothing due
+        // (a connection acts on its own deadlines only) and files the true one. A connection's
+        // deadline moves at nearly every message (a send arms the retransmission timer, an
+        // acknowledgement disarms it), mostly later, and this spares the ordered set two
+        // updates per datagram.
+        if let Some(new) = deadline.filter(|&new| peer.scheduled.is_none_or(|old| new < old)) {
             if let Some(old) = peer.scheduled {
                 self.timers.remove(&(old, id));
             }
-            if let Some(new) = deadline {
-                self.timers.insert((new, id));
-            }
-            peer.scheduled = deadline;
+            self.timers.insert((new, id));
+            peer.scheduled = Some(new);
         }
         if let ConnState::Ended(reason) = state {
             if self.by_addr.get(&addr) == Some(&id) {
@@ -508,10 +524,16 @@ impl DatagramEndpoint for ServerEndpoint {
             trace!(%from, %err, "malformed datagram dropped");
         }
         let mut touched = None;
+        // The connection of `from`, looked up once per datagram (again after a Connect).
+        let mut conn: Option<Option<ConnId>> = None;
         for msg in decoded.drain(..) {
             if msg.kind == MsgType::Connect {
                 self.on_connect(now, from, msg.seq);
-            } else if let Some(id) = self.on_message(now, from, msg) {
+                conn = None;
+                continue;
+            }
+            let id = *conn.get_or_insert_with(|| self.by_addr.get(&from).copied());
+            if let Some(id) = self.on_message(now, from, id, msg) {
                 if let Some(previous) = touched.replace(id) {
                     if previous != id {
                         self.flush_conn(previous);
@@ -691,5 +713,64 @@ mod tests {
             client.read(),
             Some(ClientRead::Data(Bytes::from_static(b"hi")))
         );
+    }
+
+    /// A deadline that moves later stays filed where it was: the endpoint wakes then, early,
+    /// finds nothing due (no resend, no epoch counted) and files the true deadline; one that
+    /// moves earlier is filed at once.
+    #[test]
+    fn a_deadline_that_moved_later_fires_early_and_is_filed_again() {
+        use crate::lsp::{ClientEndpoint, RetransmitPolicy};
+        let server_addr = addr(1);
+        let client_addr = addr(2);
+        let config = Config::new(Params::throughput()).with_retransmit(RetransmitPolicy::Adaptive);
+        let now = t0();
+        let mut server = ServerEndpoint::new(config.clone()).unwrap();
+        let mut client = ClientEndpoint::new(config, server_addr, SeqNum(0), now).unwrap();
+        deliver(&mut client, client_addr, &mut server, now);
+        deliver(&mut server, server_addr, &mut client, now);
+        let conn = client.conn_id().unwrap();
+        // One exchange first, for an RTT sample (the first RTO is as long as an epoch).
+        let mut now = now;
+        for round in 0..2 {
+            server.write(now, conn, Bytes::from_static(b"rtt")).unwrap();
+            deliver(&mut server, server_addr, &mut client, now);
+            now += Duration::from_millis(1);
+            client.handle_timeout(now + Duration::from_millis(5 * round));
+            deliver(&mut client, client_addr, &mut server, now);
+        }
+        // The deadlines filed meanwhile fire (early: nothing is due) until the filed one is the
+        // connection's own, its next epoch.
+        let mut epoch_deadline = server.poll_timeout().unwrap();
+        while epoch_deadline < now + Duration::from_millis(100) {
+            now = epoch_deadline;
+            server.handle_timeout(now);
+            epoch_deadline = server.poll_timeout().unwrap();
+        }
+        assert_eq!(server.stats().conns.retransmits, 0);
+        // A write arms the retransmission timer: earlier than the epoch, filed at once.
+        server.write(now, conn, Bytes::from_static(b"hi")).unwrap();
+        deliver(&mut server, server_addr, &mut client, now);
+        let rto_deadline = server.poll_timeout().unwrap();
+        assert!(
+            rto_deadline < epoch_deadline,
+            "{rto_deadline:?} {epoch_deadline:?}"
+        );
+        // The acknowledgement disarms it: the connection's own deadline is the epoch again,
+        // but the endpoint keeps the earlier one filed.
+        let later = now + Duration::from_millis(1);
+        client.handle_timeout(later + Duration::from_millis(5));
+        deliver(&mut client, client_addr, &mut server, later);
+        assert_eq!(server.pending(conn), 0, "acknowledged");
+        assert_eq!(server.poll_timeout(), Some(rto_deadline));
+        // Woken then: nothing is resent, and the true deadline is filed.
+        let before = server.stats();
+        server.handle_timeout(rto_deadline);
+        assert!(server.poll_transmit().is_none(), "nothing to resend");
+        let after = server.stats();
+        assert_eq!(after.conns.retransmits, before.conns.retransmits);
+        assert_eq!(after.conns.epochs, before.conns.epochs);
+        assert_eq!(after.timeouts_handled, before.timeouts_handled + 1);
+        assert_eq!(server.poll_timeout(), Some(epoch_deadline));
     }
 }
