@@ -445,15 +445,26 @@ impl<E: Driven> Shared<E> {
             let now = now();
             let mut handled = 0;
             let mut next = Some(first);
-            // Handle it, then drain what else is already waiting, under the same lock.
+            // Handle it, then drain what else is already waiting, under the same lock. After
+            // the first buffer a peek asks whether anything follows: in a request-response
+            // exchange nothing does, and a peek that finds the socket empty costs less than a
+            // full receive that does.
+            let mut peeked = false;
             while let Some(r) = next.take() {
                 for datagram in r.datagrams(&buf) {
                     ep.handle_datagram(now, r.from, datagram);
                     handled += 1;
                 }
-                if handled < RECV_BATCH {
-                    next = self.socket.try_recv(&mut buf).ok();
+                if handled >= RECV_BATCH {
+                    break;
                 }
+                if !peeked {
+                    peeked = true;
+                    if !self.socket.has_datagram() {
+                        break;
+                    }
+                }
+                next = self.socket.try_recv(&mut buf).ok();
             }
             self.follow_deadline(&ep);
             drop(ep);

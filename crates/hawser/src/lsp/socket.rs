@@ -238,6 +238,21 @@ impl Socket {
         }
     }
 
+    /// Whether a datagram is waiting, asked without taking it: the cheapest call that tells
+    /// (a zero-length peek, no message header, no control messages), for the receive that
+    /// usually finds the socket empty at the end of a burst. When none is waiting the runtime's
+    /// readiness is cleared, as a receive that would block clears it. `true` when unsure (an
+    /// error to report, a fault-injecting socket): the caller then receives.
+    pub(crate) fn has_datagram(&self) -> bool {
+        match &self.0 {
+            Inner::Plain(p) => match p.io.try_peek_sender() {
+                Ok(_) => true,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            },
+            Inner::Faulty(_) => true,
+        }
+    }
+
     /// A buffer of datagrams already waiting, without waiting: `WouldBlock` when there is none
     /// (always, for a fault-injecting socket, whose `recv_from` does the bookkeeping of delays).
     pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
@@ -673,5 +688,25 @@ mod tests {
         // The stranger's datagram was sent first and would have come first.
         let err = client.try_recv(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// The peek tells whether a datagram waits and leaves it there.
+    #[tokio::test]
+    async fn a_peek_finds_a_waiting_datagram_and_leaves_it() {
+        let bind = || Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (a, b) = (bind().await.unwrap(), bind().await.unwrap());
+        assert!(!b.has_datagram(), "nothing sent yet");
+        let t = Transmit {
+            destination: b.local_addr().unwrap(),
+            contents: Bytes::from_static(b"ping"),
+        };
+        a.send_all(&[t], &mut Vec::new()).await;
+        b.readable().await.unwrap();
+        assert!(b.has_datagram());
+        assert!(b.has_datagram(), "a peek takes nothing");
+        let mut buf = vec![0u8; 65_536];
+        let r = b.try_recv(&mut buf).unwrap();
+        assert_eq!(&buf[..r.len], b"ping");
+        assert!(!b.has_datagram());
     }
 }
