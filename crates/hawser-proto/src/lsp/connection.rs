@@ -355,7 +355,7 @@ impl Connection {
     }
 
     /// Handles one message addressed to this connection.
-    pub(crate) fn handle_message(&mut self, msg: Message, now: Instant) {
+    pub(crate) fn handle_message(&mut self, mut msg: Message, now: Instant) {
         if self.is_ended() {
             return;
         }
@@ -365,7 +365,7 @@ impl Connection {
         }
         match msg.kind {
             MsgType::Data => {
-                let Some(payload) = self.verify_data(&msg) else {
+                let Some(payload) = self.verify_data(&mut msg) else {
                     return; // as if never received
                 };
                 if msg.bundled && bundle::validate(&payload).is_err() {
@@ -402,9 +402,10 @@ impl Connection {
         }
     }
 
-    /// Spec 3.3: size check first (short: dropped; long: truncated), then the checksum.
-    fn verify_data(&mut self, msg: &Message) -> Option<Bytes> {
-        let payload = msg.payload.clone().unwrap_or_default();
+    /// Spec 3.3: size check first (short: dropped; long: truncated), then the checksum. Takes
+    /// the payload out of `msg` (a clone of a freshly decoded `Bytes` would allocate).
+    fn verify_data(&mut self, msg: &mut Message) -> Option<Bytes> {
+        let payload = msg.payload.take().unwrap_or_default();
         let declared = msg.size;
         if (payload.len() as u64) < declared {
             self.stats.bad_size += 1;
