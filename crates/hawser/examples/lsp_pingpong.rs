@@ -1,6 +1,6 @@
 //! 64-byte ping-pong over 127.0.0.1 on one current-thread runtime: an LSP client and an echo
 //! server, or the same with two plain UDP sockets; prints the p50 round trip.
-//! `cargo run --release -p hawser --example lsp_pingpong -- [lsp|udp] [ROUND_TRIPS]`
+//! `cargo run --release -p hawser --example lsp_pingpong -- [lsp|lsp-json|udp] [ROUND_TRIPS]`
 //!
 //! A probe for profiling the ping-pong path (`valgrind --tool=callgrind` counts its
 //! instructions per round trip: run it at two counts and divide the difference); the
@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hawser::lsp::{Client, Config, Params, Server};
+use hawser::lsp::{Client, Codec, Config, Params, Server};
 use tokio::net::UdpSocket;
 
 const SIZE: usize = 64;
@@ -22,7 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rtts = Vec::with_capacity(trips);
     match mode.as_str() {
         "udp" => udp(trips, &mut rtts).await?,
-        _ => lsp(trips, &mut rtts).await?,
+        "lsp-json" => lsp(Codec::Json, trips, &mut rtts).await?,
+        _ => lsp(Codec::Binary, trips, &mut rtts).await?,
     }
     rtts.sort();
     let p50 = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
@@ -30,8 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn lsp(trips: usize, rtts: &mut Vec<Duration>) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::new(Params::throughput());
+async fn lsp(
+    codec: Codec,
+    trips: usize,
+    rtts: &mut Vec<Duration>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::new(Params::throughput()).with_codec(codec);
     let server = Arc::new(Server::bind_with(
         config.clone(),
         UdpSocket::bind("127.0.0.1:0").await?,
