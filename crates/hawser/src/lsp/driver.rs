@@ -421,7 +421,7 @@ impl<E: Driven> Shared<E> {
 
     /// Waits for datagrams and handles them (up to [`RECV_BATCH`], and every datagram of each
     /// buffer); sends nothing, and leaves telling other waiters ([`Shared::bump`]) to the
-    /// caller. Returns when they were handled. Cancel safe: a datagram is either handled or
+    /// caller. Returns the time they were handled at. Cancel safe: a datagram is either handled or
     /// left in the socket.
     async fn receive(&self) -> io::Result<std::time::Instant> {
         loop {

@@ -6,9 +6,17 @@
 //! A plain socket sends runs of equal-sized datagrams to one destination as one `sendmsg` with
 //! UDP generic segmentation offload (GSO, Linux ≥ 4.18): up to [`MAX_SEGMENTS`] datagrams and
 //! [`MAX_BATCH_BYTES`] per system call. It receives with generic receive offload (GRO): one
-//! `recvmmsg` may return many datagrams of one sender glued together, cut apart here by the
+//! receive may return many datagrams of one sender glued together, cut apart here by the
 //! segment size the kernel reports. Where the kernel lacks either, every datagram is one call,
 //! as before; nothing on the wire differs (the peer sees ordinary datagrams).
+//!
+//! # The latency path
+//! On Linux a receive is one `recvmsg` that asks only for the GRO segment size (the packet-info
+//! and TOS control messages `quinn-udp` turns on are turned off again: hawser reads neither).
+//! Whether more waits after a burst is asked with a zero-length peek (`Socket::has_datagram`),
+//! cheaper than a full receive that finds nothing. A client's socket is connected to its server
+//! (`Socket::connect`): single datagrams go out with `send` on the route the socket keeps, and
+//! the kernel drops datagrams from anyone else.
 //!
 //! # Fragmentation
 //! `quinn-udp` forbids IP fragmentation on its sockets (QUIC's choice); hawser restores the
@@ -50,7 +58,7 @@ struct Plain {
     io: UdpSocket,
     /// `None` where `quinn-udp` could not set the socket up: plain `send_to`/`recv_from`.
     state: Option<UdpSocketState>,
-    /// The one peer of a client's socket, once connected to it ([`Socket::connect`]): single
+    /// The one peer of a client's socket, once connected to it (`Socket::connect`): single
     /// datagrams to it go out with `send`, which uses the route the socket keeps instead of
     /// looking one up per datagram.
     peer: Option<SocketAddr>,
