@@ -71,8 +71,10 @@ pub struct Settings {
     pub reliable: ReliableTransport,
     /// Per-destination exceptions to `reliable`, at most `max_nodes` entries.
     pub reliable_per_node: BTreeMap<NodeId, ReliableTransport>,
-    /// LSP settings for [`ReliableTransport::Lsp`] (client and server side). Default: LSP
-    /// defaults with 100 ms epochs, a window of 32 and a send queue of 256.
+    /// LSP settings for [`ReliableTransport::Lsp`] and `lsp://` sessions (client and server
+    /// side). Default: LSP defaults with 100 ms epochs, a window of 256 with up to 256 messages
+    /// unacknowledged, and a send queue of 256: per connection at most 256 messages of up to
+    /// `max_payload` (1,400 bytes) in flight and 256 waiting, about 360 KB each.
     pub lsp: lsp::Config,
     /// Reachability: peer liveness leases and address tables (see [`ReachSettings`]).
     pub reach: ReachSettings,
@@ -181,8 +183,11 @@ impl Default for Settings {
     fn default() -> Settings {
         let params = lsp::Params {
             epoch: Duration::from_millis(100),
-            window: 32,
-            max_unacked: 32,
+            // Enough in flight for a session's bulk traffic: with 32 the sender stopped every
+            // 45 KB for acknowledgements, and node messages over LSP ran at half the rate
+            // (`docs/performance.md`, eighth session).
+            window: 256,
+            max_unacked: 256,
             epoch_limit: 20,
             ..lsp::Params::reference()
         };
@@ -353,6 +358,9 @@ mod tests {
         assert_eq!(s.datagram_limit, 4096);
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.reliable_for(NodeId(3)), ReliableTransport::Tcp);
+        assert_eq!(s.lsp.params.in_flight_limit(), 256);
+        assert_eq!(s.lsp.max_send_queue, 256);
+        assert_eq!(s.lsp.validate(), Ok(()));
     }
 
     #[test]
