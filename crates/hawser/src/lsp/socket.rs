@@ -591,14 +591,16 @@ mod tests {
         assert_eq!(lens, [4, 4, 2]);
     }
 
+    /// A plain socket on 127.0.0.1, on a port the OS picks.
+    async fn loopback() -> Socket {
+        Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn glued_sends_arrive_as_the_datagrams_they_were() {
-        let a = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let b = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
+        let (a, b) = (loopback().await, loopback().await);
         let to = b.local_addr().unwrap();
         let sizes = [1000, 1000, 1000, 700, 1000, 5, 5];
         let ts: Vec<_> = sizes
@@ -631,12 +633,7 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[tokio::test]
     async fn a_segmented_send_is_received_glued_and_cut_at_the_stride() {
-        let a = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let b = Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
+        let (a, b) = (loopback().await, loopback().await);
         if a.max_segments() < 2 {
             eprintln!("skipped: no segmentation offload on this kernel");
             return;
@@ -664,12 +661,7 @@ mod tests {
     /// datagram never reaches it.
     #[tokio::test]
     async fn a_connected_socket_hears_only_its_peer() {
-        let bind = || Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let (mut client, peer, stranger) = (
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-        );
+        let (mut client, peer, stranger) = (loopback().await, loopback().await, loopback().await);
         let peer_addr = peer.local_addr().unwrap();
         client.connect(peer_addr).await;
         let client_addr = client.local_addr().unwrap();
@@ -701,8 +693,7 @@ mod tests {
     /// The peek tells whether a datagram waits and leaves it there.
     #[tokio::test]
     async fn a_peek_finds_a_waiting_datagram_and_leaves_it() {
-        let bind = || Socket::bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let (a, b) = (bind().await.unwrap(), bind().await.unwrap());
+        let (a, b) = (loopback().await, loopback().await);
         assert!(!b.has_datagram(), "nothing sent yet");
         let t = Transmit {
             destination: b.local_addr().unwrap(),
