@@ -61,7 +61,9 @@ impl Client {
     }
 
     /// Connects with a full [`Config`] over a socket of the caller's (for example a
-    /// [`FaultySocket`](crate::fault_socket::FaultySocket) to inject loss).
+    /// [`FaultySocket`](crate::fault_socket::FaultySocket) to inject loss). A plain socket is
+    /// `connect`ed to `server` (the kernel then drops datagrams from anyone else, which the
+    /// client would drop anyway, and keeps the route); if the OS refuses, it stays as it was.
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
