@@ -56,7 +56,8 @@ enum Inner {
 /// A plain socket and, where the platform allows, its `quinn-udp` state.
 struct Plain {
     io: UdpSocket,
-    /// `None` where `quinn-udp` could not set the socket up: plain `send_to`/`recv_from`.
+    /// `None` where `quinn-udp` could not set the socket up: plain `send_to`, one datagram per
+    /// call (and `recv_from` outside Linux).
     state: Option<UdpSocketState>,
     /// The one peer of a client's socket, once connected to it (`Socket::connect`): single
     /// datagrams to it go out with `send`, which uses the route the socket keeps instead of
@@ -352,23 +353,25 @@ impl Plain {
         }
     }
 
+    /// On Linux one `recvmsg` (see [`gro`]), which reads a glued buffer's segment size if GRO is
+    /// on and the datagram's length otherwise; elsewhere `quinn-udp`'s receive, or a plain
+    /// `recv_from` where `quinn-udp` could not set the socket up.
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        let Some(state) = &self.state else {
-            let (len, from) = self.io.try_recv_from(buf)?;
-            return Ok(Received {
-                from,
-                len,
-                stride: len,
-            });
-        };
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            let _ = state;
             self.io
                 .try_io(Interest::READABLE, || gro::recv(&self.io, buf))
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
+            let Some(state) = &self.state else {
+                let (len, from) = self.io.try_recv_from(buf)?;
+                return Ok(Received {
+                    from,
+                    len,
+                    stride: len,
+                });
+            };
             let mut meta = [RecvMeta::default()];
             self.io.try_io(Interest::READABLE, || {
                 let mut bufs = [IoSliceMut::new(buf)];
