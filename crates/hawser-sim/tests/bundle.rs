@@ -385,3 +385,41 @@ fn only_a_message_sent_on_its_own_reads_the_clock() {
     let done = c.run_until(Duration::from_secs(5), |c| c.server_read_total() == 12);
     assert!(done);
 }
+
+#[test]
+fn a_bundle_never_makes_a_datagram_larger_than_max_datagram() {
+    // A large `max_payload` (a loopback link's) with the Ethernet-sized datagram limit: small
+    // messages gathered while busy still fit one `max_datagram` datagram each, while a single
+    // message written larger goes alone in a larger one.
+    let mut config = config(256);
+    config.max_payload = 16 * 1024;
+    config.max_datagram = 1452;
+    let mut c = Cluster::with_config(config);
+    c.add_client(1000);
+    c.connect_all();
+    c.net.record_trace(100_000);
+    let small: Vec<Bytes> = (0..400u16).map(|k| Bytes::from(vec![k as u8; 200])).collect();
+    write_at_once(&mut c, 0, &small);
+    let big = Bytes::from(vec![7u8; 10_000]);
+    write_at_once(&mut c, 0, std::slice::from_ref(&big));
+    c.run_until(Duration::from_secs(20), |c| c.server_read_total() == 401);
+    let mut want = small.clone();
+    want.push(big);
+    assert_eq!(c.server_reads(0), &want[..]);
+    let trace = c.net.take_trace();
+    let sent = trace
+        .iter()
+        .filter(|e| e.kind == hawser_sim::TraceKind::Sent && e.to == c.server);
+    let (mut small_datagrams, mut large) = (0, 0);
+    for e in sent {
+        if e.bytes.len() > 1452 {
+            large += 1;
+            assert!(e.bytes.len() > 10_000, "a {}-byte datagram", e.bytes.len());
+        } else {
+            small_datagrams += 1;
+        }
+    }
+    assert_eq!(large, 1, "only the large message exceeds max_datagram");
+    assert!(small_datagrams >= 400 * 201 / 1452, "{small_datagrams} datagrams");
+    assert!(c.client_conn(0).stats().bundles_sent > 0);
+}

@@ -82,6 +82,8 @@ pub struct Connection {
     bundler: Bundler,
     /// `Config::effective_bundle_max` (0: no bundling).
     bundle_max: usize,
+    /// `Config::bundle_bytes`: the largest bundle.
+    bundle_bytes: usize,
     /// The latest time given by any input: when a bundle sealed at drain time counts as sent.
     last_now: Instant,
 }
@@ -126,6 +128,7 @@ impl Connection {
             last_heard: now,
             bundler: Bundler::default(),
             bundle_max: config.effective_bundle_max(),
+            bundle_bytes: config.bundle_bytes(),
             last_now: now,
         }
     }
@@ -260,7 +263,7 @@ impl Connection {
         // or its predecessors are being gathered); an idle connection sends it alone, now.
         let busy = self.send.in_flight() > 0 || !self.bundler.is_empty();
         if len <= self.bundle_max && busy {
-            let fits = self.bundler.fits(len, self.config.max_payload);
+            let fits = self.bundler.fits(len, self.bundle_bytes);
             // Joining the gathered bundle takes no new Data message; anything else does (the
             // gathered one, sealed, stays counted).
             if (!fits || self.bundler.is_empty()) && full {

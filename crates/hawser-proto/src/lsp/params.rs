@@ -233,7 +233,8 @@ pub struct Config {
     /// number, checksum and acknowledgement) with others written while earlier data is in
     /// flight; 0 turns bundling off. A write on an idle connection is always sent alone and at
     /// once, so bundling never delays a message: it gathers what piles up while the
-    /// connection is busy, up to `max_payload` bytes per bundle (`docs/wire.md`, bundles).
+    /// connection is busy, up to [`bundle_bytes`](Self::bundle_bytes) per bundle (`max_payload`,
+    /// within one `max_datagram` datagram; `docs/wire.md`, bundles).
     /// With it, `max_send_queue` and `max_read_queue` count Data messages, a bundle once.
     /// Ignored by the JSON codec, which cannot carry bundles. Default 256.
     pub bundle_max: usize,
@@ -255,6 +256,16 @@ impl Config {
             (RetransmitPolicy::Auto, Codec::Binary) => RetransmitPolicy::Adaptive,
             (policy, _) => policy,
         }
+    }
+
+    /// Largest bundle, in bytes: `max_payload`, but never more than fits one `max_datagram`
+    /// datagram with its headers, so that bundling never makes a datagram larger than
+    /// `max_datagram` (only a single message written larger does). With the defaults (1,400
+    /// and 1,452) this is `max_payload`.
+    pub fn bundle_bytes(&self) -> usize {
+        self.max_payload
+            .min(self.max_datagram.saturating_sub(BUNDLE_HEADROOM))
+            .max(1)
     }
 
     /// The bundling limit in force: [`bundle_max`](Self::bundle_max) for the binary codec, 0
@@ -340,6 +351,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// Bytes a datagram needs besides one bundle's payload, at most: version, connection id,
+/// type, sequence number, size and checksum of the binary codec.
+const BUNDLE_HEADROOM: usize = 32;
 
 /// The smallest accepted `max_datagram`.
 pub const MIN_DATAGRAM: usize = 64;
