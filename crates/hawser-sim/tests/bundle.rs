@@ -398,7 +398,9 @@ fn a_bundle_never_makes_a_datagram_larger_than_max_datagram() {
     c.add_client(1000);
     c.connect_all();
     c.net.record_trace(100_000);
-    let small: Vec<Bytes> = (0..400u16).map(|k| Bytes::from(vec![k as u8; 200])).collect();
+    let small: Vec<Bytes> = (0..400u16)
+        .map(|k| Bytes::from(vec![k as u8; 200]))
+        .collect();
     write_at_once(&mut c, 0, &small);
     let big = Bytes::from(vec![7u8; 10_000]);
     write_at_once(&mut c, 0, std::slice::from_ref(&big));
@@ -420,6 +422,9 @@ fn a_bundle_never_makes_a_datagram_larger_than_max_datagram() {
         }
     }
     assert_eq!(large, 1, "only the large message exceeds max_datagram");
-    assert!(small_datagrams >= 400 * 201 / 1452, "{small_datagrams} datagrams");
+    assert!(
+        small_datagrams >= 400 * 201 / 1452,
+        "{small_datagrams} datagrams"
+    );
     assert!(c.client_conn(0).stats().bundles_sent > 0);
 }

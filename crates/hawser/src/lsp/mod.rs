@@ -13,6 +13,7 @@ pub use client::Client;
 pub use error::{ClientReadError, CloseError, ConnectError, ServerReadError, WriteError};
 pub use hawser_proto::lsp::{
     AckPolicy, Config, ConnStats, EndReason, EndpointStats, Params, RetransmitPolicy, RtoBounds,
+    MAX_DATAGRAM, MAX_PAYLOAD_LIMIT,
 };
 pub use hawser_proto::wire::{Codec, ConnId};
 pub use server::Server;

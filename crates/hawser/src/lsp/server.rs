@@ -265,6 +265,11 @@ impl Server {
         self.shared.lock().pending(conn)
     }
 
+    /// The address of `conn`'s client, while the server holds the connection.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.shared.lock().peer_addr(conn)
+    }
+
     /// Number of open (or closing) connections.
     pub fn connection_count(&self) -> usize {
         self.shared.lock().live_connections()

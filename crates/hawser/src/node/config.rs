@@ -74,8 +74,17 @@ pub struct Settings {
     /// LSP settings for [`ReliableTransport::Lsp`] and `lsp://` sessions (client and server
     /// side). Default: LSP defaults with 100 ms epochs, a window of 256 with up to 256 messages
     /// unacknowledged, and a send queue of 256: per connection at most 256 messages of up to
-    /// `max_payload` (1,400 bytes) in flight and 256 waiting, about 360 KB each.
+    /// `max_payload` (1,400 bytes) in flight and 256 waiting, about 360 KB each. On a loopback
+    /// link messages are up to `lsp_loopback_message` bytes, so the same counts allow up to
+    /// 8 MiB each; a session's mux window (8 MiB per session) bounds it as much.
     pub lsp: lsp::Config,
+    /// Largest LSP message of a session whose peer is a loopback address (127.0.0.0/8,
+    /// `::1`), instead of `lsp.max_payload`: the loopback interface carries 64 KiB datagrams
+    /// unfragmented, and larger messages take fewer datagrams, acknowledgements and cipher
+    /// calls. Every other link keeps `lsp.max_payload`. At most 48 KiB; a value at most
+    /// `lsp.max_payload` turns it off (`TransportConfig::lsp_loopback_message`). Default
+    /// 32 KiB.
+    pub lsp_loopback_message: usize,
     /// Reachability: peer liveness leases and address tables (see [`ReachSettings`]).
     pub reach: ReachSettings,
     /// This node's long-term identity (its [`PeerId`] is what peers pin). Default `None`: a
@@ -210,6 +219,7 @@ impl Default for Settings {
                 max_send_queue: 256,
                 ..lsp::Config::new(params)
             },
+            lsp_loopback_message: 32 * 1024,
             reach: ReachSettings::default(),
             identity: None,
             // A constant of 6 bytes: within NetworkId's 1..=64.

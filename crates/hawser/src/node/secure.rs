@@ -93,10 +93,12 @@ impl Settings {
         c
     }
 
-    /// The transport configuration of a node with these settings (LSP uses [`Settings::lsp`]).
+    /// The transport configuration of a node with these settings (LSP uses [`Settings::lsp`]
+    /// and [`Settings::lsp_loopback_message`]).
     pub fn transport_config(&self) -> TransportConfig {
         TransportConfig {
             lsp: self.lsp.clone(),
+            lsp_loopback_message: self.lsp_loopback_message,
             ..TransportConfig::default()
         }
     }

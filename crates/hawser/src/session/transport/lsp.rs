@@ -1,6 +1,7 @@
 //! LSP message transport (`hawser::lsp`): a dialer is one LSP client; a listener is one LSP
 //! server whose connections are told apart by their `ConnId`. Messages are at most
-//! `TransportConfig::lsp.max_payload` bytes.
+//! `TransportConfig::lsp.max_payload` bytes, or `lsp_loopback_message` on a loopback link
+//! ([`TransportConfig::lsp_message_limit`]).
 //!
 //! LSP below the secure channel adds reliability, not security: in plaintext mode anyone on
 //! the path can read and inject.
@@ -42,7 +43,10 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socket = Socket::bind(local).await?;
-    let client = Client::connect_with(addr, fastrand::u32(..), config.lsp.clone(), socket)
+    let max_message = config.lsp_message_limit(addr);
+    let mut lsp = config.lsp.clone();
+    lsp.max_payload = max_message;
+    let client = Client::connect_with(addr, fastrand::u32(..), lsp, socket)
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
     let client = Arc::new(client);
@@ -77,7 +81,7 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
     Ok(Link::messages(ChannelTransport::new(
         out_tx,
         in_rx,
-        config.lsp.max_payload,
+        max_message,
         Some(reader),
     )))
 }
@@ -88,7 +92,10 @@ pub(super) async fn bind(
     config: &TransportConfig,
 ) -> io::Result<(mpsc::Receiver<Link>, ServerGuard, SocketAddr)> {
     let socket = Socket::bind(addr).await?;
-    let server = Server::bind_with(config.lsp.clone(), socket).map_err(to_io)?;
+    // Large enough for a loopback client's messages; each link keeps its own limit.
+    let mut lsp = config.lsp.clone();
+    lsp.max_payload = config.lsp_message_limit((Ipv4Addr::LOCALHOST, 0).into());
+    let server = Server::bind_with(lsp, socket).map_err(to_io)?;
     let local = server.local_addr();
     let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog.max(1));
     let task = tokio::spawn(serve(Arc::new(server), accept_tx, config.clone()));
@@ -135,16 +142,16 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
                 }
                 continue;
             }
+            let max_message = server
+                .peer_addr(conn)
+                .map_or(config.lsp.max_payload, |peer| {
+                    config.lsp_message_limit(peer)
+                });
             let (out_tx, out_rx) = mpsc::channel::<Bytes>(depth);
             let (in_tx, in_rx) = mpsc::channel(depth);
             // The channel is new and has room for `depth` ≥ 1 messages.
             let _ = in_tx.try_send(Ok(Inbound::One(payload)));
-            let link = Link::messages(ChannelTransport::new(
-                out_tx,
-                in_rx,
-                config.lsp.max_payload,
-                None,
-            ));
+            let link = Link::messages(ChannelTransport::new(out_tx, in_rx, max_message, None));
             if accept.try_send(link).is_err() {
                 debug!(%conn, "lsp accept backlog full; closing");
                 closed.insert(conn);

@@ -145,6 +145,18 @@ pub struct TransportConfig {
     /// Largest WebSocket message accepted or sent. Default 65,544: one Noise message and
     /// its 9-byte envelope (tungstenite's default is 64 MiB).
     pub ws_max_message: usize,
+    /// Largest LSP message, in bytes, on a link whose peer is a loopback address
+    /// (127.0.0.0/8, `::1`), instead of `lsp.max_payload`. Such a path never leaves the host,
+    /// and the loopback interface carries datagrams of up to 64 KiB without fragmenting them
+    /// (as TCP's 64 KiB segments there show), so the secure channel packs up to this much into
+    /// one LSP message and one datagram: a tenth of the datagrams, acknowledgements and cipher
+    /// calls of MTU-sized messages. Every other link keeps `lsp.max_payload`, and bundles
+    /// never exceed `lsp.max_datagram`. Values above [`lsp::MAX_PAYLOAD_LIMIT`] (48 KiB) are
+    /// taken as it; a value at most `lsp.max_payload` (0, say) turns this off. A peer
+    /// receives any message up to 64 KiB whatever its own setting. Default 32 KiB.
+    ///
+    /// [`lsp::MAX_PAYLOAD_LIMIT`]: crate::lsp::MAX_PAYLOAD_LIMIT
+    pub lsp_loopback_message: usize,
     /// Bytes of the in-memory duplex pipe (`mem://`). Default 64 KiB.
     pub mem_buffer: usize,
     /// Messages queued per direction between a message transport's background task and the
@@ -164,12 +176,27 @@ impl Default for TransportConfig {
     fn default() -> TransportConfig {
         TransportConfig {
             lsp: crate::lsp::Config::new(crate::lsp::Params::throughput()),
+            lsp_loopback_message: 32 * 1024,
             ws_max_message: crate::session::noise::MAX_NOISE_MESSAGE
                 + crate::session::framing::DATA_HEADER_LEN,
             mem_buffer: 64 * 1024,
             channel_depth: 32,
             tcp_send_buffer: Some(256 * 1024),
             accept_backlog: 64,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Largest LSP message on a link to or from `peer`: `lsp_loopback_message` (at most
+    /// [`MAX_PAYLOAD_LIMIT`](crate::lsp::MAX_PAYLOAD_LIMIT)) for a loopback peer when that is
+    /// larger, otherwise `lsp.max_payload`.
+    pub fn lsp_message_limit(&self, peer: SocketAddr) -> usize {
+        let base = self.lsp.max_payload;
+        if peer.ip().to_canonical().is_loopback() {
+            base.max(self.lsp_loopback_message.min(crate::lsp::MAX_PAYLOAD_LIMIT))
+        } else {
+            base
         }
     }
 }
@@ -398,6 +425,56 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+
+    #[test]
+    fn loopback_lsp_links_take_larger_messages_and_others_keep_max_payload() {
+        let mut c = TransportConfig::default();
+        let base = c.lsp.max_payload;
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(c.lsp_message_limit(at("127.0.0.1:9")), 32 * 1024);
+        assert_eq!(c.lsp_message_limit(at("127.3.2.1:9")), 32 * 1024);
+        assert_eq!(c.lsp_message_limit(at("[::1]:9")), 32 * 1024);
+        assert_eq!(c.lsp_message_limit(at("[::ffff:127.0.0.1]:9")), 32 * 1024);
+        assert_eq!(c.lsp_message_limit(at("10.0.0.1:9")), base);
+        assert_eq!(c.lsp_message_limit(at("[fe80::1]:9")), base);
+        assert_eq!(c.lsp_message_limit(at("0.0.0.0:9")), base);
+        c.lsp_loopback_message = 1 << 20;
+        assert_eq!(
+            c.lsp_message_limit(at("127.0.0.1:9")),
+            crate::lsp::MAX_PAYLOAD_LIMIT
+        );
+        c.lsp_loopback_message = 0;
+        assert_eq!(c.lsp_message_limit(at("127.0.0.1:9")), base);
+    }
+
+    #[tokio::test]
+    async fn a_loopback_lsp_link_carries_one_large_message_whole_both_ways() {
+        use futures::SinkExt;
+
+        let config = TransportConfig::default();
+        let addr: TransportAddr = "lsp://127.0.0.1:0".parse().unwrap();
+        let mut listener = RawListener::bind(&addr, &config).await.unwrap();
+        let target = listener.local_addr().clone();
+        let Link::Messages(mut client) = dial(&target, &config).await.unwrap() else {
+            panic!("LSP is a message transport");
+        };
+        assert_eq!(client.max_message(), 32 * 1024);
+        let big = Bytes::from(vec![5u8; 30 * 1024]);
+        client.send(big.clone()).await.unwrap();
+        let step = std::time::Duration::from_secs(5);
+        let pending = tokio::time::timeout(step, listener.accept()).await.unwrap();
+        let Link::Messages(mut server) = pending.unwrap().await.unwrap() else {
+            panic!("LSP is a message transport");
+        };
+        assert_eq!(server.max_message(), 32 * 1024);
+        let got = tokio::time::timeout(step, server.next()).await.unwrap();
+        assert_eq!(got.unwrap().unwrap(), big);
+        server.send(big.clone()).await.unwrap();
+        let got = tokio::time::timeout(step, client.next()).await.unwrap();
+        assert_eq!(got.unwrap().unwrap(), big);
+        let too_large = Bytes::from(vec![0u8; 32 * 1024 + 1]);
+        assert!(client.send(too_large).await.is_err());
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn batches_and_single_messages_come_out_one_by_one_in_order() {
