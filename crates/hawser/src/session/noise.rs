@@ -598,6 +598,31 @@ impl Opener {
         Ok(Opened::Data)
     }
 
+    /// Opens in place a message of a message transport, whose explicit `counter` is its nonce:
+    /// the ciphertext is `msg`, and the plaintext is left at its front. Returns the
+    /// plaintext's length, or `None` for a duplicate (a counter already seen), dropped
+    /// without decrypting. In plaintext mode the bytes stay as they are.
+    ///
+    /// # Errors
+    /// As [`open_counted`](Self::open_counted).
+    pub fn open_counted_in_place(
+        &mut self,
+        counter: u64,
+        msg: &mut [u8],
+    ) -> Result<Option<usize>, CryptoError> {
+        if counter < self.nonce {
+            self.duplicates += 1;
+            return Ok(None);
+        }
+        if counter > self.nonce {
+            return Err(CryptoError::Gap {
+                got: counter,
+                expected: self.nonce,
+            });
+        }
+        self.open_in_place(msg).map(Some)
+    }
+
     fn open_at(
         &mut self,
         nonce: u64,

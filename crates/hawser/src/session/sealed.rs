@@ -11,8 +11,10 @@
 //! one message: beyond, writes wait (back-pressure to yamux); a message transport holds at
 //! most one sealed message and one being filled. On the read side, whole messages are opened
 //! as they arrive and yamux's reads are served from the opened bytes; at most one read of
-//! [`READ_CHUNK`] bytes (or one message) is buffered ahead. On a byte stream, messages are
-//! sealed where yamux wrote them and opened where they were received (no copy).
+//! [`READ_CHUNK`] bytes (or one message) is buffered ahead. Messages are sealed where yamux
+//! wrote them and opened where they were received (no copy): on a byte stream in the receive
+//! buffer, on a message transport in the received message itself, taken over from the
+//! transport when nothing else holds it.
 //!
 //! A failure is recorded in the session's [`Status`] (so the session reports a crypto or
 //! transport reason, not a mux one) and returned to yamux as an I/O error, which ends the
@@ -29,8 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use super::error::{CloseReason, CryptoError};
-use super::framing::{Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
-use super::noise::{Opened, Opener, Sealer, TAG_LEN};
+use super::framing::{put_data_header, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::noise::{Opener, Sealer, TAG_LEN};
 use super::secure::Status;
 use super::transport::{ByteStream, MessageTransport};
 
@@ -46,19 +48,6 @@ fn crypto_failure(status: &Status, e: CryptoError) -> io::Error {
 fn transport_failure(status: &Status, e: io::Error) -> io::Error {
     status.fail(CloseReason::Transport(e.to_string()));
     e
-}
-
-/// Copies opened bytes from `opened` (from `*pos`) into `buf`; clears `opened` once all are
-/// taken.
-fn serve(opened: &mut Vec<u8>, pos: &mut usize, buf: &mut ReadBuf<'_>) {
-    let rest = opened.get(*pos..).unwrap_or_default();
-    let n = rest.len().min(buf.remaining());
-    buf.put_slice(&rest[..n]);
-    *pos += n;
-    if *pos >= opened.len() {
-        opened.clear();
-        *pos = 0;
-    }
 }
 
 /// A byte stream under yamux: Noise messages behind a 2-byte length, or yamux's bytes as
@@ -324,13 +313,16 @@ pub(crate) struct SealedMessages {
     opener: Opener,
     /// Largest plaintext per message.
     chunk: usize,
-    /// Written, not yet sealed (at most `chunk` bytes).
+    /// The message being filled: room for the envelope's header, then what was written and
+    /// not yet sealed (at most `chunk` bytes); empty when nothing is written. It is sealed
+    /// where it was written and handed on whole.
     plain: Vec<u8>,
+    /// Plaintext bytes of the last message sealed: the next one's first allocation.
+    last_plain: usize,
     /// A sealed message the transport has not taken yet.
     pending: Option<Bytes>,
-    /// Opened, not yet read by yamux, from `opened_pos` on.
-    opened: Vec<u8>,
-    opened_pos: usize,
+    /// The last message received, opened in place, not yet read by yamux.
+    opened: BytesMut,
     eof: bool,
     status: Arc<Status>,
 }
@@ -349,9 +341,9 @@ impl SealedMessages {
             opener,
             chunk,
             plain: Vec::new(),
+            last_plain: 0,
             pending: None,
-            opened: Vec::new(),
-            opened_pos: 0,
+            opened: BytesMut::new(),
             eof: false,
             status,
         }
@@ -376,44 +368,54 @@ impl SealedMessages {
 
     /// Seals `plain` into the pending message, first handing the previous one on.
     fn poll_seal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.plain.is_empty() {
+        if self.plain.len() <= DATA_HEADER_LEN {
             return Poll::Ready(Ok(()));
         }
         ready!(self.poll_push(cx))?;
         let counter = self.sealer.next_nonce();
-        let mut msg = Vec::with_capacity(DATA_HEADER_LEN + self.plain.len() + TAG_LEN);
-        msg.push(0);
-        msg.extend_from_slice(&counter.to_be_bytes());
-        msg.extend_from_slice(&self.plain);
-        if let Err(e) = self.sealer.seal_in_place(&mut msg, DATA_HEADER_LEN) {
+        self.last_plain = self.plain.len() - DATA_HEADER_LEN;
+        put_data_header(&mut self.plain, counter);
+        self.plain.reserve_exact(TAG_LEN);
+        if let Err(e) = self.sealer.seal_in_place(&mut self.plain, DATA_HEADER_LEN) {
             return Poll::Ready(Err(crypto_failure(&self.status, e)));
         }
-        self.plain.clear();
-        self.pending = Some(Bytes::from(msg));
+        self.pending = Some(Bytes::from(std::mem::take(&mut self.plain)));
         Poll::Ready(Ok(()))
     }
 
-    /// Opens one received message into `opened` (a duplicate is counted and dropped).
-    fn open(&mut self, m: &[u8]) -> io::Result<()> {
-        let opened = match Envelope::parse(m) {
-            Ok(Envelope::Data { counter, body }) => {
-                self.opener.open_counted(counter, body, &mut self.opened)
-            }
+    /// Opens one received message in place into `opened` (a duplicate is counted and
+    /// dropped). The transport's message is taken over without a copy when nothing else
+    /// holds it.
+    fn open(&mut self, m: Bytes) -> io::Result<()> {
+        let (counter, offset) = match Envelope::parse(&m) {
+            // The body is the end of `m`: its offset is what comes before it.
+            Ok(Envelope::Data { counter, body }) => (counter, m.len() - body.len()),
             // A late duplicate of a handshake step.
-            Ok(Envelope::Handshake { .. }) => Ok(Opened::Duplicate),
-            _ => Err(CryptoError::Malformed),
+            Ok(Envelope::Handshake { .. }) => {
+                self.status.note_duplicate();
+                return Ok(());
+            }
+            _ => return Err(self.reject(CryptoError::Malformed)),
         };
-        match opened {
-            Ok(Opened::Data) => Ok(()),
-            Ok(Opened::Duplicate) => {
+        let mut msg = m.try_into_mut().unwrap_or_else(|m| BytesMut::from(&m[..]));
+        msg.advance(offset);
+        match self.opener.open_counted_in_place(counter, &mut msg) {
+            Ok(Some(len)) => {
+                msg.truncate(len);
+                self.opened = msg;
+                Ok(())
+            }
+            Ok(None) => {
                 self.status.note_duplicate();
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "closing session: inbound message rejected");
-                Err(crypto_failure(&self.status, e))
-            }
+            Err(e) => Err(self.reject(e)),
         }
+    }
+
+    fn reject(&self, e: CryptoError) -> io::Error {
+        tracing::warn!(error = %e, "closing session: inbound message rejected");
+        crypto_failure(&self.status, e)
     }
 }
 
@@ -424,8 +426,17 @@ impl AsyncWrite for SealedMessages {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         loop {
-            let room = this.chunk - this.plain.len();
+            if this.plain.is_empty() {
+                // As large as the last message, or as this write, within `chunk`.
+                let hint = this.last_plain.max(buf.len()).min(this.chunk);
+                this.plain.reserve_exact(DATA_HEADER_LEN + hint + TAG_LEN);
+                this.plain.resize(DATA_HEADER_LEN, 0);
+            }
+            let room = this.chunk - (this.plain.len() - DATA_HEADER_LEN);
             if room > 0 {
                 let n = buf.len().min(room);
                 this.plain.extend_from_slice(&buf[..n]);
@@ -458,15 +469,17 @@ impl AsyncRead for SealedMessages {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.opened_pos < this.opened.len() {
-                serve(&mut this.opened, &mut this.opened_pos, buf);
+            if !this.opened.is_empty() {
+                let n = this.opened.len().min(buf.remaining());
+                buf.put_slice(&this.opened[..n]);
+                this.opened.advance(n);
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
             match ready!(Pin::new(&mut this.io).poll_next(cx)) {
-                Some(Ok(m)) => this.open(&m)?,
+                Some(Ok(m)) => this.open(m)?,
                 Some(Err(e)) => return Poll::Ready(Err(transport_failure(&this.status, e))),
                 None => this.eof = true,
             }

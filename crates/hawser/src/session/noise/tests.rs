@@ -91,6 +91,44 @@ fn handshake_then_duplex_encryption() {
 }
 
 #[test]
+fn counted_messages_open_in_place_like_copied_ones() {
+    let (mut a, mut b) = pair("n", "n", None);
+    run(&mut a, &mut b, |_, _| {}).unwrap();
+    let (ca, _) = a.into_established().unwrap();
+    let (cb, _) = b.into_established().unwrap();
+    let (mut sa, _) = ca.split();
+    let (_, mut ob) = cb.split();
+    let mut ct = Vec::new();
+    sa.seal(b"hello", &mut ct).unwrap();
+    let mut msg = ct.clone();
+    assert_eq!(ob.open_counted_in_place(0, &mut msg).unwrap(), Some(5));
+    assert_eq!(&msg[..5], b"hello");
+    // A replay is a duplicate, dropped before decryption; a jump ahead is a gap.
+    let mut replay = ct.clone();
+    assert_eq!(ob.open_counted_in_place(0, &mut replay).unwrap(), None);
+    assert_eq!(replay, ct, "a duplicate is left as it is");
+    assert_eq!(ob.duplicates(), 1);
+    assert!(matches!(
+        ob.open_counted_in_place(5, &mut replay),
+        Err(CryptoError::Gap { .. })
+    ));
+    // Sealed in place, opened in place; then a bit flip fails authentication.
+    let mut buf = b"world".to_vec();
+    sa.seal_in_place(&mut buf, 0).unwrap();
+    assert_eq!(
+        ob.open_counted_in_place(1, &mut buf.clone()).unwrap(),
+        Some(5)
+    );
+    let mut next = b"again".to_vec();
+    sa.seal_in_place(&mut next, 0).unwrap();
+    next[2] ^= 1;
+    assert_eq!(
+        ob.open_counted_in_place(2, &mut next),
+        Err(CryptoError::Decrypt)
+    );
+}
+
+#[test]
 fn wrong_network_is_named_by_the_responder() {
     let (mut a, mut b) = pair("blue", "green", None);
     let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
