@@ -178,6 +178,8 @@ impl<L: Link> Core<L> {
             if here > 0 {
                 sent += here;
                 self.queued(peer, st, was_empty);
+                // Copied into the queue: the caller's buffers are freed outside the lock.
+                batch.drain(..here);
             }
         }
         match refused {
@@ -186,30 +188,31 @@ impl<L: Link> Core<L> {
         }
     }
 
-    /// Under one hold of the queue's lock, queues messages from the front of `batch` until
-    /// [`LOCK_SLICE`] bytes are copied (letting the writer take what is queued while the rest
-    /// is copied) or one is refused, which stays at the front: how many, and the refusal.
+    /// Under one hold of the queue's lock, copies messages from the front of `batch` into the
+    /// queue until [`LOCK_SLICE`] bytes are copied (letting the writer take what is queued
+    /// while the rest is copied) or one is refused: how many, and the refusal. The messages
+    /// queued stay in `batch` for the caller to drop once the lock is released (freeing the
+    /// caller's buffers is no work for the writer to wait on); the refused one stays behind
+    /// them.
     fn push_slice(
         &self,
         peer: &Peer,
         st: &mut PeerState,
-        batch: &mut VecDeque<Bytes>,
+        batch: &VecDeque<Bytes>,
         now: Instant,
         max: usize,
         count: bool,
     ) -> (usize, Option<(SendError, bool)>) {
         let (mut here, mut copied) = (0, 0);
         while copied < LOCK_SLICE {
-            let Some(payload) = batch.pop_front() else {
+            let Some(payload) = batch.get(here) else {
                 break;
             };
             let len = payload.len();
             if len > max {
-                batch.push_front(payload);
                 return (here, Some((SendError::TooLarge { len, max }, false)));
             }
-            if let Err(payload) = self.push_locked(peer, st, now, payload, count) {
-                batch.push_front(payload);
+            if self.push_locked(peer, st, now, payload, count).is_err() {
                 return (here, Some((SendError::QueueFull(peer.id), true)));
             }
             here += 1;
@@ -355,35 +358,42 @@ impl<L: Link> Core<L> {
         }
         let was_empty = st.queue.is_empty();
         let now = self.queue_clock.now();
-        self.push_locked(peer, &mut st, now, payload, count)?;
+        if self
+            .push_locked(peer, &mut st, now, &payload, count)
+            .is_err()
+        {
+            return Err(payload);
+        }
         self.queued(peer, st, was_empty);
+        // Copied into the queue: the caller's buffer is freed here, outside the lock.
+        drop(payload);
         Ok(Ok(()))
     }
 
-    /// Queues `payload` in `peer`'s locked state `st` (copied there as a frame, so the
-    /// caller's buffer is freed on the caller's thread), or gives it back when the queue is
-    /// full (the refusal counted in `dropped_full` when `count`).
+    /// Copies `payload` into `peer`'s locked state `st` as a frame (the caller then frees its
+    /// buffer, on its own thread and after the lock), or fails when the queue is full (the
+    /// refusal counted in `dropped_full` when `count`).
     fn push_locked(
         &self,
         peer: &Peer,
         st: &mut PeerState,
         now: Instant,
-        payload: Bytes,
+        payload: &Bytes,
         count: bool,
-    ) -> Result<(), Bytes> {
+    ) -> Result<(), QueueIsFull> {
         // `plan_route` bounds reliable payloads by `MAX_APP_PAYLOAD`, so a header exists.
         let header =
             app_frame_header(payload.len()).filter(|_| st.queue.has_room_for(payload.len()));
         if let Some(header) = header {
             // Room was checked under this lock: the push cannot fail.
-            let _ = st.queue.push(now, &header, &payload);
+            let _ = st.queue.push(now, &header, payload);
             return Ok(());
         }
         if count {
             let full = st.queue.refuse();
             debug!(node = %self.id, peer = %peer.id, %full, "message refused: queue full");
         }
-        Err(payload)
+        Err(QueueIsFull)
     }
 
     /// After messages were queued under `st`: makes sure `peer`'s writer runs, and wakes it if
@@ -474,3 +484,6 @@ impl<L: Link> Core<L> {
         }
     }
 }
+
+/// [`Core::push_locked`] found no room.
+struct QueueIsFull;
