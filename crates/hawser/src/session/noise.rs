@@ -521,15 +521,6 @@ impl Sealer {
     }
 }
 
-/// What [`Opener::open_counted`] did with a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Opened {
-    /// The plaintext was appended.
-    Data,
-    /// A duplicate of a message already opened: dropped before decryption.
-    Duplicate,
-}
-
 /// The receiving half of a [`Cipher`].
 pub struct Opener {
     state: Option<Arc<StatelessTransportState>>,
@@ -572,39 +563,14 @@ impl Opener {
         Ok(n)
     }
 
-    /// Opens a message of a message transport, whose explicit `counter` is its nonce: a
-    /// counter already seen is a duplicate, dropped without decrypting.
-    ///
-    /// # Errors
-    /// [`CryptoError::Gap`] if `counter` is past the next expected one;
-    /// [`CryptoError::Decrypt`] if authentication fails.
-    pub fn open_counted(
-        &mut self,
-        counter: u64,
-        ciphertext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<Opened, CryptoError> {
-        if counter < self.nonce {
-            self.duplicates += 1;
-            return Ok(Opened::Duplicate);
-        }
-        if counter > self.nonce {
-            return Err(CryptoError::Gap {
-                got: counter,
-                expected: self.nonce,
-            });
-        }
-        self.open_at(counter, ciphertext, out)?;
-        Ok(Opened::Data)
-    }
-
     /// Opens in place a message of a message transport, whose explicit `counter` is its nonce:
     /// the ciphertext is `msg`, and the plaintext is left at its front. Returns the
     /// plaintext's length, or `None` for a duplicate (a counter already seen), dropped
     /// without decrypting. In plaintext mode the bytes stay as they are.
     ///
     /// # Errors
-    /// As [`open_counted`](Self::open_counted).
+    /// [`CryptoError::Gap`] if `counter` is past the next expected one;
+    /// [`CryptoError::Decrypt`] if authentication fails.
     pub fn open_counted_in_place(
         &mut self,
         counter: u64,
