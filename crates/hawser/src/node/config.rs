@@ -361,6 +361,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_loopback_lsp_message_size_reaches_the_transports() {
+        let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 7).into();
+        let remote: std::net::SocketAddr = ([10, 0, 0, 1], 7).into();
+        let mut s = Settings::default();
+        let t = s.transport_config();
+        assert_eq!(t.lsp_message_limit(loopback), 32 * 1024);
+        assert_eq!(t.lsp_message_limit(remote), s.lsp.max_payload);
+        s.lsp_loopback_message = 8 * 1024;
+        assert_eq!(s.transport_config().lsp_message_limit(loopback), 8 * 1024);
+        s.lsp_loopback_message = 0;
+        assert_eq!(
+            s.transport_config().lsp_message_limit(loopback),
+            s.lsp.max_payload
+        );
+    }
+
+    #[test]
     fn defaults_are_valid_and_documented() {
         let s = Settings::default();
         assert_eq!(s.validate(), Ok(()));
@@ -368,6 +385,7 @@ mod tests {
         assert_eq!(s.datagram_limit, 4096);
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.reliable_for(NodeId(3)), ReliableTransport::Tcp);
+        assert_eq!(s.lsp_loopback_message, 32 * 1024);
         assert_eq!(s.lsp.params.in_flight_limit(), 256);
         assert_eq!(s.lsp.max_send_queue, 256);
         assert_eq!(s.lsp.validate(), Ok(()));

@@ -94,7 +94,7 @@ pub(super) async fn bind(
     let socket = Socket::bind(addr).await?;
     // Large enough for a loopback client's messages; each link keeps its own limit.
     let mut lsp = config.lsp.clone();
-    lsp.max_payload = config.lsp_message_limit((Ipv4Addr::LOCALHOST, 0).into());
+    lsp.max_payload = config.lsp_largest_message();
     let server = Server::bind_with(lsp, socket).map_err(to_io)?;
     let local = server.local_addr();
     let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog.max(1));

@@ -188,16 +188,24 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
-    /// Largest LSP message on a link to or from `peer`: `lsp_loopback_message` (at most
-    /// [`MAX_PAYLOAD_LIMIT`](crate::lsp::MAX_PAYLOAD_LIMIT)) for a loopback peer when that is
-    /// larger, otherwise `lsp.max_payload`.
+    /// Largest LSP message on a link to or from `peer`:
+    /// [`lsp_largest_message`](Self::lsp_largest_message) for a loopback peer, otherwise
+    /// `lsp.max_payload`.
     pub fn lsp_message_limit(&self, peer: SocketAddr) -> usize {
-        let base = self.lsp.max_payload;
         if peer.ip().to_canonical().is_loopback() {
-            base.max(self.lsp_loopback_message.min(crate::lsp::MAX_PAYLOAD_LIMIT))
+            self.lsp_largest_message()
         } else {
-            base
+            self.lsp.max_payload
         }
+    }
+
+    /// Largest LSP message on any link (what a listener must accept): `lsp_loopback_message`,
+    /// at most [`MAX_PAYLOAD_LIMIT`](crate::lsp::MAX_PAYLOAD_LIMIT), when it is larger than
+    /// `lsp.max_payload`.
+    pub fn lsp_largest_message(&self) -> usize {
+        self.lsp
+            .max_payload
+            .max(self.lsp_loopback_message.min(crate::lsp::MAX_PAYLOAD_LIMIT))
     }
 }
 
@@ -438,6 +446,7 @@ mod tests {
         assert_eq!(c.lsp_message_limit(at("10.0.0.1:9")), base);
         assert_eq!(c.lsp_message_limit(at("[fe80::1]:9")), base);
         assert_eq!(c.lsp_message_limit(at("0.0.0.0:9")), base);
+        assert_eq!(c.lsp_largest_message(), 32 * 1024);
         c.lsp_loopback_message = 1 << 20;
         assert_eq!(
             c.lsp_message_limit(at("127.0.0.1:9")),
@@ -445,6 +454,7 @@ mod tests {
         );
         c.lsp_loopback_message = 0;
         assert_eq!(c.lsp_message_limit(at("127.0.0.1:9")), base);
+        assert_eq!(c.lsp_largest_message(), base);
     }
 
     #[tokio::test]
