@@ -3,7 +3,8 @@
 //!
 //! Connections are Noise sessions (encrypted, authenticated): `--identity FILE` (from
 //! `hawser keygen`) keeps the node's PeerId across restarts, and `--peer ID=ADDR#PEERID` pins
-//! the identity a peer must prove.
+//! the identity a peer must prove. `--cipher aesgcm` picks AES-256-GCM instead of
+//! ChaCha20-Poly1305; every node of a cluster must pick the same.
 //!
 //! ```text
 //! hawser node --id 1 --listen 127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hawser::node::{Delivery, Group, Member, Node, Role};
-use hawser::session::{Identity, PeerId, TransportAddr};
+use hawser::session::{Identity, PeerId, Security, TransportAddr};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// One `--peer ID=ADDR[/ROLE][#PEERID]`: role `member` (default), `follower` or `temporary`;
@@ -107,6 +108,9 @@ pub struct NodeArgs {
     /// the PeerId changes at every start).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// The sessions' Noise cipher; every node of a cluster must use the same.
+    #[arg(long, value_enum, default_value_t = CipherArg::Chachapoly)]
+    pub cipher: CipherArg,
     /// Send lines as unreliable datagrams instead of reliable messages.
     #[arg(long)]
     pub unreliable: bool,
@@ -114,6 +118,24 @@ pub struct NodeArgs {
     /// print what still arrives.
     #[arg(long, default_value_t = 1000)]
     pub linger_ms: u64,
+}
+
+/// The Noise cipher of `hawser node --cipher`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CipherArg {
+    /// ChaCha20-Poly1305 (the default).
+    Chachapoly,
+    /// AES-256-GCM: faster on CPUs with AES instructions.
+    Aesgcm,
+}
+
+impl CipherArg {
+    fn security(self) -> Security {
+        match self {
+            CipherArg::Chachapoly => Security::Noise,
+            CipherArg::Aesgcm => Security::NoiseAesGcm,
+        }
+    }
 }
 
 /// Runs the node until standard input ends (then lingers) or Ctrl-C.
@@ -128,7 +150,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     };
     let mut members = vec![Member::new(args.id, Role::Member, args.listen)];
     members.extend(args.peers.iter().map(PeerSpec::member));
-    let mut builder = Node::builder(args.id).listen(args.listen).members(members);
+    let mut builder = Node::builder(args.id)
+        .listen(args.listen)
+        .members(members)
+        .security(args.cipher.security());
     if let Some(path) = &args.identity {
         let identity =
             Identity::load(path).with_context(|| format!("reading {}", path.display()))?;

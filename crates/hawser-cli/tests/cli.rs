@@ -443,3 +443,47 @@ fn other_invalid_settings_are_refused_with_status_2() {
         assert!(f.stderr.contains(name), "{args:?}: {}", f.stderr);
     }
 }
+
+#[test]
+fn two_nodes_exchange_a_line_over_aes_gcm_sessions() {
+    let (p1, p2) = (free_port(), free_port());
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let node = |id: &str, listen: &str, peer: String, linger_ms: &str| {
+        let args = [
+            "node",
+            "--id",
+            id,
+            "--listen",
+            listen,
+            "--peer",
+            &peer,
+            "--cipher",
+            "aesgcm",
+            "--linger-ms",
+            linger_ms,
+        ];
+        Guard::spawn(&args, Stdio::piped())
+    };
+    // Node 2 keeps its standard input open until node 1 is done; node 1 lingers to deliver.
+    let mut receiver = node("2", &a2, format!("1={a1}"), "100");
+    let stdin2 = receiver.child.stdin.take();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sender = node("1", &a1, format!("2={a2}"), "2000");
+    let mut stdin1 = sender.child.stdin.take().expect("stdin of node 1");
+    stdin1
+        .write_all(b"@2 hello over aes\n")
+        .expect("write a line");
+    drop(stdin1);
+    let sent = sender.finish(Duration::from_secs(20));
+    assert_success(&sent, "node 1");
+    drop(stdin2);
+    let received = receiver.finish(Duration::from_secs(20));
+    assert_success(&received, "node 2");
+    assert!(
+        received.stdout.contains("hello over aes"),
+        "node 2 printed:\n{}\nstderr:\n{}\nnode 1 stderr:\n{}",
+        received.stdout,
+        received.stderr,
+        sent.stderr
+    );
+}

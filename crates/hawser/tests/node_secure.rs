@@ -189,17 +189,42 @@ async fn batched_traffic_over_noise() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_traffic_over_noise_aes_gcm() {
+    batched_traffic_is_whole_ordered_and_counted(Security::NoiseAesGcm).await;
+}
+
+#[tokio::test]
+async fn nodes_with_different_ciphers_do_not_talk() {
+    let aes = Settings {
+        security: Security::NoiseAesGcm,
+        ..settings()
+    };
+    let nodes = start(vec![aes, settings()]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "x", Delivery::Reliable).unwrap();
+    eventually("handshake failures counted", || {
+        nodes[0].stats().handshake_failures >= 1 && nodes[1].stats().handshake_failures >= 1
+    })
+    .await;
+    assert!(quiet(&mut inbox, Duration::from_millis(300)).await);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_traffic_over_plaintext() {
     batched_traffic_is_whole_ordered_and_counted(Security::DangerPlaintext).await;
 }
 
 /// Three nodes reaching each other only through `addr_of(id)` (members have no TCP address,
 /// so nothing else could carry their reliable messages).
-async fn start_on(addr_of: impl Fn(u64) -> TransportAddr) -> Vec<Node> {
+async fn start_on(security: Security, addr_of: impl Fn(u64) -> TransportAddr) -> Vec<Node> {
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
         let mut b = Node::builder(id)
-            .settings(settings())
+            .settings(Settings {
+                security,
+                ..settings()
+            })
             .identity(identity(id as u8))
             .listen(([127, 0, 0, 1], 0).into())
             .listen_on(addr_of(id));
@@ -214,9 +239,14 @@ async fn start_on(addr_of: impl Fn(u64) -> TransportAddr) -> Vec<Node> {
     nodes
 }
 
-/// The suite's core over one transport: each to each, a broadcast, per-sender order.
+/// The suite's core over one transport with the default cipher.
 async fn core_suite(addr_of: impl Fn(u64) -> TransportAddr) {
-    let nodes = start_on(addr_of).await;
+    core_suite_with(Security::Noise, addr_of).await;
+}
+
+/// The suite's core over one transport: each to each, a broadcast, per-sender order.
+async fn core_suite_with(security: Security, addr_of: impl Fn(u64) -> TransportAddr) {
+    let nodes = start_on(security, addr_of).await;
     let mut inboxes: Vec<_> = nodes.iter().map(|n| n.incoming()).collect();
     // Exchange.
     for from in &nodes {
@@ -280,4 +310,16 @@ over! {
         move |id: u64| TransportAddr::Ws(ports[id as usize - 1])
     };
     core_over_mem: |id: u64| TransportAddr::Mem(format!("node-secure-{id}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_over_lsp_with_aes_gcm() {
+    let ports: Vec<_> = (0..3).map(|_| free_udp_port()).collect();
+    let addr_of = move |id: u64| TransportAddr::Lsp(ports[id as usize - 1]);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        core_suite_with(Security::NoiseAesGcm, addr_of),
+    )
+    .await
+    .expect("test timed out");
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hawser::session::framing::byte_codec;
-use hawser::session::noise::{Handshake, Role, MAX_NOISE_MESSAGE};
+use hawser::session::noise::{Handshake, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use hawser::session::{
     accept, connect, memory_duplex_pair, IncomingError, Link, OpenError, ProtocolId, Session,
     SessionConfig,
@@ -129,6 +129,7 @@ async fn ping_flood_from_a_peer_that_never_reads_stays_bounded() {
     let attacker = config(1);
     let mut hs = Handshake::new(
         Role::Initiator,
+        NoiseCipher::ChaChaPoly,
         &attacker.identity,
         &attacker.network_id,
         &attacker.protocols,

@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use hawser::session::{
     accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, CryptoError,
-    DialError, HandshakeError, Identity, Link, Listener, Session, TransportAddr, TransportConfig,
+    DialError, HandshakeError, Identity, Link, Listener, Security, Session, TransportAddr,
+    TransportConfig,
 };
 use session_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -94,6 +95,40 @@ async fn wrong_network_id_is_refused() {
         matches!(ci, Err(HandshakeError::NetworkMismatch { .. })),
         "{ci:?}"
     );
+}
+
+#[tokio::test]
+async fn aes_gcm_sessions_work_and_a_cipher_mismatch_is_named() {
+    let aes = |n| {
+        let mut c = config_with(n, "n", &[(ECHO, "echo", &[1])]);
+        c.security = Security::NoiseAesGcm;
+        c
+    };
+    // Both ends on AES-256-GCM, over a message transport: identities proven, bytes carried.
+    let (a1, a2) = (aes(1), aes(2));
+    let (l, r) = memory_message_pair(16 * 1024, 64);
+    let (c, s) = tokio::try_join!(
+        connect(Link::messages(l), &a1, Some(a2.identity.peer_id())),
+        accept(Link::messages(r), &a2)
+    )
+    .unwrap();
+    assert!(c.is_encrypted() && s.is_encrypted());
+    serve_echo(&s);
+    echo_roundtrip(&c, 4, 100_000).await;
+    // ChaChaPoly against AES-GCM: the responder names both, the initiator sees the close.
+    let b = config_with(2, "n", &[(ECHO, "echo", &[1])]);
+    let (l, r) = memory_duplex_pair(64 * 1024);
+    let (ci, ri) = tokio::join!(
+        connect(Link::bytes(l), &a1, None),
+        accept(Link::bytes(r), &b)
+    );
+    match ri {
+        Err(HandshakeError::CipherMismatch { ours, theirs }) => {
+            assert_eq!((ours.as_str(), theirs.as_str()), ("ChaChaPoly", "AESGCM"));
+        }
+        other => panic!("expected a cipher mismatch, got {other:?}"),
+    }
+    assert!(ci.is_err());
 }
 
 const PASS: u8 = 0;

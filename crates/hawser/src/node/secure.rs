@@ -1,5 +1,5 @@
 //! Node traffic over sessions (`crate::session`): every reliable connection of the default
-//! network is an authenticated, encrypted (unless [`Security::DangerPlaintext`]) session
+//! network is an authenticated, encrypted (unless [`Security::DangerPlaintext`](crate::session::Security::DangerPlaintext)) session
 //! carrying the node's own protocols, each on its own stream:
 //!
 //! | protocol | id | stream carries |
@@ -40,7 +40,7 @@ use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
 use crate::session::{
     self, DialError, HandshakeError, Identity, Incoming, PeerId, Protocol, ProtocolId,
-    ProtocolRegistry, Security, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
+    ProtocolRegistry, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
 };
 
 /// The protocol of application messages between nodes (reserved id 1).
@@ -121,7 +121,7 @@ impl SecureCtx {
         session
             .validate()
             .map_err(super::config::SettingsError::from)?;
-        if settings.security == Security::DangerPlaintext {
+        if !settings.security.is_encrypted() {
             warn!("node sessions are PLAINTEXT: no encryption, identities only claimed");
         }
         Ok(SecureCtx {

@@ -30,7 +30,7 @@ use super::link::{BatchError, Link};
 use super::reach::{memory_addr, Frame};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};
-use crate::session::{PeerId, Security, TransportAddr};
+use crate::session::{PeerId, TransportAddr};
 
 /// The largest UDP datagram read.
 const RECV_BUFFER: usize = 65_536;
@@ -83,7 +83,7 @@ impl TcpLink {
 
     /// Whether datagrams are sealed (the node runs Noise sessions).
     fn seals(&self) -> bool {
-        self.ctx.session.security == Security::Noise
+        self.ctx.session.security.is_encrypted()
     }
 
     /// The datagram to send `payload` to `to` as: sealed with Noise, plain otherwise. `None`

@@ -47,6 +47,15 @@ pub enum HandshakeError {
         /// The peer's.
         theirs: u16,
     },
+    /// The peer protects its sessions otherwise: another Noise cipher, or plaintext mode
+    /// against Noise. Every node of a cluster must use the same `Security`.
+    #[error("peer uses {theirs}, this node {ours}")]
+    CipherMismatch {
+        /// What this node uses.
+        ours: String,
+        /// What the peer uses.
+        theirs: String,
+    },
     /// A handshake message is not well formed.
     #[error("malformed handshake: {0}")]
     Malformed(&'static str),

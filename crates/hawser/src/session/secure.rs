@@ -26,11 +26,11 @@ use super::error::{CloseReason, HandshakeError};
 use super::framing::{byte_codec, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
 use super::identity::PeerId;
 use super::noise::{
-    parse_plaintext_hello, plaintext_hello, Cipher, Handshake, Remote, Role, MAX_NOISE_MESSAGE,
-    MAX_PLAINTEXT, TAG_LEN,
+    parse_plaintext_hello, plaintext_hello, Cipher, Handshake, NoiseCipher, Remote, Role,
+    MAX_NOISE_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
 };
 use super::sealed::{SealedMessages, SealedStream};
-use super::session::{Security, SessionConfig};
+use super::session::SessionConfig;
 use super::transport::{ByteStream, Link, MessageTransport};
 
 /// What the sealed I/O object (`super::sealed`) reports to the session.
@@ -81,21 +81,23 @@ pub(crate) async fn establish(
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
-    match (link, config.security) {
-        (Link::Bytes(s), Security::Noise) => noise_bytes(s, role, config, expected).await,
-        (Link::Messages(m), Security::Noise) => noise_messages(m, role, config, expected).await,
-        (Link::Bytes(s), Security::DangerPlaintext) => plain_bytes(s, config, expected).await,
-        (Link::Messages(m), Security::DangerPlaintext) => plain_messages(m, config, expected).await,
+    match (link, config.security.cipher()) {
+        (Link::Bytes(s), Some(c)) => noise_bytes(s, role, c, config, expected).await,
+        (Link::Messages(m), Some(c)) => noise_messages(m, role, c, config, expected).await,
+        (Link::Bytes(s), None) => plain_bytes(s, config, expected).await,
+        (Link::Messages(m), None) => plain_messages(m, config, expected).await,
     }
 }
 
 fn handshake(
     role: Role,
+    cipher: NoiseCipher,
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Handshake, HandshakeError> {
     Handshake::new(
         role,
+        cipher,
         &config.identity,
         &config.network_id,
         &config.protocols,
@@ -107,10 +109,11 @@ fn handshake(
 async fn noise_bytes(
     stream: Box<dyn ByteStream>,
     role: Role,
+    cipher: NoiseCipher,
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
-    let mut hs = handshake(role, config, expected)?;
+    let mut hs = handshake(role, cipher, config, expected)?;
     // Handshake messages are bounded by `max_handshake_message`, checked on the length
     // prefix itself: a peer announcing more is refused before its bytes are awaited.
     let max = config.max_handshake_message;
@@ -202,11 +205,12 @@ fn sealed_messages(
 async fn noise_messages(
     mut transport: Box<dyn MessageTransport>,
     role: Role,
+    cipher: NoiseCipher,
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
     let chunk = chunk_size(transport.max_message(), true)?;
-    let mut hs = handshake(role, config, expected)?;
+    let mut hs = handshake(role, cipher, config, expected)?;
     // Steps: the initiator sends 1 and 3, the responder 2.
     let (mut tx_step, mut rx_step) = match role {
         Role::Initiator => (1u8, 2u8),

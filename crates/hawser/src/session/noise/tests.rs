@@ -32,10 +32,28 @@ fn run(
 }
 
 fn pair(net_a: &str, net_b: &str, pin: Option<PeerId>) -> (Handshake, Handshake) {
+    pair_with(
+        NoiseCipher::ChaChaPoly,
+        NoiseCipher::ChaChaPoly,
+        net_a,
+        net_b,
+        pin,
+    )
+}
+
+/// A handshake pair with a cipher for each end.
+fn pair_with(
+    cipher_a: NoiseCipher,
+    cipher_b: NoiseCipher,
+    net_a: &str,
+    net_b: &str,
+    pin: Option<PeerId>,
+) -> (Handshake, Handshake) {
     let ia = Identity::from_secret_bytes(&[1; 32]);
     let ib = Identity::from_secret_bytes(&[2; 32]);
     let a = Handshake::new(
         Role::Initiator,
+        cipher_a,
         &ia,
         &NetworkId::new(net_a).unwrap(),
         &registry(),
@@ -45,6 +63,7 @@ fn pair(net_a: &str, net_b: &str, pin: Option<PeerId>) -> (Handshake, Handshake)
     .unwrap();
     let b = Handshake::new(
         Role::Responder,
+        cipher_b,
         &ib,
         &NetworkId::new(net_b).unwrap(),
         &registry(),
@@ -56,8 +75,8 @@ fn pair(net_a: &str, net_b: &str, pin: Option<PeerId>) -> (Handshake, Handshake)
 }
 
 /// The two ciphers of a finished handshake between the test identities, on one network.
-fn established() -> (Cipher, Cipher) {
-    let (mut a, mut b) = pair("n", "n", None);
+fn established(cipher: NoiseCipher) -> (Cipher, Cipher) {
+    let (mut a, mut b) = pair_with(cipher, cipher, "n", "n", None);
     run(&mut a, &mut b, |_, _| {}).unwrap();
     let (ca, _) = a.into_established().unwrap();
     let (cb, _) = b.into_established().unwrap();
@@ -100,9 +119,17 @@ fn handshake_then_duplex_encryption() {
     assert_eq!(ob.open(&ct2, &mut pt), Err(CryptoError::Decrypt));
 }
 
+const CIPHERS: [NoiseCipher; 2] = [NoiseCipher::ChaChaPoly, NoiseCipher::AesGcm];
+
 #[test]
 fn counted_messages_open_in_place_like_copied_ones() {
-    let (ca, cb) = established();
+    for cipher in CIPHERS {
+        counted_messages_open_in_place(cipher);
+    }
+}
+
+fn counted_messages_open_in_place(cipher: NoiseCipher) {
+    let (ca, cb) = established(cipher);
     let (mut sa, _) = ca.split();
     let (_, mut ob) = cb.split();
     let mut ct = Vec::new();
@@ -133,6 +160,51 @@ fn counted_messages_open_in_place_like_copied_ones() {
         ob.open_counted_in_place(2, &mut next),
         Err(CryptoError::Decrypt)
     );
+}
+
+#[test]
+fn another_cipher_is_named_by_the_responder() {
+    let (mut a, mut b) = pair_with(NoiseCipher::AesGcm, NoiseCipher::ChaChaPoly, "n", "n", None);
+    let err = run(&mut a, &mut b, |_, _| {}).unwrap_err();
+    match err {
+        HandshakeError::CipherMismatch { ours, theirs } => {
+            assert_eq!((ours.as_str(), theirs.as_str()), ("ChaChaPoly", "AESGCM"));
+        }
+        other => panic!("expected a cipher mismatch, got {other}"),
+    }
+    // A plaintext-mode hello is named too, and an unknown suite byte.
+    let net = NetworkId::new("n").unwrap();
+    let plain = prologue(&net, None);
+    assert!(matches!(
+        check_prologue(&net, Some(NoiseCipher::ChaChaPoly), &plain),
+        Err(HandshakeError::CipherMismatch { .. })
+    ));
+    let mut unknown = prologue(&net, Some(NoiseCipher::AesGcm));
+    unknown[PROLOGUE_MAGIC.len() + 2] = 9;
+    let err = check_prologue(&net, Some(NoiseCipher::AesGcm), &unknown).unwrap_err();
+    assert!(err.to_string().contains("unknown suite 9"), "{err}");
+}
+
+#[test]
+fn aes_gcm_handshake_proves_identities_and_carries_data() {
+    let (mut a, mut b) = pair_with(
+        NoiseCipher::AesGcm,
+        NoiseCipher::AesGcm,
+        "n",
+        "n",
+        Some(Identity::from_secret_bytes(&[2; 32]).peer_id()),
+    );
+    run(&mut a, &mut b, |_, _| {}).unwrap();
+    let (ca, ra) = a.into_established().unwrap();
+    let (cb, rb) = b.into_established().unwrap();
+    assert_eq!(ra.peer_id, Identity::from_secret_bytes(&[2; 32]).peer_id());
+    assert_eq!(rb.peer_id, Identity::from_secret_bytes(&[1; 32]).peer_id());
+    let (mut sa, _) = ca.split();
+    let (_, mut ob) = cb.split();
+    let mut msg = b"over aes".to_vec();
+    sa.seal_in_place(&mut msg, 0).unwrap();
+    assert_eq!(ob.open_counted_in_place(0, &mut msg).unwrap(), Some(8));
+    assert_eq!(&msg[..8], b"over aes");
 }
 
 #[test]
@@ -193,7 +265,15 @@ fn plaintext_hello_round_trip() {
 
 #[test]
 fn sealing_in_place_gives_the_messages_of_snow_both_ways() {
-    let (ca, cb) = established();
+    // snow implements each cipher's nonce encoding itself: matching it byte for byte checks
+    // ours (little-endian for ChaChaPoly, big-endian for AESGCM).
+    for cipher in CIPHERS {
+        sealing_in_place_matches_snow(cipher);
+    }
+}
+
+fn sealing_in_place_matches_snow(cipher: NoiseCipher) {
+    let (ca, cb) = established(cipher);
     let (mut seal_a, mut open_a) = ca.split();
     let (mut seal_b, mut open_b) = cb.split();
     for (i, len) in [0usize, 1, 64, 1024, MAX_PLAINTEXT].into_iter().enumerate() {
@@ -228,6 +308,7 @@ fn seal_a_twin(sealer: &mut Sealer) -> Sealer {
     Sealer {
         state: sealer.state.clone(),
         key: None,
+        kind: sealer.kind,
         nonce: sealer.nonce - 1,
     }
 }
