@@ -74,8 +74,9 @@ struct Args {
     runs: usize,
     /// Run only these rows or sections (comma-separated): transports hawser-binary, hawser-batched,
     /// hawser-json, hawser-json-cack, udp-raw, tcp-send, tcp-batched, quinn, node-tcp,
-    /// node-tcp-plain, node-tcp-batch, node-tcp-plain-batch, node-lsp, node-lsp-plain,
-    /// node-lsp-batch, node-lsp-plain-batch, and the node section's references ref-tcp-batched
+    /// node-tcp-plain, node-tcp-batch, node-tcp-aes-batch, node-tcp-plain-batch, node-lsp,
+    /// node-lsp-plain, node-lsp-batch, node-lsp-aes-batch, node-lsp-plain-batch, and the node
+    /// section's references ref-tcp-batched
     /// and ref-quinn (which run with the node rows unless `--only` names transports without
     /// them); sections throughput, pingpong, loss, idle, echo. Transports and sections combine
     /// (both must match).

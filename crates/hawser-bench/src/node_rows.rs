@@ -37,18 +37,25 @@ pub enum NodeLink {
     TcpPlainBatch,
     /// Plaintext session over LSP, sent through `Node::send_batch_wait`.
     LspPlainBatch,
+    /// Noise session with AES-256-GCM (`Security::NoiseAesGcm`, the cipher quinn uses here)
+    /// over TCP, sent through `Node::send_batch_wait`.
+    TcpAesBatch,
+    /// The same over LSP.
+    LspAesBatch,
 }
 
 impl NodeLink {
     /// Every node row, in the order of the table.
-    pub const ALL: [NodeLink; 8] = [
+    pub const ALL: [NodeLink; 10] = [
         NodeLink::TcpSecure,
         NodeLink::TcpPlain,
         NodeLink::TcpSecureBatch,
+        NodeLink::TcpAesBatch,
         NodeLink::TcpPlainBatch,
         NodeLink::LspSecure,
         NodeLink::LspPlain,
         NodeLink::LspSecureBatch,
+        NodeLink::LspAesBatch,
         NodeLink::LspPlainBatch,
     ];
 
@@ -63,6 +70,8 @@ impl NodeLink {
             NodeLink::LspSecureBatch => "node-lsp-batch",
             NodeLink::TcpPlainBatch => "node-tcp-plain-batch",
             NodeLink::LspPlainBatch => "node-lsp-plain-batch",
+            NodeLink::TcpAesBatch => "node-tcp-aes-batch",
+            NodeLink::LspAesBatch => "node-lsp-aes-batch",
         }
     }
 
@@ -73,6 +82,7 @@ impl NodeLink {
                 | NodeLink::LspPlain
                 | NodeLink::LspSecureBatch
                 | NodeLink::LspPlainBatch
+                | NodeLink::LspAesBatch
         )
     }
 
@@ -83,6 +93,8 @@ impl NodeLink {
                 | NodeLink::LspSecureBatch
                 | NodeLink::TcpPlainBatch
                 | NodeLink::LspPlainBatch
+                | NodeLink::TcpAesBatch
+                | NodeLink::LspAesBatch
         )
     }
 
@@ -96,6 +108,7 @@ impl NodeLink {
             | NodeLink::LspSecure
             | NodeLink::TcpSecureBatch
             | NodeLink::LspSecureBatch => Security::Noise,
+            NodeLink::TcpAesBatch | NodeLink::LspAesBatch => Security::NoiseAesGcm,
         }
     }
 }
