@@ -1,4 +1,4 @@
-//! Sealed datagrams, for nodes running with `Security::Noise` (`docs/security.md`).
+//! Sealed datagrams, for nodes running Noise sessions (`docs/security.md`).
 //!
 //! Each direction has its own key: the node that dials a session draws a random
 //! [`DATAGRAM_KEY_LEN`]-byte key, sends it inside the encrypted session (a
@@ -6,14 +6,16 @@
 //! datagrams to that peer with it ([`SealKey`]). The accepting node keeps it as the peer's
 //! [`OpenKey`]. A new session replaces both ends' key.
 //!
-//! Sealing is ChaCha20-Poly1305 (`ring`), nonce = 4 zero bytes then a 64-bit counter carried in
-//! clear, associated data = the 28-byte envelope header (`SealedDatagram::header`: sender,
+//! Sealing uses the session's cipher (`ring`: ChaCha20-Poly1305, or AES-256-GCM for
+//! `Security::NoiseAesGcm`), nonce = 4 zero bytes then a 64-bit counter carried in clear, associated data = the 28-byte envelope header (`SealedDatagram::header`: sender,
 //! receiver, counter). Opening authenticates first, then checks the counter against a 64-wide
 //! sliding [`ReplayWindow`].
 
 use bytes::{Bytes, BytesMut};
 use hawser_proto::wire::node::{SealedDatagram, DATAGRAM_KEY_LEN, SEALED_TAG_LEN};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+
+use crate::session::NoiseCipher;
 
 /// A datagram key, as carried in a `FrameKind::DatagramKey` frame.
 pub(crate) type KeyBytes = [u8; DATAGRAM_KEY_LEN];
@@ -34,9 +36,9 @@ pub(crate) fn generate_key() -> Result<KeyBytes, getrandom::Error> {
     Ok(key)
 }
 
-fn aead_key(key: &KeyBytes) -> LessSafeKey {
-    // CHACHA20_POLY1305 takes exactly 32-byte keys, and `KeyBytes` is 32 bytes.
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte chacha key"))
+fn aead_key(key: &KeyBytes, cipher: NoiseCipher) -> LessSafeKey {
+    // Both ciphers take exactly 32-byte keys, and `KeyBytes` is 32 bytes.
+    LessSafeKey::new(UnboundKey::new(cipher.algorithm(), key).expect("32-byte key"))
 }
 
 fn nonce(counter: u64) -> Nonce {
@@ -52,9 +54,9 @@ pub(crate) struct SealKey {
 }
 
 impl SealKey {
-    pub fn new(key: &KeyBytes) -> SealKey {
+    pub fn new(key: &KeyBytes, cipher: NoiseCipher) -> SealKey {
         SealKey {
-            key: aead_key(key),
+            key: aead_key(key, cipher),
             next: 0,
         }
     }
@@ -93,9 +95,9 @@ pub(crate) struct OpenKey {
 }
 
 impl OpenKey {
-    pub fn new(key: &KeyBytes) -> OpenKey {
+    pub fn new(key: &KeyBytes, cipher: NoiseCipher) -> OpenKey {
         OpenKey {
-            key: aead_key(key),
+            key: aead_key(key, cipher),
             window: ReplayWindow::default(),
         }
     }
@@ -182,8 +184,25 @@ mod tests {
 
     #[test]
     fn seal_then_open_once() {
+        for cipher in [NoiseCipher::ChaChaPoly, NoiseCipher::AesGcm] {
+            seal_then_open_once_with(cipher);
+        }
+    }
+
+    #[test]
+    fn a_datagram_sealed_with_one_cipher_does_not_open_with_the_other() {
         let key = [7u8; DATAGRAM_KEY_LEN];
-        let (mut tx, mut rx) = (SealKey::new(&key), OpenKey::new(&key));
+        let bytes = SealKey::new(&key, NoiseCipher::AesGcm)
+            .seal(1, 2, b"hi")
+            .unwrap();
+        let d = SealedDatagram::parse(&bytes).unwrap();
+        let mut chacha = OpenKey::new(&key, NoiseCipher::ChaChaPoly);
+        assert_eq!(chacha.open(&d), Err(OpenError::Forged));
+    }
+
+    fn seal_then_open_once_with(cipher: NoiseCipher) {
+        let key = [7u8; DATAGRAM_KEY_LEN];
+        let (mut tx, mut rx) = (SealKey::new(&key, cipher), OpenKey::new(&key, cipher));
         let bytes = tx.seal(1, 2, b"hi").unwrap();
         let d = SealedDatagram::parse(&bytes).unwrap();
         assert_eq!((d.from, d.to, d.counter), (1, 2, 0));
@@ -196,7 +215,7 @@ mod tests {
         let d = SealedDatagram::parse(&forged).unwrap();
         assert_eq!(rx.open(&d), Err(OpenError::Forged));
         // Another key.
-        let mut other = OpenKey::new(&[8u8; DATAGRAM_KEY_LEN]);
+        let mut other = OpenKey::new(&[8u8; DATAGRAM_KEY_LEN], cipher);
         let d = SealedDatagram::parse(&next).unwrap();
         assert_eq!(other.open(&d), Err(OpenError::Forged));
         assert_eq!(rx.open(&d).unwrap(), &b"yo"[..]);

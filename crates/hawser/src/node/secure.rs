@@ -39,7 +39,7 @@ use super::error::{SessionError, StartError};
 use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
 use crate::session::{
-    self, DialError, HandshakeError, Identity, Incoming, PeerId, Protocol, ProtocolId,
+    self, DialError, HandshakeError, Identity, Incoming, NoiseCipher, PeerId, Protocol, ProtocolId,
     ProtocolRegistry, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
 };
 
@@ -311,8 +311,8 @@ pub(crate) async fn dial<L: Link>(
     write_frame(&mut app, &mut buf, &[], &hello)
         .await
         .map_err(SessionError::Hello)?;
-    if session.is_encrypted() {
-        send_datagram_key(core, member.id, &mut app, &mut buf).await?;
+    if let Some(cipher) = session.cipher() {
+        send_datagram_key(core, member.id, cipher, &mut app, &mut buf).await?;
     }
     let mut reach = session.open(NODE_REACH).await?;
     write_frame(&mut reach, &mut buf, &[], &hello)
@@ -321,7 +321,7 @@ pub(crate) async fn dial<L: Link>(
     let (control, rx) = mpsc::channel(core.settings.reach.max_control_frames.max(1));
     let task = core.tracker.spawn(control_writer(reach, rx));
     info!(node = %core.id, peer = %member.id, %addr, peer_id = %session.peer_id(),
-          encrypted = session.is_encrypted(), "session connected");
+          cipher = session.cipher().map_or("plaintext", NoiseCipher::name), "session connected");
     Ok(SecureConn {
         session,
         app,
@@ -336,6 +336,7 @@ pub(crate) async fn dial<L: Link>(
 async fn send_datagram_key<L: Link>(
     core: &Core<L>,
     to: NodeId,
+    cipher: NoiseCipher,
     app: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<(), SessionError> {
@@ -345,7 +346,7 @@ async fn send_datagram_key<L: Link>(
         .await
         .map_err(SessionError::Hello)?;
     if let Some(peer) = core.peer(to) {
-        peer.lock().seal = Some(SealKey::new(&key));
+        peer.lock().seal = Some(SealKey::new(&key, cipher));
     }
     Ok(())
 }
@@ -403,12 +404,12 @@ async fn serve<L: Link>(
         return;
     };
     let peer = session.peer_id();
-    let encrypted = session.is_encrypted();
+    let cipher = session.cipher();
     debug!(node = %core.id, %peer, ?remote, "session accepted");
     let on = Accepted {
         peer,
         remote,
-        encrypted,
+        cipher,
     };
     tokio::select! {
         () = serve_protocol(&core, messages, on, true) => {}
@@ -425,8 +426,8 @@ struct Accepted {
     peer: PeerId,
     /// The connection's address, when known.
     remote: Option<SocketAddr>,
-    /// Whether the session is encrypted (only then is a datagram key taken).
-    encrypted: bool,
+    /// The session's cipher (a datagram key is taken only when there is one, for it).
+    cipher: Option<NoiseCipher>,
 }
 
 /// Serves the streams of one protocol, one after the other; the first must come within
@@ -469,7 +470,7 @@ async fn serve_stream<L: Link>(
     let Accepted {
         peer,
         remote,
-        encrypted,
+        cipher,
     } = on;
     // The kind byte comes on top of an application payload of up to `max_frame`.
     let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
@@ -521,11 +522,7 @@ async fn serve_stream<L: Link>(
         let mut item = frames.next().await;
         // Then every frame already received, up to a batch, handed on together.
         let end = loop {
-            let on = Served {
-                from,
-                via,
-                encrypted,
-            };
+            let on = Served { from, via, cipher };
             if let Some(keep) = serve_item(core, on, item, &mut batch, &mut gate).await {
                 break Some(keep);
             }
@@ -628,7 +625,7 @@ impl AppBatch {
 struct Served {
     from: NodeId,
     via: SocketAddr,
-    encrypted: bool,
+    cipher: Option<NoiseCipher>,
 }
 
 /// Handles one item of a served stream: an application payload joins `batch`; anything else
@@ -641,11 +638,7 @@ async fn serve_item<L: Link>(
     batch: &mut AppBatch,
     gate: &mut TrafficGate,
 ) -> Option<bool> {
-    let Served {
-        from,
-        via,
-        encrypted,
-    } = on;
+    let Served { from, via, cipher } = on;
     let frame = match item {
         Some(Ok(frame)) => frame,
         Some(Err(err)) if is_oversized(&err) => {
@@ -686,9 +679,9 @@ async fn serve_item<L: Link>(
         return Some(false);
     }
     match frame {
-        Frame::DatagramKey(key) if encrypted => {
-            if let Some(p) = core.peer(from) {
-                p.lock().open = Some(OpenKey::new(&key));
+        Frame::DatagramKey(key) if cipher.is_some() => {
+            if let (Some(p), Some(cipher)) = (core.peer(from), cipher) {
+                p.lock().open = Some(OpenKey::new(&key, cipher));
                 debug!(node = %core.id, peer = %from, "datagram key received");
             }
             None

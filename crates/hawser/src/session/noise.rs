@@ -92,7 +92,8 @@ impl NoiseCipher {
         }
     }
 
-    fn algorithm(self) -> &'static Algorithm {
+    /// The `ring` AEAD.
+    pub(crate) fn algorithm(self) -> &'static Algorithm {
         match self {
             NoiseCipher::ChaChaPoly => &CHACHA20_POLY1305,
             NoiseCipher::AesGcm => &AES_256_GCM,
@@ -515,6 +516,11 @@ impl Cipher {
             keys: None,
             kind: NoiseCipher::default(),
         }
+    }
+
+    /// The Noise cipher, or `None` for the plaintext one.
+    pub fn noise_cipher(&self) -> Option<NoiseCipher> {
+        self.keys.as_ref().map(|_| self.kind)
     }
 
     /// The sending and receiving halves.

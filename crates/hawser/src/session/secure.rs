@@ -70,7 +70,8 @@ impl Status {
 pub(crate) struct Channel {
     pub io: Box<dyn ByteStream>,
     pub remote: Remote,
-    pub encrypted: bool,
+    /// The Noise cipher; `None` in plaintext mode.
+    pub cipher: Option<NoiseCipher>,
     pub status: Arc<Status>,
 }
 
@@ -164,8 +165,8 @@ fn sealed_stream(
     received: BytesMut,
 ) -> Channel {
     let status = Arc::new(Status::default());
+    let noise_cipher = cipher.noise_cipher();
     let halves = cipher.split();
-    let encrypted = halves.0.is_encrypted();
     let io = SealedStream::new(
         stream,
         halves,
@@ -177,7 +178,7 @@ fn sealed_stream(
     Channel {
         io: Box::new(io),
         remote,
-        encrypted,
+        cipher: noise_cipher,
         status,
     }
 }
@@ -191,13 +192,13 @@ fn sealed_messages(
     chunk: usize,
 ) -> Channel {
     let status = Arc::new(Status::default());
+    let noise_cipher = cipher.noise_cipher();
     let halves = cipher.split();
-    let encrypted = halves.0.is_encrypted();
     let io = SealedMessages::new(transport, halves, chunk, status.clone());
     Channel {
         io: Box::new(io),
         remote,
-        encrypted,
+        cipher: noise_cipher,
         status,
     }
 }

@@ -219,7 +219,7 @@ pub struct Session {
 struct Inner {
     remote_key: PublicKey,
     peer_id: PeerId,
-    encrypted: bool,
+    cipher: Option<NoiseCipher>,
     negotiated: Negotiated,
     local: ProtocolRegistry,
     commands: mpsc::Sender<Command>,
@@ -278,12 +278,13 @@ impl Session {
             timeout: config.stream_header_timeout,
         };
         tasks.push(tokio::spawn(route_inbound(raw_rx, routes)));
-        info!(%peer, encrypted = channel.encrypted, "session established");
+        let cipher = channel.cipher.map_or("plaintext", NoiseCipher::name);
+        info!(%peer, cipher, "session established");
         Session {
             inner: Arc::new(Inner {
                 remote_key: channel.remote.public_key,
                 peer_id: peer,
-                encrypted: channel.encrypted,
+                cipher: channel.cipher,
                 negotiated,
                 local: config.protocols.clone(),
                 commands: cmd_tx,
@@ -309,7 +310,12 @@ impl Session {
     /// Whether traffic is encrypted and the peer authenticated (false for
     /// [`Security::DangerPlaintext`]).
     pub fn is_encrypted(&self) -> bool {
-        self.inner.encrypted
+        self.inner.cipher.is_some()
+    }
+
+    /// The Noise cipher protecting the session; `None` in plaintext mode.
+    pub fn cipher(&self) -> Option<NoiseCipher> {
+        self.inner.cipher
     }
 
     /// The protocols both ends speak, with the agreed versions.
@@ -418,7 +424,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("peer_id", &self.inner.peer_id)
-            .field("encrypted", &self.inner.encrypted)
+            .field("cipher", &self.inner.cipher)
             .finish_non_exhaustive()
     }
 }
