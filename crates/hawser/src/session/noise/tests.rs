@@ -312,3 +312,55 @@ fn seal_a_twin(sealer: &mut Sealer) -> Sealer {
         nonce: sealer.nonce - 1,
     }
 }
+
+proptest::proptest! {
+    /// The decoders of handshake input never panic on any bytes: they accept or name an error.
+    #[test]
+    fn handshake_input_decoders_never_panic(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        suite in 0u8..3,
+    ) {
+        let net = NetworkId::new("n").unwrap();
+        let cipher = match suite {
+            0 => None,
+            1 => Some(NoiseCipher::ChaChaPoly),
+            _ => Some(NoiseCipher::AesGcm),
+        };
+        let _ = check_prologue(&net, cipher, &bytes);
+        let _ = parse_plaintext_hello(&net, &bytes, None);
+        let _ = parse_identity_payload(&bytes, &[0; 32]);
+        // A responder fed them as the first message, an initiator as the second.
+        let (mut a, mut b) = pair("n", "n", None);
+        let _ = b.handle_message(&bytes);
+        let first = a.poll_transmit().unwrap().unwrap();
+        proptest::prop_assert!(first.len() > 32);
+        proptest::prop_assert!(a.handle_message(&bytes).is_err());
+    }
+
+    /// Every byte of the prologue matters: changing any one, or cutting or extending it, is
+    /// refused.
+    #[test]
+    fn any_change_to_a_prologue_is_refused(
+        at in 0usize..64,
+        flip in 1u8..=255,
+        suite in 0u8..3,
+        extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4),
+    ) {
+        let net = NetworkId::new("cluster-7").unwrap();
+        let cipher = match suite {
+            0 => None,
+            1 => Some(NoiseCipher::ChaChaPoly),
+            _ => Some(NoiseCipher::AesGcm),
+        };
+        let good = prologue(&net, cipher);
+        proptest::prop_assert!(check_prologue(&net, cipher, &good).is_ok());
+        let mut changed = good.clone();
+        let at = at % good.len();
+        changed[at] ^= flip;
+        proptest::prop_assert!(check_prologue(&net, cipher, &changed).is_err());
+        proptest::prop_assert!(check_prologue(&net, cipher, &good[..at]).is_err());
+        let mut longer = good.clone();
+        longer.extend_from_slice(&extra);
+        proptest::prop_assert!(check_prologue(&net, cipher, &longer).is_err());
+    }
+}
