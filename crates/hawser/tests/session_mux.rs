@@ -111,6 +111,41 @@ async fn write_only_stream_never_stalls() {
 }
 
 /// yamux ping frames (SYN) on the connection's stream 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_wait_for_the_peer_are_counted() {
+    let (c, s) = pair(&config(1), &config(2)).await;
+    let mut incoming = s.incoming(BULK).unwrap();
+    // Within the stream's first window (256 KiB): no write waits.
+    let mut stream = c.open(BULK).await.unwrap();
+    stream.write_all(&[7u8; 4096]).await.unwrap();
+    stream.flush().await.unwrap();
+    assert_eq!(c.stats().write_waits, 0);
+    // 2 MiB to a peer that does not read yet: the writer runs out of window and waits.
+    let writer = tokio::spawn(async move {
+        stream.write_all(&vec![7u8; 2 << 20]).await.unwrap();
+        stream.shutdown().await.unwrap();
+    });
+    let mut inbound = tokio::time::timeout(STEP, incoming.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    while c.stats().write_waits == 0 {
+        assert!(Instant::now() < deadline, "the writer never waited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Reading everything lets the writer finish; every byte arrives.
+    let mut got = Vec::new();
+    tokio::time::timeout(STEP, inbound.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), 4096 + (2 << 20));
+    writer.await.unwrap();
+    assert!(c.stats().write_waits >= 1);
+    assert_eq!(s.stats().write_waits, 0, "the reader never wrote");
+}
+
 fn ping_frames(count: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 * count as usize);
     for i in 0..count {

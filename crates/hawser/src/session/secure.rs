@@ -38,6 +38,7 @@ use super::transport::{ByteStream, Link, MessageTransport};
 pub(crate) struct Status {
     reason: Mutex<Option<CloseReason>>,
     duplicates: AtomicU64,
+    write_waits: AtomicU64,
 }
 
 impl Status {
@@ -63,6 +64,15 @@ impl Status {
 
     pub(crate) fn duplicates(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Counts a stream write that had to wait for the multiplexer.
+    pub(crate) fn note_write_wait(&self) {
+        self.write_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn write_waits(&self) -> u64 {
+        self.write_waits.load(Ordering::Relaxed)
     }
 }
 

@@ -276,6 +276,7 @@ impl Session {
             senders,
             negotiated: negotiated.clone(),
             timeout: config.stream_header_timeout,
+            status: channel.status.clone(),
         };
         tasks.push(tokio::spawn(route_inbound(raw_rx, routes)));
         let cipher = channel.cipher.map_or("plaintext", NoiseCipher::name);
@@ -354,7 +355,7 @@ impl Session {
                 yamux::ConnectionError::Closed => OpenError::SessionClosed,
                 e => OpenError::Mux(e.to_string()),
             })?;
-        let mut stream = Stream::new(raw, protocol, version);
+        let mut stream = Stream::new(raw, protocol, version, self.inner.status.clone());
         let mut header = [0u8; STREAM_HEADER_LEN];
         header[..4].copy_from_slice(&protocol.0.to_be_bytes());
         header[4..].copy_from_slice(&version.to_be_bytes());
@@ -416,6 +417,7 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             duplicates_dropped: self.inner.status.duplicates(),
+            write_waits: self.inner.status.write_waits(),
         }
     }
 }
@@ -435,4 +437,9 @@ impl std::fmt::Debug for Session {
 pub struct SessionStats {
     /// Duplicate transport messages dropped before decryption (message transports only).
     pub duplicates_dropped: u64,
+    /// Stream writes that had to wait for the multiplexer: the stream's send window was used
+    /// up (the peer's application had not read enough) or yamux's frame queue was full. Many
+    /// of them during a bulk transfer mean the session, not the application, set the pace:
+    /// see "Multiplexing" in `docs/security.md`.
+    pub write_waits: u64,
 }

@@ -16,6 +16,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use tracing::{debug, warn};
 
 use super::registry::{Negotiated, ProtocolId};
+use super::secure::Status;
 
 /// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
 /// version`, big-endian.
@@ -26,6 +27,7 @@ pub(super) struct Routes {
     pub senders: HashMap<ProtocolId, mpsc::Sender<Stream>>,
     pub negotiated: Negotiated,
     pub timeout: Duration,
+    pub status: Arc<Status>,
 }
 
 /// Reads each inbound stream's header (concurrently, each under the header timeout) and
@@ -70,6 +72,7 @@ async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
         io,
         protocol,
         version,
+        status: routes.status.clone(),
     };
     if tx.try_send(stream).is_err() {
         warn!(%protocol, "inbound stream queue full or not taken; reset");
@@ -103,15 +106,24 @@ pub struct Stream {
     io: Compat<yamux::Stream>,
     protocol: ProtocolId,
     version: u16,
+    /// The session's, to count writes that wait.
+    status: Arc<Status>,
 }
 
 impl Stream {
-    /// A stream of `protocol` at `version` over a raw yamux stream.
-    pub(super) fn new(raw: yamux::Stream, protocol: ProtocolId, version: u16) -> Stream {
+    /// A stream of `protocol` at `version` over a raw yamux stream of the session whose
+    /// status is `status`.
+    pub(super) fn new(
+        raw: yamux::Stream,
+        protocol: ProtocolId,
+        version: u16,
+        status: Arc<Status>,
+    ) -> Stream {
         Stream {
             io: raw.compat(),
             protocol,
             version,
+            status,
         }
     }
 
@@ -170,7 +182,13 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        if result.is_pending() {
+            // yamux waits for send window (the peer has not read enough yet) or for room in
+            // its connection's frame queue.
+            self.status.note_write_wait();
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
