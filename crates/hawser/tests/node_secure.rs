@@ -317,3 +317,29 @@ async fn core_over_lsp_with_aes_gcm() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_write_waits_are_counted_per_peer() {
+    let nodes = start(vec![settings(), settings()]).await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].send(2, "first", Delivery::Reliable).unwrap();
+    assert_eq!(&next(&mut inbox).await.payload[..], b"first");
+    assert_eq!(nodes[0].peer_stats(2).unwrap().session_write_waits, 0);
+    // 8 MiB queued at once: far more than the stream's first window (256 KiB), which the
+    // writer uses up long before node 2's first window update can come back.
+    let payload = vec![9u8; 64 * 1024];
+    for _ in 0..128 {
+        nodes[0]
+            .send_wait(2, payload.clone(), Delivery::Reliable)
+            .await
+            .unwrap();
+    }
+    eventually("the writer waited for the session", || {
+        nodes[0].peer_stats(2).unwrap().session_write_waits >= 1
+    })
+    .await;
+    for _ in 0..128 {
+        assert_eq!(next(&mut inbox).await.payload.len(), 64 * 1024);
+    }
+    stop_all(&nodes).await;
+}

@@ -32,4 +32,9 @@ pub struct PeerStats {
     pub received: u64,
     /// Connections from this peer closed because a frame announced more than the limit.
     pub oversized_frames: u64,
+    /// Writes to this peer's sessions that had to wait for the multiplexer (the peer's stream
+    /// window used up, or the session's frame queue full), over every session so far; 0 on
+    /// links without sessions. Rising steadily during a bulk transfer: the session, not the
+    /// queue or the application, sets the pace (`docs/security.md`, "A stream's window").
+    pub session_write_waits: u64,
 }

@@ -70,6 +70,13 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
         }
     }
 
+    /// Writes on `conn` so far that had to wait for its multiplexer (0, the default, for
+    /// links without one).
+    fn write_waits(conn: &Self::Conn) -> u64 {
+        let _ = conn;
+        0
+    }
+
     /// The addresses of `member` reachability knows it by (tried by `dial`).
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr>;
 

@@ -48,6 +48,9 @@ pub(super) struct PeerState {
     pub(super) seal: Option<SealKey>,
     /// The peer's datagram key to this node, with its replay window (Noise only).
     pub(super) open: Option<OpenKey>,
+    /// `Link::write_waits` of the current connection when last counted into
+    /// `stats.session_write_waits` (0 for a new connection).
+    pub(super) conn_write_waits: u64,
 }
 
 impl Peer {
@@ -71,6 +74,7 @@ impl Peer {
                 control_tx: None,
                 seal: None,
                 open: None,
+                conn_write_waits: 0,
             }),
             wake: Notify::new(),
             room: Notify::new(),

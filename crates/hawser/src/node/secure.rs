@@ -196,6 +196,11 @@ impl SecureConn {
         Ok(())
     }
 
+    /// Writes on this session that waited for the multiplexer (`SessionStats::write_waits`).
+    pub fn write_waits(&self) -> u64 {
+        self.session.stats().write_waits
+    }
+
     pub fn control_sender(&self) -> mpsc::Sender<Frame> {
         self.control.clone()
     }

@@ -172,6 +172,10 @@ impl Link for TcpLink {
         conn.write_app_batch(batch).await
     }
 
+    fn write_waits(conn: &SecureConn) -> u64 {
+        conn.write_waits()
+    }
+
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {
         if let Some(t) = self.transports.get(&member.id) {
             return vec![transport_via(t, member.id)];

@@ -116,6 +116,7 @@ async fn connect<L: Link>(
                 }
                 st.connected_before = true;
                 st.connected = true;
+                st.conn_write_waits = 0;
                 st.control_tx = L::control_sender(&conn);
                 info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
             }
@@ -186,7 +187,10 @@ async fn write_queued<L: Link>(
             r = L::write_app_batch(conn, batch) => r,
             () = peer.cancel.cancelled() => return true,
         };
+        let waits = L::write_waits(conn);
         let mut st = peer.lock();
+        st.stats.session_write_waits += waits.saturating_sub(st.conn_write_waits);
+        st.conn_write_waits = waits;
         let written = match &result {
             Ok(()) => batch.len(),
             Err(e) => e.written,
