@@ -7,9 +7,10 @@
 //! [`OpenKey`]. A new session replaces both ends' key.
 //!
 //! Sealing uses the session's cipher (`ring`: ChaCha20-Poly1305, or AES-256-GCM for
-//! `Security::NoiseAesGcm`), nonce = 4 zero bytes then a 64-bit counter carried in clear, associated data = the 28-byte envelope header (`SealedDatagram::header`: sender,
-//! receiver, counter). Opening authenticates first, then checks the counter against a 64-wide
-//! sliding [`ReplayWindow`].
+//! `Security::NoiseAesGcm`), nonce = 4 zero bytes then a 64-bit counter carried in clear,
+//! associated data = the 28-byte envelope header (`SealedDatagram::header`: sender, receiver,
+//! counter). Opening authenticates first, then checks the counter against a 64-wide sliding
+//! [`ReplayWindow`].
 
 use bytes::{Bytes, BytesMut};
 use hawser_proto::wire::node::{SealedDatagram, DATAGRAM_KEY_LEN, SEALED_TAG_LEN};

@@ -1,6 +1,7 @@
 //! Node traffic over sessions (`crate::session`): every reliable connection of the default
-//! network is an authenticated, encrypted (unless [`Security::DangerPlaintext`](crate::session::Security::DangerPlaintext)) session
-//! carrying the node's own protocols, each on its own stream:
+//! network is an authenticated, encrypted (unless
+//! [`Security::DangerPlaintext`](crate::session::Security::DangerPlaintext)) session carrying
+//! the node's own protocols, each on its own stream:
 //!
 //! | protocol | id | stream carries |
 //! | --- | --- | --- |
