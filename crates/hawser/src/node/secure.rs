@@ -122,8 +122,13 @@ impl SecureCtx {
         session
             .validate()
             .map_err(super::config::SettingsError::from)?;
-        if !settings.security.is_encrypted() {
-            warn!("node sessions are PLAINTEXT: no encryption, identities only claimed");
+        match settings.security.cipher() {
+            None => warn!("node sessions are PLAINTEXT: no encryption, identities only claimed"),
+            Some(c) if !c.hardware_accelerated() => warn!(
+                cipher = c.name(),
+                "this CPU has no instructions for the chosen cipher: ChaChaPoly would be faster"
+            ),
+            Some(_) => {}
         }
         Ok(SecureCtx {
             session,
