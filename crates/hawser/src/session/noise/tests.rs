@@ -195,6 +195,22 @@ fn another_cipher_is_named_by_the_responder() {
 }
 
 #[test]
+fn a_version_1_hello_is_named_as_such() {
+    // Version 1's prologue had no suite byte: magic | u16 1 | u8 len | network id.
+    let net = NetworkId::new("n").unwrap();
+    let mut v1 = PROLOGUE_MAGIC.to_vec();
+    v1.extend_from_slice(&1u16.to_be_bytes());
+    v1.push(1);
+    v1.extend_from_slice(b"n");
+    match check_prologue(&net, Some(NoiseCipher::ChaChaPoly), &v1) {
+        Err(HandshakeError::VersionMismatch { ours, theirs }) => {
+            assert_eq!((ours, theirs), (PROTOCOL_VERSION, 1));
+        }
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+}
+
+#[test]
 fn aes_gcm_handshake_proves_identities_and_carries_data() {
     let (ca, cb) = established_and_proven(NoiseCipher::AesGcm);
     let (mut sa, _) = ca.split();
