@@ -424,9 +424,13 @@ impl Handshake {
             Role::Initiator => (k1, k2),
             Role::Responder => (k2, k1),
         };
+        let cipher = self.cipher;
         let key = |k: [u8; 32]| {
-            UnboundKey::new(self.cipher.algorithm(), &k)
-                .map(LessSafeKey::new)
+            UnboundKey::new(cipher.algorithm(), &k)
+                .map(|key| AeadKey {
+                    key: LessSafeKey::new(key),
+                    cipher,
+                })
                 .map_err(|_| HandshakeError::Malformed("transport key rejected"))
         };
         let keys = Keys {
@@ -437,7 +441,6 @@ impl Handshake {
         let cipher = Cipher {
             state: Some(Arc::new(state)),
             keys: Some(keys),
-            kind: self.cipher,
         };
         Ok((cipher, remote))
     }
@@ -528,13 +531,18 @@ pub fn parse_plaintext_hello(
 pub struct Cipher {
     state: Option<Arc<StatelessTransportState>>,
     keys: Option<Keys>,
-    kind: NoiseCipher,
 }
 
 /// The two transport keys of an established cipher, for sealing and opening in place.
 struct Keys {
-    send: LessSafeKey,
-    recv: LessSafeKey,
+    send: AeadKey,
+    recv: AeadKey,
+}
+
+/// One direction's transport key and the cipher it is for (which sets the nonce's form).
+struct AeadKey {
+    key: LessSafeKey,
+    cipher: NoiseCipher,
 }
 
 impl Cipher {
@@ -543,13 +551,12 @@ impl Cipher {
         Cipher {
             state: None,
             keys: None,
-            kind: NoiseCipher::default(),
         }
     }
 
     /// The Noise cipher, or `None` for the plaintext one.
     pub fn noise_cipher(&self) -> Option<NoiseCipher> {
-        self.keys.as_ref().map(|_| self.kind)
+        self.keys.as_ref().map(|k| k.send.cipher)
     }
 
     /// The sending and receiving halves.
@@ -562,13 +569,11 @@ impl Cipher {
             Sealer {
                 state: self.state.clone(),
                 key: send,
-                kind: self.kind,
                 nonce: 0,
             },
             Opener {
                 state: self.state,
                 key: recv,
-                kind: self.kind,
                 nonce: 0,
                 duplicates: 0,
             },
@@ -579,8 +584,7 @@ impl Cipher {
 /// The sending half of a [`Cipher`].
 pub struct Sealer {
     state: Option<Arc<StatelessTransportState>>,
-    key: Option<LessSafeKey>,
-    kind: NoiseCipher,
+    key: Option<AeadKey>,
     nonce: u64,
 }
 
@@ -630,10 +634,10 @@ impl Sealer {
         if self.nonce == u64::MAX {
             return Err(CryptoError::NonceExhausted);
         }
-        if let Some(key) = &self.key {
+        if let Some(AeadKey { key, cipher }) = &self.key {
             let tag = key
                 .seal_in_place_separate_tag(
-                    self.kind.nonce(self.nonce),
+                    cipher.nonce(self.nonce),
                     Aad::empty(),
                     &mut buf[start..],
                 )
@@ -658,8 +662,7 @@ impl Sealer {
 /// The receiving half of a [`Cipher`].
 pub struct Opener {
     state: Option<Arc<StatelessTransportState>>,
-    key: Option<LessSafeKey>,
-    kind: NoiseCipher,
+    key: Option<AeadKey>,
     nonce: u64,
     duplicates: u64,
 }
@@ -684,11 +687,11 @@ impl Opener {
             return Err(CryptoError::NonceExhausted);
         }
         let n = match &self.key {
-            Some(key) => {
+            Some(AeadKey { key, cipher }) => {
                 if msg.len() < TAG_LEN || msg.len() > MAX_NOISE_MESSAGE {
                     return Err(CryptoError::Decrypt);
                 }
-                key.open_in_place(self.kind.nonce(self.nonce), Aad::empty(), msg)
+                key.open_in_place(cipher.nonce(self.nonce), Aad::empty(), msg)
                     .map_err(|_| CryptoError::Decrypt)?
                     .len()
             }

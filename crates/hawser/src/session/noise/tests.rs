@@ -322,7 +322,6 @@ fn seal_a_twin(sealer: &mut Sealer) -> Sealer {
     Sealer {
         state: sealer.state.clone(),
         key: None,
-        kind: sealer.kind,
         nonce: sealer.nonce - 1,
     }
 }
