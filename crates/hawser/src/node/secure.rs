@@ -689,15 +689,15 @@ async fn serve_item<L: Link>(
     if !batch.deliver(core, from, via, gate).await {
         return Some(false);
     }
-    match frame {
-        Frame::DatagramKey(key) if cipher.is_some() => {
-            if let (Some(p), Some(cipher)) = (core.peer(from), cipher) {
+    match (frame, cipher) {
+        (Frame::DatagramKey(key), Some(cipher)) => {
+            if let Some(p) = core.peer(from) {
                 p.lock().open = Some(OpenKey::new(&key, cipher));
                 debug!(node = %core.id, peer = %from, "datagram key received");
             }
             None
         }
-        frame => (!core.receive(from, via, frame, gate).await).then_some(false),
+        (frame, _) => (!core.receive(from, via, frame, gate).await).then_some(false),
     }
 }
 
