@@ -7,8 +7,11 @@ mod node_common;
 use std::time::Duration;
 
 use hawser::node::{Delivery, NodeId, OversizeDatagram, NODE_MESSAGES};
+use hawser::session::Security;
+use hawser_proto::wire::node::FrameKind;
 use node_common::{
-    eventually, framed_hello, next, raw_session, session_closed, stop_all, Cluster, Kind,
+    eventually, framed_hello, next, raw_session, raw_session_with, session_closed, stop_all,
+    Cluster, Kind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -48,6 +51,35 @@ async fn oversized_frame_closes_only_that_connection() {
     // The real connection from node 1 is unaffected.
     nodes[0].send(2, "after", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "after");
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn a_datagram_key_on_a_plaintext_session_is_ignored_and_counted() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.security = Security::DangerPlaintext;
+    let nodes = c.start_all().await;
+    let mut inbox = nodes[1].incoming();
+    // A plaintext "node 1" sends a datagram key, then a message.
+    let peer = raw_session_with(
+        nodes[1].local_addr().unwrap(),
+        [66; 32],
+        Security::DangerPlaintext,
+    )
+    .await;
+    let mut stream = peer.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(1)).await.unwrap();
+    let mut key_frame = 33u32.to_be_bytes().to_vec();
+    key_frame.push(FrameKind::DatagramKey.byte());
+    key_frame.extend_from_slice(&[7; 32]);
+    stream.write_all(&key_frame).await.unwrap();
+    let mut app = 6u32.to_be_bytes().to_vec();
+    app.push(FrameKind::App.byte());
+    app.extend_from_slice(b"after");
+    stream.write_all(&app).await.unwrap();
+    // The key is not taken (a plaintext session cannot vouch for it); the session goes on.
+    assert_eq!(next(&mut inbox).await.payload, "after");
+    assert_eq!(nodes[1].stats().bad_frames, 1);
     stop_all(&nodes).await;
 }
 

@@ -257,7 +257,19 @@ pub async fn stop_all(nodes: &[Node]) {
 /// A session to `addr` as a node of the default network would open it (default network id,
 /// the given identity), for tests that play a hostile or stranger node.
 pub async fn raw_session(addr: SocketAddr, identity: [u8; 32]) -> hawser::session::Session {
-    let settings = Settings::default();
+    raw_session_with(addr, identity, hawser::session::Security::default()).await
+}
+
+/// The same with `security` (for nodes that run another cipher, or plaintext).
+pub async fn raw_session_with(
+    addr: SocketAddr,
+    identity: [u8; 32],
+    security: hawser::session::Security,
+) -> hawser::session::Session {
+    let settings = Settings {
+        security,
+        ..Settings::default()
+    };
     let config = settings.session_config(std::sync::Arc::new(
         hawser::session::Identity::from_secret_bytes(&identity),
     ));
