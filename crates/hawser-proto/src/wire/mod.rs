@@ -11,6 +11,8 @@
 //!   what the Go implementation writes).
 //! - [`lsp_binary`] is hawser's compact binary codec, the default (layout in `docs/wire.md`).
 //! - [`Codec`] chooses between the two at run time.
+//! - [`node`], [`reach`] and [`rpc`] are the node layer's: hellos, frame kinds and datagram
+//!   envelopes; reachability events; requests, responses and cancels between nodes.
 //!
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
@@ -21,6 +23,7 @@ pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;
 pub mod reach;
+pub mod rpc;
 pub mod sack;
 
 use std::fmt;

@@ -34,6 +34,7 @@
 //!       | 0x02                            (ping: opens the connection, carries nothing)
 //!       | 0x03 | key[32]                  (the sender's datagram key for this receiver;
 //!                                          sent only inside an encrypted session)
+//!       | 0x04 | rpc message              (a request, response or cancel: `wire::rpc`)
 //! ```
 //!
 //! hawser's nodes open framed connections and accept both. Parsers never panic, and reject a
@@ -244,6 +245,8 @@ pub enum FrameKind {
     Ping = 0x02,
     /// The sender's datagram key for the receiver: exactly [`DATAGRAM_KEY_LEN`] bytes.
     DatagramKey = 0x03,
+    /// A request, response or cancel ([`super::rpc::Rpc`]); never empty.
+    Rpc = 0x04,
 }
 
 /// Length of the kind byte before a framed connection's frame body.
@@ -264,6 +267,8 @@ impl FrameKind {
             0x02 => Err(WireError::Malformed("ping with a body")),
             0x03 if rest.len() == DATAGRAM_KEY_LEN => Ok(FrameKind::DatagramKey),
             0x03 => Err(WireError::Malformed("datagram key of the wrong length")),
+            0x04 if !rest.is_empty() => Ok(FrameKind::Rpc),
+            0x04 => Err(WireError::Truncated),
             other => Err(WireError::UnknownType(u64::from(other))),
         }
     }
