@@ -134,11 +134,8 @@ async fn errors_at_once(kind: Kind) {
         n.send(9, "x", Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(9)))
     );
-    let max = if kind == Kind::Lsp {
-        c.settings.lsp.max_payload.min(1000)
-    } else {
-        1000
-    };
+    // The same bound over every transport (LSP splits and joins large messages).
+    let max = 1000;
     let err = n.send(2, vec![0u8; 1001], Delivery::Reliable).unwrap_err();
     assert_eq!(err, SendError::TooLarge { len: 1001, max });
     let err = n.send(2, vec![0u8; 101], Delivery::Unreliable).unwrap_err();

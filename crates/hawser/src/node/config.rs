@@ -9,7 +9,10 @@ use hawser_proto::lsp;
 use hawser_proto::node::{NodeId, QueueLimits, MAX_NODES};
 use hawser_proto::reach;
 
-use crate::session::{ConfigError, Identity, NetworkId, PeerId, Security, TransportAddr};
+use crate::session::{
+    ConfigError, Identity, NetworkId, PeerId, Protocol, Security, TransportAddr,
+    FIRST_APPLICATION_ID,
+};
 
 /// What to do with an unreliable message above [`Settings::datagram_limit`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,7 +118,89 @@ pub struct Settings {
     /// Extra addresses this node accepts sessions on, besides `listen` (TCP): `tcp://`,
     /// `lsp://`, `ws://`, `mem://`; at most [`MAX_EXTRA_LISTENERS`]. Default empty.
     pub listen_also: Vec<TransportAddr>,
+    /// Requests, responses and streams to node ids: deadlines, caps and sizes (see
+    /// [`RpcSettings`]).
+    pub rpc: RpcSettings,
+    /// The application's own protocols (ids from 1,024, named and versioned), offered on every
+    /// session next to hawser's and negotiated with each peer: a stream
+    /// ([`Node::open_stream`](super::Node::open_stream)) needs its protocol here on both nodes.
+    /// Requests need only a handler at the peer. At most [`MAX_APP_PROTOCOLS`]. Default empty.
+    pub protocols: Vec<Protocol>,
 }
+
+/// The most application protocols of [`Settings::protocols`].
+pub const MAX_APP_PROTOCOLS: usize = 32;
+
+/// Settings of requests and streams between nodes ([`Node::request`](super::Node::request),
+/// [`Node::serve`](super::Node::serve), [`Node::open_stream`](super::Node::open_stream)).
+/// Every count is a cap that fails loudly: a request over it gets `RequestError::Overloaded`,
+/// never a silent drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcSettings {
+    /// The deadline of a request whose options give none. Default 5 s.
+    pub default_timeout: Duration,
+    /// Largest request payload sent or served, in bytes. Default 8 MiB; a `max_frame` below
+    /// it lowers it to `max_frame` minus 32 (the request's header).
+    pub max_request: usize,
+    /// Largest response payload sent back or accepted, in bytes. Default 8 MiB; lowered to
+    /// `max_frame` minus 32 as `max_request` is.
+    pub max_response: usize,
+    /// Most requests this node has in flight to one peer (waiting for their responses).
+    /// Default 1,024.
+    pub max_outbound_per_peer: usize,
+    /// Most requests this node has in flight in all. Default 8,192.
+    pub max_outbound: usize,
+    /// Most requests from one peer being served at once (handed to a handler or waiting for
+    /// one); more are answered `Overloaded`. Default 1,024.
+    pub max_inbound_per_peer: usize,
+    /// Most requests being served at once in all; also the capacity of each protocol's queue
+    /// of inbound requests. Default 8,192.
+    pub max_inbound: usize,
+    /// Most inbound streams of one protocol waiting for [`InboundStreams::accept`]; more are
+    /// refused (the opener gets `StreamError::Overloaded`). Default 16.
+    ///
+    /// [`InboundStreams::accept`]: super::InboundStreams::accept
+    pub stream_backlog: usize,
+    /// Most application streams open at once on one session (each side of a pair of nodes
+    /// opens its own session). Default 6; at most 64. The node's two own streams come on top.
+    pub max_streams_per_session: usize,
+}
+
+impl RpcSettings {
+    /// These settings with `max_request` and `max_response` lowered to fit frames of
+    /// `max_frame` bytes.
+    pub(crate) fn within_frame(&self, max_frame: usize) -> RpcSettings {
+        let fit = max_frame.saturating_sub(RPC_OVERHEAD);
+        RpcSettings {
+            max_request: self.max_request.min(fit),
+            max_response: self.max_response.min(fit),
+            ..self.clone()
+        }
+    }
+}
+
+impl Default for RpcSettings {
+    fn default() -> RpcSettings {
+        RpcSettings {
+            default_timeout: Duration::from_secs(5),
+            max_request: 8 << 20,
+            max_response: 8 << 20,
+            max_outbound_per_peer: 1024,
+            max_outbound: 8192,
+            max_inbound_per_peer: 1024,
+            max_inbound: 8192,
+            stream_backlog: 16,
+            max_streams_per_session: 6,
+        }
+    }
+}
+
+/// Bytes an rpc frame's kind and fixed fields may take on top of its payload, kept free
+/// below `max_frame` by [`RpcSettings::max_request`] and `max_response`.
+pub(crate) const RPC_OVERHEAD: usize = 32;
+
+/// The most of [`RpcSettings::max_streams_per_session`].
+pub const MAX_STREAMS_PER_SESSION: usize = 64;
 
 /// The default [`Settings::network_id`].
 pub const DEFAULT_NETWORK_ID: &str = "hawser";
@@ -228,6 +313,8 @@ impl Default for Settings {
             pins: BTreeMap::new(),
             transports: BTreeMap::new(),
             listen_also: Vec::new(),
+            rpc: RpcSettings::default(),
+            protocols: Vec::new(),
         }
     }
 }
@@ -263,6 +350,10 @@ pub enum SettingsError {
     /// hour).
     #[error("session: {0}")]
     Session(#[from] ConfigError),
+    /// An application protocol of `Settings::protocols` has a reserved id (below 1,024) or
+    /// the id of another.
+    #[error("protocol {0}: application ids start at 1024 and appear once")]
+    Protocol(u32),
 }
 
 impl Settings {
@@ -298,6 +389,21 @@ impl Settings {
                 self.reach.max_control_frames as u64,
             ),
             ("reach.event_capacity", self.reach.event_capacity as u64),
+            (
+                "rpc.default_timeout",
+                self.rpc.default_timeout.as_nanos() as u64,
+            ),
+            (
+                "rpc.max_outbound_per_peer",
+                self.rpc.max_outbound_per_peer as u64,
+            ),
+            ("rpc.max_outbound", self.rpc.max_outbound as u64),
+            (
+                "rpc.max_inbound_per_peer",
+                self.rpc.max_inbound_per_peer as u64,
+            ),
+            ("rpc.max_inbound", self.rpc.max_inbound as u64),
+            ("rpc.stream_backlog", self.rpc.stream_backlog as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::Zero(name));
@@ -350,8 +456,45 @@ impl Settings {
                 max: MAX_EXTRA_LISTENERS as u64,
             });
         }
+        self.validate_rpc()?;
         self.lsp.validate()?;
         self.reach.engine.validate()?;
+        Ok(())
+    }
+
+    fn validate_rpc(&self) -> Result<(), SettingsError> {
+        let limits = [
+            (
+                "rpc.max_streams_per_session",
+                self.rpc.max_streams_per_session as u64,
+                MAX_STREAMS_PER_SESSION as u64,
+            ),
+            (
+                "protocols",
+                self.protocols.len() as u64,
+                MAX_APP_PROTOCOLS as u64,
+            ),
+            // The 4-byte wire field of a request's deadline, in milliseconds.
+            (
+                "rpc.default_timeout (ms)",
+                self.rpc
+                    .default_timeout
+                    .as_millis()
+                    .min(u128::from(u64::MAX)) as u64,
+                u64::from(u32::MAX),
+            ),
+        ];
+        for (name, value, max) in limits {
+            if value > max {
+                return Err(SettingsError::TooLarge { name, max });
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for p in &self.protocols {
+            if p.id().0 < FIRST_APPLICATION_ID || !ids.insert(p.id()) {
+                return Err(SettingsError::Protocol(p.id().0));
+            }
+        }
         Ok(())
     }
 }

@@ -32,9 +32,12 @@ use super::link::Link;
 use super::network::NodeStats;
 use super::peer::Peer;
 use super::reach::{self, ReachState};
+use super::rpc::{RequestError, RpcEngine, RpcLink};
 
 /// The shared state of one running network.
 pub(crate) struct Core<L> {
+    /// This core itself (for paths that hold only `&self`).
+    me: std::sync::Weak<Core<L>>,
     /// This node.
     pub id: NodeId,
     /// The settings it started with.
@@ -54,6 +57,8 @@ pub(crate) struct Core<L> {
     stopping: Arc<AtomicBool>,
     /// Reachability, unless disabled.
     pub reach: Option<ReachState>,
+    /// Requests, responses and streams (`super::rpc`).
+    pub rpc: Arc<RpcEngine>,
     membership: RwLock<Membership>,
     /// Members the application removed, most recent last (at most `Settings::max_nodes`):
     /// the flood does not add them back as learned peers ([`Core::was_removed`]) until the
@@ -102,9 +107,17 @@ impl<L: Link> Core<L> {
     ) -> Arc<Core<L>> {
         let cancel = CancellationToken::new();
         let (incoming, sender) = IncomingQueue::new(settings.incoming_capacity, cancel.clone());
-        let core = Arc::new(Core {
+        let protocols = settings.protocols.iter().map(|p| p.id()).collect();
+        let rpc = Arc::new(RpcEngine::new(
+            id,
+            settings.rpc.within_frame(settings.max_frame),
+            protocols,
+        ));
+        let core = Arc::new_cyclic(|me: &std::sync::Weak<Core<L>>| Core {
+            me: me.clone(),
             id,
             reach: ReachState::new(id, &settings, local),
+            rpc,
             settings,
             link,
             counters: Counters::default(),
@@ -118,6 +131,8 @@ impl<L: Link> Core<L> {
             sender,
             incoming,
         });
+        let link: std::sync::Weak<dyn RpcLink> = core.me.clone();
+        core.rpc.set_link(link);
         if core.reach.is_some() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -127,6 +142,11 @@ impl<L: Link> Core<L> {
             }
         }
         core
+    }
+
+    /// This core, while it runs.
+    pub(super) fn myself(&self) -> Option<Arc<Core<L>>> {
+        self.me.upgrade()
     }
 
     /// The membership, read-locked (a poisoned lock is recovered: it is plain data).
@@ -208,6 +228,7 @@ impl<L: Link> Core<L> {
                 let dropped = peer.lock().queue.clear();
                 info!(node = %self.id, peer = %id, dropped, "peer removed");
             }
+            self.rpc.fail_peer(id, RequestError::UnknownNode(id));
         } else if let (true, Some(peer)) = (addr_change, peers.get(&id)) {
             peer.generation.fetch_add(1, Ordering::Relaxed);
             peer.wake.notify_one();
@@ -271,6 +292,7 @@ impl<L: Link> Core<L> {
         }
         // The flag first: the send path reads it instead of the token.
         self.stopping.store(true, Ordering::SeqCst);
+        self.rpc.stop();
         self.cancel.cancel();
         self.tracker.close();
         self.link.shutdown();

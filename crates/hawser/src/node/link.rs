@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hawser_proto::node::{FrameBatch, Member};
+use hawser_proto::node::{FrameBatch, Member, NodeId};
 use tokio::sync::mpsc;
 
 use super::config::Settings;
 use super::core::Core;
 use super::error::SendError;
 use super::reach::Frame;
+use super::rpc::{NodeStream, StreamError};
+use crate::session::ProtocolId;
 
 /// Most payload bytes one batch of application messages carries, written in one
 /// [`Link::write_app_batch`] or received and handed on together (a single larger message goes
@@ -61,8 +63,19 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
         batch: &FrameBatch,
     ) -> impl Future<Output = Result<(), BatchError>> + Send {
         async move {
+            use hawser_proto::wire::node::FrameKind;
             for (written, (frame, header)) in batch.frames().enumerate() {
-                Self::write(conn, Frame::App(frame.slice(header..)))
+                // An application frame's payload follows its header; any other kind (a
+                // request or response) is parsed from its kind byte on, after the length.
+                let frame = if frame.get(4) == Some(&FrameKind::App.byte()) {
+                    Frame::App(frame.slice(header..))
+                } else {
+                    Frame::parse(frame.slice(4..)).map_err(|e| BatchError {
+                        written,
+                        error: io::Error::new(io::ErrorKind::InvalidData, e),
+                    })?
+                };
+                Self::write(conn, frame)
                     .await
                     .map_err(|error| BatchError { written, error })?;
             }
@@ -117,6 +130,24 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     /// Every address this node accepts reliable connections on, for links that have them.
     fn listen_addrs(&self) -> Vec<crate::session::TransportAddr> {
         Vec::new()
+    }
+
+    /// The session a connection runs on, for links with sessions (streams are opened on it).
+    fn session(conn: &Self::Conn) -> Option<crate::session::Session> {
+        let _ = conn;
+        None
+    }
+
+    /// Opens a stream of `protocol` to member `to` (`Node::open_stream`); links without
+    /// streams (the default) refuse with `Unsupported`.
+    fn open_stream(
+        &self,
+        core: &Arc<Core<Self>>,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> impl Future<Output = Result<NodeStream, StreamError>> + Send {
+        let _ = (core, to, protocol);
+        async { Err(StreamError::Unsupported) }
     }
 }
 

@@ -20,6 +20,11 @@ use super::core::Core;
 use super::error::{SendError, StartError};
 use super::link::Link;
 use super::reach::{memory_addr, Frame, TrafficGate};
+use super::rpc::{NodeStream, StreamError, StreamStatus};
+use crate::session::ProtocolId;
+
+/// Bytes buffered each way in an in-memory stream (`tokio::io::duplex`).
+const MEMORY_STREAM_BUFFER: usize = 256 * 1024;
 
 /// A process-local "network" that in-memory nodes join by id. Cheap to clone (shared).
 #[derive(Clone, Debug, Default)]
@@ -126,6 +131,32 @@ impl Link for MemoryLink {
 
     fn reach_addrs(&self, member: &Member) -> Vec<SocketAddr> {
         vec![memory_addr(member.id)]
+    }
+
+    async fn open_stream(
+        &self,
+        _: &Arc<Core<Self>>,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> Result<NodeStream, StreamError> {
+        let dest = self.hub.lookup(to).ok_or(StreamError::Unreachable(to))?;
+        if !dest.is_member(self.id) {
+            return Err(StreamError::Unreachable(to));
+        }
+        if !dest.rpc.is_registered(protocol) {
+            return Err(StreamError::NoHandler(protocol));
+        }
+        let permit = dest
+            .rpc
+            .reserve_stream(protocol)
+            .map_err(|status| match status {
+                StreamStatus::Overloaded => StreamError::Overloaded,
+                _ => StreamError::NoHandler(protocol),
+            })?;
+        let (ours, theirs) = tokio::io::duplex(MEMORY_STREAM_BUFFER);
+        dest.rpc.note_stream_accepted();
+        permit.send((self.id, NodeStream::memory(theirs, protocol)));
+        Ok(NodeStream::memory(ours, protocol))
     }
 
     async fn closed(conn: &mut MemoryConn) {

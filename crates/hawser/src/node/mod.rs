@@ -64,14 +64,16 @@ mod node;
 mod peer;
 mod reach;
 mod receive;
+mod rpc;
 mod secure;
 mod send;
 mod tcp;
 mod writer;
 
 pub use config::{
-    OversizeDatagram, ReachSettings, ReliableTransport, Settings, SettingsError,
-    DEFAULT_NETWORK_ID, MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY, MAX_EXTRA_LISTENERS, MAX_PINS,
+    OversizeDatagram, ReachSettings, ReliableTransport, RpcSettings, Settings, SettingsError,
+    DEFAULT_NETWORK_ID, MAX_APP_PROTOCOLS, MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY,
+    MAX_EXTRA_LISTENERS, MAX_PINS, MAX_STREAMS_PER_SESSION,
 };
 pub use error::{SendError, SessionError, StartError};
 pub use hawser_proto::node::{
@@ -86,6 +88,10 @@ pub use memory::{MemoryHub, MemoryNetwork};
 pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
 pub use node::{Node, NodeBuilder};
 pub use reach::{memory_addr, Lagged, PeerEvents};
+pub use rpc::{
+    InboundRequest, InboundRequests, InboundStreams, NodeStream, Part, RequestError,
+    RequestOptions, RespondError, RpcEngine, RpcStats, ServeError, StreamError,
+};
 pub use secure::{
     node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
     NODE_SPLIT_SEND_SIZE,
@@ -208,6 +214,9 @@ macro_rules! network_impl {
             }
             fn listen_addrs(&self) -> Vec<$crate::session::TransportAddr> {
                 $crate::node::link::Link::listen_addrs(&self.core.link)
+            }
+            fn rpc(&self) -> Option<std::sync::Arc<$crate::node::RpcEngine>> {
+                Some(self.core.rpc.clone())
             }
         }
 

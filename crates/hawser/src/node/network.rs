@@ -274,6 +274,12 @@ pub trait Network: Send + Sync + 'static {
     fn listen_addrs(&self) -> Vec<TransportAddr> {
         Vec::new()
     }
+
+    /// The engine of requests, responses and streams to node ids, for networks that carry
+    /// them (hawser's do; `None`, the default, makes those calls fail with `Unsupported`).
+    fn rpc(&self) -> Option<std::sync::Arc<super::RpcEngine>> {
+        None
+    }
 }
 
 /// Sends the messages at the front of `batch` one by one with `send`, removing each that went;

@@ -18,7 +18,12 @@ use super::incoming::{Incoming, IncomingStream};
 use super::memory::{MemoryHub, MemoryNetwork};
 use super::network::{BroadcastReport, Network, NodeStats};
 use super::reach::PeerEvents;
+use super::rpc::{
+    InboundRequest, InboundRequests, InboundStreams, NodeStream, RequestError, RequestOptions,
+    RpcEngine, RpcStats, ServeError, StreamError,
+};
 use super::tcp::DefaultNetwork;
+use crate::session::ProtocolId;
 use crate::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
 
 /// Configures and starts a [`Node`]. Nothing is sent or received before
@@ -74,6 +79,12 @@ impl NodeBuilder {
     /// first).
     pub fn settings(mut self, settings: Settings) -> NodeBuilder {
         self.settings = settings;
+        self
+    }
+
+    /// Registers one of the application's protocols (see [`Settings::protocols`]).
+    pub fn protocol(mut self, protocol: crate::session::Protocol) -> NodeBuilder {
+        self.settings.protocols.push(protocol);
         self
     }
 
@@ -181,6 +192,8 @@ pub struct Node {
 
 struct Inner {
     net: Arc<dyn Network>,
+    /// The network's request/response engine, if it has one.
+    rpc: Option<Arc<RpcEngine>>,
     /// Tasks running `on_receive` handlers.
     handlers: TaskTracker,
     cancel: CancellationToken,
@@ -219,6 +232,7 @@ impl Node {
     pub fn with_network(net: Arc<dyn Network>) -> Node {
         Node {
             inner: Arc::new(Inner {
+                rpc: net.rpc(),
                 net,
                 handlers: TaskTracker::new(),
                 cancel: CancellationToken::new(),
@@ -452,6 +466,139 @@ impl Node {
             }
             debug!("receive handler ended");
         });
+    }
+
+    /// Sends a request to node `to` for the handler of `protocol` there, and waits for its
+    /// response, at most `options.timeout` (default `RpcSettings::default_timeout`, 5 s).
+    ///
+    /// The request travels reliably, in order with this node's other messages and requests
+    /// to `to`, over whichever transport reaches it (TCP, LSP, WebSocket, memory; encrypted
+    /// with the node's sessions), in one piece of up to `RpcSettings::max_request` bytes.
+    /// Its deadline travels with it: the peer drops it unhandled once the deadline has
+    /// passed. A request to this node itself goes to its own handler.
+    ///
+    /// # Errors
+    /// [`RequestError`]: each way a request can fail is its own variant (`Timeout`,
+    /// `Unreachable`, `Refused`, `NoHandler`, `Overloaded`, `TooLarge`, `ResponseOmitted`,
+    /// `Stopped`, ...).
+    ///
+    /// # Cancel safety
+    /// Dropping the future forgets the request and sends a cancel to the peer, whose handler
+    /// sees [`InboundRequest::cancelled`] resolve.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use hawser::node::{Member, MemoryHub, Node, RequestOptions, Role};
+    /// use hawser::session::ProtocolId;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// const ECHO: ProtocolId = ProtocolId(1024);
+    /// let hub = MemoryHub::new();
+    /// let members = [Member::without_addr(1, Role::Member), Member::without_addr(2, Role::Member)];
+    /// let a = Node::builder(1).members(members.clone()).in_memory(&hub).start().await?;
+    /// let b = Node::builder(2).members(members).in_memory(&hub).start().await?;
+    /// let mut requests = b.serve(ECHO)?;
+    /// tokio::spawn(async move {
+    ///     while let Some(req) = requests.recv().await {
+    ///         let answer = req.payload().clone();
+    ///         let _ = req.respond(answer);
+    ///     }
+    /// });
+    /// let options = RequestOptions::timeout(Duration::from_secs(2));
+    /// let answer = a.request(2, ECHO, "ping", options).await?;
+    /// assert_eq!(&answer[..], b"ping");
+    /// a.stop().await;
+    /// b.stop().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn request(
+        &self,
+        to: impl Into<NodeId>,
+        protocol: ProtocolId,
+        payload: impl Into<Bytes>,
+        options: RequestOptions,
+    ) -> Result<Bytes, RequestError> {
+        let rpc = self.inner.rpc.as_ref().ok_or(RequestError::Unsupported)?;
+        rpc.request(to.into(), protocol, payload.into(), options)
+            .await
+    }
+
+    /// The requests of `protocol` (an id from 1,024) sent to this node, for the caller to
+    /// answer each with [`InboundRequest::respond`] or [`InboundRequest::refuse`]. One
+    /// receiver per protocol; while none exists, requests are answered `NoHandler`.
+    ///
+    /// # Errors
+    /// [`ServeError::Reserved`], [`ServeError::AlreadyServed`], [`ServeError::Stopped`],
+    /// [`ServeError::Unsupported`].
+    pub fn serve(&self, protocol: ProtocolId) -> Result<InboundRequests, ServeError> {
+        let rpc = self.inner.rpc.as_ref().ok_or(ServeError::Unsupported)?;
+        rpc.serve(protocol)
+    }
+
+    /// Serves `protocol` with `handler`: each request runs `handler(request)` on a task of
+    /// its own (at most `RpcSettings::max_inbound` at once), until [`stop`](Self::stop).
+    ///
+    /// # Errors
+    /// As [`serve`](Self::serve).
+    pub fn serve_with<F, Fut>(&self, protocol: ProtocolId, handler: F) -> Result<(), ServeError>
+    where
+        F: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut requests = self.serve(protocol)?;
+        let cancel = self.inner.cancel.clone();
+        let tasks = self.inner.handlers.clone();
+        self.inner.handlers.spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    r = requests.recv() => r,
+                    () = cancel.cancelled() => None,
+                };
+                let Some(request) = request else { break };
+                tasks.spawn(handler(request));
+            }
+        });
+        Ok(())
+    }
+
+    /// Opens a byte stream of `protocol` to node `to`, for bulk transfers: a multiplexed
+    /// stream of the session to it, so it neither waits behind nor holds back messages,
+    /// requests and heartbeats. The protocol must be in `Settings::protocols` on both nodes,
+    /// and the peer must accept its streams ([`accept_streams`](Self::accept_streams)).
+    ///
+    /// # Errors
+    /// [`StreamError`]: `Unreachable` (no session within `connect_timeout`), `NoHandler`,
+    /// `Overloaded`, `NotRegistered`, `UnknownNode`, `Stopped`, `Unsupported`, `Io`.
+    pub async fn open_stream(
+        &self,
+        to: impl Into<NodeId>,
+        protocol: ProtocolId,
+    ) -> Result<NodeStream, StreamError> {
+        let rpc = self.inner.rpc.as_ref().ok_or(StreamError::Unsupported)?;
+        rpc.open_stream(to.into(), protocol).await
+    }
+
+    /// The streams of `protocol` other nodes open to this one, each with the node that
+    /// opened it. One receiver per protocol.
+    ///
+    /// # Errors
+    /// [`ServeError`], and [`ServeError::NotRegistered`] for a protocol outside
+    /// `Settings::protocols`.
+    pub fn accept_streams(&self, protocol: ProtocolId) -> Result<InboundStreams, ServeError> {
+        let rpc = self.inner.rpc.as_ref().ok_or(ServeError::Unsupported)?;
+        rpc.accept_streams(protocol)
+    }
+
+    /// Counters of requests and streams (all zero for a network without them).
+    pub fn rpc_stats(&self) -> RpcStats {
+        self.inner
+            .rpc
+            .as_ref()
+            .map(|r| r.stats())
+            .unwrap_or_default()
     }
 
     /// A copy of the membership.

@@ -29,6 +29,8 @@ pub(crate) struct Peer {
     node_stopping: Arc<AtomicBool>,
     /// Bumped when the peer's addresses change, so the writer reconnects.
     pub(super) generation: AtomicU64,
+    /// The writer connected.
+    pub(super) connected_now: Notify,
 }
 
 /// The mutable part of a [`Peer`], behind its lock.
@@ -51,6 +53,8 @@ pub(super) struct PeerState {
     /// `Link::write_waits` of the current connection when last counted into
     /// `stats.session_write_waits` (0 for a new connection).
     pub(super) conn_write_waits: u64,
+    /// The current connection's session, for links with sessions (streams open on it).
+    pub(super) session: Option<crate::session::Session>,
 }
 
 impl Peer {
@@ -75,6 +79,7 @@ impl Peer {
                 seal: None,
                 open: None,
                 conn_write_waits: 0,
+                session: None,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -82,6 +87,7 @@ impl Peer {
             removed: AtomicBool::new(false),
             node_stopping,
             generation: AtomicU64::new(0),
+            connected_now: Notify::new(),
         }
     }
 

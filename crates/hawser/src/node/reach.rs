@@ -54,6 +54,8 @@ pub(crate) enum Frame {
     Ping,
     /// The sender's datagram key for the receiver (encrypted sessions only).
     DatagramKey(super::datagram::KeyBytes),
+    /// A request, response or cancel (`hawser_proto::wire::rpc`), after its kind byte.
+    Rpc(Bytes),
 }
 
 impl Frame {
@@ -73,6 +75,7 @@ impl Frame {
                 key.copy_from_slice(frame.get(FRAME_KIND_LEN..).unwrap_or_default());
                 Frame::DatagramKey(key)
             }
+            FrameKind::Rpc => Frame::Rpc(frame.slice(FRAME_KIND_LEN..)),
         })
     }
 
@@ -84,6 +87,7 @@ impl Frame {
             Frame::Reach(b) => (FrameKind::Reach, b),
             Frame::Ping => (FrameKind::Ping, &[]),
             Frame::DatagramKey(k) => (FrameKind::DatagramKey, k),
+            Frame::Rpc(b) => (FrameKind::Rpc, b),
         }
     }
 }
@@ -306,8 +310,14 @@ impl<L: Link> Core<L> {
         }
         while let Some(event) = st.engine.poll_event() {
             match &event {
-                PeerEvent::PeerAlive { peer, .. } => info!(node = %self.id, %peer, "peer alive"),
-                PeerEvent::PeerDead { peer } => info!(node = %self.id, %peer, "peer dead"),
+                PeerEvent::PeerAlive { peer, .. } => {
+                    info!(node = %self.id, %peer, "peer alive");
+                    self.rpc.set_dead(*peer, false);
+                }
+                PeerEvent::PeerDead { peer } => {
+                    info!(node = %self.id, %peer, "peer dead");
+                    self.rpc.set_dead(*peer, true);
+                }
                 PeerEvent::AddressFound { peer, addr } => {
                     debug!(node = %self.id, %peer, %addr, "address found");
                     self.learn(st, *peer, *addr, true);

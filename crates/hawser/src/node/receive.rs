@@ -33,6 +33,10 @@ impl<L: Link> Core<L> {
                 true
             }
             Frame::Ping => true,
+            Frame::Rpc(body) => {
+                self.rpc.handle_frame(from, body);
+                true
+            }
             // Keys are taken by the session's reader (`super::secure`), which knows whether
             // the session is encrypted; one reaching here came another way and is ignored.
             Frame::DatagramKey(_) => {

@@ -39,9 +39,10 @@ use super::datagram::{self, OpenKey, SealKey};
 use super::error::{SessionError, StartError};
 use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
+use super::rpc::{read_stream_status, NodeStream, StreamError, StreamStatus};
 use crate::session::{
-    self, DialError, HandshakeError, Identity, Incoming, NoiseCipher, PeerId, Protocol, ProtocolId,
-    ProtocolRegistry, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
+    self, DialError, HandshakeError, Identity, Incoming, NoiseCipher, OpenError, PeerId, Protocol,
+    ProtocolId, ProtocolRegistry, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
 };
 
 /// The protocol of application messages between nodes (reserved id 1).
@@ -51,8 +52,8 @@ pub const NODE_REACH: ProtocolId = ProtocolId(2);
 /// The version of both node protocols.
 pub const NODE_PROTOCOL_VERSION: u16 = 1;
 
-/// Most streams open at once on a node's session (`MuxConfig::max_streams`; a node opens
-/// two). Far below the session default (32), so that the connection window (8 MiB) leaves a
+/// Most streams open at once on a node's session by default (`MuxConfig::max_streams`: the
+/// node's two, and `RpcSettings::max_streams_per_session`, 6, for the application). Far below the session default (32), so that the connection window (8 MiB) leaves a
 /// stream room to grow its receive window beyond yamux's initial 256 KiB when a fast sender
 /// needs it: with 32 streams, 32 × 256 KiB took all of it.
 pub const NODE_MAX_STREAMS: usize = 8;
@@ -63,7 +64,8 @@ pub const NODE_MAX_STREAMS: usize = 8;
 /// such frame.
 pub const NODE_SPLIT_SEND_SIZE: usize = 64 * 1024;
 
-/// The registry of hawser's node protocols, as every node's sessions offer them.
+/// The registry of hawser's node protocols, as every node's sessions offer them (next to the
+/// application's own, [`Settings::protocols`]).
 pub fn node_protocols() -> ProtocolRegistry {
     let mut registry = ProtocolRegistry::new();
     for (id, name) in [
@@ -82,14 +84,25 @@ pub fn node_protocols() -> ProtocolRegistry {
 
 impl Settings {
     /// The session configuration of a node with these settings and `identity`: its network
-    /// id and security, the node protocols, `hello_timeout` as the handshake timeout, at
-    /// most [`NODE_MAX_STREAMS`] streams, and data frames of up to [`NODE_SPLIT_SEND_SIZE`].
+    /// id and security, the node protocols and [`Settings::protocols`], `hello_timeout` as
+    /// the handshake timeout, at most two streams plus `rpc.max_streams_per_session`
+    /// ([`NODE_MAX_STREAMS`] by default), and data frames of up to [`NODE_SPLIT_SEND_SIZE`].
+    ///
+    /// # Panics
+    /// Never for settings that pass [`Settings::validate`] (application protocols with ids
+    /// from 1,024, each once, at most 32).
     pub fn session_config(&self, identity: Arc<Identity>) -> SessionConfig {
         let mut c = SessionConfig::new(identity, self.network_id.clone());
         c.security = self.security;
         c.protocols = node_protocols();
+        for p in &self.protocols {
+            // Validated: ids from 1,024 (none of hawser's), distinct, 34 protocols at most.
+            c.protocols
+                .register(p.clone())
+                .expect("validated application protocols");
+        }
         c.handshake_timeout = self.hello_timeout;
-        c.mux.max_streams = NODE_MAX_STREAMS;
+        c.mux.max_streams = 2 + self.rpc.max_streams_per_session;
         c.mux.split_send_size = NODE_SPLIT_SEND_SIZE;
         c
     }
@@ -200,6 +213,11 @@ impl SecureConn {
             });
         }
         Ok(())
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// Writes on this session that waited for the multiplexer (`SessionStats::write_waits`).
@@ -425,10 +443,106 @@ async fn serve<L: Link>(
     tokio::select! {
         () = serve_protocol(&core, messages, on, true) => {}
         () = serve_protocol(&core, reach, on, false) => {}
+        () = serve_app_streams(&core, &session, on) => {}
         () = core.cancel.cancelled() => {}
     }
     // Dropping the last handle ends the session at once.
     drop(session);
+}
+
+/// Accepts the application's streams (`Settings::protocols`) on an accepted session, each
+/// checked and answered on a task of its own, until the session ends. Never returns before.
+async fn serve_app_streams<L: Link>(core: &Arc<Core<L>>, session: &Session, on: Accepted) {
+    let incoming: Vec<Incoming> = core
+        .settings
+        .protocols
+        .iter()
+        .filter_map(|p| session.incoming(p.id()).ok())
+        .collect();
+    let accepting = incoming.into_iter().map(|mut inc| async move {
+        // Bounded by the session's stream cap: yamux refuses streams beyond it.
+        while let Some(stream) = inc.accept().await {
+            core.tracker
+                .spawn(accept_app_stream(core.clone(), stream, on.peer));
+        }
+    });
+    futures_util::future::join_all(accepting).await;
+    std::future::pending::<()>().await;
+}
+
+/// Checks an application stream's hello (pins, membership), answers its opener, and hands
+/// it to the protocol's acceptor.
+async fn accept_app_stream<L: Link>(core: Arc<Core<L>>, stream: Stream, peer: PeerId) {
+    let protocol = stream.protocol();
+    let mut stream = stream;
+    let hello = tokio::time::timeout(core.settings.hello_timeout, read_hello(&mut stream)).await;
+    let Ok(Ok(hello)) = hello else {
+        Counters::bump(&core.counters.bad_hellos);
+        debug!(node = %core.id, %peer, %protocol, "application stream without a hello: reset");
+        return;
+    };
+    let from = NodeId(hello.from);
+    if let Err(err) = check_pin(&core.settings, from, peer) {
+        Counters::bump(&core.counters.peer_mismatches);
+        warn!(node = %core.id, %err, "stream refused: not the pinned identity");
+        return;
+    }
+    if !core.is_member(from) {
+        Counters::bump(&core.counters.unknown_senders);
+        warn!(node = %core.id, peer = %from, "stream from a non-member: reset");
+        return;
+    }
+    let (status, permit) = match core.rpc.reserve_stream(protocol) {
+        Ok(permit) => (StreamStatus::Accepted, Some(permit)),
+        Err(status) => (status, None),
+    };
+    if stream.write_all(&[status as u8]).await.is_err() {
+        return;
+    }
+    if let Some(permit) = permit {
+        core.rpc.note_stream_accepted();
+        debug!(node = %core.id, peer = %from, %protocol, "stream accepted");
+        permit.send((from, NodeStream::session(stream)));
+    }
+}
+
+/// Reads one length-prefixed framed hello (at most 64 bytes) from `stream`.
+async fn read_hello(stream: &mut Stream) -> io::Result<FramedHello> {
+    use tokio::io::AsyncReadExt;
+    let len = stream.read_u32().await? as usize;
+    if len > 64 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    FramedHello::parse(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Opens a stream of `protocol` on `session` (to `member`): says hello, and waits for the
+/// acceptor's answer.
+pub(crate) async fn open_app_stream<L: Link>(
+    core: &Arc<Core<L>>,
+    session: &Session,
+    protocol: ProtocolId,
+) -> Result<NodeStream, StreamError> {
+    let mut stream = session.open(protocol).await.map_err(|e| match e {
+        OpenError::UnsupportedByPeer(p) | OpenError::UnknownProtocol(p) => {
+            StreamError::NoHandler(p)
+        }
+        OpenError::Mux(_) => StreamError::Overloaded,
+        OpenError::SessionClosed => StreamError::Io(io::ErrorKind::NotConnected.into()),
+        OpenError::Io(e) => StreamError::Io(e),
+    })?;
+    let mut hello = BytesMut::new();
+    FramedHello {
+        from: core.id.0,
+        listen: core.reach.as_ref().and_then(|r| r.hello_addr),
+    }
+    .emit(&mut hello);
+    let mut buf = BytesMut::new();
+    write_frame(&mut stream, &mut buf, &[], &hello).await?;
+    read_stream_status(&mut stream, protocol, core.settings.hello_timeout).await?;
+    Ok(NodeStream::session(stream))
 }
 
 /// What a served stream knows of its session.

@@ -20,6 +20,8 @@ use super::link::Link;
 use super::network::{send_each, send_each_waiting};
 use super::peer::{Peer, PeerState};
 use super::reach::Frame;
+use super::rpc::{NodeStream, RpcLink, StreamError};
+use crate::session::ProtocolId;
 
 /// Most payload bytes a batch send copies into a queue under one hold of its lock (16 KiB):
 /// a batch of large messages would otherwise keep the writer from the queue while it is
@@ -487,3 +489,79 @@ impl<L: Link> Core<L> {
 
 /// [`Core::push_locked`] found no room.
 struct QueueIsFull;
+
+impl<L: Link> Core<L> {
+    /// Queues a frame of its own kind (`header` then `tail`) for `peer`, or fails at once
+    /// with `QueueFull` (counted in `dropped_full`).
+    fn enqueue_frame(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        header: &[u8],
+        tail: &[u8],
+    ) -> Result<(), SendError> {
+        let mut st = peer.lock();
+        if peer.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if !st.queue.has_room_for(tail.len()) {
+            let full = st.queue.refuse();
+            debug!(node = %self.id, peer = %peer.id, %full, "rpc frame refused: queue full");
+            return Err(SendError::QueueFull(peer.id));
+        }
+        let was_empty = st.queue.is_empty();
+        // Room was checked under this lock: the push cannot fail.
+        let _ = st.queue.push(self.queue_clock.now(), header, tail);
+        self.queued(peer, st, was_empty);
+        Ok(())
+    }
+}
+
+impl<L: Link> RpcLink for Core<L> {
+    fn push_rpc(&self, to: NodeId, header: &[u8], tail: &[u8]) -> Result<(), SendError> {
+        if self.is_stopping() {
+            return Err(SendError::Stopped);
+        }
+        if to == self.id {
+            // The frame's body: after the 4-byte length and the kind byte.
+            let mut body = bytes::BytesMut::with_capacity(header.len() + tail.len());
+            body.extend_from_slice(header.get(5..).unwrap_or_default());
+            body.extend_from_slice(tail);
+            self.rpc.handle_frame(self.id, body.freeze());
+            return Ok(());
+        }
+        let Some(core) = self.myself() else {
+            return Err(SendError::Stopped);
+        };
+        match core.plan(to, tail.len(), Delivery::Reliable)? {
+            Plan::Queue(peer) => core.enqueue_frame(&peer, header, tail),
+            // `to` is not this node, and reliable: always queued.
+            Plan::Local | Plan::Datagram(_) => Err(SendError::Stopped),
+        }
+    }
+
+    fn room(&self, to: NodeId) -> super::network::BoxFuture<'_, ()> {
+        let peer = self.peer(to);
+        Box::pin(async move {
+            if let Some(peer) = peer {
+                tokio::select! {
+                    () = peer.room.notified() => {}
+                    () = peer.cancel.cancelled() => {}
+                }
+            }
+        })
+    }
+
+    fn open_stream(
+        &self,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> super::network::BoxFuture<'_, Result<NodeStream, StreamError>> {
+        Box::pin(async move {
+            let core = self.myself().ok_or(StreamError::Stopped)?;
+            if !core.is_member(to) {
+                return Err(StreamError::UnknownNode(to));
+            }
+            core.link.open_stream(&core, to, protocol).await
+        })
+    }
+}

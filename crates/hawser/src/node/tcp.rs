@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use hawser_proto::node::{FrameBatch, Member, Membership, NodeId};
-use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
@@ -28,6 +28,7 @@ use super::datagram::OpenError;
 use super::error::{SendError, StartError};
 use super::link::{BatchError, Link};
 use super::reach::{memory_addr, Frame};
+use super::rpc::{NodeStream, StreamError};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};
 use crate::session::{PeerId, TransportAddr};
@@ -130,10 +131,9 @@ impl Link for TcpLink {
         }
         if reliable && s.reliable_for(member.id) == ReliableTransport::Lsp {
             return match member.lsp_addr {
-                // One LSP message per frame, kind byte included, as before sessions (the
-                // session layer could split larger ones; the limit is kept for peers that
-                // rely on it).
-                Some(_) => Ok(s.lsp.max_payload.saturating_sub(FRAME_KIND_LEN)),
+                // The session splits frames into LSP messages and joins them again: frames
+                // are bounded by `max_frame` as over TCP.
+                Some(_) => Ok(usize::MAX),
                 None => Err(SendError::NoAddress(member.id)),
             };
         }
@@ -193,6 +193,20 @@ impl Link for TcpLink {
 
     fn control_sender(conn: &SecureConn) -> Option<mpsc::Sender<Frame>> {
         Some(conn.control_sender())
+    }
+
+    fn session(conn: &SecureConn) -> Option<crate::session::Session> {
+        Some(conn.session().clone())
+    }
+
+    async fn open_stream(
+        &self,
+        core: &Arc<Core<Self>>,
+        to: NodeId,
+        protocol: crate::session::ProtocolId,
+    ) -> Result<NodeStream, StreamError> {
+        let session = core.session_to(to).await?;
+        secure::open_app_stream(core, &session, protocol).await
     }
 
     fn peer_id(&self) -> Option<PeerId> {

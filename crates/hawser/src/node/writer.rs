@@ -15,6 +15,7 @@ use super::core::Core;
 use super::counters::Counters;
 use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::peer::{Peer, PeerState};
+use super::rpc::{RequestError, StreamError};
 
 impl<L: Link> Core<L> {
     /// Starts `peer`'s writer unless it runs (`st` is `peer`'s locked state).
@@ -25,6 +26,48 @@ impl<L: Link> Core<L> {
         }
     }
 }
+
+impl<L: Link> Core<L> {
+    /// The session of the writer's connection to `to`, connecting if there is none, within
+    /// `connect_timeout` (for links with sessions).
+    pub(super) async fn session_to(
+        self: &Arc<Self>,
+        to: hawser_proto::node::NodeId,
+    ) -> Result<crate::session::Session, StreamError> {
+        let member = self.membership_of(to).ok_or(StreamError::UnknownNode(to))?;
+        if self.link.route(&self.settings, &member, true).is_err() {
+            return Err(StreamError::Unreachable(to));
+        }
+        let peer = self.peer(to).ok_or(StreamError::UnknownNode(to))?;
+        let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
+        loop {
+            let connected = peer.connected_now.notified();
+            tokio::pin!(connected);
+            connected.as_mut().enable();
+            let session = peer.lock().session.clone();
+            if let Some(session) = session.filter(|s| !s.is_closed()) {
+                return Ok(session);
+            }
+            if peer.is_cancelled() {
+                return Err(StreamError::Stopped);
+            }
+            self.open_session(to);
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StreamError::Unreachable(to));
+            }
+            // A writer that connects wakes us; one already connected but closing is looked
+            // at again soon.
+            let again = tokio::time::Instant::now() + SESSION_POLL;
+            tokio::select! {
+                () = connected => {}
+                () = tokio::time::sleep_until(again.min(deadline)) => {}
+            }
+        }
+    }
+}
+
+/// How often [`Core::session_to`] looks again for a session while it waits for one.
+const SESSION_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One destination's writer: connects when there is something to send, writes in order,
 /// reconnects with back-off, closes the connection when idle, and exits when idle and
@@ -60,6 +103,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
                     if conn.take().is_some() {
                         st.connected = false;
                         st.control_tx = None;
+                        st.session = None;
                         info!(node = %core.id, peer = %peer.id, "idle connection closed");
                     }
                     st.queue.release_buffer();
@@ -118,14 +162,19 @@ async fn connect<L: Link>(
                 st.connected = true;
                 st.conn_write_waits = 0;
                 st.control_tx = L::control_sender(&conn);
+                st.session = L::session(&conn);
                 info!(node = %core.id, peer = %peer.id, reconnects = st.stats.reconnects, "connected");
             }
+            peer.connected_now.notify_waiters();
             core.reach_connected(peer.id, via);
             Some((conn, via))
         }
         Err(err) => {
             peer.lock().stats.connect_failures += 1;
             core.reach_send_failed(peer.id, &addrs);
+            // Requests waiting for this peer's answers cannot get them over no session.
+            core.rpc
+                .fail_peer(peer.id, RequestError::Unreachable(peer.id));
             let delay = backoff.next_delay();
             debug!(node = %core.id, peer = %peer.id, %err, ?delay, "connect failed");
             tokio::select! {
@@ -236,8 +285,12 @@ fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
         let mut st = peer.lock();
         st.connected = false;
         st.control_tx = None;
+        st.session = None;
     }
     core.reach_disconnected(peer.id, via);
+    // Requests written on the lost connection may never be answered.
+    core.rpc
+        .fail_peer(peer.id, RequestError::Unreachable(peer.id));
 }
 
 async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {

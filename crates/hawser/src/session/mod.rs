@@ -81,7 +81,9 @@ pub use identity::{Identity, KeyError, PeerId, PublicKey};
 pub use listener::{Listener, ListenerStats};
 pub use mux::MuxConfig;
 pub use noise::{NetworkId, NoiseCipher};
-pub use registry::{Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError};
+pub use registry::{
+    Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
+};
 pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
 pub use stream::{Incoming, Stream, STREAM_HEADER_LEN};
 pub use transport::{

@@ -1,0 +1,145 @@
+//! Errors of requests, serving and streams: one enum per operation.
+
+use std::io;
+
+use hawser_proto::node::NodeId;
+pub use hawser_proto::wire::rpc::Part;
+
+use crate::session::ProtocolId;
+
+/// Why a request ([`Node::request`](crate::node::Node::request)) has no response. Each cause
+/// is its own variant; none is a silent drop.
+///
+/// Whether the peer's handler ran is known only for `NoHandler`, `Overloaded`, `TooLarge` (it
+/// did not) and `Refused`, `ResponseOmitted` (it did). After `Timeout` or `Unreachable` it may
+/// or may not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No response came before the request's deadline (`RequestOptions::timeout`); a cancel
+    /// was sent to the peer.
+    #[error("no response within the deadline")]
+    Timeout,
+    /// The peer cannot be reached: reachability knows it dead, it has no address for the
+    /// transport, or the connection to it failed or broke while the request was in flight.
+    #[error("{0} is unreachable")]
+    Unreachable(NodeId),
+    /// The peer is not in the membership.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// The handler answered with an error.
+    #[error("refused ({code}): {message}")]
+    Refused {
+        /// The application's code.
+        code: u32,
+        /// Why (at most 1,024 bytes).
+        message: String,
+    },
+    /// The peer serves no handler for the request's protocol.
+    #[error("the peer serves no handler for {0}")]
+    NoHandler(ProtocolId),
+    /// This node (`local`) or the peer is at its cap of requests in flight
+    /// (`RpcSettings::max_outbound*`, `max_inbound*`); nothing was sent, or the peer did not
+    /// serve it.
+    #[error("overloaded ({})", if *local { "this node" } else { "the peer" })]
+    Overloaded {
+        /// Whether this node's cap refused it (before sending).
+        local: bool,
+    },
+    /// The request or the response is above the maximum of the side that refused it
+    /// (`RpcSettings::max_request`, `max_response`); the connection stays up.
+    #[error("{part:?} of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Which part.
+        part: Part,
+        /// Its length.
+        len: u64,
+        /// The limit that applied.
+        max: u64,
+    },
+    /// The handler dropped the request without answering.
+    #[error("the handler dropped the request without answering")]
+    ResponseOmitted,
+    /// This node has been stopped.
+    #[error("node stopped")]
+    Stopped,
+    /// The node's network does not carry requests (a user's own `Network`).
+    #[error("this network does not carry requests")]
+    Unsupported,
+}
+
+/// Why [`Node::serve`](crate::node::Node::serve) or
+/// [`Node::accept_streams`](crate::node::Node::accept_streams) gave no receiver.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Ids below 1,024 are hawser's own.
+    #[error("{0} is reserved for hawser")]
+    Reserved(ProtocolId),
+    /// Another receiver serves this protocol (drop it first).
+    #[error("{0} is already served")]
+    AlreadyServed(ProtocolId),
+    /// Streams need the protocol in `Settings::protocols` (negotiated with each peer).
+    #[error("{0} is not registered in Settings::protocols")]
+    NotRegistered(ProtocolId),
+    /// The node has been stopped.
+    #[error("node stopped")]
+    Stopped,
+    /// The node's network does not carry requests or streams (a user's own `Network`).
+    #[error("this network does not carry requests or streams")]
+    Unsupported,
+}
+
+/// Why a handler's answer was not sent ([`InboundRequest::respond`]).
+///
+/// [`InboundRequest::respond`]: super::InboundRequest::respond
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RespondError {
+    /// The response is above `RpcSettings::max_response`; the caller was told `TooLarge`.
+    #[error("response of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The caller cancelled the request, or its deadline passed: nobody waits for the answer.
+    #[error("the caller no longer waits for a response")]
+    Cancelled,
+    /// The node has been stopped, or the caller is no longer a member.
+    #[error("the response could not be queued: {0}")]
+    Unsent(#[from] crate::node::SendError),
+}
+
+/// Why [`Node::open_stream`](crate::node::Node::open_stream) gave no stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// No session to the peer could be made in time (`Settings::connect_timeout`), or
+    /// reachability knows it dead.
+    #[error("{0} is unreachable")]
+    Unreachable(NodeId),
+    /// The peer is not in the membership.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// The protocol is not in this node's `Settings::protocols`.
+    #[error("{0} is not registered in Settings::protocols")]
+    NotRegistered(ProtocolId),
+    /// The peer does not speak the protocol, or nobody accepts its streams there.
+    #[error("the peer accepts no streams of {0}")]
+    NoHandler(ProtocolId),
+    /// The peer's backlog of streams for the protocol is full, or the session's stream cap
+    /// is reached.
+    #[error("the peer's stream backlog or the session's stream cap is full")]
+    Overloaded,
+    /// The node has been stopped.
+    #[error("node stopped")]
+    Stopped,
+    /// The node's network does not carry streams (a user's own `Network`).
+    #[error("this network does not carry streams")]
+    Unsupported,
+    /// The stream failed while it was being opened.
+    #[error("stream: {0}")]
+    Io(#[from] io::Error),
+}

@@ -1,0 +1,264 @@
+//! Byte streams to node ids: [`NodeStream`], [`InboundStreams`], and the one-byte answer an
+//! accepting node gives an opener.
+//!
+//! On a session, an application stream opens like the node's own streams: the session's
+//! stream header (protocol and version), then one length-prefixed framed hello naming the
+//! opening node (`hawser_proto::wire::node::FramedHello`). The acceptor checks the hello as
+//! it checks a messages stream's (the pins of the session's proven identity, the
+//! membership), then writes one status byte ([`StreamStatus`]); after `Accepted`, the stream
+//! is the application's, both ways.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hawser_proto::node::NodeId;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::sync::mpsc;
+
+use super::{bump, lock, RpcEngine, ServeError, StreamError};
+use crate::session::{ProtocolId, Stream, FIRST_APPLICATION_ID};
+
+/// What an accepting node answers an opener, in one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum StreamStatus {
+    /// The stream was handed to an acceptor.
+    Accepted = 0,
+    /// Nobody accepts streams of the protocol.
+    NoHandler = 1,
+    /// The acceptor's backlog is full.
+    Overloaded = 2,
+}
+
+impl StreamStatus {
+    fn from_byte(b: u8) -> Option<StreamStatus> {
+        match b {
+            0 => Some(StreamStatus::Accepted),
+            1 => Some(StreamStatus::NoHandler),
+            2 => Some(StreamStatus::Overloaded),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the acceptor's status byte from a freshly opened stream, within `timeout`.
+pub(crate) async fn read_stream_status<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    protocol: ProtocolId,
+    timeout: Duration,
+) -> Result<(), StreamError> {
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.read_exact(&mut b)).await {
+        Err(_) => Err(StreamError::Io(io::ErrorKind::TimedOut.into())),
+        Ok(Err(e)) => Err(StreamError::Io(e)),
+        Ok(Ok(_)) => match StreamStatus::from_byte(b[0]) {
+            Some(StreamStatus::Accepted) => Ok(()),
+            Some(StreamStatus::NoHandler) => Err(StreamError::NoHandler(protocol)),
+            Some(StreamStatus::Overloaded) => Err(StreamError::Overloaded),
+            None => Err(StreamError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unknown stream status",
+            ))),
+        },
+    }
+}
+
+/// A bidirectional byte stream to another node, for one protocol: a multiplexed stream of
+/// the session between them (or an in-process pipe on the in-memory network). Reads and
+/// writes as a tokio byte stream; `shutdown` half-closes; dropping it resets it.
+pub struct NodeStream {
+    io: Io,
+    protocol: ProtocolId,
+}
+
+enum Io {
+    Session(Stream),
+    Memory(DuplexStream),
+}
+
+impl std::fmt::Debug for NodeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.io {
+            Io::Session(_) => "session",
+            Io::Memory(_) => "memory",
+        };
+        f.debug_struct("NodeStream")
+            .field("protocol", &self.protocol)
+            .field("over", &kind)
+            .finish()
+    }
+}
+
+impl NodeStream {
+    /// A stream over a session's stream.
+    pub(crate) fn session(stream: Stream) -> NodeStream {
+        let protocol = stream.protocol();
+        NodeStream {
+            io: Io::Session(stream),
+            protocol,
+        }
+    }
+
+    /// A stream over an in-process pipe.
+    pub(crate) fn memory(pipe: DuplexStream, protocol: ProtocolId) -> NodeStream {
+        NodeStream {
+            io: Io::Memory(pipe),
+            protocol,
+        }
+    }
+
+    /// The stream's protocol.
+    pub fn protocol(&self) -> ProtocolId {
+        self.protocol
+    }
+
+    /// The protocol version both nodes agreed on in their session (for the in-memory
+    /// network: the highest this node registered).
+    pub fn version(&self) -> Option<u16> {
+        match &self.io {
+            Io::Session(s) => Some(s.version()),
+            Io::Memory(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for NodeStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Session(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Memory(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for NodeStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.io {
+            Io::Session(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Memory(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Session(s) => Pin::new(s).poll_flush(cx),
+            Io::Memory(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Session(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Memory(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The inbound streams of one protocol, as
+/// [`Node::accept_streams`](crate::node::Node::accept_streams) gives them: each with the
+/// node that opened it. At most `RpcSettings::stream_backlog` wait; more are refused, and
+/// their openers get `StreamError::Overloaded`. Dropping it stops accepting the protocol's
+/// streams.
+#[derive(Debug)]
+pub struct InboundStreams {
+    rx: mpsc::Receiver<(NodeId, NodeStream)>,
+    protocol: ProtocolId,
+}
+
+impl InboundStreams {
+    /// The protocol accepted.
+    pub fn protocol(&self) -> ProtocolId {
+        self.protocol
+    }
+
+    /// The next stream and the node that opened it, or `None` once the node has stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&mut self) -> Option<(NodeId, NodeStream)> {
+        self.rx.recv().await
+    }
+}
+
+impl RpcEngine {
+    /// Whether `protocol` is one of `Settings::protocols`.
+    pub(crate) fn is_registered(&self, protocol: ProtocolId) -> bool {
+        self.protocols.contains(&protocol)
+    }
+
+    /// The receiver of `protocol`'s inbound streams (see `Node::accept_streams`).
+    pub(crate) fn accept_streams(
+        &self,
+        protocol: ProtocolId,
+    ) -> Result<InboundStreams, ServeError> {
+        if protocol.0 < FIRST_APPLICATION_ID {
+            return Err(ServeError::Reserved(protocol));
+        }
+        if !self.is_registered(protocol) {
+            return Err(ServeError::NotRegistered(protocol));
+        }
+        if self.is_stopped() {
+            return Err(ServeError::Stopped);
+        }
+        let mut acceptors = lock(&self.acceptors);
+        if acceptors.get(&protocol).is_some_and(|a| !a.is_closed()) {
+            return Err(ServeError::AlreadyServed(protocol));
+        }
+        let (tx, rx) = mpsc::channel(self.settings.stream_backlog.max(1));
+        acceptors.insert(protocol, tx);
+        Ok(InboundStreams { rx, protocol })
+    }
+
+    /// Reserves room for one stream of `protocol` at its acceptor: the status to answer, and
+    /// where the stream goes once accepted.
+    pub(crate) fn reserve_stream(
+        &self,
+        protocol: ProtocolId,
+    ) -> Result<mpsc::OwnedPermit<(NodeId, NodeStream)>, StreamStatus> {
+        let acceptor = lock(&self.acceptors).get(&protocol).cloned();
+        let refused = match acceptor.map(mpsc::Sender::try_reserve_owned) {
+            Some(Ok(permit)) => return Ok(permit),
+            Some(Err(mpsc::error::TrySendError::Full(_))) => StreamStatus::Overloaded,
+            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => StreamStatus::NoHandler,
+        };
+        bump(&self.counters.streams_refused);
+        Err(refused)
+    }
+
+    /// Counts a stream handed to an acceptor.
+    pub(crate) fn note_stream_accepted(&self) {
+        bump(&self.counters.streams_accepted);
+    }
+
+    /// Opens a stream of `protocol` to `to` (see `Node::open_stream`).
+    pub(crate) async fn open_stream(
+        self: &Arc<Self>,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> Result<NodeStream, StreamError> {
+        if self.is_stopped() {
+            return Err(StreamError::Stopped);
+        }
+        if !self.is_registered(protocol) {
+            return Err(StreamError::NotRegistered(protocol));
+        }
+        if self.is_dead(to) {
+            return Err(StreamError::Unreachable(to));
+        }
+        let link = self.link().ok_or(StreamError::Stopped)?;
+        let stream = link.open_stream(to, protocol).await?;
+        bump(&self.counters.streams_opened);
+        Ok(stream)
+    }
+}
