@@ -27,8 +27,9 @@ pub enum OversizeDatagram {
 /// How the default network carries reliable messages to a destination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReliableTransport {
-    /// LSP over UDP (`hawser::lsp`), to the destination's `Member::lsp_addr`; payloads are
-    /// limited to [`Settings::lsp`]'s `max_payload`.
+    /// LSP over UDP (`hawser::lsp`), to the destination's `Member::lsp_addr`: a session over
+    /// LSP, which splits each frame into LSP messages and joins them again, so payloads are
+    /// bounded by [`Settings::max_frame`] as over TCP.
     Lsp,
     /// TCP with 4-byte big-endian length-prefixed frames (the default).
     #[default]
