@@ -23,6 +23,7 @@
 //!   status, membership changes.
 //! - [`forward`]: the [`forward::Forward`] seam through which followers reach the leader.
 //! - [`router`]: an in-process network for tests and as a baseline.
+//! - [`http`]: the HTTP API (axum): `PUT`/`GET /kv/{key}`, `GET /status`.
 //!
 //! # Starting a node
 //!
@@ -47,6 +48,7 @@ pub mod amnesia;
 pub mod app;
 pub mod config;
 pub mod forward;
+pub mod http;
 pub mod identity;
 pub mod router;
 pub mod store;
