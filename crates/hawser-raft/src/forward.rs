@@ -30,8 +30,9 @@ pub trait Forward: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ForwardError {
-    /// The leader could not be reached; a write may or may not have been committed only if the
-    /// request left this node, which the adapter reports as [`ForwardError::Timeout`] instead.
+    /// The leader could not be reached and the request was not sent: nothing was done. An
+    /// implementation that cannot tell whether the request left reports
+    /// [`ForwardError::Timeout`] instead.
     #[error("leader {0} unreachable")]
     Unreachable(NodeId),
     /// No answer in time: a write's outcome is unknown.

@@ -24,6 +24,7 @@
 //! - [`forward`]: the [`forward::Forward`] seam through which followers reach the leader.
 //! - [`router`]: an in-process network for tests and as a baseline.
 //! - [`http`]: the HTTP API (axum): `PUT`/`GET /kv/{key}`, `GET /status`.
+//! - [`check`]: a history recorder and linearizability checker for key-value operations.
 //!
 //! # Starting a node
 //!
@@ -46,6 +47,7 @@
 //!   [`app::KvNode::read_local`].
 pub mod amnesia;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod forward;
 pub mod http;
