@@ -22,7 +22,11 @@
 //! - [`app`]: [`app::KvNode`], one node of the key-value store: writes, linearizable reads,
 //!   status, membership changes.
 //! - [`forward`]: the [`forward::Forward`] seam through which followers reach the leader.
+//! - [`net`]: the network over hawser: openraft's RPCs as hawser requests, snapshots as
+//!   hawser streams, forwarding to the leader, and serving all of them.
 //! - [`router`]: an in-process network for tests and as a baseline.
+//! - [`server`]: one node on hawser ([`server::Server`]): the hawser node, the key-value node,
+//!   the Raft protocols served, and the cluster bootstrapped from the lowest id.
 //! - [`http`]: the HTTP API (axum): `PUT`/`GET /kv/{key}`, `GET /status`.
 //! - [`check`]: a history recorder and linearizability checker for key-value operations.
 //!
@@ -52,6 +56,8 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod identity;
+pub mod net;
 pub mod router;
+pub mod server;
 pub mod store;
 pub mod types;
