@@ -35,6 +35,9 @@ pub enum Command {
     Node(crate::node_cmd::NodeArgs),
     /// Generate a node identity (an ed25519 key) into a file and print its PeerId.
     Keygen(crate::keygen::KeygenArgs),
+    /// Run one node of a replicated key-value store (openraft on hawser) with an HTTP API:
+    /// PUT/GET /kv/KEY, GET /status.
+    Raft(crate::raft_cmd::RaftArgs),
 }
 
 /// The `lsp` subcommands.
@@ -334,4 +337,8 @@ pub struct DemoArgs {
     /// Reachability lease of the nodes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub lease_ms: u64,
+    /// Writes before and after the leader's stop in the Raft part (0 skips it): three
+    /// key-value nodes over LSP through relays with the same loss, duplication and reordering.
+    #[arg(long, default_value_t = 100)]
+    pub raft_writes: usize,
 }

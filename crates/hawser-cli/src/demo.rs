@@ -294,6 +294,9 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
+    if a.raft_writes > 0 {
+        pass &= raft_part(&a, outbound_faults(&a)).await;
+    }
     println!();
     if pass {
         println!("result: PASS");
@@ -301,6 +304,51 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
     } else {
         println!("result: FAIL");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The loss, duplication and reordering of the demo's arguments (no payload damage: the
+/// relays of the Raft part carry sealed session data, whose damage is the same as a loss).
+fn outbound_faults(a: &DemoArgs) -> FaultConfig {
+    FaultConfig {
+        drop_percent: a.drop_percent,
+        duplicate_percent: a.duplicate_percent,
+        reorder_percent: a.reorder_percent,
+        delay: Duration::from_millis(a.reorder_ms),
+        ..FaultConfig::default()
+    }
+}
+
+/// The Raft part: prints what it measured and checked; whether it passed.
+async fn raft_part(a: &DemoArgs, faults: FaultConfig) -> bool {
+    println!();
+    println!("raft: a replicated key-value store (openraft on hawser)");
+    let election_bound = Duration::from_secs(5);
+    match crate::demo_raft::run(faults, a.raft_writes).await {
+        Ok(r) => {
+            let (before, after) = r.acknowledged;
+            println!("  writes acknowledged          {before:>6} before, {after} after the stop");
+            println!(
+                "  relays dropped/duplicated/reordered {} / {} / {} datagrams",
+                r.faults.0, r.faults.1, r.faults.2
+            );
+            println!(
+                "  every acknowledged write read back from both survivors: {}",
+                if r.wrong.is_empty() { "yes" } else { "NO" }
+            );
+            for w in r.wrong.iter().take(10) {
+                println!("    {w}");
+            }
+            let ok = r.wrong.is_empty() && after > 0 && r.election <= election_bound;
+            if r.election > election_bound {
+                println!("  election took {} ms", r.election.as_millis());
+            }
+            ok
+        }
+        Err(e) => {
+            println!("  raft demo failed: {e:#}");
+            false
+        }
     }
 }
 

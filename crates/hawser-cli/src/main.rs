@@ -1,5 +1,5 @@
-//! The `hawser` command: an LSP echo server and client, a node that sends to node ids, and a
-//! self-contained demo that echoes thousands of messages through injected loss, duplication and
+//! The `hawser` command: an LSP echo server and client, a node that sends to node ids, a node
+//! of a replicated key-value store (`hawser raft`), and a self-contained demo that echoes thousands of messages through injected loss, duplication and
 //! reordering.
 //!
 //! Exit status: 0 on success, 1 on a runtime failure or a mismatch in the echoes, 2 on invalid
@@ -8,12 +8,14 @@
 mod args;
 mod demo;
 mod demo_nodes;
+mod demo_raft;
 mod echo;
 mod faults;
 mod keygen;
 mod node_cmd;
 mod payload;
 mod pump;
+mod raft_cmd;
 
 use std::process::ExitCode;
 
@@ -66,6 +68,10 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(CliError::Failed),
+            Command::Raft(a) => raft_cmd::run(a)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(CliError::Failed),
         }
     });
     // Background tasks of endpoints that were dropped are aborted; do not wait for stragglers.
@@ -85,7 +91,10 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors only).
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // openraft warns of every heartbeat a lossy or stopped peer misses: errors only from it
+    // unless RUST_LOG asks for more.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,openraft=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

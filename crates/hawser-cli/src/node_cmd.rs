@@ -130,7 +130,8 @@ pub enum CipherArg {
 }
 
 impl CipherArg {
-    fn security(self) -> Security {
+    /// The node security this cipher means.
+    pub fn security(self) -> Security {
         match self {
             CipherArg::Chachapoly => Security::Noise,
             CipherArg::Aesgcm => Security::NoiseAesGcm,

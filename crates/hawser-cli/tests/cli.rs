@@ -237,6 +237,13 @@ fn demo_with_small_counts_passes_and_prints_the_table() {
     assert_eq!(value("echoes delivered"), 180);
     assert_eq!(value("lost"), 0);
     assert_eq!(value("out of order"), 0);
+    assert!(
+        f.stdout
+            .contains("every acknowledged write read back from both survivors: yes"),
+        "{}",
+        f.stdout
+    );
+    assert!(f.stdout.contains("elected after"), "{}", f.stdout);
     assert!(f.stdout.contains("result: PASS"), "{}", f.stdout);
 }
 
@@ -486,4 +493,99 @@ fn two_nodes_exchange_a_line_over_aes_gcm_sessions() {
         received.stderr,
         sent.stderr
     );
+}
+
+/// One HTTP/1.1 request to `addr`; the status code and body, or `None` if the connection
+/// failed.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+#[test]
+fn three_raft_processes_form_a_cluster_and_answer_over_http() {
+    let listen: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let api: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("hawser-raft-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let nodes: Vec<Guard> = (0..3)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let mut args = vec![
+                "raft", "--id", &id, "--listen", &listen[i], "--http", &api[i],
+            ];
+            let peers: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("{}={}", j + 1, listen[j]))
+                .collect();
+            for p in &peers {
+                args.extend(["--peer", p.as_str()]);
+            }
+            // Node 1 keeps its data on disk, the others in memory.
+            let data = dir.join("n1").to_string_lossy().into_owned();
+            if i == 0 {
+                args.extend(["--data-dir", data.as_str()]);
+            }
+            args.extend(["--run-for", "60"]);
+            Guard::spawn(&args, Stdio::null())
+        })
+        .collect();
+    // A write through node 2 once the cluster has formed (node 1 bootstraps it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http(&api[1], "PUT", "/kv/color", "blue") {
+            Some((200, _)) => break,
+            other => {
+                assert!(Instant::now() < deadline, "no write accepted: {other:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let (status, body) = http(&api[2], "GET", "/kv/color", "").expect("GET");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"blue\""), "{body}");
+    let (status, body) = http(&api[0], "GET", "/kv/absent", "").expect("GET");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, body) = http(&api[0], "GET", "/status", "").expect("status");
+    assert_eq!(status, 200, "{body}");
+    for field in ["\"leader\"", "\"term\"", "\"last_applied\"", "\"members\""] {
+        assert!(body.contains(field), "no {field} in {body}");
+    }
+    assert!(
+        dir.join("n1").join("node.key").exists(),
+        "node 1's key kept with its data"
+    );
+    let outputs: Vec<Finished> = nodes
+        .into_iter()
+        .map(|mut g| {
+            let _ = g.child.kill();
+            g.finish(Duration::from_secs(10))
+        })
+        .collect();
+    assert!(
+        outputs[1].stderr.contains("no --data-dir"),
+        "an in-memory node says so: {}",
+        outputs[1].stderr
+    );
+    assert!(
+        !outputs[0].stderr.contains("no --data-dir"),
+        "{}",
+        outputs[0].stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub settings: Settings,
     /// Bootstrap the cluster from the lowest id (default `true`).
     pub bootstrap: bool,
+    /// With [`Transport::Lsp`]: where this node dials a peer's LSP sessions, instead of the
+    /// peer's `PORT + 1` (a relay in between, say). Default empty.
+    pub lsp_routes: std::collections::BTreeMap<NodeId, SocketAddr>,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             transport: Transport::Tcp,
             settings: Settings::default(),
             bootstrap: true,
+            lsp_routes: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -126,7 +130,12 @@ impl Server {
         }
         let mut members = vec![member(id, config.listen, config.transport)?];
         for &(peer, addr) in &config.peers {
-            members.push(member(peer, addr, config.transport)?);
+            let mut m = member(peer, addr, config.transport)?;
+            if let (Transport::Lsp, Some(route)) = (config.transport, config.lsp_routes.get(&peer))
+            {
+                m.lsp_addr = Some(*route);
+            }
+            members.push(m);
         }
         let mut builder = HawserNode::builder(id)
             .settings(settings)
@@ -179,10 +188,10 @@ impl Server {
             .map_err(|e| ServerError::Network(e.into()))
     }
 
-    /// Stops Raft, then the hawser node.
+    /// Stops the hawser node (no request reaches Raft any more), then Raft.
     pub async fn stop(&self) {
-        self.kv.shutdown().await;
         self.network.stop().await;
+        self.kv.shutdown().await;
     }
 }
 

@@ -11,7 +11,9 @@
 //!   detection and graceful close, speaking either the reference JSON wire format or hawser's
 //!   compact binary one.
 //! - [`fault_socket`]: a UDP socket that injects loss, delay, duplication, reordering and
-//!   corruption, for tests and demos.
+//!   corruption, for tests and demos; [`fault_relay`] puts one between two endpoints.
+//! - [`node`]: messages, requests and streams to node ids, reachability; [`session`]: the
+//!   encrypted, multiplexed sessions under them.
 //!
 //! # Example
 //! An echo over 127.0.0.1 with short epochs:
@@ -37,6 +39,7 @@
 //! # }
 //! ```
 
+pub mod fault_relay;
 pub mod fault_socket;
 pub mod lsp;
 pub mod node;
