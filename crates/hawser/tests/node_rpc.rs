@@ -305,6 +305,52 @@ async fn local_errors(kind: Kind) {
     assert_eq!(b.serve(ECHO).unwrap_err(), ServeError::Stopped);
 }
 
+/// A peer that reachability finds dead fails the requests in flight to it, and new ones at
+/// once, with `Unreachable`; alive again, it is called again.
+async fn dead_peers(kind: Kind) {
+    let mut c = Cluster::members(kind, 2);
+    c.settings.reach = hawser::node::ReachSettings::with_lease(Duration::from_millis(300));
+    let mut nodes = c.start_all().await;
+    let a = nodes[0].clone();
+    // Requests of HOLD are taken by nobody: they wait until the caller gives up.
+    let _held = nodes[1].serve(HOLD).unwrap();
+    serve_echo(&nodes[1]);
+    a.request(2, ECHO, "warm", opts(5_000)).await.unwrap();
+    eventually("2 alive", || a.is_alive(2)).await;
+    // A request held by node 2 when it stops: failed when the connection breaks or the lease
+    // runs out, not at its 30 s deadline.
+    let held = tokio::spawn({
+        let a = a.clone();
+        async move { a.request(2, HOLD, "held", opts(30_000)).await }
+    });
+    eventually("held", || nodes[1].rpc_stats().requests_received >= 2).await;
+    let start = Instant::now();
+    nodes.pop().unwrap().stop().await;
+    let r = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
+    assert_eq!(r, Err(RequestError::Unreachable(NodeId(2))));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    eventually("2 dead", || !a.is_alive(2)).await;
+    let t = Instant::now();
+    let err = a.request(2, ECHO, "x", opts(30_000)).await.unwrap_err();
+    assert_eq!(err, RequestError::Unreachable(NodeId(2)));
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    // Back: alive again, answered again.
+    let b = c.start(2).await;
+    serve_echo(&b);
+    eventually("2 alive again", || a.is_alive(2)).await;
+    let r = a.request(2, ECHO, "back", opts(5_000)).await.unwrap();
+    assert_eq!(&r[..], b"back");
+    stop_all(&[a, b]).await;
+}
+
 /// A bulk stream moves megabytes while requests on the same pair of nodes keep being
 /// answered quickly; refused streams say why.
 async fn streams(kind: Kind) {
@@ -411,9 +457,15 @@ macro_rules! suite {
     };
 }
 
-suite!(Memory: request_response, refusals, deadlines, local_errors, streams, large_messages);
-suite!(Tcp: request_response, refusals, deadlines, local_errors, streams, large_messages);
-suite!(Lsp: request_response, refusals, deadlines, local_errors, streams, large_messages);
-suite!(SessionWs: request_response, refusals, deadlines, local_errors, streams, large_messages);
-suite!(SessionMem: request_response, refusals, deadlines, local_errors, streams, large_messages);
-suite!(SessionLsp: request_response, refusals, deadlines, local_errors, streams, large_messages);
+suite!(Memory: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
+suite!(Tcp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
+suite!(Lsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
+suite!(SessionWs: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
+suite!(SessionMem: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
+suite!(SessionLsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
