@@ -655,12 +655,12 @@ pub fn serve(node: &HawserNode, kv: KvNode) -> Result<(), ServeError> {
                     .write_local(w)
                     .await
                     .map(ClientAnswer::Written)
-                    .map_err(write_error),
+                    .map_err(|e| write_error(e, app.id())),
                 ClientCall::Read(key) => app
                     .read_local(&key)
                     .await
                     .map(ClientAnswer::Value)
-                    .map_err(read_error),
+                    .map_err(|e| read_error(e, app.id())),
                 ClientCall::Info => {
                     let initialized = app.raft().is_initialized().await.unwrap_or(true);
                     Ok(ClientAnswer::Info(app.node_info(), initialized))
@@ -683,21 +683,23 @@ pub fn serve(node: &HawserNode, kv: KvNode) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn write_error(e: WriteError) -> ForwardError {
+/// A leader's (`me`) failure to commit a forwarded write, as the forwarding node hears it.
+fn write_error(e: WriteError, me: NodeId) -> ForwardError {
     match e {
         WriteError::NotLeader { leader } => ForwardError::NotLeader { leader },
         WriteError::NoLeader => ForwardError::NotLeader { leader: None },
-        WriteError::Timeout | WriteError::Discarded => ForwardError::Timeout(0),
+        WriteError::Timeout | WriteError::Discarded => ForwardError::Timeout(me),
         other => ForwardError::Failed(other.to_string()),
     }
 }
 
-fn read_error(e: ReadError) -> ForwardError {
+/// A leader's (`me`) failure to read linearizably, as the forwarding node hears it.
+fn read_error(e: ReadError, me: NodeId) -> ForwardError {
     match e {
         ReadError::NotLeader { leader } => ForwardError::NotLeader { leader },
         ReadError::NoLeader => ForwardError::NotLeader { leader: None },
         ReadError::QuorumLost => ForwardError::QuorumLost,
-        ReadError::Timeout => ForwardError::Timeout(0),
+        ReadError::Timeout => ForwardError::Timeout(me),
         other => ForwardError::Failed(other.to_string()),
     }
 }
