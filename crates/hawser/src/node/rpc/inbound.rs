@@ -19,7 +19,7 @@ use crate::session::ProtocolId;
 /// receiver stops serving the protocol: later requests are answered `NoHandler`.
 #[derive(Debug)]
 pub struct InboundRequests {
-    rx: mpsc::Receiver<InboundRequest>,
+    pub(super) rx: mpsc::Receiver<InboundRequest>,
     protocol: ProtocolId,
 }
 
