@@ -238,3 +238,36 @@ async fn a_ten_megabyte_snapshot_reaches_a_lagging_node_while_heartbeats_go_on()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_transferred_over_hawser() {
+    bounded(async {
+        let mut c = HawserCluster::start(3, Transport::Tcp, false, |_| {}).await;
+        let leader = c.leader(Duration::from_secs(10)).await;
+        c.server(leader).kv.write(set("k", "1")).await.unwrap();
+        let target = (1..=3).find(|&id| id != leader).unwrap();
+        c.server(leader)
+            .kv
+            .raft()
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.server(target).kv.status().state != "Leader" {
+            assert!(
+                Instant::now() < deadline,
+                "leadership not transferred to {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(c.leader(Duration::from_secs(10)).await, target);
+        c.server(target).kv.write(set("k", "2")).await.unwrap();
+        assert_eq!(
+            c.server(leader).kv.read("k").await.unwrap().as_deref(),
+            Some("2")
+        );
+        c.stop_all().await;
+    })
+    .await;
+}
