@@ -108,7 +108,8 @@ struct Args {
     /// Round trips of each ping-pong series under loss [default: 1000, quick 100].
     #[arg(long)]
     loss_pings: Option<u64>,
-    /// Seconds each Raft row's clients write [default: 2, quick 0.5].
+    /// Seconds of each slice of a Raft row [default: 2, quick 0.25]; a row has `--runs`
+    /// slices, interleaved with the other networks'.
     #[arg(long)]
     raft_secs: Option<f64>,
     /// Where to write the results as JSON.
@@ -160,11 +161,12 @@ struct Plan {
     idle_for: Duration,
     /// The whole echo phase.
     echo_timeout: Duration,
-    /// How long the clients of one Raft row write.
+    /// How long the clients of one slice of a Raft row write.
     raft_for: Duration,
     /// Starting one Raft cluster, electing its leader and warming it up.
     raft_start_timeout: Duration,
-    /// One Raft row (its clients finish the write they are in, within the request timeout).
+    /// One slice of a Raft row (its clients finish the write they are in, within the request
+    /// timeout).
     raft_run_timeout: Duration,
     budget: Duration,
     only: Vec<String>,
@@ -176,6 +178,8 @@ impl Plan {
         let pick =
             |v: Option<u64>, full: u64, quick: u64| v.unwrap_or(if q { quick } else { full });
         let secs = |full: u64, quick: u64| Duration::from_secs(if q { quick } else { full });
+        let raft_secs = a.raft_secs.unwrap_or(if q { 0.25 } else { 2.0 });
+        let raft_for = Duration::from_secs_f64(raft_secs.clamp(0.1, 600.0));
         Plan {
             messages: pick(a.messages, 100_000, 2_000).max(1),
             pings: pick(a.pings, 10_000, 1_000).max(1),
@@ -201,17 +205,9 @@ impl Plan {
             idle_step: secs(180, 20),
             idle_for: secs(3, 1),
             echo_timeout: secs(180, 15),
-            raft_for: Duration::from_secs_f64(
-                a.raft_secs
-                    .unwrap_or(if q { 0.5 } else { 2.0 })
-                    .clamp(0.1, 600.0),
-            ),
+            raft_for,
             raft_start_timeout: secs(30, 10),
-            raft_run_timeout: Duration::from_secs_f64(
-                a.raft_secs
-                    .unwrap_or(if q { 0.5 } else { 2.0 })
-                    .clamp(0.1, 600.0),
-            ) + secs(20, 10),
+            raft_run_timeout: raft_for + secs(20, 10),
             budget: Duration::from_secs(a.budget_secs.unwrap_or(if q { 55 } else { 1800 })),
             only: a.only.iter().map(|s| s.trim().to_lowercase()).collect(),
         }
@@ -549,8 +545,10 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
     raft_phase(plan, report).await;
 }
 
-/// The Raft rows: one cluster per network, all started first, then at each client count every
-/// network in turn, so that a drift in the machine's load hits every network alike.
+/// The Raft rows: one cluster per network, all started first; then, at each client count,
+/// `runs` rounds in which every network writes for one slice in turn, so that a drift in the
+/// machine's load hits every network alike. A row's rate is the median of its slices'; its
+/// latency percentiles pool every slice's writes.
 async fn raft_phase(plan: &Plan, report: &Arc<Mutex<Report>>) {
     let nets: Vec<RaftNet> = RaftNet::ALL
         .into_iter()
@@ -570,16 +568,33 @@ async fn raft_phase(plan: &Plan, report: &Arc<Mutex<Report>>) {
         clusters.push((net, cluster));
     }
     for clients in RAFT_CLIENTS {
-        for (net, cluster) in &clusters {
-            let mut row = RaftRow {
-                network: net.name().to_string(),
-                note: net.note().to_string(),
-                clients,
-                ..RaftRow::default()
-            };
-            match cluster {
-                Ok(c) => raft_run(plan, c, clients, &mut row).await,
-                Err(e) => row.error = Some(e.clone()),
+        let mut rows: Vec<(RaftRow, RaftSlices)> = clusters
+            .iter()
+            .map(|(net, cluster)| {
+                let row = RaftRow {
+                    network: net.name().to_string(),
+                    note: net.note().to_string(),
+                    clients,
+                    error: cluster.as_ref().err().cloned(),
+                    ..RaftRow::default()
+                };
+                (row, RaftSlices::default())
+            })
+            .collect();
+        for _ in 0..plan.runs {
+            for ((_, cluster), (row, slices)) in clusters.iter().zip(&mut rows) {
+                if let (Ok(c), None) = (cluster, &row.error) {
+                    raft_slice(plan, c, clients, row, slices).await;
+                }
+            }
+        }
+        for (mut row, slices) in rows {
+            if row.error.is_none() {
+                row.slices = slices.rates.len();
+                row.writes_per_sec = stats::median(&slices.rates);
+                row.latency = stats::percentiles(&slices.samples);
+                row.cpu_us_per_write = (row.committed > 0 && slices.cpu_secs > 0.0)
+                    .then(|| slices.cpu_secs * 1e6 / row.committed as f64);
             }
             eprintln!(
                 "raft       {:<18} {clients:>3} clients: {:?} writes/s, p50 {:?} ms, p99 {:?} ms {}",
@@ -607,6 +622,17 @@ async fn raft_phase(plan: &Plan, report: &Arc<Mutex<Report>>) {
     }
 }
 
+/// What a Raft row's slices measured so far.
+#[derive(Default)]
+struct RaftSlices {
+    /// Committed writes per second of each slice.
+    rates: Vec<f64>,
+    /// Commit latency of every committed write.
+    samples: Vec<Duration>,
+    /// CPU time of the process during the slices.
+    cpu_secs: f64,
+}
+
 /// Starts the cluster of `net`, waits for its leader and warms it up (connections, pipelines)
 /// with a short unrecorded load.
 async fn start_raft(net: RaftNet, plan: &Plan) -> Result<Cluster> {
@@ -632,36 +658,44 @@ async fn start_raft(net: RaftNet, plan: &Plan) -> Result<Cluster> {
     }
 }
 
-/// One Raft row: `clients` writers against the current leader of `cluster`, under the row's
-/// timeout.
-async fn raft_run(plan: &Plan, cluster: &Cluster, clients: u64, row: &mut RaftRow) {
+/// One slice of a Raft row: `clients` writers against the current leader of `cluster` for
+/// `raft_for`, under the slice's timeout; added to `row` and `slices`, or its failure recorded.
+async fn raft_slice(
+    plan: &Plan,
+    cluster: &Cluster,
+    clients: u64,
+    row: &mut RaftRow,
+    slices: &mut RaftSlices,
+) {
     let progress = Arc::new(AtomicU64::new(0));
     let run = async {
         let leader = cluster.leader(Duration::from_secs(5)).await?;
         let cpu_before = stats::cpu_secs();
         let r = raft_rows::load(&leader, clients, plan.raft_for, progress.clone()).await?;
         let cpu = match (cpu_before, stats::cpu_secs()) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
         };
         Ok::<_, anyhow::Error>((r, cpu))
     };
     match tokio::time::timeout(plan.raft_run_timeout, run).await {
         Ok(Ok((r, cpu))) => {
-            row.committed = r.committed;
-            row.failed = r.failed;
-            row.first_failure = r.first_failure;
-            row.secs = r.secs;
-            row.writes_per_sec = (r.secs > 0.0).then(|| r.committed as f64 / r.secs);
-            row.latency = stats::percentiles(&r.samples);
-            row.cpu_us_per_write = cpu
-                .filter(|_| r.committed > 0)
-                .map(|c| c * 1e6 / r.committed as f64);
+            row.committed += r.committed;
+            row.failed += r.failed;
+            if row.first_failure.is_none() {
+                row.first_failure = r.first_failure;
+            }
+            row.secs += r.secs;
+            if r.secs > 0.0 {
+                slices.rates.push(r.committed as f64 / r.secs);
+            }
+            slices.samples.extend(r.samples);
+            slices.cpu_secs += cpu;
         }
         Ok(Err(e)) => row.error = Some(format!("{e:#}")),
         Err(_) => {
             row.error = Some(format!(
-                "timed out after {:?} with {} writes committed",
+                "timed out after {:?} with {} writes committed in the slice",
                 plan.raft_run_timeout,
                 progress.load(Ordering::Relaxed)
             ))
