@@ -9,6 +9,9 @@
 //! - hawser's goodput and latency under 0 to 20 % loss each way;
 //! - server memory per idle connection (child processes, see [`conns`]) and many active echo
 //!   clients;
+//! - committed writes per second and commit latency of a 3-node Raft key-value cluster
+//!   (`hawser-raft`) under 1, 64 and 256 clients, on hawser (TCP and LSP, encrypted), on a
+//!   hand-written plaintext TCP network ([`raft_baseline`]) and in process ([`raft_rows`]);
 //! - the ratios against the performance targets.
 //!
 //! Results also go to a JSON file (`--json`, default `target/bench.json`). Every phase runs
@@ -23,6 +26,8 @@ mod conns;
 mod hawser_rows;
 mod node_rows;
 mod payload;
+mod raft_baseline;
+mod raft_rows;
 mod report;
 mod stats;
 mod transports;
@@ -39,7 +44,10 @@ use tokio::time::Instant;
 
 use crate::hawser_rows::Link;
 use crate::node_rows::NodeLink;
-use crate::report::{LossRow, Meta, Outcome, PingRow, PingRuntime, Report, ThroughputRow};
+use crate::raft_rows::{Cluster, RaftNet};
+use crate::report::{
+    LossRow, Meta, Outcome, PingRow, PingRuntime, RaftRow, Report, ThroughputRow, RAFT_CLIENTS,
+};
 use crate::transports::{RunResult, Transport};
 
 /// Worker threads of the runtime every row runs on.
@@ -100,6 +108,10 @@ struct Args {
     /// Round trips of each ping-pong series under loss [default: 1000, quick 100].
     #[arg(long)]
     loss_pings: Option<u64>,
+    /// Seconds of each slice of a Raft row [default: 2, quick 0.25]; a row has `--runs`
+    /// slices, interleaved with the other networks'.
+    #[arg(long)]
+    raft_secs: Option<f64>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: PathBuf,
@@ -149,6 +161,13 @@ struct Plan {
     idle_for: Duration,
     /// The whole echo phase.
     echo_timeout: Duration,
+    /// How long the clients of one slice of a Raft row write.
+    raft_for: Duration,
+    /// Starting one Raft cluster, electing its leader and warming it up.
+    raft_start_timeout: Duration,
+    /// One slice of a Raft row (its clients finish the write they are in, within the request
+    /// timeout).
+    raft_run_timeout: Duration,
     budget: Duration,
     only: Vec<String>,
 }
@@ -159,6 +178,8 @@ impl Plan {
         let pick =
             |v: Option<u64>, full: u64, quick: u64| v.unwrap_or(if q { quick } else { full });
         let secs = |full: u64, quick: u64| Duration::from_secs(if q { quick } else { full });
+        let raft_secs = a.raft_secs.unwrap_or(if q { 0.25 } else { 2.0 });
+        let raft_for = Duration::from_secs_f64(raft_secs.clamp(0.1, 600.0));
         Plan {
             messages: pick(a.messages, 100_000, 2_000).max(1),
             pings: pick(a.pings, 10_000, 1_000).max(1),
@@ -184,6 +205,9 @@ impl Plan {
             idle_step: secs(180, 20),
             idle_for: secs(3, 1),
             echo_timeout: secs(180, 15),
+            raft_for,
+            raft_start_timeout: secs(30, 10),
+            raft_run_timeout: raft_for + secs(20, 10),
             budget: Duration::from_secs(a.budget_secs.unwrap_or(if q { 55 } else { 1800 })),
             only: a.only.iter().map(|s| s.trim().to_lowercase()).collect(),
         }
@@ -191,7 +215,7 @@ impl Plan {
 
     /// Whether `section` (throughput, pingpong, loss, idle, echo) runs for `transport`.
     fn runs(&self, section: &str, transport: &str) -> bool {
-        const SECTIONS: [&str; 5] = ["throughput", "pingpong", "loss", "idle", "echo"];
+        const SECTIONS: [&str; 6] = ["throughput", "pingpong", "loss", "idle", "echo", "raft"];
         let sections: Vec<&str> = self
             .only
             .iter()
@@ -517,6 +541,165 @@ async fn run(plan: &Plan, report: &Arc<Mutex<Report>>) {
             outcome.result.as_ref().map(|r| (r.echoed, r.lost))
         );
         lock(report).echo = Some(outcome);
+    }
+    raft_phase(plan, report).await;
+}
+
+/// The Raft rows: one cluster per network, all started first; then, at each client count,
+/// `runs` rounds in which every network writes for one slice in turn, so that a drift in the
+/// machine's load hits every network alike. A row's rate is the median of its slices'; its
+/// latency percentiles pool every slice's writes.
+async fn raft_phase(plan: &Plan, report: &Arc<Mutex<Report>>) {
+    let nets: Vec<RaftNet> = RaftNet::ALL
+        .into_iter()
+        .filter(|n| plan.runs("raft", n.name()))
+        .collect();
+    let mut clusters: Vec<(RaftNet, Result<Cluster, String>)> = Vec::new();
+    for net in nets {
+        let started = tokio::time::timeout(plan.raft_start_timeout, start_raft(net, plan)).await;
+        let cluster = match started {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err(format!(
+                "cluster not ready within {:?}",
+                plan.raft_start_timeout
+            )),
+        };
+        clusters.push((net, cluster));
+    }
+    for clients in RAFT_CLIENTS {
+        let mut rows: Vec<(RaftRow, RaftSlices)> = clusters
+            .iter()
+            .map(|(net, cluster)| {
+                let row = RaftRow {
+                    network: net.name().to_string(),
+                    note: net.note().to_string(),
+                    clients,
+                    error: cluster.as_ref().err().cloned(),
+                    ..RaftRow::default()
+                };
+                (row, RaftSlices::default())
+            })
+            .collect();
+        for _ in 0..plan.runs {
+            for ((_, cluster), (row, slices)) in clusters.iter().zip(&mut rows) {
+                if let (Ok(c), None) = (cluster, &row.error) {
+                    raft_slice(plan, c, clients, row, slices).await;
+                }
+            }
+        }
+        for (mut row, slices) in rows {
+            if row.error.is_none() {
+                row.slices = slices.rates.len();
+                row.writes_per_sec = stats::median(&slices.rates);
+                row.latency = stats::percentiles(&slices.samples);
+                row.cpu_us_per_write = (row.committed > 0 && slices.cpu_secs > 0.0)
+                    .then(|| slices.cpu_secs * 1e6 / row.committed as f64);
+            }
+            eprintln!(
+                "raft       {:<18} {clients:>3} clients: {:?} writes/s, p50 {:?} ms, p99 {:?} ms {}",
+                row.network,
+                row.writes_per_sec.map(f64::round),
+                row.latency.map(|l| l.p50_us / 1000.0),
+                row.latency.map(|l| l.p99_us / 1000.0),
+                row.error.as_deref().unwrap_or("")
+            );
+            lock(report).raft.push(row);
+        }
+    }
+    for (net, cluster) in clusters {
+        if let Ok(c) = cluster {
+            if tokio::time::timeout(Duration::from_secs(10), c.stop())
+                .await
+                .is_err()
+            {
+                eprintln!(
+                    "raft       {}: the cluster did not stop within 10 s",
+                    net.name()
+                );
+            }
+        }
+    }
+}
+
+/// What a Raft row's slices measured so far.
+#[derive(Default)]
+struct RaftSlices {
+    /// Committed writes per second of each slice.
+    rates: Vec<f64>,
+    /// Commit latency of every committed write.
+    samples: Vec<Duration>,
+    /// CPU time of the process during the slices.
+    cpu_secs: f64,
+}
+
+/// Starts the cluster of `net`, waits for its leader and warms it up (connections, pipelines)
+/// with a short unrecorded load.
+async fn start_raft(net: RaftNet, plan: &Plan) -> Result<Cluster> {
+    let cluster = Cluster::start(net).await?;
+    let warm = async {
+        let leader = cluster.leader(plan.raft_start_timeout).await?;
+        let progress = Arc::new(AtomicU64::new(0));
+        raft_rows::load(&leader, 16, plan.raft_for / 2, progress).await
+    };
+    match warm.await {
+        Ok(r) if r.committed > 0 => Ok(cluster),
+        Ok(r) => {
+            cluster.stop().await;
+            Err(anyhow!(
+                "warm-up committed nothing: {}",
+                r.first_failure.unwrap_or_default()
+            ))
+        }
+        Err(e) => {
+            cluster.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// One slice of a Raft row: `clients` writers against the current leader of `cluster` for
+/// `raft_for`, under the slice's timeout; added to `row` and `slices`, or its failure recorded.
+async fn raft_slice(
+    plan: &Plan,
+    cluster: &Cluster,
+    clients: u64,
+    row: &mut RaftRow,
+    slices: &mut RaftSlices,
+) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let run = async {
+        let leader = cluster.leader(Duration::from_secs(5)).await?;
+        let cpu_before = stats::cpu_secs();
+        let r = raft_rows::load(&leader, clients, plan.raft_for, progress.clone()).await?;
+        let cpu = match (cpu_before, stats::cpu_secs()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
+        };
+        Ok::<_, anyhow::Error>((r, cpu))
+    };
+    match tokio::time::timeout(plan.raft_run_timeout, run).await {
+        Ok(Ok((r, cpu))) => {
+            row.committed += r.committed;
+            row.failed += r.failed;
+            if row.first_failure.is_none() {
+                row.first_failure = r.first_failure;
+            }
+            row.secs += r.secs;
+            if r.secs > 0.0 {
+                slices.rates.push(r.committed as f64 / r.secs);
+            }
+            slices.samples.extend(r.samples);
+            slices.cpu_secs += cpu;
+        }
+        Ok(Err(e)) => row.error = Some(format!("{e:#}")),
+        Err(_) => {
+            row.error = Some(format!(
+                "timed out after {:?} with {} writes committed in the slice",
+                plan.raft_run_timeout,
+                progress.load(Ordering::Relaxed)
+            ))
+        }
     }
 }
 

@@ -15,6 +15,24 @@ pub const REF_TCP_BATCHED: &str = "ref-tcp-batched";
 /// quinn, run within the node section: the denominator of the encrypted-LSP ratio.
 pub const REF_QUINN: &str = "ref-quinn";
 
+/// The Raft row of hawser over TCP (encrypted).
+pub const RAFT_HAWSER_TCP: &str = "raft-hawser-tcp";
+
+/// The Raft row of hawser over LSP (encrypted).
+pub const RAFT_HAWSER_LSP: &str = "raft-hawser-lsp";
+
+/// The Raft row of the hand-written plaintext TCP network.
+pub const RAFT_BASELINE: &str = "raft-baseline-tcp";
+
+/// The Raft row of openraft's in-process routing, the ceiling.
+pub const RAFT_IN_PROCESS: &str = "raft-in-process";
+
+/// Client counts of the Raft rows.
+pub const RAFT_CLIENTS: [u64; 3] = [1, 64, 256];
+
+/// Bytes of each value the Raft rows' clients write.
+pub const RAFT_VALUE_BYTES: usize = 32;
+
 /// How the benchmark was run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Meta {
@@ -182,6 +200,37 @@ pub struct Outcome<T> {
     pub progress: Option<u64>,
 }
 
+/// One row of the Raft table: a 3-node key-value cluster on one network under some clients.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RaftRow {
+    /// The network (`raft-hawser-tcp`, `raft-hawser-lsp`, `raft-baseline-tcp`,
+    /// `raft-in-process`).
+    pub network: String,
+    /// What the network is (transport, encryption).
+    pub note: String,
+    /// Concurrent clients, each writing one request at a time to the leader.
+    pub clients: u64,
+    /// Slices measured (each `--raft-secs` long, interleaved with the other networks').
+    pub slices: usize,
+    /// Writes committed, over all slices.
+    pub committed: u64,
+    /// Writes that failed (a leader change, a timeout).
+    pub failed: u64,
+    /// The first failed write's error.
+    pub first_failure: Option<String>,
+    /// From the first write to the last answer, summed over the slices, seconds.
+    pub secs: f64,
+    /// Committed writes per second, the median of the slices'.
+    pub writes_per_sec: Option<f64>,
+    /// Commit latency of the committed writes of every slice (from the call to `KvNode::write` to its answer).
+    pub latency: Option<Percentiles>,
+    /// CPU time of the process (all three nodes, clients and runtime) per committed write,
+    /// microseconds.
+    pub cpu_us_per_write: Option<f64>,
+    /// Why the row could not be measured (the cluster did not start, a run hung).
+    pub error: Option<String>,
+}
+
 /// One ratio against its target.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratio {
@@ -210,6 +259,8 @@ pub struct Report {
     pub idle: Option<Outcome<IdleResult>>,
     /// Active echo clients.
     pub echo: Option<Outcome<EchoResult>>,
+    /// Raft rows: a 3-node key-value cluster per network and client count.
+    pub raft: Vec<RaftRow>,
     /// Ratios against the targets.
     pub ratios: Vec<Ratio>,
 }
@@ -221,6 +272,13 @@ impl Report {
             .iter()
             .find(|r| r.transport == transport && r.size == size && r.error.is_none())
             .and_then(|r| r.msgs_per_sec)
+    }
+
+    /// The Raft row of `network` at `clients`, if it was measured.
+    fn raft_row(&self, network: &str, clients: u64) -> Option<&RaftRow> {
+        self.raft
+            .iter()
+            .find(|r| r.network == network && r.clients == clients && r.error.is_none())
     }
 
     fn p50(&self, transport: &str, runtime: PingRuntime) -> Option<f64> {
@@ -449,6 +507,45 @@ impl Report {
             ">= 0.5",
             Some(|v| v >= 0.5),
         );
+        // Raft: hawser (encrypted) against the hand-written plaintext network and against the
+        // in-process ceiling, all measured in this run.
+        let writes =
+            |net: &str, clients: u64| self.raft_row(net, clients).and_then(|r| r.writes_per_sec);
+        for clients in RAFT_CLIENTS {
+            for net in [RAFT_HAWSER_TCP, RAFT_HAWSER_LSP] {
+                push(
+                    format!(
+                        "{net} (secure) / {RAFT_BASELINE} (plaintext), writes/s, {clients} clients"
+                    ),
+                    div(writes(net, clients), writes(RAFT_BASELINE, clients)),
+                    ">= 1.0",
+                    Some(|v| v >= 1.0),
+                );
+            }
+        }
+        for net in [RAFT_HAWSER_TCP, RAFT_HAWSER_LSP] {
+            push(
+                format!("{net} / {RAFT_IN_PROCESS}, writes/s, 256 clients"),
+                div(writes(net, 256), writes(RAFT_IN_PROCESS, 256)),
+                ">= 0.5",
+                Some(|v| v >= 0.5),
+            );
+        }
+        for net in [
+            RAFT_HAWSER_TCP,
+            RAFT_HAWSER_LSP,
+            RAFT_BASELINE,
+            RAFT_IN_PROCESS,
+        ] {
+            let hawser = net != RAFT_BASELINE && net != RAFT_IN_PROCESS;
+            push(
+                format!("{net} p99 commit latency, 64 clients, ms"),
+                self.raft_row(net, 64)
+                    .and_then(|r| r.latency.map(|l| l.p99_us / 1000.0)),
+                if hawser { "<= 2" } else { "(none)" },
+                if hawser { Some(|v| v <= 2.0) } else { None },
+            );
+        }
         self.ratios = ratios;
     }
 
@@ -468,6 +565,7 @@ impl Report {
                 .echo
                 .as_ref()
                 .is_some_and(|o| o.error.is_some() || o.result.as_ref().is_some_and(|r| r.lost > 0))
+            || self.raft.iter().any(|r| r.error.is_some())
             || self.meta.aborted.is_some()
     }
 
@@ -691,6 +789,9 @@ impl Report {
             }
             out.push('\n');
         }
+        if !self.raft.is_empty() {
+            self.render_raft(&mut out);
+        }
         if !self.ratios.is_empty() {
             let _ = writeln!(out, "Ratios against the targets");
             for r in &self.ratios {
@@ -716,6 +817,57 @@ impl Report {
             let _ = writeln!(out, "ABORTED: {a}");
         }
         out
+    }
+}
+
+impl Report {
+    fn render_raft(&self, out: &mut String) {
+        let (slices, secs) = self
+            .raft
+            .iter()
+            .find(|r| r.slices > 0)
+            .map_or((0, 0.0), |r| (r.slices, r.secs / r.slices as f64));
+        let _ = writeln!(
+            out,
+            "Raft: 3-node key-value cluster on 127.0.0.1, in-memory storage (the network is measured, not the disk); each client writes {RAFT_VALUE_BYTES} B values to the leader, one write at a time; per row {slices} slices of ~{secs:.2} s interleaved with the other networks', writes/s the median slice; heartbeat 50 ms, elections 150-300 ms"
+        );
+        let _ = writeln!(
+            out,
+            "{:<18} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6}  note",
+            "network",
+            "clients",
+            "writes",
+            "writes/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "CPU us/write",
+            "failed"
+        );
+        for r in &self.raft {
+            let l = r.latency;
+            let mut note = r.note.clone();
+            if let Some(e) = &r.error {
+                note = format!("ERROR: {e}");
+            } else if let Some(f) = &r.first_failure {
+                note = format!("{note}; first failure: {f}");
+            }
+            let _ = writeln!(
+                out,
+                "{:<18} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6}  {}",
+                r.network,
+                r.clients,
+                r.committed,
+                fmt_opt(r.writes_per_sec, 0),
+                fmt_opt(l.map(|l| l.p50_us / 1000.0), 2),
+                fmt_opt(l.map(|l| l.p99_us / 1000.0), 2),
+                fmt_opt(l.map(|l| l.max_us / 1000.0), 1),
+                fmt_opt(r.cpu_us_per_write, 1),
+                r.failed,
+                note
+            );
+        }
+        out.push('\n');
     }
 }
 
