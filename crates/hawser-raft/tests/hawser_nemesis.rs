@@ -10,8 +10,8 @@
 //! two nodes of five, so a quorum always remains, and half the time the leader is among them.
 //!
 //! - **Crash and restart** ([`Server::stop`], then a new [`Server`] on the same data directory
-//!   and ports). Raft stops first, then the hawser node closes its TCP listener, its UDP and LSP
-//!   sockets and every session. Peers see their sessions reset (TCP) or fall silent (LSP, until
+//!   and ports). The hawser node closes its TCP listener, its UDP and LSP sockets and every
+//!   session, then Raft stops. Peers see their sessions reset (TCP) or fall silent (LSP, until
 //!   its epoch limit), connection attempts refused, and requests in flight fail as unreachable
 //!   or time out. The node comes back with its log, vote and state machine from redb.
 //! - **Isolation** (the victim removed from the hawser membership of every other node, and

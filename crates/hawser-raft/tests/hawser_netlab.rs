@@ -1,5 +1,5 @@
-//! A longer run on a faulty multi-host network built by `netlab.sh` (`/work/shared/netlab`, or
-//! the script named by `HAWSER_NETLAB_SCRIPT`), behind `HAWSER_RAFT_NETLAB=1`: without it the
+//! A longer run on a faulty multi-host network built by `netlab.sh` (`shared/netlab` beside
+//! the workspace, or the script named by `HAWSER_NETLAB_SH`), behind `HAWSER_RAFT_NETLAB=1`: without it the
 //! test prints that it skips and passes; with it, a lab that cannot be built fails the test.
 //! It needs root, `nftables`, `iptables`, `iputils-ping` and python3.
 //!
@@ -40,10 +40,18 @@ const PORT: u16 = 7100;
 /// A client's bound on one operation.
 const OP_LIMIT: Duration = Duration::from_secs(3);
 
+/// The lab script: `HAWSER_NETLAB_SH`, or `shared/netlab/netlab.sh` beside the workspace (as
+/// the node layer's netlab tests find it).
 fn script() -> PathBuf {
-    std::env::var_os("HAWSER_NETLAB_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/netlab/netlab.sh"))
+    std::env::var_os("HAWSER_NETLAB_SH").map_or_else(
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/netlab/netlab.sh"
+            ))
+        },
+        PathBuf::from,
+    )
 }
 
 /// Runs `netlab.sh args...`; panics with its output when it fails.
