@@ -551,14 +551,30 @@ impl Node {
         let mut requests = self.serve(protocol)?;
         let cancel = self.inner.cancel.clone();
         let tasks = self.inner.handlers.clone();
+        let limit = self
+            .inner
+            .rpc
+            .as_ref()
+            .map_or(1, |r| r.settings().max_inbound);
+        let running = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
         self.inner.handlers.spawn(async move {
             loop {
+                // A permit first: at most `max_inbound` handlers run at once.
+                let permit = tokio::select! {
+                    p = running.clone().acquire_owned() => p,
+                    () = cancel.cancelled() => break,
+                };
+                let Ok(permit) = permit else { break };
                 let request = tokio::select! {
                     r = requests.recv() => r,
                     () = cancel.cancelled() => None,
                 };
                 let Some(request) = request else { break };
-                tasks.spawn(handler(request));
+                let call = handler(request);
+                tasks.spawn(async move {
+                    call.await;
+                    drop(permit);
+                });
             }
         });
         Ok(())

@@ -587,8 +587,9 @@ impl RpcEngine {
         Some(token)
     }
 
-    /// Sends the response to request `id` of `from`; waits for queue room (on a task of its
-    /// own) until `deadline` when the queue is full.
+    /// Sends the response to request `id` of `from`; when the queue is full, waits for room
+    /// (on a task of its own) until `deadline`, or with no deadline (a refusal by the engine)
+    /// drops it, counted.
     fn answer(
         &self,
         from: NodeId,
@@ -614,13 +615,20 @@ impl RpcEngine {
         };
         match link.push_rpc(from, header.as_slice(), msg.tail()) {
             Ok(()) => Ok(()),
-            Err(SendError::QueueFull(_)) => {
-                let frame = [header.as_slice(), msg.tail()].concat();
-                let header_len = header.as_slice().len();
-                let deadline = deadline.unwrap_or_else(|| Instant::now() + ROOM_POLL);
-                self.answer_later(link, from, frame, header_len, deadline);
-                Ok(())
-            }
+            // A handler's answer waits for room until the request's deadline; the engine's own
+            // refusals (no deadline) do not, so a flood of refused requests spawns nothing.
+            Err(SendError::QueueFull(_)) => match deadline {
+                Some(deadline) => {
+                    let frame = [header.as_slice(), msg.tail()].concat();
+                    let header_len = header.as_slice().len();
+                    self.answer_later(link, from, frame, header_len, deadline);
+                    Ok(())
+                }
+                None => {
+                    bump(&self.counters.responses_unsent);
+                    Err(RespondError::Unsent(SendError::QueueFull(from)))
+                }
+            },
             Err(e) => {
                 bump(&self.counters.responses_unsent);
                 debug!(node = %self.id, peer = %from, %e, "response not sent");
