@@ -42,6 +42,7 @@ use futures_util::{SinkExt, StreamExt};
 use hawser_raft::app::KvNode;
 use hawser_raft::forward::{Forward, ForwardError, ForwardFuture};
 use hawser_raft::identity::Identity;
+use hawser_raft::net::pipelined_appends;
 use hawser_raft::types::{
     Incarnation, Node, NodeId, Request, Response, Snapshot, SnapshotMeta, TypeConfig, Vote,
 };
@@ -504,45 +505,13 @@ impl RaftNetworkV2<TypeConfig> for BaselineConnection {
                 .conn()
                 .await
                 .map_err(|e| this.error(e, RPCTypes::AppendEntries, ttl))?;
-            let calls = input
-                .map(move |req| {
-                    let (this, conn) = (this.clone(), conn.clone());
-                    async move {
-                        // The range the request covers: (prev, last], as openraft counts it.
-                        let prev = req.prev_log_id;
-                        let last = req.entries.last().map(|e| e.log_id).or(prev);
-                        let result: Result<AppendEntriesResponse<TypeConfig>, _> = this
-                            .call_on(&conn, kind::APPEND, req, RPCTypes::AppendEntries, ttl)
-                            .await;
-                        (prev, last, result)
-                    }
-                })
-                .buffered(PIPELINE);
-            // The stream ends after the first error or partial success.
-            let results = calls
-                .scan(false, |ended, (prev, last, result)| {
-                    let item = if *ended {
-                        None
-                    } else {
-                        match result {
-                            Ok(resp) => {
-                                let partial = match &resp {
-                                    AppendEntriesResponse::PartialSuccess(p) => Some(*p),
-                                    _ => None,
-                                };
-                                let r = resp.into_stream_result(prev, last);
-                                *ended = r.is_err() || partial.is_some_and(|p| p != last);
-                                Some(Ok(r))
-                            }
-                            Err(e) => {
-                                *ended = true;
-                                Some(Err(e))
-                            }
-                        }
-                    };
-                    std::future::ready(item)
-                })
-                .boxed();
+            let results = pipelined_appends(input, PIPELINE, move |req| {
+                let (this, conn) = (this.clone(), conn.clone());
+                async move {
+                    this.call_on(&conn, kind::APPEND, req, RPCTypes::AppendEntries, ttl)
+                        .await
+                }
+            });
             Ok(results)
         })
     }

@@ -335,51 +335,19 @@ impl RaftNetworkV2<TypeConfig> for HawserConnection {
     {
         let conn = self.clone();
         let ttl = option.soft_ttl();
-        Box::pin(async move {
-            // Each request is queued at its first poll, and `buffered` polls new futures in
-            // order: the follower receives them in order and applies them one by one.
-            let calls = input
-                .map(move |req| {
-                    let conn = conn.clone();
-                    async move {
-                        // The range the request covers: (prev, last], as openraft counts it.
-                        let prev = req.prev_log_id;
-                        let last = req.entries.last().map(|e| e.log_id).or(prev);
-                        let result: Result<AppendEntriesResponse<TypeConfig>, _> = conn
-                            .call(RAFT_APPEND, req, RPCTypes::AppendEntries, ttl)
-                            .await;
-                        (prev, last, result)
-                    }
-                })
-                .buffered(PIPELINE);
-            // The stream ends after the first error or partial success, as openraft's
-            // sequential default does.
-            let results = calls
-                .scan(false, |ended, (prev, last, result)| {
-                    let item = if *ended {
-                        None
-                    } else {
-                        match result {
-                            Ok(resp) => {
-                                let partial = match &resp {
-                                    AppendEntriesResponse::PartialSuccess(p) => Some(*p),
-                                    _ => None,
-                                };
-                                let r = resp.into_stream_result(prev, last);
-                                *ended = r.is_err() || partial.is_some_and(|p| p != last);
-                                Some(Ok(r))
-                            }
-                            Err(e) => {
-                                *ended = true;
-                                Some(Err(e))
-                            }
-                        }
-                    };
-                    std::future::ready(item)
-                })
-                .boxed();
-            Ok(results)
-        })
+        // Each request is queued at its first poll, and the pipeline polls new calls in order:
+        // the follower receives them in order and applies them one by one.
+        Box::pin(std::future::ready(Ok(pipelined_appends(
+            input,
+            PIPELINE,
+            move |req| {
+                let conn = conn.clone();
+                async move {
+                    conn.call(RAFT_APPEND, req, RPCTypes::AppendEntries, ttl)
+                        .await
+                }
+            },
+        ))))
     }
 
     async fn vote(
@@ -475,6 +443,58 @@ impl Iterator for ReachBackoff {
         self.next = (self.next * 2).min(Self::MAX);
         Some(delay)
     }
+}
+
+/// openraft's `stream_append` over any request/response call: up to `depth` calls in flight,
+/// started in input order, their results yielded in order as openraft's stream results. The
+/// stream ends after the first error, conflict, higher vote or partial success, as openraft's
+/// sequential default does. The hawser adapter and the benchmark's hand-written network both
+/// use it.
+pub fn pipelined_appends<'s, S, F, Fut>(
+    input: S,
+    depth: usize,
+    call: F,
+) -> BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>
+where
+    S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    F: Fn(AppendEntriesRequest<TypeConfig>) -> Fut + Send + 'static,
+    Fut: std::future::Future<
+            Output = Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>>,
+        > + Send
+        + 'static,
+{
+    input
+        .map(move |req| {
+            // The range the request covers: (prev, last], as openraft counts it.
+            let prev = req.prev_log_id;
+            let last = req.entries.last().map(|e| e.log_id).or(prev);
+            let result = call(req);
+            async move { (prev, last, result.await) }
+        })
+        .buffered(depth.max(1))
+        .scan(false, |ended, (prev, last, result)| {
+            let item = if *ended {
+                None
+            } else {
+                match result {
+                    Ok(resp) => {
+                        let partial = match &resp {
+                            AppendEntriesResponse::PartialSuccess(p) => Some(*p),
+                            _ => None,
+                        };
+                        let r = resp.into_stream_result(prev, last);
+                        *ended = r.is_err() || partial.is_some_and(|p| p != last);
+                        Some(Ok(r))
+                    }
+                    Err(e) => {
+                        *ended = true;
+                        Some(Err(e))
+                    }
+                }
+            };
+            std::future::ready(item)
+        })
+        .boxed()
 }
 
 // ---------------------------------------------------------------------------------------------
