@@ -440,23 +440,6 @@ async fn large_messages(kind: Kind) {
     stop_all(&nodes).await;
 }
 
-macro_rules! suite {
-    ($kind:ident: $($test:ident),* $(,)?) => {
-        #[allow(non_snake_case)]
-        mod $kind {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    tokio::time::timeout(Duration::from_secs(60), super::$test(Kind::$kind))
-                        .await
-                        .expect("test timed out");
-                }
-            )*
-        }
-    };
-}
-
 suite!(Memory: request_response, refusals, deadlines, local_errors, dead_peers, streams,
     large_messages);
 suite!(Tcp: request_response, refusals, deadlines, local_errors, dead_peers, streams,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hawser::node::{
     Delivery, Group, Member, MembershipChange, NodeId, QueueLimits, Role, SendError,
 };
-use node_common::{eventually, next, quiet, stop_all, Cluster, Kind, WAIT};
+use node_common::{eventually, next, quiet, stop_all, suite, Cluster, Kind, WAIT};
 
 /// 4 nodes exchange reliable and unreliable messages, each to each.
 async fn exchange(kind: Kind) {
@@ -459,23 +459,6 @@ async fn stop_leaves_no_task(kind: Kind) {
         tokio::task::yield_now().await;
     }
     eventually("no task left", || metrics.num_alive_tasks() == before).await;
-}
-
-macro_rules! suite {
-    ($kind:ident: $($test:ident),* $(,)?) => {
-        #[allow(non_snake_case)]
-        mod $kind {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    tokio::time::timeout(Duration::from_secs(60), super::$test(Kind::$kind))
-                        .await
-                        .expect("test timed out");
-                }
-            )*
-        }
-    };
 }
 
 suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,

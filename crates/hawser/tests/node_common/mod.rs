@@ -298,3 +298,26 @@ pub async fn session_closed(session: &hawser::session::Session) {
         .await
         .expect("session not closed by the node");
 }
+
+/// `suite!(Kind: test_a, test_b, ...)`: a module named after the network kind with one
+/// `#[tokio::test]` per scenario, each running `scenario(Kind::...)` on two worker threads under
+/// a 60 s bound. Scenarios are `async fn(Kind)` of the including file.
+#[allow(unused_macros)]
+macro_rules! suite {
+    ($kind:ident: $($test:ident),* $(,)?) => {
+        #[allow(non_snake_case)]
+        mod $kind {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    tokio::time::timeout(Duration::from_secs(60), super::$test(Kind::$kind))
+                        .await
+                        .expect("test timed out");
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use suite;
