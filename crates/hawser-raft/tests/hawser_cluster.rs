@@ -112,10 +112,9 @@ async fn a_crashed_leader_restarts_from_its_data_directory_over_lsp() {
     bounded(leader_crash_and_restart(Transport::Lsp)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_restarted_without_its_data_does_not_vote_under_its_old_identity() {
+async fn wiped_node(transport: Transport) {
     bounded(async {
-        let mut c = HawserCluster::start(3, Transport::Tcp, true, |_| {}).await;
+        let mut c = HawserCluster::start(3, transport, true, |_| {}).await;
         let leader = c.leader(Duration::from_secs(10)).await;
         c.server(leader).kv.write(set("x", "1")).await.unwrap();
         // Node 1 is the one that bootstraps: wipe it unless it leads, to check that it does
@@ -158,10 +157,9 @@ async fn a_node_restarted_without_its_data_does_not_vote_under_its_old_identity(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_learner_is_added_over_hawser_and_promoted() {
+async fn learner(transport: Transport) {
     bounded(async {
-        let mut c = HawserCluster::start(3, Transport::Tcp, false, |_| {}).await;
+        let mut c = HawserCluster::start(3, transport, false, |_| {}).await;
         let leader = c.leader(Duration::from_secs(10)).await;
         c.server(leader).kv.write(set("before", "1")).await.unwrap();
         let fourth = c.add_node(4).await;
@@ -183,12 +181,17 @@ async fn a_learner_is_added_over_hawser_and_promoted() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ten_megabyte_snapshot_reaches_a_lagging_node_while_heartbeats_go_on() {
+async fn snapshot(transport: Transport) {
     bounded(async {
-        let mut c = HawserCluster::start(3, Transport::Tcp, true, |cfg| {
+        // Elections after 1-2 s of silence: a debug build on a busy 2-core machine spends
+        // hundreds of milliseconds on 10 MB of JSON, and only a network that held heartbeats
+        // back behind the snapshot for that long would make a follower campaign.
+        let mut c = HawserCluster::start(3, transport, true, |cfg| {
             cfg.snapshot_logs_since_last = 50;
             cfg.max_in_snapshot_log_to_keep = 0;
+            cfg.heartbeat_interval = Duration::from_millis(100);
+            cfg.election_timeout_min = Duration::from_millis(1000);
+            cfg.election_timeout_max = Duration::from_millis(2000);
         })
         .await;
         let leader = c.leader(Duration::from_secs(10)).await;
@@ -270,4 +273,34 @@ async fn leadership_is_transferred_over_hawser() {
         c.stop_all().await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_its_data_does_not_vote_under_its_old_identity_over_tcp() {
+    wiped_node(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_its_data_does_not_vote_under_its_old_identity_over_lsp() {
+    wiped_node(Transport::Lsp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_is_added_over_hawser_and_promoted_over_tcp() {
+    learner(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_is_added_over_hawser_and_promoted_over_lsp() {
+    learner(Transport::Lsp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_snapshot_reaches_a_lagging_node_while_heartbeats_go_on_over_tcp() {
+    snapshot(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_snapshot_reaches_a_lagging_node_while_heartbeats_go_on_over_lsp() {
+    snapshot(Transport::Lsp).await;
 }

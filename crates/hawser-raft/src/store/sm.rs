@@ -191,7 +191,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let kv: BTreeMap<String, String> = serde_json::from_slice(&snapshot).map_err(decode_err)?;
+        // Decoding megabytes is CPU work: off the runtime's workers, so that heartbeats and
+        // appends of this node are not held up by it.
+        let (kv, snapshot) = tokio::task::spawn_blocking(move || {
+            let kv: Result<BTreeMap<String, String>, _> = serde_json::from_slice(&snapshot);
+            (kv, snapshot)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let kv = kv.map_err(decode_err)?;
         store_snapshot(&self.shared, meta, &snapshot).await?;
         let mut data = write_lock(&self.shared);
         data.kv = kv;
@@ -218,15 +226,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (meta, bytes) = {
-            let data = read_lock(&self.shared);
+        // Encoding megabytes is CPU work: off the runtime's workers (see `install_snapshot`).
+        let shared = self.shared.clone();
+        let (meta, bytes) = tokio::task::spawn_blocking(move || {
+            let data = read_lock(&shared);
             let bytes = serde_json::to_vec(&data.kv).map_err(io::Error::other)?;
             let meta = SnapshotMeta {
                 last_log_id: data.last_applied,
                 last_membership: data.membership.clone(),
             };
-            (meta, bytes)
-        };
+            Ok::<_, io::Error>((meta, bytes))
+        })
+        .await
+        .map_err(io::Error::other)??;
         store_snapshot(&self.shared, &meta, &bytes).await?;
         Ok(Snapshot {
             meta,
