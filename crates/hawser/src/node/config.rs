@@ -278,9 +278,9 @@ impl Default for Settings {
     fn default() -> Settings {
         let params = lsp::Params {
             epoch: Duration::from_millis(100),
-            // Enough in flight for a session's bulk traffic: with 32 the sender stopped every
-            // 45 KB for acknowledgements, and node messages over LSP ran at half the rate
-            // (`docs/performance.md`, eighth session).
+            // Enough in flight for a session's bulk traffic: with 32 the sender stops every
+            // 45 KB for acknowledgements, and node messages over LSP run at half the rate
+            // (`docs/performance.md`).
             window: 256,
             max_unacked: 256,
             epoch_limit: 20,
