@@ -19,13 +19,18 @@ const ECHO: ProtocolId = ProtocolId(1024);
 const HOLD: ProtocolId = ProtocolId(1025);
 const BULK: ProtocolId = ProtocolId(1026);
 const NOBODY: ProtocolId = ProtocolId(1027);
+const SLOW: ProtocolId = ProtocolId(1028);
 
 fn opts(ms: u64) -> RequestOptions {
     RequestOptions::timeout(Duration::from_millis(ms))
 }
 
 fn with_protocols(mut c: Cluster) -> Cluster {
-    for (id, name) in [(BULK, "test/bulk"), (NOBODY, "test/nobody")] {
+    for (id, name) in [
+        (BULK, "test/bulk"),
+        (NOBODY, "test/nobody"),
+        (SLOW, "test/slow"),
+    ] {
         c.settings
             .protocols
             .push(Protocol::new(id, name, &[1]).unwrap());
@@ -355,6 +360,7 @@ async fn dead_peers(kind: Kind) {
 /// answered quickly; refused streams say why.
 async fn streams(kind: Kind) {
     let mut c = with_protocols(Cluster::members(kind, 2));
+    c.settings.rpc.stream_backlog = 1;
     let nodes = c.start_all().await;
     let (a, b) = (&nodes[0], &nodes[1]);
     serve_echo(b);
@@ -415,8 +421,23 @@ async fn streams(kind: Kind) {
     assert!(matches!(err, StreamError::NoHandler(NOBODY)), "{err}");
     let err = a.open_stream(2, ECHO).await.unwrap_err();
     assert!(matches!(err, StreamError::NotRegistered(ECHO)), "{err}");
-    assert_eq!(b.rpc_stats().streams_accepted, 1);
-    assert_eq!(a.rpc_stats().streams_opened, 1);
+    // An acceptor that takes nothing: one stream waits in its backlog, the next is refused.
+    let mut slow = b.accept_streams(SLOW).unwrap();
+    let _waiting = a.open_stream(2, SLOW).await.unwrap();
+    let err = a.open_stream(2, SLOW).await.unwrap_err();
+    assert!(matches!(err, StreamError::Overloaded), "{err}");
+    let (from, _) = tokio::time::timeout(WAIT, slow.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, NodeId(1));
+    assert_eq!(b.rpc_stats().streams_accepted, 2);
+    assert_eq!(
+        b.rpc_stats().streams_refused,
+        2,
+        "NOBODY's and SLOW's second"
+    );
+    assert_eq!(a.rpc_stats().streams_opened, 2);
     stop_all(&nodes).await;
 }
 
