@@ -23,11 +23,11 @@ use hawser_raft::config::NodeConfig;
 use hawser_raft::http::{self, HttpLimits};
 use hawser_raft::server::{Server, ServerConfig, Transport};
 use hawser_raft::store::Storage;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::node_cmd::CipherArg;
 
-/// One `--peer ID=IP:PORT`.
+/// One `--peer ID=HOST:PORT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RaftPeer {
     /// The peer's node id.
@@ -40,13 +40,28 @@ impl std::str::FromStr for RaftPeer {
     type Err = String;
 
     fn from_str(s: &str) -> Result<RaftPeer, String> {
-        let (id, addr) = s.split_once('=').ok_or("expected ID=IP:PORT")?;
+        let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
         let id = id.parse().map_err(|e| format!("bad node id {id:?}: {e}"))?;
-        let addr = addr
-            .parse()
-            .map_err(|e| format!("bad address {addr:?}: {e}"))?;
-        Ok(RaftPeer { id, addr })
+        Ok(RaftPeer {
+            id,
+            addr: resolve(addr)?,
+        })
     }
+}
+
+/// `HOST:PORT` as one socket address: an IP address as it is, a host name resolved (its
+/// first address).
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// The reliable transport, as spelled on the command line.
@@ -65,14 +80,14 @@ pub struct RaftArgs {
     /// This node's id.
     #[arg(long)]
     pub id: u64,
-    /// Address to listen on for other nodes (TCP and UDP; LSP on the next port).
-    #[arg(long)]
+    /// Address to listen on for other nodes, HOST:PORT (TCP and UDP; LSP on the next port).
+    #[arg(long, value_parser = resolve)]
     pub listen: SocketAddr,
-    /// Every other node, as ID=IP:PORT; repeat for each.
-    #[arg(long = "peer", value_name = "ID=IP:PORT")]
+    /// Every other node, as ID=HOST:PORT; repeat for each.
+    #[arg(long = "peer", value_name = "ID=HOST:PORT")]
     pub peers: Vec<RaftPeer>,
-    /// Address of the HTTP API (PUT/GET /kv/KEY, GET /status).
-    #[arg(long)]
+    /// Address of the HTTP API, HOST:PORT (PUT/GET /kv/KEY, GET /status).
+    #[arg(long, value_parser = resolve)]
     pub http: SocketAddr,
     /// Directory of the node's log, vote, snapshots and keys (default: all in memory).
     #[arg(long, value_name = "DIR")]
@@ -103,10 +118,6 @@ pub async fn run(args: RaftArgs) -> anyhow::Result<()> {
         Some(dir) => Storage::open(dir, args.id)
             .with_context(|| format!("opening the data directory {}", dir.display()))?,
         None => {
-            warn!(
-                node = args.id,
-                "no --data-dir: log, vote and state are kept in memory and lost at exit"
-            );
             eprintln!("hawser raft: no --data-dir: everything is kept in memory and lost at exit");
             Storage::in_memory(args.id).context("in-memory storage")?
         }
@@ -132,9 +143,13 @@ pub async fn run(args: RaftArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the HTTP API on {}", args.http))?;
     let status = server.kv.status();
+    let transport = match args.transport {
+        TransportArg::Tcp => "tcp",
+        TransportArg::Lsp => "lsp",
+    };
     eprintln!(
-        "hawser raft: node {} (incarnation {}) on {} over {:?}, HTTP on {}",
-        args.id, status.incarnation, args.listen, args.transport, args.http
+        "hawser raft: node {} (incarnation {}) on {} over {transport}, HTTP on {}",
+        args.id, status.incarnation, args.listen, args.http
     );
     let api = http::serve(listener, server.kv.clone(), HttpLimits::default());
     let stop = async {
@@ -171,4 +186,20 @@ fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<KeyIdentity> {
     key.save(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_taken_as_they_are_and_host_names_resolved() {
+        assert_eq!(resolve("10.0.0.1:7").unwrap(), ([10, 0, 0, 1], 7).into());
+        assert!(resolve("localhost:7101").unwrap().ip().is_loopback());
+        assert!(resolve("no-port").is_err());
+        let peer: RaftPeer = "2=localhost:7102".parse().unwrap();
+        assert_eq!((peer.id, peer.addr.port()), (2, 7102));
+        assert!("2".parse::<RaftPeer>().is_err());
+        assert!("x=127.0.0.1:1".parse::<RaftPeer>().is_err());
+    }
 }
