@@ -280,7 +280,7 @@ impl Default for Settings {
             epoch: Duration::from_millis(100),
             // Enough in flight for a session's bulk traffic: with 32 the sender stops every
             // 45 KB for acknowledgements, and node messages over LSP run at half the rate
-            // (`docs/performance.md`).
+            // (measured in the runs recorded in `CHANGELOG.md`).
             window: 256,
             max_unacked: 256,
             epoch_limit: 20,
