@@ -473,3 +473,34 @@ suite!(SessionMem: request_response, refusals, deadlines, local_errors, dead_pee
     large_messages);
 suite!(SessionLsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
     large_messages);
+
+/// `serve_with` runs at most `max_inbound` handlers at once, counting those still running after
+/// they answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_runs_at_most_max_inbound_handlers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut c = Cluster::members(Kind::Memory, 2);
+    c.settings.rpc.max_inbound = 2;
+    let nodes = c.start_all().await;
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, m) = (running.clone(), most.clone());
+    nodes[1]
+        .serve_with(ECHO, move |req: InboundRequest| {
+            let (running, most) = (r.clone(), m.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let _ = req.respond("ok");
+                // Still running after the answer: the permit, not the inbound cap, bounds it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    for _ in 0..6 {
+        nodes[0].request(2, ECHO, "x", opts(5_000)).await.unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    stop_all(&nodes).await;
+}
