@@ -9,9 +9,8 @@
 //!
 //! It does what [`hawser_raft::net`] does, so the comparison is fair:
 //! - bodies are JSON, in an envelope with the sender's [`Identity`] and the incarnation
-//!   addressed; the serving side applies the same amnesia checks
-//!   ([`KvNode::check_addressed`] before appends and snapshots, [`KvNode::check_vote_request`]
-//!   before votes and pre-votes);
+//!   addressed; the serving side applies the same amnesia checks, through
+//!   [`KvNode::handle_append`], [`KvNode::handle_vote`] and [`KvNode::handle_snapshot`];
 //! - `stream_append` is pipelined: up to [`PIPELINE`] append requests in flight to one follower,
 //!   their answers yielded in order; the follower applies the appends of a connection one at a
 //!   time, in arrival order;
@@ -672,10 +671,8 @@ fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {
 async fn append(kv: &KvNode, body: &[u8]) -> Result<Bytes, String> {
     let env: Envelope<AppendEntriesRequest<TypeConfig>> =
         serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    kv.check_addressed(env.to).map_err(|e| e.to_string())?;
     let resp = kv
-        .raft()
-        .append_entries(env.body)
+        .handle_append(env.to, env.body)
         .await
         .map_err(|e| e.to_string())?;
     encode(&resp)
@@ -684,13 +681,8 @@ async fn append(kv: &KvNode, body: &[u8]) -> Result<Bytes, String> {
 async fn vote(kv: &KvNode, kind: u8, body: &[u8]) -> Result<Bytes, String> {
     let env: Envelope<VoteRequest<TypeConfig>> =
         serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    kv.check_vote_request(&env.from, env.to)
-        .map_err(|e| e.to_string())?;
-    let resp = if kind == kind::VOTE {
-        kv.raft().vote(env.body).await
-    } else {
-        kv.raft().pre_vote(env.body).await
-    };
+    let pre_vote = kind != kind::VOTE;
+    let resp = kv.handle_vote(&env.from, env.to, env.body, pre_vote).await;
     encode(&resp.map_err(|e| e.to_string())?)
 }
 
@@ -704,14 +696,12 @@ async fn install_snapshot(kv: &KvNode, mut body: Bytes) -> Result<Bytes, String>
     }
     let header: SnapshotHeader =
         serde_json::from_slice(&body.split_to(header_len)).map_err(|e| e.to_string())?;
-    kv.check_addressed(header.to).map_err(|e| e.to_string())?;
     let snapshot = Snapshot {
         meta: header.meta,
         snapshot: body.to_vec(),
     };
     let resp = kv
-        .raft()
-        .install_full_snapshot(header.vote, snapshot)
+        .handle_snapshot(header.to, header.vote, snapshot)
         .await
         .map_err(|e| e.to_string())?;
     encode(&resp)

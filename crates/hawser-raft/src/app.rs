@@ -16,6 +16,9 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::network::{NetSnapshot, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::{ConfigError, ReadPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +52,19 @@ struct Inner {
     forward: Arc<dyn Forward>,
     request_timeout: Duration,
     gate: tokio::task::JoinHandle<()>,
+}
+
+/// Why a Raft request from the network was not handled ([`KvNode::handle_append`],
+/// [`KvNode::handle_vote`], [`KvNode::handle_snapshot`]); a network answers it with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Handle {
+    /// The amnesia rule refused it ([`crate::amnesia`]).
+    #[error("refused: {0}")]
+    Refused(#[from] Refused),
+    /// openraft failed (it is shutting down, or storage failed).
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
 /// Why a node could not start.
@@ -283,6 +299,59 @@ impl KvNode {
         let membership = self.current_membership();
         let recorded = |id| membership.get_node(&id).map(|n| n.incarnation);
         amnesia::check_vote_request(recorded, &self.inner.identity, from, addressed)
+    }
+
+    /// An append from the network, addressed to incarnation `addressed`: checked
+    /// ([`check_addressed`](Self::check_addressed)), then handed to openraft. Every network
+    /// calls this (never `Raft::append_entries` directly), so none can skip the check.
+    ///
+    /// # Errors
+    /// [`Handle::Refused`] by the amnesia rule, or [`Handle::Raft`].
+    pub async fn handle_append(
+        &self,
+        addressed: Incarnation,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, Handle> {
+        self.check_addressed(addressed)?;
+        let r = self.inner.raft.append_entries(rpc).await;
+        r.map_err(|e| Handle::Raft(e.to_string()))
+    }
+
+    /// A vote (`pre_vote` false) or pre-vote request from `from`, addressed to `addressed`:
+    /// checked ([`check_vote_request`](Self::check_vote_request)), then handed to openraft.
+    ///
+    /// # Errors
+    /// [`Handle::Refused`] by the amnesia rule, or [`Handle::Raft`].
+    pub async fn handle_vote(
+        &self,
+        from: &Identity,
+        addressed: Incarnation,
+        rpc: VoteRequest<TypeConfig>,
+        pre_vote: bool,
+    ) -> Result<VoteResponse<TypeConfig>, Handle> {
+        self.check_vote_request(from, addressed)?;
+        let raft = &self.inner.raft;
+        let r = if pre_vote {
+            raft.pre_vote(rpc).await
+        } else {
+            raft.vote(rpc).await
+        };
+        r.map_err(|e| Handle::Raft(e.to_string()))
+    }
+
+    /// A whole snapshot from the leader, addressed to `addressed`: checked, then installed.
+    ///
+    /// # Errors
+    /// [`Handle::Refused`] by the amnesia rule, or [`Handle::Raft`].
+    pub async fn handle_snapshot(
+        &self,
+        addressed: Incarnation,
+        vote: crate::types::Vote,
+        snapshot: crate::types::Snapshot,
+    ) -> Result<SnapshotResponse<TypeConfig>, Handle> {
+        self.check_addressed(addressed)?;
+        let r = self.inner.raft.install_full_snapshot(vote, snapshot).await;
+        r.map_err(|e| Handle::Raft(e.to_string()))
     }
 
     fn current_membership(&self) -> openraft::Membership<NodeId, Node> {

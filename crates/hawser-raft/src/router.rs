@@ -13,9 +13,8 @@
 //!
 //! Every request passes the target's amnesia checks ([`crate::amnesia`]) with the incarnation
 //! the membership records for the target and, for votes, the sender's identity, as the hawser
-//! adapter does: [`KvNode::check_addressed`] for appends and snapshots,
-//! [`KvNode::check_vote_request`] for votes and pre-votes. A refusal reaches openraft as
-//! `Unreachable`.
+//! adapter does: it goes through [`KvNode::handle_append`], [`KvNode::handle_vote`] or
+//! [`KvNode::handle_snapshot`]. A refusal reaches openraft as `Unreachable`.
 //!
 //! Replication uses openraft's default `stream_append`, which sends one append request at a time.
 
@@ -251,11 +250,7 @@ impl RaftNetworkV2<TypeConfig> for RouterConnection {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let addressed = self.target_incarnation;
         self.call(RPCTypes::AppendEntries, &option, |node| async move {
-            node.check_addressed(addressed).map_err(RpcError::Refused)?;
-            node.raft()
-                .append_entries(rpc)
-                .await
-                .map_err(|e| RpcError::Raft(e.to_string()))
+            node.handle_append(addressed, rpc).await
         })
         .await
     }
@@ -267,12 +262,7 @@ impl RaftNetworkV2<TypeConfig> for RouterConnection {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let (me, addressed) = (self.me, self.target_incarnation);
         self.call(RPCTypes::Vote, &option, |node| async move {
-            node.check_vote_request(&me, addressed)
-                .map_err(RpcError::Refused)?;
-            node.raft()
-                .vote(rpc)
-                .await
-                .map_err(|e| RpcError::Raft(e.to_string()))
+            node.handle_vote(&me, addressed, rpc, false).await
         })
         .await
     }
@@ -284,12 +274,7 @@ impl RaftNetworkV2<TypeConfig> for RouterConnection {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let (me, addressed) = (self.me, self.target_incarnation);
         self.call(RPCTypes::Vote, &option, |node| async move {
-            node.check_vote_request(&me, addressed)
-                .map_err(RpcError::Refused)?;
-            node.raft()
-                .pre_vote(rpc)
-                .await
-                .map_err(|e| RpcError::Raft(e.to_string()))
+            node.handle_vote(&me, addressed, rpc, true).await
         })
         .await
     }
@@ -303,11 +288,7 @@ impl RaftNetworkV2<TypeConfig> for RouterConnection {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let addressed = self.target_incarnation;
         let install = self.call(RPCTypes::InstallSnapshot, &option, |node| async move {
-            node.check_addressed(addressed).map_err(RpcError::Refused)?;
-            node.raft()
-                .install_full_snapshot(vote, snapshot)
-                .await
-                .map_err(|e| RpcError::Raft(e.to_string()))
+            node.handle_snapshot(addressed, vote, snapshot).await
         });
         tokio::select! {
             answer = install => answer.map_err(|e| match e {
@@ -318,15 +299,6 @@ impl RaftNetworkV2<TypeConfig> for RouterConnection {
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
     }
-}
-
-/// Why the target did not handle a request.
-#[derive(Debug, thiserror::Error)]
-enum RpcError {
-    #[error("refused: {0}")]
-    Refused(crate::amnesia::Refused),
-    #[error("{0}")]
-    Raft(String),
 }
 
 /// The [`Forward`] implementation of one node on a [`Router`].

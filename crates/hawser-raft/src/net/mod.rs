@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::app::{KvNode, ReadError, WriteError};
+use crate::app::{Handle, KvNode, ReadError, WriteError};
 use crate::forward::{Forward, ForwardError, ForwardFuture};
 use crate::identity::Identity;
 mod client;

@@ -29,18 +29,10 @@ pub fn serve(node: &HawserNode, kv: KvNode) -> Result<(), ServeError> {
                     continue;
                 }
             };
-            if let Err(why) = raft.check_addressed(env.to) {
-                let _ = req.refuse(code::REFUSED, &why.to_string());
-                continue;
-            }
-            match raft.raft().append_entries(env.body).await {
-                Ok(resp) => {
-                    let _ = req.respond(encode(&resp));
-                }
-                Err(e) => {
-                    let _ = req.refuse(code::RAFT, &e.to_string());
-                }
-            }
+            let _ = match raft.handle_append(env.to, env.body).await {
+                Ok(resp) => req.respond(encode(&resp)),
+                Err(e) => req.refuse(refusal_code(&e), &e.to_string()),
+            };
         }
     });
     let raft = kv.clone();
@@ -56,37 +48,27 @@ pub fn serve(node: &HawserNode, kv: KvNode) -> Result<(), ServeError> {
                 }
             };
             let answer = match env.body {
-                VoteCall::Vote(rpc) => match raft.check_vote_request(&env.from, env.to) {
-                    Err(why) => Err((code::REFUSED, why.to_string())),
-                    Ok(()) => raft
-                        .raft()
-                        .vote(rpc)
-                        .await
-                        .map(|r| encode(&r))
-                        .map_err(|e| (code::RAFT, e.to_string())),
-                },
-                VoteCall::PreVote(rpc) => match raft.check_vote_request(&env.from, env.to) {
-                    Err(why) => Err((code::REFUSED, why.to_string())),
-                    Ok(()) => raft
-                        .raft()
-                        .pre_vote(rpc)
-                        .await
-                        .map(|r| encode(&r))
-                        .map_err(|e| (code::RAFT, e.to_string())),
-                },
+                VoteCall::Vote(rpc) => raft
+                    .handle_vote(&env.from, env.to, rpc, false)
+                    .await
+                    .map(|r| encode(&r)),
+                VoteCall::PreVote(rpc) => raft
+                    .handle_vote(&env.from, env.to, rpc, true)
+                    .await
+                    .map(|r| encode(&r)),
                 VoteCall::TransferLeader(rpc) => match raft.check_addressed(env.to) {
-                    Err(why) => Err((code::REFUSED, why.to_string())),
+                    Err(why) => Err(Handle::Refused(why)),
                     Ok(()) => raft
                         .raft()
                         .handle_transfer_leader(rpc)
                         .await
                         .map(|r| encode(&r))
-                        .map_err(|e| (code::RAFT, e.to_string())),
+                        .map_err(|e| Handle::Raft(e.to_string())),
                 },
             };
             let _ = match answer {
                 Ok(bytes) => req.respond(bytes),
-                Err((c, msg)) => req.refuse(c, &msg),
+                Err(e) => req.refuse(refusal_code(&e), &e.to_string()),
             };
         }
     })?;
@@ -173,6 +155,7 @@ async fn receive_snapshot(kv: &KvNode, mut stream: NodeStream) -> std::io::Resul
             header.len
         ))
     } else if let Err(why) = kv.check_addressed(header.to) {
+        // Refused before reading megabytes (`handle_snapshot` checks again).
         Err(why.to_string())
     } else {
         let len = header.len as usize;
@@ -198,8 +181,7 @@ async fn receive_snapshot(kv: &KvNode, mut stream: NodeStream) -> std::io::Resul
             meta: header.meta,
             snapshot: data,
         };
-        kv.raft()
-            .install_full_snapshot(header.vote, snapshot)
+        kv.handle_snapshot(header.to, header.vote, snapshot)
             .await
             .map_err(|e| e.to_string())
     };
@@ -207,4 +189,12 @@ async fn receive_snapshot(kv: &KvNode, mut stream: NodeStream) -> std::io::Resul
     stream.write_u32(answer.len() as u32).await?;
     stream.write_all(&answer).await?;
     stream.shutdown().await
+}
+
+/// The refusal code a network answers an unhandled Raft request with.
+fn refusal_code(e: &Handle) -> u32 {
+    match e {
+        Handle::Refused(_) => code::REFUSED,
+        _ => code::RAFT,
+    }
 }
