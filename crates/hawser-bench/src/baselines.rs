@@ -26,12 +26,12 @@ const UDP_DRAIN: Duration = Duration::from_millis(200);
 const UDP_PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A loopback UDP socket with the kernel buffers hawser asks for on its own sockets
-/// ([`hawser::lsp::SOCKET_BUFFER_BYTES`]), so the baseline is not penalised by smaller ones.
+/// ([`hawser_net::lsp::SOCKET_BUFFER_BYTES`]), so the baseline is not penalised by smaller ones.
 pub async fn udp_socket() -> Result<UdpSocket> {
     let socket = UdpSocket::bind(LOOPBACK).await?;
     let sock = socket2::SockRef::from(&socket);
-    sock.set_recv_buffer_size(hawser::lsp::SOCKET_BUFFER_BYTES)?;
-    sock.set_send_buffer_size(hawser::lsp::SOCKET_BUFFER_BYTES)?;
+    sock.set_recv_buffer_size(hawser_net::lsp::SOCKET_BUFFER_BYTES)?;
+    sock.set_send_buffer_size(hawser_net::lsp::SOCKET_BUFFER_BYTES)?;
     Ok(socket)
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
-use hawser::lsp::{Client, Codec, Server};
+use hawser_net::lsp::{Client, Codec, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UdpSocket;
 use tokio::process::{ChildStdin, ChildStdout, Command};

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
-use hawser::fault_socket::{FaultConfig, FaultySocket};
-use hawser::lsp::{
+use hawser_net::fault_socket::{FaultConfig, FaultySocket};
+use hawser_net::lsp::{
     AckPolicy, Client, Codec, Config, EndpointStats, Params, RetransmitPolicy, Server,
     ServerReadError, Socket,
 };

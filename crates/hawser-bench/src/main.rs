@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
-use hawser::lsp::Codec;
+use hawser_net::lsp::Codec;
 use tokio::time::Instant;
 
 use crate::hawser_rows::Link;

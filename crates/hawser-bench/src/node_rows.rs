@@ -1,4 +1,4 @@
-//! Node-to-node rows: reliable messages between two `hawser::node::Node`s, over a secure
+//! Node-to-node rows: reliable messages between two `hawser_net::node::Node`s, over a secure
 //! (Noise) or a plaintext session, on TCP or on LSP, to set beside raw batched TCP framing
 //! (the issue's target: ≥ 0.8× of it) and to show what encryption costs (secure against
 //! plaintext at 64 B and at 16 KiB, issue 6).
@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use hawser::node::{Delivery, Member, Node, Role};
-use hawser::session::{Security, TransportAddr};
+use hawser_net::node::{Delivery, Member, Node, Role};
+use hawser_net::session::{Security, TransportAddr};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 

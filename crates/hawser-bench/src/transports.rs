@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use hawser::lsp::Codec;
+use hawser_net::lsp::Codec;
 use tokio::time::Instant;
 
 use crate::baselines;
@@ -38,7 +38,7 @@ pub enum Transport {
     TcpBatched,
     /// QUIC (quinn), one bidirectional stream of length-prefixed messages.
     Quinn,
-    /// Two `hawser::node::Node`s, reliable messages over a Noise session on TCP (the default).
+    /// Two `hawser_net::node::Node`s, reliable messages over a Noise session on TCP (the default).
     NodeTcp,
     /// The same over a plaintext session (`Security::DangerPlaintext`).
     NodeTcpPlain,
@@ -145,7 +145,7 @@ impl Transport {
     }
 
     /// The configuration of a hawser row; `None` for a baseline.
-    fn hawser_config(self) -> Option<hawser::lsp::Config> {
+    fn hawser_config(self) -> Option<hawser_net::lsp::Config> {
         match self {
             Transport::HawserBinary => Some(hawser_rows::hawser_config(Codec::Binary)),
             Transport::HawserJson => Some(hawser_rows::hawser_config(Codec::Json)),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hawser::lsp::{Codec, Config, Params};
+use hawser_net::lsp::{Codec, Config, Params};
 use hawser_proto::fault::FaultConfig;
 use hawser_proto::lsp::RetransmitPolicy;
 

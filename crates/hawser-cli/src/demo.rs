@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hawser::lsp::{Client, Codec, Config, ConnStats, EndpointStats, Params, Server};
-use hawser::lsp::{ServerReadError, WriteError};
+use hawser_net::lsp::{Client, Codec, Config, ConnStats, EndpointStats, Params, Server};
+use hawser_net::lsp::{ServerReadError, WriteError};
 use hawser_proto::fault::FaultConfig;
 use tokio::task::JoinSet;
 use tokio::time::Instant;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use hawser::node::{
+use hawser_net::node::{
     Member, MembershipChange, Node, NodeId, PeerEvent, PeerEvents, ReachSettings, Role, Settings,
 };
-use hawser::session::Identity;
+use hawser_net::session::Identity;
 
 /// What the node part of the demo measured.
 pub struct NodeReport {

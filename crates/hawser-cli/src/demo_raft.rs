@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use hawser::fault_relay::FaultyRelay;
-use hawser::fault_socket::FaultConfig;
+use hawser_net::fault_relay::FaultyRelay;
+use hawser_net::fault_socket::FaultConfig;
 use hawser_raft::config::NodeConfig;
 use hawser_raft::server::{Server, ServerConfig, Transport};
 use hawser_raft::store::Storage;

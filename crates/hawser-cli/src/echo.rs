@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use hawser::lsp::{Client, ConnectError, EndReason, EndpointStats, Server, ServerReadError};
+use hawser_net::lsp::{Client, ConnectError, EndReason, EndpointStats, Server, ServerReadError};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::time::Instant;
 use tracing::warn;
@@ -35,7 +35,7 @@ pub async fn server(a: EchoServerArgs) -> Result<ExitCode, CliError> {
     // Tests and scripts wait for that line; make sure it is out.
     let _ = std::io::stdout().flush();
 
-    let mut open: HashSet<hawser::lsp::ConnId> = HashSet::new();
+    let mut open: HashSet<hawser_net::lsp::ConnId> = HashSet::new();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         tokio::select! {

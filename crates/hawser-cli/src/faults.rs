@@ -1,12 +1,12 @@
 //! Binding a socket, with or without injected faults, and reading its fault counters later.
 //!
-//! Everything the CLI needs from [`hawser::fault_socket::FaultySocket`] goes through here.
+//! Everything the CLI needs from [`hawser_net::fault_socket::FaultySocket`] goes through here.
 
 use std::io;
 use std::net::SocketAddr;
 
-use hawser::fault_socket::FaultySocket;
-use hawser::lsp::{Codec, Socket};
+use hawser_net::fault_socket::FaultySocket;
+use hawser_net::lsp::{Codec, Socket};
 use hawser_proto::fault::{FaultConfig, FaultStats};
 
 /// The faults to inject on one socket.
@@ -49,7 +49,7 @@ impl FaultProbe {
 
 /// Binds a UDP socket at `addr`; with `faults`, one that injects them (the codec lets the
 /// injectors recognize Data messages). Either way its kernel buffers are enlarged to
-/// `hawser::lsp::SOCKET_BUFFER_BYTES`, as hawser does for its own plain sockets: with the OS default
+/// `hawser_net::lsp::SOCKET_BUFFER_BYTES`, as hawser does for its own plain sockets: with the OS default
 /// (about 200 KiB on Linux) a full window overflows the receiver's buffer.
 ///
 /// # Errors

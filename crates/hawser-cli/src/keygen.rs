@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use hawser::session::Identity;
+use hawser_net::session::Identity;
 
 /// Arguments of `hawser keygen`.
 #[derive(clap::Args, Debug)]

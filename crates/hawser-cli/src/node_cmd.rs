@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hawser::node::{Delivery, Group, Member, Node, Role};
-use hawser::session::{Identity, PeerId, Security, TransportAddr};
+use hawser_net::node::{Delivery, Group, Member, Node, Role};
+use hawser_net::session::{Identity, PeerId, Security, TransportAddr};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// One `--peer ID=ADDR[/ROLE][#PEERID]`: role `member` (default), `follower` or `temporary`;

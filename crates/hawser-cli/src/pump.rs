@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use hawser::lsp::{Client, ClientReadError, WriteError};
+use hawser_net::lsp::{Client, ClientReadError, WriteError};
 use tokio::time::Instant;
 
 use crate::payload::{self, EchoCheck};

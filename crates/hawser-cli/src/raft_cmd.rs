@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hawser::session::Identity as KeyIdentity;
+use hawser_net::session::Identity as KeyIdentity;
 use hawser_raft::config::NodeConfig;
 use hawser_raft::http::{self, HttpLimits};
 use hawser_raft::server::{Server, ServerConfig, Transport};

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hawser::node::{Member, Node as HawserNode, ReliableTransport, Role, Settings};
+use hawser_net::node::{Member, Node as HawserNode, ReliableTransport, Role, Settings};
 use tracing::{info, warn};
 
 use crate::app::{KvNode, StartError as AppStartError};
@@ -78,7 +78,7 @@ impl ServerConfig {
 pub enum ServerError {
     /// The hawser node did not start (an address in use, invalid settings).
     #[error("network: {0}")]
-    Network(#[from] hawser::node::StartError),
+    Network(#[from] hawser_net::node::StartError),
     /// The Raft node did not start.
     #[error("raft: {0}")]
     Raft(#[from] AppStartError),
@@ -184,7 +184,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let m = member(id, addr, transport)?;
         self.network
-            .change_membership(hawser::node::MembershipChange::Add(m))
+            .change_membership(hawser_net::node::MembershipChange::Add(m))
             .map_err(|e| ServerError::Network(e.into()))
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hawser::node::{Member, MemoryHub, Node, ReachSettings, Role, Settings};
+use hawser_net::node::{Member, MemoryHub, Node, ReachSettings, Role, Settings};
 use hawser_raft::net::ReachBackoff;
 
 async fn start(hub: &MemoryHub, id: u64) -> Node {

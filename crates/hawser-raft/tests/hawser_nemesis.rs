@@ -38,8 +38,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hawser::node::MembershipChange;
 use hawser_common::*;
+use hawser_net::node::MembershipChange;
 use hawser_raft::check::{Event, History, Op, Outcome};
 use hawser_raft::server::{Server, Transport};
 use hawser_raft::types::{NodeId, Request};

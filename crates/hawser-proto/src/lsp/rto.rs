@@ -26,7 +26,7 @@ const GRANULARITY: Duration = Duration::from_millis(1);
 /// How long a driver may hold back the acknowledgements caused by what a reader received,
 /// waiting for the reply the application writes next (so that they leave in the same
 /// datagram, like TCP's delayed ACK, but far shorter than the RTO floor). The tokio driver
-/// (`hawser::lsp`) uses exactly this.
+/// (`hawser_net::lsp`) uses exactly this.
 pub const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// The longest a hawser receiver holds an acknowledgement back: [`ACK_DELAY`] plus one timer

@@ -2,7 +2,7 @@
 //!
 //! A distributed application (a Paxos or Raft node, a replicated store) addresses its peers by
 //! [`NodeId`] only. This module holds everything about that layer that needs no socket and no
-//! clock; the tokio layer (`hawser::node`) moves the bytes.
+//! clock; the tokio layer (`hawser_net::node`) moves the bytes.
 //!
 //! # Organization
 //! - [`NodeId`], [`Role`], [`Group`] and [`Delivery`]: the vocabulary.

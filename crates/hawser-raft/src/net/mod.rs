@@ -1,7 +1,7 @@
 //! openraft over hawser: the network adapter.
 //!
-//! Every Raft RPC is a hawser request to a node id ([`hawser::node::Node::request`]), with
-//! openraft's deadline, and every snapshot a hawser stream ([`hawser::node::Node::open_stream`]),
+//! Every Raft RPC is a hawser request to a node id ([`hawser_net::node::Node::request`]), with
+//! openraft's deadline, and every snapshot a hawser stream ([`hawser_net::node::Node::open_stream`]),
 //! so that a snapshot of many megabytes never delays heartbeats and appends. Sessions are
 //! encrypted and authenticated as the hawser node is configured.
 //!
@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hawser::node::{Node as HawserNode, NodeStream, RequestError, RequestOptions};
-use hawser::session::{Protocol, ProtocolId};
+use hawser_net::node::{Node as HawserNode, NodeStream, RequestError, RequestOptions};
+use hawser_net::session::{Protocol, ProtocolId};
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     RPCError, ReplicationClosed, StreamingError, Timeout as RpcTimeout, Unreachable,

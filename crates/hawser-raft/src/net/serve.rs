@@ -7,7 +7,7 @@ use super::*;
 pub enum ServeError {
     /// hawser refused to serve a protocol (already served, node stopped).
     #[error(transparent)]
-    Hawser(#[from] hawser::node::ServeError),
+    Hawser(#[from] hawser_net::node::ServeError),
 }
 
 /// Serves `kv`'s Raft protocols on `node` until the node stops: appends in arrival order,

@@ -1,0 +1,92 @@
+//! Sessions: authenticated, encrypted, multiplexed connections between nodes, carrying named
+//! protocols on their own streams over swappable transports.
+//!
+//! # Organization
+//! Bottom to top:
+//! - [`transport`]: byte streams (TCP, in-memory duplex) and message transports (LSP,
+//!   WebSocket, in-memory channels), addressed by [`TransportAddr`] (`tcp://`, `lsp://`,
+//!   `ws://`, `mem://`).
+//! - [`framing`]: the 2-byte length prefix on byte streams and the message envelope (with an
+//!   explicit counter) on message transports.
+//! - [`identity`]: ed25519 [`Identity`], [`PublicKey`], printable [`PeerId`], key files.
+//! - [`noise`]: the Noise `XX_25519_ChaChaPoly_SHA256` handshake bound to identities, and
+//!   transport-mode encryption, sans-IO.
+//! - [`mux`]: yamux with lowered bounds ([`MuxConfig`]).
+//! - [`registry`]: numbered, named, versioned protocols and their negotiation.
+//! - The session API: [`SessionConfig`], [`connect`], [`accept`], [`dial`], [`Listener`],
+//!   [`Session`], [`Stream`].
+//!
+//! `docs/security.md` describes the threat model, the handshake and the limits.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use hawser_net::session::{
+//!     accept, connect, memory_duplex_pair, Identity, Link, NetworkId, Protocol, ProtocolId,
+//!     SessionConfig,
+//! };
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! const ECHO: ProtocolId = ProtocolId(1024);
+//! let config = |secret: u8| {
+//!     let mut c = SessionConfig::new(
+//!         Arc::new(Identity::from_secret_bytes(&[secret; 32])),
+//!         NetworkId::new("example").unwrap(),
+//!     );
+//!     c.protocols.register(Protocol::new(ECHO, "echo", &[1]).unwrap()).unwrap();
+//!     c
+//! };
+//! let (a, b) = (config(1), config(2));
+//! let (left, right) = memory_duplex_pair(64 * 1024);
+//! let pin = Some(b.identity.peer_id()); // the dialer pins the peer it expects
+//! let (client, server) = tokio::try_join!(
+//!     connect(Link::bytes(left), &a, pin),
+//!     accept(Link::bytes(right), &b),
+//! )?;
+//! assert_eq!(server.peer_id(), a.identity.peer_id());
+//!
+//! let mut incoming = server.incoming(ECHO)?;
+//! let mut stream = client.open(ECHO).await?;
+//! stream.write_all(b"hello").await?;
+//! let mut inbound = incoming.accept().await.unwrap();
+//! let mut buf = [0u8; 5];
+//! inbound.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"hello");
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod error;
+pub mod framing;
+pub mod identity;
+mod listener;
+pub mod mux;
+pub mod noise;
+pub mod registry;
+mod sealed;
+mod secure;
+#[allow(clippy::module_inception)] // the issue names the file: session/session.rs
+mod session;
+mod stream;
+pub mod transport;
+
+pub use error::{
+    CloseReason, ConfigError, CryptoError, DialError, HandshakeError, IncomingError, ListenError,
+    OpenError,
+};
+pub use identity::{Identity, KeyError, PeerId, PublicKey};
+pub use listener::{Listener, ListenerStats};
+pub use mux::MuxConfig;
+pub use noise::{NetworkId, NoiseCipher};
+pub use registry::{
+    Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
+};
+pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
+pub use stream::{Incoming, Stream, STREAM_HEADER_LEN};
+pub use transport::{
+    memory_duplex_pair, memory_message_pair, ByteStream, Link, MessageTransport, TransportAddr,
+    TransportConfig,
+};
