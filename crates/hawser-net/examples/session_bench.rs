@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::{
     dial, Identity, Listener, NetworkId, Protocol, ProtocolId, Security, Session, SessionConfig,
     TransportAddr, TransportConfig,

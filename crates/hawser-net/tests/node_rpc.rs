@@ -93,7 +93,7 @@ async fn request_response(kind: Kind) {
             (i, r)
         }
     });
-    for (i, r) in futures::future::join_all(calls).await {
+    for (i, r) in futures_util::future::join_all(calls).await {
         assert_eq!(&r.unwrap()[..], &i.to_be_bytes());
     }
     // A request as large as a message may be (1 MiB here), over every transport.

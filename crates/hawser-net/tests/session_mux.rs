@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::framing::byte_codec;
 use hawser_net::session::noise::{Handshake, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use hawser_net::session::{

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::{
     accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, CryptoError,
     DialError, HandshakeError, Identity, Link, Listener, Security, Session, TransportAddr,

@@ -170,7 +170,7 @@ impl AsyncRead for Stream {
         let room = buf.remaining().min(READ_WINDOW);
         let dst = buf.initialize_unfilled_to(room);
         let raw = Pin::new(self.io.get_mut());
-        let n = std::task::ready!(futures::AsyncRead::poll_read(raw, cx, dst))?;
+        let n = std::task::ready!(futures_util::io::AsyncRead::poll_read(raw, cx, dst))?;
         buf.advance(n);
         Poll::Ready(Ok(()))
     }

@@ -24,21 +24,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{ConnId, Message, MsgType, SeqNum, WireError};
-
-/// Go's `base64.StdEncoding` when decoding: padding required, non-zero trailing bits ignored.
-const GO_STD_DECODE: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
-);
 
 const TYPE: &str = "{\"Type\":";
 const CONN: &str = ",\"ConnID\":";
@@ -252,9 +241,35 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, WireError> {
     } else {
         Cow::Borrowed(text)
     };
-    GO_STD_DECODE
-        .decode(text.as_bytes())
+    // Go's `base64.StdEncoding` requires padding but ignores non-zero trailing bits, which a
+    // strict decoder rejects: clear them in the last character before the padding.
+    let mut text = text.into_owned().into_bytes();
+    let pad = text.iter().rev().take_while(|&&b| b == b'=').count();
+    if let (1 | 2, Some(i)) = (pad, text.len().checked_sub(pad + 1)) {
+        let unused = if pad == 2 { 0b1111 } else { 0b11 };
+        if let Some(v) = base64_value(text[i]) {
+            text[i] = STANDARD_ALPHABET[usize::from(v & !unused)];
+        }
+    }
+    base64_simd::STANDARD
+        .decode_to_vec(&text)
         .map_err(|_| WireError::Malformed("invalid base64 payload"))
+}
+
+/// The standard base64 alphabet, by value.
+const STANDARD_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The value of one standard base64 character, `None` outside the alphabet.
+fn base64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
 }
 
 /// A JSON number as read, before range checks (so that they can produce precise errors).
@@ -561,6 +576,10 @@ mod tests {
         ];
         for json in cases {
             assert_eq!(decode(json.as_bytes()), Ok(hello.clone()), "{json}");
+        }
+        // Trailing bits before one and before two padding characters.
+        for (text, plain) in [("aGl=", &b"hi"[..]), ("aB==", b"h"), ("aP==", b"h")] {
+            assert_eq!(base64_decode(text).as_deref(), Ok(plain), "{text}");
         }
         // Missing fields are zero: `{}` is a Connect with ISN 0.
         assert_eq!(decode(b"{}"), Ok(Message::connect(SeqNum(0))));

@@ -295,7 +295,7 @@ async fn a_batch_send_copied_in_slices_keeps_order_and_stops_at_a_full_queue() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn senders_waiting_for_room_are_woken_once_the_queue_is_half_drained() {
-    use futures::FutureExt;
+    use futures_util::FutureExt;
     // Ten messages of 40 KiB, room for ten: each lies in a buffer of its own, so each batch
     // is one message.
     let mut settings = Settings::default();

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{Sink, Stream};
+use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -430,7 +430,7 @@ impl MessageTransport for ChannelTransport {
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
+    use futures_util::StreamExt;
 
     use super::*;
 
@@ -459,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_loopback_lsp_link_carries_one_large_message_whole_both_ways() {
-        use futures::SinkExt;
+        use futures_util::SinkExt;
 
         let config = TransportConfig::default();
         let addr: TransportAddr = "lsp://127.0.0.1:0".parse().unwrap();
