@@ -51,3 +51,10 @@ pub use hawser_proto as proto;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of the documents in `docs/`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/lsp.md")]
+#[doc = include_str!("../../../docs/node.md")]
+#[doc = include_str!("../../../docs/reachability.md")]
+pub struct DocsDoctests;
