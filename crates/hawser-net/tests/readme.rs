@@ -55,7 +55,10 @@ fn the_quick_start_dependencies_name_this_version() {
     let (major, minor) = (version.next().unwrap(), version.next().unwrap());
     let line = format!("hawser-net = \"{major}.{minor}\"");
     assert!(deps.starts_with("[dependencies]\n"), "{deps}");
-    assert!(deps.lines().any(|l| l == line), "{line} missing from:\n{deps}");
+    assert!(
+        deps.lines().any(|l| l == line),
+        "{line} missing from:\n{deps}"
+    );
 }
 
 #[test]
