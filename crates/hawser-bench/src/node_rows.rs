@@ -1,7 +1,7 @@
 //! Node-to-node rows: reliable messages between two `hawser_net::node::Node`s, over a secure
 //! (Noise) or a plaintext session, on TCP or on LSP, to set beside raw batched TCP framing
-//! (the issue's target: ≥ 0.8× of it) and to show what encryption costs (secure against
-//! plaintext at 64 B and at 16 KiB, issue 6).
+//! (hawser's target: ≥ 0.8× of it) and to show what encryption costs (secure against
+//! plaintext at 64 B and at 16 KiB).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -288,7 +288,7 @@ impl Report {
             .and_then(|r| r.latency.map(|l| l.p50_us))
     }
 
-    /// Computes the ratios against the issue's targets.
+    /// Computes the ratios against hawser's performance targets.
     pub fn compute_ratios(&mut self) {
         let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -360,7 +360,7 @@ impl Report {
         }
         // The node rows against the references run between them (falling back on the
         // throughput table's rows when the node section ran without them); plaintext rows are
-        // issue 4's like-for-like comparison (raw framing is plaintext too), secure rows what a
+        // the like-for-like comparison (raw framing is plaintext too), secure rows what a
         // node does by default.
         let reference = |name: &str, fallback: &str, size: usize| {
             self.tput(name, size).or_else(|| self.tput(fallback, size))
@@ -398,8 +398,8 @@ impl Report {
                 Some(|v| v >= 1.0),
             );
         }
-        // AES-256-GCM, the cipher quinn negotiates here: no target of its own (the issue's
-        // targets are for the default ChaChaPoly), set beside them to show the cipher's share.
+        // AES-256-GCM, the cipher quinn negotiates here: no target of its own (the targets
+        // are for the default ChaChaPoly), set beside them to show the cipher's share.
         push(
             "node-lsp-aes-batch (secure, AES-GCM) / quinn, msgs/s, 64 B".into(),
             div(

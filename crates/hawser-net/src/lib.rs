@@ -14,6 +14,10 @@
 //!   corruption, for tests and demos; [`fault_relay`] puts one between two endpoints.
 //! - [`node`]: messages, requests and streams to node ids, reachability; [`session`]: the
 //!   encrypted, multiplexed sessions under them.
+//! - [`proto`]: the sans-IO core, [`hawser_proto`], re-exported.
+//!
+//! The repository's `README.md` has a quick start, and its `docs/` directory one document per
+//! topic (nodes, sessions and security, reachability, LSP and its specification, wire formats).
 //!
 //! # Example
 //! An echo over 127.0.0.1 with short epochs:
@@ -51,3 +55,10 @@ pub use hawser_proto as proto;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of the documents in `docs/`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/lsp.md")]
+#[doc = include_str!("../../../docs/node.md")]
+#[doc = include_str!("../../../docs/reachability.md")]
+pub struct DocsDoctests;

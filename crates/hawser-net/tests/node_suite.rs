@@ -1,5 +1,5 @@
 //! The node test suite, run against the in-memory network, the default network on 127.0.0.1
-//! (TCP + UDP), (a subset) the default network with reliable delivery over LSP, and the
+//! (TCP + UDP), the default network with reliable delivery over LSP, and the
 //! default network with reliable delivery over each session transport (`ws://`, `mem://`,
 //! `lsp://`; unreliable datagrams still go over UDP).
 

@@ -3,16 +3,25 @@
 //! Protocol state machines that take bytes and a `now: Instant`, and give back datagrams to
 //! send, the next deadline and events. They own no socket, no task and no clock, and draw
 //! randomness only from seeds they are given; so every behaviour can be tested deterministically
-//! on simulated time (`hawser-sim`), and the tokio layer (`hawser`) only moves bytes and time.
+//! on simulated time (`hawser-sim`), and the tokio layer (`hawser-net`) only moves bytes and
+//! time.
 //!
 //! # Layers
 //! - [`wire`]: message formats only, stateless: the reference-compatible JSON codec, the binary
-//!   codec, the LSP checksum. Decoders never panic.
+//!   codec, the LSP checksum, and the node layer's frames, reachability events and requests.
+//!   Decoders never panic.
 //! - [`lsp`]: the Live Sequence Protocol: [`lsp::ClientEndpoint`], [`lsp::ServerEndpoint`] and
 //!   the [`lsp::Connection`] they own.
+//! - [`node`]: the node layer's sans-IO parts: node ids, roles and groups, the membership, and
+//!   each destination's bounded send queue.
+//! - [`reach`]: reachability: peer liveness as leases, each address's existence and
+//!   reachability, and flooded events with de-duplication.
 //! - [`fault`]: a seeded fault injector (loss, delay, duplication, reordering, corruption) used by
 //!   the simulator and by the fault-injecting socket.
 //! - [`transmit`]: the [`DatagramEndpoint`] boundary every driver uses.
+//!
+//! The LSP specification this crate implements is `docs/lsp-spec.md` in the repository; comments
+//! cite its sections ("spec 3.3").
 //!
 //! # Glossary
 //! - **endpoint**: one side's protocol state for one socket (a client, or a server and all its

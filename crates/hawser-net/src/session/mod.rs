@@ -9,12 +9,13 @@
 //! - [`framing`]: the 2-byte length prefix on byte streams and the message envelope (with an
 //!   explicit counter) on message transports.
 //! - [`identity`]: ed25519 [`Identity`], [`PublicKey`], printable [`PeerId`], key files.
-//! - [`noise`]: the Noise `XX_25519_ChaChaPoly_SHA256` handshake bound to identities, and
-//!   transport-mode encryption, sans-IO.
+//! - [`noise`]: the Noise `XX` handshake (ChaCha20-Poly1305 or AES-256-GCM) bound to
+//!   identities, and transport-mode encryption, sans-IO.
 //! - [`mux`]: yamux with lowered bounds ([`MuxConfig`]).
 //! - [`registry`]: numbered, named, versioned protocols and their negotiation.
 //! - The session API: [`SessionConfig`], [`connect`], [`accept`], [`dial`], [`Listener`],
 //!   [`Session`], [`Stream`].
+//! - [`error`]: why a handshake, a stream or a session failed.
 //!
 //! `docs/security.md` describes the threat model, the handshake and the limits.
 //!
@@ -68,7 +69,7 @@ pub mod noise;
 pub mod registry;
 mod sealed;
 mod secure;
-#[allow(clippy::module_inception)] // the issue names the file: session/session.rs
+#[allow(clippy::module_inception)] // `Session` lives in session/session.rs
 mod session;
 mod stream;
 pub mod transport;
