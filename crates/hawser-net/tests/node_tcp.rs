@@ -9,6 +9,7 @@ use std::time::Duration;
 use hawser_net::node::{Delivery, NodeId, OversizeDatagram, NODE_MESSAGES};
 use hawser_net::session::Security;
 use hawser_proto::wire::node::FrameKind;
+use hawser_proto::wire::refusal::Refusal;
 use node_common::{
     eventually, framed_hello, next, raw_session, raw_session_with, session_closed, stop_all,
     Cluster, Kind,
@@ -16,14 +17,15 @@ use node_common::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Waits until the node closes the connection (read returns 0 or an error).
+/// Waits until the node closes the connection (reads reach the end or fail), after a
+/// refusal or nothing.
 async fn closed_by_node(s: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-    assert!(
-        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
-        "connection not closed: {r:?}"
-    );
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "connection not closed");
+    if let Some(body) = got.get(2..) {
+        assert!(Refusal::parse(body).is_ok(), "not a refusal: {got:?}");
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,7 @@ pub use error::{
     CloseReason, ConfigError, CryptoError, DialError, HandshakeError, IncomingError, ListenError,
     OpenError,
 };
+pub use hawser_proto::wire::refusal::{Refusal, RefusalReason};
 pub use identity::{Identity, KeyError, PeerId, PublicKey};
 pub use listener::{Listener, ListenerStats};
 pub use mux::MuxConfig;

@@ -30,7 +30,9 @@ pub enum Security {
     /// Noise XX with AES-256-GCM ([`NoiseCipher::AesGcm`]): the same guarantees, faster on
     /// CPUs with AES instructions (`docs/security.md`). Every node of a cluster must choose
     /// the same; a peer with another cipher fails the handshake with
-    /// [`HandshakeError::CipherMismatch`](super::HandshakeError::CipherMismatch).
+    /// [`HandshakeError::CipherMismatch`](super::HandshakeError::CipherMismatch) at the end
+    /// that refuses it, and [`HandshakeError::Refused`](super::HandshakeError::Refused) at the
+    /// other.
     NoiseAesGcm,
     /// **No encryption and no authentication**: the peer's identity is only claimed, and
     /// anyone on the path can read, alter and inject traffic. For benchmarks and for
