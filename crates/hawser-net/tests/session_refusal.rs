@@ -6,9 +6,9 @@ mod session_common;
 
 use hawser_net::proto::wire::refusal::Refusal;
 use hawser_net::session::{
-    accept, connect, dial, memory_duplex_pair, memory_message_pair, DialError, HandshakeError,
-    Identity, Link, Protocol, ProtocolId, RefusalReason, Security, Session, SessionConfig,
-    TransportConfig,
+    accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, DialError,
+    HandshakeError, Identity, Link, Protocol, ProtocolId, RefusalReason, Security, Session,
+    SessionConfig, TransportConfig,
 };
 use session_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -237,8 +237,9 @@ async fn a_peer_of_another_version_is_told_which_version_the_acceptor_speaks() {
     let refusal = Refusal::parse(&body).unwrap();
     assert_eq!(refusal.reason(), RefusalReason::VersionMismatch);
     assert_eq!(refusal.detail(), "2");
-    // Then the acceptor closes.
+    // Then the acceptor ends its side, and waits (briefly) for ours to end.
     assert_eq!(l.read(&mut head).await.unwrap(), 0);
+    drop(l);
     let err = server.await.unwrap().unwrap_err();
     assert!(
         matches!(err, HandshakeError::VersionMismatch { ours: 2, theirs: 7 }),
@@ -279,4 +280,23 @@ async fn a_garbled_refusal_is_malformed_not_a_reason() {
     r.write_all(&bad).await.unwrap();
     let err = client.await.unwrap().unwrap_err();
     assert!(matches!(err, HandshakeError::Malformed("refusal")), "{err}");
+}
+
+#[tokio::test]
+async fn a_refusal_after_the_handshake_ends_the_peers_session_with_its_reason() {
+    let (a, b) = (config(1), config(2));
+    for via in ALL {
+        let (ca, cb) = handshake(via, &a, &b, None).await;
+        let (client, server) = (ca.unwrap(), cb.unwrap());
+        let refusal = Refusal::new(RefusalReason::NotMember, "node#7");
+        tokio::time::timeout(STEP, server.refuse(&refusal))
+            .await
+            .expect("refuse hung");
+        let reason = tokio::time::timeout(STEP, client.closed())
+            .await
+            .expect("session not closed");
+        assert_eq!(reason, CloseReason::Refused(refusal.clone()), "{via:?}");
+        assert_eq!(reason.to_string(), "refused by peer: not a member (node#7)");
+        assert!(server.is_closed());
+    }
 }

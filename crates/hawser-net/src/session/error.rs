@@ -274,6 +274,11 @@ pub enum CloseReason {
     /// The peer broke the multiplexing protocol.
     #[error("mux: {0}")]
     Mux(String),
+    /// The peer refused the session after the handshake and said why
+    /// ([`Session::refuse`](super::Session::refuse)), inside the session: the refusal is
+    /// authenticated.
+    #[error("refused by peer: {0}")]
+    Refused(Refusal),
 }
 
 impl From<OpenError> for io::Error {

@@ -86,7 +86,7 @@ pub use registry::{
     Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
 };
 pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
-pub use stream::{Incoming, Stream, STREAM_HEADER_LEN};
+pub use stream::{Incoming, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{
     memory_duplex_pair, memory_message_pair, ByteStream, Link, MessageTransport, TransportAddr,
     TransportConfig,
