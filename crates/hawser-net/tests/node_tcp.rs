@@ -17,15 +17,14 @@ use node_common::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Waits until the node closes the connection (reads reach the end or fail), after a
-/// refusal or nothing.
-async fn closed_by_node(s: &mut TcpStream) {
+/// Waits until the node closes the connection (reads reach the end or fail); returns the
+/// refusal it sent first, if any.
+async fn closed_by_node(s: &mut TcpStream) -> Option<Refusal> {
     let mut got = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
     assert!(r.is_ok(), "connection not closed");
-    if let Some(body) = got.get(2..) {
-        assert!(Refusal::parse(body).is_ok(), "not a refusal: {got:?}");
-    }
+    let body = got.get(2..)?;
+    Some(Refusal::parse(body).unwrap_or_else(|_| panic!("not a refusal: {got:?}")))
 }
 
 #[tokio::test]
@@ -169,7 +168,10 @@ async fn inbound_connections_are_bounded() {
     let addr = nodes[1].local_addr().unwrap();
     let _first = TcpStream::connect(addr).await.unwrap();
     let mut second = TcpStream::connect(addr).await.unwrap();
-    closed_by_node(&mut second).await;
+    // Told why (it has sent nothing, so nothing unread makes the close a reset).
+    let refusal = closed_by_node(&mut second).await.expect("a refusal");
+    assert_eq!(refusal.reason(), RefusalReason::Busy);
+    assert_eq!(refusal.detail(), "max_inbound_connections 1");
     assert_eq!(nodes[1].stats().refused_connections, 1);
     stop_all(&nodes).await;
 }
