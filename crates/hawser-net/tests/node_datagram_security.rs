@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use hawser_net::node::{Delivery, Member, MembershipChange, Node, NodeStats, Role, Settings};
 use hawser_net::session::Security;
 use hawser_proto::wire::node::{Datagram, SealedDatagram, SEALED_HEADER_LEN};
+use hawser_proto::wire::refusal::{Refusal, RefusalReason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -243,12 +244,15 @@ async fn oversized_handshake_prefix_is_refused_at_once() {
     let started = Instant::now();
     // Announces 65,535 bytes, sends a few, and waits.
     tcp.write_all(&[0xff, 0xff, 1, 2, 3]).await.unwrap();
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
-    assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "connection not closed: {read:?}"
-    );
+    // The node answers with a refusal naming the limit, then closes.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "connection not closed");
+    let refusal = got
+        .get(2..)
+        .and_then(|body| Refusal::parse(body).ok())
+        .unwrap_or_else(|| panic!("no refusal: {got:?}"));
+    assert_eq!(refusal.reason(), RefusalReason::TooLarge);
     counted(&node, "handshake failure", |s| s.handshake_failures == 1).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     node.stop().await;

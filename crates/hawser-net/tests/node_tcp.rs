@@ -7,8 +7,9 @@ mod node_common;
 use std::time::Duration;
 
 use hawser_net::node::{Delivery, NodeId, OversizeDatagram, NODE_MESSAGES};
-use hawser_net::session::Security;
+use hawser_net::session::{CloseReason, Identity, RefusalReason, Security};
 use hawser_proto::wire::node::FrameKind;
+use hawser_proto::wire::refusal::Refusal;
 use node_common::{
     eventually, framed_hello, next, raw_session, raw_session_with, session_closed, stop_all,
     Cluster, Kind,
@@ -16,14 +17,14 @@ use node_common::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Waits until the node closes the connection (read returns 0 or an error).
-async fn closed_by_node(s: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-    assert!(
-        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
-        "connection not closed: {r:?}"
-    );
+/// Waits until the node closes the connection (reads reach the end or fail); returns the
+/// refusal it sent first, if any.
+async fn closed_by_node(s: &mut TcpStream) -> Option<Refusal> {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "connection not closed");
+    let body = got.get(2..)?;
+    Some(Refusal::parse(body).unwrap_or_else(|_| panic!("not a refusal: {got:?}")))
 }
 
 #[tokio::test]
@@ -167,7 +168,49 @@ async fn inbound_connections_are_bounded() {
     let addr = nodes[1].local_addr().unwrap();
     let _first = TcpStream::connect(addr).await.unwrap();
     let mut second = TcpStream::connect(addr).await.unwrap();
-    closed_by_node(&mut second).await;
+    // Told why (it has sent nothing, so nothing unread makes the close a reset).
+    let refusal = closed_by_node(&mut second).await.expect("a refusal");
+    assert_eq!(refusal.reason(), RefusalReason::Busy);
+    assert_eq!(refusal.detail(), "max_inbound_connections 1");
     assert_eq!(nodes[1].stats().refused_connections, 1);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn a_non_member_and_a_wrong_pin_hear_why_the_node_refused_them() {
+    let mut c = Cluster::members(Kind::Tcp, 2);
+    c.settings.pins.insert(
+        NodeId(1),
+        vec![Identity::from_secret_bytes(&[1; 32]).peer_id()],
+    );
+    let nodes = c.start_all().await;
+    let addr = nodes[1].local_addr().unwrap();
+    // Node 7 is no member: the session ends with the node's reason, inside the session.
+    let stranger = raw_session(addr, [66; 32]).await;
+    let mut stream = stranger.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(7)).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), stranger.closed())
+        .await
+        .expect("not refused");
+    match &reason {
+        CloseReason::Refused(r) => {
+            assert_eq!(r.reason(), RefusalReason::NotMember);
+            assert_eq!(r.detail(), "node#7");
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    eventually("stranger counted", || nodes[1].stats().unknown_senders >= 1).await;
+    // Node 1 is pinned to identity 1: another key claiming it is refused as such.
+    let impostor = raw_session(addr, [66; 32]).await;
+    let mut stream = impostor.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(1)).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), impostor.closed())
+        .await
+        .expect("not refused");
+    match &reason {
+        CloseReason::Refused(r) => assert_eq!(r.reason(), RefusalReason::PeerMismatch),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    eventually("mismatch counted", || nodes[1].stats().peer_mismatches >= 1).await;
     stop_all(&nodes).await;
 }

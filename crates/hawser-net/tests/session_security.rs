@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::{
     accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, CryptoError,
-    DialError, HandshakeError, Identity, Link, Listener, Security, Session, TransportAddr,
-    TransportConfig,
+    DialError, HandshakeError, Identity, Link, Listener, RefusalReason, Security, Session,
+    TransportAddr, TransportConfig,
 };
 use session_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -69,7 +69,7 @@ async fn wrong_pinned_identity_fails_with_a_typed_error() {
 async fn wrong_network_id_is_refused() {
     let a = config_with(1, "blue", &[(ECHO, "echo", &[1])]);
     let b = config_with(2, "green", &[(ECHO, "echo", &[1])]);
-    // Direct pair: the responder names the mismatch, the initiator sees the close.
+    // Direct pair: the responder names the mismatch, the initiator hears it refused.
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(
         connect(Link::bytes(l), &a, None),
@@ -79,8 +79,17 @@ async fn wrong_network_id_is_refused() {
         matches!(ri, Err(HandshakeError::NetworkMismatch { .. })),
         "{ri:?}"
     );
-    assert!(ci.is_err());
-    // Same in plaintext mode.
+    assert!(
+        matches!(
+            ci,
+            Err(HandshakeError::Refused {
+                reason: RefusalReason::NetworkMismatch,
+                ..
+            })
+        ),
+        "{ci:?}"
+    );
+    // In plaintext mode both ends exchange hellos, so each names the mismatch itself.
     let (pa, pb) = (plaintext(a), plaintext(b));
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(
@@ -115,7 +124,7 @@ async fn aes_gcm_sessions_work_and_a_cipher_mismatch_is_named() {
     assert!(c.is_encrypted() && s.is_encrypted());
     serve_echo(&s);
     echo_roundtrip(&c, 4, 100_000).await;
-    // ChaChaPoly against AES-GCM: the responder names both, the initiator sees the close.
+    // ChaChaPoly against AES-GCM: the responder names both, the initiator hears it refused.
     let b = config_with(2, "n", &[(ECHO, "echo", &[1])]);
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(

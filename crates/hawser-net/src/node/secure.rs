@@ -41,8 +41,9 @@ use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
 use super::rpc::{read_stream_status, NodeStream, StreamError, StreamStatus};
 use crate::session::{
-    self, DialError, HandshakeError, Identity, Incoming, NoiseCipher, OpenError, PeerId, Protocol,
-    ProtocolId, ProtocolRegistry, Session, SessionConfig, Stream, TransportAddr, TransportConfig,
+    self, CloseReason, DialError, HandshakeError, Identity, Incoming, NoiseCipher, OpenError,
+    PeerId, Protocol, ProtocolId, ProtocolRegistry, Refusal, RefusalReason, Session, SessionConfig,
+    Stream, TransportAddr, TransportConfig,
 };
 
 /// The protocol of application messages between nodes (reserved id 1).
@@ -232,7 +233,12 @@ impl SecureConn {
     /// Resolves when the session has ended. Cancel safe.
     pub async fn closed(&mut self) {
         let reason = self.session.closed().await;
-        debug!(peer = %self.session.peer_id(), %reason, "session closed");
+        let peer = self.session.peer_id();
+        if matches!(reason, CloseReason::Refused(_)) {
+            warn!(%peer, %reason, "session ended");
+        } else {
+            debug!(%peer, %reason, "session closed");
+        }
     }
 }
 
@@ -441,8 +447,8 @@ async fn serve<L: Link>(
         cipher,
     };
     tokio::select! {
-        () = serve_protocol(&core, messages, on, true) => {}
-        () = serve_protocol(&core, reach, on, false) => {}
+        () = serve_protocol(&core, &session, messages, on, true) => {}
+        () = serve_protocol(&core, &session, reach, on, false) => {}
         () = serve_app_streams(&core, &session, on) => {}
         () = core.cancel.cancelled() => {}
     }
@@ -559,6 +565,7 @@ struct Accepted {
 /// `hello_timeout`.
 async fn serve_protocol<L: Link>(
     core: &Arc<Core<L>>,
+    session: &Session,
     mut incoming: Incoming,
     on: Accepted,
     messages: bool,
@@ -575,7 +582,7 @@ async fn serve_protocol<L: Link>(
         }
     };
     loop {
-        if !serve_stream(core, stream, on, messages).await {
+        if !serve_stream(core, session, stream, on, messages).await {
             return;
         }
         stream = match incoming.accept().await {
@@ -586,8 +593,11 @@ async fn serve_protocol<L: Link>(
 }
 
 /// Reads one stream: the hello, checked, then frames. `false` when the session must close.
+/// A hello that is malformed, names a node pinned to another identity, or a non-member, is
+/// refused ([`Session::refuse`]), so that the dialler logs the same reason.
 async fn serve_stream<L: Link>(
     core: &Arc<Core<L>>,
+    session: &Session,
     stream: Stream,
     on: Accepted,
     messages: bool,
@@ -606,7 +616,11 @@ async fn serve_stream<L: Link>(
             Ok(h) => h,
             Err(err) => {
                 Counters::bump(&core.counters.bad_hellos);
-                warn!(node = %core.id, %peer, %err, "bad hello: session closed");
+                warn!(node = %core.id, %peer, %err, "refused peer: bad hello");
+                let detail = format!("node hello: {err}");
+                session
+                    .refuse(&Refusal::new(RefusalReason::Malformed, &detail))
+                    .await;
                 return false;
             }
         },
@@ -624,12 +638,19 @@ async fn serve_stream<L: Link>(
     let from = NodeId(hello.from);
     if let Err(err) = check_pin(&core.settings, from, peer) {
         Counters::bump(&core.counters.peer_mismatches);
-        warn!(node = %core.id, %err, "session refused: not the pinned identity");
+        warn!(node = %core.id, %err, "refused peer: not the pinned identity");
+        let detail = format!("{from} is pinned to another identity");
+        session
+            .refuse(&Refusal::new(RefusalReason::PeerMismatch, &detail))
+            .await;
         return false;
     }
     if !core.admit(from, hello.listen) {
         Counters::bump(&core.counters.unknown_senders);
-        warn!(node = %core.id, peer = %from, "hello from a non-member: session closed");
+        warn!(node = %core.id, peer = %from, "refused peer: not a member");
+        session
+            .refuse(&Refusal::new(RefusalReason::NotMember, &from.to_string()))
+            .await;
         return false;
     }
     // Reachability knows the peer by the address it listens on, else by the connection's.

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use bytes::{Bytes, BytesMut};
 use hawser_proto::node::{FrameBatch, Member, Membership, NodeId};
 use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -31,7 +31,7 @@ use super::reach::{memory_addr, Frame};
 use super::rpc::{NodeStream, StreamError};
 use super::secure::{self, SecureConn, SecureCtx};
 use crate::session::transport::{tune_tcp, RawListener};
-use crate::session::{PeerId, TransportAddr};
+use crate::session::{PeerId, Refusal, RefusalReason, TransportAddr};
 
 /// The largest UDP datagram read.
 const RECV_BUFFER: usize = 65_536;
@@ -395,7 +395,8 @@ async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: A
                 }
                 Err(_) => {
                     Counters::bump(&core.counters.refused_connections);
-                    warn!(node = %core.id, %addr, "connection refused: max_inbound_connections");
+                    warn!(node = %core.id, %addr, "refused peer: max_inbound_connections");
+                    refuse_busy(&stream, core.settings.max_inbound_connections);
                 }
             },
             Err(err) => {
@@ -405,6 +406,26 @@ async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: A
             }
         }
     }
+}
+
+/// Tells a TCP connection refused at the inbound bound why, as the session handshake would
+/// (a refusal frame), without waiting: one write into the empty send buffer of a fresh
+/// socket, or nothing. A hint only, and best effort: the dialler's first handshake message
+/// may still be unread when the socket closes, and TCP then resets the connection, which
+/// may discard the refusal before the dialler reads it.
+fn refuse_busy(stream: &TcpStream, limit: usize) {
+    let refusal = Refusal::new(
+        RefusalReason::Busy,
+        &format!("max_inbound_connections {limit}"),
+    );
+    let mut frame = Vec::with_capacity(2 + refusal.buffer_len());
+    // A refusal is at most MAX_REFUSAL_LEN (145) bytes.
+    frame.extend_from_slice(&(refusal.buffer_len() as u16).to_be_bytes());
+    refusal.emit(&mut frame);
+    // Read what already arrived, so that closing resets the connection less often.
+    let mut scratch = [0u8; 512];
+    let _ = stream.try_read(&mut scratch);
+    let _ = stream.try_write(&frame);
 }
 
 /// Accepts sessions on an extra listener (`lsp_listen`, `Settings::listen_also`).

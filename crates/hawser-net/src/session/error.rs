@@ -2,6 +2,8 @@
 
 use std::io;
 
+use hawser_proto::wire::refusal::{Refusal, RefusalReason};
+
 use super::identity::PeerId;
 use super::registry::ProtocolId;
 
@@ -15,10 +17,22 @@ pub enum HandshakeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Io(#[from] io::Error),
-    /// The peer closed the transport before the handshake finished (a responder refusing a
-    /// foreign network, version or identity does this).
+    /// The peer closed the transport before the handshake finished without saying why (a
+    /// peer that sends no refusal, or one that failed for a reason it does not name).
     #[error("the peer closed the transport during the handshake")]
     Closed,
+    /// The peer refused the handshake and said why before closing the transport: the same
+    /// reason its own error names ([`refusal_reason`](Self::refusal_reason) is equal on both
+    /// ends). Sent before any key exists, a refusal is not authenticated: it only explains
+    /// the end of this handshake (`docs/security.md`, "Refusals").
+    #[error("refused by peer: {reason}{}", in_parentheses(detail))]
+    Refused {
+        /// Why.
+        reason: RefusalReason,
+        /// For a mismatch, both values from this end's point of view (`ours "a", theirs
+        /// "b"`); otherwise the peer's explanation, possibly empty.
+        detail: String,
+    },
     /// Noise failed: a message did not decrypt (altered, or made with a different prologue,
     /// i.e. another network id or version) or the crypto backend failed.
     #[error("noise: {0}")]
@@ -32,7 +46,7 @@ pub enum HandshakeError {
         max: usize,
     },
     /// The peer belongs to another network (cluster).
-    #[error("peer is on network {theirs:?}, this node on {ours:?}")]
+    #[error("refused peer: network id mismatch (ours {ours:?}, theirs {theirs:?})")]
     NetworkMismatch {
         /// This node's network id.
         ours: String,
@@ -40,7 +54,7 @@ pub enum HandshakeError {
         theirs: String,
     },
     /// The peer speaks another version of the session protocol.
-    #[error("peer speaks session protocol version {theirs}, this node {ours}")]
+    #[error("refused peer: session protocol version mismatch (ours {ours}, theirs {theirs})")]
     VersionMismatch {
         /// This node's version.
         ours: u16,
@@ -49,7 +63,7 @@ pub enum HandshakeError {
     },
     /// The peer protects its sessions otherwise: another Noise cipher, or plaintext mode
     /// against Noise. Every node of a cluster must use the same `Security`.
-    #[error("peer uses {theirs}, this node {ours}")]
+    #[error("refused peer: cipher mismatch (ours {ours}, theirs {theirs})")]
     CipherMismatch {
         /// What this node uses.
         ours: String,
@@ -63,7 +77,7 @@ pub enum HandshakeError {
     #[error("the peer's identity signature does not verify")]
     BadSignature,
     /// The peer proved (or, in plaintext mode, claimed) another identity than the pinned one.
-    #[error("expected peer {expected}, the peer is {actual}")]
+    #[error("refused peer: not the expected identity (expected {expected}, the peer is {actual})")]
     PeerMismatch {
         /// The pinned `PeerId`.
         expected: PeerId,
@@ -73,6 +87,57 @@ pub enum HandshakeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+impl HandshakeError {
+    /// Why the handshake was refused, by this end (a mismatch, a pin, a message too large or
+    /// malformed, a bad signature) or by the peer ([`Refused`](Self::Refused)); `None` for
+    /// failures that refuse nobody (transport, timeout, a close without a reason, crypto,
+    /// configuration).
+    pub fn refusal_reason(&self) -> Option<RefusalReason> {
+        match self {
+            HandshakeError::Refused { reason, .. } => Some(*reason),
+            other => other.refusal().map(|r| r.reason()),
+        }
+    }
+
+    /// Whether the peer refused the handshake ([`Refused`](Self::Refused)).
+    pub fn is_refused_by_peer(&self) -> bool {
+        matches!(self, HandshakeError::Refused { .. })
+    }
+
+    /// The refusal this end sends for this error, if it refuses the peer. It names no
+    /// identity: it may travel in clear.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let (reason, detail) = match self {
+            HandshakeError::VersionMismatch { ours, .. } => {
+                (RefusalReason::VersionMismatch, ours.to_string())
+            }
+            HandshakeError::CipherMismatch { ours, .. } => {
+                (RefusalReason::CipherMismatch, ours.clone())
+            }
+            HandshakeError::NetworkMismatch { ours, .. } => {
+                (RefusalReason::NetworkMismatch, ours.clone())
+            }
+            HandshakeError::PeerMismatch { .. } => (RefusalReason::PeerMismatch, String::new()),
+            HandshakeError::TooLarge { max, .. } => {
+                (RefusalReason::TooLarge, format!("limit {max} bytes"))
+            }
+            HandshakeError::Malformed(what) => (RefusalReason::Malformed, (*what).to_owned()),
+            HandshakeError::BadSignature => (RefusalReason::BadSignature, String::new()),
+            _ => return None,
+        };
+        Some(Refusal::new(reason, &detail))
+    }
+}
+
+/// `" (text)"`, or nothing for an empty text.
+fn in_parentheses(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" ({text})")
+    }
 }
 
 /// Why a message of an established session could not be encrypted or decrypted. Any of these
@@ -209,6 +274,11 @@ pub enum CloseReason {
     /// The peer broke the multiplexing protocol.
     #[error("mux: {0}")]
     Mux(String),
+    /// The peer refused the session after the handshake and said why
+    /// ([`Session::refuse`](super::Session::refuse)), inside the session: the refusal is
+    /// authenticated.
+    #[error("refused by peer: {0}")]
+    Refused(Refusal),
 }
 
 impl From<OpenError> for io::Error {

@@ -16,9 +16,16 @@
 //! 0x00 | u64 counter, BE | ciphertext      data (counter = the Noise nonce)
 //! 0x01..=0x03 | handshake message          handshake step 1, 2 or 3
 //! 0x04 | hello                             plaintext-mode hello
+//! 0x05 | refusal                           why the handshake was refused
 //! ```
 //! The explicit counter lets the receiver drop a retransmitted duplicate before decryption;
 //! a late duplicate of a handshake step is dropped too.
+//!
+//! # Refusals
+//! An end that refuses the handshake sends a refusal (`hawser_proto::wire::refusal`) before it
+//! closes: on byte streams as a frame of its own (a refusal starts with `hawser-refusal` and
+//! is at most 145 bytes, shorter than any Noise handshake message 2 or 3, so
+//! `wire::refusal::is_refusal` tells them apart), on message transports behind kind `0x05`.
 
 use tokio_util::codec::LengthDelimitedCodec;
 
@@ -38,6 +45,7 @@ pub fn put_data_header(out: &mut [u8], counter: u64) {
     out[1..DATA_HEADER_LEN].copy_from_slice(&counter.to_be_bytes());
 }
 const KIND_HELLO: u8 = 0x04;
+const KIND_REFUSAL: u8 = 0x05;
 
 /// A length-delimited codec with a 2-byte big-endian length and frames of at most
 /// `max_frame` bytes (itself at most 65,535).
@@ -67,6 +75,8 @@ pub enum Envelope<'a> {
     },
     /// A plaintext-mode hello.
     Hello(&'a [u8]),
+    /// A refusal (`hawser_proto::wire::refusal`), ending the handshake.
+    Refusal(&'a [u8]),
 }
 
 impl<'a> Envelope<'a> {
@@ -92,6 +102,7 @@ impl<'a> Envelope<'a> {
                 body: rest,
             }),
             KIND_HELLO => Ok(Envelope::Hello(rest)),
+            KIND_REFUSAL => Ok(Envelope::Refusal(rest)),
             _ => Err(CryptoError::Malformed),
         }
     }
@@ -112,6 +123,10 @@ impl<'a> Envelope<'a> {
                 out.push(KIND_HELLO);
                 out.extend_from_slice(body);
             }
+            Envelope::Refusal(body) => {
+                out.push(KIND_REFUSAL);
+                out.extend_from_slice(body);
+            }
         }
     }
 
@@ -119,7 +134,9 @@ impl<'a> Envelope<'a> {
     pub fn buffer_len(&self) -> usize {
         match self {
             Envelope::Data { body, .. } => DATA_HEADER_LEN + body.len(),
-            Envelope::Handshake { body, .. } | Envelope::Hello(body) => 1 + body.len(),
+            Envelope::Handshake { body, .. } | Envelope::Hello(body) | Envelope::Refusal(body) => {
+                1 + body.len()
+            }
         }
     }
 }
@@ -163,6 +180,7 @@ mod tests {
                 vec![2, b'h'],
             ),
             (Envelope::Hello(b""), vec![4]),
+            (Envelope::Refusal(b"r"), vec![5, b'r']),
         ];
         for (env, bytes) in cases {
             let mut out = vec![];
@@ -177,6 +195,7 @@ mod tests {
     fn malformed_envelopes_are_errors() {
         assert!(Envelope::parse(&[]).is_err());
         assert!(Envelope::parse(&[0, 1, 2]).is_err());
+        assert!(Envelope::parse(&[6]).is_err());
         assert!(Envelope::parse(&[9]).is_err());
     }
 

@@ -78,6 +78,7 @@ pub use error::{
     CloseReason, ConfigError, CryptoError, DialError, HandshakeError, IncomingError, ListenError,
     OpenError,
 };
+pub use hawser_proto::wire::refusal::{Refusal, RefusalReason};
 pub use identity::{Identity, KeyError, PeerId, PublicKey};
 pub use listener::{Listener, ListenerStats};
 pub use mux::MuxConfig;
@@ -86,7 +87,7 @@ pub use registry::{
     Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
 };
 pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
-pub use stream::{Incoming, Stream, STREAM_HEADER_LEN};
+pub use stream::{Incoming, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{
     memory_duplex_pair, memory_message_pair, ByteStream, Link, MessageTransport, TransportAddr,
     TransportConfig,

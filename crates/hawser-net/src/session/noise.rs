@@ -14,6 +14,11 @@
 //!   suite is 0 for plaintext mode, 1 for ChaChaPoly and 2 for AESGCM. Two ends with different
 //!   prologues cannot finish the handshake. The first message also carries the same bytes in
 //!   clear so the responder can refuse a foreign network, version or cipher with a typed error.
+//! - An end that refuses the other after the first message it receives (the responder after
+//!   message 1, the initiator after message 2) sends a refusal in place of its next message
+//!   ([`framing`](super::framing), `hawser_proto::wire::refusal`), so that the refused end
+//!   fails with [`HandshakeError::Refused`] naming the same reason. A plaintext hello where a
+//!   Noise message is expected (and the other way round) is named as a cipher mismatch.
 //! - An *identity payload* is `u8 1 | ed25519 public key (32) | signature (64) | protocol
 //!   list` (see [`registry`](super::registry)), where the signature is over
 //!   [`STATIC_KEY_CONTEXT`] followed by the sender's Noise static X25519 public key (as in
@@ -59,10 +64,13 @@ pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 pub const MAX_NETWORK_ID: usize = 64;
 
 const PROLOGUE_MAGIC: &[u8] = b"hawser-session";
+/// Bytes of a Noise ephemeral (X25519) public key, at the front of the first message.
+const EPHEMERAL_KEY_LEN: usize = 32;
 const PAYLOAD_VERSION: u8 = 1;
 
 /// The AEAD of a Noise session: every node of a cluster must use the same one; a peer with
-/// another is refused with [`HandshakeError::CipherMismatch`].
+/// another is refused with [`HandshakeError::CipherMismatch`] (and hears
+/// [`HandshakeError::Refused`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum NoiseCipher {
     /// ChaCha20-Poly1305, the default: fast everywhere, constant-time without special
@@ -378,6 +386,12 @@ impl Handshake {
         if self.state.is_handshake_finished() || self.state.is_my_turn() {
             return Err(HandshakeError::Malformed("unexpected handshake message"));
         }
+        if self.received == 0 {
+            // A plaintext hello where a Noise message was expected: name the mismatch.
+            if let Some(e) = foreign_mode_error(&self.network, Some(self.cipher), message) {
+                return Err(e);
+            }
+        }
         let first = self.role == Role::Responder && self.received == 0;
         let n = self.state.read_message(message, &mut self.buf)?;
         self.received = self.received.saturating_add(1);
@@ -494,14 +508,8 @@ pub fn parse_plaintext_hello(
     hello: &[u8],
     expected: Option<PeerId>,
 ) -> Result<Remote, HandshakeError> {
-    let plen = prologue(network, None).len();
     // Check the prologue part first, whatever its length, to name a foreign network.
-    let net_len = hello.get(PROLOGUE_HEAD - 1).copied().unwrap_or(0);
-    let their_plen = PROLOGUE_HEAD + usize::from(net_len);
-    let their_prologue = hello
-        .get(..their_plen)
-        .ok_or(HandshakeError::Malformed("hello"))?;
-    check_prologue(network, None, their_prologue)?;
+    let plen = check_hello_prologue(network, None, hello)?;
     let rest = &hello[plen..];
     if rest.len() < PUBLIC_KEY_LEN {
         return Err(HandshakeError::Malformed("hello"));
@@ -524,6 +532,48 @@ pub fn parse_plaintext_hello(
         }),
         _ => Ok(remote),
     }
+}
+
+/// Checks the prologue at the front of `hello` (a plaintext-mode hello, or the payload of a
+/// Noise first message) against ours; returns its length.
+fn check_hello_prologue(
+    network: &NetworkId,
+    cipher: Option<NoiseCipher>,
+    hello: &[u8],
+) -> Result<usize, HandshakeError> {
+    let net_len = hello.get(PROLOGUE_HEAD - 1).copied().unwrap_or(0);
+    let their_plen = PROLOGUE_HEAD + usize::from(net_len);
+    let their_prologue = hello
+        .get(..their_plen)
+        .ok_or(HandshakeError::Malformed("hello"))?;
+    check_prologue(network, cipher, their_prologue)?;
+    Ok(their_plen)
+}
+
+/// Names the mismatch when the first message of a peer shows it runs the other mode: a
+/// plaintext hello (the prologue at its front) reaching a Noise end (`cipher` is `Some`), or a
+/// Noise first message (a 32-byte ephemeral key, then the prologue in clear) reaching a
+/// plaintext end. `None` when `message` is neither; otherwise the first difference
+/// [`check_prologue`] finds (a version, the cipher, or a malformed prologue).
+pub fn foreign_mode_error(
+    network: &NetworkId,
+    cipher: Option<NoiseCipher>,
+    message: &[u8],
+) -> Option<HandshakeError> {
+    let hello = match cipher {
+        Some(_) => message,
+        None if message.starts_with(PROLOGUE_MAGIC) => return None,
+        None => message.get(EPHEMERAL_KEY_LEN..)?,
+    };
+    if !hello.starts_with(PROLOGUE_MAGIC) {
+        return None;
+    }
+    check_hello_prologue(network, cipher, hello).err()
+}
+
+/// The name of what protects a session: the Noise cipher's, or `plaintext`.
+pub(crate) fn security_name(cipher: Option<NoiseCipher>) -> &'static str {
+    cipher.map_or("plaintext", NoiseCipher::name)
 }
 
 /// Transport-mode keys for both directions, or none in plaintext mode. Split it into its two

@@ -100,9 +100,13 @@ impl ProtocolRegistry {
     /// Adds a protocol.
     ///
     /// # Errors
-    /// [`RegistryError::Duplicate`] if its id is taken; [`RegistryError::Full`] past
-    /// [`MAX_PROTOCOLS`].
+    /// [`RegistryError::Reserved`] for id 0 (the refusal stream,
+    /// [`REFUSAL_STREAM`](super::REFUSAL_STREAM)); [`RegistryError::Duplicate`] if its id is
+    /// taken; [`RegistryError::Full`] past [`MAX_PROTOCOLS`].
     pub fn register(&mut self, protocol: Protocol) -> Result<(), RegistryError> {
+        if protocol.id == super::REFUSAL_STREAM {
+            return Err(RegistryError::Reserved(protocol.id));
+        }
         if self.protocols.contains_key(&protocol.id) {
             return Err(RegistryError::Duplicate(protocol.id));
         }
@@ -237,6 +241,9 @@ pub enum RegistryError {
     /// The id is already registered.
     #[error("{0} is already registered")]
     Duplicate(ProtocolId),
+    /// The id is reserved by the session layer (0, the refusal stream).
+    #[error("{0} is reserved")]
+    Reserved(ProtocolId),
     /// More than [`MAX_PROTOCOLS`] protocols.
     #[error("more than {MAX_PROTOCOLS} protocols")]
     Full,
@@ -298,6 +305,19 @@ mod tests {
         }
         out.push(0);
         assert!(ProtocolRegistry::parse(&out).is_err());
+    }
+
+    #[test]
+    fn id_zero_is_reserved_for_the_refusal_stream() {
+        let mut r = ProtocolRegistry::new();
+        let zero = Protocol::new(ProtocolId(0), "mine", &[1]).unwrap();
+        assert_eq!(
+            r.register(zero),
+            Err(RegistryError::Reserved(ProtocolId(0)))
+        );
+        // Nor does a peer's list with it parse.
+        let list = [0, 1, 0, 0, 0, 0, 1, b'x', 1, 0, 1];
+        assert!(ProtocolRegistry::parse(&list).is_err());
     }
 
     #[test]

@@ -18,16 +18,17 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use hawser_proto::wire::refusal::{is_refusal, Refusal, RefusalReason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::{Framed, LengthDelimitedCodecError};
+use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError};
 use tracing::debug;
 
 use super::error::{CloseReason, HandshakeError};
 use super::framing::{byte_codec, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
 use super::identity::PeerId;
 use super::noise::{
-    parse_plaintext_hello, plaintext_hello, Cipher, Handshake, NoiseCipher, Remote, Role,
-    MAX_NOISE_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
+    foreign_mode_error, parse_plaintext_hello, plaintext_hello, security_name, Cipher, Handshake,
+    NoiseCipher, Remote, Role, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, PROTOCOL_VERSION, TAG_LEN,
 };
 use super::sealed::{SealedMessages, SealedStream};
 use super::session::SessionConfig;
@@ -129,6 +130,9 @@ async fn noise_bytes(
     // prefix itself: a peer announcing more is refused before its bytes are awaited.
     let max = config.max_handshake_message;
     let mut framed = Framed::new(stream, byte_codec(max));
+    // Only the first message received may be answered with a refusal: the peer then waits
+    // for a handshake message (see `refuse_bytes`).
+    let mut first = true;
     while !hs.is_finished() {
         if let Some(m) = hs.poll_transmit()? {
             framed.send(Bytes::from(m)).await?;
@@ -145,11 +149,18 @@ async fn noise_bytes(
                     .read_buffer()
                     .get(..LENGTH_PREFIX_LEN)
                     .map_or(max + 1, |h| usize::from(u16::from_be_bytes([h[0], h[1]])));
-                return Err(HandshakeError::TooLarge { len, max });
+                let err = HandshakeError::TooLarge { len, max };
+                return Err(refuse_bytes(&mut framed, first, err).await);
             }
             Err(e) => return Err(e.into()),
         };
-        hs.handle_message(&m)?;
+        if is_refusal(&m) {
+            return Err(refused(config, &m));
+        }
+        if let Err(err) = hs.handle_message(&m) {
+            return Err(refuse_bytes(&mut framed, first, err).await);
+        }
+        first = false;
     }
     framed.codec_mut().set_max_frame_length(MAX_NOISE_MESSAGE);
     let (cipher, remote) = hs.into_established()?;
@@ -163,6 +174,92 @@ async fn noise_bytes(
         parts.io,
         parts.read_buf,
     ))
+}
+
+/// Sends the refusal of `err` (if it refuses the peer) as a frame of its own when `first` (this
+/// end has received only one handshake message, so the peer waits for the next: the
+/// responder after message 1, the initiator after message 2), then ends the write side;
+/// returns `err`. Later, the peer has finished its handshake and would read the refusal as
+/// transport data, so nothing is sent. Best effort: a failed write is only traced.
+async fn refuse_bytes(
+    framed: &mut Framed<Box<dyn ByteStream>, LengthDelimitedCodec>,
+    first: bool,
+    err: HandshakeError,
+) -> HandshakeError {
+    if let Some(refusal) = err.refusal().filter(|_| first) {
+        let sent = framed.send(Bytes::from(refusal.to_vec())).await;
+        let stream = framed.get_mut();
+        let _ = stream.shutdown().await;
+        match sent {
+            // Closing a TCP socket with unread bytes (a message over the limit) resets the
+            // connection, and the peer may lose the refusal: read until the peer closes.
+            Ok(()) => {
+                let _ = tokio::time::timeout(REFUSAL_LINGER, drain(stream)).await;
+            }
+            Err(e) => debug!(error = %e, "refusal not sent"),
+        }
+    }
+    err
+}
+
+/// Longest a refusing end reads a byte stream after its refusal, waiting for the peer to
+/// close (each handshake is bounded by `handshake_timeout` too).
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops what `stream` still delivers, up to one Noise message, until its end.
+async fn drain(stream: &mut Box<dyn ByteStream>) {
+    let mut buf = [0u8; 1024];
+    let mut left = MAX_NOISE_MESSAGE + LENGTH_PREFIX_LEN;
+    while left > 0 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// Sends the refusal of `err` (if it refuses the peer) in a refusal envelope when `first` (as
+/// [`refuse_bytes`]); returns `err`.
+async fn refuse_messages(
+    transport: &mut Box<dyn MessageTransport>,
+    first: bool,
+    err: HandshakeError,
+) -> HandshakeError {
+    if let Some(refusal) = err.refusal().filter(|_| first) {
+        let body = refusal.to_vec();
+        let env = Envelope::Refusal(&body);
+        let mut out = Vec::with_capacity(env.buffer_len());
+        env.emit(&mut out);
+        if let Err(e) = transport.send(Bytes::from(out)).await {
+            debug!(error = %e, "refusal not sent");
+        }
+    }
+    err
+}
+
+/// The error of a refusal received from the peer: [`HandshakeError::Refused`], whose detail
+/// gives both values of a mismatch from this end's point of view (the peer sent its own), or
+/// [`HandshakeError::Malformed`] if `bytes` do not decode.
+fn refused(config: &SessionConfig, bytes: &[u8]) -> HandshakeError {
+    let Ok(refusal) = Refusal::parse(bytes) else {
+        return HandshakeError::Malformed("refusal");
+    };
+    let theirs = refusal.detail();
+    let detail = match refusal.reason() {
+        RefusalReason::VersionMismatch => format!("ours {PROTOCOL_VERSION}, theirs {theirs}"),
+        RefusalReason::CipherMismatch => format!(
+            "ours {}, theirs {theirs}",
+            security_name(config.security.cipher())
+        ),
+        RefusalReason::NetworkMismatch => {
+            format!("ours {:?}, theirs {theirs:?}", config.network_id.as_str())
+        }
+        _ => theirs.to_owned(),
+    };
+    HandshakeError::Refused {
+        reason: refusal.reason(),
+        detail,
+    }
 }
 
 /// The channel to `remote` over a byte stream, through `cipher` (raw when it is the
@@ -240,19 +337,31 @@ async fn noise_messages(
             continue;
         }
         let m = transport.next().await.ok_or(HandshakeError::Closed)??;
-        match Envelope::parse(&m) {
+        // As on byte streams, only the first message received may be answered with a refusal.
+        let first = rx_step <= 2;
+        let handled = match Envelope::parse(&m) {
             Ok(Envelope::Handshake { step, body }) if step == rx_step => {
-                hs.handle_message(body)?;
                 rx_step += 2;
+                hs.handle_message(body)
             }
             Ok(Envelope::Handshake { step, .. }) if step < rx_step => {
                 debug!(step, "dropped a duplicate handshake message");
+                Ok(())
             }
-            _ => {
-                return Err(HandshakeError::Malformed(
-                    "unexpected message during handshake",
-                ))
+            Ok(Envelope::Refusal(body)) => return Err(refused(config, body)),
+            Ok(Envelope::Hello(body)) => {
+                Err(
+                    foreign_mode_error(&config.network_id, Some(cipher), body).unwrap_or(
+                        HandshakeError::Malformed("plaintext hello during a noise handshake"),
+                    ),
+                )
             }
+            _ => Err(HandshakeError::Malformed(
+                "unexpected message during handshake",
+            )),
+        };
+        if let Err(err) = handled {
+            return Err(refuse_messages(&mut transport, first, err).await);
         }
     }
     let (cipher, remote) = hs.into_established()?;
@@ -293,6 +402,15 @@ async fn plain_bytes(
     }
     let mut theirs = vec![0u8; len];
     read_exact(&mut stream, &mut theirs).await?;
+    // The peer has sent its hello too and checks ours on its own: a refusal would reach a
+    // peer already reading transport data, so plaintext mode sends none. It reads them from
+    // Noise peers, and names a Noise first message as a cipher mismatch.
+    if is_refusal(&theirs) {
+        return Err(refused(config, &theirs));
+    }
+    if let Some(err) = foreign_mode_error(&config.network_id, None, &theirs) {
+        return Err(err);
+    }
     let remote = parse_plaintext_hello(&config.network_id, &theirs, expected)?;
     let cipher = Cipher::danger_plaintext();
     Ok(sealed_stream(
@@ -332,8 +450,14 @@ async fn plain_messages(
             max: config.max_handshake_message,
         });
     }
+    // As on byte streams: refusals are read, never sent.
     let remote = match Envelope::parse(&m) {
         Ok(Envelope::Hello(body)) => parse_plaintext_hello(&config.network_id, body, expected)?,
+        Ok(Envelope::Refusal(body)) => return Err(refused(config, body)),
+        Ok(Envelope::Handshake { step: 1, body }) => {
+            return Err(foreign_mode_error(&config.network_id, None, body)
+                .unwrap_or(HandshakeError::Malformed("expected a plaintext hello")))
+        }
         _ => return Err(HandshakeError::Malformed("expected a plaintext hello")),
     };
     Ok(sealed_messages(

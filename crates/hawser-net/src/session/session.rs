@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use hawser_proto::wire::refusal::Refusal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -17,7 +19,7 @@ use super::mux::{self, range, Command, DriverEnd, MuxConfig};
 use super::noise::{NetworkId, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use super::registry::{negotiate, Negotiated, ProtocolId, ProtocolRegistry};
 use super::secure::{self, Status};
-use super::stream::{route_inbound, Incoming, Routes, Stream, STREAM_HEADER_LEN};
+use super::stream::{route_inbound, Incoming, Routes, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 use super::transport::{self, Link, TransportAddr, TransportConfig};
 
 /// How a session protects its traffic.
@@ -30,7 +32,9 @@ pub enum Security {
     /// Noise XX with AES-256-GCM ([`NoiseCipher::AesGcm`]): the same guarantees, faster on
     /// CPUs with AES instructions (`docs/security.md`). Every node of a cluster must choose
     /// the same; a peer with another cipher fails the handshake with
-    /// [`HandshakeError::CipherMismatch`](super::HandshakeError::CipherMismatch).
+    /// [`HandshakeError::CipherMismatch`](super::HandshakeError::CipherMismatch) at the end
+    /// that refuses it, and [`HandshakeError::Refused`](super::HandshakeError::Refused) at the
+    /// other.
     NoiseAesGcm,
     /// **No encryption and no authentication**: the peer's identity is only claimed, and
     /// anyone on the path can read, alter and inject traffic. For benchmarks and for
@@ -227,6 +231,8 @@ struct Inner {
     status: Arc<Status>,
     ended: CancellationToken,
     reason: Arc<Mutex<Option<CloseReason>>>,
+    /// Longest [`Session::refuse`] waits for the peer to take its refusal.
+    refusal_wait: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -293,6 +299,7 @@ impl Session {
                 status: channel.status,
                 ended,
                 reason,
+                refusal_wait: config.stream_header_timeout,
                 tasks,
             }),
         }
@@ -388,6 +395,35 @@ impl Session {
     pub async fn close(&self) {
         let _ = self.inner.commands.send(Command::Close).await;
         self.inner.ended.cancelled().await;
+    }
+
+    /// Tells the peer why this end will not go on with the session, then closes it: the
+    /// peer's session ends with [`CloseReason::Refused`] carrying `refusal` (a peer that does
+    /// not know refusals resets the stream and sees an ordinary close). For what only shows
+    /// after the handshake, such as a node id that is not a member. The refusal travels on a
+    /// stream of its own ([`REFUSAL_STREAM`](super::REFUSAL_STREAM)) inside the session,
+    /// so it is encrypted and authenticated; this end waits at most `stream_header_timeout`
+    /// for the peer to take it.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the refusal unsent; the session stays open then.
+    pub async fn refuse(&self, refusal: &Refusal) {
+        let send = async {
+            let (tx, rx) = oneshot::channel();
+            self.inner.commands.send(Command::Open(tx)).await.ok()?;
+            let mut stream = rx.await.ok()?.ok()?.compat();
+            let mut bytes = Vec::with_capacity(STREAM_HEADER_LEN + refusal.buffer_len());
+            bytes.extend_from_slice(&REFUSAL_STREAM.0.to_be_bytes());
+            bytes.extend_from_slice(&1u16.to_be_bytes());
+            refusal.emit(&mut bytes);
+            stream.write_all(&bytes).await.ok()?;
+            stream.shutdown().await.ok()?;
+            // The peer drops the stream once it has recorded the refusal.
+            let _ = stream.read(&mut [0u8; 1]).await;
+            Some(())
+        };
+        let _ = tokio::time::timeout(self.inner.refusal_wait, send).await;
+        self.close().await;
     }
 
     /// Waits until the session has ended and says why.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hawser_proto::wire::refusal::{Refusal, MAX_REFUSAL_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -15,12 +16,18 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use tracing::{debug, warn};
 
+use super::error::CloseReason;
 use super::registry::{Negotiated, ProtocolId};
 use super::secure::Status;
 
 /// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
 /// version`, big-endian.
 pub const STREAM_HEADER_LEN: usize = 6;
+
+/// The reserved protocol of the stream that carries a refusal
+/// ([`Session::refuse`](super::Session::refuse)): never registered nor negotiated, its
+/// stream (header version 1) holds one `hawser_proto::wire::refusal` and ends.
+pub const REFUSAL_STREAM: ProtocolId = ProtocolId(0);
 
 /// Where `route_inbound` queues each inbound stream, per protocol.
 pub(super) struct Routes {
@@ -61,6 +68,10 @@ async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
         header[0], header[1], header[2], header[3],
     ]));
     let version = u16::from_be_bytes([header[4], header[5]]);
+    if protocol == REFUSAL_STREAM {
+        take_refusal(io, &routes).await;
+        return;
+    }
     if routes.negotiated.version(protocol) != Some(version) {
         warn!(%protocol, version, "inbound stream for a protocol or version not agreed; reset");
         return;
@@ -76,6 +87,26 @@ async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
     };
     if tx.try_send(stream).is_err() {
         warn!(%protocol, "inbound stream queue full or not taken; reset");
+    }
+}
+
+/// Reads the refusal an inbound [`REFUSAL_STREAM`] carries (at most one, under the header
+/// timeout) and records it as the reason the session ends. Dropping the stream afterwards
+/// tells the refusing end it was taken.
+async fn take_refusal(mut io: Compat<yamux::Stream>, routes: &Routes) {
+    let mut bytes = Vec::with_capacity(MAX_REFUSAL_LEN);
+    let limit = MAX_REFUSAL_LEN as u64 + 1;
+    let read = tokio::time::timeout(
+        routes.timeout,
+        (&mut io).take(limit).read_to_end(&mut bytes),
+    )
+    .await;
+    match read.map(|r| r.map(|_| Refusal::parse(&bytes))) {
+        Ok(Ok(Ok(refusal))) => {
+            debug!(reason = %refusal, "session refused by peer");
+            routes.status.fail(CloseReason::Refused(refusal));
+        }
+        _ => debug!("unreadable refusal stream; reset"),
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`Codec`] chooses between the two at run time.
 //! - [`node`], [`reach`] and [`rpc`] are the node layer's: hellos, frame kinds and datagram
 //!   envelopes; reachability events; requests, responses and cancels between nodes.
+//! - [`refusal`] is what one end of a session handshake sends before closing, saying why.
 //!
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
@@ -23,6 +24,7 @@ pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;
 pub mod reach;
+pub mod refusal;
 pub mod rpc;
 pub mod sack;
 
