@@ -72,7 +72,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let (unit, size) = UNITS
         .iter()
-        .find(|(_, size)| nanos % size == 0)
+        .find(|(_, size)| nanos.checked_rem(*size) == Some(0))
         .copied()
         .unwrap_or(("ns", 1));
     format!("{}{unit}", nanos / size)
