@@ -13,6 +13,13 @@ use crate::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "hawser", version, about, propagate_version = true)]
 pub struct Cli {
+    /// More log messages on stderr: -v for hawser's informational messages, -vv for debug,
+    /// -vvv for trace (`RUST_LOG`, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Format of the log messages on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -47,6 +54,16 @@ pub enum LspCommand {
     EchoServer(EchoServerArgs),
     /// Send stdin's lines (or `--count` generated messages) and print (or check) the echoes.
     EchoClient(EchoClientArgs),
+}
+
+/// The format of log messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per message (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The wire encoding, as spelled on the command line.

@@ -25,6 +25,7 @@ use hawser_raft::server::{Server, ServerConfig, Transport};
 use hawser_raft::store::Storage;
 use tracing::info;
 
+pub use crate::addr::resolve;
 use crate::node_cmd::CipherArg;
 
 /// One `--peer ID=HOST:PORT`.
@@ -47,21 +48,6 @@ impl std::str::FromStr for RaftPeer {
             addr: resolve(addr)?,
         })
     }
-}
-
-/// `HOST:PORT` as one socket address: an IP address as it is, a host name resolved (its
-/// first address).
-pub fn resolve(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    use std::net::ToSocketAddrs;
-    let mut addrs = s
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// The reliable transport, as spelled on the command line.
