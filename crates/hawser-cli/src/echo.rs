@@ -372,7 +372,7 @@ async fn resolve_addr(addr: &str) -> Result<SocketAddr, CliError> {
         .and_then(|p| p.parse::<u16>().ok());
     if port.is_none() {
         return Err(CliError::Invalid(format!(
-            "invalid --addr {addr:?}: expected HOST:PORT"
+            "invalid --addr '{addr}': expected HOST:PORT"
         )));
     }
     let mut addrs = tokio::net::lookup_host(addr)

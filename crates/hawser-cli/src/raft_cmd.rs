@@ -42,7 +42,9 @@ impl std::str::FromStr for RaftPeer {
 
     fn from_str(s: &str) -> Result<RaftPeer, String> {
         let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
-        let id = id.parse().map_err(|e| format!("bad node id {id:?}: {e}"))?;
+        let id = id
+            .parse()
+            .map_err(|e| format!("invalid node id '{id}': {e}"))?;
         Ok(RaftPeer {
             id,
             addr: resolve(addr)?,
