@@ -295,12 +295,22 @@ fn is_cautious(p: &ProtoArgs) -> bool {
 
 /// The hint for a slow connection under loss.
 fn slow_hint(p: &ProtoArgs) -> String {
+    let window = p.window.min(p.max_unacked);
+    let mut try_this = Vec::new();
+    if window <= 4 {
+        try_this.push("--window 64 --max-unacked 64".to_owned());
+    }
+    if p.epoch_ms > 200 {
+        try_this.push("--epoch-ms 100".to_owned());
+    }
+    if p.wire == crate::args::Wire::Binary {
+        try_this.push("--retransmit adaptive".to_owned());
+    }
     format!(
-        "messages are being resent: with a window of {} and {} ms epochs each loss stalls the \
-         connection for an epoch. Both ends accept larger settings, e.g. --window 64 \
-         --max-unacked 64 --epoch-ms 100 (or --retransmit adaptive on the binary wire)",
-        p.window.min(p.max_unacked),
-        p.epoch_ms
+        "messages are being resent: with a window of {window} and {} ms epochs each loss \
+         stalls the connection for an epoch; both ends accept faster settings: {}",
+        p.epoch_ms,
+        try_this.join(" ")
     )
 }
 

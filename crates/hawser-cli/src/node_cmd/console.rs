@@ -210,22 +210,17 @@ impl Console {
         let ids: Vec<NodeId> = self.held.keys().copied().collect();
         for to in ids {
             let mut expired = 0u64;
-            loop {
-                let Some(held) = self.held.get_mut(&to) else {
-                    break;
-                };
-                let Some((since, payload)) = held.queue.front().cloned() else {
-                    break;
-                };
-                if now.saturating_duration_since(since) > self.deadline {
-                    held.queue.pop_front();
+            while let Some((since, payload)) =
+                self.held.get(&to).and_then(|h| h.queue.front().cloned())
+            {
+                if now.saturating_duration_since(since) <= self.deadline {
+                    match self.try_send(to, payload) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => self.refused(to, &e),
+                    }
+                } else {
                     expired += 1;
-                    continue;
-                }
-                match self.try_send(to, payload) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => self.refused(to, &e),
                 }
                 if let Some(held) = self.held.get_mut(&to) {
                     held.queue.pop_front();
@@ -261,7 +256,7 @@ impl Console {
     /// add up in between), or at once with `now_all`.
     pub fn warn_drops(&mut self, now_all: bool) {
         let now = self.node.stats();
-        let was = std::mem::replace(&mut self.seen, now.clone());
+        let was = std::mem::replace(&mut self.seen, now);
         let without_key = now
             .datagrams_without_key
             .saturating_sub(was.datagrams_without_key)
