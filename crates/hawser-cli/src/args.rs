@@ -38,9 +38,11 @@ pub enum Command {
     /// 127.0.0.1, with loss, duplication and reordering injected on every socket.
     Demo(DemoArgs),
     /// Run a node: print what it receives; send each line of stdin to a peer (`@ID text`) or to
-    /// every other node.
+    /// every other node. Listens on tcp://, lsp:// and ws:// addresses; settings from flags and
+    /// a TOML file (--config); a per-peer summary at exit.
     Node(crate::node_cmd::NodeArgs),
-    /// Generate a node identity (an ed25519 key) into a file and print its PeerId.
+    /// Generate a node identity (an ed25519 key) into a file and print its PeerId, or print the
+    /// PeerId of an existing key file (--show).
     Keygen(crate::keygen::KeygenArgs),
     /// Run one node of a replicated key-value store (openraft on hawser) with an HTTP API:
     /// PUT/GET /kv/KEY, GET /status.

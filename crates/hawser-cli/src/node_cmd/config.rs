@@ -233,6 +233,23 @@ mod tests {
             file.settings.reach.engine.lease,
             LeasePolicy::Fixed(Duration::from_millis(750))
         );
+        let file: NodeFile = toml::from_str(
+            r#"
+            [settings]
+            queue = { deadline = "3s" }
+            [settings.pins]
+            "2" = ["5mUbX5DP5uyXZx6NjSqpWgDHT2GKtsctfGRPbX1xoGUN"]
+            [settings.reach.engine]
+            lease = { adaptive = { min = "2s", max = "60s", uptime_divisor = 4 } }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.settings.queue.deadline, Duration::from_secs(3));
+        assert_eq!(file.settings.pins.len(), 1);
+        assert!(matches!(
+            file.settings.reach.engine.lease,
+            LeasePolicy::Adaptive(_)
+        ));
         let err = toml::from_str::<NodeFile>("[settings]\nidle_timout = \"1s\"").unwrap_err();
         assert!(err.to_string().contains("idle_timout"), "{err}");
     }
