@@ -44,7 +44,10 @@ impl From<anyhow::Error> for CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, cli.log_format);
+    // The demo stops nodes and injects faults on purpose: what the library warns of then is
+    // expected, so by default it shows only errors.
+    let demo = matches!(cli.command, Command::Demo(_));
+    init_tracing(cli.verbose, cli.log_format, demo);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,8 +114,14 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 /// 0 shows this command's own notices (peers up and down, drops) and every warning; 1 adds
 /// hawser's informational messages (sessions, connections); 2 its debug messages; 3 and more
 /// trace. Colour only when stderr is a terminal.
-fn init_tracing(verbose: u8, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter(verbose));
+fn init_tracing(verbose: u8, format: LogFormat, demo: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        if demo && verbose == 0 {
+            EnvFilter::new("error")
+        } else {
+            default_filter(verbose)
+        }
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
