@@ -13,6 +13,13 @@ use crate::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "hawser", version, about, propagate_version = true)]
 pub struct Cli {
+    /// More log messages on stderr: -v for hawser's informational messages, -vv for debug,
+    /// -vvv for trace (`RUST_LOG`, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Format of the log messages on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -31,9 +38,11 @@ pub enum Command {
     /// 127.0.0.1, with loss, duplication and reordering injected on every socket.
     Demo(DemoArgs),
     /// Run a node: print what it receives; send each line of stdin to a peer (`@ID text`) or to
-    /// every other node.
+    /// every other node. Listens on tcp://, lsp:// and ws:// addresses; settings from flags and
+    /// a TOML file (--config); a per-peer summary at exit.
     Node(crate::node_cmd::NodeArgs),
-    /// Generate a node identity (an ed25519 key) into a file and print its PeerId.
+    /// Generate a node identity (an ed25519 key) into a file and print its PeerId, or print the
+    /// PeerId of an existing key file (--show).
     Keygen(crate::keygen::KeygenArgs),
     /// Run one node of a replicated key-value store (openraft on hawser) with an HTTP API:
     /// PUT/GET /kv/KEY, GET /status.
@@ -47,6 +56,16 @@ pub enum LspCommand {
     EchoServer(EchoServerArgs),
     /// Send stdin's lines (or `--count` generated messages) and print (or check) the echoes.
     EchoClient(EchoClientArgs),
+}
+
+/// The format of log messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per message (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The wire encoding, as spelled on the command line.

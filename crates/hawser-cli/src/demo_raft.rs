@@ -111,9 +111,16 @@ pub async fn run(faults: FaultConfig, writes: usize) -> anyhow::Result<RaftRepor
         for (key, value) in &acked {
             match servers[&reader].kv.read(key).await {
                 Ok(Some(v)) if &v == value => {}
-                other => wrong.push(format!(
-                    "node {reader}: {key} = {other:?}, acknowledged {value}"
-                )),
+                other => {
+                    let got = match other {
+                        Ok(Some(v)) => v.to_string(),
+                        Ok(None) => "nothing".to_owned(),
+                        Err(e) => format!("an error ({e})"),
+                    };
+                    wrong.push(format!(
+                        "node {reader}: {key} read {got}, acknowledged {value}"
+                    ));
+                }
             }
         }
     }
@@ -186,7 +193,12 @@ async fn agreed_leader(
             }
         }
         if Instant::now() >= deadline {
-            return Err(anyhow!("no leader agreed among {ids:?} within {limit:?}"));
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            return Err(anyhow!(
+                "no leader agreed among nodes {} within {} ms",
+                ids.join(", "),
+                limit.as_millis()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -116,16 +116,20 @@ pub async fn client(a: EchoClientArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| match e {
             ConnectError::Timeout => CliError::Failed(anyhow!(
-                "no answer from {server} within {} ({} epochs)",
+                "no answer from {server} within {} ({} epochs of {} ms): is an echo server \
+                 running there, and on the same wire? This client speaks --wire {}; a server \
+                 on the other wire ignores its Connect",
                 fmt_duration(epochs),
-                a.proto.epoch_limit
+                a.proto.epoch_limit,
+                a.proto.epoch_ms,
+                a.proto.wire_name()
             )),
             e => connect_error(e),
         })?;
     let deadline = (a.timeout > 0).then(|| Instant::now() + Duration::from_secs(a.timeout));
     match a.count {
         Some(count) => count_mode(&client, &a, count, deadline, probe.as_ref()).await,
-        None => line_mode(&client, deadline).await,
+        None => line_mode(&client, &a.proto, deadline).await,
     }
 }
 
@@ -142,7 +146,24 @@ async fn count_mode(
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let report = pump::pump(client, count, size, a.pipeline, deadline, stop).await;
+    let mut hinted = false;
+    let mut last = (start, 0u64);
+    let progress = |sent: u64, echoed: u64| {
+        let now = Instant::now();
+        let rate = (echoed - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-9);
+        last = (now, echoed);
+        let stats = client.stats();
+        eprintln!(
+            "hawser: sent {sent} of {count}, echoed {echoed}, {rate:.0} msg/s, {} retransmits",
+            stats.conns.retransmits
+        );
+        if !hinted && stats.conns.retransmits > 0 && is_cautious(&a.proto) {
+            hinted = true;
+            eprintln!("hawser: hint: {}", slow_hint(&a.proto));
+        }
+    };
+    let report =
+        pump::pump_with_progress(client, count, size, a.pipeline, deadline, stop, progress).await;
     let elapsed = start.elapsed();
     let closed = if report.outcome == Outcome::Complete {
         Some(close_within(client, deadline).await)
@@ -190,11 +211,18 @@ async fn count_mode(
 
 /// Sends each line of stdin, prints each echo; at the end of stdin waits for the remaining
 /// echoes, then closes.
-async fn line_mode(client: &Client, deadline: Option<Instant>) -> Result<ExitCode, CliError> {
+async fn line_mode(
+    client: &Client,
+    proto: &ProtoArgs,
+    deadline: Option<Instant>,
+) -> Result<ExitCode, CliError> {
     // Lines as bytes: stdin need not be UTF-8.
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).split(b'\n');
     let mut eof = false;
     let (mut sent, mut received) = (0u64, 0u64);
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + pump::PROGRESS_EVERY, pump::PROGRESS_EVERY);
+    let (mut last_echo, mut hinted) = (Instant::now(), false);
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let outcome = loop {
         if eof && received >= sent {
@@ -210,9 +238,24 @@ async fn line_mode(client: &Client, deadline: Option<Instant>) -> Result<ExitCod
             biased;
             _ = &mut ctrl_c => break Err(anyhow!("interrupted")),
             () = timeout => break Err(anyhow!("timed out")),
+            _ = ticks.tick() => {
+                // Say so when echoes are overdue: a second and more without one.
+                if sent > received && last_echo.elapsed() >= pump::PROGRESS_EVERY {
+                    let retransmits = client.stats().conns.retransmits;
+                    eprintln!(
+                        "hawser: waiting for {} echoes ({retransmits} retransmits)",
+                        sent - received
+                    );
+                    if !hinted && retransmits > 0 && is_cautious(proto) {
+                        hinted = true;
+                        eprintln!("hawser: hint: {}", slow_hint(proto));
+                    }
+                }
+            }
             echo = client.read() => match echo {
                 Ok(p) => {
                     received += 1;
+                    last_echo = Instant::now();
                     // The bytes as sent, one line each (stdout flushes at each newline).
                     let mut out = std::io::stdout().lock();
                     out.write_all(&p)
@@ -241,6 +284,34 @@ async fn line_mode(client: &Client, deadline: Option<Instant>) -> Result<ExitCod
         }
         Err(e) => Err(CliError::Failed(e)),
     }
+}
+
+/// Whether the protocol settings are the reference's cautious ones (a window of a few
+/// messages, or epochs of a second or more), under which each lost message stalls the
+/// connection for an epoch.
+fn is_cautious(p: &ProtoArgs) -> bool {
+    p.window.min(p.max_unacked) <= 4 || p.epoch_ms >= 1000
+}
+
+/// The hint for a slow connection under loss.
+fn slow_hint(p: &ProtoArgs) -> String {
+    let window = p.window.min(p.max_unacked);
+    let mut try_this = Vec::new();
+    if window <= 4 {
+        try_this.push("--window 64 --max-unacked 64".to_owned());
+    }
+    if p.epoch_ms > 200 {
+        try_this.push("--epoch-ms 100".to_owned());
+    }
+    if p.wire == crate::args::Wire::Binary {
+        try_this.push("--retransmit adaptive".to_owned());
+    }
+    format!(
+        "messages are being resent: with a window of {window} and {} ms epochs each loss \
+         stalls the connection for an epoch; both ends accept faster settings: {}",
+        p.epoch_ms,
+        try_this.join(" ")
+    )
 }
 
 /// Closes the client gracefully, giving up at `deadline`.
@@ -311,7 +382,7 @@ async fn resolve_addr(addr: &str) -> Result<SocketAddr, CliError> {
         .and_then(|p| p.parse::<u16>().ok());
     if port.is_none() {
         return Err(CliError::Invalid(format!(
-            "invalid --addr {addr:?}: expected HOST:PORT"
+            "invalid --addr '{addr}': expected HOST:PORT"
         )));
     }
     let mut addrs = tokio::net::lookup_host(addr)

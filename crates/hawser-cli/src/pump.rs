@@ -57,6 +57,23 @@ pub async fn pump(
     deadline: Option<Instant>,
     stop: impl Future<Output = ()>,
 ) -> PumpReport {
+    pump_with_progress(client, count, size, pipeline, deadline, stop, |_, _| {}).await
+}
+
+/// How often [`pump_with_progress`] reports.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`pump`], calling `progress(sent, echoed)` every [`PROGRESS_EVERY`].
+pub async fn pump_with_progress(
+    client: &Client,
+    count: u64,
+    size: usize,
+    pipeline: u64,
+    deadline: Option<Instant>,
+    stop: impl Future<Output = ()>,
+    mut progress: impl FnMut(u64, u64),
+) -> PumpReport {
+    let mut ticks = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     let pipeline = pipeline.max(1);
     let mut check = EchoCheck::new(count, size);
     let mut sent = 0u64;
@@ -83,6 +100,7 @@ pub async fn pump(
             biased;
             () = &mut stop => break Outcome::Stopped,
             () = timeout => break Outcome::TimedOut,
+            _ = ticks.tick() => progress(sent, check.distinct),
             echo = client.read() => match echo {
                 Ok(p) => {
                     check.on_echo(&p);

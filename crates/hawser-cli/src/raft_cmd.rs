@@ -25,6 +25,7 @@ use hawser_raft::server::{Server, ServerConfig, Transport};
 use hawser_raft::store::Storage;
 use tracing::info;
 
+pub use crate::addr::resolve;
 use crate::node_cmd::CipherArg;
 
 /// One `--peer ID=HOST:PORT`.
@@ -41,27 +42,14 @@ impl std::str::FromStr for RaftPeer {
 
     fn from_str(s: &str) -> Result<RaftPeer, String> {
         let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
-        let id = id.parse().map_err(|e| format!("bad node id {id:?}: {e}"))?;
+        let id = id
+            .parse()
+            .map_err(|e| format!("invalid node id '{id}': {e}"))?;
         Ok(RaftPeer {
             id,
             addr: resolve(addr)?,
         })
     }
-}
-
-/// `HOST:PORT` as one socket address: an IP address as it is, a host name resolved (its
-/// first address).
-pub fn resolve(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    use std::net::ToSocketAddrs;
-    let mut addrs = s
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// The reliable transport, as spelled on the command line.

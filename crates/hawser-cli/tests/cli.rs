@@ -589,3 +589,87 @@ fn three_raft_processes_form_a_cluster_and_answer_over_http() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn echo_client_without_a_server_names_the_address_and_the_wire() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let f = run(
+        &[
+            "lsp",
+            "echo-client",
+            "--addr",
+            &addr,
+            "--count",
+            "3",
+            "--epoch-ms",
+            "50",
+            "--epoch-limit",
+            "3",
+            "--wire",
+            "json",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains(&format!("no answer from {addr}")),
+        "{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains("is an echo server running there"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("--wire json"), "{}", f.stderr);
+}
+
+#[test]
+fn echo_client_shows_progress_and_hints_at_cautious_settings_under_loss() {
+    // The reference wire and window: one message in flight, resent at epochs only, so each
+    // loss costs an epoch.
+    let slow = ["--epoch-ms", "100", "--epoch-limit", "50", "--wire", "json"];
+    let mut args = vec!["--port", "0"];
+    args.extend_from_slice(&slow);
+    let server = EchoServer::start(&args);
+    let mut args = vec![
+        "lsp",
+        "echo-client",
+        "--addr",
+        &server.addr,
+        "--count",
+        "30",
+        "--drop-percent",
+        "25",
+        "--fault-seed",
+        "5",
+        "--timeout",
+        "60",
+    ];
+    args.extend_from_slice(&slow);
+    let f = run(&args, Duration::from_secs(90));
+    assert_success(&f, "slow echo-client");
+    assert!(
+        f.stderr.contains("echoed"),
+        "no progress line:\n{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains("hint: messages are being resent"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("--window"), "{}", f.stderr);
+}
+
+#[test]
+fn user_facing_text_has_no_rust_debug_forms() {
+    let f = run(
+        &["lsp", "echo-client", "--addr", "nonsense"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
+    for form in ["Some(", "Instant {", "b\"", "\"nonsense\""] {
+        assert!(!f.stderr.contains(form), "{form} in {}", f.stderr);
+    }
+}

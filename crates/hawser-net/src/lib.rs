@@ -47,6 +47,8 @@ pub mod fault_relay;
 pub mod fault_socket;
 pub mod lsp;
 pub mod node;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod session;
 
 pub use hawser_proto as proto;

@@ -80,6 +80,8 @@ pub mod fault;
 pub mod lsp;
 pub mod node;
 pub mod reach;
+#[cfg(feature = "serde")]
+pub mod serde_util;
 pub mod transmit;
 pub mod wire;
 

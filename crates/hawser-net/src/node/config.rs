@@ -15,6 +15,11 @@ use crate::session::{
 };
 
 /// What to do with an unreliable message above [`Settings::datagram_limit`].
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OversizeDatagram {
     /// Refuse it with `SendError::TooLarge` (the default: nothing is silently upgraded).
@@ -25,6 +30,11 @@ pub enum OversizeDatagram {
 }
 
 /// How the default network carries reliable messages to a destination.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReliableTransport {
     /// LSP over UDP (`hawser_net::lsp`), to the destination's `Member::lsp_addr`: a session over
@@ -37,6 +47,11 @@ pub enum ReliableTransport {
 }
 
 /// Settings of a node. [`Settings::default`] gives the documented defaults.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Per destination: most messages and bytes waiting, and the deadline after which a waiting
@@ -52,16 +67,21 @@ pub struct Settings {
     /// What to do with a larger unreliable payload. Default [`OversizeDatagram::Refuse`].
     pub oversize_datagram: OversizeDatagram,
     /// An outgoing connection with nothing sent for this long is closed. Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub idle_timeout: Duration,
     /// First delay before reconnecting after a failure; doubles up to `backoff_max`.
     /// Default 100 ms.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub backoff_initial: Duration,
     /// Cap of the reconnect delay. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub backoff_max: Duration,
     /// Longest wait for one connection attempt. Default 3 s.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub connect_timeout: Duration,
     /// Longest wait for the session handshake and then the in-session hello on an accepted
     /// connection (each). Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub hello_timeout: Duration,
     /// Received messages waiting for the application. When full, reliable connections stop
     /// being read (back-pressure, no loss) and datagrams are dropped, counted. Default 10,240.
@@ -94,6 +114,7 @@ pub struct Settings {
     /// This node's long-term identity (its [`PeerId`] is what peers pin). Default `None`: a
     /// fresh identity is generated at start (so the `PeerId` changes at every restart; give
     /// one loaded with [`Identity::load`] to keep it).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub identity: Option<Arc<Identity>>,
     /// The cluster's name, mixed into every handshake: nodes with different ids never form a
     /// session. Default [`DEFAULT_NETWORK_ID`] (`"hawser"`).
@@ -126,6 +147,7 @@ pub struct Settings {
     /// session next to hawser's and negotiated with each peer: a stream
     /// ([`Node::open_stream`](super::Node::open_stream)) needs its protocol here on both nodes.
     /// Requests need only a handler at the peer. At most [`MAX_APP_PROTOCOLS`]. Default empty.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub protocols: Vec<Protocol>,
 }
 
@@ -136,9 +158,15 @@ pub const MAX_APP_PROTOCOLS: usize = 32;
 /// [`Node::serve`](super::Node::serve), [`Node::open_stream`](super::Node::open_stream)).
 /// Every count is a cap that fails loudly: a request over it gets `RequestError::Overloaded`,
 /// never a silent drop.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RpcSettings {
     /// The deadline of a request whose options give none. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "hawser_proto::serde_util::duration"))]
     pub default_timeout: Duration,
     /// Largest request payload sent or served, in bytes. Default 8 MiB; a `max_frame` below
     /// it lowers it to `max_frame` minus 32 (the request's header).
@@ -214,6 +242,11 @@ pub const MAX_EXTRA_LISTENERS: usize = 8;
 
 /// Settings of a node's reachability protocol (`docs/reachability.md`): presence leases,
 /// the peer table, the flood, and how the node learns of new peers.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReachSettings {
     /// Run the presence protocol on the node's connections. Default `true`. When `false`, no

@@ -326,7 +326,13 @@ impl<L: Link> Core<L> {
                     debug!(node = %self.id, %peer, %addr, "address down");
                     self.learn(st, *peer, *addr, false);
                 }
-                other => debug!(node = %self.id, event = ?other, "reachability"),
+                PeerEvent::AddressReachable { peer, addr, .. } => {
+                    debug!(node = %self.id, %peer, %addr, "address reachable");
+                }
+                PeerEvent::AddressUnreachable { peer, addr } => {
+                    debug!(node = %self.id, %peer, %addr, "address unreachable");
+                }
+                _ => debug!(node = %self.id, "reachability event"),
             }
             // No receiver is not an error: nobody listens.
             let _ = reach.events.send(event);

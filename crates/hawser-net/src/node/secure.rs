@@ -419,8 +419,31 @@ pub(crate) async fn accept<L: Link>(
             } else {
                 Counters::bump(&core.counters.handshake_failures);
             }
-            warn!(node = %core.id, ?remote, %err, "inbound session handshake failed");
+            let remote = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+            let hint = transport_hint(&err);
+            warn!(node = %core.id, %remote, %err, "inbound session handshake failed{hint}");
         }
+    }
+}
+
+/// A connection's address for a message: the address, or `unknown`.
+fn fmt_remote(remote: Option<SocketAddr>) -> String {
+    remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+}
+
+/// What an inbound handshake failure suggests about a transport mismatch: an HTTP request
+/// on a TCP listener (its first bytes "GE" of "GET" read as a length) comes from a peer
+/// dialling `ws://`; bytes that are no HTTP on a WebSocket listener, from one dialling
+/// `tcp://`.
+fn transport_hint(err: &HandshakeError) -> &'static str {
+    match err {
+        HandshakeError::TooLarge { len, .. } if *len == usize::from(u16::from_be_bytes(*b"GE")) => {
+            ": an HTTP request arrived; the peer dials ws:// an address that listens for tcp://"
+        }
+        HandshakeError::Io(e) if e.to_string().contains("httparse") => {
+            ": not a WebSocket request; the peer dials tcp:// an address that listens for ws://"
+        }
+        _ => "",
     }
 }
 
@@ -440,7 +463,7 @@ async fn serve<L: Link>(
     };
     let peer = session.peer_id();
     let cipher = session.cipher();
-    debug!(node = %core.id, %peer, ?remote, "session accepted");
+    debug!(node = %core.id, %peer, remote = %fmt_remote(remote), "session accepted");
     let on = Accepted {
         peer,
         remote,
@@ -659,7 +682,7 @@ async fn serve_stream<L: Link>(
         .or(remote)
         .unwrap_or((Ipv4Addr::UNSPECIFIED, 0).into());
     if messages {
-        info!(node = %core.id, peer = %from, %peer, ?remote, "accepted session");
+        info!(node = %core.id, peer = %from, %peer, remote = %fmt_remote(remote), "accepted session");
         core.reach_connected(from, via);
     }
     let mut gate = TrafficGate::default();

@@ -175,8 +175,15 @@ async fn connect<L: Link>(
             // Requests waiting for this peer's answers cannot get them over no session.
             core.rpc
                 .fail_peer(peer.id, RequestError::Unreachable(peer.id));
+            // The first failure of a series is a warning (a peer down, or dialled on a
+            // transport it does not listen on); the retries that follow are debug.
+            if backoff.attempts() == 0 {
+                warn!(node = %core.id, peer = %peer.id, addr = %describe_targets(&addrs), %err,
+                      "cannot connect to peer: retrying with back-off");
+            }
             let delay = backoff.next_delay();
-            debug!(node = %core.id, peer = %peer.id, %err, ?delay, "connect failed");
+            debug!(node = %core.id, peer = %peer.id, %err, delay_ms = delay.as_millis() as u64,
+                   "connect failed");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = peer.cancel.cancelled() => {}
@@ -302,3 +309,9 @@ async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {
 
 #[cfg(test)]
 mod tests;
+
+/// The addresses a connection attempt went to, for a message.
+fn describe_targets(addrs: &[SocketAddr]) -> String {
+    let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    all.join(", ")
+}

@@ -7,12 +7,18 @@ use crate::wire::Codec;
 /// The LSP protocol parameters (spec section 2). Both ends should use the same values.
 ///
 /// [`Params::default`] is [`Params::reference`], the spec's defaults.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
     /// `K`: epochs with nothing received from the peer before the connection is declared lost;
     /// also how many epochs a client retries its Connect.
     pub epoch_limit: u32,
     /// `δ`: time between two epoch events.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub epoch: Duration,
     /// `ω`: sliding-window width, in messages.
     pub window: u32,
@@ -129,6 +135,11 @@ pub enum ParamsError {
 }
 
 /// When Data messages are sent again.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RetransmitPolicy {
     /// [`Epoch`](Self::Epoch) for the JSON codec, [`Adaptive`](Self::Adaptive) for binary.
@@ -146,6 +157,11 @@ pub enum RetransmitPolicy {
 }
 
 /// How received Data is acknowledged.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AckPolicy {
     /// [`PerMessage`](Self::PerMessage) for the JSON codec, [`Selective`](Self::Selective)
@@ -171,14 +187,22 @@ pub enum AckPolicy {
 }
 
 /// Bounds of the adaptive retransmission timeout (used by [`RetransmitPolicy::Adaptive`]).
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RtoBounds {
     /// RTO before the first RTT sample. Default 200 ms.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub initial: Duration,
     /// Floor of the RTO. Default 5 ms (RFC 6298's 1 s floor is for the Internet; hawser runs
     /// in data centres too; raise it for WANs).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub min: Duration,
     /// Ceiling of the RTO, also after doubling. Default 2 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub max: Duration,
 }
 
@@ -195,6 +219,11 @@ impl Default for RtoBounds {
 /// Everything an LSP endpoint (client or server) is configured with.
 ///
 /// Every queue an endpoint keeps is bounded by one of these fields.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Protocol parameters.

@@ -8,6 +8,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::PeerStats;
 
 /// The bounds of a [`SendQueue`].
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueLimits {
     /// Most messages waiting. Default 10,240 (PhxPaxos's queue length).
@@ -16,6 +21,7 @@ pub struct QueueLimits {
     pub max_bytes: usize,
     /// A message that waited longer than this is dropped (and counted) when it reaches the
     /// head: a consensus message that late is useless. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub deadline: Duration,
 }
 

@@ -58,6 +58,11 @@ pub(crate) fn test_origin() -> std::time::Instant {
 }
 
 /// Settings of a [`Reachability`] engine. Every table and queue is bounded by one of them.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// This run's incarnation: must grow across restarts of the same node id (e.g. Unix
@@ -69,12 +74,15 @@ pub struct Config {
     pub renew_divisor: u32,
     /// How long an address stays reachable after traffic over it succeeded. Must exceed the
     /// longest renewal interval (max lease / `renew_divisor`), or neighbours flap. Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub reachable_for: Duration,
     /// Longer leases announced by peers are cut to this. Default 1 hour.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub max_accepted_lease: Duration,
     /// Events are forwarded while they have made fewer than this many hops. Default 16.
     pub max_hops: u8,
     /// How long the seen-cache remembers an event id. Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub seen_ttl: Duration,
     /// Most ids in the seen-cache; the oldest go first. Default 65,536.
     pub max_seen: usize,

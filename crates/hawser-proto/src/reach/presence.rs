@@ -15,10 +15,15 @@ use super::lease::add_saturating;
 pub const WELCOME_GAP: Duration = Duration::from_secs(1);
 
 /// How long a lease this node announces for itself.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeasePolicy {
     /// Always the same lease.
-    Fixed(Duration),
+    Fixed(#[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))] Duration),
     /// A lease growing with continuous uptime, see [`AdaptiveLease`].
     Adaptive(AdaptiveLease),
 }
@@ -60,11 +65,18 @@ impl LeasePolicy {
 ///
 /// With the defaults (2 s, 60 s, 4) a node announces 2 s leases for its first 8 s, then a
 /// quarter of its uptime, reaching 60 s after 4 minutes.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdaptiveLease {
     /// The lease of a node that just started or just lost its last neighbour.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub min: Duration,
     /// The cap.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub max: Duration,
     /// The lease is the uptime divided by this (at least 1).
     pub uptime_divisor: u32,

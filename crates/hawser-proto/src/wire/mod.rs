@@ -222,6 +222,11 @@ pub enum WireError {
 }
 
 /// Which wire encoding an endpoint speaks. Both ends of a connection must agree.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Codec {
     /// hawser's compact binary encoding (`docs/wire.md`); the default.
