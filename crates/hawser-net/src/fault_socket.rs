@@ -69,6 +69,7 @@ pub struct FaultySocket {
 }
 
 /// What a [`FaultySocket`] has done, per direction.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultySocketStats {
     /// What the outbound injector did to datagrams sent.

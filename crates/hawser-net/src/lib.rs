@@ -23,7 +23,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let params = Params { epoch: Duration::from_millis(100), window: 4, max_unacked: 4, ..Params::reference() };
+//! let params = Params::reference()
+//!     .with_epoch(Duration::from_millis(100))
+//!     .with_window(4)
+//!     .with_max_unacked(4);
 //! let server = Server::bind("127.0.0.1:0".parse()?, params).await?;
 //! let client = Client::connect(server.local_addr(), 42, params).await?;
 //!

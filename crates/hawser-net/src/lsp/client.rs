@@ -316,7 +316,7 @@ impl Client {
         self.driver.join().await;
         match reason {
             EndReason::Closed => Ok(()),
-            EndReason::Lost => Err(CloseError::Lost),
+            _ => Err(CloseError::Lost),
         }
     }
 

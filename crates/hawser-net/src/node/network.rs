@@ -22,6 +22,7 @@ use crate::session::{PeerId, TransportAddr};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Node-wide counters (per-destination ones are [`PeerStats`]).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeStats {
     /// Datagrams that did not parse, dropped.

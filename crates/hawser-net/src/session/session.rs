@@ -55,6 +55,7 @@ impl Security {
 }
 
 /// Everything a session is configured with; every queue and wait is bounded here.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// This node's identity.

@@ -7,6 +7,7 @@ use crate::wire::Codec;
 /// The LSP protocol parameters (spec section 2). Both ends should use the same values.
 ///
 /// [`Params::default`] is [`Params::reference`], the spec's defaults.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
     /// `K`: epochs with nothing received from the peer before the connection is declared lost;
@@ -47,6 +48,53 @@ impl Params {
             max_backoff: 8,
             max_unacked: 1024,
         }
+    }
+
+    /// These parameters with `epoch_limit` (`K`) set.
+    #[must_use]
+    pub const fn with_epoch_limit(mut self, epoch_limit: u32) -> Params {
+        self.epoch_limit = epoch_limit;
+        self
+    }
+
+    /// These parameters with `epoch` (`δ`) set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hawser_proto::lsp::Params;
+    ///
+    /// let fast = Params::reference()
+    ///     .with_epoch(Duration::from_millis(100))
+    ///     .with_window(32)
+    ///     .with_max_unacked(32);
+    /// assert_eq!(fast.in_flight_limit(), 32);
+    /// assert_eq!(fast.epoch_limit, 5);
+    /// ```
+    #[must_use]
+    pub const fn with_epoch(mut self, epoch: Duration) -> Params {
+        self.epoch = epoch;
+        self
+    }
+
+    /// These parameters with `window` (`ω`) set.
+    #[must_use]
+    pub const fn with_window(mut self, window: u32) -> Params {
+        self.window = window;
+        self
+    }
+
+    /// These parameters with `max_backoff` set.
+    #[must_use]
+    pub const fn with_max_backoff(mut self, max_backoff: u32) -> Params {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// These parameters with `max_unacked` (`M`) set.
+    #[must_use]
+    pub const fn with_max_unacked(mut self, max_unacked: u32) -> Params {
+        self.max_unacked = max_unacked;
+        self
     }
 
     /// How many Data messages may be in flight: `min(ω, M)`.
@@ -171,6 +219,7 @@ pub enum AckPolicy {
 }
 
 /// Bounds of the adaptive retransmission timeout (used by [`RetransmitPolicy::Adaptive`]).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RtoBounds {
     /// RTO before the first RTT sample. Default 200 ms.
@@ -180,6 +229,18 @@ pub struct RtoBounds {
     pub min: Duration,
     /// Ceiling of the RTO, also after doubling. Default 2 s.
     pub max: Duration,
+}
+
+impl RtoBounds {
+    /// Bounds with this initial RTO, floor and ceiling.
+    pub const fn new(initial: Duration, min: Duration, max: Duration) -> RtoBounds {
+        RtoBounds { initial, min, max }
+    }
+
+    /// An RTO fixed at `rto` (initial, floor and ceiling alike).
+    pub const fn fixed(rto: Duration) -> RtoBounds {
+        RtoBounds::new(rto, rto, rto)
+    }
 }
 
 impl Default for RtoBounds {
@@ -195,6 +256,7 @@ impl Default for RtoBounds {
 /// Everything an LSP endpoint (client or server) is configured with.
 ///
 /// Every queue an endpoint keeps is bounded by one of these fields.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Protocol parameters.

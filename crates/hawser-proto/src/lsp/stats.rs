@@ -1,6 +1,7 @@
 //! Counters, readable from the API at any time.
 
 /// Counters of one connection.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnStats {
     /// Data messages sent for the first time.
@@ -45,6 +46,7 @@ pub struct ConnStats {
 }
 
 /// Counters of a whole endpoint (client or server).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndpointStats {
     /// Datagrams received.

@@ -2,6 +2,7 @@
 
 /// Counters of one peer (as a destination, and as a source for the `*_in` fields), readable from
 /// the API at any time.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
     /// Messages waiting in the outgoing queue now.

@@ -58,6 +58,7 @@ pub(crate) fn test_origin() -> std::time::Instant {
 }
 
 /// Settings of a [`Reachability`] engine. Every table and queue is bounded by one of them.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// This run's incarnation: must grow across restarts of the same node id (e.g. Unix
@@ -262,6 +263,7 @@ pub struct Outgoing {
 }
 
 /// Counters of a [`Reachability`] engine.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReachStats {
     /// Event payloads handed to `handle_event`.
