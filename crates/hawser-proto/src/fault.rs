@@ -241,6 +241,11 @@ pub type Hook = Box<dyn FnMut(&mut Vec<u8>) -> Verdict + Send>;
 /// counts datagrams.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct FaultStats {
     /// Datagrams given to [`FaultInjector::process`].
     pub seen: u64,

@@ -37,6 +37,11 @@ struct Counters {
 
 /// Counters of a [`Listener`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[non_exhaustive]
 pub struct ListenerStats {
     /// Handshakes that succeeded.

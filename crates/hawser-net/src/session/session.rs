@@ -434,6 +434,11 @@ impl std::fmt::Debug for Session {
 
 /// Counters of a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[non_exhaustive]
 pub struct SessionStats {
     /// Duplicate transport messages dropped before decryption (message transports only).

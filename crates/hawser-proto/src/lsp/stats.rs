@@ -3,6 +3,11 @@
 /// Counters of one connection.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct ConnStats {
     /// Data messages sent for the first time.
     pub data_sent: u64,
@@ -48,6 +53,11 @@ pub struct ConnStats {
 /// Counters of a whole endpoint (client or server).
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct EndpointStats {
     /// Datagrams received.
     pub datagrams_received: u64,

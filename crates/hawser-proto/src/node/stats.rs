@@ -4,6 +4,11 @@
 /// the API at any time.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct PeerStats {
     /// Messages waiting in the outgoing queue now.
     pub queued: u64,

@@ -265,6 +265,11 @@ pub struct Outgoing {
 /// Counters of a [`Reachability`] engine.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct ReachStats {
     /// Event payloads handed to `handle_event`.
     pub received: u64,
