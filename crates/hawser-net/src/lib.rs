@@ -45,6 +45,8 @@
 pub mod fault_relay;
 pub mod fault_socket;
 pub mod lsp;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod node;
 pub mod session;
 
