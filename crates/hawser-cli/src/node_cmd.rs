@@ -118,6 +118,8 @@ pub struct NodeArgs {
     /// print what still arrives.
     #[arg(long, default_value_t = 1000)]
     pub linger_ms: u64,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// The Noise cipher of `hawser node --cipher`.
@@ -178,6 +180,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.id,
         node.local_addr()
     );
+    let _metrics = crate::metrics::start(&args.metrics, &node).await?;
     let mut inbox = node.incoming();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
