@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::error::ListenError;
 use super::noise::Role;
@@ -155,7 +155,8 @@ async fn accept_loop(
             .max_pending
             .fetch_max(in_progress, Ordering::Relaxed);
         let (config, sessions, counters) = (config.clone(), sessions.clone(), counters.clone());
-        tasks.spawn(respond(pending, config, sessions, counters, permit));
+        let task = respond(pending, config, sessions, counters, permit);
+        tasks.spawn(task.instrument(tracing::info_span!("handshake")));
     }
 }
 
