@@ -14,6 +14,13 @@
 //!   corruption, for tests and demos; [`fault_relay`] puts one between two endpoints.
 //! - [`node`]: messages, requests and streams to node ids, reachability; [`session`]: the
 //!   encrypted, multiplexed sessions under them.
+//! - `metrics` (feature `metrics`): every counter above published through the `metrics`
+//!   facade (`docs/metrics.md`).
+//!
+//! # Features
+//! - `metrics`: the `metrics` module.
+//! - `serde`: `Serialize` and `Deserialize` on every stats snapshot (`NodeStats`, `PeerStats`,
+//!   `RpcStats`, `SessionStats`, `ListenerStats`, the LSP and reachability counters).
 //!
 //! # Example
 //! An echo over 127.0.0.1 with short epochs:
