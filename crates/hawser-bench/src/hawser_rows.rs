@@ -40,15 +40,15 @@ pub fn hawser_params() -> Params {
 
 /// The full endpoint configuration of every hawser row (client and server alike).
 pub fn hawser_config(codec: Codec) -> Config {
-    Config {
+    let mut config = Config::new(hawser_params())
+        .with_codec(codec)
         // Adaptive (RTT-based) for binary, the reference's epoch resends for JSON.
-        retransmit: RetransmitPolicy::Auto,
+        .with_retransmit(RetransmitPolicy::Auto)
         // Cumulative for binary, one Ack per Data message for JSON (as the reference).
-        acks: AckPolicy::Auto,
-        // Enough for the 1 KiB rows in either codec (the default).
-        max_payload: 1400,
-        ..Config::new(hawser_params()).with_codec(codec)
-    }
+        .with_acks(AckPolicy::Auto);
+    // Enough for the 1 KiB rows in either codec (the default).
+    config.max_payload = 1400;
+    config
 }
 
 /// The `hawser-json-cack` row: JSON, but in-order Data acknowledged by one CAck per received

@@ -159,13 +159,12 @@ pub struct ProtoArgs {
 impl ProtoArgs {
     /// The protocol parameters as given.
     pub fn params(&self) -> Params {
-        Params {
-            epoch_limit: self.epoch_limit,
-            epoch: Duration::from_millis(self.epoch_ms),
-            window: self.window,
-            max_backoff: self.max_backoff,
-            max_unacked: self.max_unacked,
-        }
+        Params::reference()
+            .with_epoch_limit(self.epoch_limit)
+            .with_epoch(Duration::from_millis(self.epoch_ms))
+            .with_window(self.window)
+            .with_max_backoff(self.max_backoff)
+            .with_max_unacked(self.max_unacked)
     }
 
     /// The endpoint configuration, validated.

@@ -23,13 +23,12 @@ use crate::CliError;
 
 /// The demo's protocol parameters: short epochs so that loss heals fast, a wide window.
 fn demo_params() -> Params {
-    Params {
-        epoch_limit: 20,
-        epoch: Duration::from_millis(50),
-        window: 32,
-        max_backoff: 2,
-        max_unacked: 32,
-    }
+    Params::reference()
+        .with_epoch_limit(20)
+        .with_epoch(Duration::from_millis(50))
+        .with_window(32)
+        .with_max_backoff(2)
+        .with_max_unacked(32)
 }
 
 /// Most messages a demo client keeps written and not yet echoed.
@@ -78,16 +77,14 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let reorder = Duration::from_millis(a.reorder_ms);
-    let outbound = FaultConfig {
-        drop_percent: a.drop_percent,
-        duplicate_percent: a.duplicate_percent,
-        reorder_percent: a.reorder_percent,
-        delay: reorder,
-        corrupt_percent: a.damage_percent,
-        shorten_percent: a.damage_percent,
-        lengthen_percent: a.damage_percent,
-        ..FaultConfig::default()
-    };
+    let outbound = FaultConfig::default()
+        .with_drop_percent(a.drop_percent)
+        .with_duplicate_percent(a.duplicate_percent)
+        .with_reorder_percent(a.reorder_percent)
+        .with_delay(reorder)
+        .with_corrupt_percent(a.damage_percent)
+        .with_shorten_percent(a.damage_percent)
+        .with_lengthen_percent(a.damage_percent);
     outbound
         .validate()
         .map_err(|e| CliError::Invalid(format!("invalid fault option: {e}")))?;
@@ -310,13 +307,11 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
 /// The loss, duplication and reordering of the demo's arguments (no payload damage: the
 /// relays of the Raft part carry sealed session data, whose damage is the same as a loss).
 fn outbound_faults(a: &DemoArgs) -> FaultConfig {
-    FaultConfig {
-        drop_percent: a.drop_percent,
-        duplicate_percent: a.duplicate_percent,
-        reorder_percent: a.reorder_percent,
-        delay: Duration::from_millis(a.reorder_ms),
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .with_drop_percent(a.drop_percent)
+        .with_duplicate_percent(a.duplicate_percent)
+        .with_reorder_percent(a.reorder_percent)
+        .with_delay(Duration::from_millis(a.reorder_ms))
 }
 
 /// The Raft part: prints what it measured and checked; whether it passed.

@@ -22,12 +22,11 @@ pub struct NodeReport {
 }
 
 fn settings(lease: Duration) -> Settings {
-    Settings {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        reach: ReachSettings::with_lease(lease),
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.backoff_initial = Duration::from_millis(20);
+    s.backoff_max = Duration::from_millis(200);
+    s.reach = ReachSettings::with_lease(lease);
+    s
 }
 
 /// Starts node `id` (identity `identities[id - 1]`), pinning every other node's identity.

@@ -56,8 +56,8 @@ pub async fn server(a: EchoServerArgs) -> Result<ExitCode, CliError> {
                 Err(ServerReadError::ConnEnded(conn, reason)) => {
                     open.remove(&conn);
                     let why = match reason {
-                        EndReason::Lost => "lost (the client closed or went silent)",
                         EndReason::Closed => "closed",
+                        _ => "lost (the client closed or went silent)",
                     };
                     eprintln!("hawser: {conn} ended: {why}");
                 }

@@ -13,6 +13,7 @@ mod demo_raft;
 mod echo;
 mod faults;
 mod keygen;
+mod metrics;
 mod node_cmd;
 mod payload;
 mod pump;

@@ -92,6 +92,8 @@ pub struct RaftArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub run_for: Option<u64>,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// The file of the node's hawser key inside its data directory.
@@ -139,6 +141,7 @@ pub async fn run(args: RaftArgs) -> anyhow::Result<()> {
         "hawser raft: node {} (incarnation {}) on {} over {transport}, HTTP on {}",
         args.id, status.incarnation, args.listen, args.http
     );
+    let _metrics = crate::metrics::start(&args.metrics, &server.network).await?;
     let api = http::serve(listener, server.kv.clone(), HttpLimits::default());
     let stop = async {
         match args.run_for {

@@ -17,12 +17,11 @@ const VICTIM: u64 = 4;
 const LEASE: Duration = Duration::from_millis(500);
 
 fn settings() -> Settings {
-    Settings {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        reach: ReachSettings::with_lease(LEASE),
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.backoff_initial = Duration::from_millis(20);
+    s.backoff_max = Duration::from_millis(200);
+    s.reach = ReachSettings::with_lease(LEASE);
+    s
 }
 
 async fn start(

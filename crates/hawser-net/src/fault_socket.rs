@@ -69,7 +69,13 @@ pub struct FaultySocket {
 }
 
 /// What a [`FaultySocket`] has done, per direction.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct FaultySocketStats {
     /// What the outbound injector did to datagrams sent.
     pub outbound: FaultStats,

@@ -15,9 +15,17 @@
 //! - [`node`]: messages, requests and streams to node ids, reachability; [`session`]: the
 //!   encrypted, multiplexed sessions under them.
 //! - [`proto`]: the sans-IO core, [`hawser_proto`], re-exported.
+//! - `metrics` (feature `metrics`): every counter above published through the `metrics`
+//!   facade (`docs/metrics.md`).
 //!
 //! The repository's `README.md` has a quick start, and its `docs/` directory one document per
 //! topic (nodes, sessions and security, reachability, LSP and its specification, wire formats).
+//!
+//! # Features
+//! - `metrics`: the `metrics` module.
+//! - `serde`: `Serialize` and `Deserialize` on [`node::Settings`] and the types in it (for a
+//!   configuration file) and on every stats snapshot (`NodeStats`, `PeerStats`, `RpcStats`,
+//!   `SessionStats`, `ListenerStats`, the LSP and reachability counters).
 //!
 //! # Example
 //! An echo over 127.0.0.1 with short epochs:
@@ -27,7 +35,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let params = Params { epoch: Duration::from_millis(100), window: 4, max_unacked: 4, ..Params::reference() };
+//! let params = Params::reference()
+//!     .with_epoch(Duration::from_millis(100))
+//!     .with_window(4)
+//!     .with_max_unacked(4);
 //! let server = Server::bind("127.0.0.1:0".parse()?, params).await?;
 //! let client = Client::connect(server.local_addr(), 42, params).await?;
 //!
@@ -43,9 +54,13 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod fault_relay;
 pub mod fault_socket;
 pub mod lsp;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod node;
 #[cfg(feature = "serde")]
 mod serde_impls;

@@ -61,20 +61,18 @@ fn lsp_netlab_segmented_and_fragmented() {
 }
 
 fn params() -> Params {
-    Params {
-        epoch: Duration::from_millis(100),
-        epoch_limit: 50,
-        window: 256,
-        max_unacked: 256,
-        max_backoff: 4,
-    }
+    Params::reference()
+        .with_epoch(Duration::from_millis(100))
+        .with_epoch_limit(50)
+        .with_window(256)
+        .with_max_unacked(256)
+        .with_max_backoff(4)
 }
 
 fn config(codec: Codec) -> Config {
-    Config {
-        max_payload: JSON_SIZE,
-        ..Config::new(params()).with_codec(codec)
-    }
+    let mut config = Config::new(params()).with_codec(codec);
+    config.max_payload = JSON_SIZE;
+    config
 }
 
 fn payload(i: u32, size: usize) -> Bytes {

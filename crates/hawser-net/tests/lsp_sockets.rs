@@ -15,13 +15,12 @@ use tokio::time::timeout;
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn fast(window: u32, max_unacked: u32) -> Params {
-    Params {
-        epoch_limit: 5,
-        epoch: Duration::from_millis(50),
-        window,
-        max_backoff: 1,
-        max_unacked,
-    }
+    Params::reference()
+        .with_epoch_limit(5)
+        .with_epoch(Duration::from_millis(50))
+        .with_window(window)
+        .with_max_backoff(1)
+        .with_max_unacked(max_unacked)
 }
 
 fn localhost() -> SocketAddr {
@@ -270,14 +269,12 @@ async fn after_server_close_read_is_the_error_with_no_id() {
 #[tokio::test]
 async fn send_waits_for_queue_room_while_write_fails() {
     timeout(LIMIT, async {
-        let config = Config {
-            max_send_queue: 4,
-            max_read_queue: 2,
-            // One message per Data message, so that the bounds count these messages (bundles
-            // count once: `hawser-sim/tests/bundle.rs`).
-            bundle_max: 0,
-            ..Config::new(fast(8, 8))
-        };
+        let mut config = Config::new(fast(8, 8));
+        config.max_send_queue = 4;
+        config.max_read_queue = 2;
+        // One message per Data message, so that the bounds count these messages (bundles
+        // count once: `hawser-sim/tests/bundle.rs`).
+        config.bundle_max = 0;
         let (server, client) = pair_with(config).await;
         // The server does not read: 2 messages fill its read queue, 4 the client's send queue.
         for i in 0..6u8 {
@@ -308,10 +305,7 @@ async fn send_waits_for_queue_room_while_write_fails() {
 
 /// Long epochs: nothing here may rely on an epoch tick to send.
 fn slow_epochs() -> Params {
-    Params {
-        epoch: Duration::from_secs(2),
-        ..fast(64, 64)
-    }
+    fast(64, 64).with_epoch(Duration::from_secs(2))
 }
 
 /// A reader that takes a message and never replies: the acknowledgement its receive held back
@@ -320,14 +314,12 @@ fn slow_epochs() -> Params {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_read_without_reply_is_acknowledged_at_once() {
     timeout(LIMIT, async {
-        let config = Config {
-            rto: RtoBounds {
-                initial: Duration::from_millis(500),
-                min: Duration::from_millis(300),
-                max: Duration::from_secs(2),
-            },
-            ..Config::new(slow_epochs())
-        };
+        let mut config = Config::new(slow_epochs());
+        config.rto = RtoBounds::new(
+            Duration::from_millis(500),
+            Duration::from_millis(300),
+            Duration::from_secs(2),
+        );
         let server =
             Server::bind_with(config.clone(), Socket::bind(localhost()).await.unwrap()).unwrap();
         let client = Client::connect_with(
@@ -475,13 +467,11 @@ async fn batch_calls_echo_everything_in_order() {
 #[tokio::test]
 async fn write_batch_stops_at_what_it_cannot_queue() {
     timeout(LIMIT, async {
-        let config = Config {
-            max_send_queue: 4,
-            // One message per Data message, so that the queue bound counts these messages.
-            bundle_max: 0,
-            max_payload: 100,
-            ..Config::new(fast(1, 1))
-        };
+        let mut config = Config::new(fast(1, 1));
+        config.max_send_queue = 4;
+        // One message per Data message, so that the queue bound counts these messages.
+        config.bundle_max = 0;
+        config.max_payload = 100;
         let (server, client) = pair_with(config).await;
         let too_large = Bytes::from(vec![0u8; 101]);
         let mut batch: std::collections::VecDeque<Bytes> =
@@ -513,25 +503,19 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
 
 /// Ten-second epochs: anything here that happens sooner was not waiting for an epoch tick.
 fn ten_second_epochs() -> Params {
-    Params {
-        epoch_limit: 50,
-        epoch: Duration::from_secs(10),
-        window: 8,
-        max_backoff: 0,
-        max_unacked: 8,
-    }
+    Params::reference()
+        .with_epoch_limit(50)
+        .with_epoch(Duration::from_secs(10))
+        .with_window(8)
+        .with_max_backoff(0)
+        .with_max_unacked(8)
 }
 
 /// `params` with a retransmission timeout fixed at `rto`.
 fn fixed_rto(params: Params, rto: Duration) -> Config {
-    Config {
-        rto: RtoBounds {
-            initial: rto,
-            min: rto,
-            max: rto,
-        },
-        ..Config::new(params)
-    }
+    let mut config = Config::new(params);
+    config.rto = RtoBounds::new(rto, rto, rto);
+    config
 }
 
 /// A server on a fault-injecting socket (returned too, to inject faults later) and a client
@@ -719,15 +703,9 @@ async fn reads_and_batch_reads_mixed_keep_order_and_the_end_last() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_waiting_for_room_hears_of_acks_another_reader_received() {
     timeout(LIMIT, async {
-        let config = Config {
-            max_send_queue: 2,
-            bundle_max: 0,
-            ..Config::new(Params {
-                window: 1,
-                max_unacked: 1,
-                ..slow_epochs()
-            })
-        };
+        let mut config = Config::new(slow_epochs().with_window(1).with_max_unacked(1));
+        config.max_send_queue = 2;
+        config.bundle_max = 0;
         let (server, client) = pair_with(config).await;
         let client = std::sync::Arc::new(client);
         // The server never writes: this read waits, receiving every acknowledgement.

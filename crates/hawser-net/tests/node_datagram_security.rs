@@ -18,10 +18,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 const STEP: Duration = Duration::from_secs(10);
 
 fn settings(security: Security) -> Settings {
-    let mut s = Settings {
-        security,
-        ..Settings::default()
-    };
+    let mut s = Settings::default();
+    s.security = security;
     // No reachability: sessions open only when something is sent.
     s.reach.enabled = false;
     s

@@ -24,17 +24,13 @@ enum Kind {
 }
 
 fn settings() -> Settings {
-    Settings {
-        queue: QueueLimits {
-            deadline: Duration::from_secs(2),
-            ..QueueLimits::default()
-        },
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(100),
-        connect_timeout: Duration::from_secs(1),
-        reach: ReachSettings::with_lease(LEASE),
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.queue = QueueLimits::default().with_deadline(Duration::from_secs(2));
+    s.backoff_initial = Duration::from_millis(20);
+    s.backoff_max = Duration::from_millis(100);
+    s.connect_timeout = Duration::from_secs(1);
+    s.reach = ReachSettings::with_lease(LEASE);
+    s
 }
 
 /// A test cluster: how to start (and restart) nodes of one kind.

@@ -137,13 +137,11 @@ fn reach_netlab_child() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let members = (1..=NODES).map(|n| Member::new(n, Role::Member, addr(n)));
-        let settings = Settings {
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(500),
-            connect_timeout: Duration::from_secs(1),
-            reach: ReachSettings::with_lease(LEASE),
-            ..Settings::default()
-        };
+        let mut settings = Settings::default();
+        settings.backoff_initial = Duration::from_millis(50);
+        settings.backoff_max = Duration::from_millis(500);
+        settings.connect_timeout = Duration::from_secs(1);
+        settings.reach = ReachSettings::with_lease(LEASE);
         let node = Node::builder(id)
             .listen(addr(id))
             .members(members)

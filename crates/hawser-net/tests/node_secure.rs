@@ -112,9 +112,10 @@ async fn wrong_network_id_is_refused() {
 
 #[tokio::test]
 async fn plaintext_setting_works() {
-    let plain = || Settings {
-        security: Security::DangerPlaintext,
-        ..settings()
+    let plain = || {
+        let mut s = settings();
+        s.security = Security::DangerPlaintext;
+        s
     };
     let nodes = start(vec![plain(), plain()]).await;
     let mut inbox = nodes[1].incoming();
@@ -127,10 +128,8 @@ async fn plaintext_setting_works() {
 /// Node 1 on `first`, node 2 on the default: a message from 1 never reaches 2, and node 2
 /// counts the failed handshake.
 async fn security_mismatch_is_refused(first: Security) {
-    let one = Settings {
-        security: first,
-        ..settings()
-    };
+    let mut one = settings();
+    one.security = first;
     let nodes = start(vec![one, settings()]).await;
     let mut inbox = nodes[1].incoming();
     nodes[0].send(2, "x", Delivery::Reliable).unwrap();
@@ -150,9 +149,10 @@ async fn plaintext_and_noise_do_not_mix() {
 /// Thousands of messages queued at once (written and received in batches): all arrive, in
 /// order, and both ends count each once, with its bytes.
 async fn batched_traffic_is_whole_ordered_and_counted(security: Security) {
-    let s = || Settings {
-        security,
-        ..settings()
+    let s = || {
+        let mut s = settings();
+        s.security = security;
+        s
     };
     let nodes = start(vec![s(), s()]).await;
     let mut inbox = nodes[1].incoming();
@@ -215,9 +215,10 @@ async fn start_on(security: Security, addr_of: impl Fn(u64) -> TransportAddr) ->
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
         let mut b = Node::builder(id)
-            .settings(Settings {
-                security,
-                ..settings()
+            .settings({
+                let mut s = settings();
+                s.security = security;
+                s
             })
             .identity(identity(id as u8))
             .listen(([127, 0, 0, 1], 0).into())

@@ -151,11 +151,9 @@ async fn errors_at_once(kind: Kind) {
 /// A full queue is an error to the caller, counted; `send_wait` waits for room instead.
 async fn full_queue(kind: Kind) {
     let mut c = Cluster::members(kind, 2);
-    c.settings.queue = QueueLimits {
-        max_messages: 5,
-        deadline: Duration::from_secs(30),
-        ..QueueLimits::default()
-    };
+    c.settings.queue = QueueLimits::default()
+        .with_max_messages(5)
+        .with_deadline(Duration::from_secs(30));
     let mut nodes = c.start_all().await;
     let b = nodes.pop().unwrap();
     b.stop().await; // node 2 is down: its queue on node 1 fills
@@ -197,11 +195,9 @@ async fn batch_send(kind: Kind) {
     let mut c = Cluster::members(kind, 3);
     c.settings.max_frame = 1000;
     c.settings.incoming_capacity = 4;
-    c.settings.queue = QueueLimits {
-        max_messages: 8,
-        deadline: Duration::from_secs(30),
-        ..QueueLimits::default()
-    };
+    c.settings.queue = QueueLimits::default()
+        .with_max_messages(8)
+        .with_deadline(Duration::from_secs(30));
     let mut nodes = c.start_all().await;
     // Node 3 is down before anyone connected to it: its queue on node 1 can only fill. (A
     // node stopped after a connection to it was made may still look connected for a while,

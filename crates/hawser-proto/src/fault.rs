@@ -55,11 +55,14 @@ pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(10);
 /// use std::time::Duration;
 /// use hawser_proto::fault::FaultConfig;
 ///
-/// let lossy = FaultConfig { drop_percent: 20.0, ..FaultConfig::default() };
+/// let lossy = FaultConfig::dropping(20.0);
 /// assert!(lossy.validate().is_ok());
-/// let late = FaultConfig { delay_percent: 50.0, delay: Duration::from_millis(500), ..lossy };
+/// let late = lossy
+///     .with_delay_percent(50.0)
+///     .with_delay(Duration::from_millis(500));
 /// assert!(!late.is_noop());
 /// ```
+#[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaultConfig {
     /// Chance that a datagram is lost.
@@ -97,6 +100,62 @@ impl FaultConfig {
     /// Loses every datagram: the link is down.
     pub fn drop_all() -> FaultConfig {
         FaultConfig::dropping(100.0)
+    }
+
+    /// This config with `drop_percent` set: the chance that a datagram is lost.
+    #[must_use]
+    pub fn with_drop_percent(mut self, drop_percent: f64) -> FaultConfig {
+        self.drop_percent = drop_percent;
+        self
+    }
+
+    /// This config with `delay_percent` set: the chance that a datagram is delivered late.
+    #[must_use]
+    pub fn with_delay_percent(mut self, delay_percent: f64) -> FaultConfig {
+        self.delay_percent = delay_percent;
+        self
+    }
+
+    /// This config with `delay` set: how late a delayed datagram is (also the reorder window).
+    #[must_use]
+    pub fn with_delay(mut self, delay: Duration) -> FaultConfig {
+        self.delay = delay;
+        self
+    }
+
+    /// This config with `duplicate_percent` set: the chance that a datagram is delivered twice.
+    #[must_use]
+    pub fn with_duplicate_percent(mut self, duplicate_percent: f64) -> FaultConfig {
+        self.duplicate_percent = duplicate_percent;
+        self
+    }
+
+    /// This config with `reorder_percent` set: the chance that a datagram is held back by a random part of the window.
+    #[must_use]
+    pub fn with_reorder_percent(mut self, reorder_percent: f64) -> FaultConfig {
+        self.reorder_percent = reorder_percent;
+        self
+    }
+
+    /// This config with `corrupt_percent` set: the chance, per Data message, that one payload byte is flipped.
+    #[must_use]
+    pub fn with_corrupt_percent(mut self, corrupt_percent: f64) -> FaultConfig {
+        self.corrupt_percent = corrupt_percent;
+        self
+    }
+
+    /// This config with `shorten_percent` set: the chance, per non-empty Data message, that its payload loses its last byte.
+    #[must_use]
+    pub fn with_shorten_percent(mut self, shorten_percent: f64) -> FaultConfig {
+        self.shorten_percent = shorten_percent;
+        self
+    }
+
+    /// This config with `lengthen_percent` set: the chance, per Data message, that bytes are appended to its payload.
+    #[must_use]
+    pub fn with_lengthen_percent(mut self, lengthen_percent: f64) -> FaultConfig {
+        self.lengthen_percent = lengthen_percent;
+        self
     }
 
     /// Whether this config injects no random fault (hooks aside).
@@ -180,7 +239,13 @@ pub type Hook = Box<dyn FnMut(&mut Vec<u8>) -> Verdict + Send>;
 
 /// What a [`FaultInjector`] has done so far. Payload damage counts Data messages, everything else
 /// counts datagrams.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct FaultStats {
     /// Datagrams given to [`FaultInjector::process`].
     pub seen: u64,
@@ -217,11 +282,11 @@ pub struct FaultStats {
 /// faults.process(now, Bytes::from_static(b"hi"), &mut out);
 /// assert_eq!(out, vec![(now, Bytes::from_static(b"hi"))]);
 ///
-/// faults.set_config(FaultConfig {
-///     delay_percent: 100.0,
-///     delay: Duration::from_millis(500),
-///     ..FaultConfig::default()
-/// });
+/// faults.set_config(
+///     FaultConfig::default()
+///         .with_delay_percent(100.0)
+///         .with_delay(Duration::from_millis(500)),
+/// );
 /// out.clear();
 /// faults.process(now, Bytes::from_static(b"late"), &mut out);
 /// assert_eq!(out[0].0, now + Duration::from_millis(500));

@@ -76,6 +76,8 @@
 //! # let _ = ClientRead::Data(Default::default());
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod fault;
 pub mod lsp;
 pub mod node;

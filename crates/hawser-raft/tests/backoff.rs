@@ -7,10 +7,8 @@ use hawser_net::node::{Member, MemoryHub, Node, ReachSettings, Role, Settings};
 use hawser_raft::net::ReachBackoff;
 
 async fn start(hub: &MemoryHub, id: u64) -> Node {
-    let settings = Settings {
-        reach: ReachSettings::with_lease(Duration::from_millis(200)),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.reach = ReachSettings::with_lease(Duration::from_millis(200));
     let members = [
         Member::without_addr(1, Role::Member),
         Member::without_addr(2, Role::Member),

@@ -130,14 +130,12 @@ fn star(seed: u64, clients: u32, interval: Duration) -> SimNet {
 }
 
 fn lossy_everything() -> FaultConfig {
-    FaultConfig {
-        drop_percent: 10.0,
-        duplicate_percent: 10.0,
-        reorder_percent: 20.0,
-        delay_percent: 5.0,
-        delay: 30 * MS,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .with_drop_percent(10.0)
+        .with_duplicate_percent(10.0)
+        .with_reorder_percent(20.0)
+        .with_delay_percent(5.0)
+        .with_delay(30 * MS)
 }
 
 /// The trace with times, as a comparable value.
@@ -198,11 +196,9 @@ fn reorder_and_delay_reorder_but_lose_nothing() {
     net.set_faults(
         client,
         server_addr(),
-        FaultConfig {
-            reorder_percent: 30.0,
-            delay: 5 * MS,
-            ..FaultConfig::default()
-        },
+        FaultConfig::default()
+            .with_reorder_percent(30.0)
+            .with_delay(5 * MS),
     );
     net.run_for(Duration::from_millis(500));
     net.set_faults_all(FaultConfig::none());
@@ -460,14 +456,7 @@ fn lsp_aware_faults_and_message_hooks_use_the_net_codec() {
     net.set_codec(Codec::Json);
     let (a, b) = (fake_addr(1), fake_addr(2));
     net.add(b, Ping::server()).expect("free");
-    net.set_faults(
-        a,
-        b,
-        FaultConfig {
-            shorten_percent: 100.0,
-            ..FaultConfig::default()
-        },
-    );
+    net.set_faults(a, b, FaultConfig::default().with_shorten_percent(100.0));
     // Rewrite every Ack into a CAck on the same link.
     net.set_hook(
         a,

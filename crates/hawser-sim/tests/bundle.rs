@@ -56,14 +56,14 @@ fn stream(c: &mut Cluster, msgs: usize) -> Vec<Vec<Bytes>> {
 fn bundles_survive_loss_duplication_and_reordering() {
     let mut c = Cluster::with_config(config(256));
     c.app.echo = true;
-    c.net.set_faults_all(FaultConfig {
-        drop_percent: 10.0,
-        duplicate_percent: 10.0,
-        reorder_percent: 20.0,
-        delay_percent: 5.0,
-        delay: Duration::from_millis(30),
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_drop_percent(10.0)
+            .with_duplicate_percent(10.0)
+            .with_reorder_percent(20.0)
+            .with_delay_percent(5.0)
+            .with_delay(Duration::from_millis(30)),
+    );
     c.add_clients(5);
     c.connect_all();
     stream(&mut c, 400);
@@ -278,12 +278,12 @@ fn mixed_sizes_bundled_and_alone_arrive_in_order_through_faults() {
     // Sizes on both sides of `bundle_max` and up to `max_payload`, so bundles are sealed early
     // by a large message and by running out of room, in many steps of a few writes each.
     let mut c = Cluster::with_config(config(256));
-    c.net.set_faults_all(FaultConfig {
-        drop_percent: 15.0,
-        duplicate_percent: 10.0,
-        reorder_percent: 30.0,
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_drop_percent(15.0)
+            .with_duplicate_percent(10.0)
+            .with_reorder_percent(30.0),
+    );
     c.add_clients(2);
     c.connect_all();
     let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 2];
@@ -325,12 +325,12 @@ fn bundles_are_resent_by_the_epoch_policy_too() {
     // in 40 steps make about 40 bundles per client, so some are lost whatever the seed.
     let config = config(256).with_retransmit(hawser_proto::lsp::RetransmitPolicy::Epoch);
     let mut c = Cluster::with_config(config);
-    c.net.set_faults_all(FaultConfig {
-        drop_percent: 20.0,
-        duplicate_percent: 10.0,
-        reorder_percent: 20.0,
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_drop_percent(20.0)
+            .with_duplicate_percent(10.0)
+            .with_reorder_percent(20.0),
+    );
     c.add_clients(3);
     c.connect_all();
     let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 3];

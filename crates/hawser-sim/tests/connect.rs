@@ -86,10 +86,8 @@ fn connect_gives_up(codec: Codec) {
 fn duplicated_connects(codec: Codec) {
     let mut c = Cluster::new(codec, params(5, 500, 4, 0, 4));
     c.app.echo = true;
-    c.net.set_faults_all(FaultConfig {
-        duplicate_percent: 100.0,
-        ..FaultConfig::default()
-    });
+    c.net
+        .set_faults_all(FaultConfig::default().with_duplicate_percent(100.0));
     c.add_clients(3);
     c.connect_all();
     c.run_for(10 * MS);
@@ -262,10 +260,9 @@ fn first_seqs(codec: Codec) {
 /// ends, and a new client then gets in.
 fn max_connections(codec: Codec) {
     let p = params(5, 500, 1, 0, 1);
-    let mut c = Cluster::with_config(Config {
-        max_connections: 3,
-        ..Config::new(p).with_codec(codec)
-    });
+    let mut config = Config::new(p).with_codec(codec);
+    config.max_connections = 3;
+    let mut c = Cluster::with_config(config);
     c.add_clients(5);
     c.run_for(c.epoch() * 5);
     for i in 0..3 {

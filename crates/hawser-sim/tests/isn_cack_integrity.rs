@@ -226,10 +226,7 @@ fn received(c: &Cluster, dir: Dir, i: usize) -> &[Bytes] {
 /// Spec 3.3: a payload longer than its Size is truncated to Size and delivered. Every Data
 /// message is lengthened; every one is counted as truncated; all arrive intact.
 fn lengthened(codec: Codec, dir: Dir) {
-    let fault = FaultConfig {
-        lengthen_percent: 100.0,
-        ..FaultConfig::default()
-    };
+    let fault = FaultConfig::default().with_lengthen_percent(100.0);
     let (mut c, sent, counter) = damaged(codec, dir, fault, 10);
     let done = c.run_until(c.epoch() * 4, |c| {
         (0..2).all(|i| received(c, dir, i).len() == 10 && sender(c, dir, i).pending() == 0)
@@ -313,12 +310,12 @@ fn all_damage(codec: Codec) {
     c.app.echo = true;
     c.add_clients(3);
     c.connect_all();
-    c.net.set_faults_all(FaultConfig {
-        lengthen_percent: 40.0,
-        shorten_percent: 20.0,
-        corrupt_percent: 20.0,
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_lengthen_percent(40.0)
+            .with_shorten_percent(20.0)
+            .with_corrupt_percent(20.0),
+    );
     let sent: Vec<_> = (0..3).map(|i| c.msgs(&format!("c{i}"), 30)).collect();
     for (i, m) in sent.iter().enumerate() {
         c.write(i, m);
@@ -357,25 +354,25 @@ both_codecs! {
     shortened_payload_is_never_delivered_to_server: |codec| never_delivered(
         codec,
         Dir::ClientsToServer,
-        FaultConfig { shorten_percent: 100.0, ..FaultConfig::default() },
+        FaultConfig::default().with_shorten_percent(100.0),
         true,
     );
     shortened_payload_is_never_delivered_to_client: |codec| never_delivered(
         codec,
         Dir::ServerToClients,
-        FaultConfig { shorten_percent: 100.0, ..FaultConfig::default() },
+        FaultConfig::default().with_shorten_percent(100.0),
         true,
     );
     corrupted_payload_is_never_delivered_to_server: |codec| never_delivered(
         codec,
         Dir::ClientsToServer,
-        FaultConfig { corrupt_percent: 100.0, ..FaultConfig::default() },
+        FaultConfig::default().with_corrupt_percent(100.0),
         false,
     );
     corrupted_payload_is_never_delivered_to_client: |codec| never_delivered(
         codec,
         Dir::ServerToClients,
-        FaultConfig { corrupt_percent: 100.0, ..FaultConfig::default() },
+        FaultConfig::default().with_corrupt_percent(100.0),
         false,
     );
     every_payload_fault_at_once_still_delivers_intact: |codec| all_damage(codec);

@@ -17,13 +17,14 @@ use hawser_sim::{fake_addr, message_hook, FaultConfig, SimNet, Verdict};
 const SERVER: u32 = 0;
 
 fn config(codec: Codec, policy: RetransmitPolicy) -> Config {
-    Config::new(Params {
-        epoch_limit: 20,
-        epoch: Duration::from_secs(2),
-        window: 64,
-        max_backoff: 4,
-        max_unacked: 64,
-    })
+    Config::new(
+        Params::reference()
+            .with_epoch_limit(20)
+            .with_epoch(Duration::from_secs(2))
+            .with_window(64)
+            .with_max_backoff(4)
+            .with_max_unacked(64),
+    )
     .with_codec(codec)
     .with_retransmit(policy)
 }
@@ -306,11 +307,8 @@ fn json_with_cumulative_acks_uses_cacks_and_delivers_under_loss() {
 fn bulk_under_loss(seed: u64, acks: AckPolicy, loss: f64, n: u32) -> (ConnStats, u64, Duration) {
     let mut net = SimNet::new(seed);
     net.set_latency(Duration::from_micros(100));
-    let cfg = Config {
-        max_payload: 1400,
-        ..Config::new(Params::throughput())
-    }
-    .with_acks(acks);
+    let mut cfg = Config::new(Params::throughput()).with_acks(acks);
+    cfg.max_payload = 1400;
     let (s, c) = pair(&mut net, &cfg);
     net.set_faults_both(s, c, FaultConfig::dropping(loss));
     let before = net.link_stats(c, s).dropped;

@@ -25,10 +25,7 @@ fn connect(net: &mut SimNet, isn: u64, config: &Config) {
 
 #[test]
 fn a_restarted_client_reconnects_and_the_old_connection_is_reported_lost() {
-    let config = Config::new(Params {
-        epoch: Duration::from_millis(500),
-        ..Params::reference()
-    });
+    let config = Config::new(Params::reference().with_epoch(Duration::from_millis(500)));
     let mut net = SimNet::new(hawser_sim::seed());
     let (s, c) = (fake_addr(0), fake_addr(1));
     net.add(s, ServerEndpoint::new(config.clone()).unwrap())
@@ -73,10 +70,7 @@ fn a_restarted_client_reconnects_and_the_old_connection_is_reported_lost() {
 #[test]
 fn a_stale_connect_never_disturbs_a_live_connection() {
     use hawser_proto::DatagramEndpoint as _;
-    let config = Config::new(Params {
-        epoch: Duration::from_millis(500),
-        ..Params::reference()
-    });
+    let config = Config::new(Params::reference().with_epoch(Duration::from_millis(500)));
     let codec = config.codec;
     let mut net = SimNet::new(hawser_sim::seed());
     let (s, c) = (fake_addr(0), fake_addr(1));

@@ -14,14 +14,9 @@ const MAX: Duration = Duration::from_secs(60);
 
 /// Leases of `clamp(uptime / 4, 2 s, 60 s)`, renewed every third; reachable for 30 s.
 fn config() -> Config {
-    Config {
-        lease: LeasePolicy::Adaptive(AdaptiveLease {
-            min: MIN,
-            max: MAX,
-            uptime_divisor: 4,
-        }),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.lease = LeasePolicy::Adaptive(AdaptiveLease::new(MIN, MAX, 4));
+    config
 }
 
 fn full_mesh(n: u32) -> Vec<(u32, u32)> {

@@ -97,10 +97,8 @@ fn flood_on_a_20_node_random_mesh() {
 
 #[test]
 fn hop_limit_bounds_how_far_an_event_goes() {
-    let config = Config {
-        max_hops: 4,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.max_hops = 4;
     let mut net = cluster(10, &config, &line(10), Duration::from_secs(1));
     let ev = command(&mut net, 0, |e, now| e.publish(now, 1, Bytes::new())).expect("small");
     net.run_for(Duration::from_secs(1));
@@ -117,14 +115,12 @@ fn hop_limit_bounds_how_far_an_event_goes() {
 /// duplicates the cache let through, and the net goes quiet again.
 #[test]
 fn bounds_hold_under_an_event_storm() {
-    let config = Config {
-        max_seen: 8,
-        max_hops: 4,
-        max_peers: 6,
-        max_pending_events: 128,
-        max_outgoing: 512,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.max_seen = 8;
+    config.max_hops = 4;
+    config.max_peers = 6;
+    config.max_pending_events = 128;
+    config.max_outgoing = 512;
     let n = 10;
     let edges = random_mesh(n, 10, hawser_sim::seed() ^ 1);
     let mut net = cluster(n, &config, &edges, Duration::from_secs(1));
@@ -197,10 +193,8 @@ fn storm_with_a_big_enough_cache_is_exactly_once() {
 /// Forged events from a thousand origins, injected at one node: its table stays bounded.
 #[test]
 fn forged_origins_cannot_grow_the_table() {
-    let config = Config {
-        max_peers: 16,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.max_peers = 16;
     let mut net = cluster(2, &config, &[(0, 1)], Duration::from_secs(1));
     for k in 0..1000u64 {
         let event = hawser_proto::wire::reach::Event {

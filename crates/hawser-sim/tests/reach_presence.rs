@@ -14,10 +14,9 @@ const LEASE: Duration = Duration::from_secs(10);
 
 /// Fixed 10 s leases, renewed every 3.3 s; addresses reachable for 5 s after traffic.
 fn config() -> Config {
-    Config {
-        reachable_for: Duration::from_secs(5),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.reachable_for = Duration::from_secs(5);
+    config
 }
 
 fn full_mesh(n: u32) -> Vec<(u32, u32)> {

@@ -109,11 +109,11 @@ fn out_of_order(codec: Codec, clients: usize, msgs: usize) {
     c.app.echo = true;
     c.add_clients(clients);
     c.connect_all();
-    c.net.set_faults_all(FaultConfig {
-        delay_percent: 50.0,
-        delay: Duration::from_millis(500),
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_delay_percent(50.0)
+            .with_delay(Duration::from_millis(500)),
+    );
     stream_echo(&mut c, msgs, Duration::from_secs(15));
     assert!(
         c.app.max_ahead_server > 0 && c.app.max_ahead_clients > 0,
@@ -128,14 +128,14 @@ fn out_of_order(codec: Codec, clients: usize, msgs: usize) {
 fn chaos(codec: Codec) {
     let mut c = Cluster::new(codec, params(20, 100, 8, 2, 4));
     c.app.echo = true;
-    c.net.set_faults_all(FaultConfig {
-        drop_percent: 10.0,
-        duplicate_percent: 10.0,
-        reorder_percent: 20.0,
-        delay_percent: 5.0,
-        delay: Duration::from_millis(30),
-        ..FaultConfig::default()
-    });
+    c.net.set_faults_all(
+        FaultConfig::default()
+            .with_drop_percent(10.0)
+            .with_duplicate_percent(10.0)
+            .with_reorder_percent(20.0)
+            .with_delay_percent(5.0)
+            .with_delay(Duration::from_millis(30)),
+    );
     c.add_clients(20);
     c.connect_all();
     let server = c.server_ep().stats();

@@ -176,7 +176,7 @@ fn settings(args: &NodeArgs, mut s: Settings) -> Result<Settings, CliError> {
 fn split_listen(listen: Vec<TransportAddr>) -> Result<(SocketAddr, Vec<TransportAddr>), CliError> {
     let host = |a: &TransportAddr| match a {
         TransportAddr::Tcp(s) | TransportAddr::Lsp(s) | TransportAddr::Ws(s) => s.ip(),
-        TransportAddr::Mem(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let mut tcp = None;
     let mut also = Vec::new();

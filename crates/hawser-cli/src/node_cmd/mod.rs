@@ -87,6 +87,8 @@ pub struct NodeArgs {
     /// object per line on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// The Noise cipher of `hawser node --cipher`.
@@ -127,6 +129,7 @@ pub async fn run(args: NodeArgs) -> Result<(), CliError> {
         addrs.join(", "),
         plan.settings.network_id.as_str()
     );
+    let _metrics = crate::metrics::start(&args.metrics, &node).await?;
     let delivery = if args.unreliable {
         Delivery::Unreliable
     } else {

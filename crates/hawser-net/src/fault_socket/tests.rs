@@ -87,11 +87,11 @@ async fn fault_socket_outbound_delay_delays_while_a_recv_is_pending() {
     timeout(TEST_LIMIT, async {
         let (a, b) = pair().await;
         let delay = Duration::from_millis(200);
-        a.set_outbound(FaultConfig {
-            delay_percent: 100.0,
-            delay,
-            ..FaultConfig::default()
-        });
+        a.set_outbound(
+            FaultConfig::default()
+                .with_delay_percent(100.0)
+                .with_delay(delay),
+        );
         // The driver pattern: a receive always pending on a clone of the socket.
         let receiver = a.clone();
         let pending = tokio::spawn(async move {
@@ -120,11 +120,11 @@ async fn fault_socket_inbound_delay_delays_and_recv_is_cancel_safe() {
     timeout(TEST_LIMIT, async {
         let (a, b) = pair().await;
         let delay = Duration::from_millis(200);
-        a.set_inbound(FaultConfig {
-            delay_percent: 100.0,
-            delay,
-            ..FaultConfig::default()
-        });
+        a.set_inbound(
+            FaultConfig::default()
+                .with_delay_percent(100.0)
+                .with_delay(delay),
+        );
         let start = Instant::now();
         b.send_to(b"slow", a.local_addr().expect("addr"))
             .await
@@ -156,10 +156,7 @@ async fn fault_socket_config_switches_at_runtime() {
         send_numbered(&a, to, 0..10).await;
         a.set_outbound(FaultConfig::none());
         send_numbered(&a, to, 10..20).await;
-        a.set_outbound(FaultConfig {
-            duplicate_percent: 100.0,
-            ..FaultConfig::default()
-        });
+        a.set_outbound(FaultConfig::default().with_duplicate_percent(100.0));
         send_numbered(&a, to, 20..22).await;
         let got = drain(&b).await;
         let want: Vec<Vec<u8>> = (10..20u8)

@@ -84,7 +84,11 @@ impl Client {
         let now = tokio::time::Instant::now().into_std();
         let endpoint = ClientEndpoint::new(config, server, SeqNum(u64::from(isn)), now)?;
         let shared = Shared::new(endpoint, socket);
-        let task = tokio::spawn(driver::run(shared.clone()));
+        let span = tracing::info_span!("lsp_client", addr = %server, local = %local_addr);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver::run(shared.clone()),
+            span,
+        ));
         // If this future is dropped while waiting, dropping the handle aborts the task.
         let driver = DriverTask::new(task);
         let connected = shared
@@ -316,7 +320,7 @@ impl Client {
         self.driver.join().await;
         match reason {
             EndReason::Closed => Ok(()),
-            EndReason::Lost => Err(CloseError::Lost),
+            _ => Err(CloseError::Lost),
         }
     }
 

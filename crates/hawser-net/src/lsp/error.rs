@@ -53,7 +53,7 @@ impl From<ClientReadError> for io::Error {
     fn from(e: ClientReadError) -> io::Error {
         let kind = match e.0 {
             EndReason::Closed => io::ErrorKind::NotConnected,
-            EndReason::Lost => io::ErrorKind::ConnectionAborted,
+            _ => io::ErrorKind::ConnectionAborted,
         };
         io::Error::new(kind, e)
     }

@@ -55,7 +55,11 @@ impl Server {
         let socket = Arc::new(socket.into());
         let local_addr = socket.local_addr()?;
         let shared = Shared::new(endpoint, socket);
-        let task = tokio::spawn(driver::run(shared.clone()));
+        let span = tracing::info_span!("lsp_server", local = %local_addr);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver::run(shared.clone()),
+            span,
+        ));
         Ok(Server {
             shared,
             driver: DriverTask::new(task),

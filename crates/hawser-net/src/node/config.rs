@@ -47,6 +47,7 @@ pub enum ReliableTransport {
 }
 
 /// Settings of a node. [`Settings::default`] gives the documented defaults.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -158,6 +159,7 @@ pub const MAX_APP_PROTOCOLS: usize = 32;
 /// [`Node::serve`](super::Node::serve), [`Node::open_stream`](super::Node::open_stream)).
 /// Every count is a cap that fails loudly: a request over it gets `RequestError::Overloaded`,
 /// never a silent drop.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -242,6 +244,7 @@ pub const MAX_EXTRA_LISTENERS: usize = 8;
 
 /// Settings of a node's reachability protocol (`docs/reachability.md`): presence leases,
 /// the peer table, the flood, and how the node learns of new peers.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -309,16 +312,16 @@ impl ReachSettings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        let params = lsp::Params {
-            epoch: Duration::from_millis(100),
-            // Enough in flight for a session's bulk traffic: with 32 the sender stops every
-            // 45 KB for acknowledgements, and node messages over LSP run at half the rate
-            // (measured in the runs recorded in `CHANGELOG.md`).
-            window: 256,
-            max_unacked: 256,
-            epoch_limit: 20,
-            ..lsp::Params::reference()
-        };
+        // Enough in flight for a session's bulk traffic: with 32 the sender stops every
+        // 45 KB for acknowledgements, and node messages over LSP run at half the rate
+        // (measured in the runs recorded in `CHANGELOG.md`).
+        let params = lsp::Params::reference()
+            .with_epoch(Duration::from_millis(100))
+            .with_window(256)
+            .with_max_unacked(256)
+            .with_epoch_limit(20);
+        let mut lsp = lsp::Config::new(params);
+        lsp.max_send_queue = 256;
         Settings {
             queue: QueueLimits::default(),
             max_frame: 10 * 1024 * 1024,
@@ -334,10 +337,7 @@ impl Default for Settings {
             max_nodes: MAX_NODES,
             reliable: ReliableTransport::Tcp,
             reliable_per_node: BTreeMap::new(),
-            lsp: lsp::Config {
-                max_send_queue: 256,
-                ..lsp::Config::new(params)
-            },
+            lsp,
             lsp_loopback_message: 32 * 1024,
             reach: ReachSettings::default(),
             identity: None,

@@ -22,7 +22,7 @@ use hawser_proto::node::{
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::clock::QueueClock;
 use super::config::Settings;
@@ -136,7 +136,9 @@ impl<L: Link> Core<L> {
         if core.reach.is_some() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    rt.spawn(core.tracker.track_future(reach::drive(core.clone())));
+                    let span = tracing::info_span!(parent: None, "reach", node = id.0);
+                    let task = reach::drive(core.clone()).instrument(span);
+                    rt.spawn(core.tracker.track_future(task));
                 }
                 Err(_) => warn!(node = %id, "no tokio runtime: reachability not driven"),
             }

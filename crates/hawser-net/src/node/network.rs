@@ -22,7 +22,13 @@ use crate::session::{PeerId, TransportAddr};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Node-wide counters (per-destination ones are [`PeerStats`]).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct NodeStats {
     /// Datagrams that did not parse, dropped.
     pub malformed_datagrams: u64,

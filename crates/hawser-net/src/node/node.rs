@@ -207,6 +207,19 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// A [`Node`] that does not keep it running: [`upgrade`](Self::upgrade) gives it back while
+/// some other clone exists.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+impl WeakNode {
+    /// The node, unless every `Node` handle has been dropped.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -638,6 +651,12 @@ impl Node {
     /// Node-wide counters.
     pub fn stats(&self) -> NodeStats {
         self.inner.net.stats()
+    }
+
+    /// A handle that does not keep the node running (for background publishers).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     /// Whether [`stop`](Self::stop) was called.

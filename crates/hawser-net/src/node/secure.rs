@@ -30,7 +30,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio_util::codec::LengthDelimitedCodecError;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::config::Settings;
 use super::core::Core;
@@ -400,6 +400,31 @@ pub(crate) async fn accept<L: Link>(
     remote: Option<SocketAddr>,
     permit: OwnedSemaphorePermit,
 ) {
+    // Filled in as they become known: the remote address (byte-stream transports), then the
+    // PeerId the handshake proved and the node id its hello names.
+    let span = tracing::info_span!(
+        parent: None,
+        "conn",
+        node = core.id.0,
+        addr = tracing::field::Empty,
+        peer_id = tracing::field::Empty,
+        peer = tracing::field::Empty,
+    );
+    if let Some(addr) = remote {
+        span.record("addr", tracing::field::display(addr));
+    }
+    handshake_and_serve(core, ctx, pending, remote, permit)
+        .instrument(span)
+        .await;
+}
+
+async fn handshake_and_serve<L: Link>(
+    core: Arc<Core<L>>,
+    ctx: Arc<SecureCtx>,
+    pending: session::transport::PendingLink,
+    remote: Option<SocketAddr>,
+    permit: OwnedSemaphorePermit,
+) {
     let attempt = async {
         // The transport's own setup (a WebSocket upgrade) is bounded like the handshake.
         let link = tokio::time::timeout(core.settings.hello_timeout, pending)
@@ -463,6 +488,7 @@ async fn serve<L: Link>(
     };
     let peer = session.peer_id();
     let cipher = session.cipher();
+    tracing::Span::current().record("peer_id", tracing::field::display(peer));
     debug!(node = %core.id, %peer, remote = %fmt_remote(remote), "session accepted");
     let on = Accepted {
         peer,
@@ -491,8 +517,8 @@ async fn serve_app_streams<L: Link>(core: &Arc<Core<L>>, session: &Session, on: 
     let accepting = incoming.into_iter().map(|mut inc| async move {
         // Bounded by the session's stream cap: yamux refuses streams beyond it.
         while let Some(stream) = inc.accept().await {
-            core.tracker
-                .spawn(accept_app_stream(core.clone(), stream, on.peer));
+            let task = accept_app_stream(core.clone(), stream, on.peer);
+            core.tracker.spawn(task.in_current_span());
         }
     });
     futures_util::future::join_all(accepting).await;

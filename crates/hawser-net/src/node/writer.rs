@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hawser_proto::node::{Backoff, FrameBatch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::core::Core;
 use super::counters::Counters;
@@ -22,7 +22,10 @@ impl<L: Link> Core<L> {
     pub(super) fn start_writer(self: &Arc<Self>, peer: &Arc<Peer>, st: &mut PeerState) {
         if !st.writer_running {
             st.writer_running = true;
-            self.tracker.spawn(writer(self.clone(), peer.clone()));
+            // Everything the writer logs, and the sessions it dials, carry the peer's id.
+            let span = info_span!(parent: None, "peer", node = self.id.0, peer = peer.id.0);
+            let task = writer(self.clone(), peer.clone()).instrument(span);
+            self.tracker.spawn(task);
         }
     }
 }

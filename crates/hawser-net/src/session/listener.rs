@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::error::ListenError;
 use super::noise::Role;
@@ -37,6 +37,11 @@ struct Counters {
 
 /// Counters of a [`Listener`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[non_exhaustive]
 pub struct ListenerStats {
     /// Handshakes that succeeded.
@@ -150,7 +155,8 @@ async fn accept_loop(
             .max_pending
             .fetch_max(in_progress, Ordering::Relaxed);
         let (config, sessions, counters) = (config.clone(), sessions.clone(), counters.clone());
-        tasks.spawn(respond(pending, config, sessions, counters, permit));
+        let task = respond(pending, config, sessions, counters, permit);
+        tasks.spawn(task.instrument(tracing::info_span!("handshake")));
     }
 }
 

@@ -22,6 +22,7 @@ use super::transport::ByteStream;
 pub const STREAM_WINDOW: usize = yamux::DEFAULT_CREDIT as usize;
 
 /// Bounds of the multiplexer, per session.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MuxConfig {
     /// Most streams open at once (both directions). Default 32 (yamux: 512).

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use super::error::{CloseReason, ConfigError, DialError, HandshakeError, IncomingError, OpenError};
 use super::identity::{Identity, PeerId, PublicKey};
@@ -59,6 +59,7 @@ impl Security {
 }
 
 /// Everything a session is configured with; every queue and wait is bounded here.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// This node's identity.
@@ -267,24 +268,30 @@ impl Session {
         let driver = mux::drive(channel.io, config.mux.to_yamux(), mode, cmd_rx, raw_tx);
         let (status, end, why) = (channel.status.clone(), ended.clone(), reason.clone());
         let peer = channel.remote.peer_id;
-        tasks.push(tokio::spawn(async move {
-            let result = driver.await;
-            let r = status.reason().unwrap_or(match result {
-                DriverEnd::Local => CloseReason::Local,
-                DriverEnd::Remote => CloseReason::Remote,
-                DriverEnd::Failed(e) => CloseReason::Mux(e.to_string()),
-            });
-            info!(%peer, reason = %r, "session ended");
-            *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            end.cancel();
-        }));
+        // A child of the caller's span (the node's peer or connection), so that everything
+        // the session logs can be filtered by peer.
+        let span = tracing::info_span!("session", peer_id = %peer);
+        tasks.push(tokio::spawn(
+            async move {
+                let result = driver.await;
+                let r = status.reason().unwrap_or(match result {
+                    DriverEnd::Local => CloseReason::Local,
+                    DriverEnd::Remote => CloseReason::Remote,
+                    DriverEnd::Failed(e) => CloseReason::Mux(e.to_string()),
+                });
+                info!(%peer, reason = %r, "session ended");
+                *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                end.cancel();
+            }
+            .instrument(span.clone()),
+        ));
         let routes = Routes {
             senders,
             negotiated: negotiated.clone(),
             timeout: config.stream_header_timeout,
             status: channel.status.clone(),
         };
-        tasks.push(tokio::spawn(route_inbound(raw_rx, routes)));
+        tasks.push(tokio::spawn(route_inbound(raw_rx, routes).instrument(span)));
         let cipher = channel.cipher.map_or("plaintext", NoiseCipher::name);
         info!(%peer, cipher, "session established");
         Session {
@@ -469,6 +476,11 @@ impl std::fmt::Debug for Session {
 
 /// Counters of a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[non_exhaustive]
 pub struct SessionStats {
     /// Duplicate transport messages dropped before decryption (message transports only).

@@ -44,16 +44,12 @@ pub const MAX_TEST_ID: u64 = 8;
 
 /// Test settings: short back-off, a 1 s deadline.
 pub fn settings() -> Settings {
-    Settings {
-        queue: QueueLimits {
-            deadline: Duration::from_secs(1),
-            ..QueueLimits::default()
-        },
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(100),
-        connect_timeout: Duration::from_secs(1),
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.queue = QueueLimits::default().with_deadline(Duration::from_secs(1));
+    s.backoff_initial = Duration::from_millis(20);
+    s.backoff_max = Duration::from_millis(100);
+    s.connect_timeout = Duration::from_secs(1);
+    s
 }
 
 /// Nodes of one test cluster, and how to (re)start them.
@@ -266,10 +262,8 @@ pub async fn raw_session_with(
     identity: [u8; 32],
     security: hawser_net::session::Security,
 ) -> hawser_net::session::Session {
-    let settings = Settings {
-        security,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.security = security;
     let config = settings.session_config(std::sync::Arc::new(
         hawser_net::session::Identity::from_secret_bytes(&identity),
     ));

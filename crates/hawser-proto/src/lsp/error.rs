@@ -32,6 +32,7 @@ pub enum WriteError {
 }
 
 /// How a connection ended, as reported to the reader after its buffered data.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndReason {
     /// This side closed it and every pending message was acknowledged.

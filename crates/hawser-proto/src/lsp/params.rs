@@ -7,6 +7,7 @@ use crate::wire::Codec;
 /// The LSP protocol parameters (spec section 2). Both ends should use the same values.
 ///
 /// [`Params::default`] is [`Params::reference`], the spec's defaults.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -53,6 +54,53 @@ impl Params {
             max_backoff: 8,
             max_unacked: 1024,
         }
+    }
+
+    /// These parameters with `epoch_limit` (`K`) set.
+    #[must_use]
+    pub const fn with_epoch_limit(mut self, epoch_limit: u32) -> Params {
+        self.epoch_limit = epoch_limit;
+        self
+    }
+
+    /// These parameters with `epoch` (`δ`) set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hawser_proto::lsp::Params;
+    ///
+    /// let fast = Params::reference()
+    ///     .with_epoch(Duration::from_millis(100))
+    ///     .with_window(32)
+    ///     .with_max_unacked(32);
+    /// assert_eq!(fast.in_flight_limit(), 32);
+    /// assert_eq!(fast.epoch_limit, 5);
+    /// ```
+    #[must_use]
+    pub const fn with_epoch(mut self, epoch: Duration) -> Params {
+        self.epoch = epoch;
+        self
+    }
+
+    /// These parameters with `window` (`ω`) set.
+    #[must_use]
+    pub const fn with_window(mut self, window: u32) -> Params {
+        self.window = window;
+        self
+    }
+
+    /// These parameters with `max_backoff` set.
+    #[must_use]
+    pub const fn with_max_backoff(mut self, max_backoff: u32) -> Params {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// These parameters with `max_unacked` (`M`) set.
+    #[must_use]
+    pub const fn with_max_unacked(mut self, max_unacked: u32) -> Params {
+        self.max_unacked = max_unacked;
+        self
     }
 
     /// How many Data messages may be in flight: `min(ω, M)`.
@@ -187,6 +235,7 @@ pub enum AckPolicy {
 }
 
 /// Bounds of the adaptive retransmission timeout (used by [`RetransmitPolicy::Adaptive`]).
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -206,6 +255,18 @@ pub struct RtoBounds {
     pub max: Duration,
 }
 
+impl RtoBounds {
+    /// Bounds with this initial RTO, floor and ceiling.
+    pub const fn new(initial: Duration, min: Duration, max: Duration) -> RtoBounds {
+        RtoBounds { initial, min, max }
+    }
+
+    /// An RTO fixed at `rto` (initial, floor and ceiling alike).
+    pub const fn fixed(rto: Duration) -> RtoBounds {
+        RtoBounds::new(rto, rto, rto)
+    }
+}
+
 impl Default for RtoBounds {
     fn default() -> RtoBounds {
         RtoBounds {
@@ -219,6 +280,7 @@ impl Default for RtoBounds {
 /// Everything an LSP endpoint (client or server) is configured with.
 ///
 /// Every queue an endpoint keeps is bounded by one of these fields.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),

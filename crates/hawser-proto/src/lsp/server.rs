@@ -30,6 +30,7 @@ pub enum ServerRead {
 }
 
 /// Lifecycle notifications, for observers (the reader does not need them).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerEvent {
     /// A new client connected from `addr`.

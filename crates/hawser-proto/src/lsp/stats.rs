@@ -1,7 +1,13 @@
 //! Counters, readable from the API at any time.
 
 /// Counters of one connection.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct ConnStats {
     /// Data messages sent for the first time.
     pub data_sent: u64,
@@ -45,7 +51,13 @@ pub struct ConnStats {
 }
 
 /// Counters of a whole endpoint (client or server).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct EndpointStats {
     /// Datagrams received.
     pub datagrams_received: u64,

@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::PeerStats;
 
 /// The bounds of a [`SendQueue`].
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -23,6 +24,37 @@ pub struct QueueLimits {
     /// head: a consensus message that late is useless. Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub deadline: Duration,
+}
+
+impl QueueLimits {
+    /// These limits with `max_messages` set.
+    #[must_use]
+    pub const fn with_max_messages(mut self, max_messages: usize) -> QueueLimits {
+        self.max_messages = max_messages;
+        self
+    }
+
+    /// These limits with `max_bytes` set.
+    #[must_use]
+    pub const fn with_max_bytes(mut self, max_bytes: usize) -> QueueLimits {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// These limits with `deadline` set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hawser_proto::node::QueueLimits;
+    ///
+    /// let limits = QueueLimits::default().with_deadline(Duration::from_secs(1));
+    /// assert_eq!(limits.max_messages, 10_240);
+    /// ```
+    #[must_use]
+    pub const fn with_deadline(mut self, deadline: Duration) -> QueueLimits {
+        self.deadline = deadline;
+        self
+    }
 }
 
 impl Default for QueueLimits {
@@ -73,7 +105,10 @@ pub const RETAINED_BUFFER: usize = 256 * 1024;
 /// use std::time::{Duration, Instant};
 /// use hawser_proto::node::{FrameBatch, QueueLimits, SendQueue};
 ///
-/// let limits = QueueLimits { max_messages: 2, max_bytes: 100, deadline: Duration::from_secs(5) };
+/// let limits = QueueLimits::default()
+///     .with_max_messages(2)
+///     .with_max_bytes(100)
+///     .with_deadline(Duration::from_secs(5));
 /// let mut q = SendQueue::new(limits);
 /// let t0 = Instant::now(); // the caller's clock
 /// q.push(t0, b"<", b"a").unwrap();

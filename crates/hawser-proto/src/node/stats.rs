@@ -2,7 +2,13 @@
 
 /// Counters of one peer (as a destination, and as a source for the `*_in` fields), readable from
 /// the API at any time.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct PeerStats {
     /// Messages waiting in the outgoing queue now.
     pub queued: u64,

@@ -58,6 +58,7 @@ pub(crate) fn test_origin() -> std::time::Instant {
 }
 
 /// Settings of a [`Reachability`] engine. Every table and queue is bounded by one of them.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -270,7 +271,13 @@ pub struct Outgoing {
 }
 
 /// Counters of a [`Reachability`] engine.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct ReachStats {
     /// Event payloads handed to `handle_event`.
     pub received: u64,

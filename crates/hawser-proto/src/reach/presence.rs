@@ -65,6 +65,7 @@ impl LeasePolicy {
 ///
 /// With the defaults (2 s, 60 s, 4) a node announces 2 s leases for its first 8 s, then a
 /// quarter of its uptime, reaching 60 s after 4 minutes.
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -93,6 +94,15 @@ impl Default for AdaptiveLease {
 }
 
 impl AdaptiveLease {
+    /// Leases of the uptime divided by `uptime_divisor`, at least `min` and at most `max`.
+    pub const fn new(min: Duration, max: Duration, uptime_divisor: u32) -> AdaptiveLease {
+        AdaptiveLease {
+            min,
+            max,
+            uptime_divisor,
+        }
+    }
+
     /// The lease announced after `uptime` of continuous aliveness.
     pub fn lease_for(&self, uptime: Duration) -> Duration {
         let grown = uptime / self.uptime_divisor.max(1);

@@ -68,6 +68,7 @@ pub enum PeerEvent {
 }
 
 /// One peer as known now (see [`Reachability::peers`](super::Reachability::peers)).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSnapshot {
     /// The peer.
@@ -85,6 +86,7 @@ pub struct PeerSnapshot {
 }
 
 /// One address of a peer: both dimensions with their timestamps.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressSnapshot {
     /// The address.

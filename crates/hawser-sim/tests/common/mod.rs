@@ -62,13 +62,12 @@ pub fn params(
     max_backoff: u32,
     max_unacked: u32,
 ) -> Params {
-    Params {
-        epoch_limit,
-        epoch: Duration::from_millis(epoch_ms),
-        window,
-        max_backoff,
-        max_unacked,
-    }
+    Params::reference()
+        .with_epoch_limit(epoch_limit)
+        .with_epoch(Duration::from_millis(epoch_ms))
+        .with_window(window)
+        .with_max_backoff(max_backoff)
+        .with_max_unacked(max_unacked)
 }
 
 /// The configuration of the reference's behaviour: `params`, `codec`, and retransmission only

@@ -70,6 +70,11 @@ impl RequestOptions {
 
 /// Counters of requests and streams, node-wide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[non_exhaustive]
 pub struct RpcStats {
     /// Requests queued to peers (or to this node).

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use super::{ChannelTransport, Inbound, Link, TransportConfig};
 use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
@@ -159,7 +159,11 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
                 continue;
             }
             conns.insert(conn, in_tx);
-            tokio::spawn(write_conn(server.clone(), conn, out_rx));
+            let span = tracing::info_span!("lsp_conn", %conn, addr = tracing::field::Empty);
+            if let Some(addr) = server.peer_addr(conn) {
+                span.record("addr", tracing::field::display(addr));
+            }
+            tokio::spawn(write_conn(server.clone(), conn, out_rx).instrument(span));
         }
     }
 }

@@ -85,6 +85,7 @@ impl fmt::Debug for Link {
 pub type PendingLink = Pin<Box<dyn Future<Output = io::Result<Link>> + Send>>;
 
 /// Where a node listens or is dialed (see the [module docs](self) for the formats).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TransportAddr {
     /// TCP.
@@ -136,6 +137,7 @@ impl FromStr for TransportAddr {
 }
 
 /// Settings of the transports; every buffer is bounded here.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// LSP endpoint settings (both dialers and listeners). Default: the binary codec with
