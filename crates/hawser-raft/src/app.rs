@@ -161,6 +161,7 @@ pub enum AdminError {
 
 /// One member as [`Status`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemberStatus {
     /// The node id.
     pub id: NodeId,
@@ -174,6 +175,7 @@ pub struct MemberStatus {
 
 /// A node's view of itself and the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Status {
     /// This node's id.
     pub id: NodeId,

@@ -20,6 +20,7 @@ use crate::types::NodeId;
 
 /// How one node runs: its id and address, Raft timing, snapshot policy and request limits.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// The node id.
     pub id: NodeId,

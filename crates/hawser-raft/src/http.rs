@@ -36,6 +36,7 @@ use crate::types::{NodeId, Request};
 
 /// Bounds on what the HTTP API accepts.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct HttpLimits {
     /// The largest value, in bytes (default 64 KiB).
     pub max_body: usize,

@@ -38,6 +38,7 @@ pub enum Transport {
 
 /// How to run one node on hawser.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Raft settings of the node (id, timing, snapshot policy, request timeout).
     pub raft: NodeConfig,

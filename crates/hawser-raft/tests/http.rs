@@ -75,10 +75,9 @@ async fn any_node_accepts_writes_and_linearizable_reads_over_http() {
 async fn bad_input_gets_json_errors_with_400_and_413() {
     within(8, async {
         let c = Cluster::start(1, false, |_| {}).await;
-        let limits = HttpLimits {
-            max_body: 16,
-            max_key: 8,
-        };
+        let mut limits = HttpLimits::default();
+        limits.max_body = 16;
+        limits.max_key = 8;
         let a = serve(&c, 1, limits).await;
         let (status, body) = call(a, "PUT", "/kv/k", &[b'x'; 17]).await;
         assert_eq!(status, 413, "{body}");
