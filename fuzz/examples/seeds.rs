@@ -4,8 +4,9 @@
 //! ```text
 //! cd fuzz && cargo run --example seeds
 //! ```
-//! The structured targets (engines, handshake, sealed datagrams) start from the seeds kept
-//! from earlier runs (`corpus/<target>/seed-*`); libFuzzer finds its way from there.
+//! The structured targets (engines, handshake, sealed datagrams, the node stream) read their
+//! input through `arbitrary`; their seeds (`corpus/<target>/seed-run*`) are a few of the
+//! largest inputs of a minimized corpus from longer runs, kept so that a short run starts deep.
 
 use std::fs;
 use std::net::SocketAddr;
