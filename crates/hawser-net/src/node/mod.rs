@@ -55,6 +55,9 @@ mod core;
 mod counters;
 mod datagram;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod incoming;
 mod link;
 mod memory;

@@ -783,6 +783,20 @@ fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
     }
 }
 
+/// [`take_app_frames`] for the fuzz targets (`super::fuzzing`).
+#[cfg(fuzzing)]
+pub(super) fn fuzz_take_app_frames(buf: &mut BytesMut, max: usize) -> Vec<Bytes> {
+    let mut batch = AppBatch::default();
+    take_app_frames(buf, max, &mut batch);
+    batch.payloads
+}
+
+/// [`take_whole_frame`] for the fuzz targets (`super::fuzzing`).
+#[cfg(fuzzing)]
+pub(super) fn fuzz_take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
+    take_whole_frame(buf, max)
+}
+
 /// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
 /// [`BATCH_BYTES`] (or one larger payload).
 #[derive(Default)]

@@ -62,6 +62,9 @@
 
 pub mod error;
 pub mod framing;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 mod listener;
 pub mod mux;
