@@ -14,6 +14,7 @@
 //! - [`node`], [`reach`] and [`rpc`] are the node layer's: hellos, frame kinds and datagram
 //!   envelopes; reachability events; requests, responses and cancels between nodes.
 //! - [`refusal`] is what one end of a session handshake sends before closing, saying why.
+//! - [`stream`] is the header that opens every stream of a session (protocol and version).
 //!
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
@@ -27,6 +28,7 @@ pub mod reach;
 pub mod refusal;
 pub mod rpc;
 pub mod sack;
+pub mod stream;
 
 use std::fmt;
 
