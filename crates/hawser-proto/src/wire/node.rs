@@ -458,6 +458,9 @@ pub fn app_frame_header(payload_len: usize) -> Option<[u8; APP_FRAME_HEADER_LEN]
     Some([a, b, c, d, FrameKind::App.byte()])
 }
 
+/// Length of a sealed datagram's nonce ([`SealedDatagram::nonce`]).
+pub const SEALED_NONCE_LEN: usize = 12;
+
 /// An unreliable datagram: sender, intended receiver, payload (borrowed from the datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Datagram<'a> {
@@ -544,6 +547,14 @@ impl<'a> SealedDatagram<'a> {
         h[field::TO].copy_from_slice(&self.to.to_be_bytes());
         h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
         h
+    }
+
+    /// The 96-bit nonce of the seal: 4 zero bytes, then [`counter`](Self::counter)
+    /// big-endian.
+    pub fn nonce(&self) -> [u8; SEALED_NONCE_LEN] {
+        let mut n = [0u8; SEALED_NONCE_LEN];
+        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+        n
     }
 
     /// Appends the encoded datagram ([`buffer_len`](Self::buffer_len) bytes) to `out`.
@@ -744,6 +755,7 @@ mod tests {
         assert_eq!((d.from, d.to, d.counter), (1, 2, 0x0102));
         assert_eq!(d.sealed, &SEALED_1_TO_2[28..]);
         assert_eq!(d.header(), SEALED_1_TO_2[..SEALED_HEADER_LEN]);
+        assert_eq!(d.nonce(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02]);
         let bytes = emit_after_a5(|o| d.emit(o));
         assert_eq!(bytes, SEALED_1_TO_2);
         assert_eq!(d.buffer_len(), bytes.len());
@@ -958,6 +970,7 @@ mod tests {
             s.emit(&mut out);
             prop_assert_eq!(out.len(), s.buffer_len());
             prop_assert_eq!(&out[..SEALED_HEADER_LEN], &s.header()[..]);
+            prop_assert_eq!(&s.nonce()[4..], &out[20..28]);
             prop_assert_eq!(SealedDatagram::parse(&out), Ok(s));
             let port = (to & 0xffff) as u16;
             for listen in [None, Some(SocketAddr::from(([10, 0, 0, 1], port))),
