@@ -110,7 +110,7 @@ impl OpenKey {
         let mut buf = d.sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce(&d), Aad::from(d.header()), &mut buf)
+            .open_in_place(nonce(d), Aad::from(d.header()), &mut buf)
             .map_err(|_| OpenError::Forged)?;
         let len = plain.len();
         if !self.window.accept(d.counter) {
