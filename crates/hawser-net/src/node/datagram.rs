@@ -42,10 +42,9 @@ fn aead_key(key: &KeyBytes, cipher: NoiseCipher) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(cipher.algorithm(), key).expect("32-byte key"))
 }
 
-fn nonce(counter: u64) -> Nonce {
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_be_bytes());
-    Nonce::assume_unique_for_key(n)
+/// The nonce of `d` (`wire::node`'s layout); each key seals each counter once.
+fn nonce(d: &SealedDatagram<'_>) -> Nonce {
+    Nonce::assume_unique_for_key(d.nonce())
 }
 
 /// The sending half of one direction: the key and the next counter.
@@ -83,7 +82,7 @@ impl SealKey {
         };
         let header = d.header();
         self.key
-            .seal_in_place_append_tag(nonce(counter), Aad::from(header), &mut sealed)
+            .seal_in_place_append_tag(nonce(&d), Aad::from(header), &mut sealed)
             .ok()?;
         let d = SealedDatagram {
             sealed: &sealed,
@@ -117,7 +116,7 @@ impl OpenKey {
         let mut buf = d.sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce(d.counter), Aad::from(d.header()), &mut buf)
+            .open_in_place(nonce(d), Aad::from(d.header()), &mut buf)
             .map_err(|_| OpenError::Forged)?;
         let len = plain.len();
         if !self.window.accept(d.counter) {

@@ -63,18 +63,14 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
         batch: &FrameBatch,
     ) -> impl Future<Output = Result<(), BatchError>> + Send {
         async move {
-            use hawser_proto::wire::node::FrameKind;
-            for (written, (frame, header)) in batch.frames().enumerate() {
-                // An application frame's payload follows its header; any other kind (a
-                // request or response) is parsed from its kind byte on, after the length.
-                let frame = if frame.get(4) == Some(&FrameKind::App.byte()) {
-                    Frame::App(frame.slice(header..))
-                } else {
-                    Frame::parse(frame.slice(4..)).map_err(|e| BatchError {
-                        written,
-                        error: io::Error::new(io::ErrorKind::InvalidData, e),
-                    })?
-                };
+            use hawser_proto::wire::node::FRAME_LEN_PREFIX;
+            for (written, (frame, _)) in batch.frames().enumerate() {
+                // Each queued frame is its length prefix, then its kind byte and body.
+                let body = frame.slice(FRAME_LEN_PREFIX.min(frame.len())..);
+                let frame = Frame::parse(body).map_err(|e| BatchError {
+                    written,
+                    error: io::Error::new(io::ErrorKind::InvalidData, e),
+                })?;
                 Self::write(conn, frame)
                     .await
                     .map_err(|error| BatchError { written, error })?;

@@ -29,11 +29,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use futures_core::Stream;
 use hawser_proto::node::{Member, MembershipChange, MembershipError, NodeId, Role};
 use hawser_proto::reach::{PeerEvent, PeerSnapshot, ReachStats, Reachability};
-use hawser_proto::wire::WireError;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -43,54 +41,9 @@ use super::core::Core;
 use super::counters::Counters;
 use super::link::Link;
 
-/// What an outgoing connection carries besides application payloads.
-#[derive(Clone, Debug)]
-pub(crate) enum Frame {
-    /// An application payload.
-    App(Bytes),
-    /// One encoded reachability event.
-    Reach(Bytes),
-    /// Nothing: opens the connection.
-    Ping,
-    /// The sender's datagram key for the receiver (encrypted sessions only).
-    DatagramKey(super::datagram::KeyBytes),
-    /// A request, response or cancel (`hawser_proto::wire::rpc`), after its kind byte.
-    Rpc(Bytes),
-}
-
-impl Frame {
-    /// A frame of a framed connection, as received (kind byte first).
-    ///
-    /// # Errors
-    /// [`WireError`] for an empty frame, an unknown kind, a ping with a body.
-    pub(crate) fn parse(frame: Bytes) -> Result<Frame, WireError> {
-        use hawser_proto::wire::node::{FrameKind, FRAME_KIND_LEN};
-        Ok(match FrameKind::of(&frame)? {
-            FrameKind::App => Frame::App(frame.slice(FRAME_KIND_LEN..)),
-            FrameKind::Reach => Frame::Reach(frame.slice(FRAME_KIND_LEN..)),
-            FrameKind::Ping => Frame::Ping,
-            FrameKind::DatagramKey => {
-                let mut key = [0u8; hawser_proto::wire::node::DATAGRAM_KEY_LEN];
-                // `FrameKind::of` checked the body is exactly a key.
-                key.copy_from_slice(frame.get(FRAME_KIND_LEN..).unwrap_or_default());
-                Frame::DatagramKey(key)
-            }
-            FrameKind::Rpc => Frame::Rpc(frame.slice(FRAME_KIND_LEN..)),
-        })
-    }
-
-    /// The kind byte and the body, as a framed connection carries them.
-    pub(crate) fn parts(&self) -> (hawser_proto::wire::node::FrameKind, &[u8]) {
-        use hawser_proto::wire::node::FrameKind;
-        match self {
-            Frame::App(b) => (FrameKind::App, b),
-            Frame::Reach(b) => (FrameKind::Reach, b),
-            Frame::Ping => (FrameKind::Ping, &[]),
-            Frame::DatagramKey(k) => (FrameKind::DatagramKey, k),
-            Frame::Rpc(b) => (FrameKind::Rpc, b),
-        }
-    }
-}
+/// What a framed connection carries: application payloads, reachability events, pings,
+/// datagram keys and rpc messages (the format is `wire::node`'s).
+pub(crate) use hawser_proto::wire::node::Frame;
 
 /// The pseudo address of in-memory node `id` in reachability tables: `[fd68:6177::]` plus the
 /// id in the low 64 bits, port 0 (the in-memory network routes by id and has no addresses).

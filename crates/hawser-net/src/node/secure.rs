@@ -22,10 +22,12 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use hawser_proto::node::{FrameBatch, Member, NodeId};
-use hawser_proto::wire::node::{FrameKind, FramedHello, APP_FRAME_HEADER_LEN, FRAME_KIND_LEN};
+use hawser_proto::wire::node::{
+    self as wire_node, FrameKind, FramedHello, FRAME_KIND_LEN, FRAME_LEN_PREFIX, MAX_HELLO_FRAME,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
@@ -177,10 +179,7 @@ impl SecureConn {
     /// the reach stream's writer.
     pub async fn write(&mut self, frame: Frame) -> io::Result<()> {
         match frame {
-            Frame::App(_) => {
-                let (kind, body) = frame.parts();
-                write_frame(&mut self.app, &mut self.buf, &[kind.byte()], body).await
-            }
+            Frame::App(_) => write_frame(&mut self.app, &mut self.buf, &frame).await,
             other => self
                 .control
                 .send(other)
@@ -242,39 +241,31 @@ impl SecureConn {
     }
 }
 
-/// Writes one length-prefixed frame: `prefix` (a kind byte or nothing), then `body`.
-async fn write_frame(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    prefix: &[u8],
-    body: &[u8],
-) -> io::Result<()> {
+/// Writes one frame (`wire::node`'s length prefix, kind byte and body).
+async fn write_frame(stream: &mut Stream, buf: &mut BytesMut, frame: &Frame) -> io::Result<()> {
     buf.clear();
-    encode_frame(buf, prefix, body)?;
+    frame
+        .emit(buf)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(buf).await
 }
 
-/// Appends one length-prefixed frame to `buf`: `prefix` (a kind byte or nothing), then
-/// `body`.
-fn encode_frame(buf: &mut BytesMut, prefix: &[u8], body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(prefix.len() + body.len()).map_err(|_| frame_too_large())?;
-    buf.reserve(4 + len as usize);
-    buf.put_u32(len);
-    buf.put_slice(prefix);
-    buf.put_slice(body);
-    Ok(())
-}
-
-fn frame_too_large() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, "frame too large")
+/// Writes a stream's first frame: the length-prefixed hello.
+async fn write_hello(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    hello: &FramedHello,
+) -> io::Result<()> {
+    buf.clear();
+    hello.emit_frame(buf);
+    stream.write_all(buf).await
 }
 
 /// Writes internal frames on the reach stream until the channel closes or a write fails.
 async fn control_writer(mut stream: Stream, mut rx: mpsc::Receiver<Frame>) {
     let mut buf = BytesMut::new();
     while let Some(frame) = rx.recv().await {
-        let (kind, body) = frame.parts();
-        if let Err(err) = write_frame(&mut stream, &mut buf, &[kind.byte()], body).await {
+        if let Err(err) = write_frame(&mut stream, &mut buf, &frame).await {
             debug!(%err, "reach stream write failed");
             return;
         }
@@ -334,23 +325,20 @@ pub(crate) async fn dial<L: Link>(
         session.close().await;
         return Err(e);
     }
-    let mut hello = BytesMut::new();
-    let listen = core.reach.as_ref().and_then(|r| r.hello_addr);
-    FramedHello {
+    let hello = FramedHello {
         from: core.id.0,
-        listen,
-    }
-    .emit(&mut hello);
+        listen: core.reach.as_ref().and_then(|r| r.hello_addr),
+    };
     let mut buf = BytesMut::new();
     let mut app = session.open(NODE_MESSAGES).await?;
-    write_frame(&mut app, &mut buf, &[], &hello)
+    write_hello(&mut app, &mut buf, &hello)
         .await
         .map_err(SessionError::Hello)?;
     if let Some(cipher) = session.cipher() {
         send_datagram_key(core, member.id, cipher, &mut app, &mut buf).await?;
     }
     let mut reach = session.open(NODE_REACH).await?;
-    write_frame(&mut reach, &mut buf, &[], &hello)
+    write_hello(&mut reach, &mut buf, &hello)
         .await
         .map_err(SessionError::Hello)?;
     let (control, rx) = mpsc::channel(core.settings.reach.max_control_frames.max(1));
@@ -376,8 +364,7 @@ async fn send_datagram_key<L: Link>(
     buf: &mut BytesMut,
 ) -> Result<(), SessionError> {
     let key = datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
-    let kind = [FrameKind::DatagramKey.byte()];
-    write_frame(app, buf, &kind, &key)
+    write_frame(app, buf, &Frame::DatagramKey(key))
         .await
         .map_err(SessionError::Hello)?;
     if let Some(peer) = core.peer(to) {
@@ -561,13 +548,13 @@ async fn accept_app_stream<L: Link>(core: Arc<Core<L>>, stream: Stream, peer: Pe
     }
 }
 
-/// Reads one length-prefixed framed hello (at most 64 bytes) from `stream`.
+/// Reads one length-prefixed framed hello (at most [`MAX_HELLO_FRAME`] bytes) from `stream`.
 async fn read_hello(stream: &mut Stream) -> io::Result<FramedHello> {
     use tokio::io::AsyncReadExt;
-    let len = stream.read_u32().await? as usize;
-    if len > 64 {
-        return Err(io::ErrorKind::InvalidData.into());
-    }
+    let mut prefix = [0u8; FRAME_LEN_PREFIX];
+    stream.read_exact(&mut prefix).await?;
+    let len = wire_node::frame_len(prefix, MAX_HELLO_FRAME)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await?;
     FramedHello::parse(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -588,14 +575,12 @@ pub(crate) async fn open_app_stream<L: Link>(
         OpenError::SessionClosed => StreamError::Io(io::ErrorKind::NotConnected.into()),
         OpenError::Io(e) => StreamError::Io(e),
     })?;
-    let mut hello = BytesMut::new();
-    FramedHello {
+    let hello = FramedHello {
         from: core.id.0,
         listen: core.reach.as_ref().and_then(|r| r.hello_addr),
-    }
-    .emit(&mut hello);
+    };
     let mut buf = BytesMut::new();
-    write_frame(&mut stream, &mut buf, &[], &hello).await?;
+    write_hello(&mut stream, &mut buf, &hello).await?;
     read_stream_status(&mut stream, protocol, core.settings.hello_timeout).await?;
     Ok(NodeStream::session(stream))
 }
@@ -746,23 +731,11 @@ async fn serve_stream<L: Link>(
     }
 }
 
-/// The length of the first frame of `buf` (after its 4-byte big-endian prefix), if the frame
-/// lies there whole and announces at most `max` bytes, as the stream's own codec would decode
-/// it.
-fn whole_frame_len(buf: &[u8], max: usize) -> Option<usize> {
-    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
-    let len = usize::try_from(u32::from_be_bytes(head)).ok()?;
-    (len <= max && buf.len() - 4 >= len).then_some(len)
-}
-
-/// Takes the first frame of `buf` if it lies there whole ([`whole_frame_len`]); `None`
+/// Takes the first frame of `buf` if it lies there whole (`wire::node::take_frame`); `None`
 /// otherwise, leaving `buf` untouched, so the codec, which has just returned a frame and so
-/// waits for a length, reads on from the same place.
+/// waits for a length, reads on from the same place (and reports a frame over `max`).
 fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
-    let len = whole_frame_len(buf, max)?;
-    let mut frame = buf.split_to(4 + len);
-    frame.advance(4);
-    Some(frame)
+    wire_node::take_frame(buf, max).ok().flatten()
 }
 
 /// Moves the application frames that lie whole at the front of `buf` (each announcing at most
@@ -770,16 +743,10 @@ fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
 /// frame over the bound comes next (left for [`take_whole_frame`] or the codec).
 fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
     while !batch.is_full() {
-        let Some(len) = whole_frame_len(buf, max) else {
+        let Some(payload) = wire_node::take_app_payload(buf, max) else {
             return;
         };
-        // An empty frame has no kind byte: the byte after its prefix is the next frame's.
-        if len < FRAME_KIND_LEN || buf.get(4) != Some(&FrameKind::App.byte()) {
-            return;
-        }
-        let mut frame = buf.split_to(4 + len).freeze();
-        frame.advance(APP_FRAME_HEADER_LEN);
-        batch.push(frame);
+        batch.push(payload);
     }
 }
 
@@ -866,7 +833,7 @@ async fn serve_item<L: Link>(
         }
     };
     let mut frame = frame;
-    if frame.first() == Some(&FrameKind::App.byte()) {
+    if FrameKind::of(&frame) == Ok(FrameKind::App) {
         // The common case, without a second reference to the buffer (`Frame::parse` slices).
         frame.advance(FRAME_KIND_LEN);
         batch.push(frame.freeze());
@@ -903,14 +870,18 @@ async fn serve_item<L: Link>(
 mod tests {
     use super::*;
 
+    fn app(payload: &[u8]) -> Frame {
+        Frame::App(Bytes::copy_from_slice(payload))
+    }
+
     #[test]
     fn app_frames_are_taken_until_another_kind_a_partial_or_an_oversized_frame() {
         let mut buf = BytesMut::new();
         for body in [&b"ab"[..], b"", b"cdefgh"] {
-            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
+            app(body).emit(&mut buf).unwrap();
         }
-        encode_frame(&mut buf, &[FrameKind::Ping.byte()], b"").unwrap();
-        encode_frame(&mut buf, &[FrameKind::App.byte()], b"after").unwrap();
+        Frame::Ping.emit(&mut buf).unwrap();
+        app(b"after").emit(&mut buf).unwrap();
         let mut batch = AppBatch::default();
         take_app_frames(&mut buf, 16, &mut batch);
         assert_eq!(batch.payloads, [&b"ab"[..], b"", b"cdefgh"]);
@@ -936,8 +907,8 @@ mod tests {
         // An empty frame (no kind byte), then an application frame: the byte after the empty
         // frame's prefix is the next frame's length, 0x00 like the App kind.
         let mut buf = BytesMut::new();
-        encode_frame(&mut buf, &[], b"").unwrap();
-        encode_frame(&mut buf, &[FrameKind::App.byte()], b"x").unwrap();
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+        app(b"x").emit(&mut buf).unwrap();
         let mut batch = AppBatch::default();
         take_app_frames(&mut buf, 16, &mut batch);
         assert!(batch.payloads.is_empty());
@@ -980,7 +951,7 @@ mod tests {
         use tokio_util::codec::{Decoder, LengthDelimitedCodec};
         let mut buf = BytesMut::new();
         for body in [&b"ab"[..], b"", b"cdefgh"] {
-            encode_frame(&mut buf, &[FrameKind::App.byte()], body).unwrap();
+            app(body).emit(&mut buf).unwrap();
         }
         let mut codec = LengthDelimitedCodec::builder()
             .max_frame_length(8)

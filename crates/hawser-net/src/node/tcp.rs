@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use hawser_proto::node::{FrameBatch, Member, Membership, NodeId};
+use hawser_proto::wire::channel::{length_prefix, LENGTH_PREFIX_LEN};
 use hawser_proto::wire::node::{Datagram, SealedDatagram, DATAGRAM_HEADER_LEN};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
@@ -418,9 +419,9 @@ fn refuse_busy(stream: &TcpStream, limit: usize) {
         RefusalReason::Busy,
         &format!("max_inbound_connections {limit}"),
     );
-    let mut frame = Vec::with_capacity(2 + refusal.buffer_len());
-    // A refusal is at most MAX_REFUSAL_LEN (145) bytes.
-    frame.extend_from_slice(&(refusal.buffer_len() as u16).to_be_bytes());
+    let mut frame = Vec::with_capacity(LENGTH_PREFIX_LEN + refusal.buffer_len());
+    // A refusal is at most MAX_REFUSAL_LEN (145) bytes, so its length always fits.
+    frame.extend_from_slice(&length_prefix(refusal.buffer_len()).unwrap_or_default());
     refusal.emit(&mut frame);
     // Read what already arrived, so that closing resets the connection less often.
     let mut scratch = [0u8; 512];

@@ -31,7 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use super::error::{CloseReason, CryptoError};
-use super::framing::{put_data_header, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::framing::{
+    length_prefix, prefixed_len, put_data_header, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN,
+};
 use super::noise::{Opener, Sealer, TAG_LEN};
 use super::secure::Status;
 use super::transport::{ByteStream, MessageTransport};
@@ -176,18 +178,18 @@ impl SealedStream {
             return Err(crypto_failure(&self.status, e));
         }
         // `chunk` is at most `MAX_PLAINTEXT`, so a sealed message fits in the prefix.
-        let len = u16::try_from(self.out.len() - start - LENGTH_PREFIX_LEN).unwrap_or(u16::MAX);
-        self.out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        let len = self.out.len() - start - LENGTH_PREFIX_LEN;
+        let prefix = length_prefix(len).unwrap_or([0xff; LENGTH_PREFIX_LEN]);
+        self.out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&prefix);
         self.sealed_end = self.out.len();
         Ok(())
     }
 
     /// Opens the next whole message of `rbuf` in place; `false` if none is whole yet.
     fn open_next(&mut self) -> io::Result<bool> {
-        let Some(head) = self.rbuf.get(..LENGTH_PREFIX_LEN) else {
+        let Some(len) = prefixed_len(&self.rbuf) else {
             return Ok(false);
         };
-        let len = usize::from(u16::from_be_bytes([head[0], head[1]]));
         let end = LENGTH_PREFIX_LEN + len;
         let Some(msg) = self.rbuf.get_mut(LENGTH_PREFIX_LEN..end) else {
             self.rbuf.reserve(end);

@@ -24,7 +24,9 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError}
 use tracing::debug;
 
 use super::error::{CloseReason, HandshakeError};
-use super::framing::{byte_codec, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::framing::{
+    byte_codec, length_prefix, prefixed_len, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN,
+};
 use super::identity::PeerId;
 use super::noise::{
     foreign_mode_error, parse_plaintext_hello, plaintext_hello, security_name, Cipher, Handshake,
@@ -145,10 +147,7 @@ async fn noise_bytes(
                     .is_some_and(|e| e.is::<LengthDelimitedCodecError>()) =>
             {
                 // The codec refused the prefix without consuming it: it is still buffered.
-                let len = framed
-                    .read_buffer()
-                    .get(..LENGTH_PREFIX_LEN)
-                    .map_or(max + 1, |h| usize::from(u16::from_be_bytes([h[0], h[1]])));
+                let len = prefixed_len(framed.read_buffer()).unwrap_or(max + 1);
                 let err = HandshakeError::TooLarge { len, max };
                 return Err(refuse_bytes(&mut framed, first, err).await);
             }
@@ -386,14 +385,13 @@ async fn plain_bytes(
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
     let hello = plaintext_hello(&config.identity, &config.network_id, &config.protocols);
-    let len =
-        u16::try_from(hello.len()).map_err(|_| HandshakeError::Malformed("hello too large"))?;
-    stream.write_all(&len.to_be_bytes()).await?;
+    let prefix = length_prefix(hello.len()).ok_or(HandshakeError::Malformed("hello too large"))?;
+    stream.write_all(&prefix).await?;
     stream.write_all(&hello).await?;
     stream.flush().await?;
     let mut head = [0u8; LENGTH_PREFIX_LEN];
     read_exact(&mut stream, &mut head).await?;
-    let len = usize::from(u16::from_be_bytes(head));
+    let len = prefixed_len(&head).unwrap_or_default();
     if len > config.max_handshake_message {
         return Err(HandshakeError::TooLarge {
             len,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hawser_proto::wire::refusal::Refusal;
+use hawser_proto::wire::stream::StreamHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,7 +20,7 @@ use super::mux::{self, range, Command, DriverEnd, MuxConfig};
 use super::noise::{NetworkId, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use super::registry::{negotiate, Negotiated, ProtocolId, ProtocolRegistry};
 use super::secure::{self, Status};
-use super::stream::{route_inbound, Incoming, Routes, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
+use super::stream::{route_inbound, Incoming, Routes, Stream, STREAM_HEADER_LEN};
 use super::transport::{self, Link, TransportAddr, TransportConfig};
 
 /// How a session protects its traffic.
@@ -370,10 +371,11 @@ impl Session {
                 e => OpenError::Mux(e.to_string()),
             })?;
         let mut stream = Stream::new(raw, protocol, version, self.inner.status.clone());
-        let mut header = [0u8; STREAM_HEADER_LEN];
-        header[..4].copy_from_slice(&protocol.0.to_be_bytes());
-        header[4..].copy_from_slice(&version.to_be_bytes());
-        stream.write_all(&header).await?;
+        let header = StreamHeader {
+            protocol: protocol.0,
+            version,
+        };
+        stream.write_all(&header.to_bytes()).await?;
         Ok(stream)
     }
 
@@ -420,8 +422,7 @@ impl Session {
             self.inner.commands.send(Command::Open(tx)).await.ok()?;
             let mut stream = rx.await.ok()?.ok()?.compat();
             let mut bytes = Vec::with_capacity(STREAM_HEADER_LEN + refusal.buffer_len());
-            bytes.extend_from_slice(&REFUSAL_STREAM.0.to_be_bytes());
-            bytes.extend_from_slice(&1u16.to_be_bytes());
+            StreamHeader::REFUSAL.emit(&mut bytes);
             refusal.emit(&mut bytes);
             stream.write_all(&bytes).await.ok()?;
             stream.shutdown().await.ok()?;

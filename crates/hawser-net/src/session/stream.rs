@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hawser_proto::wire::refusal::{Refusal, MAX_REFUSAL_LEN};
+use hawser_proto::wire::stream::{self as stream_wire, StreamHeader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,13 +22,13 @@ use super::registry::{Negotiated, ProtocolId};
 use super::secure::Status;
 
 /// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
-/// version`, big-endian.
-pub const STREAM_HEADER_LEN: usize = 6;
+/// version`, big-endian (`hawser_proto::wire::stream`).
+pub const STREAM_HEADER_LEN: usize = stream_wire::STREAM_HEADER_LEN;
 
 /// The reserved protocol of the stream that carries a refusal
 /// ([`Session::refuse`](super::Session::refuse)): never registered nor negotiated, its
 /// stream (header version 1) holds one `hawser_proto::wire::refusal` and ends.
-pub const REFUSAL_STREAM: ProtocolId = ProtocolId(0);
+pub const REFUSAL_STREAM: ProtocolId = ProtocolId(stream_wire::REFUSAL_PROTOCOL);
 
 /// Where `route_inbound` queues each inbound stream, per protocol.
 pub(super) struct Routes {
@@ -64,10 +65,8 @@ async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
             return;
         }
     }
-    let protocol = ProtocolId(u32::from_be_bytes([
-        header[0], header[1], header[2], header[3],
-    ]));
-    let version = u16::from_be_bytes([header[4], header[5]]);
+    let header = StreamHeader::from_bytes(header);
+    let (protocol, version) = (ProtocolId(header.protocol), header.version);
     if protocol == REFUSAL_STREAM {
         take_refusal(io, &routes).await;
         return;

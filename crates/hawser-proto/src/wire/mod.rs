@@ -13,11 +13,16 @@
 //! - [`Codec`] chooses between the two at run time.
 //! - [`node`], [`reach`] and [`rpc`] are the node layer's: hellos, frame kinds and datagram
 //!   envelopes; reachability events; requests, responses and cancels between nodes.
+//! - [`channel`] frames a session's secure channel: the length prefix of each Noise message
+//!   on byte streams, and the envelope (data with its counter, handshake steps, hello,
+//!   refusal) on message transports.
 //! - [`refusal`] is what one end of a session handshake sends before closing, saying why.
+//! - [`stream`] is the header that opens every stream of a session (protocol and version).
 //!
 //! Every decoder returns [`WireError`] on malformed input and never panics, whatever the bytes.
 
 pub mod bundle;
+pub mod channel;
 pub mod checksum;
 mod cursor;
 pub mod lsp_binary;
@@ -27,6 +32,7 @@ pub mod reach;
 pub mod refusal;
 pub mod rpc;
 pub mod sack;
+pub mod stream;
 
 use std::fmt;
 

@@ -42,7 +42,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::WireError;
 
@@ -191,6 +191,16 @@ impl FramedHello {
         }
     }
 
+    /// Appends the hello as the first frame of a byte stream carries it: the 4-byte length
+    /// prefix, then the hello (no kind byte).
+    pub fn emit_frame(&self, out: &mut BytesMut) {
+        let len = self.buffer_len();
+        out.reserve(FRAME_LEN_PREFIX + len);
+        // At most MAX_HELLO_FRAME (31) bytes.
+        out.put_u32(len as u32);
+        self.emit(out);
+    }
+
     /// The encoded length: 13 bytes without an address, 19 with IPv4, 31 with IPv6.
     pub fn buffer_len(&self) -> usize {
         HELLO_LEN
@@ -279,9 +289,161 @@ impl FrameKind {
     }
 }
 
+/// Length of the big-endian length prefix before every frame on a byte stream.
+pub const FRAME_LEN_PREFIX: usize = 4;
+
+/// The most bytes a framed hello takes inside its frame (31, with an IPv6 address); a
+/// receiver reading the first frame of a stream may refuse a longer one unread.
+pub const MAX_HELLO_FRAME: usize = HELLO_LEN + 19;
+
 /// Bytes before an application payload on a framed byte stream: the 4-byte big-endian length
 /// of the frame (kind byte and payload) and the [`FrameKind::App`] byte.
-pub const APP_FRAME_HEADER_LEN: usize = 4 + FRAME_KIND_LEN;
+pub const APP_FRAME_HEADER_LEN: usize = FRAME_LEN_PREFIX + FRAME_KIND_LEN;
+
+/// One frame of a framed connection, parsed: its kind and its body (sliced, not copied, from
+/// the received frame).
+///
+/// On a byte stream each frame is `len:u32 BE | kind:u8 | body`, `len` counting the kind byte
+/// and the body. [`Frame::emit`] writes exactly that; [`Frame::parse`] reads what follows the
+/// length; [`frame_len`], [`peek_frame`] and [`take_frame`] read the length, bounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// An application payload.
+    App(Bytes),
+    /// One encoded reachability event (`wire::reach`).
+    Reach(Bytes),
+    /// Nothing: opens (or keeps) the connection.
+    Ping,
+    /// The sender's datagram key for the receiver (encrypted sessions only).
+    DatagramKey([u8; DATAGRAM_KEY_LEN]),
+    /// A request, response or cancel (`wire::rpc`), after its kind byte.
+    Rpc(Bytes),
+}
+
+impl Frame {
+    /// Parses a frame of a framed connection (kind byte first, the length prefix already
+    /// removed).
+    ///
+    /// # Errors
+    /// [`WireError`] as [`FrameKind::of`] says: an empty frame, an unknown kind, a body of the
+    /// wrong length for its kind; never panics.
+    pub fn parse(frame: Bytes) -> Result<Frame, WireError> {
+        let body = || frame.slice(FRAME_KIND_LEN..);
+        Ok(match FrameKind::of(&frame)? {
+            FrameKind::App => Frame::App(body()),
+            FrameKind::Reach => Frame::Reach(body()),
+            FrameKind::Ping => Frame::Ping,
+            FrameKind::DatagramKey => {
+                let mut key = [0u8; DATAGRAM_KEY_LEN];
+                // `FrameKind::of` checked the body is exactly a key.
+                key.copy_from_slice(frame.get(FRAME_KIND_LEN..).unwrap_or_default());
+                Frame::DatagramKey(key)
+            }
+            FrameKind::Rpc => Frame::Rpc(body()),
+        })
+    }
+
+    /// The kind byte's meaning.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::App(_) => FrameKind::App,
+            Frame::Reach(_) => FrameKind::Reach,
+            Frame::Ping => FrameKind::Ping,
+            Frame::DatagramKey(_) => FrameKind::DatagramKey,
+            Frame::Rpc(_) => FrameKind::Rpc,
+        }
+    }
+
+    /// The body, after the kind byte.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Frame::App(b) | Frame::Reach(b) | Frame::Rpc(b) => b,
+            Frame::Ping => &[],
+            Frame::DatagramKey(k) => k,
+        }
+    }
+
+    /// Appends the frame as a byte stream carries it ([`buffer_len`](Self::buffer_len)
+    /// bytes): the length prefix, the kind byte, the body.
+    ///
+    /// # Errors
+    /// [`WireError::TooLong`] (and nothing appended) when the frame's length does not fit the
+    /// 4-byte prefix.
+    pub fn emit(&self, out: &mut BytesMut) -> Result<(), WireError> {
+        emit_frame(out, &[self.kind().byte()], self.body())
+    }
+
+    /// The encoded length: the prefix, the kind byte and the body.
+    pub fn buffer_len(&self) -> usize {
+        APP_FRAME_HEADER_LEN + self.body().len()
+    }
+}
+
+/// Appends one length-prefixed frame of `head` then `body` to `out`, or nothing when its
+/// length does not fit 4 bytes.
+fn emit_frame(out: &mut BytesMut, head: &[u8], body: &[u8]) -> Result<(), WireError> {
+    let too_long = WireError::TooLong(u32::MAX as usize);
+    let len = head.len().checked_add(body.len()).ok_or(too_long.clone())?;
+    let len = u32::try_from(len).map_err(|_| too_long)?;
+    out.reserve(FRAME_LEN_PREFIX + head.len() + body.len());
+    out.put_u32(len);
+    out.put_slice(head);
+    out.put_slice(body);
+    Ok(())
+}
+
+/// The length a frame's 4-byte prefix announces (the kind byte and body that follow it).
+///
+/// # Errors
+/// [`WireError::TooLong`] when it announces more than `max` bytes.
+pub fn frame_len(prefix: [u8; FRAME_LEN_PREFIX], max: usize) -> Result<usize, WireError> {
+    match usize::try_from(u32::from_be_bytes(prefix)) {
+        Ok(len) if len <= max => Ok(len),
+        _ => Err(WireError::TooLong(max)),
+    }
+}
+
+/// The length of the first frame of `buf` (after its prefix, as [`frame_len`] reads it):
+/// `Ok(None)` until the prefix and the whole frame are in `buf`.
+///
+/// # Errors
+/// [`WireError::TooLong`] when the prefix announces more than `max` bytes; never panics.
+pub fn peek_frame(buf: &[u8], max: usize) -> Result<Option<usize>, WireError> {
+    let Some(prefix) = buf.first_chunk::<FRAME_LEN_PREFIX>() else {
+        return Ok(None);
+    };
+    let len = frame_len(*prefix, max)?;
+    Ok((buf.len() - FRAME_LEN_PREFIX >= len).then_some(len))
+}
+
+/// Takes the first frame of `buf` (without its prefix; kind byte first, or the hello) once it
+/// lies there whole ([`peek_frame`]); `Ok(None)`, leaving `buf` untouched, until then.
+///
+/// # Errors
+/// [`WireError::TooLong`], leaving `buf` untouched, when the frame announces more than `max`
+/// bytes.
+pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, WireError> {
+    let Some(len) = peek_frame(buf, max)? else {
+        return Ok(None);
+    };
+    let mut frame = buf.split_to(FRAME_LEN_PREFIX + len);
+    frame.advance(FRAME_LEN_PREFIX);
+    Ok(Some(frame))
+}
+
+/// Takes the first frame of `buf` if it lies there whole, announces at most `max` bytes and
+/// is an application frame: its payload. `None`, leaving `buf` untouched, for any other frame,
+/// a partial one or one over the bound.
+pub fn take_app_payload(buf: &mut BytesMut, max: usize) -> Option<Bytes> {
+    let len = peek_frame(buf, max).ok().flatten()?;
+    // An empty frame has no kind byte: the byte after its prefix is the next frame's.
+    if len < FRAME_KIND_LEN || buf.get(FRAME_LEN_PREFIX) != Some(&FrameKind::App.byte()) {
+        return None;
+    }
+    let mut frame = buf.split_to(FRAME_LEN_PREFIX + len).freeze();
+    frame.advance(APP_FRAME_HEADER_LEN);
+    Some(frame)
+}
 
 /// The largest application payload whose frame length (kind byte and payload) fits the
 /// 4-byte prefix.
@@ -295,6 +457,9 @@ pub fn app_frame_header(payload_len: usize) -> Option<[u8; APP_FRAME_HEADER_LEN]
     let [a, b, c, d] = len.to_be_bytes();
     Some([a, b, c, d, FrameKind::App.byte()])
 }
+
+/// Length of a sealed datagram's nonce ([`SealedDatagram::nonce`]).
+pub const SEALED_NONCE_LEN: usize = 12;
 
 /// An unreliable datagram: sender, intended receiver, payload (borrowed from the datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,6 +547,14 @@ impl<'a> SealedDatagram<'a> {
         h[field::TO].copy_from_slice(&self.to.to_be_bytes());
         h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
         h
+    }
+
+    /// The 96-bit nonce of the seal: 4 zero bytes, then [`counter`](Self::counter)
+    /// big-endian.
+    pub fn nonce(&self) -> [u8; SEALED_NONCE_LEN] {
+        let mut n = [0u8; SEALED_NONCE_LEN];
+        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+        n
     }
 
     /// Appends the encoded datagram ([`buffer_len`](Self::buffer_len) bytes) to `out`.
@@ -582,6 +755,7 @@ mod tests {
         assert_eq!((d.from, d.to, d.counter), (1, 2, 0x0102));
         assert_eq!(d.sealed, &SEALED_1_TO_2[28..]);
         assert_eq!(d.header(), SEALED_1_TO_2[..SEALED_HEADER_LEN]);
+        assert_eq!(d.nonce(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02]);
         let bytes = emit_after_a5(|o| d.emit(o));
         assert_eq!(bytes, SEALED_1_TO_2);
         assert_eq!(d.buffer_len(), bytes.len());
@@ -648,7 +822,135 @@ mod tests {
         }
     }
 
+    /// `App "ab"`, `Ping`, `Rpc [7]`, as a byte stream carries them.
+    static FRAMES: [u8; 18] = [
+        0, 0, 0, 3, 0x00, b'a', b'b', // App
+        0, 0, 0, 1, 0x02, // Ping
+        0, 0, 0, 2, 0x04, 7, // Rpc
+    ];
+
+    #[test]
+    fn frames_golden_bytes() {
+        let frames = [
+            Frame::App(Bytes::from_static(b"ab")),
+            Frame::Ping,
+            Frame::Rpc(Bytes::from_static(&[7])),
+        ];
+        let bytes = emit_after_a5(|o| {
+            for f in &frames {
+                f.emit(o).unwrap();
+            }
+        });
+        assert_eq!(bytes, FRAMES);
+        assert_eq!(frames.iter().map(Frame::buffer_len).sum::<usize>(), 18);
+        let mut buf = BytesMut::from(&FRAMES[..]);
+        for f in &frames {
+            let body = take_frame(&mut buf, 16).unwrap().unwrap();
+            assert_eq!(Frame::parse(body.freeze()).as_ref(), Ok(f));
+        }
+        assert_eq!(take_frame(&mut buf, 16), Ok(None));
+        // The application header is a frame's first bytes.
+        let h = app_frame_header(2).unwrap();
+        assert_eq!(h, FRAMES[..APP_FRAME_HEADER_LEN]);
+        // A datagram key, and a framed hello as a stream's first frame.
+        let key = Frame::DatagramKey([9; DATAGRAM_KEY_LEN]);
+        let bytes = emit_after_a5(|o| key.emit(o).unwrap());
+        assert_eq!(bytes[..5], [0, 0, 0, 33, 0x03]);
+        assert_eq!(bytes[5..], [9; 32]);
+        let hello = FramedHello::parse(&FRAMED_7_V4).unwrap();
+        let bytes = emit_after_a5(|o| hello.emit_frame(o));
+        assert_eq!(bytes[..4], [0, 0, 0, 19]);
+        assert_eq!(bytes[4..], FRAMED_7_V4);
+    }
+
+    #[test]
+    fn frame_lengths_are_bounded_and_partial_frames_wait() {
+        assert_eq!(frame_len([0, 0, 0, 16], 16), Ok(16));
+        assert_eq!(frame_len([0, 0, 0, 17], 16), Err(WireError::TooLong(16)));
+        assert_eq!(
+            frame_len([0xff; 4], usize::MAX),
+            Ok(u32::MAX as usize),
+            "the prefix's whole range"
+        );
+        for n in 0..7 {
+            assert_eq!(peek_frame(&FRAMES[..n], 16), Ok(None), "prefix {n}");
+            let mut partial = BytesMut::from(&FRAMES[..n]);
+            assert_eq!(take_frame(&mut partial, 16), Ok(None));
+            assert_eq!(take_app_payload(&mut partial, 16), None);
+            assert_eq!(partial.len(), n, "untouched");
+        }
+        assert_eq!(peek_frame(&FRAMES, 16), Ok(Some(3)));
+        let mut big = BytesMut::from(&FRAMES[..]);
+        assert_eq!(take_frame(&mut big, 2), Err(WireError::TooLong(2)));
+        assert_eq!(take_app_payload(&mut big, 2), None);
+        assert_eq!(big.len(), FRAMES.len(), "untouched");
+    }
+
+    #[test]
+    fn app_payloads_are_taken_until_another_kind() {
+        let mut buf = BytesMut::from(&FRAMES[..]);
+        assert_eq!(take_app_payload(&mut buf, 16).as_deref(), Some(&b"ab"[..]));
+        assert_eq!(take_app_payload(&mut buf, 16), None);
+        assert_eq!(buf[..], FRAMES[7..], "the ping stays");
+        // An empty frame has no kind byte; the 0x00 after its prefix is the next frame's.
+        let mut buf = BytesMut::from(&[0, 0, 0, 0, 0, 0, 0, 1, 0x00][..]);
+        assert_eq!(take_app_payload(&mut buf, 16), None);
+        assert_eq!(take_frame(&mut buf, 16).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(take_app_payload(&mut buf, 16).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn malformed_frames_are_refused() {
+        assert_eq!(Frame::parse(Bytes::new()), Err(WireError::Truncated));
+        assert_eq!(
+            Frame::parse(Bytes::from_static(&[0x09])),
+            Err(WireError::UnknownType(9))
+        );
+        assert!(matches!(
+            Frame::parse(Bytes::from_static(&[0x02, 0])),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            Frame::parse(Bytes::from_static(&[0x03, 1, 2])),
+            Err(WireError::Malformed(_))
+        ));
+        assert_eq!(
+            Frame::parse(Bytes::from_static(&[0x04])),
+            Err(WireError::Truncated)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn frames_round_trip(kind in 0u8..5, body in proptest::collection::vec(any::<u8>(), 1..64)) {
+            let frame = match kind {
+                0 => Frame::App(Bytes::from(body)),
+                1 => Frame::Reach(Bytes::from(body)),
+                2 => Frame::Ping,
+                3 => Frame::DatagramKey([body[0]; DATAGRAM_KEY_LEN]),
+                _ => Frame::Rpc(Bytes::from(body)),
+            };
+            let mut out = BytesMut::new();
+            frame.emit(&mut out).unwrap();
+            prop_assert_eq!(out.len(), frame.buffer_len());
+            let max = frame.buffer_len() - FRAME_LEN_PREFIX;
+            prop_assert_eq!(peek_frame(&out, max), Ok(Some(max)));
+            prop_assert_eq!(peek_frame(&out, max - 1), Err(WireError::TooLong(max - 1)));
+            let taken = take_frame(&mut out, max).unwrap().unwrap();
+            prop_assert!(out.is_empty());
+            prop_assert_eq!(Frame::parse(taken.freeze()), Ok(frame));
+        }
+
+        #[test]
+        fn frame_decoders_never_panic(bytes in proptest::collection::vec(
+            proptest::prop_oneof![3 => 0u8..5, 1 => any::<u8>()], 0..64), max in 0usize..32) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let _ = take_app_payload(&mut buf, max);
+            while let Ok(Some(frame)) = take_frame(&mut buf, max) {
+                let _ = Frame::parse(frame.freeze());
+            }
+        }
+
         #[test]
         fn round_trips(from in any::<u64>(), to in any::<u64>(),
                        payload in proptest::collection::vec(any::<u8>(), 0..256)) {
@@ -668,6 +970,7 @@ mod tests {
             s.emit(&mut out);
             prop_assert_eq!(out.len(), s.buffer_len());
             prop_assert_eq!(&out[..SEALED_HEADER_LEN], &s.header()[..]);
+            prop_assert_eq!(&s.nonce()[4..], &out[20..28]);
             prop_assert_eq!(SealedDatagram::parse(&out), Ok(s));
             let port = (to & 0xffff) as u16;
             for listen in [None, Some(SocketAddr::from(([10, 0, 0, 1], port))),
