@@ -67,29 +67,24 @@ struct Setup {
 impl Setup {
     fn config(&self) -> Config {
         let lease = Duration::from_millis(u64::from(self.lease_ms % 5000) + 10);
-        let config = Config {
-            incarnation: 1,
-            lease: if self.adaptive {
-                LeasePolicy::Adaptive(AdaptiveLease {
-                    min: lease,
-                    max: lease * 4,
-                    ..AdaptiveLease::default()
-                })
-            } else {
-                LeasePolicy::Fixed(lease)
-            },
-            reachable_for: lease * 4,
-            max_hops: self.max_hops % 8 + 1,
-            seen_ttl: Duration::from_secs(5),
-            max_seen: usize::from(self.max_seen % 64) + 1,
-            max_peers: usize::from(self.max_peers % 8) + 1,
-            max_addresses_per_peer: usize::from(self.max_addresses_per_peer % 4) + 1,
-            max_neighbours: usize::from(self.max_neighbours % 4) + 1,
-            max_local_addresses: usize::from(self.max_local_addresses % 4) + 1,
-            max_pending_events: usize::from(self.max_pending_events % 16) + 1,
-            max_outgoing: usize::from(self.max_outgoing % 32) + 1,
-            ..Config::default()
+        let mut config = Config::default();
+        config.incarnation = 1;
+        config.lease = if self.adaptive {
+            let uptime_divisor = AdaptiveLease::default().uptime_divisor;
+            LeasePolicy::Adaptive(AdaptiveLease::new(lease, lease * 4, uptime_divisor))
+        } else {
+            LeasePolicy::Fixed(lease)
         };
+        config.reachable_for = lease * 4;
+        config.max_hops = self.max_hops % 8 + 1;
+        config.seen_ttl = Duration::from_secs(5);
+        config.max_seen = usize::from(self.max_seen % 64) + 1;
+        config.max_peers = usize::from(self.max_peers % 8) + 1;
+        config.max_addresses_per_peer = usize::from(self.max_addresses_per_peer % 4) + 1;
+        config.max_neighbours = usize::from(self.max_neighbours % 4) + 1;
+        config.max_local_addresses = usize::from(self.max_local_addresses % 4) + 1;
+        config.max_pending_events = usize::from(self.max_pending_events % 16) + 1;
+        config.max_outgoing = usize::from(self.max_outgoing % 32) + 1;
         config.validate().expect("fuzz settings validate");
         config
     }

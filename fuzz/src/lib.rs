@@ -329,39 +329,36 @@ impl LspSetup {
     /// A configuration that validates.
     pub fn config(&self) -> hawser_proto::lsp::Config {
         use hawser_proto::lsp::{AckPolicy, Config, Params, RetransmitPolicy};
-        let params = Params {
-            epoch_limit: u32::from(self.epoch_limit % 8) + 1,
-            epoch: Duration::from_millis(u64::from(self.epoch_ms % 2000) + 1),
-            window: u32::from(self.window % 16) + 1,
-            max_backoff: u32::from(self.max_backoff % 4),
-            max_unacked: u32::from(self.max_unacked % 16) + 1,
+        let params = Params::reference()
+            .with_epoch_limit(u32::from(self.epoch_limit % 8) + 1)
+            .with_epoch(Duration::from_millis(u64::from(self.epoch_ms % 2000) + 1))
+            .with_window(u32::from(self.window % 16) + 1)
+            .with_max_backoff(u32::from(self.max_backoff % 4))
+            .with_max_unacked(u32::from(self.max_unacked % 16) + 1);
+        let mut config = Config::default();
+        config.params = params;
+        config.codec = if self.json {
+            Codec::Json
+        } else {
+            Codec::Binary
         };
-        let config = Config {
-            params,
-            codec: if self.json {
-                Codec::Json
-            } else {
-                Codec::Binary
-            },
-            max_datagram: 64 + usize::from(self.max_datagram) % 1400,
-            retransmit: match self.retransmit % 3 {
-                0 => RetransmitPolicy::Auto,
-                1 => RetransmitPolicy::Epoch,
-                _ => RetransmitPolicy::Adaptive,
-            },
-            acks: match self.acks % 4 {
-                0 => AckPolicy::Auto,
-                1 => AckPolicy::PerMessage,
-                2 => AckPolicy::Cumulative,
-                _ => AckPolicy::Selective,
-            },
-            max_payload: 1 + usize::from(self.max_payload) % 1400,
-            max_send_queue: 1 + usize::from(self.max_send_queue % 64),
-            max_read_queue: 1 + usize::from(self.max_read_queue % 64),
-            max_connections: 1 + usize::from(self.max_connections % 4),
-            bundle_max: usize::from(self.bundle_max) % 300,
-            ..Config::default()
+        config.max_datagram = 64 + usize::from(self.max_datagram) % 1400;
+        config.retransmit = match self.retransmit % 3 {
+            0 => RetransmitPolicy::Auto,
+            1 => RetransmitPolicy::Epoch,
+            _ => RetransmitPolicy::Adaptive,
         };
+        config.acks = match self.acks % 4 {
+            0 => AckPolicy::Auto,
+            1 => AckPolicy::PerMessage,
+            2 => AckPolicy::Cumulative,
+            _ => AckPolicy::Selective,
+        };
+        config.max_payload = 1 + usize::from(self.max_payload) % 1400;
+        config.max_send_queue = 1 + usize::from(self.max_send_queue % 64);
+        config.max_read_queue = 1 + usize::from(self.max_read_queue % 64);
+        config.max_connections = 1 + usize::from(self.max_connections % 4);
+        config.bundle_max = usize::from(self.bundle_max) % 300;
         config.validate().expect("fuzz settings validate");
         config
     }

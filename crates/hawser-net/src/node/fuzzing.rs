@@ -64,8 +64,7 @@ impl Window {
 /// As the node's parser.
 pub fn parse_frame(frame: Bytes) -> Result<(u8, Vec<u8>), WireError> {
     let frame = Frame::parse(frame)?;
-    let (kind, body) = frame.parts();
-    Ok((kind.byte(), body.to_vec()))
+    Ok((frame.kind().byte(), frame.body().to_vec()))
 }
 
 /// Runs the receive fast path over `buf` (frames of at most `max` bytes): the application

@@ -461,7 +461,10 @@ impl Handshake {
 }
 
 /// Parses and verifies an identity payload against the sender's Noise static key.
-pub(super) fn parse_identity_payload(payload: &[u8], remote_static: &[u8]) -> Result<Remote, HandshakeError> {
+pub(super) fn parse_identity_payload(
+    payload: &[u8],
+    remote_static: &[u8],
+) -> Result<Remote, HandshakeError> {
     const HEAD: usize = 1 + PUBLIC_KEY_LEN + SIGNATURE_LEN;
     if payload.len() < HEAD || payload[0] != PAYLOAD_VERSION {
         return Err(HandshakeError::Malformed("identity payload"));
