@@ -1,5 +1,31 @@
 //! The one background task per endpoint: moves datagrams between the socket and the sans-IO
 //! endpoint, and time into it. It holds no protocol logic.
+//!
+//! # Who touches what
+//! One endpoint is shared by the driver task, writing tasks and waiting readers ([`Shared`]):
+//! the endpoint's mutex (every protocol step), the `unsent` datagrams (only under that mutex),
+//! the flags of [`Handoff`] (who sends, whether a drain is due, whether acknowledgements are
+//! held back, how many readers receive, whether the driver is gone), the driver's timer with
+//! its `armed_at` cache, `wake_driver` (a `Notify`: writers and the timer wake the driver) and
+//! `changed` (a `watch`: the driver and receiving readers wake other waiters).
+//!
+//! # Invariants
+//! 1. **No lost wake-up.** A command that queues output either sends it itself, wakes the
+//!    driver, or finds a drain due that the driver's next round performs; that round is never
+//!    held back for acknowledgements.
+//! 2. **Write order.** Datagrams leave in the order the endpoint made them: a task sends inline
+//!    only while the driver is not sending what it drained earlier, and then under the endpoint's
+//!    lock; what a non-blocking send could not take waits in `unsent` for the driver.
+//! 3. **The socket is always read.** The driver receives whenever no reader does; the last
+//!    reader to leave has the timer wake the driver, which looks again.
+//! 4. **Close does not hang.** `close` is a command (1 applies): the driver's next round sees
+//!    the endpoint finished, drains without holding anything back, and exits; its exit marks it
+//!    gone and wakes every waiter, which then fails with [`DriverGone`] instead of waiting.
+//!
+//! 1 to 3 are model-checked: the flags and the decisions on them live in [`Handoff`], and the
+//! loom tests in `handoff/model.rs` run that code under every interleaving of a driver with
+//! writers and readers (`.ci/loom`). 4 rests on 1 and on the exit guard, and is exercised by the
+//! socket tests that close endpoints.
 
 use std::future::Future;
 use std::io;

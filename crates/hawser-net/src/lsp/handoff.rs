@@ -2,12 +2,12 @@
 //! endpoint's I/O to each other, and the decisions taken on them (see `driver::Shared` for who
 //! does what, and the invariants these keep).
 //!
-//! The driver and the model checks in `handoff::model` run this same code: under `--cfg loom`
+//! The driver and the model checks in `handoff::model` run this same code: under `--cfg hawser_loom`
 //! the atomics are loom's, which explore every interleaving of the threads touching them.
 
-#[cfg(loom)]
+#[cfg(hawser_loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(hawser_loom))]
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// `owed_since` when no acknowledgement is held back.
@@ -140,3 +140,6 @@ impl Handoff {
         self.driver_gone.load(Ordering::Acquire)
     }
 }
+
+#[cfg(all(test, hawser_loom))]
+mod model;
