@@ -91,10 +91,13 @@ impl Handoff {
     }
 
     /// The driver starts a round (endpoint locked): `None` to drain the endpoint now, else
-    /// what `hold(since)` said (acknowledgements held since `since` may wait longer).
-    /// Draining clears the request, so a command after this wakes the driver again.
+    /// what `hold(since)` said (acknowledgements held since `since` may wait longer). A
+    /// requested drain is never held back: a command that found it due did not wake the
+    /// driver and counts on this round to send its output, even if a receive began to hold
+    /// acknowledgements back since. Draining clears the request, so a command after this
+    /// wakes the driver again.
     pub fn start_round<T>(&self, finished: bool, hold: impl FnOnce(u64) -> Option<T>) -> Option<T> {
-        if !finished {
+        if !finished && !self.drain_due.load(Ordering::Acquire) {
             if let Some(held) = self.owed_since().and_then(hold) {
                 return Some(held);
             }

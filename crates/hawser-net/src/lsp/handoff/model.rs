@@ -266,6 +266,34 @@ fn writes_left_to_the_driver_are_all_sent() {
     });
 }
 
+/// A reader reading on asks for a drain; a write counting on that drain is not held back by a
+/// receive that owes acknowledgements in between. (It was: the driver held the write back
+/// with the acknowledgements until the delay ended, up to a timer tick.)
+#[test]
+fn a_due_drain_is_not_held_back() {
+    check(|| {
+        let m = Model::new();
+        // An earlier receive held acknowledgements back.
+        m.handoff.owe(0);
+        let driver = thread::spawn({
+            let m = m.clone();
+            move || m.run_sending_driver()
+        });
+        let reader = thread::spawn({
+            let m = m.clone();
+            move || {
+                m.read_on();
+                m.receive_ending_wait(1);
+            }
+        });
+        m.command(Some(1), false);
+        reader.join().unwrap();
+        m.command(None, false);
+        driver.join().unwrap();
+        assert_eq!(m.sent(), [1]);
+    });
+}
+
 /// A datagram is always received, by a waiting reader or by the driver, however its arrival
 /// interleaves with a reader coming and going (else the driver waits for ever).
 #[test]
