@@ -206,11 +206,11 @@ impl Model {
     }
 }
 
-fn check(f: impl Fn() + Sync + Send + 'static) {
+/// Runs `f` under every interleaving with up to `preemptions` preemptions: two are enough
+/// for each race below; three explore more, at a cost that grows steeply with the threads.
+fn check(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    // Every interleaving with up to three preemptions: enough for each race below (each
-    // needs two), and a few seconds per test.
-    builder.preemption_bound = Some(3);
+    builder.preemption_bound = Some(preemptions);
     builder.check(f);
 }
 
@@ -218,7 +218,7 @@ fn check(f: impl Fn() + Sync + Send + 'static) {
 /// to the driver always wakes it (else it waits for ever: a deadlock).
 #[test]
 fn writes_leave_in_order_and_wake_the_driver() {
-    check(|| {
+    check(3, || {
         let m = Model::new();
         let driver = thread::spawn({
             let m = m.clone();
@@ -237,7 +237,7 @@ fn writes_leave_in_order_and_wake_the_driver() {
 /// and each writer's messages leave in its order.
 #[test]
 fn writes_left_to_the_driver_are_all_sent() {
-    check(|| {
+    check(2, || {
         let m = Model::new();
         let driver = thread::spawn({
             let m = m.clone();
@@ -271,7 +271,7 @@ fn writes_left_to_the_driver_are_all_sent() {
 /// with the acknowledgements until the delay ended, up to a timer tick.)
 #[test]
 fn a_due_drain_is_not_held_back() {
-    check(|| {
+    check(3, || {
         let m = Model::new();
         // An earlier receive held acknowledgements back.
         m.handoff.owe(0);
@@ -298,7 +298,7 @@ fn a_due_drain_is_not_held_back() {
 /// interleaves with a reader coming and going (else the driver waits for ever).
 #[test]
 fn the_socket_is_always_read() {
-    check(|| {
+    check(3, || {
         let m = Model::new();
         let driver = thread::spawn({
             let m = m.clone();
