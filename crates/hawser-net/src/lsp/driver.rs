@@ -1,10 +1,36 @@
 //! The one background task per endpoint: moves datagrams between the socket and the sans-IO
 //! endpoint, and time into it. It holds no protocol logic.
+//!
+//! # Who touches what
+//! One endpoint is shared by the driver task, writing tasks and waiting readers ([`Shared`]):
+//! the endpoint's mutex (every protocol step), the `unsent` datagrams (only under that mutex),
+//! the flags of [`Handoff`] (who sends, whether a drain is due, whether acknowledgements are
+//! held back, how many readers receive, whether the driver is gone), the driver's timer with
+//! its `armed_at` cache, `wake_driver` (a `Notify`: writers and the timer wake the driver) and
+//! `changed` (a `watch`: the driver and receiving readers wake other waiters).
+//!
+//! # Invariants
+//! 1. **No lost wake-up.** A command that queues output either sends it itself, wakes the
+//!    driver, or finds a drain due that the driver's next round performs; that round is never
+//!    held back for acknowledgements.
+//! 2. **Write order.** Datagrams leave in the order the endpoint made them: a task sends inline
+//!    only while the driver is not sending what it drained earlier, and then under the endpoint's
+//!    lock; what a non-blocking send could not take waits in `unsent` for the driver.
+//! 3. **The socket is always read.** The driver receives whenever no reader does; the last
+//!    reader to leave has the timer wake the driver, which looks again.
+//! 4. **Close does not hang.** `close` is a command (1 applies): the driver's next round sees
+//!    the endpoint finished, drains without holding anything back, and exits; its exit marks it
+//!    gone and wakes every waiter, which then fails with [`DriverGone`] instead of waiting.
+//!
+//! 1 to 3 are model-checked: the flags and the decisions on them live in [`Handoff`], and the
+//! loom tests in `handoff/model.rs` run that code under every interleaving of a driver with
+//! writers and readers (`.ci/loom`). 4 rests on 1 and on the exit guard, and is exercised by the
+//! socket tests that close endpoints.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -17,6 +43,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, warn};
 
+use super::handoff::Handoff;
 use super::socket::Socket;
 
 /// Largest datagram the driver reads (the UDP maximum).
@@ -71,31 +98,19 @@ pub(crate) struct Shared<E> {
     /// Datagrams made under the lock that a non-blocking send could not take; the driver sends
     /// them before anything newer. Only touched with `endpoint` locked.
     unsent: Mutex<Vec<Transmit>>,
-    /// Set (under `endpoint`'s lock) while the driver sends what it drained, cleared after.
-    driver_sending: AtomicBool,
-    /// Set when the driver is woken to drain, cleared (under `endpoint`'s lock) when it does:
-    /// while set, output queued under the lock leaves with that drain, no new wake-up needed.
-    drain_due: AtomicBool,
+    /// Who sends, who receives, whether a drain is due and whether acknowledgements are held
+    /// back: the flags the tasks hand the I/O over with.
+    handoff: Handoff,
     /// The deadline the driver's timer is armed for, as nanoseconds after `base`
     /// (`u64::MAX`: none), read without `timer`'s lock; written with it locked.
     armed_at: AtomicU64,
     /// The driver's timer. Locked after `endpoint` when both are.
     timer: Mutex<Timer>,
-    /// Since when acknowledgements are held back for a reply ([`ACK_DELAY`]), as nanoseconds
-    /// after `base` (`u64::MAX`: nothing held).
-    owed_since: AtomicU64,
     base: std::time::Instant,
-    /// Tasks waiting in `wait_for` that receive from the socket themselves; while there are
-    /// any, the driver leaves the socket to them (else every datagram would wake both, and
-    /// half the time the reader would wait for the driver after all). When the last one
-    /// leaves, the timer wakes the driver after [`TAKEOVER_DELAY`].
-    readers: AtomicUsize,
     /// Wakes the driver after an application command (write, close).
     wake_driver: Notify,
     /// Bumped after every change the driver makes; readers and closers wait on it.
     changed: watch::Sender<u64>,
-    /// Set when the driver task has ended, normally or not (a panic in a user hook, a bug).
-    driver_gone: AtomicBool,
 }
 
 /// The driver task ended while a caller waited for something only it could bring.
@@ -110,16 +125,12 @@ impl<E: Driven> Shared<E> {
             // Allocated at the first receive (see `recv_buffer`).
             recv_buf: tokio::sync::Mutex::new(Vec::new()),
             unsent: Mutex::new(Vec::new()),
-            driver_sending: AtomicBool::new(false),
-            drain_due: AtomicBool::new(false),
+            handoff: Handoff::new(),
             armed_at: AtomicU64::new(u64::MAX),
             timer: Mutex::new(Timer::default()),
-            owed_since: AtomicU64::new(u64::MAX),
             base: now(),
-            readers: AtomicUsize::new(0),
             wake_driver: Notify::new(),
             changed: watch::Sender::new(0),
-            driver_gone: AtomicBool::new(false),
         })
     }
 
@@ -148,10 +159,9 @@ impl<E: Driven> Shared<E> {
             // The driver was asked to drain and has not yet (it drains under this lock): it
             // takes this command's output along. A writer streaming small messages then wakes
             // the driver once per drain, not once per message.
-            let drain_due = self.drain_due.load(Ordering::Acquire)
-                && self.owed_since.load(Ordering::Acquire) == u64::MAX;
+            let wake = self.handoff.must_wake_for_queued();
             drop(ep);
-            if !drain_due {
+            if wake {
                 self.flush_soon();
             }
             return result;
@@ -166,23 +176,13 @@ impl<E: Driven> Shared<E> {
 
     /// Has the driver send everything, held-back acknowledgements included, without delay.
     fn flush_soon(&self) {
-        self.owed_since.store(u64::MAX, Ordering::Release);
-        self.drain_due.store(true, Ordering::Release);
+        self.handoff.request_drain();
         self.wake_driver.notify_one();
     }
 
     /// Holds back what a receive at `at` caused for a reply, for at most [`ACK_DELAY`].
     fn owe(&self, at: std::time::Instant) {
-        if self
-            .owed_since
-            .compare_exchange(
-                u64::MAX,
-                self.nanos(at),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
+        if self.handoff.owe(self.nanos(at)) {
             // The driver wakes at the end of the delay (or sooner, if a reply takes them).
             self.arm_earlier(at + ACK_DELAY);
         }
@@ -192,15 +192,14 @@ impl<E: Driven> Shared<E> {
     /// without waiting and the driver is not sending; whether the driver must still run (it
     /// has datagrams to send, or the endpoint finished); moves its timer earlier itself.
     fn flush_inline(&self, ep: &mut E) -> bool {
-        if !self.socket.sends_inline() || self.driver_sending.load(Ordering::Acquire) {
+        if !self.socket.sends_inline() {
             return true;
         }
         let mut unsent = self.unsent();
-        if !unsent.is_empty() {
+        // Everything goes, held-back acknowledgements included.
+        if !unsent.is_empty() || !self.handoff.start_inline_send() {
             return true;
         }
-        // Everything goes, held-back acknowledgements included.
-        self.owed_since.store(u64::MAX, Ordering::Release);
         while let Some(t) = ep.poll_transmit() {
             if !unsent.is_empty() || !self.socket.try_send(&t.contents, t.destination) {
                 unsent.push(t);
@@ -292,11 +291,7 @@ impl<E: Driven> Shared<E> {
     }
 
     /// Until when held-back acknowledgements may still wait, if any are and the delay is not up.
-    fn hold_until(&self) -> Option<std::time::Instant> {
-        let since = self.owed_since.load(Ordering::Acquire);
-        if since == u64::MAX {
-            return None;
-        }
+    fn hold_until(&self, since: u64) -> Option<std::time::Instant> {
         let until = self.base + std::time::Duration::from_nanos(since) + ACK_DELAY;
         (until > now()).then_some(until)
     }
@@ -308,7 +303,7 @@ impl<E: Driven> Shared<E> {
 
     /// Whether the driver task has ended (after which nothing written is ever sent).
     pub fn is_driver_gone(&self) -> bool {
-        self.driver_gone.load(Ordering::Acquire)
+        self.handoff.is_driver_gone()
     }
 
     /// A receiver that resolves whenever the driver changed the endpoint.
@@ -334,7 +329,7 @@ impl<E: Driven> Shared<E> {
         // Waiting again without having written: no reply is coming to carry what an earlier
         // receive held back (a reader that takes everything per call, `read_batch`, lands
         // here every time), so it leaves now rather than after the delay.
-        if self.owed_since.load(Ordering::Acquire) != u64::MAX {
+        if self.handoff.is_owed() {
             self.flush_soon();
         }
         // Subscribe before looking again, so a change made in between is not missed.
@@ -345,7 +340,7 @@ impl<E: Driven> Shared<E> {
             if let Some(result) = self.ready_now(&mut ready) {
                 return Ok(result);
             }
-            if self.driver_gone.load(Ordering::Acquire) {
+            if self.handoff.is_driver_gone() {
                 return Err(DriverGone);
             }
             if !self.socket.sends_inline() {
@@ -399,7 +394,7 @@ impl<E: Driven> Shared<E> {
     /// that reads on leaves no reply to wait for).
     fn ready_now<R>(&self, ready: &mut impl FnMut(&mut E) -> Option<R>) -> Option<R> {
         let result = ready(&mut self.lock())?;
-        if self.owed_since.load(Ordering::Acquire) != u64::MAX {
+        if self.handoff.is_owed() {
             self.flush_soon();
         }
         Some(result)
@@ -477,7 +472,7 @@ impl<E: Driven> Shared<E> {
     /// fault-injecting one (whose receive keeps its own bookkeeping) the driver's alone.
     async fn driver_receive(&self) -> io::Result<()> {
         if self.socket.sends_inline() {
-            if self.readers.load(Ordering::Acquire) == 0 {
+            if !self.handoff.has_readers() {
                 return self.receive().await.map(drop);
             }
             // The last reader to leave arms the timer to wake the driver, which then looks
@@ -521,14 +516,14 @@ struct ReaderGuard<'a, E: Driven>(&'a Shared<E>);
 
 impl<'a, E: Driven> ReaderGuard<'a, E> {
     fn new(shared: &'a Shared<E>) -> Self {
-        shared.readers.fetch_add(1, Ordering::AcqRel);
+        shared.handoff.enter_reader();
         ReaderGuard(shared)
     }
 }
 
 impl<E: Driven> Drop for ReaderGuard<'_, E> {
     fn drop(&mut self) {
-        if self.0.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.handoff.leave_reader() {
             self.0.arm_earlier(now() + TAKEOVER_DELAY);
         }
     }
@@ -558,7 +553,7 @@ struct ExitGuard<'a, E: Driven>(&'a Shared<E>);
 
 impl<E: Driven> Drop for ExitGuard<'_, E> {
     fn drop(&mut self) {
-        self.0.driver_gone.store(true, Ordering::Release);
+        self.0.handoff.set_driver_gone();
         self.0.bump();
     }
 }
@@ -576,17 +571,17 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
             let finished = ep.is_finished();
             outgoing.append(&mut shared.unsent());
             // Acknowledgements held back for a reply wait until the delay is up.
-            let hold = shared.hold_until().filter(|_| !finished);
+            // Under the lock: a command after this sees whether it must wake the driver.
+            let hold = shared
+                .handoff
+                .start_round(finished, |since| shared.hold_until(since));
             if hold.is_none() {
-                shared.owed_since.store(u64::MAX, Ordering::Release);
-                // Under the lock: a command after this sees that it must wake the driver.
-                shared.drain_due.store(false, Ordering::Release);
                 while let Some(t) = ep.poll_transmit() {
                     outgoing.push(t);
                 }
             }
             if !outgoing.is_empty() {
-                shared.driver_sending.store(true, Ordering::Release);
+                shared.handoff.driver_sends();
             }
             let deadline = match (ep.poll_timeout(), hold) {
                 (Some(t), Some(h)) => Some(t.min(h)),
@@ -599,7 +594,7 @@ pub(crate) async fn run<E: Driven>(shared: Arc<Shared<E>>) {
         if !outgoing.is_empty() {
             socket.send_all(&outgoing, &mut scratch).await;
             outgoing.clear();
-            shared.driver_sending.store(false, Ordering::Release);
+            shared.handoff.driver_sent();
         }
         shared.bump();
         if finished {

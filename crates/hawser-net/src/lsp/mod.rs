@@ -6,6 +6,7 @@
 mod client;
 mod driver;
 mod error;
+mod handoff;
 mod server;
 mod socket;
 
