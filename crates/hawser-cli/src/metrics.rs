@@ -19,7 +19,7 @@ use axum::routing::get;
 use hawser_net::node::Node;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
-use crate::raft_cmd::resolve;
+use crate::addr::resolve;
 
 /// The `--metrics-addr` option, shared by the commands that run a node.
 #[derive(clap::Args, Debug, Clone, Default)]
