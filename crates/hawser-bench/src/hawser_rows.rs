@@ -97,7 +97,7 @@ pub async fn pair(config: &Config, link: Link, seed: u64) -> Result<(Server, Cli
     Ok((server, client))
 }
 
-/// Writes `payload` with `Client::send`: a `write` that waits for room in the send queue (one
+/// Writes `payload` with `Client::send`: a `try_send` that waits for room in the send queue (one
 /// lock when there is room, as `write`), so that the payload is handed over, not cloned to be
 /// kept for a retry (a clone turns a `Vec`-backed `Bytes` into a shared one: an allocation and
 /// two atomic operations per message that the quinn and TCP rows, which hand theirs over, do not
@@ -206,7 +206,7 @@ pub fn spawn_echo(server: Arc<Server>) -> AbortOnDropHandle<()> {
             match server.read().await {
                 Ok((conn, msg)) => {
                     // A refused echo shows up as a missing reply on the client side.
-                    let _ = server.write(conn, msg);
+                    let _ = server.try_send(conn, msg);
                 }
                 Err(ServerReadError::ConnEnded(..)) => {}
                 Err(_) => return,
@@ -236,7 +236,7 @@ pub async fn ping(
         }
         let t0 = Instant::now();
         client
-            .write(payload::make(i, size))
+            .try_send(payload::make(i, size))
             .map_err(|e| anyhow!("write: {e}"))?;
         let echo = client.read().await.map_err(|e| anyhow!("read: {e}"))?;
         let rtt = t0.elapsed();

@@ -479,7 +479,7 @@ async fn echo_loop(server: Arc<Server>) -> u64 {
     let mut echoed = 0;
     loop {
         match server.read().await {
-            Ok((conn, payload)) => match server.write(conn, payload) {
+            Ok((conn, payload)) => match server.try_send(conn, payload) {
                 Ok(()) => echoed += 1,
                 Err(WriteError::Closed) => {}
                 Err(e) => warn!(%conn, %e, "echo not sent"),

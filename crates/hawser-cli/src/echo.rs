@@ -49,7 +49,7 @@ pub async fn server(a: EchoServerArgs) -> Result<ExitCode, CliError> {
                     if open.insert(conn) {
                         eprintln!("hawser: {conn} connected");
                     }
-                    if let Err(e) = server.write(conn, payload) {
+                    if let Err(e) = server.try_send(conn, payload) {
                         warn!(%conn, %e, "echo not sent");
                     }
                 }

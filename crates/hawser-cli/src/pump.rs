@@ -80,7 +80,7 @@ pub async fn pump_with_progress(
     let mut stop = std::pin::pin!(stop);
     let outcome = 'run: loop {
         while sent < count && sent.saturating_sub(check.distinct) < pipeline {
-            match client.write(payload::make(sent, size)) {
+            match client.try_send(payload::make(sent, size)) {
                 Ok(()) => sent += 1,
                 // Queue full: wait for echoes (hence acks) to free room.
                 Err(WriteError::QueueFull(_)) if sent > check.distinct => break,

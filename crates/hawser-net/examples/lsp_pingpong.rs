@@ -46,13 +46,13 @@ async fn lsp(
     let echo = server.clone();
     let echo = tokio::spawn(async move {
         while let Ok((conn, msg)) = echo.read().await {
-            let _ = echo.write(conn, msg);
+            let _ = echo.try_send(conn, msg);
         }
     });
     let payload = bytes::Bytes::from(vec![7u8; SIZE]);
     for _ in 0..trips {
         let t0 = Instant::now();
-        client.write(payload.clone())?;
+        client.try_send(payload.clone())?;
         client.read().await?;
         rtts.push(t0.elapsed());
     }

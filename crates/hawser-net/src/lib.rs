@@ -42,10 +42,10 @@
 //! let server = Server::bind("127.0.0.1:0".parse()?, params).await?;
 //! let client = Client::connect(server.local_addr(), 42, params).await?;
 //!
-//! client.write("hello")?; // never blocks; sent at once when the window allows
+//! client.try_send("hello")?; // never blocks; sent at once when the window allows
 //! let (conn, msg) = server.read().await?;
 //! assert_eq!(msg, "hello");
-//! server.write(conn, msg)?;
+//! server.try_send(conn, msg)?;
 //! assert_eq!(client.read().await?, "hello");
 //!
 //! client.close().await?; // waits until everything is acknowledged

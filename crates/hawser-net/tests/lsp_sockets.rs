@@ -43,7 +43,7 @@ async fn pair_with(config: Config) -> (Server, Client) {
 
 async fn echo_server(server: std::sync::Arc<Server>) {
     while let Ok((conn, payload)) = server.read().await {
-        let _ = server.write(conn, payload);
+        let _ = server.try_send(conn, payload);
     }
 }
 
@@ -65,7 +65,7 @@ async fn echo_round_trips(codec: Codec, clients: usize, messages: usize) {
                 .await
                 .unwrap();
             for i in 0..messages {
-                client.write(format!("{c}:{i}")).unwrap();
+                client.try_send(format!("{c}:{i}")).unwrap();
             }
             for i in 0..messages {
                 let got = client.read().await.unwrap();
@@ -73,7 +73,7 @@ async fn echo_round_trips(codec: Codec, clients: usize, messages: usize) {
             }
             client.close().await.unwrap();
             assert!(client.is_driver_finished());
-            assert_eq!(client.write("late"), Err(WriteError::Closed));
+            assert_eq!(client.try_send("late"), Err(WriteError::Closed));
         }));
     }
     for t in tasks {
@@ -127,18 +127,18 @@ async fn client_sees_server_loss_after_reading_buffered_data() {
         let client = Client::connect(server.local_addr(), 1, fast(4, 4))
             .await
             .unwrap();
-        client.write("ping").unwrap();
+        client.try_send("ping").unwrap();
         let (conn, payload) = server.read().await.unwrap();
         assert_eq!(payload, "ping");
-        server.write(conn, "a").unwrap();
-        server.write(conn, "b").unwrap();
+        server.try_send(conn, "a").unwrap();
+        server.try_send(conn, "b").unwrap();
         // Give the messages time to arrive, then silence the server entirely.
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(server);
         assert_eq!(client.read().await.unwrap(), "a");
         assert_eq!(client.read().await.unwrap(), "b");
         assert_eq!(client.read().await, Err(ClientReadError(EndReason::Lost)));
-        assert_eq!(client.write("x"), Err(WriteError::Lost));
+        assert_eq!(client.try_send("x"), Err(WriteError::Lost));
         assert_eq!(client.close().await, Err(CloseError::Lost));
         assert!(client.is_driver_finished());
     })
@@ -156,7 +156,7 @@ async fn server_sees_client_close_and_close_conn() {
         let b = Client::connect(server.local_addr(), 20, fast(4, 4))
             .await
             .unwrap();
-        a.write("from a").unwrap();
+        a.try_send("from a").unwrap();
         a.close().await.unwrap();
         let (conn_a, payload) = server.read().await.unwrap();
         assert_eq!(payload, "from a");
@@ -167,7 +167,7 @@ async fn server_sees_client_close_and_close_conn() {
             Err(ServerReadError::ConnEnded(conn_a, EndReason::Lost))
         );
         // close_conn flushes, then reports the end as closed; b sees silence and loses it.
-        server.write(b.conn_id(), "bye").unwrap();
+        server.try_send(b.conn_id(), "bye").unwrap();
         server.close_conn(b.conn_id()).unwrap();
         assert_eq!(b.read().await.unwrap(), "bye");
         assert_eq!(
@@ -176,13 +176,13 @@ async fn server_sees_client_close_and_close_conn() {
         );
         assert_eq!(b.read().await, Err(ClientReadError(EndReason::Lost)));
         assert_eq!(
-            server.write(b.conn_id(), "x"),
+            server.try_send(b.conn_id(), "x"),
             Err(WriteError::UnknownConn(b.conn_id()))
         );
         server.close().await.unwrap();
         assert_eq!(server.read().await, Err(ServerReadError::ServerClosed));
         assert!(matches!(
-            server.write(b.conn_id(), "x"),
+            server.try_send(b.conn_id(), "x"),
             Err(WriteError::Closed)
         ));
         assert!(server.is_driver_finished());
@@ -232,15 +232,15 @@ async fn reads_end_when_the_driver_dies() {
         // A user hook that panics kills the client's driver task.
         probe.set_inbound_hook(Some(Box::new(|_: &mut Vec<u8>| panic!("hook bug"))));
         let (conn, _) = {
-            client.write("ping").unwrap();
+            client.try_send("ping").unwrap();
             server.read().await.unwrap()
         };
-        server.write(conn, "pong").unwrap();
+        server.try_send(conn, "pong").unwrap();
         // The driver is gone: read, send and close answer instead of waiting forever.
         assert_eq!(client.read().await, Err(ClientReadError(EndReason::Lost)));
         assert!(client.is_driver_finished());
         assert_eq!(client.send("x").await, Err(WriteError::Lost));
-        assert_eq!(client.write("x"), Err(WriteError::Lost));
+        assert_eq!(client.try_send("x"), Err(WriteError::Lost));
         assert_eq!(client.close().await, Err(CloseError::Lost));
     })
     .await
@@ -254,7 +254,7 @@ async fn after_server_close_read_is_the_error_with_no_id() {
         let client = Client::connect(server.local_addr(), 9, fast(4, 4))
             .await
             .unwrap();
-        client.write("last").unwrap();
+        client.try_send("last").unwrap();
         let (_, payload) = server.read().await.unwrap();
         assert_eq!(payload, "last");
         server.close().await.unwrap();
@@ -281,7 +281,7 @@ async fn send_waits_for_queue_room_while_write_fails() {
             client.send(vec![i]).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(client.write(vec![6]), Err(WriteError::QueueFull(4)));
+        assert_eq!(client.try_send(vec![6]), Err(WriteError::QueueFull(4)));
         let blocked = tokio::time::timeout(Duration::from_millis(300), client.send(vec![6])).await;
         assert!(blocked.is_err(), "send must wait while the queue is full");
         // The reader catches up: the waiting send completes and everything arrives in order.
@@ -336,7 +336,7 @@ async fn data_read_without_reply_is_acknowledged_at_once() {
             let read = async { server.read().await.unwrap() };
             let write = async {
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                client.write(i.to_be_bytes().to_vec()).unwrap();
+                client.try_send(i.to_be_bytes().to_vec()).unwrap();
             };
             let ((_, got), ()) = tokio::join!(read, write);
             assert_eq!(got, Bytes::from(i.to_be_bytes().to_vec()));
@@ -376,7 +376,7 @@ async fn request_response_in_lockstep() {
             .await
             .unwrap();
         for i in 0..500u32 {
-            client.write(i.to_be_bytes().to_vec()).unwrap();
+            client.try_send(i.to_be_bytes().to_vec()).unwrap();
             let got = client.read().await.unwrap();
             assert_eq!(got, Bytes::from(i.to_be_bytes().to_vec()));
         }
@@ -478,17 +478,17 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
             (0..3u8).map(|i| Bytes::from(vec![i])).collect();
         batch.push_back(too_large.clone());
         batch.push_back(Bytes::from_static(b"after"));
-        assert_eq!(client.write_batch(&mut batch), Ok(3));
+        assert_eq!(client.try_send_batch(&mut batch), Ok(3));
         assert_eq!(batch.front(), Some(&too_large));
         assert_eq!(
-            client.write_batch(&mut batch),
+            client.try_send_batch(&mut batch),
             Err(WriteError::TooLarge { len: 101, max: 100 })
         );
         batch.pop_front();
-        assert_eq!(client.write_batch(&mut batch), Ok(1));
+        assert_eq!(client.try_send_batch(&mut batch), Ok(1));
         let mut more: std::collections::VecDeque<Bytes> =
             std::iter::once(Bytes::from_static(b"full")).collect();
-        assert_eq!(client.write_batch(&mut more), Err(WriteError::QueueFull(4)));
+        assert_eq!(client.try_send_batch(&mut more), Err(WriteError::QueueFull(4)));
         assert_eq!(more.len(), 1);
         let mut got = Vec::new();
         while got.len() < 4 {
@@ -552,7 +552,7 @@ async fn waiting_sends_leave_at_once_with_nothing_else_to_wake_the_driver() {
         let (server, probe, client) =
             faulty_server_pair(Config::new(ten_second_epochs()), client_config).await;
         probe.set_outbound(FaultConfig::dropping(100.0));
-        client.write("a").unwrap(); // idle: sent by the writing task itself
+        client.try_send("a").unwrap(); // idle: sent by the writing task itself
         assert_eq!(server.read().await.unwrap().1, "a");
         client.send("b").await.unwrap(); // "a" unacknowledged: the driver's to send
         let mut batch: std::collections::VecDeque<Bytes> = [&b"c"[..], b"d"]
@@ -591,7 +591,7 @@ async fn a_write_on_an_idle_connection_is_resent_at_the_timeout() {
         // The server's acknowledgements are lost from now on.
         probe.set_outbound(FaultConfig::dropping(100.0));
         let start = tokio::time::Instant::now();
-        client.write("a").unwrap();
+        client.try_send("a").unwrap();
         assert_eq!(server.read().await.unwrap().1, "a");
         while client.stats().conns.retransmits == 0 {
             assert!(
@@ -623,8 +623,8 @@ async fn the_driver_takes_the_socket_back_when_the_reader_leaves() {
         let read = timeout(Duration::from_millis(100), client.read());
         let writes = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            client.write("x").unwrap();
-            client.write("y").unwrap();
+            client.try_send("x").unwrap();
+            client.try_send("y").unwrap();
         };
         let (waited, ()) = tokio::join!(read, writes);
         assert!(
@@ -638,7 +638,7 @@ async fn the_driver_takes_the_socket_back_when_the_reader_leaves() {
         );
         let start = tokio::time::Instant::now();
         for i in 0..5u32 {
-            server.write(conn, i.to_be_bytes().to_vec()).unwrap();
+            server.try_send(conn, i.to_be_bytes().to_vec()).unwrap();
         }
         while server.pending(conn) > 0 {
             assert!(

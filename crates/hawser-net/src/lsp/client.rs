@@ -186,7 +186,7 @@ impl Client {
     /// # Errors
     /// [`WriteError`]: the connection is closed or lost, the send queue is full, or the payload
     /// is larger than `Config::max_payload`.
-    pub fn write(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+    pub fn try_send(&self, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
@@ -209,13 +209,13 @@ impl Client {
     /// `batch`. Never blocks.
     ///
     /// # Errors
-    /// As [`write`](Self::write), when not even the first message could be queued.
-    pub fn write_batch(&self, batch: &mut VecDeque<Bytes>) -> Result<usize, WriteError> {
+    /// As [`try_send`](Self::try_send), when not even the first message could be queued.
+    pub fn try_send_batch(&self, batch: &mut VecDeque<Bytes>) -> Result<usize, WriteError> {
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
         }
         self.shared.command_flush(|ep| {
-            // A lone message on an idle connection leaves from here at once, as with `write`;
+            // A lone message on an idle connection leaves from here at once, as with `try_send`;
             // more go to the driver, which sends runs of datagrams in one segmented send.
             let idle = ep.pending() == 0;
             let result = ep.write_batch(driver::now(), batch);
@@ -229,7 +229,7 @@ impl Client {
     /// queued.
     ///
     /// # Errors
-    /// As [`write`](Self::write), except `QueueFull`; the failing message and those after it
+    /// As [`try_send`](Self::try_send), except `QueueFull`; the failing message and those after it
     /// stay in `batch`.
     ///
     /// # Cancel safety
@@ -257,7 +257,7 @@ impl Client {
     /// of failing with [`WriteError::QueueFull`]: the way to let a slow reader slow the writer.
     ///
     /// # Errors
-    /// As [`write`](Self::write), except `QueueFull`.
+    /// As [`try_send`](Self::try_send), except `QueueFull`.
     ///
     /// # Cancel safety
     /// Cancel safe: the message is queued only when this returns `Ok`.
@@ -266,7 +266,7 @@ impl Client {
         if self.shared.is_driver_gone() {
             return Err(self.gone_error());
         }
-        // The common case, room at once: one lock, as `write` (a queue without room for a
+        // The common case, room at once: one lock, as `try_send` (a queue without room for a
         // message of its own waits below, where a write that fails keeps its payload).
         let at_once = self.shared.command_flush(|ep| {
             let Some(p) = payload.take_if(|_| ep.send_capacity() > 0) else {

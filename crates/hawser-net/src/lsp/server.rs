@@ -128,7 +128,7 @@ impl Server {
     ///
     /// # Errors
     /// [`WriteError`]: unknown, closed or lost connection, full queue, payload too large.
-    pub fn write(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
+    pub fn try_send(&self, conn: ConnId, payload: impl Into<Bytes>) -> Result<(), WriteError> {
         let payload = payload.into();
         // Nothing outstanding on `conn`: send it from here at once (request-response
         // latency); else the driver packs it with what else is written meanwhile.
@@ -148,14 +148,14 @@ impl Server {
     /// `batch`. Never blocks.
     ///
     /// # Errors
-    /// As [`write`](Self::write), when not even the first message could be queued.
-    pub fn write_batch(
+    /// As [`try_send`](Self::try_send), when not even the first message could be queued.
+    pub fn try_send_batch(
         &self,
         conn: ConnId,
         batch: &mut VecDeque<Bytes>,
     ) -> Result<usize, WriteError> {
         self.shared.command_flush(|ep| {
-            // A lone message on an idle connection leaves from here at once, as with `write`;
+            // A lone message on an idle connection leaves from here at once, as with `try_send`;
             // more go to the driver, which sends runs of datagrams in one segmented send.
             let idle = ep.pending(conn) == 0;
             let result = ep.write_batch(driver::now(), conn, batch);
@@ -169,7 +169,7 @@ impl Server {
     /// are queued.
     ///
     /// # Errors
-    /// As [`write`](Self::write), except `QueueFull`; the failing message and those after it
+    /// As [`try_send`](Self::try_send), except `QueueFull`; the failing message and those after it
     /// stay in `batch`.
     ///
     /// # Cancel safety
@@ -201,7 +201,7 @@ impl Server {
     /// (`Config::max_send_queue`) instead of failing with [`WriteError::QueueFull`].
     ///
     /// # Errors
-    /// As [`write`](Self::write), except `QueueFull`.
+    /// As [`try_send`](Self::try_send), except `QueueFull`.
     ///
     /// # Cancel safety
     /// Cancel safe: the message is queued only when this returns `Ok`.
