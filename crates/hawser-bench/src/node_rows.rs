@@ -28,17 +28,17 @@ pub enum NodeLink {
     /// Plaintext session over LSP.
     LspPlain,
     /// Noise session over TCP, the sender handing over [`BATCH`](crate::baselines::BATCH)
-    /// messages per `Node::send_batch_wait` (as the TCP and quinn rows flush every `BATCH`).
+    /// messages per `Node::send_batch` (as the TCP and quinn rows flush every `BATCH`).
     TcpSecureBatch,
-    /// Noise session over LSP, sent through `Node::send_batch_wait`.
+    /// Noise session over LSP, sent through `Node::send_batch`.
     LspSecureBatch,
-    /// Plaintext session over TCP, sent through `Node::send_batch_wait`: like for like with
+    /// Plaintext session over TCP, sent through `Node::send_batch`: like for like with
     /// raw batched TCP framing (plaintext, a flush every `BATCH`).
     TcpPlainBatch,
-    /// Plaintext session over LSP, sent through `Node::send_batch_wait`.
+    /// Plaintext session over LSP, sent through `Node::send_batch`.
     LspPlainBatch,
     /// Noise session with AES-256-GCM (`Security::NoiseAesGcm`, the cipher quinn uses here)
-    /// over TCP, sent through `Node::send_batch_wait`.
+    /// over TCP, sent through `Node::send_batch`.
     TcpAesBatch,
     /// The same over LSP.
     LspAesBatch,
@@ -207,7 +207,7 @@ pub async fn throughput(
     // The baselines connect (and quinn completes its handshake) before their clocks start; a
     // node connects lazily on its first message, so one message goes through first to open the
     // connection, run the handshake and open the protocol's stream outside the timed part.
-    a.send_wait(2, payload::make(u64::MAX, size), Delivery::Reliable)
+    a.send(2, payload::make(u64::MAX, size), Delivery::Reliable)
         .await
         .map_err(|e| anyhow!("warm-up send: {e}"))?;
     inbox
@@ -235,13 +235,13 @@ pub async fn throughput(
                 batch.push_back(payload::make(i, size));
                 i += 1;
             }
-            a.send_batch_wait(2, &mut batch, Delivery::Reliable)
+            a.send_batch(2, &mut batch, Delivery::Reliable)
                 .await
                 .map_err(|e| anyhow!("send_batch before {i}: {e}"))?;
         }
     } else {
         for i in 0..n {
-            a.send_wait(2, payload::make(i, size), Delivery::Reliable)
+            a.send(2, payload::make(i, size), Delivery::Reliable)
                 .await
                 .map_err(|e| anyhow!("send {i}: {e}"))?;
         }

@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.on_receive(move |msg| {
             let text = String::from_utf8_lossy(&msg.payload);
             let reply = format!("{} got {text:?}", me.id());
-            if let Err(e) = me.send(msg.from, reply, Delivery::Reliable) {
+            if let Err(e) = me.try_send(msg.from, reply, Delivery::Reliable) {
                 eprintln!("{}: reply not sent: {e}", me.id());
             }
         });

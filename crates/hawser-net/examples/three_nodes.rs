@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let text = String::from_utf8_lossy(&msg.payload);
             println!("node {} got {text:?} from node {}", me.id().0, msg.from.0);
             let reply = format!("ack from {}", me.id().0);
-            if let Err(e) = me.send(msg.from, reply, Delivery::Reliable) {
+            if let Err(e) = me.try_send(msg.from, reply, Delivery::Reliable) {
                 eprintln!("reply failed: {e}");
             }
         });

@@ -488,7 +488,10 @@ async fn write_batch_stops_at_what_it_cannot_queue() {
         assert_eq!(client.try_send_batch(&mut batch), Ok(1));
         let mut more: std::collections::VecDeque<Bytes> =
             std::iter::once(Bytes::from_static(b"full")).collect();
-        assert_eq!(client.try_send_batch(&mut more), Err(WriteError::QueueFull(4)));
+        assert_eq!(
+            client.try_send_batch(&mut more),
+            Err(WriteError::QueueFull(4))
+        );
         assert_eq!(more.len(), 1);
         let mut got = Vec::new();
         while got.len() < 4 {

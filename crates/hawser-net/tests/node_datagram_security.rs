@@ -58,7 +58,7 @@ async fn first_datagram(
     let deadline = Instant::now() + STEP;
     for i in 0u32.. {
         assert!(Instant::now() < deadline, "no datagram arrived");
-        a.send_wait(to, format!("dgram-{i}"), Delivery::Unreliable)
+        a.send(to, format!("dgram-{i}"), Delivery::Unreliable)
             .await
             .unwrap();
         if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), inbox.recv()).await {
@@ -211,9 +211,9 @@ async fn plaintext_nodes_exchange_plain_datagrams_without_a_session() {
     add(&a, 2, via);
     add(&b, 1, a.local_addr().unwrap());
     let mut inbox = b.incoming();
-    // `send_wait`: a fresh UDP socket may not be known writable yet (`send` then says
+    // `send`: a fresh UDP socket may not be known writable yet (`send` then says
     // `QueueFull`, as before sealing).
-    a.send_wait(2, "hello", Delivery::Unreliable).await.unwrap();
+    a.send(2, "hello", Delivery::Unreliable).await.unwrap();
     let msg = tokio::time::timeout(STEP, inbox.recv())
         .await
         .unwrap()

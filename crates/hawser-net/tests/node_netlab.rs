@@ -122,7 +122,7 @@ fn netlab_child() {
                 _ = tick.tick(), if start.elapsed() < SEND_FOR => {
                     seq += 1;
                     for to in (1..=NODES).filter(|&n| n != id) {
-                        if let Err(e) = node.send(to, seq.to_be_bytes().to_vec(), Delivery::Reliable) {
+                        if let Err(e) = node.try_send(to, seq.to_be_bytes().to_vec(), Delivery::Reliable) {
                             eprintln!("node {id}: send {seq} to {to}: {e}");
                         }
                     }

@@ -182,7 +182,7 @@ async fn join_through_one_node(kind: Kind) {
 
     // B sends to C directly: it arrives from B, and B's own queue towards C carried it.
     let mut inbox = c.incoming();
-    b.send(3, "direct", Delivery::Reliable).unwrap();
+    b.try_send(3, "direct", Delivery::Reliable).unwrap();
     let msg = tokio::time::timeout(WAIT, inbox.recv())
         .await
         .unwrap()
@@ -216,7 +216,7 @@ async fn join_through_one_node(kind: Kind) {
     }
     assert!(!b.membership().contains(NodeId(3)), "B learned C back");
     assert_eq!(
-        b.send(3, "x", Delivery::Reliable),
+        b.try_send(3, "x", Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(3)))
     );
     b.change_membership(MembershipChange::Add(lab.member(3)))
@@ -275,17 +275,19 @@ async fn alive_only_skips_the_dead(kind: Kind) {
         [(NodeId(3), &SendError::NotAlive(NodeId(3)))]
     );
     assert_eq!(
-        nodes[0].send_alive(3, "x", Delivery::Reliable),
+        nodes[0].try_send_alive(3, "x", Delivery::Reliable),
         Err(SendError::NotAlive(NodeId(3)))
     );
     assert_eq!(
-        nodes[0].send_alive(9, "x", Delivery::Reliable),
+        nodes[0].try_send_alive(9, "x", Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(9)))
     );
-    nodes[0].send_alive(1, "self", Delivery::Reliable).unwrap();
-    nodes[0].send_alive(2, "x", Delivery::Reliable).unwrap();
+    nodes[0]
+        .try_send_alive(1, "self", Delivery::Reliable)
+        .unwrap();
+    nodes[0].try_send_alive(2, "x", Delivery::Reliable).unwrap();
     // Sending to a dead peer stays allowed: the queue deadline decides (here: dropped).
-    nodes[0].send(3, "later", Delivery::Reliable).unwrap();
+    nodes[0].try_send(3, "later", Delivery::Reliable).unwrap();
     eventually("message to the dead dropped at the deadline", || {
         nodes[0].peer_stats(3).unwrap().dropped_stale == 1
     })
@@ -406,7 +408,7 @@ async fn disabled_reachability() {
     a.change_membership(MembershipChange::Add(lab.member(2)))
         .unwrap();
     let mut inbox = b.incoming();
-    a.send(2, "plain", Delivery::Reliable).unwrap();
+    a.try_send(2, "plain", Delivery::Reliable).unwrap();
     let msg = tokio::time::timeout(WAIT, inbox.recv())
         .await
         .unwrap()
@@ -416,7 +418,7 @@ async fn disabled_reachability() {
     assert!(a.peers().is_empty() && b.peers().is_empty());
     assert_eq!(a.reach_stats(), None);
     assert_eq!(
-        a.send_alive(2, "x", Delivery::Reliable),
+        a.try_send_alive(2, "x", Delivery::Reliable),
         Err(SendError::NotAlive(NodeId(2)))
     );
     let mut events = a.peer_events();

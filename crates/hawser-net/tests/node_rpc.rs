@@ -453,7 +453,7 @@ async fn large_messages(kind: Kind) {
             .collect::<Vec<u8>>()
             .into();
         nodes[0]
-            .send(2, payload.clone(), Delivery::Reliable)
+            .try_send(2, payload.clone(), Delivery::Reliable)
             .unwrap();
         let m = next(&mut inbox).await;
         assert_eq!(m.payload, payload, "{len} bytes");

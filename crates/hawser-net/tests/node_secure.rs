@@ -58,7 +58,7 @@ async fn dialler_refuses_a_wrong_pinned_identity_before_data() {
     s1.pins.insert(NodeId(2), vec![peer_id(9)]); // node 2 really is identity 2
     let nodes = start(vec![s1, settings()]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "secret", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "secret", Delivery::Reliable).unwrap();
     eventually("mismatch counted", || nodes[0].stats().peer_mismatches >= 1).await;
     assert!(quiet(&mut inbox, Duration::from_millis(500)).await);
     assert!(nodes[0].peer_stats(2).unwrap().connect_failures >= 1);
@@ -73,7 +73,7 @@ async fn acceptor_refuses_a_wrong_pinned_identity_before_data() {
     s2.pins.insert(NodeId(1), vec![peer_id(9)]); // node 1 really is identity 1
     let nodes = start(vec![settings(), s2]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "forged", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "forged", Delivery::Reliable).unwrap();
     eventually("mismatch counted", || nodes[1].stats().peer_mismatches >= 1).await;
     assert!(quiet(&mut inbox, Duration::from_millis(500)).await);
     assert_eq!(nodes[1].peer_stats(1).unwrap().received, 0);
@@ -88,7 +88,7 @@ async fn a_pin_set_allows_key_rotation() {
     s2.pins.insert(NodeId(1), vec![peer_id(1)]);
     let nodes = start(vec![s1, s2]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "rotated", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "rotated", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "rotated");
     assert_eq!(nodes[0].stats().peer_mismatches, 0);
     assert_eq!(nodes[1].stats().peer_mismatches, 0);
@@ -101,7 +101,7 @@ async fn wrong_network_id_is_refused() {
     s2.network_id = NetworkId::new("another-cluster").unwrap();
     let nodes = start(vec![settings(), s2]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "x", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "x", Delivery::Reliable).unwrap();
     eventually("handshake failures counted", || {
         nodes[0].stats().handshake_failures >= 1 && nodes[1].stats().handshake_failures >= 1
     })
@@ -119,7 +119,9 @@ async fn plaintext_setting_works() {
     };
     let nodes = start(vec![plain(), plain()]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "in clear", Delivery::Reliable).unwrap();
+    nodes[0]
+        .try_send(2, "in clear", Delivery::Reliable)
+        .unwrap();
     let m = next(&mut inbox).await;
     assert_eq!((m.from.0, &m.payload[..]), (1, &b"in clear"[..]));
     stop_all(&nodes).await;
@@ -132,7 +134,7 @@ async fn security_mismatch_is_refused(first: Security) {
     one.security = first;
     let nodes = start(vec![one, settings()]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "x", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "x", Delivery::Reliable).unwrap();
     eventually("handshake failure counted", || {
         nodes[1].stats().handshake_failures >= 1
     })
@@ -169,7 +171,7 @@ async fn batched_traffic_is_whole_ordered_and_counted(security: Security) {
         })
         .collect();
     for p in &payloads {
-        nodes[0].send(2, p.clone(), Delivery::Reliable).unwrap();
+        nodes[0].try_send(2, p.clone(), Delivery::Reliable).unwrap();
     }
     for (i, p) in payloads.iter().enumerate() {
         let m = next(&mut inbox).await;
@@ -247,7 +249,7 @@ async fn core_suite_with(security: Security, addr_of: impl Fn(u64) -> TransportA
     for from in &nodes {
         for to in (1..=3u64).filter(|t| *t != from.id().0) {
             let msg = format!("r {} {to}", from.id().0);
-            from.send(to, msg, Delivery::Reliable).unwrap();
+            from.try_send(to, msg, Delivery::Reliable).unwrap();
         }
     }
     for (i, inbox) in inboxes.iter_mut().enumerate() {
@@ -267,7 +269,7 @@ async fn core_suite_with(security: Security, addr_of: impl Fn(u64) -> TransportA
     for i in 0..200u32 {
         let mut payload = i.to_be_bytes().to_vec();
         payload.resize(if i % 50 == 0 { 100_000 } else { 8 }, 7);
-        nodes[1].send(3, payload, Delivery::Reliable).unwrap();
+        nodes[1].try_send(3, payload, Delivery::Reliable).unwrap();
     }
     for i in 0..200u32 {
         let m = next(&mut inboxes[2]).await;
@@ -323,7 +325,7 @@ async fn core_over_lsp_with_aes_gcm() {
 async fn session_write_waits_are_counted_per_peer() {
     let nodes = start(vec![settings(), settings()]).await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "first", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "first", Delivery::Reliable).unwrap();
     assert_eq!(&next(&mut inbox).await.payload[..], b"first");
     assert_eq!(nodes[0].peer_stats(2).unwrap().session_write_waits, 0);
     // 8 MiB queued at once: far more than the stream's first window (256 KiB), which the
@@ -331,7 +333,7 @@ async fn session_write_waits_are_counted_per_peer() {
     let payload = vec![9u8; 64 * 1024];
     for _ in 0..128 {
         nodes[0]
-            .send_wait(2, payload.clone(), Delivery::Reliable)
+            .send(2, payload.clone(), Delivery::Reliable)
             .await
             .unwrap();
     }

@@ -54,7 +54,7 @@ async fn a_peers_log_lines_carry_its_id_and_address() {
     let n1 = start(1, a1).await.unwrap();
     let n2 = start(2, a2).await.unwrap();
     let mut inbox = n2.incoming();
-    n1.send(2, "hello", Delivery::Reliable).unwrap();
+    n1.try_send(2, "hello", Delivery::Reliable).unwrap();
     tokio::time::timeout(Duration::from_secs(10), inbox.recv())
         .await
         .expect("delivered")

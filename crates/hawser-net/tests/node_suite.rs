@@ -22,7 +22,7 @@ async fn exchange(kind: Kind) {
         for to in 1..=4u64 {
             if to != from.id().0 {
                 let msg = format!("r {} {}", from.id().0, to);
-                from.send(to, msg, Delivery::Reliable).unwrap();
+                from.try_send(to, msg, Delivery::Reliable).unwrap();
             }
         }
     }
@@ -42,7 +42,7 @@ async fn exchange(kind: Kind) {
     let mut inbox2 = inboxes.remove(1);
     let mut got = None;
     for _ in 0..5 {
-        nodes[0].send(2, "u", Delivery::Unreliable).unwrap();
+        nodes[0].try_send(2, "u", Delivery::Unreliable).unwrap();
         if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), inbox2.recv()).await {
             got = Some(m);
             break;
@@ -107,7 +107,7 @@ async fn per_sender_order(kind: Kind) {
     let mut inbox = nodes[2].incoming();
     for i in 0..500u32 {
         for n in &nodes[..2] {
-            n.send_wait(3, i.to_be_bytes().to_vec(), Delivery::Reliable)
+            n.send(3, i.to_be_bytes().to_vec(), Delivery::Reliable)
                 .await
                 .unwrap();
         }
@@ -131,24 +131,31 @@ async fn errors_at_once(kind: Kind) {
     let nodes = c.start_all().await;
     let n = &nodes[0];
     assert_eq!(
-        n.send(9, "x", Delivery::Reliable),
+        n.try_send(9, "x", Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(9)))
     );
     // The same bound over every transport (LSP splits and joins large messages).
     let max = 1000;
-    let err = n.send(2, vec![0u8; 1001], Delivery::Reliable).unwrap_err();
+    let err = n
+        .try_send(2, vec![0u8; 1001], Delivery::Reliable)
+        .unwrap_err();
     assert_eq!(err, SendError::TooLarge { len: 1001, max });
-    let err = n.send(2, vec![0u8; 101], Delivery::Unreliable).unwrap_err();
+    let err = n
+        .try_send(2, vec![0u8; 101], Delivery::Unreliable)
+        .unwrap_err();
     assert_eq!(err, SendError::TooLarge { len: 101, max: 100 });
     stop_all(&nodes).await;
-    assert_eq!(n.send(2, "x", Delivery::Reliable), Err(SendError::Stopped));
-    let r = tokio::time::timeout(WAIT, n.send_wait(2, "x", Delivery::Reliable))
+    assert_eq!(
+        n.try_send(2, "x", Delivery::Reliable),
+        Err(SendError::Stopped)
+    );
+    let r = tokio::time::timeout(WAIT, n.send(2, "x", Delivery::Reliable))
         .await
         .unwrap();
     assert_eq!(r, Err(SendError::Stopped));
 }
 
-/// A full queue is an error to the caller, counted; `send_wait` waits for room instead.
+/// A full queue is an error to the caller, counted; `send` waits for room instead.
 async fn full_queue(kind: Kind) {
     let mut c = Cluster::members(kind, 2);
     c.settings.queue = QueueLimits::default()
@@ -160,11 +167,11 @@ async fn full_queue(kind: Kind) {
     drop(b);
     let a = nodes.pop().unwrap();
     for i in 0..5u8 {
-        a.send(2, vec![i], Delivery::Reliable).unwrap();
+        a.try_send(2, vec![i], Delivery::Reliable).unwrap();
     }
     let t = Instant::now();
     assert_eq!(
-        a.send(2, vec![5], Delivery::Reliable),
+        a.try_send(2, vec![5], Delivery::Reliable),
         Err(SendError::QueueFull(NodeId(2)))
     );
     assert!(t.elapsed() < Duration::from_millis(100), "send blocked");
@@ -172,10 +179,10 @@ async fn full_queue(kind: Kind) {
     assert_eq!((s.queued, s.dropped_full), (5, 1), "{s:?}");
     let waiter = {
         let a = a.clone();
-        tokio::spawn(async move { a.send_wait(2, vec![5], Delivery::Reliable).await })
+        tokio::spawn(async move { a.send(2, vec![5], Delivery::Reliable).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!waiter.is_finished(), "send_wait must wait for room");
+    assert!(!waiter.is_finished(), "send must wait for room");
     let b = c.start(2).await;
     let mut inbox = b.incoming();
     tokio::time::timeout(WAIT, waiter)
@@ -216,7 +223,7 @@ async fn batch_send(kind: Kind) {
         }
     };
     let (sent, ()) = tokio::join!(
-        tokio::time::timeout(WAIT, a.send_batch_wait(2, &mut batch, Delivery::Reliable)),
+        tokio::time::timeout(WAIT, a.send_batch(2, &mut batch, Delivery::Reliable)),
         read
     );
     sent.unwrap().unwrap();
@@ -225,9 +232,11 @@ async fn batch_send(kind: Kind) {
     let mut batch: VecDeque<_> = [msg(1), msg(2), bytes::Bytes::from(vec![0u8; 1001]), msg(3)]
         .into_iter()
         .collect();
-    assert_eq!(a.send_batch(2, &mut batch, Delivery::Reliable), Ok(2));
+    assert_eq!(a.try_send_batch(2, &mut batch, Delivery::Reliable), Ok(2));
     assert_eq!(batch.len(), 2);
-    let err = a.send_batch(2, &mut batch, Delivery::Reliable).unwrap_err();
+    let err = a
+        .try_send_batch(2, &mut batch, Delivery::Reliable)
+        .unwrap_err();
     assert!(
         matches!(err, SendError::TooLarge { len: 1001, .. }),
         "{err}"
@@ -237,7 +246,7 @@ async fn batch_send(kind: Kind) {
         assert_eq!(next(&mut inbox).await.payload, msg(i));
     }
     assert_eq!(
-        a.send_batch(9, &mut batch, Delivery::Reliable),
+        a.try_send_batch(9, &mut batch, Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(9)))
     );
     // To itself: through the node's own incoming queue, waiting for room there when full.
@@ -245,7 +254,7 @@ async fn batch_send(kind: Kind) {
     let mut own = a.incoming();
     let mut batch: VecDeque<_> = (0..20u8).map(msg).collect();
     tokio::time::timeout(WAIT, async {
-        let send = a.send_batch_wait(1, &mut batch, Delivery::Reliable);
+        let send = a.send_batch(1, &mut batch, Delivery::Reliable);
         let read = async {
             for i in 0..20u8 {
                 assert_eq!(next(&mut own).await.payload, msg(i));
@@ -261,10 +270,10 @@ async fn batch_send(kind: Kind) {
     // A full queue (node 3 down): the batch stops at the ninth, which is counted once.
     drop(inbox);
     let mut batch: VecDeque<_> = (0..12u8).map(msg).collect();
-    assert_eq!(a.send_batch(3, &mut batch, Delivery::Reliable), Ok(8));
+    assert_eq!(a.try_send_batch(3, &mut batch, Delivery::Reliable), Ok(8));
     assert_eq!(batch.front(), Some(&msg(8)));
     assert_eq!(
-        a.send_batch(3, &mut batch, Delivery::Reliable),
+        a.try_send_batch(3, &mut batch, Delivery::Reliable),
         Err(SendError::QueueFull(NodeId(3)))
     );
     assert_eq!(batch.len(), 4);
@@ -279,7 +288,7 @@ async fn restart_within_deadline(kind: Kind) {
     let mut c = Cluster::members(kind, 3);
     let mut nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "before", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "before", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "before");
     drop(inbox);
     nodes[1].stop().await;
@@ -288,20 +297,20 @@ async fn restart_within_deadline(kind: Kind) {
     let t = Instant::now();
     for i in 0..3 {
         nodes[0]
-            .send(2, format!("old {i}"), Delivery::Reliable)
+            .try_send(2, format!("old {i}"), Delivery::Reliable)
             .unwrap();
         nodes[1]
-            .send(2, format!("old {i}"), Delivery::Reliable)
+            .try_send(2, format!("old {i}"), Delivery::Reliable)
             .unwrap();
     }
     // The 1 s deadline passes while node 2 is down.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for i in 0..3 {
         nodes[0]
-            .send(2, format!("new {i}"), Delivery::Reliable)
+            .try_send(2, format!("new {i}"), Delivery::Reliable)
             .unwrap();
         nodes[1]
-            .send(2, format!("new {i}"), Delivery::Reliable)
+            .try_send(2, format!("new {i}"), Delivery::Reliable)
             .unwrap();
     }
     assert!(t.elapsed() < Duration::from_millis(1500), "sends blocked");
@@ -342,9 +351,7 @@ async fn concurrent_senders(kind: Kind) {
         let a = nodes[0].clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..100u8 {
-                a.send_wait(2, vec![t, i], Delivery::Reliable)
-                    .await
-                    .unwrap();
+                a.send(2, vec![t, i], Delivery::Reliable).await.unwrap();
             }
         }));
     }
@@ -388,7 +395,7 @@ async fn membership_changes(kind: Kind) {
         .change_membership(MembershipChange::Remove(NodeId(3)))
         .unwrap();
     assert_eq!(
-        nodes[0].send(3, "x", Delivery::Reliable),
+        nodes[0].try_send(3, "x", Delivery::Reliable),
         Err(SendError::UnknownNode(NodeId(3)))
     );
     assert_eq!(nodes[0].peer_stats(3), None);
@@ -407,7 +414,7 @@ async fn on_receive_handler(kind: Kind) {
     nodes[1].on_receive(move |m| {
         let _ = tx.send(m);
     });
-    nodes[0].send(2, "cb", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "cb", Delivery::Reliable).unwrap();
     let m = tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap()
@@ -423,10 +430,10 @@ async fn idle_connection_closes(kind: Kind) {
     c.settings.idle_timeout = Duration::from_millis(200);
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "1", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "1", Delivery::Reliable).unwrap();
     next(&mut inbox).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    nodes[0].send(2, "2", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "2", Delivery::Reliable).unwrap();
     next(&mut inbox).await;
     eventually("reconnect counted", || {
         nodes[0].peer_stats(2).unwrap().reconnects == 1

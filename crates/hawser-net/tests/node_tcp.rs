@@ -33,7 +33,7 @@ async fn oversized_frame_closes_only_that_connection() {
     c.settings.max_frame = 1024;
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
-    nodes[0].send(2, "before", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "before", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "before");
 
     // A "node 1" (node 1 is not pinned: any identity of the network may claim it) that
@@ -50,7 +50,7 @@ async fn oversized_frame_closes_only_that_connection() {
     assert_eq!(nodes[1].peer_stats(1).unwrap().oversized_frames, 1);
 
     // The real connection from node 1 is unaffected.
-    nodes[0].send(2, "after", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "after", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "after");
     stop_all(&nodes).await;
 }
@@ -137,7 +137,7 @@ async fn malformed_and_misdirected_datagrams_are_dropped() {
         s.malformed_datagrams == 1 && s.unknown_senders == 1
     })
     .await;
-    nodes[0].send(2, "fine", Delivery::Reliable).unwrap();
+    nodes[0].try_send(2, "fine", Delivery::Reliable).unwrap();
     assert_eq!(next(&mut inbox).await.payload, "fine");
     stop_all(&nodes).await;
 }
@@ -150,7 +150,7 @@ async fn oversize_datagram_can_go_reliably_when_asked() {
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
     nodes[0]
-        .send(2, vec![7u8; 500], Delivery::Unreliable)
+        .try_send(2, vec![7u8; 500], Delivery::Unreliable)
         .unwrap();
     let m = next(&mut inbox).await;
     assert_eq!(

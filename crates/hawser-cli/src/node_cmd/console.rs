@@ -158,7 +158,7 @@ impl Console {
         } else {
             0
         };
-        self.node.send(to, payload, self.delivery)?;
+        self.node.try_send(to, payload, self.delivery)?;
         if watch {
             let dropped = self.node.stats().datagrams_without_key - before;
             if dropped > 0 {

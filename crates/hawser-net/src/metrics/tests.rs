@@ -171,7 +171,7 @@ async fn a_node_publishes_its_message_counters_per_peer() {
     let (a, b) = (start(1).await.unwrap(), start(2).await.unwrap());
     let mut inbox = b.incoming();
     for i in 0..5u8 {
-        a.send(2, Bytes::from(vec![i; 10]), Delivery::Reliable)
+        a.try_send(2, Bytes::from(vec![i; 10]), Delivery::Reliable)
             .unwrap();
     }
     for _ in 0..5 {

@@ -34,7 +34,7 @@ pub enum SendError {
     /// reliable delivery to it goes over LSP).
     #[error("no address for {0}")]
     NoAddress(NodeId),
-    /// An alive-only send (`Node::send_alive`, `Node::broadcast_alive`) skipped a destination
+    /// An alive-only send (`Node::try_send_alive`, `Node::broadcast_alive`) skipped a destination
     /// whose reachability lease does not hold (dead, or not heard from yet).
     #[error("{0} is not alive")]
     NotAlive(NodeId),

@@ -4,7 +4,7 @@
 //! sockets, only [`NodeId`]s (the model is PhxPaxos's network layer).
 //!
 //! # Organization
-//! - [`Node`], started with [`Node::builder`]: `send`, `send_wait`, `broadcast`, `incoming`,
+//! - [`Node`], started with [`Node::builder`]: `try_send`, `send`, `broadcast`, `incoming`,
 //!   `on_receive`, membership changes, counters, `stop`.
 //! - [`Network`]: the trait a transport implements; [`DefaultNetwork`] (TCP for reliable
 //!   delivery, or LSP per setting; UDP for unreliable) and [`MemoryNetwork`] (in-process, on a
@@ -24,7 +24,7 @@
 //!   [`hawser_proto::reach`] on its connections, learns peers and addresses from the flood, and
 //!   exposes [`Node::peers`] (a [`PeerSnapshot`] per peer), [`Node::peer_events`] (a stream of
 //!   [`PeerEvent`]s, [`Lagged`] when a consumer falls behind), and the alive-only
-//!   [`Node::send_alive`] and [`Node::broadcast_alive`].
+//!   [`Node::try_send_alive`] and [`Node::broadcast_alive`].
 //! - The sans-IO parts ([`Membership`], the bounded [`SendQueue`](hawser_proto::node::SendQueue),
 //!   [`Backoff`](hawser_proto::node::Backoff), [`PeerStats`]) live in [`hawser_proto::node`].
 //!
@@ -40,7 +40,7 @@
 //! let a = Node::builder(1).members(members.clone()).in_memory(&hub).start().await?;
 //! let b = Node::builder(2).members(members).in_memory(&hub).start().await?;
 //! let mut inbox = b.incoming();
-//! a.send(2, "hello", Delivery::Reliable)?; // never blocks
+//! a.try_send(2, "hello", Delivery::Reliable)?; // never blocks
 //! let msg = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await?.unwrap();
 //! assert_eq!((msg.from.0, &msg.payload[..]), (1, &b"hello"[..]));
 //! a.stop().await;
@@ -121,21 +121,21 @@ macro_rules! network_impl {
             ) -> Result<(), hawser_proto::node::MembershipError> {
                 self.core.change_membership(change)
             }
-            fn send(
+            fn try_send(
                 &self,
                 to: hawser_proto::node::NodeId,
                 payload: bytes::Bytes,
                 delivery: hawser_proto::node::Delivery,
             ) -> Result<(), $crate::node::SendError> {
-                self.core.send(to, payload, delivery)
+                self.core.try_send(to, payload, delivery)
             }
-            fn send_wait(
+            fn send(
                 &self,
                 to: hawser_proto::node::NodeId,
                 payload: bytes::Bytes,
                 delivery: hawser_proto::node::Delivery,
             ) -> $crate::node::BoxFuture<'_, Result<(), $crate::node::SendError>> {
-                Box::pin(self.core.send_wait(to, payload, delivery))
+                Box::pin(self.core.send(to, payload, delivery))
             }
             fn send_if_room(
                 &self,
@@ -145,21 +145,21 @@ macro_rules! network_impl {
             ) -> Result<Result<(), $crate::node::SendError>, bytes::Bytes> {
                 self.core.send_if_room(to, payload, delivery)
             }
-            fn send_batch(
+            fn try_send_batch(
                 &self,
                 to: hawser_proto::node::NodeId,
                 batch: &mut std::collections::VecDeque<bytes::Bytes>,
                 delivery: hawser_proto::node::Delivery,
             ) -> Result<usize, $crate::node::SendError> {
-                self.core.send_batch(to, batch, delivery)
+                self.core.try_send_batch(to, batch, delivery)
             }
-            fn send_batch_wait<'a>(
+            fn send_batch<'a>(
                 &'a self,
                 to: hawser_proto::node::NodeId,
                 batch: &'a mut std::collections::VecDeque<bytes::Bytes>,
                 delivery: hawser_proto::node::Delivery,
             ) -> $crate::node::BoxFuture<'a, Result<(), $crate::node::SendError>> {
-                Box::pin(self.core.send_batch_wait(to, batch, delivery))
+                Box::pin(self.core.send_batch(to, batch, delivery))
             }
             fn incoming(&self) -> $crate::node::IncomingStream {
                 self.core.incoming()
@@ -198,13 +198,13 @@ macro_rules! network_impl {
             fn is_alive(&self, peer: hawser_proto::node::NodeId) -> bool {
                 self.core.is_alive(peer)
             }
-            fn send_alive(
+            fn try_send_alive(
                 &self,
                 to: hawser_proto::node::NodeId,
                 payload: bytes::Bytes,
                 delivery: hawser_proto::node::Delivery,
             ) -> Result<(), $crate::node::SendError> {
-                self.core.send_alive(to, payload, delivery)
+                self.core.try_send_alive(to, payload, delivery)
             }
             fn reach_stats(&self) -> Option<hawser_proto::reach::ReachStats> {
                 self.core.reach.as_ref().map(|r| r.stats())

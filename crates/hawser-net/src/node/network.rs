@@ -125,26 +125,26 @@ pub trait Network: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`SendError`] at once when it cannot be queued.
-    fn send(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError>;
+    fn try_send(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError>;
 
-    /// Like [`send`](Self::send), but waits for room when the queue is full.
+    /// Like [`try_send`](Self::try_send), but waits for room when the queue is full.
     ///
     /// # Errors
     /// [`SendError`] other than `QueueFull`.
-    fn send_wait(
+    fn send(
         &self,
         to: NodeId,
         payload: Bytes,
         delivery: Delivery,
     ) -> BoxFuture<'_, Result<(), SendError>>;
 
-    /// The part of [`send_wait`](Self::send_wait) that needs no waiting: `Ok` with the
+    /// The part of [`send`](Self::send) that needs no waiting: `Ok` with the
     /// outcome when the message was queued (or refused for good) at once, or the payload
-    /// back when the caller must wait (`send_wait` then does). Lets a send with room skip
-    /// `send_wait`'s boxed future. The default always gives the payload back.
+    /// back when the caller must wait (`send` then does). Lets a send with room skip
+    /// `send`'s boxed future. The default always gives the payload back.
     ///
     /// # Errors
-    /// The inner result: [`SendError`] other than `QueueFull`, as `send_wait` gives.
+    /// The inner result: [`SendError`] other than `QueueFull`, as `send` gives.
     fn send_if_room(
         &self,
         to: NodeId,
@@ -162,29 +162,29 @@ pub trait Network: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`SendError`] when not even the first message could be queued; `Ok(n)` otherwise.
-    fn send_batch(
+    fn try_send_batch(
         &self,
         to: NodeId,
         batch: &mut VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<usize, SendError> {
-        send_each(batch, |payload| self.send(to, payload, delivery))
+        send_each(batch, |payload| self.try_send(to, payload, delivery))
     }
 
-    /// Like [`send_batch`](Self::send_batch), waiting for room instead of failing with
+    /// Like [`try_send_batch`](Self::try_send_batch), waiting for room instead of failing with
     /// `QueueFull`, until `batch` is empty. A cancelled or failed call leaves the messages not
     /// yet queued in `batch`, in order.
     ///
     /// # Errors
     /// [`SendError`] other than `QueueFull`.
-    fn send_batch_wait<'a>(
+    fn send_batch<'a>(
         &'a self,
         to: NodeId,
         batch: &'a mut VecDeque<Bytes>,
         delivery: Delivery,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(send_each_waiting(batch, move |payload| {
-            self.send_wait(to, payload, delivery)
+            self.send(to, payload, delivery)
         }))
     }
 
@@ -204,7 +204,7 @@ pub trait Network: Send + Sync + 'static {
         }
         let outcomes = targets
             .into_iter()
-            .map(|to| (to, self.send(to, payload.clone(), delivery)))
+            .map(|to| (to, self.try_send(to, payload.clone(), delivery)))
             .collect();
         BroadcastReport { outcomes }
     }
@@ -248,16 +248,21 @@ pub trait Network: Send + Sync + 'static {
         false
     }
 
-    /// Like [`send`](Self::send), but refuses a peer that is not alive with
+    /// Like [`try_send`](Self::try_send), but refuses a peer that is not alive with
     /// [`SendError::NotAlive`] (after the other checks of its own: `Stopped`, `UnknownNode`).
     ///
     /// # Errors
-    /// As `send`, and `NotAlive`.
-    fn send_alive(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
+    /// As `try_send`, and `NotAlive`.
+    fn try_send_alive(
+        &self,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
         if to != self.id() && !self.is_alive(to) {
             return Err(SendError::NotAlive(to));
         }
-        self.send(to, payload, delivery)
+        self.try_send(to, payload, delivery)
     }
 
     /// Reachability counters, for networks that have it.
@@ -288,7 +293,7 @@ pub trait Network: Send + Sync + 'static {
     }
 }
 
-/// Sends the messages at the front of `batch` one by one with `send`, removing each that went;
+/// Sends the messages at the front of `batch` one by one with `try_send`, removing each that went;
 /// stops at the first that fails, which stays at the front. `Ok(n)` with how many went, or the
 /// failure when not even the first did (the one-by-one form of `Network::send_batch`).
 pub(crate) fn send_each(
@@ -309,7 +314,7 @@ pub(crate) fn send_each(
 
 /// Waits to send each message of `batch` with `send`, in order, removing each once it went; a
 /// cancelled or failed call leaves the rest in `batch` (the one-by-one form of
-/// `Network::send_batch_wait`).
+/// `Network::send_batch`).
 pub(crate) async fn send_each_waiting<F>(
     batch: &mut VecDeque<Bytes>,
     mut send: impl FnMut(Bytes) -> F,

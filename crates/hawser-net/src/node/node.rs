@@ -285,23 +285,23 @@ impl Node {
     /// # Errors
     /// At once: [`SendError::QueueFull`], [`SendError::UnknownNode`], [`SendError::TooLarge`],
     /// [`SendError::Stopped`] (or [`SendError::NoAddress`]).
-    pub fn send(
+    pub fn try_send(
         &self,
         to: impl Into<NodeId>,
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner.net.send(to.into(), payload.into(), delivery)
+        self.inner.net.try_send(to.into(), payload.into(), delivery)
     }
 
-    /// Like [`send`](Self::send), but waits for room in the queue instead of failing.
+    /// Like [`try_send`](Self::try_send), but waits for room in the queue instead of failing.
     ///
     /// # Errors
-    /// As `send`, except `QueueFull`.
+    /// As `try_send`, except `QueueFull`.
     ///
     /// # Cancel safety
     /// Cancelling before it returns leaves the message unsent.
-    pub async fn send_wait(
+    pub async fn send(
         &self,
         to: impl Into<NodeId>,
         payload: impl Into<Bytes>,
@@ -311,7 +311,7 @@ impl Node {
         // The common case, a queue with room, without a boxed future.
         match self.inner.net.send_if_room(to, payload.into(), delivery) {
             Ok(result) => result,
-            Err(payload) => self.inner.net.send_wait(to, payload, delivery).await,
+            Err(payload) => self.inner.net.send(to, payload, delivery).await,
         }
     }
 
@@ -323,35 +323,32 @@ impl Node {
     /// of `batch`. Never blocks.
     ///
     /// # Errors
-    /// As [`send`](Self::send), when not even the first message could be queued; `Ok(n)`
+    /// As [`try_send`](Self::try_send), when not even the first message could be queued; `Ok(n)`
     /// with how many were queued otherwise.
-    pub fn send_batch(
+    pub fn try_send_batch(
         &self,
         to: impl Into<NodeId>,
         batch: &mut std::collections::VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<usize, SendError> {
-        self.inner.net.send_batch(to.into(), batch, delivery)
+        self.inner.net.try_send_batch(to.into(), batch, delivery)
     }
 
-    /// Like [`send_batch`](Self::send_batch), waiting for queue room instead of failing with
+    /// Like [`try_send_batch`](Self::try_send_batch), waiting for queue room instead of failing with
     /// `QueueFull`; returns once all of `batch` is queued.
     ///
     /// # Errors
-    /// As `send_wait`.
+    /// As `send`.
     ///
     /// # Cancel safety
     /// Cancelling leaves in `batch`, in order, exactly the messages not yet queued.
-    pub async fn send_batch_wait(
+    pub async fn send_batch(
         &self,
         to: impl Into<NodeId>,
         batch: &mut std::collections::VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner
-            .net
-            .send_batch_wait(to.into(), batch, delivery)
-            .await
+        self.inner.net.send_batch(to.into(), batch, delivery).await
     }
 
     /// Sends to every node of `group` except this one; never blocks. Returns the outcome for
@@ -380,13 +377,13 @@ impl Node {
             .broadcast(group, payload.into(), delivery, true)
     }
 
-    /// Like [`send`](Self::send), but only to a peer whose liveness lease holds (this node
-    /// itself always qualifies). Sending to a dead peer with `send` stays allowed: the queue
+    /// Like [`try_send`](Self::try_send), but only to a peer whose liveness lease holds (this node
+    /// itself always qualifies). Sending to a dead peer with `try_send` stays allowed: the queue
     /// deadline decides its fate.
     ///
     /// # Errors
-    /// As `send`, and [`SendError::NotAlive`] (checked after `Stopped` and `UnknownNode`).
-    pub fn send_alive(
+    /// As `try_send`, and [`SendError::NotAlive`] (checked after `Stopped` and `UnknownNode`).
+    pub fn try_send_alive(
         &self,
         to: impl Into<NodeId>,
         payload: impl Into<Bytes>,
@@ -394,7 +391,7 @@ impl Node {
     ) -> Result<(), SendError> {
         self.inner
             .net
-            .send_alive(to.into(), payload.into(), delivery)
+            .try_send_alive(to.into(), payload.into(), delivery)
     }
 
     /// Like [`broadcast`](Self::broadcast), restricted to the peers of `group` that are alive:
@@ -409,7 +406,7 @@ impl Node {
         let targets = net.membership().select(group, Some(net.id()));
         let outcomes = targets
             .into_iter()
-            .map(|to| (to, net.send_alive(to, payload.clone(), delivery)))
+            .map(|to| (to, net.try_send_alive(to, payload.clone(), delivery)))
             .collect();
         BroadcastReport { outcomes }
     }

@@ -93,7 +93,7 @@ impl<L: Link> Core<L> {
     /// payload too large), which stays at the front. Never blocks.
     ///
     /// `Ok(n)` with how many were queued; `Err` only when not even the first was.
-    pub fn send_batch(
+    pub fn try_send_batch(
         self: &Arc<Self>,
         to: NodeId,
         batch: &mut VecDeque<Bytes>,
@@ -107,14 +107,14 @@ impl<L: Link> Core<L> {
                 .enqueue_batch(&peer, batch, max, true)
                 .map_err(|(e, _)| e),
             // Local messages and datagrams go one by one.
-            _ => send_each(batch, |payload| self.send(to, payload, delivery)),
+            _ => send_each(batch, |payload| self.try_send(to, payload, delivery)),
         }
     }
 
-    /// Like [`send_batch`](Self::send_batch), waiting for queue room instead of failing with
+    /// Like [`try_send_batch`](Self::try_send_batch), waiting for queue room instead of failing with
     /// `QueueFull`; returns once every message of `batch` is queued. Messages leave `batch` as
     /// they are queued, so a cancelled or failed call leaves the unsent ones there, in order.
-    pub async fn send_batch_wait(
+    pub async fn send_batch(
         self: &Arc<Self>,
         to: NodeId,
         batch: &mut VecDeque<Bytes>,
@@ -125,7 +125,7 @@ impl<L: Link> Core<L> {
         };
         let (Plan::Queue(peer), max) = self.plan_route(to, first.len(), delivery)? else {
             // Local messages and datagrams wait one by one, each where it waits.
-            return send_each_waiting(batch, |payload| self.send_wait(to, payload, delivery)).await;
+            return send_each_waiting(batch, |payload| self.send(to, payload, delivery)).await;
         };
         // `Some` once the batch is queued or failed for good; `None` to wait for room.
         let settled = |r: Result<usize, (SendError, bool)>, batch: &VecDeque<Bytes>| match r {
@@ -224,7 +224,7 @@ impl<L: Link> Core<L> {
     }
 
     /// Queues or sends a message; never blocks.
-    pub fn send(
+    pub fn try_send(
         self: &Arc<Self>,
         to: NodeId,
         payload: Bytes,
@@ -250,8 +250,8 @@ impl<L: Link> Core<L> {
         }
     }
 
-    /// Like [`send`](Self::send), waiting for room instead of failing with `QueueFull`.
-    pub async fn send_wait(
+    /// Like [`try_send`](Self::try_send), waiting for room instead of failing with `QueueFull`.
+    pub async fn send(
         self: &Arc<Self>,
         to: NodeId,
         payload: Bytes,
@@ -304,7 +304,7 @@ impl<L: Link> Core<L> {
 
     /// A reliable message queued at once when its queue has room (`Ok` with the outcome,
     /// also for a refusal that waiting would not change), else the payload back for
-    /// [`send_wait`](Self::send_wait). Local messages and datagrams always come back.
+    /// [`send`](Self::send). Local messages and datagrams always come back.
     pub fn send_if_room(
         self: &Arc<Self>,
         to: NodeId,
@@ -312,15 +312,15 @@ impl<L: Link> Core<L> {
         delivery: Delivery,
     ) -> Result<Result<(), SendError>, Bytes> {
         match self.plan(to, payload.len(), delivery) {
-            // A refusal is counted by `send_wait`, which tries again at once.
+            // A refusal is counted by `try_send`, which tries again at once.
             Ok(Plan::Queue(peer)) => self.enqueue_if_room(&peer, payload, false),
             Ok(Plan::Local | Plan::Datagram(_)) => Err(payload),
             Err(e) => Ok(Err(e)),
         }
     }
 
-    /// Like `send`, refusing a destination whose lease does not hold.
-    pub fn send_alive(
+    /// Like `try_send`, refusing a destination whose lease does not hold.
+    pub fn try_send_alive(
         self: &Arc<Self>,
         to: NodeId,
         payload: Bytes,
@@ -337,7 +337,7 @@ impl<L: Link> Core<L> {
                 return Err(SendError::NotAlive(to));
             }
         }
-        self.send(to, payload, delivery)
+        self.try_send(to, payload, delivery)
     }
 
     fn enqueue(self: &Arc<Self>, peer: &Arc<Peer>, payload: Bytes) -> Result<(), SendError> {

@@ -276,7 +276,7 @@ async fn a_batch_send_copied_in_slices_keeps_order_and_stops_at_a_full_queue() {
     let msgs: Vec<Bytes> = (0..80).map(|i| msg(i, 1024)).collect();
     let mut batch: std::collections::VecDeque<Bytes> = msgs.iter().cloned().collect();
     let queued = core
-        .send_batch(
+        .try_send_batch(
             NodeId(2),
             &mut batch,
             hawser_proto::node::Delivery::Reliable,
