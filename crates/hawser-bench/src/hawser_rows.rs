@@ -59,7 +59,7 @@ pub fn hawser_json_cack_config() -> Config {
 
 /// How a hawser pair's sockets behave.
 #[derive(Clone, Copy, Debug)]
-pub enum Link {
+pub enum UdpPath {
     /// Plain tokio UDP sockets.
     Plain,
     /// [`FaultySocket`]s on both ends, each losing this percentage of what it sends (so each
@@ -67,10 +67,10 @@ pub enum Link {
     Lossy(f64),
 }
 
-async fn socket(codec: Codec, link: Link, seed: u64) -> Result<Socket> {
+async fn socket(codec: Codec, link: UdpPath, seed: u64) -> Result<Socket> {
     Ok(match link {
-        Link::Plain => UdpSocket::bind(LOOPBACK).await?.into(),
-        Link::Lossy(percent) => {
+        UdpPath::Plain => UdpSocket::bind(LOOPBACK).await?.into(),
+        UdpPath::Lossy(percent) => {
             // The same kernel buffers as a plain hawser socket, so that only the injected loss
             // differs from the loss-free rows.
             let udp = crate::baselines::udp_socket().await?;
@@ -82,7 +82,7 @@ async fn socket(codec: Codec, link: Link, seed: u64) -> Result<Socket> {
 }
 
 /// A server and one client connected to it.
-pub async fn pair(config: &Config, link: Link, seed: u64) -> Result<(Server, Client)> {
+pub async fn pair(config: &Config, link: UdpPath, seed: u64) -> Result<(Server, Client)> {
     let codec = config.codec;
     let server = Server::bind_with(config.clone(), socket(codec, link, seed).await?)?;
     let client_socket = socket(codec, link, seed.wrapping_add(1)).await?;
@@ -110,7 +110,7 @@ pub async fn write_client(client: &Client, payload: Bytes) -> Result<()> {
 /// in order. Timed from the first write to the last read.
 pub async fn throughput(
     config: &Config,
-    link: Link,
+    link: UdpPath,
     n: u64,
     size: usize,
     seed: u64,
@@ -147,7 +147,7 @@ pub async fn throughput_batched(
     seed: u64,
     progress: Arc<AtomicU64>,
 ) -> Result<RunResult> {
-    let (server, client) = pair(config, Link::Plain, seed).await?;
+    let (server, client) = pair(config, UdpPath::Plain, seed).await?;
     let receiver = AbortOnDropHandle::new(tokio::spawn(async move {
         let max = crate::baselines::BATCH as usize;
         let mut got = Vec::with_capacity(max);
@@ -219,7 +219,7 @@ pub fn spawn_echo(server: Arc<Server>) -> AbortOnDropHandle<()> {
 /// echo server. Stops early (not an error) at `budget`, if given.
 pub async fn ping(
     config: &Config,
-    link: Link,
+    link: UdpPath,
     pings: u64,
     warmup: u64,
     size: usize,

@@ -42,7 +42,7 @@ use clap::Parser;
 use hawser_net::lsp::Codec;
 use tokio::time::Instant;
 
-use crate::hawser_rows::Link;
+use crate::hawser_rows::UdpPath;
 use crate::node_rows::NodeLink;
 use crate::raft_rows::{Cluster, RaftNet};
 use crate::report::{
@@ -936,8 +936,14 @@ async fn loss_row(plan: &Plan, loss: f64) -> LossRow {
         let progress = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let seed = 2000 + 100 * run as u64 + loss as u64;
-        let fut =
-            hawser_rows::throughput(&config, Link::Lossy(loss), n, size, seed, progress.clone());
+        let fut = hawser_rows::throughput(
+            &config,
+            UdpPath::Lossy(loss),
+            n,
+            size,
+            seed,
+            progress.clone(),
+        );
         match tokio::time::timeout(plan.loss_timeout, fut).await {
             Ok(Ok(r)) => {
                 row.received += r.received;
@@ -974,7 +980,7 @@ async fn loss_row(plan: &Plan, loss: f64) -> LossRow {
     let budget = Instant::now() + plan.loss_ping_budget;
     let fut = hawser_rows::ping(
         &config,
-        Link::Lossy(loss),
+        UdpPath::Lossy(loss),
         plan.loss_pings,
         10,
         64,

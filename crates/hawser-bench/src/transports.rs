@@ -10,7 +10,7 @@ use hawser_net::lsp::Codec;
 use tokio::time::Instant;
 
 use crate::baselines;
-use crate::hawser_rows::{self, Link};
+use crate::hawser_rows::{self, UdpPath};
 use crate::node_rows::{self, NodeLink};
 
 /// Every socket binds here: only loopback is ever used.
@@ -96,7 +96,7 @@ impl Transport {
         seed: u64,
         progress: Arc<AtomicU64>,
     ) -> Result<RunResult> {
-        let plain = Link::Plain;
+        let plain = UdpPath::Plain;
         if self == Transport::HawserBatched {
             let config = hawser_rows::hawser_config(Codec::Binary);
             return hawser_rows::throughput_batched(&config, n, size, seed, progress).await;
@@ -129,7 +129,7 @@ impl Transport {
         size: usize,
         progress: Arc<AtomicU64>,
     ) -> Result<PingResult> {
-        let plain = Link::Plain;
+        let plain = UdpPath::Plain;
         match self.hawser_config() {
             Some(config) => {
                 hawser_rows::ping(&config, plain, pings, warmup, size, None, progress).await

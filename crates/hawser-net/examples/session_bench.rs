@@ -56,7 +56,7 @@ async fn session_pair(addr: &str, security: Security) -> (Session, Session, List
 /// Messages per second of `count` messages of `size` bytes, sender to receiver.
 async fn msgs_per_sec(addr: &str, security: Security, size: usize, count: usize) -> f64 {
     let (client, server, _l) = session_pair(addr, security).await;
-    let mut incoming = server.incoming(MSG).expect("registered");
+    let mut incoming = server.accept_streams(MSG).expect("registered");
     let receiver = tokio::spawn(async move {
         let stream = incoming.accept().await.expect("stream");
         let mut framed = stream.into_framed(1 << 20);
@@ -107,8 +107,8 @@ async fn handshakes_per_sec(addr: &str, window: Duration) -> f64 {
 
 async fn ping_under_load(addr: &str, total: usize) -> (Duration, Duration, Duration, usize, f64) {
     let (client, server, _l) = session_pair(addr, Security::Noise).await;
-    let mut bulk_in = server.incoming(BULK).expect("registered");
-    let mut ping_in = server.incoming(PING).expect("registered");
+    let mut bulk_in = server.accept_streams(BULK).expect("registered");
+    let mut ping_in = server.accept_streams(PING).expect("registered");
     tokio::spawn(async move {
         let mut st = bulk_in.accept().await.expect("stream");
         let mut buf = vec![0u8; 64 * 1024];

@@ -12,8 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::framing::byte_codec;
 use hawser_net::session::noise::{Handshake, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use hawser_net::session::{
-    accept, connect, memory_duplex_pair, IncomingError, Link, OpenError, ProtocolId, Session,
-    SessionConfig,
+    accept, connect, memory_duplex_pair, AcceptStreamsError, OpenError, ProtocolId, RawConnection,
+    Session, SessionConfig,
 };
 use session_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +22,10 @@ use tokio_util::codec::Framed;
 async fn pair(a: &SessionConfig, b: &SessionConfig) -> (Session, Session) {
     let (l, r) = memory_duplex_pair(64 * 1024);
     tokio::time::timeout(STEP, async {
-        tokio::try_join!(connect(Link::bytes(l), a, None), accept(Link::bytes(r), b))
+        tokio::try_join!(
+            connect(RawConnection::bytes(l), a, None),
+            accept(RawConnection::bytes(r), b)
+        )
     })
     .await
     .unwrap()
@@ -38,7 +41,7 @@ async fn highest_common_version_is_agreed_on_both_ends() {
     let (c, s) = pair(&a, &b).await;
     assert_eq!(c.negotiated().version(p), Some(3));
     assert_eq!(s.negotiated().version(p), Some(3));
-    let mut incoming = s.incoming(p).unwrap();
+    let mut incoming = s.accept_streams(p).unwrap();
     let mut out = c.open(p).await.unwrap();
     assert_eq!(out.version(), 3);
     out.write_all(b"v").await.unwrap();
@@ -64,13 +67,13 @@ async fn unknown_protocols_fail_with_typed_errors() {
         Err(OpenError::UnknownProtocol(_))
     ));
     assert_eq!(
-        s.incoming(ProtocolId(9999)).unwrap_err(),
-        IncomingError::UnknownProtocol(ProtocolId(9999))
+        s.accept_streams(ProtocolId(9999)).unwrap_err(),
+        AcceptStreamsError::UnknownProtocol(ProtocolId(9999))
     );
     serve_echo(&s);
     assert_eq!(
-        s.incoming(ECHO).unwrap_err(),
-        IncomingError::AlreadyTaken(ECHO)
+        s.accept_streams(ECHO).unwrap_err(),
+        AcceptStreamsError::AlreadyTaken(ECHO)
     );
     echo_roundtrip(&c, 1, 10).await;
 }
@@ -83,7 +86,7 @@ async fn write_only_stream_never_stalls() {
         128 << 20
     };
     let (c, s) = pair(&config(1), &config(2)).await;
-    let mut incoming = s.incoming(BULK).unwrap();
+    let mut incoming = s.accept_streams(BULK).unwrap();
     let reader = tokio::spawn(async move {
         let mut stream = incoming.accept().await.unwrap();
         let mut buf = vec![0u8; 64 * 1024];
@@ -114,7 +117,7 @@ async fn write_only_stream_never_stalls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_that_wait_for_the_peer_are_counted() {
     let (c, s) = pair(&config(1), &config(2)).await;
-    let mut incoming = s.incoming(BULK).unwrap();
+    let mut incoming = s.accept_streams(BULK).unwrap();
     // Within the stream's first window (256 KiB): no write waits.
     let mut stream = c.open(BULK).await.unwrap();
     stream.write_all(&[7u8; 4096]).await.unwrap();
@@ -159,7 +162,8 @@ fn ping_frames(count: u32) -> Vec<u8> {
 async fn ping_flood_from_a_peer_that_never_reads_stays_bounded() {
     let victim_config = config(2);
     let (attacker_io, victim_io) = memory_duplex_pair(64 * 1024);
-    let victim = tokio::spawn(async move { accept(Link::bytes(victim_io), &victim_config).await });
+    let victim =
+        tokio::spawn(async move { accept(RawConnection::bytes(victim_io), &victim_config).await });
     // The attacker speaks Noise through the sans-IO API, then only writes.
     let attacker = config(1);
     let mut hs = Handshake::new(
@@ -215,8 +219,8 @@ async fn ping_p99_stays_bounded_under_bulk_load() {
         (256 << 20, 20)
     };
     let (c, s) = pair(&config(1), &config(2)).await;
-    let mut bulk_in = s.incoming(BULK).unwrap();
-    let mut ping_in = s.incoming(PING).unwrap();
+    let mut bulk_in = s.accept_streams(BULK).unwrap();
+    let mut ping_in = s.accept_streams(PING).unwrap();
     tokio::spawn(async move {
         let mut st = bulk_in.accept().await.unwrap();
         let mut buf = vec![0u8; 64 * 1024];

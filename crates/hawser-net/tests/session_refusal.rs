@@ -7,8 +7,8 @@ mod session_common;
 use hawser_net::proto::wire::refusal::Refusal;
 use hawser_net::session::{
     accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, DialError,
-    HandshakeError, Identity, Link, Protocol, ProtocolId, RefusalReason, Security, Session,
-    SessionConfig, TransportConfig,
+    HandshakeError, Identity, Protocol, ProtocolId, RawConnection, RefusalReason, Security,
+    Session, SessionConfig, TransportConfig,
 };
 use session_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,13 +38,16 @@ async fn handshake(
         match via {
             Via::Bytes => {
                 let (l, r) = memory_duplex_pair(64 * 1024);
-                tokio::join!(connect(Link::bytes(l), a, pin), accept(Link::bytes(r), b))
+                tokio::join!(
+                    connect(RawConnection::bytes(l), a, pin),
+                    accept(RawConnection::bytes(r), b)
+                )
             }
             Via::Messages => {
                 let (l, r) = memory_message_pair(16 * 1024, 64);
                 tokio::join!(
-                    connect(Link::messages(l), a, pin),
-                    accept(Link::messages(r), b)
+                    connect(RawConnection::messages(l), a, pin),
+                    accept(RawConnection::messages(r), b)
                 )
             }
             Via::Tcp => {
@@ -61,7 +64,7 @@ async fn handshake(
                 };
                 let accepted = async {
                     let (stream, _) = listener.accept().await.unwrap();
-                    accept(Link::bytes(stream), b).await
+                    accept(RawConnection::bytes(stream), b).await
                 };
                 tokio::join!(dialed, accepted)
             }
@@ -224,7 +227,7 @@ fn first_message(version: u16, suite: u8, network: &str) -> Vec<u8> {
 async fn a_peer_of_another_version_is_told_which_version_the_acceptor_speaks() {
     let b = config(2);
     let (mut l, r) = memory_duplex_pair(64 * 1024);
-    let server = tokio::spawn(async move { accept(Link::bytes(r), &b).await });
+    let server = tokio::spawn(async move { accept(RawConnection::bytes(r), &b).await });
     let hello = first_message(7, 1, "test-net");
     l.write_all(&(hello.len() as u16).to_be_bytes())
         .await
@@ -253,7 +256,7 @@ async fn a_peer_that_only_closes_still_gives_closed() {
     // An acceptor that sends no refusal (an older one, or a failure it does not name).
     let a = config(1);
     let (l, mut r) = memory_duplex_pair(64 * 1024);
-    let client = tokio::spawn(async move { connect(Link::bytes(l), &a, None).await });
+    let client = tokio::spawn(async move { connect(RawConnection::bytes(l), &a, None).await });
     let mut head = [0u8; 2];
     r.read_exact(&mut head).await.unwrap();
     drop(r);
@@ -266,7 +269,7 @@ async fn a_peer_that_only_closes_still_gives_closed() {
 async fn a_garbled_refusal_is_malformed_not_a_reason() {
     let a = config(1);
     let (l, mut r) = memory_duplex_pair(64 * 1024);
-    let client = tokio::spawn(async move { connect(Link::bytes(l), &a, None).await });
+    let client = tokio::spawn(async move { connect(RawConnection::bytes(l), &a, None).await });
     let mut head = [0u8; 2];
     r.read_exact(&mut head).await.unwrap();
     let mut body = vec![0u8; usize::from(u16::from_be_bytes(head))];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hawser_net::session::{
     accept, connect, dial, memory_duplex_pair, memory_message_pair, CloseReason, CryptoError,
-    DialError, HandshakeError, Identity, Link, Listener, RefusalReason, Security, Session,
+    DialError, HandshakeError, Identity, Listener, RawConnection, RefusalReason, Security, Session,
     TransportAddr, TransportConfig,
 };
 use session_common::*;
@@ -21,8 +21,8 @@ async fn handshake_succeeds_and_proves_identities() {
     let (a, b) = (config(1), config(2));
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (c, s) = tokio::try_join!(
-        connect(Link::bytes(l), &a, Some(b.identity.peer_id())),
-        accept(Link::bytes(r), &b)
+        connect(RawConnection::bytes(l), &a, Some(b.identity.peer_id())),
+        accept(RawConnection::bytes(r), &b)
     )
     .unwrap();
     assert_eq!(c.peer_id(), b.identity.peer_id());
@@ -72,8 +72,8 @@ async fn wrong_network_id_is_refused() {
     // Direct pair: the responder names the mismatch, the initiator hears it refused.
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(
-        connect(Link::bytes(l), &a, None),
-        accept(Link::bytes(r), &b)
+        connect(RawConnection::bytes(l), &a, None),
+        accept(RawConnection::bytes(r), &b)
     );
     assert!(
         matches!(ri, Err(HandshakeError::NetworkMismatch { .. })),
@@ -93,8 +93,8 @@ async fn wrong_network_id_is_refused() {
     let (pa, pb) = (plaintext(a), plaintext(b));
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(
-        connect(Link::bytes(l), &pa, None),
-        accept(Link::bytes(r), &pb)
+        connect(RawConnection::bytes(l), &pa, None),
+        accept(RawConnection::bytes(r), &pb)
     );
     assert!(
         matches!(ri, Err(HandshakeError::NetworkMismatch { .. })),
@@ -117,8 +117,8 @@ async fn aes_gcm_sessions_work_and_a_cipher_mismatch_is_named() {
     let (a1, a2) = (aes(1), aes(2));
     let (l, r) = memory_message_pair(16 * 1024, 64);
     let (c, s) = tokio::try_join!(
-        connect(Link::messages(l), &a1, Some(a2.identity.peer_id())),
-        accept(Link::messages(r), &a2)
+        connect(RawConnection::messages(l), &a1, Some(a2.identity.peer_id())),
+        accept(RawConnection::messages(r), &a2)
     )
     .unwrap();
     assert!(c.is_encrypted() && s.is_encrypted());
@@ -128,8 +128,8 @@ async fn aes_gcm_sessions_work_and_a_cipher_mismatch_is_named() {
     let b = config_with(2, "n", &[(ECHO, "echo", &[1])]);
     let (l, r) = memory_duplex_pair(64 * 1024);
     let (ci, ri) = tokio::join!(
-        connect(Link::bytes(l), &a1, None),
-        accept(Link::bytes(r), &b)
+        connect(RawConnection::bytes(l), &a1, None),
+        accept(RawConnection::bytes(r), &b)
     );
     match ri {
         Err(HandshakeError::CipherMismatch { ours, theirs }) => {
@@ -189,10 +189,10 @@ async fn two_sessions(name: &str) -> (Arc<AtomicU8>, Session, Session, Listener,
     let (mitm_server, server_end) = memory_duplex_pair(64 * 1024);
     let mode = Arc::new(AtomicU8::new(PASS));
     mitm(mitm_client, mitm_server, mode.clone());
-    let server_link = Link::bytes(server_end);
+    let server_link = RawConnection::bytes(server_end);
     let b = config(2);
     let (attacked, attacked_server) = tokio::try_join!(
-        connect(Link::bytes(client_end), &a, None),
+        connect(RawConnection::bytes(client_end), &a, None),
         accept(server_link, &b)
     )
     .unwrap();
@@ -250,8 +250,8 @@ async fn decrypt_failure_is_the_reported_reason_at_the_receiver() {
     let mode = Arc::new(AtomicU8::new(PASS));
     mitm(mitm_client, mitm_server, mode.clone());
     let (c, s) = tokio::try_join!(
-        connect(Link::bytes(client_end), &a, None),
-        accept(Link::bytes(server_end), &b)
+        connect(RawConnection::bytes(client_end), &a, None),
+        accept(RawConnection::bytes(server_end), &b)
     )
     .unwrap();
     serve_echo(&s);
@@ -288,8 +288,8 @@ async fn duplicate_message_on_a_message_transport_is_dropped_before_decryption()
         }
     });
     let (c, s) = tokio::try_join!(
-        connect(Link::messages(client_end), &a, None),
-        accept(Link::messages(server_end), &b)
+        connect(RawConnection::messages(client_end), &a, None),
+        accept(RawConnection::messages(server_end), &b)
     )
     .unwrap();
     serve_echo(&s);
@@ -381,7 +381,7 @@ async fn oversized_handshake_prefix_fails_at_once_with_a_typed_error() {
     let (mut l, r) = memory_duplex_pair(64 * 1024);
     // Announces 65,535 bytes, sends three, and stays open.
     l.write_all(&[0xff, 0xff, 1, 2, 3]).await.unwrap();
-    let refused = tokio::time::timeout(Duration::from_secs(5), accept(Link::bytes(r), &b))
+    let refused = tokio::time::timeout(Duration::from_secs(5), accept(RawConnection::bytes(r), &b))
         .await
         .expect("refused long before the handshake timeout");
     let Err(err) = refused else {

@@ -4,7 +4,7 @@
 mod session_common;
 
 use hawser_net::session::{
-    accept, connect, dial, memory_message_pair, CloseReason, Link, Listener, Session,
+    accept, connect, dial, memory_message_pair, CloseReason, Listener, RawConnection, Session,
     SessionConfig, TransportAddr, TransportConfig,
 };
 use session_common::*;
@@ -60,8 +60,12 @@ async fn over_memory_messages(secure: bool) {
     let (left, right) = memory_message_pair(4096, 16);
     let (client, server) = tokio::time::timeout(STEP, async {
         tokio::try_join!(
-            connect(Link::messages(left), &a, Some(b.identity.peer_id())),
-            accept(Link::messages(right), &b)
+            connect(
+                RawConnection::messages(left),
+                &a,
+                Some(b.identity.peer_id())
+            ),
+            accept(RawConnection::messages(right), &b)
         )
     })
     .await

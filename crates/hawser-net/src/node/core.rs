@@ -1,6 +1,6 @@
 //! The engine shared by every built-in network: membership, one [`Peer`] per destination
 //! (queues and counters), and the node's lifecycle. The rest of the engine is split by path:
-//! - `super::link`: [`Link`], how one network connects and moves bytes;
+//! - `super::link`: [`Connector`], how one network connects and moves bytes;
 //! - `super::send`: the send paths (local, datagram, queued) and internal control frames;
 //! - `super::writer`: one writer task per destination that connects lazily, reconnects with
 //!   back-off, drops stale messages and closes idle connections;
@@ -26,13 +26,13 @@ use tracing::{info, warn, Instrument};
 
 use super::clock::QueueClock;
 use super::config::Settings;
+use super::connector::Connector;
 use super::counters::Counters;
 use super::incoming::{IncomingQueue, IncomingSender};
-use super::link::Link;
 use super::network::NodeStats;
 use super::peer::Peer;
 use super::reach::{self, ReachState};
-use super::rpc::{RequestError, RpcEngine, RpcLink};
+use super::rpc::{FrameSink, RequestError, RpcEngine};
 
 /// The shared state of one running network.
 pub(crate) struct Core<L> {
@@ -43,7 +43,7 @@ pub(crate) struct Core<L> {
     /// The settings it started with.
     pub settings: Settings,
     /// How this network connects and moves bytes.
-    pub link: L,
+    pub connector: L,
     /// Node-wide counters.
     pub counters: Counters,
     /// The clock of queue times on the per-message send path (`super::clock`).
@@ -95,7 +95,7 @@ impl Hasher for IdHasher {
     }
 }
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// A running core announcing `local` addresses (reachability); starts the reachability
     /// driver when called within a tokio runtime.
     pub fn new(
@@ -119,7 +119,7 @@ impl<L: Link> Core<L> {
             reach: ReachState::new(id, &settings, local),
             rpc,
             settings,
-            link,
+            connector: link,
             counters: Counters::default(),
             queue_clock: QueueClock::new(),
             tracker: TaskTracker::new(),
@@ -131,8 +131,8 @@ impl<L: Link> Core<L> {
             sender,
             incoming,
         });
-        let link: std::sync::Weak<dyn RpcLink> = core.me.clone();
-        core.rpc.set_link(link);
+        let link: std::sync::Weak<dyn FrameSink> = core.me.clone();
+        core.rpc.set_sink(link);
         if core.reach.is_some() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -297,6 +297,6 @@ impl<L: Link> Core<L> {
         self.rpc.stop();
         self.cancel.cancel();
         self.tracker.close();
-        self.link.shutdown();
+        self.connector.shutdown();
     }
 }

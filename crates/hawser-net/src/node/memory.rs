@@ -16,9 +16,9 @@ use hawser_proto::node::{Delivery, Member, Membership, NodeId};
 use tokio_util::sync::CancellationToken;
 
 use super::config::Settings;
+use super::connector::Connector;
 use super::core::Core;
 use super::error::{SendError, StartError};
-use super::link::Link;
 use super::reach::{memory_addr, Frame, TrafficGate};
 use super::rpc::{NodeStream, StreamError, StreamStatus};
 use crate::session::ProtocolId;
@@ -30,7 +30,7 @@ const MEMORY_STREAM_BUFFER: usize = 256 * 1024;
 #[derive(Clone, Debug, Default)]
 pub struct MemoryHub {
     /// Running nodes; bounded by the nodes started on the hub (each removes itself at stop).
-    nodes: Arc<Mutex<HashMap<NodeId, Weak<Core<MemoryLink>>>>>,
+    nodes: Arc<Mutex<HashMap<NodeId, Weak<Core<MemoryConnector>>>>>,
 }
 
 impl MemoryHub {
@@ -39,7 +39,7 @@ impl MemoryHub {
         MemoryHub::default()
     }
 
-    fn lookup(&self, id: NodeId) -> Option<Arc<Core<MemoryLink>>> {
+    fn lookup(&self, id: NodeId) -> Option<Arc<Core<MemoryConnector>>> {
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         nodes
             .get(&id)
@@ -60,15 +60,15 @@ impl MemoryHub {
     }
 }
 
-/// The in-memory [`Link`].
-pub(crate) struct MemoryLink {
+/// The in-memory [`Connector`].
+pub(crate) struct MemoryConnector {
     hub: MemoryHub,
     id: NodeId,
 }
 
 /// An in-memory "connection": the destination, and its stop signal.
 pub(crate) struct MemoryConn {
-    dest: Weak<Core<MemoryLink>>,
+    dest: Weak<Core<MemoryConnector>>,
     from: NodeId,
     alive: CancellationToken,
     /// The destination admitted us (internal frames are only accepted then).
@@ -76,7 +76,7 @@ pub(crate) struct MemoryConn {
     gate: TrafficGate,
 }
 
-impl Link for MemoryLink {
+impl Connector for MemoryConnector {
     type Conn = MemoryConn;
 
     fn route(&self, _: &Settings, _: &Member, _: bool) -> Result<usize, SendError> {
@@ -199,7 +199,7 @@ impl Link for MemoryLink {
 
 /// A node's network on a [`MemoryHub`].
 pub struct MemoryNetwork {
-    core: Arc<Core<MemoryLink>>,
+    core: Arc<Core<MemoryConnector>>,
 }
 
 impl MemoryNetwork {
@@ -215,7 +215,7 @@ impl MemoryNetwork {
         settings: Settings,
     ) -> Result<MemoryNetwork, StartError> {
         settings.validate()?;
-        let link = MemoryLink {
+        let link = MemoryConnector {
             hub: hub.clone(),
             id,
         };

@@ -51,15 +51,16 @@
 
 mod clock;
 mod config;
+mod connector;
 mod core;
 mod counters;
 mod datagram;
+mod default_network;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod incoming;
-mod link;
 mod memory;
 mod network;
 #[allow(clippy::module_inception)]
@@ -70,7 +71,6 @@ mod receive;
 mod rpc;
 mod secure;
 mod send;
-mod tcp;
 mod writer;
 
 pub use config::{
@@ -78,6 +78,7 @@ pub use config::{
     DEFAULT_NETWORK_ID, MAX_APP_PROTOCOLS, MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY,
     MAX_EXTRA_LISTENERS, MAX_PINS, MAX_STREAMS_PER_SESSION,
 };
+pub use default_network::DefaultNetwork;
 pub use error::{SendError, SessionError, StartError};
 pub use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
@@ -99,7 +100,6 @@ pub use secure::{
     node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
     NODE_SPLIT_SEND_SIZE,
 };
-pub use tcp::DefaultNetwork;
 
 /// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.
 macro_rules! network_impl {
@@ -213,10 +213,10 @@ macro_rules! network_impl {
                 self.core.reach.as_ref().map(|r| r.lease_in_force())
             }
             fn peer_id(&self) -> Option<$crate::session::PeerId> {
-                $crate::node::link::Link::peer_id(&self.core.link)
+                $crate::node::connector::Connector::peer_id(&self.core.connector)
             }
             fn listen_addrs(&self) -> Vec<$crate::session::TransportAddr> {
-                $crate::node::link::Link::listen_addrs(&self.core.link)
+                $crate::node::connector::Connector::listen_addrs(&self.core.connector)
             }
             fn rpc(&self) -> Option<std::sync::Arc<$crate::node::RpcEngine>> {
                 Some(self.core.rpc.clone())

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::config::{ReliableTransport, Settings};
+use super::default_network::DefaultNetwork;
 use super::error::{SendError, StartError};
 use super::incoming::{Incoming, IncomingStream};
 use super::memory::{MemoryHub, MemoryNetwork};
@@ -22,7 +23,6 @@ use super::rpc::{
     InboundRequest, InboundRequests, InboundStreams, NodeStream, RequestError, RequestOptions,
     RpcEngine, RpcStats, ServeError, StreamError,
 };
-use super::tcp::DefaultNetwork;
 use crate::session::ProtocolId;
 use crate::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
 

@@ -44,13 +44,13 @@ pub(super) struct PeerState {
     pub(super) control: VecDeque<(Instant, Frame)>,
     /// The writer holds a connection.
     pub(super) connected: bool,
-    /// The current connection's own path for internal frames (`Link::control_sender`).
+    /// The current connection's own path for internal frames (`Connector::control_sender`).
     pub(super) control_tx: Option<mpsc::Sender<Frame>>,
     /// This node's datagram key to the peer (sealed datagrams, Noise only).
     pub(super) seal: Option<SealKey>,
     /// The peer's datagram key to this node, with its replay window (Noise only).
     pub(super) open: Option<OpenKey>,
-    /// `Link::write_waits` of the current connection when last counted into
+    /// `Connector::write_waits` of the current connection when last counted into
     /// `stats.session_write_waits` (0 for a new connection).
     pub(super) conn_write_waits: u64,
     /// The current connection's session, for links with sessions (streams open on it).

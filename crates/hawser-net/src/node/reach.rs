@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::Settings;
+use super::connector::Connector;
 use super::core::Core;
 use super::counters::Counters;
-use super::link::Link;
 
 /// What a framed connection carries: application payloads, reachability events, pings,
 /// datagram keys and rpc messages (the format is `wire::node`'s).
@@ -241,7 +241,7 @@ impl TrafficGate {
     }
 }
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// Runs one input or command on the engine, then drains its outputs (the run loop).
     fn reach_input(self: &Arc<Self>, f: impl FnOnce(&mut Reachability, Instant)) {
         let Some(reach) = self.reach.as_ref() else {
@@ -420,7 +420,7 @@ impl<L: Link> Core<L> {
 
 /// The reachability driver of a node: runs the engine's timers and opens connections to
 /// members that are not neighbours. Ends when the node stops.
-pub(crate) async fn drive<L: Link>(core: Arc<Core<L>>) {
+pub(crate) async fn drive<L: Connector>(core: Arc<Core<L>>) {
     let Some(reach) = core.reach.as_ref() else {
         return;
     };

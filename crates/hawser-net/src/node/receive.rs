@@ -9,13 +9,13 @@ use bytes::Bytes;
 use hawser_proto::node::{Delivery, NodeId};
 use tracing::debug;
 
+use super::connector::Connector;
 use super::core::Core;
 use super::counters::Counters;
 use super::incoming::Incoming;
-use super::link::Link;
 use super::reach::{Frame, TrafficGate};
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// A frame of a framed connection from `from` through `via`: delivered, or handed to
     /// reachability. Returns `false` once the node is stopping.
     pub async fn receive(

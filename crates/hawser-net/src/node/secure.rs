@@ -35,15 +35,15 @@ use tokio_util::codec::LengthDelimitedCodecError;
 use tracing::{debug, info, warn, Instrument};
 
 use super::config::Settings;
+use super::connector::{BatchError, Connector, BATCH_BYTES, BATCH_MESSAGES};
 use super::core::Core;
 use super::counters::Counters;
 use super::datagram::{self, OpenKey, SealKey};
 use super::error::{SessionError, StartError};
-use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::reach::{Frame, TrafficGate};
 use super::rpc::{read_stream_status, NodeStream, StreamError, StreamStatus};
 use crate::session::{
-    self, CloseReason, DialError, HandshakeError, Identity, Incoming, NoiseCipher, OpenError,
+    self, CloseReason, DialError, HandshakeError, Identity, InboundStreams, NoiseCipher, OpenError,
     PeerId, Protocol, ProtocolId, ProtocolRegistry, Refusal, RefusalReason, Session, SessionConfig,
     Stream, TransportAddr, TransportConfig,
 };
@@ -62,7 +62,7 @@ pub const NODE_PROTOCOL_VERSION: u16 = 1;
 pub const NODE_MAX_STREAMS: usize = 8;
 
 /// Largest data frame of a node's session (`MuxConfig::split_send_size`): one writer batch
-/// (`super::link::BATCH_BYTES`, 64 KiB) goes as one yamux frame, so as one sealed message
+/// (`super::connector::BATCH_BYTES`, 64 KiB) goes as one yamux frame, so as one sealed message
 /// and one transport write, rather than four. A reachability frame waits behind at most one
 /// such frame.
 pub const NODE_SPLIT_SEND_SIZE: usize = 64 * 1024;
@@ -291,7 +291,7 @@ pub(crate) fn check_pin(
 }
 
 /// Counts and traces a failed outgoing session.
-pub(crate) fn note_dial_error<L: Link>(core: &Core<L>, peer: NodeId, err: &SessionError) {
+pub(crate) fn note_dial_error<L: Connector>(core: &Core<L>, peer: NodeId, err: &SessionError) {
     if err.is_peer_mismatch() {
         Counters::bump(&core.counters.peer_mismatches);
         warn!(node = %core.id, %peer, %err, "session refused: the peer is not the pinned identity");
@@ -303,7 +303,7 @@ pub(crate) fn note_dial_error<L: Link>(core: &Core<L>, peer: NodeId, err: &Sessi
 
 /// Dials `member` at `addr`, checks its identity, opens both node streams and says hello on
 /// each. Nothing but the hello is written before the identity is checked.
-pub(crate) async fn dial<L: Link>(
+pub(crate) async fn dial<L: Connector>(
     core: &Arc<Core<L>>,
     ctx: &SecureCtx,
     member: &Member,
@@ -356,7 +356,7 @@ pub(crate) async fn dial<L: Link>(
 
 /// Draws this node's datagram key to `to`, sends it on the (encrypted) messages stream, and
 /// seals the next datagrams to `to` with it.
-async fn send_datagram_key<L: Link>(
+async fn send_datagram_key<L: Connector>(
     core: &Core<L>,
     to: NodeId,
     cipher: NoiseCipher,
@@ -380,7 +380,7 @@ fn is_oversized(err: &io::Error) -> bool {
 
 /// Runs the handshake of an accepted transport connection (`remote`: its address, when
 /// known), then serves the session. Holds `permit` (`max_inbound_connections`) throughout.
-pub(crate) async fn accept<L: Link>(
+pub(crate) async fn accept<L: Connector>(
     core: Arc<Core<L>>,
     ctx: Arc<SecureCtx>,
     pending: session::transport::PendingLink,
@@ -405,7 +405,7 @@ pub(crate) async fn accept<L: Link>(
         .await;
 }
 
-async fn handshake_and_serve<L: Link>(
+async fn handshake_and_serve<L: Connector>(
     core: Arc<Core<L>>,
     ctx: Arc<SecureCtx>,
     pending: session::transport::PendingLink,
@@ -460,15 +460,15 @@ fn transport_hint(err: &HandshakeError) -> &'static str {
 }
 
 /// Serves an accepted session until it ends, the node stops, or the peer breaks a rule.
-async fn serve<L: Link>(
+async fn serve<L: Connector>(
     core: Arc<Core<L>>,
     session: Session,
     remote: Option<SocketAddr>,
     _permit: OwnedSemaphorePermit,
 ) {
     let (Ok(messages), Ok(reach)) = (
-        session.incoming(NODE_MESSAGES),
-        session.incoming(NODE_REACH),
+        session.accept_streams(NODE_MESSAGES),
+        session.accept_streams(NODE_REACH),
     ) else {
         // A fresh session's receivers are always there.
         return;
@@ -494,12 +494,12 @@ async fn serve<L: Link>(
 
 /// Accepts the application's streams (`Settings::protocols`) on an accepted session, each
 /// checked and answered on a task of its own, until the session ends. Never returns before.
-async fn serve_app_streams<L: Link>(core: &Arc<Core<L>>, session: &Session, on: Accepted) {
-    let incoming: Vec<Incoming> = core
+async fn serve_app_streams<L: Connector>(core: &Arc<Core<L>>, session: &Session, on: Accepted) {
+    let incoming: Vec<InboundStreams> = core
         .settings
         .protocols
         .iter()
-        .filter_map(|p| session.incoming(p.id()).ok())
+        .filter_map(|p| session.accept_streams(p.id()).ok())
         .collect();
     let accepting = incoming.into_iter().map(|mut inc| async move {
         // Bounded by the session's stream cap: yamux refuses streams beyond it.
@@ -514,7 +514,7 @@ async fn serve_app_streams<L: Link>(core: &Arc<Core<L>>, session: &Session, on: 
 
 /// Checks an application stream's hello (pins, membership), answers its opener, and hands
 /// it to the protocol's acceptor.
-async fn accept_app_stream<L: Link>(core: Arc<Core<L>>, stream: Stream, peer: PeerId) {
+async fn accept_app_stream<L: Connector>(core: Arc<Core<L>>, stream: Stream, peer: PeerId) {
     let protocol = stream.protocol();
     let mut stream = stream;
     let hello = tokio::time::timeout(core.settings.hello_timeout, read_hello(&mut stream)).await;
@@ -562,7 +562,7 @@ async fn read_hello(stream: &mut Stream) -> io::Result<FramedHello> {
 
 /// Opens a stream of `protocol` on `session` (to `member`): says hello, and waits for the
 /// acceptor's answer.
-pub(crate) async fn open_app_stream<L: Link>(
+pub(crate) async fn open_app_stream<L: Connector>(
     core: &Arc<Core<L>>,
     session: &Session,
     protocol: ProtocolId,
@@ -597,10 +597,10 @@ struct Accepted {
 
 /// Serves the streams of one protocol, one after the other; the first must come within
 /// `hello_timeout`.
-async fn serve_protocol<L: Link>(
+async fn serve_protocol<L: Connector>(
     core: &Arc<Core<L>>,
     session: &Session,
-    mut incoming: Incoming,
+    mut incoming: InboundStreams,
     on: Accepted,
     messages: bool,
 ) {
@@ -629,7 +629,7 @@ async fn serve_protocol<L: Link>(
 /// Reads one stream: the hello, checked, then frames. `false` when the session must close.
 /// A hello that is malformed, names a node pinned to another identity, or a non-member, is
 /// refused ([`Session::refuse`]), so that the dialler logs the same reason.
-async fn serve_stream<L: Link>(
+async fn serve_stream<L: Connector>(
     core: &Arc<Core<L>>,
     session: &Session,
     stream: Stream,
@@ -783,7 +783,7 @@ impl AppBatch {
     }
 
     /// Hands the payloads to the application; `false` once the node is stopping.
-    async fn deliver<L: Link>(
+    async fn deliver<L: Connector>(
         &mut self,
         core: &Arc<Core<L>>,
         from: NodeId,
@@ -807,7 +807,7 @@ struct Served {
 /// Handles one item of a served stream: an application payload joins `batch`; anything else
 /// is handled at once, after the batch. `Some(keep)` when the stream ends (`keep`: whether
 /// the session may go on).
-async fn serve_item<L: Link>(
+async fn serve_item<L: Connector>(
     core: &Arc<Core<L>>,
     on: Served,
     item: Option<io::Result<BytesMut>>,

@@ -12,15 +12,15 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::config::OversizeDatagram;
+use super::connector::Connector;
 use super::core::Core;
 use super::counters::Counters;
 use super::error::SendError;
 use super::incoming::Incoming;
-use super::link::Link;
 use super::network::{send_each, send_each_waiting};
 use super::peer::{Peer, PeerState};
 use super::reach::Frame;
-use super::rpc::{NodeStream, RpcLink, StreamError};
+use super::rpc::{FrameSink, NodeStream, StreamError};
 use crate::session::ProtocolId;
 
 /// Most payload bytes a batch send copies into a queue under one hold of its lock (16 KiB):
@@ -35,7 +35,7 @@ enum Plan {
     Queue(Arc<Peer>),
 }
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     fn plan(&self, to: NodeId, len: usize, delivery: Delivery) -> Result<Plan, SendError> {
         let (plan, max) = self.plan_route(to, len, delivery)?;
         if len > max {
@@ -70,7 +70,7 @@ impl<L: Link> Core<L> {
                 OversizeDatagram::SendReliably => reliable = true,
             }
         }
-        let max = self.link.route(&self.settings, member, reliable)?;
+        let max = self.connector.route(&self.settings, member, reliable)?;
         let max = if reliable {
             max.min(self.settings.max_frame)
                 .min(self.settings.queue.max_bytes)
@@ -242,7 +242,7 @@ impl<L: Link> Core<L> {
                     .map_err(|_| SendError::QueueFull(to))
             }
             Plan::Datagram(member) => {
-                self.link.send_datagram(self, &member, &payload)?;
+                self.connector.send_datagram(self, &member, &payload)?;
                 self.note_datagram_sent(to, payload.len());
                 Ok(())
             }
@@ -273,7 +273,7 @@ impl<L: Link> Core<L> {
             Plan::Datagram(member) => {
                 let len = payload.len();
                 tokio::select! {
-                    r = self.link.send_datagram_wait(self, member, payload) => r?,
+                    r = self.connector.send_datagram_wait(self, member, payload) => r?,
                     () = self.cancel.cancelled() => return Err(stopped()),
                 }
                 self.note_datagram_sent(to, len);
@@ -471,7 +471,7 @@ impl<L: Link> Core<L> {
         let Some(member) = self.membership_of(to) else {
             return;
         };
-        if self.link.route(&self.settings, &member, true).is_err() {
+        if self.connector.route(&self.settings, &member, true).is_err() {
             return;
         }
         let Some(peer) = self.peer(to) else {
@@ -490,7 +490,7 @@ impl<L: Link> Core<L> {
 /// [`Core::push_locked`] found no room.
 struct QueueIsFull;
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// Queues a frame of its own kind (`header` then `tail`) for `peer`, or fails at once
     /// with `QueueFull` (counted in `dropped_full`).
     fn enqueue_frame(
@@ -516,7 +516,7 @@ impl<L: Link> Core<L> {
     }
 }
 
-impl<L: Link> RpcLink for Core<L> {
+impl<L: Connector> FrameSink for Core<L> {
     fn push_rpc(&self, to: NodeId, header: &[u8], tail: &[u8]) -> Result<(), SendError> {
         if self.is_stopping() {
             return Err(SendError::Stopped);
@@ -561,7 +561,7 @@ impl<L: Link> RpcLink for Core<L> {
             if !core.is_member(to) {
                 return Err(StreamError::UnknownNode(to));
             }
-            core.link.open_stream(&core, to, protocol).await
+            core.connector.open_stream(&core, to, protocol).await
         })
     }
 }

@@ -11,13 +11,13 @@ use std::time::Instant;
 use hawser_proto::node::{Backoff, FrameBatch};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::connector::{BatchError, Connector, BATCH_BYTES, BATCH_MESSAGES};
 use super::core::Core;
 use super::counters::Counters;
-use super::link::{BatchError, Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::peer::{Peer, PeerState};
 use super::rpc::{RequestError, StreamError};
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// Starts `peer`'s writer unless it runs (`st` is `peer`'s locked state).
     pub(super) fn start_writer(self: &Arc<Self>, peer: &Arc<Peer>, st: &mut PeerState) {
         if !st.writer_running {
@@ -30,7 +30,7 @@ impl<L: Link> Core<L> {
     }
 }
 
-impl<L: Link> Core<L> {
+impl<L: Connector> Core<L> {
     /// The session of the writer's connection to `to`, connecting if there is none, within
     /// `connect_timeout` (for links with sessions).
     pub(super) async fn session_to(
@@ -38,7 +38,7 @@ impl<L: Link> Core<L> {
         to: hawser_proto::node::NodeId,
     ) -> Result<crate::session::Session, StreamError> {
         let member = self.membership_of(to).ok_or(StreamError::UnknownNode(to))?;
-        if self.link.route(&self.settings, &member, true).is_err() {
+        if self.connector.route(&self.settings, &member, true).is_err() {
             return Err(StreamError::Unreachable(to));
         }
         let peer = self.peer(to).ok_or(StreamError::UnknownNode(to))?;
@@ -75,7 +75,7 @@ const SESSION_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// One destination's writer: connects when there is something to send, writes in order,
 /// reconnects with back-off, closes the connection when idle, and exits when idle and
 /// disconnected (the next message starts a new one).
-async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
+async fn writer<L: Connector>(core: Arc<Core<L>>, peer: Arc<Peer>) {
     let s = &core.settings;
     let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
     let mut conn: Option<(L::Conn, SocketAddr)> = None;
@@ -136,7 +136,7 @@ async fn writer<L: Link>(core: Arc<Core<L>>, peer: Arc<Peer>) {
 }
 
 /// One connection attempt (then the back-off delay if it failed).
-async fn connect<L: Link>(
+async fn connect<L: Connector>(
     core: &Arc<Core<L>>,
     peer: &Peer,
     backoff: &mut Backoff,
@@ -147,8 +147,11 @@ async fn connect<L: Link>(
         peer.stop();
         return None;
     };
-    let addrs = core.link.reach_addrs(&member);
-    let attempt = tokio::time::timeout(core.settings.connect_timeout, core.link.dial(core, member));
+    let addrs = core.connector.reach_addrs(&member);
+    let attempt = tokio::time::timeout(
+        core.settings.connect_timeout,
+        core.connector.dial(core, member),
+    );
     let result = tokio::select! {
         r = attempt => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
         () = peer.cancel.cancelled() => return None,
@@ -199,7 +202,7 @@ async fn connect<L: Link>(
 /// Writes every internal frame, then everything queued, in batches; `false` if the
 /// connection failed (the application messages not written whole are requeued in order, an
 /// internal frame dropped: the next renewal restates it).
-async fn write_queued<L: Link>(
+async fn write_queued<L: Connector>(
     core: &Core<L>,
     peer: &Peer,
     conn: &mut L::Conn,
@@ -290,7 +293,7 @@ fn expire<L>(core: &Core<L>, peer: &Peer) -> bool {
 }
 
 /// The writer lost its connection to `peer` through `via` (not an idle close).
-fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
+fn lost<L: Connector>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
     {
         let mut st = peer.lock();
         st.connected = false;
@@ -303,7 +306,7 @@ fn lost<L: Link>(core: &Arc<Core<L>>, peer: &Peer, via: SocketAddr) {
         .fail_peer(peer.id, RequestError::Unreachable(peer.id));
 }
 
-async fn closed<L: Link>(conn: &mut Option<(L::Conn, SocketAddr)>) {
+async fn closed<L: Connector>(conn: &mut Option<(L::Conn, SocketAddr)>) {
     match conn {
         Some((c, _)) => L::closed(c).await,
         None => std::future::pending().await,

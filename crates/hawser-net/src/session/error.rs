@@ -218,10 +218,10 @@ pub enum OpenError {
     Io(#[from] io::Error),
 }
 
-/// Why [`Session::incoming`](super::Session::incoming) gave no receiver.
+/// Why [`Session::accept_streams`](super::Session::accept_streams) gave no receiver.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum IncomingError {
+pub enum AcceptStreamsError {
     /// This node has not registered the protocol.
     #[error("{0} is not registered locally")]
     UnknownProtocol(ProtocolId),

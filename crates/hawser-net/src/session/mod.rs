@@ -23,7 +23,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use hawser_net::session::{
-//!     accept, connect, memory_duplex_pair, Identity, Link, NetworkId, Protocol, ProtocolId,
+//!     accept, connect, memory_duplex_pair, Identity, RawConnection, NetworkId, Protocol, ProtocolId,
 //!     SessionConfig,
 //! };
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,12 +43,12 @@
 //! let (left, right) = memory_duplex_pair(64 * 1024);
 //! let pin = Some(b.identity.peer_id()); // the dialer pins the peer it expects
 //! let (client, server) = tokio::try_join!(
-//!     connect(Link::bytes(left), &a, pin),
-//!     accept(Link::bytes(right), &b),
+//!     connect(RawConnection::bytes(left), &a, pin),
+//!     accept(RawConnection::bytes(right), &b),
 //! )?;
 //! assert_eq!(server.peer_id(), a.identity.peer_id());
 //!
-//! let mut incoming = server.incoming(ECHO)?;
+//! let mut incoming = server.accept_streams(ECHO)?;
 //! let mut stream = client.open(ECHO).await?;
 //! stream.write_all(b"hello").await?;
 //! let mut inbound = incoming.accept().await.unwrap();
@@ -78,8 +78,8 @@ mod stream;
 pub mod transport;
 
 pub use error::{
-    CloseReason, ConfigError, CryptoError, DialError, HandshakeError, IncomingError, ListenError,
-    OpenError,
+    AcceptStreamsError, CloseReason, ConfigError, CryptoError, DialError, HandshakeError,
+    ListenError, OpenError,
 };
 pub use hawser_proto::wire::refusal::{Refusal, RefusalReason};
 pub use identity::{Identity, KeyError, PeerId, PublicKey};
@@ -90,8 +90,8 @@ pub use registry::{
     Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
 };
 pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
-pub use stream::{Incoming, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
+pub use stream::{InboundStreams, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{
-    memory_duplex_pair, memory_message_pair, ByteStream, Link, MessageTransport, TransportAddr,
-    TransportConfig,
+    memory_duplex_pair, memory_message_pair, ByteStream, MessageTransport, RawConnection,
+    TransportAddr, TransportConfig,
 };

@@ -1,5 +1,5 @@
 //! The async shell of the secure channel: runs the [`noise`](super::noise) handshake (or the
-//! plaintext hello) over a [`Link`], then hands yamux an I/O object that seals what it writes
+//! plaintext hello) over a [`RawConnection`], then hands yamux an I/O object that seals what it writes
 //! and opens what it reads (`super::sealed`), with no task in between.
 //!
 //! ```text
@@ -34,7 +34,7 @@ use super::noise::{
 };
 use super::sealed::{SealedMessages, SealedStream};
 use super::session::SessionConfig;
-use super::transport::{ByteStream, Link, MessageTransport};
+use super::transport::{ByteStream, MessageTransport, RawConnection};
 
 /// What the sealed I/O object (`super::sealed`) reports to the session.
 #[derive(Default)]
@@ -90,16 +90,16 @@ pub(crate) struct Channel {
 
 /// Runs the handshake over `link` (no timeout: the caller applies it).
 pub(crate) async fn establish(
-    link: Link,
+    link: RawConnection,
     role: Role,
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Channel, HandshakeError> {
     match (link, config.security.cipher()) {
-        (Link::Bytes(s), Some(c)) => noise_bytes(s, role, c, config, expected).await,
-        (Link::Messages(m), Some(c)) => noise_messages(m, role, c, config, expected).await,
-        (Link::Bytes(s), None) => plain_bytes(s, config, expected).await,
-        (Link::Messages(m), None) => plain_messages(m, config, expected).await,
+        (RawConnection::Bytes(s), Some(c)) => noise_bytes(s, role, c, config, expected).await,
+        (RawConnection::Messages(m), Some(c)) => noise_messages(m, role, c, config, expected).await,
+        (RawConnection::Bytes(s), None) => plain_bytes(s, config, expected).await,
+        (RawConnection::Messages(m), None) => plain_messages(m, config, expected).await,
     }
 }
 

@@ -14,14 +14,16 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
-use super::error::{CloseReason, ConfigError, DialError, HandshakeError, IncomingError, OpenError};
+use super::error::{
+    AcceptStreamsError, CloseReason, ConfigError, DialError, HandshakeError, OpenError,
+};
 use super::identity::{Identity, PeerId, PublicKey};
 use super::mux::{self, range, Command, DriverEnd, MuxConfig};
 use super::noise::{NetworkId, NoiseCipher, Role, MAX_NOISE_MESSAGE};
 use super::registry::{negotiate, Negotiated, ProtocolId, ProtocolRegistry};
 use super::secure::{self, Status};
-use super::stream::{route_inbound, Incoming, Routes, Stream, STREAM_HEADER_LEN};
-use super::transport::{self, Link, TransportAddr, TransportConfig};
+use super::stream::{route_inbound, InboundStreams, Routes, Stream, STREAM_HEADER_LEN};
+use super::transport::{self, RawConnection, TransportAddr, TransportConfig};
 
 /// How a session protects its traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,7 +158,7 @@ impl SessionConfig {
 /// # Cancel safety
 /// Dropping the future drops the transport.
 pub async fn connect(
-    link: Link,
+    link: RawConnection,
     config: &SessionConfig,
     expected: Option<PeerId>,
 ) -> Result<Session, HandshakeError> {
@@ -171,7 +173,10 @@ pub async fn connect(
 ///
 /// # Cancel safety
 /// Dropping the future drops the transport.
-pub async fn accept(link: Link, config: &SessionConfig) -> Result<Session, HandshakeError> {
+pub async fn accept(
+    link: RawConnection,
+    config: &SessionConfig,
+) -> Result<Session, HandshakeError> {
     config.validate()?;
     handshake(link, Role::Responder, config, None).await
 }
@@ -198,7 +203,7 @@ pub async fn dial(
 }
 
 async fn handshake(
-    link: Link,
+    link: RawConnection,
     role: Role,
     config: &SessionConfig,
     expected: Option<PeerId>,
@@ -383,18 +388,21 @@ impl Session {
     /// taken, up to `max_queued_streams` streams wait; later ones are reset.
     ///
     /// # Errors
-    /// [`IncomingError::UnknownProtocol`], [`IncomingError::AlreadyTaken`].
-    pub fn incoming(&self, protocol: ProtocolId) -> Result<Incoming, IncomingError> {
+    /// [`AcceptStreamsError::UnknownProtocol`], [`AcceptStreamsError::AlreadyTaken`].
+    pub fn accept_streams(
+        &self,
+        protocol: ProtocolId,
+    ) -> Result<InboundStreams, AcceptStreamsError> {
         if self.inner.local.protocol(protocol).is_none() {
-            return Err(IncomingError::UnknownProtocol(protocol));
+            return Err(AcceptStreamsError::UnknownProtocol(protocol));
         }
         self.inner
             .incoming
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&protocol)
-            .map(Incoming::new)
-            .ok_or(IncomingError::AlreadyTaken(protocol))
+            .map(InboundStreams::new)
+            .ok_or(AcceptStreamsError::AlreadyTaken(protocol))
     }
 
     /// Closes gracefully (yamux GoAway, then the transport) and waits until it has ended.

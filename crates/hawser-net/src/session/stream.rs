@@ -1,5 +1,5 @@
 //! The per-protocol streams of a session: the stream header, routing inbound streams to
-//! their protocol's queue, [`Incoming`] and [`Stream`].
+//! their protocol's queue, [`InboundStreams`] and [`Stream`].
 
 use std::collections::HashMap;
 use std::io;
@@ -111,14 +111,14 @@ async fn take_refusal(mut io: Compat<yamux::Stream>, routes: &Routes) {
 
 /// The inbound streams of one protocol on one session.
 #[derive(Debug)]
-pub struct Incoming {
+pub struct InboundStreams {
     rx: mpsc::Receiver<Stream>,
 }
 
-impl Incoming {
+impl InboundStreams {
     /// The inbound streams queued on `rx`.
-    pub(super) fn new(rx: mpsc::Receiver<Stream>) -> Incoming {
-        Incoming { rx }
+    pub(super) fn new(rx: mpsc::Receiver<Stream>) -> InboundStreams {
+        InboundStreams { rx }
     }
 
     /// The next inbound stream, or `None` once the session has ended.

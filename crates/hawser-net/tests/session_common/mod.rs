@@ -59,7 +59,7 @@ pub fn plaintext(mut c: SessionConfig) -> SessionConfig {
 
 /// Serves ECHO on `session`: every inbound stream echoes until EOF.
 pub fn serve_echo(session: &Session) {
-    let mut incoming = session.incoming(ECHO).unwrap();
+    let mut incoming = session.accept_streams(ECHO).unwrap();
     tokio::spawn(async move {
         while let Some(stream) = incoming.accept().await {
             tokio::spawn(async move {

@@ -144,7 +144,7 @@ fn bump(c: &AtomicU64) {
 
 /// What the engine needs from the network it runs on (implemented by the node's engine for
 /// every built-in network).
-pub(crate) trait RpcLink: Send + Sync + 'static {
+pub(crate) trait FrameSink: Send + Sync + 'static {
     /// Queues one rpc frame for `to`, `header` then `tail` (or hands it to this node's own
     /// engine when `to` is this node). Never blocks: `SendError::QueueFull` when there is no
     /// room.
@@ -193,7 +193,7 @@ pub struct RpcEngine {
     settings: RpcSettings,
     /// The application protocols of `Settings::protocols` (streams need one of them).
     protocols: Vec<ProtocolId>,
-    link: OnceLock<Weak<dyn RpcLink>>,
+    link: OnceLock<Weak<dyn FrameSink>>,
     next_id: AtomicU64,
     tables: Mutex<Tables>,
     handlers: Mutex<HashMap<ProtocolId, mpsc::Sender<InboundRequest>>>,
@@ -216,7 +216,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RpcEngine {
-    /// An engine for node `id`; [`set_link`](Self::set_link) connects it to its network.
+    /// An engine for node `id`; [`set_sink`](Self::set_sink) connects it to its network.
     pub(crate) fn new(id: NodeId, settings: RpcSettings, protocols: Vec<ProtocolId>) -> Self {
         RpcEngine {
             id,
@@ -233,11 +233,11 @@ impl RpcEngine {
     }
 
     /// Connects the engine to its network (once, right after both exist).
-    pub(crate) fn set_link(&self, link: Weak<dyn RpcLink>) {
+    pub(crate) fn set_sink(&self, link: Weak<dyn FrameSink>) {
         let _ = self.link.set(link);
     }
 
-    fn link(&self) -> Option<Arc<dyn RpcLink>> {
+    fn link(&self) -> Option<Arc<dyn FrameSink>> {
         self.link.get().and_then(Weak::upgrade)
     }
 

@@ -139,7 +139,7 @@ impl RpcEngine {
     /// Queues a response frame once `from`'s queue has room, on a task, until `deadline`.
     fn answer_later(
         &self,
-        link: Arc<dyn RpcLink>,
+        link: Arc<dyn FrameSink>,
         from: NodeId,
         frame: Vec<u8>,
         header_len: usize,

@@ -12,15 +12,15 @@ use hawser_proto::node::{FrameBatch, Member, Membership, NodeId, Role};
 use hawser_proto::wire::node::app_frame_header;
 
 use super::super::config::Settings;
+use super::super::connector::{Connector, BATCH_BYTES, BATCH_MESSAGES};
 use super::super::core::Core;
 use super::super::error::SendError;
-use super::super::link::{Link, BATCH_BYTES, BATCH_MESSAGES};
 use super::super::peer::Peer;
 use super::super::reach::Frame;
 use super::write_queued;
 
 /// A link whose connections record frames.
-struct RecordingLink;
+struct RecordingConnector;
 
 /// What a recording connection was given.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Recorder {
     }
 }
 
-impl Link for RecordingLink {
+impl Connector for RecordingConnector {
     type Conn = Recorder;
 
     fn route(&self, _: &Settings, _: &Member, _: bool) -> Result<usize, SendError> {
@@ -113,12 +113,12 @@ impl Link for RecordingLink {
 }
 
 /// Node 1 with member 2, reachability off; the peer entry of node 2.
-fn core() -> (Arc<Core<RecordingLink>>, Arc<Peer>) {
+fn core() -> (Arc<Core<RecordingConnector>>, Arc<Peer>) {
     core_with(Settings::default())
 }
 
 /// As [`core`], with these settings.
-fn core_with(mut settings: Settings) -> (Arc<Core<RecordingLink>>, Arc<Peer>) {
+fn core_with(mut settings: Settings) -> (Arc<Core<RecordingConnector>>, Arc<Peer>) {
     settings.reach.enabled = false;
     let mut membership = Membership::new(settings.max_nodes);
     for id in [1u64, 2] {
@@ -126,7 +126,7 @@ fn core_with(mut settings: Settings) -> (Arc<Core<RecordingLink>>, Arc<Peer>) {
             .insert(Member::without_addr(id, Role::Member))
             .unwrap();
     }
-    let core = Core::new(NodeId(1), settings, membership, RecordingLink, &[]);
+    let core = Core::new(NodeId(1), settings, membership, RecordingConnector, &[]);
     let peer = core.peer(NodeId(2)).unwrap();
     (core, peer)
 }

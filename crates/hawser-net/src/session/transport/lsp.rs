@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, Instrument};
 
-use super::{ChannelTransport, Inbound, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
 use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
 
 /// Most LSP messages moved per batch call, each way (the channels' depth bounds the rest).
@@ -36,7 +36,7 @@ fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 }
 
 /// Connects an LSP client to `addr`.
-pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<Link> {
+pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
     let local: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -78,7 +78,7 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
         // Flush what is pending, bounded by LSP's own loss detection.
         let _ = client.close().await;
     });
-    Ok(Link::messages(ChannelTransport::new(
+    Ok(RawConnection::messages(ChannelTransport::new(
         out_tx,
         in_rx,
         max_message,
@@ -86,11 +86,11 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
     )))
 }
 
-/// Binds an LSP server; its task turns each new connection into a [`Link`].
+/// Binds an LSP server; its task turns each new connection into a [`RawConnection`].
 pub(super) async fn bind(
     addr: SocketAddr,
     config: &TransportConfig,
-) -> io::Result<(mpsc::Receiver<Link>, ServerGuard, SocketAddr)> {
+) -> io::Result<(mpsc::Receiver<RawConnection>, ServerGuard, SocketAddr)> {
     let socket = Socket::bind(addr).await?;
     // Large enough for a loopback client's messages; each link keeps its own limit.
     let mut lsp = config.lsp.clone();
@@ -104,7 +104,7 @@ pub(super) async fn bind(
 
 /// Routes each connection's messages to its own channel. A connection is offered to the
 /// listener on its first message; when the backlog is full it is closed at once.
-async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: TransportConfig) {
+async fn serve(server: Arc<Server>, accept: mpsc::Sender<RawConnection>, config: TransportConfig) {
     let depth = config.channel_depth.max(1);
     // Bounded by LSP's `max_connections`.
     let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Inbound>>> = HashMap::new();
@@ -151,7 +151,8 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<Link>, config: Transpor
             let (in_tx, in_rx) = mpsc::channel(depth);
             // The channel is new and has room for `depth` ≥ 1 messages.
             let _ = in_tx.try_send(Ok(Inbound::One(payload)));
-            let link = Link::messages(ChannelTransport::new(out_tx, in_rx, max_message, None));
+            let link =
+                RawConnection::messages(ChannelTransport::new(out_tx, in_rx, max_message, None));
             if accept.try_send(link).is_err() {
                 debug!(%conn, "lsp accept backlog full; closing");
                 closed.insert(conn);

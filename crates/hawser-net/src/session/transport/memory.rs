@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use super::{ChannelTransport, Inbound, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
 
 /// Two connected in-memory byte streams, each buffering at most `buffer` bytes per direction.
 pub fn memory_duplex_pair(buffer: usize) -> (DuplexStream, DuplexStream) {
@@ -45,14 +45,17 @@ async fn forward(mut from: mpsc::Receiver<Bytes>, to: mpsc::Sender<io::Result<In
     }
 }
 
-type Hub = Mutex<HashMap<String, mpsc::Sender<Link>>>;
+type Hub = Mutex<HashMap<String, mpsc::Sender<RawConnection>>>;
 
 fn hub() -> &'static Hub {
     static HUB: OnceLock<Hub> = OnceLock::new();
     HUB.get_or_init(Hub::default)
 }
 
-pub(super) fn bind(name: &str, config: &TransportConfig) -> io::Result<mpsc::Receiver<Link>> {
+pub(super) fn bind(
+    name: &str,
+    config: &TransportConfig,
+) -> io::Result<mpsc::Receiver<RawConnection>> {
     let mut hub = hub().lock().unwrap_or_else(|e| e.into_inner());
     if hub.get(name).is_some_and(|tx| !tx.is_closed()) {
         return Err(io::ErrorKind::AddrInUse.into());
@@ -69,7 +72,7 @@ pub(super) fn unbind(name: &str) {
     }
 }
 
-pub(super) fn dial(name: &str, config: &TransportConfig) -> io::Result<Link> {
+pub(super) fn dial(name: &str, config: &TransportConfig) -> io::Result<RawConnection> {
     let tx = hub()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -77,7 +80,7 @@ pub(super) fn dial(name: &str, config: &TransportConfig) -> io::Result<Link> {
         .cloned()
         .ok_or(io::ErrorKind::ConnectionRefused)?;
     let (ours, theirs) = tokio::io::duplex(config.mem_buffer.max(1));
-    tx.try_send(Link::bytes(theirs))
+    tx.try_send(RawConnection::bytes(theirs))
         .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-    Ok(Link::bytes(ours))
+    Ok(RawConnection::bytes(ours))
 }

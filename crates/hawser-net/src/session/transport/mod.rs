@@ -1,6 +1,6 @@
 //! Transports under the secure channel: byte streams ([`ByteStream`]: TCP, in-memory duplex)
 //! and message transports ([`MessageTransport`]: LSP, WebSocket, in-memory channels). A
-//! connected transport is a [`Link`].
+//! connected transport is a [`RawConnection`].
 //!
 //! # Addresses
 //! [`TransportAddr`] parses and prints:
@@ -52,37 +52,39 @@ pub trait MessageTransport:
 }
 
 /// A connected transport, ready for a session handshake.
-pub enum Link {
+pub enum RawConnection {
     /// A byte stream.
     Bytes(Box<dyn ByteStream>),
     /// A message transport.
     Messages(Box<dyn MessageTransport>),
 }
 
-impl Link {
+impl RawConnection {
     /// Wraps a byte stream.
-    pub fn bytes(stream: impl ByteStream) -> Link {
-        Link::Bytes(Box::new(stream))
+    pub fn bytes(stream: impl ByteStream) -> RawConnection {
+        RawConnection::Bytes(Box::new(stream))
     }
 
     /// Wraps a message transport.
-    pub fn messages(transport: impl MessageTransport) -> Link {
-        Link::Messages(Box::new(transport))
+    pub fn messages(transport: impl MessageTransport) -> RawConnection {
+        RawConnection::Messages(Box::new(transport))
     }
 }
 
-impl fmt::Debug for Link {
+impl fmt::Debug for RawConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Link::Bytes(_) => f.write_str("Link::Bytes"),
-            Link::Messages(m) => write!(f, "Link::Messages(max {})", m.max_message()),
+            RawConnection::Bytes(_) => f.write_str("RawConnection::Bytes"),
+            RawConnection::Messages(m) => {
+                write!(f, "RawConnection::Messages(max {})", m.max_message())
+            }
         }
     }
 }
 
 /// An accepted transport connection whose own setup (a WebSocket upgrade) may still be
 /// running; session listeners await it under the handshake timeout.
-pub type PendingLink = Pin<Box<dyn Future<Output = io::Result<Link>> + Send>>;
+pub type PendingLink = Pin<Box<dyn Future<Output = io::Result<RawConnection>> + Send>>;
 
 /// Where a node listens or is dialed (see the [module docs](self) for the formats).
 #[non_exhaustive]
@@ -219,12 +221,12 @@ impl TransportConfig {
 ///
 /// # Cancel safety
 /// Dropping the future abandons the attempt.
-pub async fn dial(addr: &TransportAddr, config: &TransportConfig) -> io::Result<Link> {
+pub async fn dial(addr: &TransportAddr, config: &TransportConfig) -> io::Result<RawConnection> {
     match addr {
         TransportAddr::Tcp(a) => {
             let s = TcpStream::connect(a).await?;
             tune_tcp(&s, config)?;
-            Ok(Link::bytes(s))
+            Ok(RawConnection::bytes(s))
         }
         TransportAddr::Lsp(a) => lsp::dial(*a, config).await,
         TransportAddr::Ws(a) => ws::dial(*a, config).await,
@@ -251,7 +253,7 @@ enum RawInner {
     Tcp(TcpListener, TransportConfig),
     Ws(TcpListener, TransportConfig),
     Queue(
-        mpsc::Receiver<Link>,
+        mpsc::Receiver<RawConnection>,
         #[allow(dead_code)] Option<lsp::ServerGuard>,
     ),
 }
@@ -303,7 +305,7 @@ impl RawListener {
             RawInner::Tcp(l, config) => {
                 let (s, _) = l.accept().await?;
                 tune_tcp(&s, config)?;
-                Ok(Box::pin(async move { Ok(Link::bytes(s)) }))
+                Ok(Box::pin(async move { Ok(RawConnection::bytes(s)) }))
             }
             RawInner::Ws(l, config) => {
                 let (s, _) = l.accept().await?;
@@ -467,7 +469,7 @@ mod tests {
         let addr: TransportAddr = "lsp://127.0.0.1:0".parse().unwrap();
         let mut listener = RawListener::bind(&addr, &config).await.unwrap();
         let target = listener.local_addr().clone();
-        let Link::Messages(mut client) = dial(&target, &config).await.unwrap() else {
+        let RawConnection::Messages(mut client) = dial(&target, &config).await.unwrap() else {
             panic!("LSP is a message transport");
         };
         assert_eq!(client.max_message(), 32 * 1024);
@@ -475,7 +477,7 @@ mod tests {
         client.send(big.clone()).await.unwrap();
         let step = std::time::Duration::from_secs(5);
         let pending = tokio::time::timeout(step, listener.accept()).await.unwrap();
-        let Link::Messages(mut server) = pending.unwrap().await.unwrap() else {
+        let RawConnection::Messages(mut server) = pending.unwrap().await.unwrap() else {
             panic!("LSP is a message transport");
         };
         assert_eq!(server.max_message(), 32 * 1024);

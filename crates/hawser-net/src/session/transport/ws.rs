@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use super::{ChannelTransport, Inbound, Link, TransportConfig};
+use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
 
 fn ws_config(config: &TransportConfig) -> WebSocketConfig {
     let max = config.ws_max_message;
@@ -33,7 +33,7 @@ fn to_io(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
 }
 
 /// Connects and upgrades to a WebSocket at `ws://addr/hawser`.
-pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<Link> {
+pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
     let tcp = TcpStream::connect(addr).await?;
     super::tune_tcp(&tcp, config)?;
     let url = format!("ws://{addr}/hawser");
@@ -44,14 +44,14 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
 }
 
 /// The server side of the upgrade, on an accepted TCP connection.
-pub(super) async fn upgrade(tcp: TcpStream, config: TransportConfig) -> io::Result<Link> {
+pub(super) async fn upgrade(tcp: TcpStream, config: TransportConfig) -> io::Result<RawConnection> {
     let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config(&config)))
         .await
         .map_err(to_io)?;
     Ok(wrap(ws, &config))
 }
 
-fn wrap(ws: WebSocketStream<TcpStream>, config: &TransportConfig) -> Link {
+fn wrap(ws: WebSocketStream<TcpStream>, config: &TransportConfig) -> RawConnection {
     let depth = config.channel_depth.max(1);
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(depth);
@@ -83,7 +83,7 @@ fn wrap(ws: WebSocketStream<TcpStream>, config: &TransportConfig) -> Link {
         }
         let _ = sink.close().await;
     });
-    Link::messages(ChannelTransport::new(
+    RawConnection::messages(ChannelTransport::new(
         out_tx,
         in_rx,
         config.ws_max_message,

@@ -23,11 +23,11 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::config::{ReliableTransport, Settings};
+use super::connector::{BatchError, Connector};
 use super::core::Core;
 use super::counters::Counters;
 use super::datagram::OpenError;
 use super::error::{SendError, StartError};
-use super::link::{BatchError, Link};
 use super::reach::{memory_addr, Frame};
 use super::rpc::{NodeStream, StreamError};
 use super::secure::{self, SecureConn, SecureCtx};
@@ -39,8 +39,8 @@ const RECV_BUFFER: usize = 65_536;
 /// Attempts to find a port free for both TCP and UDP when listening on port 0.
 const BIND_ATTEMPTS: usize = 16;
 
-/// The default network's [`Link`].
-pub(crate) struct TcpLink {
+/// The default network's [`Connector`].
+pub(crate) struct SessionConnector {
     id: NodeId,
     /// Taken out at stop so the port is released at once.
     udp: RwLock<Option<Arc<UdpSocket>>>,
@@ -59,7 +59,7 @@ fn transport_via(t: &TransportAddr, id: NodeId) -> SocketAddr {
     }
 }
 
-impl TcpLink {
+impl SessionConnector {
     /// Where reliable messages to `m` go, in order, each with the address reachability knows
     /// it by.
     fn targets(&self, s: &Settings, m: &Member) -> Vec<(TransportAddr, SocketAddr)> {
@@ -123,7 +123,7 @@ impl TcpLink {
     }
 }
 
-impl Link for TcpLink {
+impl Connector for SessionConnector {
     type Conn = SecureConn;
 
     fn route(&self, s: &Settings, member: &Member, reliable: bool) -> Result<usize, SendError> {
@@ -266,7 +266,7 @@ impl Link for TcpLink {
 
 /// The default network: TCP (or LSP) for reliable delivery, UDP for unreliable.
 pub struct DefaultNetwork {
-    core: Arc<Core<TcpLink>>,
+    core: Arc<Core<SessionConnector>>,
     local_addr: SocketAddr,
 }
 
@@ -323,7 +323,7 @@ impl DefaultNetwork {
         let mut listen_addrs = vec![TransportAddr::Tcp(local_addr)];
         listen_addrs.extend(extra.iter().map(|r| r.local_addr().clone()));
         let udp = Arc::new(udp);
-        let link = TcpLink {
+        let link = SessionConnector {
             id,
             udp: RwLock::new(Some(udp.clone())),
             lsp_available: lsp_listen.is_some(),
@@ -371,7 +371,11 @@ async fn bind_pair(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), Start
     Err(bind_err(err))
 }
 
-async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: Arc<Semaphore>) {
+async fn accept_loop(
+    core: Arc<Core<SessionConnector>>,
+    listener: TcpListener,
+    inbound: Arc<Semaphore>,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -380,11 +384,11 @@ async fn accept_loop(core: Arc<Core<TcpLink>>, listener: TcpListener, inbound: A
         match accepted {
             Ok((stream, addr)) => match inbound.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let ctx = core.link.ctx.clone();
+                    let ctx = core.connector.ctx.clone();
                     if let Err(err) = tune_tcp(&stream, &ctx.transport) {
                         debug!(node = %core.id, %addr, %err, "socket options not set");
                     }
-                    let link = crate::session::Link::bytes(stream);
+                    let link = crate::session::RawConnection::bytes(stream);
                     let pending = Box::pin(async move { Ok(link) });
                     core.tracker.spawn(secure::accept(
                         core.clone(),
@@ -430,7 +434,11 @@ fn refuse_busy(stream: &TcpStream, limit: usize) {
 }
 
 /// Accepts sessions on an extra listener (`lsp_listen`, `Settings::listen_also`).
-async fn listen_loop(core: Arc<Core<TcpLink>>, mut raw: RawListener, inbound: Arc<Semaphore>) {
+async fn listen_loop(
+    core: Arc<Core<SessionConnector>>,
+    mut raw: RawListener,
+    inbound: Arc<Semaphore>,
+) {
     let local = raw.local_addr().clone();
     loop {
         let accepted = tokio::select! {
@@ -440,7 +448,7 @@ async fn listen_loop(core: Arc<Core<TcpLink>>, mut raw: RawListener, inbound: Ar
         match accepted {
             Ok(pending) => match inbound.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let ctx = core.link.ctx.clone();
+                    let ctx = core.connector.ctx.clone();
                     core.tracker
                         .spawn(secure::accept(core.clone(), ctx, pending, None, permit));
                 }
@@ -458,7 +466,7 @@ async fn listen_loop(core: Arc<Core<TcpLink>>, mut raw: RawListener, inbound: Ar
     }
 }
 
-async fn udp_loop(core: Arc<Core<TcpLink>>, udp: Arc<UdpSocket>) {
+async fn udp_loop(core: Arc<Core<SessionConnector>>, udp: Arc<UdpSocket>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         let received = tokio::select! {
@@ -476,7 +484,7 @@ async fn udp_loop(core: Arc<Core<TcpLink>>, udp: Arc<UdpSocket>) {
         let Some(bytes) = buf.get(..len) else {
             continue;
         };
-        if core.link.seals() {
+        if core.connector.seals() {
             receive_sealed(&core, bytes);
             continue;
         }
@@ -499,7 +507,7 @@ async fn udp_loop(core: Arc<Core<TcpLink>>, udp: Arc<UdpSocket>) {
 
 /// Handles one datagram received by a Noise node: opened with the sender's key and delivered,
 /// or dropped and counted.
-fn receive_sealed(core: &Arc<Core<TcpLink>>, bytes: &[u8]) {
+fn receive_sealed(core: &Arc<Core<SessionConnector>>, bytes: &[u8]) {
     let d = match SealedDatagram::parse(bytes) {
         Ok(d) => d,
         Err(_) => match Datagram::parse(bytes) {

@@ -1,4 +1,4 @@
-//! [`Link`]: what differs between the built-in networks (how to connect to a destination and
+//! [`Connector`]: what differs between the built-in networks (how to connect to a destination and
 //! how bytes move); the engine in `super::core` does the rest.
 
 use std::future::Future;
@@ -18,7 +18,7 @@ use super::rpc::{NodeStream, StreamError};
 use crate::session::ProtocolId;
 
 /// Most payload bytes one batch of application messages carries, written in one
-/// [`Link::write_app_batch`] or received and handed on together (a single larger message goes
+/// [`Connector::write_app_batch`] or received and handed on together (a single larger message goes
 /// alone). Documented in `docs/node.md`.
 pub(crate) const BATCH_BYTES: usize = 64 * 1024;
 /// Most application messages one batch carries (see [`BATCH_BYTES`]).
@@ -26,7 +26,7 @@ pub(crate) const BATCH_MESSAGES: usize = 1024;
 
 /// How one network connects to a destination and moves bytes (the part that differs between
 /// the default network and the in-memory one).
-pub(crate) trait Link: Send + Sync + Sized + 'static {
+pub(crate) trait Connector: Send + Sync + Sized + 'static {
     /// One open reliable connection.
     type Conn: Send + 'static;
 
@@ -147,7 +147,7 @@ pub(crate) trait Link: Send + Sync + Sized + 'static {
     }
 }
 
-/// A batch write ([`Link::write_app_batch`]) failed.
+/// A batch write ([`Connector::write_app_batch`]) failed.
 #[derive(Debug)]
 pub(crate) struct BatchError {
     /// Messages, from the first, written whole before the failure (each counted sent); the
