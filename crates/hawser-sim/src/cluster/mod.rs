@@ -4,7 +4,7 @@
 //! batches a node hands out, delivers frames and datagrams, and runs each node's timers, all on
 //! one virtual clock. Connections are in-order frame pipes with a per-pair latency (1 to 5 ms,
 //! drawn from the seed, or set with [`Cluster::set_latency`]); datagrams go through the same
-//! seeded [`FaultInjector`](crate::FaultInjector) as [`SimNet`](crate::SimNet)'s links. Same seed,
+//! seeded [`FaultInjector`] as [`SimNet`](crate::SimNet)'s links. Same seed,
 //! same calls: the same run, bit for bit. A panicking test prints `HAWSER_SEED=<seed> to
 //! replay`.
 //!

@@ -178,10 +178,7 @@ impl Cluster {
     fn write(&mut self, id: NodeId, conn: ConnId) {
         let now = self.now;
         let mut batch = std::mem::take(&mut self.batch);
-        loop {
-            let Some(engine) = self.nodes.get_mut(&id).and_then(|n| n.engine.as_mut()) else {
-                break;
-            };
+        while let Some(engine) = self.nodes.get_mut(&id).and_then(|n| n.engine.as_mut()) {
             if !engine.take_frames(now, conn, &mut batch) {
                 break;
             }

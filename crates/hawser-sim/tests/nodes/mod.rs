@@ -12,13 +12,12 @@ use hawser_sim::cluster::Cluster;
 /// The seeds a scenario runs with: `HAWSER_SEED` alone when set (to replay), else eight
 /// seeds derived from the default one. Each is printed.
 pub fn seeds() -> Vec<u64> {
-    let seeds = match std::env::var(hawser_sim::SEED_ENV) {
+    match std::env::var(hawser_sim::SEED_ENV) {
         Ok(_) => vec![hawser_sim::seed()],
         Err(_) => (0..8)
             .map(|k| hawser_sim::DEFAULT_SEED.wrapping_add(k * 0x9E37))
             .collect(),
-    };
-    seeds
+    }
 }
 
 /// Runs `scenario` once per seed, printing each seed first.

@@ -23,12 +23,12 @@ impl Engine {
     /// Sends `payload` to `to`. Reliable: copied into `to`'s bounded queue (the only copy and,
     /// beyond the queue's buffers, no allocation), written in order once connected (the first
     /// message dials). Unreliable: one datagram, given as [`Transmit::Datagram`]. To this node
-    /// itself: an [`Event::Message`] at once.
+    /// itself: an [`Event::Message`](super::Event::Message) at once.
     ///
     /// # Errors
     /// [`SendError`]: stopped, unknown node, too large (above `max_frame` for reliable
     /// messages, `max_datagram` for unreliable ones), queue full (counted; an
-    /// [`Event::Room`] follows when it drained to half), unreachable (no address).
+    /// [`Event::Room`](super::Event::Room) follows when it drained to half), unreachable (no address).
     pub fn send(
         &mut self,
         now: Instant,
@@ -146,7 +146,7 @@ impl Engine {
     }
 
     /// One datagram received from `from`: a `wire::node` datagram envelope for this node from
-    /// a member becomes an [`Event::Message`] (its payload a slice of `datagram`). Malformed
+    /// a member becomes an [`Event::Message`](super::Event::Message) (its payload a slice of `datagram`). Malformed
     /// ones are counted in `malformed_datagrams`; those for another node or from a
     /// non-member in `unknown_senders`. The source address is not checked (a shell with
     /// sealed datagrams authenticates the sender).

@@ -884,19 +884,28 @@ proptest! {
     /// Whatever the inputs, nothing panics and every table stays within its bound.
     #[test]
     fn random_inputs_keep_every_bound(inputs in proptest::collection::vec(input(), 1..120)) {
-        let mut cfg = EngineConfig::default();
-        cfg.queue = QueueLimits::default().with_max_messages(4).with_max_bytes(300).with_deadline(ms(800));
-        cfg.max_control_frames = 3;
-        cfg.max_inbound_connections = 2;
-        cfg.max_events = 16;
-        cfg.rpc.max_pending = 3;
-        cfg.rpc.max_pending_per_peer = 2;
-        cfg.rpc.max_inbound = 2;
-        cfg.rpc.max_inbound_per_peer = 2;
-        cfg.connect_timeout = ms(300);
-        cfg.idle_timeout = ms(900);
-        cfg.admit_unknown = true;
-        cfg.reach = Some(crate::reach::Config { lease: crate::reach::LeasePolicy::Fixed(ms(600)), reachable_for: ms(1000), ..Default::default() });
+        let cfg = EngineConfig {
+            queue: QueueLimits::default().with_max_messages(4).with_max_bytes(300).with_deadline(ms(800)),
+            max_control_frames: 3,
+            max_inbound_connections: 2,
+            max_events: 16,
+            rpc: RpcConfig {
+                max_pending: 3,
+                max_pending_per_peer: 2,
+                max_inbound: 2,
+                max_inbound_per_peer: 2,
+                ..RpcConfig::default()
+            },
+            connect_timeout: ms(300),
+            idle_timeout: ms(900),
+            admit_unknown: true,
+            reach: Some(crate::reach::Config {
+                lease: crate::reach::LeasePolicy::Fixed(ms(600)),
+                reachable_for: ms(1000),
+                ..Default::default()
+            }),
+            ..EngineConfig::default()
+        };
         let mut now = origin();
         let mut e = Engine::new(NodeId(1), cfg.clone(), members(4), &[addr(0)], now).unwrap();
         let mut batch = FrameBatch::default();
