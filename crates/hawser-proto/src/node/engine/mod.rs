@@ -2,9 +2,11 @@
 //! connections, datagrams, requests with responses, and reachability — with no socket, no
 //! task and no clock.
 //!
-//! A shell (the tokio node layer, or the simulator in `hawser-sim`) owns the sockets and the
-//! clock: it dials and accepts connections, moves frames and datagrams, and feeds the outcome
-//! back; the engine decides what goes where and when.
+//! A shell owns the sockets and the clock: it dials and accepts connections, moves frames and
+//! datagrams, and feeds the outcome back; the engine decides what goes where and when. The
+//! simulator's `hawser_sim::cluster::Cluster` is such a shell. The engine keeps the semantics
+//! and counters of the tokio node layer (`hawser_net::node`), which still runs its own copy of
+//! this logic on tasks.
 //!
 //! # Organization
 //! - [`Engine`]: the state machine; [`EngineConfig`] and [`RpcConfig`]: its bounds.
