@@ -397,6 +397,17 @@ impl Engine {
         )
     }
 
+    /// The counters of every member, by increasing id.
+    pub fn all_peer_stats(&self) -> impl Iterator<Item = (NodeId, PeerStats)> + '_ {
+        let stats = |id| {
+            self.dests
+                .get(&id)
+                .map(Dest::peer_stats)
+                .unwrap_or_default()
+        };
+        self.membership.iter().map(move |m| (m.id, stats(m.id)))
+    }
+
     /// Node-wide counters.
     pub fn stats(&self) -> EngineStats {
         let mut stats = self.stats;

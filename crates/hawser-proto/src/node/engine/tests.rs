@@ -122,11 +122,15 @@ impl Shell {
                 match self.mode {
                     Dials::Connect => {
                         let me = self.nodes[i].id();
-                        let inbound = self.nodes[j]
-                            .handle_accepted(now, me, Some(addr(i)))
-                            .unwrap();
-                        self.links.insert((i, conn), (j, inbound));
-                        self.nodes[i].handle_dialed(now, conn, Ok(addr(j)));
+                        match self.nodes[j].handle_accepted(now, me, Some(addr(i))) {
+                            Ok(inbound) => {
+                                self.links.insert((i, conn), (j, inbound));
+                                self.nodes[i].handle_dialed(now, conn, Ok(addr(j)));
+                            }
+                            Err(_) => {
+                                self.nodes[i].handle_dialed(now, conn, Err(DialError::Refused))
+                            }
+                        }
                     }
                     Dials::Refuse => {
                         self.nodes[i].handle_dialed(now, conn, Err(DialError::Refused))
@@ -842,6 +846,89 @@ fn reachability_connects_members_and_reports_them_alive() {
     )));
     // Reachability frames count in no application counter.
     assert_eq!(s.nodes[0].peer_stats(NodeId(2)).unwrap().sent, 0);
+}
+
+#[test]
+fn a_connection_closed_while_writing_requeues_once_the_batch_returns() {
+    let mut s = Shell::new(2, quiet());
+    let now = s.now;
+    s.hold = true;
+    for p in [b"a", b"b"] {
+        s.node(0)
+            .send(now, NodeId(2), p, Delivery::Reliable)
+            .unwrap();
+    }
+    s.pump();
+    let (i, conn) = s.held.pop().unwrap();
+    let mut batch = FrameBatch::default();
+    assert!(s.node(i).take_frames(now, conn, &mut batch));
+    // The peer closes while the batch is being written: no dial until the batch returns.
+    let (j, inbound) = s.links.remove(&(i, conn)).unwrap();
+    s.node(j).handle_closed(now, inbound);
+    s.node(i).handle_closed(now, conn);
+    s.pump();
+    assert_eq!(s.dials.len(), 1);
+    assert!(s.events[0].contains(&Event::Disconnected { peer: NodeId(2) }));
+    s.hold = false;
+    s.node(i)
+        .handle_written(now, conn, &mut batch, Err(WriteError { written: 0 }));
+    s.node(0)
+        .send(now, NodeId(2), b"c", Delivery::Reliable)
+        .unwrap();
+    s.pump();
+    assert_eq!(s.dials.len(), 2);
+    let got: Vec<Vec<u8>> = s.messages(1).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+#[test]
+fn nodes_reported_by_the_flood_are_learned_unless_removed() {
+    let mut s = Shell::new(3, EngineConfig::default());
+    // Node 2 starts without node 3 in its membership; nodes 1 and 3 know everyone.
+    let mut partial = members(3);
+    partial.remove(NodeId(3));
+    s.nodes[1] = Engine::new(
+        NodeId(2),
+        EngineConfig::default(),
+        partial,
+        &[addr(1)],
+        s.now,
+    )
+    .unwrap();
+    s.advance(Duration::from_secs(4));
+    let learned: Vec<&Member> = s.events[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Learned(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(learned, [&Member::new(3, Role::Temporary, addr(2))]);
+    assert!(s.nodes[1].membership().contains(NodeId(3)));
+    assert!(s.nodes[1].is_alive(NodeId(3)));
+    assert_eq!(
+        s.nodes[1]
+            .all_peer_stats()
+            .map(|(id, _)| id.0)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // Removed by the application: the flood does not bring it back.
+    let now = s.now;
+    s.node(1)
+        .change_membership(now, MembershipChange::Remove(NodeId(3)))
+        .unwrap();
+    s.advance(Duration::from_secs(8));
+    assert!(!s.nodes[1].membership().contains(NodeId(3)));
+    let again = s.events[1]
+        .iter()
+        .filter(|e| matches!(e, Event::Learned(_)))
+        .count();
+    assert_eq!(again, 1);
+    assert!(
+        s.nodes[1].stats().refused_connections > 0,
+        "node 3's dials are refused"
+    );
 }
 
 use crate::reach::PeerEvent;
