@@ -7,6 +7,8 @@
 //!
 //! # Organization
 //! - [`SimNet`]: endpoints, the clock, links, the run loop.
+//! - [`cluster::Cluster`]: whole nodes (`hawser_proto::node::Engine`s) with connections,
+//!   datagrams, partitions, crashes and restarts, on the same kind of clock.
 //! - [`seed`], [`SeedGuard`], [`link_seed`]: where seeds come from; a panicking test prints
 //!   `HAWSER_SEED=<seed> to replay`, and `HAWSER_SEED` replays it.
 //! - [`LinkStats`], [`NetStats`], [`TraceEvent`]: what happened.
@@ -47,6 +49,7 @@
 //! assert_eq!(net.endpoint::<Echo>(b).unwrap().heard, 5);
 //! ```
 
+pub mod cluster;
 mod endpoint;
 mod link;
 mod net;

@@ -12,10 +12,13 @@
 //!   which a message is dropped, counted, when it reaches the head). Time is an argument.
 //! - [`Backoff`]: the capped exponential reconnect schedule.
 //! - [`PeerStats`]: the counters kept per destination.
+//! - [`Engine`] ([`engine`]): the whole node layer (queues, connections, datagrams, requests,
+//!   reachability) as one sans-IO state machine.
 //!
 //! The frame formats (hello, datagram envelope) live apart, in [`crate::wire::node`].
 
 mod backoff;
+pub mod engine;
 mod membership;
 mod queue;
 mod stats;
@@ -23,6 +26,7 @@ mod stats;
 use std::fmt;
 
 pub use backoff::Backoff;
+pub use engine::{Engine, EngineConfig, Event, Transmit};
 pub use membership::{
     Member, Membership, MembershipChange, MembershipError, MAX_ADDRS_PER_NODE, MAX_NODES,
 };
