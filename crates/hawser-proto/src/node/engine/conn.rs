@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::event::{
     CloseReason, ConnId, DialError, Event, Refusal, RequestError, Transmit, WriteError,
 };
-use super::peer::Link;
+use super::peer::ConnState;
 use super::Engine;
 use crate::node::{Delivery, FrameBatch, Member, MembershipError, NodeId, Role};
 use crate::wire::node::Frame;
@@ -46,7 +46,7 @@ impl Engine {
         let Some(d) = self.dests.get_mut(&id) else {
             return;
         };
-        d.link = Link::Dialing { conn, deadline };
+        d.link = ConnState::Dialing { conn, deadline };
         self.conns.insert(
             conn,
             Conn {
@@ -71,7 +71,7 @@ impl Engine {
         };
         d.stats.connect_failures += 1;
         let delay = d.backoff.next_delay();
-        d.link = Link::Backoff {
+        d.link = ConnState::Backoff {
             until: now.checked_add(delay).unwrap_or(now),
         };
         if let Some(m) = self.membership.get(id) {
@@ -89,7 +89,7 @@ impl Engine {
     /// This node's connection `conn` to `id` through `via` is gone (not an idle close).
     fn lost(&mut self, now: Instant, id: NodeId, via: SocketAddr, send_failed: bool) {
         if let Some(d) = self.dests.get_mut(&id) {
-            d.link = Link::Idle;
+            d.link = ConnState::Idle;
         }
         self.event(Event::Disconnected { peer: id });
         self.reach_input(now, |r, now| {
@@ -114,7 +114,7 @@ impl Engine {
         let now = self.clock(now);
         let current = self.conns.get(&conn).map(|c| c.peer).and_then(|peer| {
             let d = self.dests.get(&peer)?;
-            matches!(d.link, Link::Dialing { conn: c, .. } if c == conn).then_some(peer)
+            matches!(d.link, ConnState::Dialing { conn: c, .. } if c == conn).then_some(peer)
         });
         let Some(id) = current else {
             self.stats.unknown_conns += 1;
@@ -142,7 +142,7 @@ impl Engine {
                 d.stats.reconnects += 1;
             }
             d.connected_before = true;
-            d.link = Link::Connected { conn, via };
+            d.link = ConnState::Connected { conn, via };
             d.writable_signalled = false;
             d.last_active = now;
         }
@@ -427,10 +427,10 @@ impl Engine {
         }
         let link = self.dests.get(&c.peer).map(|d| d.link);
         match link {
-            Some(Link::Dialing { conn: on, .. }) if on == conn => {
+            Some(ConnState::Dialing { conn: on, .. }) if on == conn => {
                 self.dial_failed(now, c.peer);
             }
-            Some(Link::Connected { conn: on, via }) if on == conn => {
+            Some(ConnState::Connected { conn: on, via }) if on == conn => {
                 self.lost(now, c.peer, via, false);
             }
             _ => {}
@@ -442,7 +442,7 @@ impl Engine {
     fn live_outbound(&self, conn: ConnId) -> Option<NodeId> {
         let c = self.conns.get(&conn)?;
         let d = self.dests.get(&c.peer)?;
-        matches!(d.link, Link::Connected { conn: on, .. } if on == conn).then_some(c.peer)
+        matches!(d.link, ConnState::Connected { conn: on, .. } if on == conn).then_some(c.peer)
     }
 
     /// Member `id` was removed: its queue dropped, its connections closed, its requests
@@ -472,11 +472,11 @@ impl Engine {
 
     /// Closes `id`'s outbound connection in state `link`, if any, for a membership change
     /// (kept, marked closed, while a batch on it is being written).
-    fn close_link(&mut self, now: Instant, id: NodeId, link: Link) {
+    fn close_link(&mut self, now: Instant, id: NodeId, link: ConnState) {
         let (conn, via) = match link {
-            Link::Dialing { conn, .. } => (conn, None),
-            Link::Connected { conn, via } => (conn, Some(via)),
-            Link::Idle | Link::Backoff { .. } => return,
+            ConnState::Dialing { conn, .. } => (conn, None),
+            ConnState::Connected { conn, via } => (conn, Some(via)),
+            ConnState::Idle | ConnState::Backoff { .. } => return,
         };
         let writing = self
             .dests
@@ -502,7 +502,7 @@ impl Engine {
         let Some(d) = self.dests.get_mut(&id) else {
             return;
         };
-        let old = std::mem::replace(&mut d.link, Link::Idle);
+        let old = std::mem::replace(&mut d.link, ConnState::Idle);
         d.backoff.reset();
         self.close_link(now, id, old);
         self.kick(now, id);

@@ -52,7 +52,7 @@ pub use event::{
     RequestError, RequestId, RespondError, RpcStats, SendError, Transmit, WriteError,
 };
 
-use peer::{Dest, Link};
+use peer::{ConnState, Dest};
 
 /// The node layer of one node as a sans-IO state machine.
 ///
@@ -257,7 +257,7 @@ impl Engine {
             return;
         };
         match d.link {
-            Link::Dialing { conn, deadline } if now >= deadline => {
+            ConnState::Dialing { conn, deadline } if now >= deadline => {
                 self.transmits.push_back(Transmit::Close {
                     conn,
                     reason: CloseReason::ConnectTimeout,
@@ -265,14 +265,14 @@ impl Engine {
                 self.conns.remove(&conn);
                 self.dial_failed(now, id);
             }
-            Link::Backoff { until } if now >= until => d.link = Link::Idle,
-            Link::Connected { conn, .. }
+            ConnState::Backoff { until } if now >= until => d.link = ConnState::Idle,
+            ConnState::Connected { conn, .. }
                 if !d.has_work()
                     && d.in_flight.is_none()
                     && now.saturating_duration_since(d.last_active) >= idle =>
             {
                 // Not a loss: the next frame reconnects.
-                d.link = Link::Idle;
+                d.link = ConnState::Idle;
                 d.queue.release_buffer();
                 self.conns.remove(&conn);
                 self.transmits.push_back(Transmit::Close {
@@ -338,7 +338,7 @@ impl Engine {
         for d in self.dests.values_mut() {
             d.queue.clear();
             d.control.clear();
-            d.link = Link::Idle;
+            d.link = ConnState::Idle;
         }
         let conns = std::mem::take(&mut self.conns);
         for conn in conns.into_keys() {
@@ -490,12 +490,12 @@ impl Engine {
             return;
         };
         match d.link {
-            Link::Backoff { until } if now >= until => {
-                d.link = Link::Idle;
+            ConnState::Backoff { until } if now >= until => {
+                d.link = ConnState::Idle;
                 self.kick(now, id);
             }
-            Link::Idle if d.has_work() && d.in_flight.is_none() => self.dial(now, id),
-            Link::Connected { conn, .. }
+            ConnState::Idle if d.has_work() && d.in_flight.is_none() => self.dial(now, id),
+            ConnState::Connected { conn, .. }
                 if d.has_work() && d.in_flight.is_none() && !d.writable_signalled =>
             {
                 d.writable_signalled = true;

@@ -30,7 +30,7 @@ pub(super) enum Source {
 
 /// The outbound connection's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Link {
+pub(super) enum ConnState {
     /// No connection; dialled when there is work.
     Idle,
     /// A dial was asked for; abandoned at `deadline`.
@@ -50,7 +50,7 @@ pub(super) struct Dest {
     pub control: SendQueue,
     pub stats: PeerStats,
     pub backoff: Backoff,
-    pub link: Link,
+    pub link: ConnState,
     pub connected_before: bool,
     /// The batch the shell is writing, and on which connection.
     pub in_flight: Option<(ConnId, Source)>,
@@ -73,7 +73,7 @@ impl Dest {
             control: SendQueue::new(control),
             stats: PeerStats::default(),
             backoff: Backoff::new(config.backoff_initial, config.backoff_max),
-            link: Link::Idle,
+            link: ConnState::Idle,
             connected_before: false,
             in_flight: None,
             writable_signalled: false,
@@ -89,18 +89,18 @@ impl Dest {
 
     /// Whether the connection is up.
     pub fn is_connected(&self) -> bool {
-        matches!(self.link, Link::Connected { .. })
+        matches!(self.link, ConnState::Connected { .. })
     }
 
     /// The earliest instant at which `handle_timeout` has something to do here.
     pub fn next_timeout(&self, idle_timeout: Duration) -> Option<Instant> {
         let link = match self.link {
-            Link::Dialing { deadline, .. } => Some(deadline),
-            Link::Backoff { until } => Some(until),
-            Link::Connected { .. } if !self.has_work() && self.in_flight.is_none() => {
+            ConnState::Dialing { deadline, .. } => Some(deadline),
+            ConnState::Backoff { until } => Some(until),
+            ConnState::Connected { .. } if !self.has_work() && self.in_flight.is_none() => {
                 self.last_active.checked_add(idle_timeout)
             }
-            Link::Idle | Link::Connected { .. } => None,
+            ConnState::Idle | ConnState::Connected { .. } => None,
         };
         // A message expires once it waited *more* than the deadline.
         let after = |t: Instant| t.checked_add(Duration::from_nanos(1));
