@@ -43,7 +43,7 @@ use hawser_net::lsp::Codec;
 use tokio::time::Instant;
 
 use crate::hawser_rows::UdpPath;
-use crate::node_rows::NodeLink;
+use crate::node_rows::NodeVariant;
 use crate::raft_rows::{Cluster, RaftNet};
 use crate::report::{
     LossRow, Meta, Outcome, PingRow, PingRuntime, RaftRow, Report, ThroughputRow, RAFT_CLIENTS,
@@ -735,7 +735,7 @@ async fn node_throughput(plan: &Plan, report: &Arc<Mutex<Report>>) {
             messages,
             ..ThroughputRow::default()
         };
-        let mut rows: Vec<(NodeRow, ThroughputRow)> = NodeLink::ALL
+        let mut rows: Vec<(NodeRow, ThroughputRow)> = NodeVariant::ALL
             .into_iter()
             .filter(|l| plan.runs("throughput", l.name()))
             .map(|l| (NodeRow::Node(l), row(l.name())))
@@ -790,7 +790,7 @@ enum NodeRow {
     /// quinn (as `quinn`), the denominator of the encrypted-LSP target.
     RefQuinn,
     /// Two hawser nodes.
-    Node(NodeLink),
+    Node(NodeVariant),
 }
 
 impl NodeRow {

@@ -18,7 +18,7 @@ use crate::transports::RunResult;
 
 /// How the two nodes are joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeLink {
+pub enum NodeVariant {
     /// Noise session over TCP (the node's default).
     TcpSecure,
     /// Plaintext session over TCP (`Security::DangerPlaintext`).
@@ -44,78 +44,78 @@ pub enum NodeLink {
     LspAesBatch,
 }
 
-impl NodeLink {
+impl NodeVariant {
     /// Every node row, in the order of the table.
-    pub const ALL: [NodeLink; 10] = [
-        NodeLink::TcpSecure,
-        NodeLink::TcpPlain,
-        NodeLink::TcpSecureBatch,
-        NodeLink::TcpAesBatch,
-        NodeLink::TcpPlainBatch,
-        NodeLink::LspSecure,
-        NodeLink::LspPlain,
-        NodeLink::LspSecureBatch,
-        NodeLink::LspAesBatch,
-        NodeLink::LspPlainBatch,
+    pub const ALL: [NodeVariant; 10] = [
+        NodeVariant::TcpSecure,
+        NodeVariant::TcpPlain,
+        NodeVariant::TcpSecureBatch,
+        NodeVariant::TcpAesBatch,
+        NodeVariant::TcpPlainBatch,
+        NodeVariant::LspSecure,
+        NodeVariant::LspPlain,
+        NodeVariant::LspSecureBatch,
+        NodeVariant::LspAesBatch,
+        NodeVariant::LspPlainBatch,
     ];
 
     /// The row's name (also what `--only` matches).
     pub fn name(self) -> &'static str {
         match self {
-            NodeLink::TcpSecure => "node-tcp",
-            NodeLink::TcpPlain => "node-tcp-plain",
-            NodeLink::LspSecure => "node-lsp",
-            NodeLink::LspPlain => "node-lsp-plain",
-            NodeLink::TcpSecureBatch => "node-tcp-batch",
-            NodeLink::LspSecureBatch => "node-lsp-batch",
-            NodeLink::TcpPlainBatch => "node-tcp-plain-batch",
-            NodeLink::LspPlainBatch => "node-lsp-plain-batch",
-            NodeLink::TcpAesBatch => "node-tcp-aes-batch",
-            NodeLink::LspAesBatch => "node-lsp-aes-batch",
+            NodeVariant::TcpSecure => "node-tcp",
+            NodeVariant::TcpPlain => "node-tcp-plain",
+            NodeVariant::LspSecure => "node-lsp",
+            NodeVariant::LspPlain => "node-lsp-plain",
+            NodeVariant::TcpSecureBatch => "node-tcp-batch",
+            NodeVariant::LspSecureBatch => "node-lsp-batch",
+            NodeVariant::TcpPlainBatch => "node-tcp-plain-batch",
+            NodeVariant::LspPlainBatch => "node-lsp-plain-batch",
+            NodeVariant::TcpAesBatch => "node-tcp-aes-batch",
+            NodeVariant::LspAesBatch => "node-lsp-aes-batch",
         }
     }
 
     fn is_lsp(self) -> bool {
         matches!(
             self,
-            NodeLink::LspSecure
-                | NodeLink::LspPlain
-                | NodeLink::LspSecureBatch
-                | NodeLink::LspPlainBatch
-                | NodeLink::LspAesBatch
+            NodeVariant::LspSecure
+                | NodeVariant::LspPlain
+                | NodeVariant::LspSecureBatch
+                | NodeVariant::LspPlainBatch
+                | NodeVariant::LspAesBatch
         )
     }
 
     fn is_batch(self) -> bool {
         matches!(
             self,
-            NodeLink::TcpSecureBatch
-                | NodeLink::LspSecureBatch
-                | NodeLink::TcpPlainBatch
-                | NodeLink::LspPlainBatch
-                | NodeLink::TcpAesBatch
-                | NodeLink::LspAesBatch
+            NodeVariant::TcpSecureBatch
+                | NodeVariant::LspSecureBatch
+                | NodeVariant::TcpPlainBatch
+                | NodeVariant::LspPlainBatch
+                | NodeVariant::TcpAesBatch
+                | NodeVariant::LspAesBatch
         )
     }
 
     fn security(self) -> Security {
         match self {
-            NodeLink::TcpPlain
-            | NodeLink::LspPlain
-            | NodeLink::TcpPlainBatch
-            | NodeLink::LspPlainBatch => Security::DangerPlaintext,
-            NodeLink::TcpSecure
-            | NodeLink::LspSecure
-            | NodeLink::TcpSecureBatch
-            | NodeLink::LspSecureBatch => Security::Noise,
-            NodeLink::TcpAesBatch | NodeLink::LspAesBatch => Security::NoiseAesGcm,
+            NodeVariant::TcpPlain
+            | NodeVariant::LspPlain
+            | NodeVariant::TcpPlainBatch
+            | NodeVariant::LspPlainBatch => Security::DangerPlaintext,
+            NodeVariant::TcpSecure
+            | NodeVariant::LspSecure
+            | NodeVariant::TcpSecureBatch
+            | NodeVariant::LspSecureBatch => Security::Noise,
+            NodeVariant::TcpAesBatch | NodeVariant::LspAesBatch => Security::NoiseAesGcm,
         }
     }
 }
 
 /// Whether `name` is a node row (they run in a section of their own, at sizes of their own).
 pub fn is_node_row(name: &str) -> bool {
-    NodeLink::ALL.iter().any(|l| l.name() == name)
+    NodeVariant::ALL.iter().any(|l| l.name() == name)
 }
 
 /// From this size on, node rows send fewer messages per run ([`LARGE_MESSAGES`]).
@@ -144,7 +144,7 @@ fn free_port(udp: bool) -> Result<SocketAddr> {
 /// Two nodes, 1 and 2, that reach each other over `link` only. The listening ports are picked
 /// free and bound a moment later, so another socket may take one meanwhile (seen once in a full
 /// run, after the idle-connection section): a failed start is retried on fresh ports.
-async fn pair(link: NodeLink) -> Result<(Node, Node)> {
+async fn pair(link: NodeVariant) -> Result<(Node, Node)> {
     let mut attempt = 1;
     loop {
         match try_pair(link).await {
@@ -157,7 +157,7 @@ async fn pair(link: NodeLink) -> Result<(Node, Node)> {
     }
 }
 
-async fn try_pair(link: NodeLink) -> Result<(Node, Node)> {
+async fn try_pair(link: NodeVariant) -> Result<(Node, Node)> {
     let security = link.security();
     let addrs = [free_port(link.is_lsp())?, free_port(link.is_lsp())?];
     let addr_of = |id: u64| {
@@ -197,7 +197,7 @@ async fn try_pair(link: NodeLink) -> Result<(Node, Node)> {
 
 /// Node 1 sends `n` messages of `size` bytes to node 2, reliably, waiting for queue room.
 pub async fn throughput(
-    link: NodeLink,
+    link: NodeVariant,
     n: u64,
     size: usize,
     progress: Arc<AtomicU64>,

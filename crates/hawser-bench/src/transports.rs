@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::baselines;
 use crate::hawser_rows::{self, UdpPath};
-use crate::node_rows::{self, NodeLink};
+use crate::node_rows::{self, NodeVariant};
 
 /// Every socket binds here: only loopback is ever used.
 pub const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -108,13 +108,13 @@ impl Transport {
                 Transport::TcpBatched => baselines::tcp_throughput(n, size, true, progress).await,
                 Transport::Quinn => baselines::quinn_throughput(n, size, progress).await,
                 Transport::NodeTcp => {
-                    node_rows::throughput(NodeLink::TcpSecure, n, size, progress).await
+                    node_rows::throughput(NodeVariant::TcpSecure, n, size, progress).await
                 }
                 Transport::NodeTcpPlain => {
-                    node_rows::throughput(NodeLink::TcpPlain, n, size, progress).await
+                    node_rows::throughput(NodeVariant::TcpPlain, n, size, progress).await
                 }
                 Transport::NodeLsp => {
-                    node_rows::throughput(NodeLink::LspSecure, n, size, progress).await
+                    node_rows::throughput(NodeVariant::LspSecure, n, size, progress).await
                 }
                 _ => baselines::udp_throughput(n, size, progress).await,
             },
