@@ -324,12 +324,7 @@ impl Handshake {
             Role::Initiator => builder.build_initiator()?,
             Role::Responder => builder.build_responder()?,
         };
-        let mut signed = STATIC_KEY_CONTEXT.to_vec();
-        signed.extend_from_slice(&static_key.public);
-        let mut local_payload = vec![PAYLOAD_VERSION];
-        local_payload.extend_from_slice(&identity.public_key().to_bytes());
-        local_payload.extend_from_slice(&identity.sign(&signed));
-        protocols.emit(&mut local_payload);
+        let local_payload = identity_payload(identity, &static_key.public, protocols);
         Ok(Handshake {
             state,
             role,
@@ -458,6 +453,21 @@ impl Handshake {
         };
         Ok((cipher, remote))
     }
+}
+
+/// The identity payload of `identity` for the Noise static public key `static_public`.
+fn identity_payload(
+    identity: &Identity,
+    static_public: &[u8],
+    protocols: &ProtocolRegistry,
+) -> Vec<u8> {
+    let mut signed = STATIC_KEY_CONTEXT.to_vec();
+    signed.extend_from_slice(static_public);
+    let mut payload = vec![PAYLOAD_VERSION];
+    payload.extend_from_slice(&identity.public_key().to_bytes());
+    payload.extend_from_slice(&identity.sign(&signed));
+    protocols.emit(&mut payload);
+    payload
 }
 
 /// Parses and verifies an identity payload against the sender's Noise static key.
