@@ -27,10 +27,7 @@ use sha2::{Digest, Sha256};
 /// The first line of a key file.
 const KEY_FILE_MAGIC: &str = "hawser-identity v1";
 
-/// Length of an ed25519 public key, in bytes.
-pub const PUBLIC_KEY_LEN: usize = 32;
-/// Length of an ed25519 signature, in bytes.
-pub const SIGNATURE_LEN: usize = 64;
+pub use hawser_proto::wire::handshake::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// A node's long-term identity: an ed25519 signing key. The secret is wiped from memory when
 /// the value is dropped.

@@ -39,11 +39,15 @@
 
 use std::sync::Arc;
 
+use hawser_proto::wire::handshake::{
+    IdentityPayload, PlaintextHello, Prologue, Suite, MAGIC as PROLOGUE_MAGIC, NOISE_EPHEMERAL_LEN,
+};
+use hawser_proto::wire::WireError;
 use ring::aead::{Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 use snow::{Builder, HandshakeState, StatelessTransportState};
 
 use super::error::{CryptoError, HandshakeError};
-use super::identity::{Identity, PeerId, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use super::identity::{Identity, PeerId, PublicKey};
 use super::registry::ProtocolRegistry;
 
 /// The Noise pattern and primitives of the default cipher ([`NoiseCipher::ChaChaPoly`]).
@@ -51,7 +55,7 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// The same with [`NoiseCipher::AesGcm`].
 pub const NOISE_PARAMS_AESGCM: &str = "Noise_XX_25519_AESGCM_SHA256";
 /// Version of the session protocol, carried in the prologue. Version 2 added the suite byte.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = hawser_proto::wire::handshake::VERSION;
 /// What an identity signs, followed by its Noise static public key.
 pub const STATIC_KEY_CONTEXT: &[u8] = b"hawser-noise-static-key:";
 /// Largest Noise message (the Noise specification's limit).
@@ -62,11 +66,6 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 /// Longest network id, in bytes.
 pub const MAX_NETWORK_ID: usize = 64;
-
-const PROLOGUE_MAGIC: &[u8] = b"hawser-session";
-/// Bytes of a Noise ephemeral (X25519) public key, at the front of the first message.
-const EPHEMERAL_KEY_LEN: usize = 32;
-const PAYLOAD_VERSION: u8 = 1;
 
 /// The AEAD of a Noise session: every node of a cluster must use the same one; a peer with
 /// another is refused with [`HandshakeError::CipherMismatch`] (and hears
@@ -149,22 +148,22 @@ fn aes_instructions() -> bool {
     }
 }
 
-/// The prologue's suite byte: what protects the session (`None` is plaintext mode).
-fn suite_byte(cipher: Option<NoiseCipher>) -> u8 {
+/// The prologue's suite: what protects the session (`None` is plaintext mode).
+fn suite(cipher: Option<NoiseCipher>) -> Suite {
     match cipher {
-        None => 0,
-        Some(NoiseCipher::ChaChaPoly) => 1,
-        Some(NoiseCipher::AesGcm) => 2,
+        None => Suite::Plaintext,
+        Some(NoiseCipher::ChaChaPoly) => Suite::ChaChaPoly,
+        Some(NoiseCipher::AesGcm) => Suite::AesGcm,
     }
 }
 
 /// The name of a suite byte, for errors.
 fn suite_name(byte: u8) -> String {
-    match byte {
-        0 => "plaintext".to_owned(),
-        1 => NoiseCipher::ChaChaPoly.name().to_owned(),
-        2 => NoiseCipher::AesGcm.name().to_owned(),
-        other => format!("unknown suite {other}"),
+    match Suite::from_byte(byte) {
+        Some(Suite::Plaintext) => "plaintext".to_owned(),
+        Some(Suite::ChaChaPoly) => NoiseCipher::ChaChaPoly.name().to_owned(),
+        Some(Suite::AesGcm) => NoiseCipher::AesGcm.name().to_owned(),
+        None => format!("unknown suite {byte}"),
     }
 }
 
@@ -193,19 +192,18 @@ impl NetworkId {
     }
 }
 
-/// Bytes of the prologue before the network id: magic, version, suite, length.
-const PROLOGUE_HEAD: usize = PROLOGUE_MAGIC.len() + 4;
+/// The prologue of `network` and `cipher`: `wire::handshake`'s [`Prologue`].
+fn wire_prologue(network: &NetworkId, cipher: Option<NoiseCipher>) -> Prologue<'_> {
+    let prologue = Prologue::new(suite(cipher), network.0.as_bytes());
+    // NetworkId::new bounds the length to MAX_NETWORK_ID, below the format's bound.
+    prologue.expect("a network id fits a prologue")
+}
 
 /// The prologue bytes for `network` and `cipher` (`None`: plaintext mode; see the
 /// [module docs](self)).
 pub fn prologue(network: &NetworkId, cipher: Option<NoiseCipher>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PROLOGUE_HEAD + network.0.len());
-    out.extend_from_slice(PROLOGUE_MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    out.push(suite_byte(cipher));
-    // NetworkId::new bounds the length to MAX_NETWORK_ID (< 256).
-    out.push(network.0.len() as u8);
-    out.extend_from_slice(network.0.as_bytes());
+    let mut out = Vec::new();
+    wire_prologue(network, cipher).emit(&mut out);
     out
 }
 
@@ -220,37 +218,31 @@ pub fn check_prologue(
     cipher: Option<NoiseCipher>,
     theirs: &[u8],
 ) -> Result<(), HandshakeError> {
-    let rest = theirs
-        .strip_prefix(PROLOGUE_MAGIC)
-        .ok_or(HandshakeError::Malformed("not a hawser session hello"))?;
-    if rest.len() < 2 {
-        return Err(HandshakeError::Malformed("hello too short"));
-    }
-    let version = u16::from_be_bytes([rest[0], rest[1]]);
+    // The version first: it sets the layout of the rest.
+    let version = Prologue::peek_version(theirs).map_err(|e| match e {
+        WireError::Truncated => HandshakeError::Malformed("hello too short"),
+        _ => HandshakeError::Malformed("not a hawser session hello"),
+    })?;
     if version != PROTOCOL_VERSION {
         return Err(HandshakeError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             theirs: version,
         });
     }
-    if rest.len() < 4 {
-        return Err(HandshakeError::Malformed("hello too short"));
-    }
-    if rest[2] != suite_byte(cipher) {
+    let theirs = Prologue::parse(theirs).map_err(|e| match e {
+        WireError::Truncated => HandshakeError::Malformed("hello too short"),
+        _ => HandshakeError::Malformed("hello length"),
+    })?;
+    if theirs.suite() != suite(cipher).byte() {
         return Err(HandshakeError::CipherMismatch {
-            ours: suite_name(suite_byte(cipher)),
-            theirs: suite_name(rest[2]),
+            ours: suite_name(suite(cipher).byte()),
+            theirs: suite_name(theirs.suite()),
         });
     }
-    let len = usize::from(rest[3]);
-    let net = rest
-        .get(4..4 + len)
-        .filter(|n| n.len() == rest.len() - 4)
-        .ok_or(HandshakeError::Malformed("hello length"))?;
-    if net != ours.0.as_bytes() {
+    if theirs.network() != ours.0.as_bytes() {
         return Err(HandshakeError::NetworkMismatch {
             ours: ours.0.clone(),
-            theirs: String::from_utf8_lossy(net).into_owned(),
+            theirs: String::from_utf8_lossy(theirs.network()).into_owned(),
         });
     }
     Ok(())
@@ -463,11 +455,16 @@ fn identity_payload(
 ) -> Vec<u8> {
     let mut signed = STATIC_KEY_CONTEXT.to_vec();
     signed.extend_from_slice(static_public);
-    let mut payload = vec![PAYLOAD_VERSION];
-    payload.extend_from_slice(&identity.public_key().to_bytes());
-    payload.extend_from_slice(&identity.sign(&signed));
-    protocols.emit(&mut payload);
-    payload
+    let mut list = Vec::new();
+    protocols.emit(&mut list);
+    let payload = IdentityPayload {
+        public_key: identity.public_key().to_bytes(),
+        signature: identity.sign(&signed),
+        protocols: &list,
+    };
+    let mut out = Vec::new();
+    payload.emit(&mut out);
+    out
 }
 
 /// Parses and verifies an identity payload against the sender's Noise static key.
@@ -475,23 +472,21 @@ pub(super) fn parse_identity_payload(
     payload: &[u8],
     remote_static: &[u8],
 ) -> Result<Remote, HandshakeError> {
-    const HEAD: usize = 1 + PUBLIC_KEY_LEN + SIGNATURE_LEN;
-    if payload.len() < HEAD || payload[0] != PAYLOAD_VERSION {
-        return Err(HandshakeError::Malformed("identity payload"));
-    }
-    let mut key = [0u8; PUBLIC_KEY_LEN];
-    key.copy_from_slice(&payload[1..1 + PUBLIC_KEY_LEN]);
-    let mut sig = [0u8; SIGNATURE_LEN];
-    sig.copy_from_slice(&payload[1 + PUBLIC_KEY_LEN..HEAD]);
-    let public_key =
-        PublicKey::from_bytes(&key).map_err(|_| HandshakeError::Malformed("identity key"))?;
+    let payload = IdentityPayload::parse(payload)
+        .map_err(|_| HandshakeError::Malformed("identity payload"))?;
+    let public_key = PublicKey::from_bytes(&payload.public_key)
+        .map_err(|_| HandshakeError::Malformed("identity key"))?;
     let mut signed = STATIC_KEY_CONTEXT.to_vec();
     signed.extend_from_slice(remote_static);
-    if !public_key.verify(&signed, &sig) {
+    if !public_key.verify(&signed, &payload.signature) {
         return Err(HandshakeError::BadSignature);
     }
-    let protocols = ProtocolRegistry::parse(&payload[HEAD..])
-        .map_err(|_| HandshakeError::Malformed("protocol list"))?;
+    let protocols = payload
+        .protocol_list()
+        .map_err(|_| HandshakeError::Malformed("protocol list"))
+        .and_then(|l| {
+            ProtocolRegistry::from_list(&l).map_err(|_| HandshakeError::Malformed("protocol list"))
+        })?;
     Ok(Remote {
         public_key,
         peer_id: public_key.peer_id(),
@@ -505,9 +500,15 @@ pub fn plaintext_hello(
     network: &NetworkId,
     protocols: &ProtocolRegistry,
 ) -> Vec<u8> {
-    let mut out = prologue(network, None);
-    out.extend_from_slice(&identity.public_key().to_bytes());
-    protocols.emit(&mut out);
+    let mut list = Vec::new();
+    protocols.emit(&mut list);
+    let hello = PlaintextHello {
+        prologue: wire_prologue(network, None),
+        public_key: identity.public_key().to_bytes(),
+        protocols: &list,
+    };
+    let mut out = Vec::new();
+    hello.emit(&mut out);
     out
 }
 
@@ -522,17 +523,16 @@ pub fn parse_plaintext_hello(
     expected: Option<PeerId>,
 ) -> Result<Remote, HandshakeError> {
     // Check the prologue part first, whatever its length, to name a foreign network.
-    let plen = check_hello_prologue(network, None, hello)?;
-    let rest = &hello[plen..];
-    if rest.len() < PUBLIC_KEY_LEN {
-        return Err(HandshakeError::Malformed("hello"));
-    }
-    let mut key = [0u8; PUBLIC_KEY_LEN];
-    key.copy_from_slice(&rest[..PUBLIC_KEY_LEN]);
-    let public_key =
-        PublicKey::from_bytes(&key).map_err(|_| HandshakeError::Malformed("identity key"))?;
-    let protocols = ProtocolRegistry::parse(&rest[PUBLIC_KEY_LEN..])
-        .map_err(|_| HandshakeError::Malformed("protocol list"))?;
+    check_hello_prologue(network, None, hello)?;
+    let hello = PlaintextHello::parse(hello).map_err(|_| HandshakeError::Malformed("hello"))?;
+    let public_key = PublicKey::from_bytes(&hello.public_key)
+        .map_err(|_| HandshakeError::Malformed("identity key"))?;
+    let protocols = hello
+        .protocol_list()
+        .map_err(|_| HandshakeError::Malformed("protocol list"))
+        .and_then(|l| {
+            ProtocolRegistry::from_list(&l).map_err(|_| HandshakeError::Malformed("protocol list"))
+        })?;
     let remote = Remote {
         public_key,
         peer_id: public_key.peer_id(),
@@ -553,14 +553,10 @@ fn check_hello_prologue(
     network: &NetworkId,
     cipher: Option<NoiseCipher>,
     hello: &[u8],
-) -> Result<usize, HandshakeError> {
-    let net_len = hello.get(PROLOGUE_HEAD - 1).copied().unwrap_or(0);
-    let their_plen = PROLOGUE_HEAD + usize::from(net_len);
-    let their_prologue = hello
-        .get(..their_plen)
-        .ok_or(HandshakeError::Malformed("hello"))?;
-    check_prologue(network, cipher, their_prologue)?;
-    Ok(their_plen)
+) -> Result<(), HandshakeError> {
+    let (their_prologue, _) =
+        Prologue::split_front(hello).ok_or(HandshakeError::Malformed("hello"))?;
+    check_prologue(network, cipher, their_prologue)
 }
 
 /// Names the mismatch when the first message of a peer shows it runs the other mode: a
@@ -575,10 +571,10 @@ pub fn foreign_mode_error(
 ) -> Option<HandshakeError> {
     let hello = match cipher {
         Some(_) => message,
-        None if message.starts_with(PROLOGUE_MAGIC) => return None,
-        None => message.get(EPHEMERAL_KEY_LEN..)?,
+        None if message.starts_with(PROLOGUE_MAGIC.as_slice()) => return None,
+        None => message.get(NOISE_EPHEMERAL_LEN..)?,
     };
-    if !hello.starts_with(PROLOGUE_MAGIC) {
+    if !hello.starts_with(PROLOGUE_MAGIC.as_slice()) {
         return None;
     }
     check_hello_prologue(network, cipher, hello).err()

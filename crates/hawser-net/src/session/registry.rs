@@ -19,12 +19,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Most protocols in one registry.
-pub const MAX_PROTOCOLS: usize = 64;
-/// Longest protocol name, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
-/// Most versions of one protocol.
-pub const MAX_VERSIONS: usize = 16;
+use hawser_proto::wire::handshake::ProtocolList;
+pub use hawser_proto::wire::handshake::{MAX_NAME_LEN, MAX_PROTOCOLS, MAX_VERSIONS};
+
 /// First id free for applications; lower ids are hawser's.
 pub const FIRST_APPLICATION_ID: u32 = 1024;
 
@@ -127,52 +124,37 @@ impl ProtocolRegistry {
         self.protocols.values()
     }
 
-    /// Appends the list in its wire format (see the [module docs](self)).
+    /// Appends the list in its wire format (`hawser_proto::wire::handshake`).
     pub fn emit(&self, out: &mut Vec<u8>) {
-        // The registry holds at most MAX_PROTOCOLS (< u16::MAX) entries.
-        out.extend_from_slice(&(self.protocols.len() as u16).to_be_bytes());
-        for p in self.protocols.values() {
-            out.extend_from_slice(&p.id.0.to_be_bytes());
-            // Names are at most MAX_NAME_LEN (< 256) bytes, versions at most MAX_VERSIONS.
-            out.push(p.name.len() as u8);
-            out.extend_from_slice(p.name.as_bytes());
-            out.push(p.versions.len() as u8);
-            for v in &p.versions {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
+        let entries = self
+            .protocols
+            .values()
+            .map(|p| (p.id.0, p.name.as_str(), p.versions.as_slice()));
+        let written = ProtocolList::encode(entries, out);
+        // `register` and `Protocol::new` keep a registry within the list's bounds, by id.
+        debug_assert!(written.is_ok(), "a registry is a valid protocol list");
     }
 
     /// Parses a list in its wire format; the whole of `bytes` must be used.
     ///
     /// # Errors
-    /// [`RegistryError`] on any malformed or out-of-bounds field.
+    /// [`RegistryError::Truncated`] when the bytes are not a list
+    /// (`hawser_proto::wire::handshake::ProtocolList::parse`), and as
+    /// [`register`](Self::register) (the reserved id 0).
     pub fn parse(bytes: &[u8]) -> Result<ProtocolRegistry, RegistryError> {
-        let mut r = Reader(bytes);
-        let count = usize::from(r.u16()?);
-        if count > MAX_PROTOCOLS {
-            return Err(RegistryError::Full);
-        }
+        let list = ProtocolList::parse(bytes).map_err(|_| RegistryError::Truncated)?;
+        ProtocolRegistry::from_list(&list)
+    }
+
+    /// The registry of a decoded list.
+    ///
+    /// # Errors
+    /// As [`register`](Self::register) (the reserved id 0).
+    pub fn from_list(list: &ProtocolList<'_>) -> Result<ProtocolRegistry, RegistryError> {
         let mut registry = ProtocolRegistry::new();
-        let mut last = None;
-        for _ in 0..count {
-            let id = ProtocolId(r.u32()?);
-            if last.is_some_and(|l| l >= id) {
-                return Err(RegistryError::Truncated);
-            }
-            last = Some(id);
-            let name_len = usize::from(r.u8()?);
-            let name = std::str::from_utf8(r.take(name_len)?)
-                .map_err(|_| RegistryError::BadName(String::new()))?;
-            let n = usize::from(r.u8()?);
-            let mut versions = Vec::with_capacity(n.min(MAX_VERSIONS));
-            for _ in 0..n {
-                versions.push(r.u16()?);
-            }
-            registry.register(Protocol::new(id, name, &versions)?)?;
-        }
-        if !r.0.is_empty() {
-            return Err(RegistryError::Truncated);
+        for entry in list.iter() {
+            let versions: Vec<u16> = entry.versions.collect();
+            registry.register(Protocol::new(ProtocolId(entry.id), entry.name, &versions)?)?;
         }
         Ok(registry)
     }
@@ -247,37 +229,10 @@ pub enum RegistryError {
     /// More than [`MAX_PROTOCOLS`] protocols.
     #[error("more than {MAX_PROTOCOLS} protocols")]
     Full,
-    /// The wire bytes end early, carry trailing bytes or unsorted ids.
+    /// The wire bytes are not a protocol list: they end early, carry trailing bytes,
+    /// unsorted ids or a field out of its bounds.
     #[error("malformed protocol list")]
     Truncated,
-}
-
-/// A bounds-checked reader over untrusted bytes.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RegistryError> {
-        if self.0.len() < n {
-            return Err(RegistryError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, RegistryError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, RegistryError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, RegistryError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
 }
 
 #[cfg(test)]
