@@ -39,6 +39,7 @@
 
 use std::sync::Arc;
 
+use hawser_proto::wire::channel::{self, CounterOrder};
 use hawser_proto::wire::handshake::{
     IdentityPayload, PlaintextHello, Prologue, Suite, MAGIC as PROLOGUE_MAGIC, NOISE_EPHEMERAL_LEN,
 };
@@ -61,7 +62,7 @@ pub const STATIC_KEY_CONTEXT: &[u8] = b"hawser-noise-static-key:";
 /// Largest Noise message (the Noise specification's limit).
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
 /// Bytes the AEAD adds to each message.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = hawser_proto::wire::channel::TAG_LEN;
 /// Largest plaintext in one Noise message.
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 /// Longest network id, in bytes.
@@ -121,12 +122,11 @@ impl NoiseCipher {
     /// The Noise nonce of message `n`: 32 zero bits, then `n` little-endian for ChaChaPoly
     /// and big-endian for AESGCM.
     fn nonce(self, n: u64) -> Nonce {
-        let mut bytes = [0u8; 12];
-        match self {
-            NoiseCipher::ChaChaPoly => bytes[4..].copy_from_slice(&n.to_le_bytes()),
-            NoiseCipher::AesGcm => bytes[4..].copy_from_slice(&n.to_be_bytes()),
-        }
-        Nonce::assume_unique_for_key(bytes)
+        let order = match self {
+            NoiseCipher::ChaChaPoly => CounterOrder::LittleEndian,
+            NoiseCipher::AesGcm => CounterOrder::BigEndian,
+        };
+        Nonce::assume_unique_for_key(channel::nonce(n, order))
     }
 }
 
