@@ -1,7 +1,10 @@
 //! Handshake and transport-mode tests of the Noise channel.
 
+use super::cipher::{MAX_PLAINTEXT, PROTOCOL_VERSION};
+use super::handshake::{identity_payload, parse_identity_payload};
+use super::hello::{check_prologue, parse_plaintext_hello, plaintext_hello, prologue};
 use super::*;
-use crate::session::registry::{Protocol, ProtocolId};
+use crate::wire::handshake::MAGIC as PROLOGUE_MAGIC;
 
 fn registry() -> ProtocolRegistry {
     let mut r = ProtocolRegistry::new();
