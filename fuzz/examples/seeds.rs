@@ -14,9 +14,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hawser_net::session::framing::Envelope;
-use hawser_net::session::noise::{plaintext_hello, prologue, NoiseCipher};
-use hawser_net::session::{Identity, NetworkId, Protocol, ProtocolId, ProtocolRegistry};
+use hawser_proto::session::cipher::STATIC_KEY_CONTEXT;
+use hawser_proto::session::hello::{plaintext_hello, prologue};
+use hawser_proto::session::{
+    Identity, NetworkId, NoiseCipher, Protocol, ProtocolId, ProtocolRegistry,
+};
+use hawser_proto::wire::channel::Envelope;
+use hawser_proto::wire::handshake::IdentityPayload;
+use hawser_proto::wire::stream::{StreamHeader, StreamStatus};
 use hawser_proto::wire::node::{Datagram, FramedHello, Hello, SealedDatagram};
 use hawser_proto::wire::reach::{self, Event, EventBody, Stamp};
 use hawser_proto::wire::refusal::{Refusal, RefusalReason};
@@ -262,6 +267,41 @@ fn main() {
         "prologue",
         &prologue(&network, Some(NoiseCipher::ChaChaPoly)),
     );
+
+    write("handshake_messages", "list", &list);
+    write(
+        "handshake_messages",
+        "plaintext-hello",
+        &plaintext_hello(&identity, &network, &protocols),
+    );
+    write(
+        "handshake_messages",
+        "prologue-aesgcm",
+        &prologue(&network, Some(NoiseCipher::AesGcm)),
+    );
+    let mut signed = STATIC_KEY_CONTEXT.to_vec();
+    signed.extend_from_slice(&[0x11; 32]);
+    let mut payload = Vec::new();
+    IdentityPayload {
+        public_key: identity.public_key().to_bytes(),
+        signature: identity.sign(&signed),
+        protocols: &list,
+    }
+    .emit(&mut payload);
+    write("handshake_messages", "identity", &payload);
+
+    for (name, s) in [
+        ("accepted", StreamStatus::Accepted),
+        ("no-handler", StreamStatus::NoHandler),
+        ("overloaded", StreamStatus::Overloaded),
+    ] {
+        write("stream_status", name, &s.to_bytes());
+    }
+    let header = StreamHeader {
+        protocol: 1024,
+        version: 2,
+    };
+    write("stream_status", "header", &header.to_bytes());
 
     let envelopes = [
         (

@@ -5,8 +5,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hawser_net::session::noise::{Handshake, NoiseCipher, Role};
-use hawser_net::session::{Identity, NetworkId, Protocol, ProtocolId, ProtocolRegistry};
+use hawser_proto::session::{
+    Handshake, Identity, NetworkId, NoiseCipher, Protocol, ProtocolId, ProtocolRegistry, Role,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

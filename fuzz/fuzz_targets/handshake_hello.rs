@@ -5,12 +5,12 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hawser_net::session::fuzzing::parse_identity_payload;
-use hawser_net::session::noise::{
-    check_prologue, foreign_mode_error, parse_plaintext_hello, plaintext_hello, NoiseCipher,
-    STATIC_KEY_CONTEXT,
+use hawser_proto::session::cipher::STATIC_KEY_CONTEXT;
+use hawser_proto::session::fuzzing::parse_identity_payload;
+use hawser_proto::session::hello::{
+    check_prologue, foreign_mode_error, parse_plaintext_hello, plaintext_hello,
 };
-use hawser_net::session::{Identity, NetworkId, ProtocolRegistry};
+use hawser_proto::session::{Identity, NetworkId, NoiseCipher, ProtocolRegistry};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

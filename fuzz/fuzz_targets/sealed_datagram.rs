@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use arbitrary::Arbitrary;
-use hawser_net::node::fuzzing::{DatagramKeys, Window};
-use hawser_net::session::NoiseCipher;
+use hawser_proto::session::fuzzing::{DatagramKeys, Window};
+use hawser_proto::session::NoiseCipher;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

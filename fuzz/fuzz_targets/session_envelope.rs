@@ -1,8 +1,8 @@
 //! Message-transport envelopes of sessions: `Envelope::parse` never panics, and what parses
-//! emits the input byte for byte.
+//! emits the input byte for byte; a data envelope's body cuts into ciphertext and tag.
 #![no_main]
 
-use hawser_net::session::framing::Envelope;
+use hawser_proto::wire::channel::{split_tag, Envelope, TAG_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,4 +13,13 @@ fuzz_target!(|data: &[u8]| {
     envelope.emit(&mut out);
     assert_eq!(out, data);
     assert_eq!(envelope.buffer_len(), data.len());
+    if let Envelope::Data { body, .. } = envelope {
+        match split_tag(body) {
+            Some((ciphertext, tag)) => {
+                assert_eq!(ciphertext.len() + TAG_LEN, body.len());
+                assert!(body.ends_with(tag));
+            }
+            None => assert!(body.len() < TAG_LEN),
+        }
+    }
 });

@@ -2,8 +2,7 @@
 //! emits a list that parses to the same registry; negotiation is symmetric.
 #![no_main]
 
-use hawser_net::session::registry::negotiate;
-use hawser_net::session::ProtocolRegistry;
+use hawser_proto::session::{negotiate, ProtocolRegistry};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (&[u8], &[u8])| {

@@ -1,10 +1,9 @@
 //! Serde support for the session types that appear in `node::Settings` (feature `serde`):
-//! each is written as the text it prints and parses.
+//! each is written as the text it prints and parses. `NetworkId` and `PeerId` are
+//! `hawser_proto`'s, with their serde support (the id as text, the `PeerId` in base58).
 //!
 //! | type | form |
 //! | --- | --- |
-//! | `NetworkId` | the id, 1 to 64 bytes |
-//! | `PeerId` | base58, as printed by `hawser keygen` |
 //! | `TransportAddr` | `tcp://IP:PORT`, `lsp://IP:PORT`, `ws://IP:PORT`, `mem://NAME` |
 //! | `Security` | `noise`, `noise_aes_gcm` or `danger_plaintext` |
 
@@ -14,7 +13,7 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::session::{NetworkId, PeerId, Security, TransportAddr};
+use crate::session::{Security, TransportAddr};
 
 /// Deserializes a string through `parse`, reporting its error.
 fn from_text<'de, D, T, E>(
@@ -44,30 +43,6 @@ where
     }
 
     d.deserialize_str(Text { what, parse })
-}
-
-impl Serialize for NetworkId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for NetworkId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NetworkId, D::Error> {
-        from_text(d, "a network id of 1 to 64 bytes", NetworkId::new)
-    }
-}
-
-impl Serialize for PeerId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PeerId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PeerId, D::Error> {
-        from_text(d, "a PeerId (base58)", PeerId::from_str)
-    }
 }
 
 impl Serialize for TransportAddr {

@@ -8,14 +8,17 @@
 //!
 //! # Layers
 //! - [`wire`]: message formats only, stateless: the reference-compatible JSON codec, the binary
-//!   codec, the LSP checksum, and the node layer's frames, reachability events and requests.
-//!   Decoders never panic.
+//!   codec, the LSP checksum, the node layer's frames, reachability events and requests, and
+//!   the session layer's handshake messages, channel framing, streams and refusals. Decoders
+//!   never panic.
 //! - [`lsp`]: the Live Sequence Protocol: [`lsp::ClientEndpoint`], [`lsp::ServerEndpoint`] and
 //!   the [`lsp::Connection`] they own.
 //! - [`node`]: the node layer's sans-IO parts: node ids, roles and groups, the membership, and
 //!   each destination's bounded send queue.
 //! - [`reach`]: reachability: peer liveness as leases, each address's existence and
 //!   reachability, and flooded events with de-duplication.
+//! - [`session`]: sessions' sans-IO parts: identities, the Noise handshake, transport and
+//!   datagram encryption with the replay window, the protocol registry and its negotiation.
 //! - [`fault`]: a seeded fault injector (loss, delay, duplication, reordering, corruption) used by
 //!   the simulator and by the fault-injecting socket.
 //! - [`transmit`]: the [`DatagramEndpoint`] boundary every driver uses.
@@ -84,6 +87,7 @@ pub mod node;
 pub mod reach;
 #[cfg(feature = "serde")]
 pub mod serde_util;
+pub mod session;
 pub mod transmit;
 pub mod wire;
 

@@ -538,7 +538,7 @@ async fn accept_app_stream<L: Connector>(core: Arc<Core<L>>, stream: Stream, pee
         Ok(permit) => (StreamStatus::Accepted, Some(permit)),
         Err(status) => (status, None),
     };
-    if stream.write_all(&[status as u8]).await.is_err() {
+    if stream.write_all(&status.to_bytes()).await.is_err() {
         return;
     }
     if let Some(permit) = permit {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hawser_proto::node::{Delivery, Member, NodeId};
 use hawser_proto::wire::node::{app_frame_header, MAX_APP_PAYLOAD};
+use hawser_proto::wire::rpc::FrameHeader;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -517,14 +518,15 @@ impl<L: Connector> Core<L> {
 }
 
 impl<L: Connector> FrameSink for Core<L> {
-    fn push_rpc(&self, to: NodeId, header: &[u8], tail: &[u8]) -> Result<(), SendError> {
+    fn push_rpc(&self, to: NodeId, header: &FrameHeader, tail: &[u8]) -> Result<(), SendError> {
         if self.is_stopping() {
             return Err(SendError::Stopped);
         }
         if to == self.id {
-            // The frame's body: after the 4-byte length and the kind byte.
-            let mut body = bytes::BytesMut::with_capacity(header.len() + tail.len());
-            body.extend_from_slice(header.get(5..).unwrap_or_default());
+            // The frame's body: the message, after the frame's length and kind byte.
+            let head = header.message_head();
+            let mut body = bytes::BytesMut::with_capacity(head.len() + tail.len());
+            body.extend_from_slice(head);
             body.extend_from_slice(tail);
             self.rpc.handle_frame(self.id, body.freeze());
             return Ok(());
@@ -533,7 +535,7 @@ impl<L: Connector> FrameSink for Core<L> {
             return Err(SendError::Stopped);
         };
         match core.plan(to, tail.len(), Delivery::Reliable)? {
-            Plan::Queue(peer) => core.enqueue_frame(&peer, header, tail),
+            Plan::Queue(peer) => core.enqueue_frame(&peer, header.as_slice(), tail),
             // `to` is not this node, and reliable: always queued.
             Plan::Local | Plan::Datagram(_) => Err(SendError::Stopped),
         }

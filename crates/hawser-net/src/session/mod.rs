@@ -2,19 +2,23 @@
 //! protocols on their own streams over swappable transports.
 //!
 //! # Organization
+//! The sans-IO parts (identities, the Noise handshake, transport encryption, the protocol
+//! registry) are `hawser_proto::session`'s, and every message format is `hawser_proto::wire`'s;
+//! this module drives them over transports and re-exports their types at the paths below.
 //! Bottom to top:
 //! - [`transport`]: byte streams (TCP, in-memory duplex) and message transports (LSP,
 //!   WebSocket, in-memory channels), addressed by [`TransportAddr`] (`tcp://`, `lsp://`,
 //!   `ws://`, `mem://`).
 //! - [`framing`]: the 2-byte length prefix on byte streams and the message envelope (with an
-//!   explicit counter) on message transports.
-//! - [`identity`]: ed25519 [`Identity`], [`PublicKey`], printable [`PeerId`], key files.
+//!   explicit counter) on message transports, cut from a byte stream by a bounded codec.
+//! - [`identity`]: ed25519 [`Identity`], [`PublicKey`], printable [`PeerId`], key files
+//!   (re-exported).
 //! - [`noise`]: the Noise `XX` handshake (ChaCha20-Poly1305 or AES-256-GCM) bound to
-//!   identities, and transport-mode encryption, sans-IO.
+//!   identities, and transport-mode encryption (re-exported).
 //! - [`mux`]: yamux with lowered bounds ([`MuxConfig`]).
-//! - [`registry`]: numbered, named, versioned protocols and their negotiation.
+//! - [`registry`]: numbered, named, versioned protocols and their negotiation (re-exported).
 //! - The session API: [`SessionConfig`], [`connect`], [`accept`], [`dial`], [`Listener`],
-//!   [`Session`], [`Stream`].
+//!   [`Session`], [`Stream`]; the handshake's driver, and the sealed I/O objects under yamux.
 //! - [`error`]: why a handshake, a stream or a session failed.
 //!
 //! `docs/security.md` describes the threat model, the handshake and the limits.

@@ -29,8 +29,8 @@ use super::framing::{
 };
 use super::identity::PeerId;
 use super::noise::{
-    foreign_mode_error, parse_plaintext_hello, plaintext_hello, security_name, Cipher, Handshake,
-    NoiseCipher, Remote, Role, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, PROTOCOL_VERSION, TAG_LEN,
+    foreign_mode_error, parse_plaintext_hello, plaintext_hello, Cipher, Handshake, NoiseCipher,
+    Remote, Role, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, PROTOCOL_VERSION, TAG_LEN,
 };
 use super::sealed::{SealedMessages, SealedStream};
 use super::session::SessionConfig;
@@ -248,7 +248,7 @@ fn refused(config: &SessionConfig, bytes: &[u8]) -> HandshakeError {
         RefusalReason::VersionMismatch => format!("ours {PROTOCOL_VERSION}, theirs {theirs}"),
         RefusalReason::CipherMismatch => format!(
             "ours {}, theirs {theirs}",
-            security_name(config.security.cipher())
+            hawser_proto::session::security_name(config.security.cipher())
         ),
         RefusalReason::NetworkMismatch => {
             format!("ours {:?}, theirs {theirs:?}", config.network_id.as_str())

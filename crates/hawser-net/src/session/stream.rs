@@ -28,7 +28,7 @@ pub const STREAM_HEADER_LEN: usize = stream_wire::STREAM_HEADER_LEN;
 /// The reserved protocol of the stream that carries a refusal
 /// ([`Session::refuse`](super::Session::refuse)): never registered nor negotiated, its
 /// stream (header version 1) holds one `hawser_proto::wire::refusal` and ends.
-pub const REFUSAL_STREAM: ProtocolId = ProtocolId(stream_wire::REFUSAL_PROTOCOL);
+pub use super::registry::REFUSAL_STREAM;
 
 /// Where `route_inbound` queues each inbound stream, per protocol.
 pub(super) struct Routes {

@@ -21,6 +21,16 @@
 //! The explicit counter lets the receiver drop a retransmitted duplicate before decryption;
 //! a late duplicate of a handshake step is dropped too.
 //!
+//! # Sealed messages
+//! A transport message (a Noise message after the handshake) is the ciphertext followed by a
+//! [`TAG_LEN`]-byte tag. Its AEAD nonce is not sent: each direction counts its messages from
+//! 0, and message `n` is sealed under
+//! ```text
+//! nonce = 0x00000000 | n:u64       (little-endian for ChaChaPoly, big-endian for AESGCM)
+//! ```
+//! as the Noise specification says for each cipher ([`nonce`], [`CounterOrder`]). A sealed
+//! node datagram (`wire::node`) uses the same layout with the counter big-endian.
+//!
 //! # Refusals
 //! An end that refuses the handshake sends a refusal ([`super::refusal`]) before it closes: on
 //! byte streams as a message of its own (a refusal starts with `hawser-refusal` and is at most
@@ -34,6 +44,11 @@ use super::WireError;
 pub const LENGTH_PREFIX_LEN: usize = 2;
 /// Bytes a data envelope adds on message transports (kind and counter).
 pub const DATA_HEADER_LEN: usize = 1 + 8;
+
+/// Bytes of the AEAD tag at the end of every sealed message.
+pub const TAG_LEN: usize = 16;
+/// Bytes of an AEAD nonce.
+pub const NONCE_LEN: usize = 12;
 
 const KIND_DATA: u8 = 0x00;
 const KIND_HELLO: u8 = 0x04;
@@ -62,6 +77,31 @@ pub fn put_data_header(out: &mut [u8], counter: u64) {
     };
     head[0] = KIND_DATA;
     head[1..].copy_from_slice(&counter.to_be_bytes());
+}
+
+/// How a cipher writes its message counter into the nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CounterOrder {
+    /// Least significant byte first (Noise's ChaChaPoly).
+    LittleEndian,
+    /// Most significant byte first (Noise's AESGCM, sealed node datagrams).
+    BigEndian,
+}
+
+/// The nonce of message `counter`: 4 zero bytes, then the counter in `order`.
+pub fn nonce(counter: u64, order: CounterOrder) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[NONCE_LEN - 8..].copy_from_slice(&match order {
+        CounterOrder::LittleEndian => counter.to_le_bytes(),
+        CounterOrder::BigEndian => counter.to_be_bytes(),
+    });
+    n
+}
+
+/// A sealed message cut into its ciphertext and its tag; `None` when it is shorter than a
+/// tag.
+pub fn split_tag(sealed: &[u8]) -> Option<(&[u8], &[u8; TAG_LEN])> {
+    sealed.split_last_chunk::<TAG_LEN>()
 }
 
 /// A parsed message-transport envelope.
@@ -225,7 +265,36 @@ mod tests {
         assert_eq!(prefixed_len(&[]), None);
     }
 
+    #[test]
+    fn nonce_and_tag_golden_bytes() {
+        let n = 0x0102_0304_0506_0708;
+        assert_eq!(
+            nonce(n, CounterOrder::LittleEndian),
+            [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]
+        );
+        assert_eq!(
+            nonce(n, CounterOrder::BigEndian),
+            [0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(nonce(0, CounterOrder::BigEndian), [0; NONCE_LEN]);
+        let sealed: Vec<u8> = (0..20).collect();
+        let (ciphertext, tag) = split_tag(&sealed).unwrap();
+        assert_eq!(ciphertext, [0, 1, 2, 3]);
+        assert_eq!(tag[..], sealed[4..]);
+        assert_eq!(split_tag(&sealed[..TAG_LEN]).unwrap().0, b"");
+        assert_eq!(split_tag(&sealed[..TAG_LEN - 1]), None);
+    }
+
     proptest! {
+        #[test]
+        fn nonces_carry_the_counter(counter in any::<u64>()) {
+            let le = nonce(counter, CounterOrder::LittleEndian);
+            let be = nonce(counter, CounterOrder::BigEndian);
+            prop_assert_eq!(&le[..4], &[0; 4]);
+            prop_assert_eq!(u64::from_le_bytes(le[4..].try_into().unwrap()), counter);
+            prop_assert_eq!(u64::from_be_bytes(be[4..].try_into().unwrap()), counter);
+        }
+
         #[test]
         fn envelopes_round_trip(kind in 0u8..6, counter in any::<u64>(),
                                 body in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -16,6 +16,8 @@
 //! - [`channel`] frames a session's secure channel: the length prefix of each Noise message
 //!   on byte streams, and the envelope (data with its counter, handshake steps, hello,
 //!   refusal) on message transports.
+//! - [`handshake`] holds the session handshake's messages: the prologue, the plaintext-mode
+//!   hello, the identity payload inside the Noise handshake, and the protocol list.
 //! - [`refusal`] is what one end of a session handshake sends before closing, saying why.
 //! - [`stream`] is the header that opens every stream of a session (protocol and version).
 //!
@@ -25,6 +27,7 @@ pub mod bundle;
 pub mod channel;
 pub mod checksum;
 mod cursor;
+pub mod handshake;
 pub mod lsp_binary;
 pub mod lsp_json;
 pub mod node;

@@ -65,7 +65,7 @@ pub const DATAGRAM_HEADER_LEN: usize = 20;
 /// Length of a sealed datagram's header (authenticated, in clear), before the ciphertext.
 pub const SEALED_HEADER_LEN: usize = 28;
 /// Length of a sealed datagram's authentication tag (Poly1305), after the ciphertext.
-pub const SEALED_TAG_LEN: usize = 16;
+pub const SEALED_TAG_LEN: usize = super::channel::TAG_LEN;
 /// Length of a datagram key ([`FrameKind::DatagramKey`]'s body).
 pub const DATAGRAM_KEY_LEN: usize = 32;
 
@@ -459,7 +459,7 @@ pub fn app_frame_header(payload_len: usize) -> Option<[u8; APP_FRAME_HEADER_LEN]
 }
 
 /// Length of a sealed datagram's nonce ([`SealedDatagram::nonce`]).
-pub const SEALED_NONCE_LEN: usize = 12;
+pub const SEALED_NONCE_LEN: usize = super::channel::NONCE_LEN;
 
 /// An unreliable datagram: sender, intended receiver, payload (borrowed from the datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -552,9 +552,17 @@ impl<'a> SealedDatagram<'a> {
     /// The 96-bit nonce of the seal: 4 zero bytes, then [`counter`](Self::counter)
     /// big-endian.
     pub fn nonce(&self) -> [u8; SEALED_NONCE_LEN] {
-        let mut n = [0u8; SEALED_NONCE_LEN];
-        n[4..].copy_from_slice(&self.counter.to_be_bytes());
-        n
+        super::channel::nonce(self.counter, super::channel::CounterOrder::BigEndian)
+    }
+
+    /// The ciphertext, without its tag (`parse` checked the tag is there).
+    pub fn ciphertext(&self) -> &'a [u8] {
+        super::channel::split_tag(self.sealed).map_or(&[], |(c, _)| c)
+    }
+
+    /// The tag at the end of [`sealed`](Self::sealed), if there is one.
+    pub fn tag(&self) -> Option<&'a [u8; SEALED_TAG_LEN]> {
+        super::channel::split_tag(self.sealed).map(|(_, t)| t)
     }
 
     /// Appends the encoded datagram ([`buffer_len`](Self::buffer_len) bytes) to `out`.
@@ -756,6 +764,8 @@ mod tests {
         assert_eq!(d.sealed, &SEALED_1_TO_2[28..]);
         assert_eq!(d.header(), SEALED_1_TO_2[..SEALED_HEADER_LEN]);
         assert_eq!(d.nonce(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02]);
+        assert_eq!(d.ciphertext(), b"x");
+        assert_eq!(d.tag().unwrap()[..], SEALED_1_TO_2[29..]);
         let bytes = emit_after_a5(|o| d.emit(o));
         assert_eq!(bytes, SEALED_1_TO_2);
         assert_eq!(d.buffer_len(), bytes.len());

@@ -31,7 +31,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::cursor::Reader;
-use super::node::FrameKind;
+use super::node::{FrameKind, FRAME_KIND_LEN, FRAME_LEN_PREFIX};
 use super::WireError;
 
 /// Type byte of a request.
@@ -61,7 +61,7 @@ pub const RESPONSE_HEADER_LEN: usize = 1 + 8 + 1;
 /// The largest fixed part of any rpc message (a "too large" response).
 pub const MAX_FIXED_LEN: usize = RESPONSE_HEADER_LEN + 1 + 8 + 8;
 /// The largest frame header [`Rpc::frame_header`] gives: length prefix, kind byte, fixed part.
-pub const MAX_FRAME_HEADER_LEN: usize = 4 + 1 + MAX_FIXED_LEN;
+pub const MAX_FRAME_HEADER_LEN: usize = FRAME_LEN_PREFIX + FRAME_KIND_LEN + MAX_FIXED_LEN;
 
 /// Which part of an exchange was too large.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,6 +141,14 @@ impl FrameHeader {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+
+    /// The message's fixed fields: the header after the frame's length prefix and kind byte
+    /// (what [`Rpc::parse`] reads first, in front of the tail).
+    pub fn message_head(&self) -> &[u8] {
+        self.as_slice()
+            .get(FRAME_LEN_PREFIX + FRAME_KIND_LEN..)
+            .unwrap_or_default()
+    }
 }
 
 impl<'a> Rpc<'a> {
@@ -200,14 +208,15 @@ impl<'a> Rpc<'a> {
     /// message's fixed fields. `None` when the frame's length does not fit in 4 bytes.
     pub fn frame_header(&self) -> Option<FrameHeader> {
         let (fixed, fixed_len) = self.fixed();
-        let frame_len = u32::try_from(1 + fixed_len + self.tail().len()).ok()?;
+        let frame_len = u32::try_from(FRAME_KIND_LEN + fixed_len + self.tail().len()).ok()?;
+        let head = FRAME_LEN_PREFIX + FRAME_KIND_LEN;
         let mut bytes = [0u8; MAX_FRAME_HEADER_LEN];
-        bytes[..4].copy_from_slice(&frame_len.to_be_bytes());
-        bytes[4] = FrameKind::Rpc.byte();
-        bytes[5..5 + fixed_len].copy_from_slice(&fixed[..fixed_len]);
+        bytes[..FRAME_LEN_PREFIX].copy_from_slice(&frame_len.to_be_bytes());
+        bytes[FRAME_LEN_PREFIX] = FrameKind::Rpc.byte();
+        bytes[head..head + fixed_len].copy_from_slice(&fixed[..fixed_len]);
         Some(FrameHeader {
             bytes,
-            len: 5 + fixed_len,
+            len: head + fixed_len,
         })
     }
 
@@ -437,6 +446,9 @@ mod tests {
             assert_eq!(len, frame.len() - 4);
             assert_eq!(FrameKind::of(&frame[4..]).unwrap(), FrameKind::Rpc);
             assert_eq!(&frame[5..], &body[..]);
+            let mut head = header.message_head().to_vec();
+            head.extend_from_slice(m.tail());
+            assert_eq!(head, &body[..]);
         }
     }
 

@@ -10,6 +10,16 @@
 //! one refusal (`wire::refusal`) and ends. The acceptor of a stream reads exactly
 //! [`STREAM_HEADER_LEN`] bytes, so every 6 bytes are a header; whether its protocol and
 //! version were agreed is the session's to check.
+//!
+//! On a node's application stream (after the header, the opener's framed hello,
+//! `wire::node`), the acceptor answers with one [`StreamStatus`] byte:
+//!
+//! ```text
+//! status = 0x00 accepted | 0x01 no handler | 0x02 overloaded
+//! ```
+//!
+//! After `accepted` the stream carries the application's bytes both ways; after another
+//! status the acceptor resets it.
 
 use bytes::BufMut;
 
@@ -87,6 +97,62 @@ impl StreamHeader {
     }
 }
 
+/// Length of an encoded [`StreamStatus`].
+pub const STREAM_STATUS_LEN: usize = 1;
+
+/// What a node accepting an application stream answers its opener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamStatus {
+    /// The stream was handed to an acceptor.
+    Accepted,
+    /// Nobody accepts streams of the protocol.
+    NoHandler,
+    /// The acceptor's backlog is full.
+    Overloaded,
+}
+
+impl StreamStatus {
+    /// The status's byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            StreamStatus::Accepted => 0x00,
+            StreamStatus::NoHandler => 0x01,
+            StreamStatus::Overloaded => 0x02,
+        }
+    }
+
+    /// The status of a byte.
+    ///
+    /// # Errors
+    /// [`WireError::UnknownType`] for a byte that is no status.
+    pub fn from_byte(byte: u8) -> Result<StreamStatus, WireError> {
+        match byte {
+            0x00 => Ok(StreamStatus::Accepted),
+            0x01 => Ok(StreamStatus::NoHandler),
+            0x02 => Ok(StreamStatus::Overloaded),
+            other => Err(WireError::UnknownType(u64::from(other))),
+        }
+    }
+
+    /// Parses a status (exactly [`STREAM_STATUS_LEN`] byte).
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] for no byte, [`WireError::Malformed`] for more,
+    /// [`WireError::UnknownType`] for a byte that is no status; never panics.
+    pub fn parse(bytes: &[u8]) -> Result<StreamStatus, WireError> {
+        match bytes {
+            [] => Err(WireError::Truncated),
+            [b] => StreamStatus::from_byte(*b),
+            _ => Err(WireError::Malformed("trailing bytes after stream status")),
+        }
+    }
+
+    /// The encoded status.
+    pub fn to_bytes(self) -> [u8; STREAM_STATUS_LEN] {
+        [self.byte()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -130,7 +196,37 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn stream_status_golden_bytes_and_malformed_input() {
+        for (status, byte) in [
+            (StreamStatus::Accepted, 0),
+            (StreamStatus::NoHandler, 1),
+            (StreamStatus::Overloaded, 2),
+        ] {
+            assert_eq!(status.to_bytes(), [byte]);
+            assert_eq!(StreamStatus::parse(&[byte]), Ok(status));
+            assert_eq!(StreamStatus::from_byte(status.byte()), Ok(status));
+        }
+        assert_eq!(StreamStatus::parse(&[]), Err(WireError::Truncated));
+        assert_eq!(StreamStatus::parse(&[3]), Err(WireError::UnknownType(3)));
+        assert!(matches!(
+            StreamStatus::parse(&[0, 0]),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn stream_statuses_round_trip_or_are_refused(b in any::<u8>()) {
+            match StreamStatus::from_byte(b) {
+                Ok(s) => prop_assert_eq!(s.to_bytes(), [b]),
+                Err(e) => {
+                    prop_assert!(b > 2);
+                    prop_assert_eq!(e, WireError::UnknownType(u64::from(b)));
+                }
+            }
+        }
+
         #[test]
         fn round_trips(protocol in any::<u32>(), version in any::<u16>()) {
             let h = StreamHeader { protocol, version };

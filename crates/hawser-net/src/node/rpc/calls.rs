@@ -48,7 +48,7 @@ impl RpcEngine {
             max: max as u64,
         })?;
         loop {
-            match link.push_rpc(to, header.as_slice(), &payload) {
+            match link.push_rpc(to, &header, &payload) {
                 Ok(()) => break,
                 Err(SendError::QueueFull(_)) => {
                     let now = tokio::time::Instant::now();
@@ -132,7 +132,7 @@ impl RpcEngine {
         if let (Some(link), Some(header)) = (self.link(), cancel.frame_header()) {
             // Best effort: a full queue or a stopped node loses the cancel, and the peer's
             // handler sees the deadline pass instead.
-            let _ = link.push_rpc(to, header.as_slice(), &[]);
+            let _ = link.push_rpc(to, &header, &[]);
         }
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_proto::node::NodeId;
-use hawser_proto::wire::rpc::{truncate_message, Outcome, Rpc};
+use hawser_proto::wire::rpc::{truncate_message, FrameHeader, Outcome, Rpc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -148,7 +148,7 @@ pub(crate) trait FrameSink: Send + Sync + 'static {
     /// Queues one rpc frame for `to`, `header` then `tail` (or hands it to this node's own
     /// engine when `to` is this node). Never blocks: `SendError::QueueFull` when there is no
     /// room.
-    fn push_rpc(&self, to: NodeId, header: &[u8], tail: &[u8]) -> Result<(), SendError>;
+    fn push_rpc(&self, to: NodeId, header: &FrameHeader, tail: &[u8]) -> Result<(), SendError>;
     /// Resolves when room may have been freed in `to`'s queue.
     fn room(&self, to: NodeId) -> BoxFuture<'_, ()>;
     /// Opens a stream of `protocol` to `to`, on the session to it.

@@ -112,15 +112,13 @@ impl RpcEngine {
             bump(&self.counters.responses_unsent);
             return Err(RespondError::Unsent(SendError::Stopped));
         };
-        match link.push_rpc(from, header.as_slice(), msg.tail()) {
+        match link.push_rpc(from, &header, msg.tail()) {
             Ok(()) => Ok(()),
             // A handler's answer waits for room until the request's deadline; the engine's own
             // refusals (no deadline) do not, so a flood of refused requests spawns nothing.
             Err(SendError::QueueFull(_)) => match deadline {
                 Some(deadline) => {
-                    let frame = [header.as_slice(), msg.tail()].concat();
-                    let header_len = header.as_slice().len();
-                    self.answer_later(link, from, frame, header_len, deadline);
+                    self.answer_later(link, from, header, msg.tail().to_vec(), deadline);
                     Ok(())
                 }
                 None => {
@@ -141,8 +139,8 @@ impl RpcEngine {
         &self,
         link: Arc<dyn FrameSink>,
         from: NodeId,
-        frame: Vec<u8>,
-        header_len: usize,
+        header: FrameHeader,
+        tail: Vec<u8>,
         deadline: Instant,
     ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -151,9 +149,8 @@ impl RpcEngine {
         };
         let id = self.id;
         rt.spawn(async move {
-            let (header, tail) = frame.split_at(header_len);
             loop {
-                match link.push_rpc(from, header, tail) {
+                match link.push_rpc(from, &header, &tail) {
                     Ok(()) => return,
                     Err(SendError::QueueFull(_)) if Instant::now() < deadline => {
                         let _ = tokio::time::timeout(ROOM_POLL, link.room(from)).await;

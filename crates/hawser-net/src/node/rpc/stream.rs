@@ -5,8 +5,8 @@
 //! stream header (protocol and version), then one length-prefixed framed hello naming the
 //! opening node (`hawser_proto::wire::node::FramedHello`). The acceptor checks the hello as
 //! it checks a messages stream's (the pins of the session's proven identity, the
-//! membership), then writes one status byte ([`StreamStatus`]); after `Accepted`, the stream
-//! is the application's, both ways.
+//! membership), then writes one status byte ([`StreamStatus`], `hawser_proto::wire::stream`);
+//! after `Accepted`, the stream is the application's, both ways.
 
 use std::io;
 use std::pin::Pin;
@@ -15,34 +15,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hawser_proto::node::NodeId;
+pub(crate) use hawser_proto::wire::stream::StreamStatus;
+use hawser_proto::wire::stream::STREAM_STATUS_LEN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::{bump, lock, RpcEngine, ServeError, StreamError};
 use crate::session::{ProtocolId, Stream, FIRST_APPLICATION_ID};
-
-/// What an accepting node answers an opener, in one byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum StreamStatus {
-    /// The stream was handed to an acceptor.
-    Accepted = 0,
-    /// Nobody accepts streams of the protocol.
-    NoHandler = 1,
-    /// The acceptor's backlog is full.
-    Overloaded = 2,
-}
-
-impl StreamStatus {
-    fn from_byte(b: u8) -> Option<StreamStatus> {
-        match b {
-            0 => Some(StreamStatus::Accepted),
-            1 => Some(StreamStatus::NoHandler),
-            2 => Some(StreamStatus::Overloaded),
-            _ => None,
-        }
-    }
-}
 
 /// Reads the acceptor's status byte from a freshly opened stream, within `timeout`.
 pub(crate) async fn read_stream_status<S: AsyncRead + Unpin>(
@@ -50,15 +29,15 @@ pub(crate) async fn read_stream_status<S: AsyncRead + Unpin>(
     protocol: ProtocolId,
     timeout: Duration,
 ) -> Result<(), StreamError> {
-    let mut b = [0u8; 1];
+    let mut b = [0u8; STREAM_STATUS_LEN];
     match tokio::time::timeout(timeout, stream.read_exact(&mut b)).await {
         Err(_) => Err(StreamError::Io(io::ErrorKind::TimedOut.into())),
         Ok(Err(e)) => Err(StreamError::Io(e)),
-        Ok(Ok(_)) => match StreamStatus::from_byte(b[0]) {
-            Some(StreamStatus::Accepted) => Ok(()),
-            Some(StreamStatus::NoHandler) => Err(StreamError::NoHandler(protocol)),
-            Some(StreamStatus::Overloaded) => Err(StreamError::Overloaded),
-            None => Err(StreamError::Io(io::Error::new(
+        Ok(Ok(_)) => match StreamStatus::parse(&b) {
+            Ok(StreamStatus::Accepted) => Ok(()),
+            Ok(StreamStatus::NoHandler) => Err(StreamError::NoHandler(protocol)),
+            Ok(StreamStatus::Overloaded) => Err(StreamError::Overloaded),
+            Err(_) => Err(StreamError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "unknown stream status",
             ))),

@@ -1,7 +1,10 @@
 //! Handshake and transport-mode tests of the Noise channel.
 
+use super::cipher::{MAX_PLAINTEXT, PROTOCOL_VERSION};
+use super::handshake::{identity_payload, parse_identity_payload};
+use super::hello::{check_prologue, parse_plaintext_hello, plaintext_hello, prologue};
 use super::*;
-use crate::session::registry::{Protocol, ProtocolId};
+use crate::wire::handshake::MAGIC as PROLOGUE_MAGIC;
 
 fn registry() -> ProtocolRegistry {
     let mut r = ProtocolRegistry::new();
@@ -376,4 +379,82 @@ proptest::proptest! {
         longer.extend_from_slice(&extra);
         proptest::prop_assert!(check_prologue(&net, cipher, &longer).is_err());
     }
+}
+
+/// Bytes from a hex string (whitespace ignored).
+fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Two protocols, for the golden lists.
+fn golden_registry() -> ProtocolRegistry {
+    let mut r = registry();
+    r.register(Protocol::new(ProtocolId(1024), "kv", &[3]).unwrap())
+        .unwrap();
+    r
+}
+
+/// The protocol list of [`golden_registry`].
+const GOLDEN_LIST: &str = "0002 00000007 04 6563686f 02 0001 0002 00000400 02 6b76 01 0003";
+/// The ed25519 public key of the secret `[4; 32]`.
+const GOLDEN_KEY: &str = "ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c";
+/// Its signature of `STATIC_KEY_CONTEXT` then `[0x11; 32]`.
+const GOLDEN_SIG: &str = "77d16e4d7ca4daf23ca3bde060daa660127d911571489780b0af64d339b9da7c\
+                          c9c5030f26a34cf0d24be15c783ee280058bcb39729f6a0fd349d6510e656a08";
+
+#[test]
+fn protocol_list_golden_bytes() {
+    let mut out = vec![];
+    golden_registry().emit(&mut out);
+    assert_eq!(out, unhex(GOLDEN_LIST));
+    assert_eq!(ProtocolRegistry::parse(&out).unwrap(), golden_registry());
+}
+
+#[test]
+fn prologue_golden_bytes() {
+    let net = NetworkId::new("n").unwrap();
+    // "hawser-session" | version 2 | suite | length 1 | "n"
+    let magic = "6861777365722d73657373696f6e";
+    for (cipher, suite) in [
+        (None, "00"),
+        (Some(NoiseCipher::ChaChaPoly), "01"),
+        (Some(NoiseCipher::AesGcm), "02"),
+    ] {
+        let golden = unhex(&format!("{magic} 0002 {suite} 01 6e"));
+        assert_eq!(prologue(&net, cipher), golden);
+        assert!(check_prologue(&net, cipher, &golden).is_ok());
+    }
+}
+
+#[test]
+fn plaintext_hello_golden_bytes() {
+    let id = Identity::from_secret_bytes(&[4; 32]);
+    let net = NetworkId::new("n").unwrap();
+    let golden = unhex(&format!(
+        "6861777365722d73657373696f6e 0002 00 01 6e {GOLDEN_KEY} {GOLDEN_LIST}"
+    ));
+    assert_eq!(plaintext_hello(&id, &net, &golden_registry()), golden);
+    let remote = parse_plaintext_hello(&net, &golden, Some(id.peer_id())).unwrap();
+    assert_eq!(remote.protocols, golden_registry());
+}
+
+#[test]
+fn identity_payload_golden_bytes() {
+    let id = Identity::from_secret_bytes(&[4; 32]);
+    let golden = unhex(&format!("01 {GOLDEN_KEY} {GOLDEN_SIG} {GOLDEN_LIST}"));
+    assert_eq!(
+        identity_payload(&id, &[0x11; 32], &golden_registry()),
+        golden
+    );
+    let remote = parse_identity_payload(&golden, &[0x11; 32]).unwrap();
+    assert_eq!(remote.peer_id, id.peer_id());
+    assert_eq!(remote.protocols, golden_registry());
+    assert!(matches!(
+        parse_identity_payload(&golden, &[0x12; 32]),
+        Err(HandshakeError::BadSignature)
+    ));
 }
