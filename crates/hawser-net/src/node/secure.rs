@@ -116,6 +116,7 @@ impl Settings {
         TransportConfig {
             lsp: self.lsp.clone(),
             lsp_loopback_message: self.lsp_loopback_message,
+            custom_transports: self.custom_transports.clone(),
             ..TransportConfig::default()
         }
     }
