@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `NetworkId` | the id, 1 to 64 bytes |
 //! | `PeerId` | base58, as printed by `hawser keygen` |
-//! | `TransportAddr` | `tcp://IP:PORT`, `lsp://IP:PORT`, `ws://IP:PORT`, `mem://NAME` |
+//! | `TransportAddr` | `tcp://IP:PORT`, `lsp://IP:PORT`, `ws://IP:PORT`, `mem://NAME`, `SCHEME://REST` |
 //! | `Security` | `noise`, `noise_aes_gcm` or `danger_plaintext` |
 
 use std::fmt;

@@ -2,6 +2,17 @@
 //! and message transports ([`MessageTransport`]: LSP, WebSocket, in-memory channels). A
 //! connected transport is a [`RawConnection`].
 //!
+//! # Organization
+//! - [`Transport`]: dials and listens on the addresses of one scheme, returning
+//!   [`RawConnection`]s; its listener is a [`TransportListener`]. hawser's four transports
+//!   implement it, and so can an application's (the trait's docs have a complete one).
+//! - [`TransportRegistry`]: the transports an application adds, by scheme (at most
+//!   [`MAX_TRANSPORTS`]), in [`TransportConfig::custom_transports`].
+//! - [`dial`] and [`RawListener::bind`]: look up the transport of an address's scheme
+//!   ([`TransportConfig::transport`]) and use it; a scheme without one is an
+//!   [`UnknownTransport`] error.
+//! - [`TransportConfig`]: the bounds of hawser's transports.
+//!
 //! # Addresses
 //! [`TransportAddr`] parses and prints:
 //!
@@ -11,8 +22,12 @@
 //! | `lsp://127.0.0.1:7001` | LSP over UDP (`hawser_net::lsp`, message transport) |
 //! | `ws://127.0.0.1:7002` | WebSocket over TCP, path `/hawser` (message transport) |
 //! | `mem://name` | in-process duplex pipe (byte stream), for tests |
+//! | `uds:///run/app.sock` | any other scheme: [`TransportAddr::Other`], for the transport registered for it |
 //!
-//! Host names are not resolved: give an IP address and port.
+//! Host names are not resolved: give an IP address and port. A scheme is a lowercase ASCII
+//! letter, then lowercase letters, digits, `+`, `-` or `.`, at most [`MAX_SCHEME_LEN`] bytes;
+//! an address of another scheme is at most [`MAX_ADDR_LEN`] bytes, with no space or control
+//! character.
 
 mod lsp;
 mod memory;
