@@ -665,8 +665,10 @@ mod tests {
         }
         assert_eq!(r.register(Arc::new(Named("s9"))), Err(RegisterError::Full));
         assert!(r.contains("uds") && r.contains("mem") && !r.contains("s9"));
-        let mut config = TransportConfig::default();
-        config.custom_transports = r;
+        let config = TransportConfig {
+            custom_transports: r,
+            ..TransportConfig::default()
+        };
         let addr: TransportAddr = "uds:///x".parse().unwrap();
         let err = dial(&addr, &config).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
