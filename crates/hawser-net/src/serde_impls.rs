@@ -4,7 +4,7 @@
 //!
 //! | type | form |
 //! | --- | --- |
-//! | `TransportAddr` | `tcp://IP:PORT`, `lsp://IP:PORT`, `ws://IP:PORT`, `mem://NAME` |
+//! | `TransportAddr` | `tcp://IP:PORT`, `lsp://IP:PORT`, `ws://IP:PORT`, `mem://NAME`, `SCHEME://REST` |
 //! | `Security` | `noise`, `noise_aes_gcm` or `danger_plaintext` |
 
 use std::fmt;

@@ -473,6 +473,8 @@ suite!(SessionMem: request_response, refusals, deadlines, local_errors, dead_pee
     large_messages);
 suite!(SessionLsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
     large_messages);
+suite!(SessionUds: request_response, refusals, deadlines, local_errors, dead_peers, streams,
+    large_messages);
 
 /// `serve_with` runs at most `max_inbound` handlers at once, counting those still running after
 /// they answered.

@@ -485,3 +485,7 @@ suite!(SessionMem: exchange, broadcast_groups, per_sender_order, errors_at_once,
 suite!(SessionLsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
     restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
     idle_connection_closes, stop_leaves_no_task);
+// A transport written outside hawser, through its public seam (`node_common::uds`).
+suite!(SessionUds: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
+    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
+    idle_connection_closes, stop_leaves_no_task);

@@ -131,11 +131,18 @@ fn addresses_parse_and_print() {
         "lsp://[::1]:7001",
         "ws://127.0.0.1:7002",
         "mem://x",
+        "udp://1.2.3.4:5",
     ] {
         assert_eq!(s.parse::<TransportAddr>().unwrap().to_string(), s);
     }
+    // A scheme hawser has no transport for names another transport's address.
+    assert!(matches!(
+        "udp://1.2.3.4:5".parse::<TransportAddr>(),
+        Ok(TransportAddr::Other { scheme, rest }) if scheme == "udp" && rest == "1.2.3.4:5"
+    ));
     for s in [
-        "udp://1.2.3.4:5",
+        "UDP://1.2.3.4:5",
+        "udp://",
         "tcp://host:1",
         "mem://",
         "tcp:127.0.0.1:1",

@@ -9,6 +9,7 @@ use hawser_proto::lsp;
 use hawser_proto::node::{NodeId, QueueLimits, MAX_NODES};
 use hawser_proto::reach;
 
+use crate::session::transport::TransportRegistry;
 use crate::session::{
     ConfigError, Identity, NetworkId, PeerId, Protocol, Security, TransportAddr,
     FIRST_APPLICATION_ID,
@@ -135,12 +136,20 @@ pub struct Settings {
     /// `docs/security.md`). Default empty.
     pub pins: BTreeMap<NodeId, Vec<PeerId>>,
     /// Per node: the transport address reliable messages to it go to, instead of its TCP
-    /// `addrs` (or `lsp_addr`): `tcp://`, `lsp://`, `ws://` or `mem://` (at most `max_nodes`
-    /// entries). Unreliable datagrams still go to its first `addrs` entry. Default empty.
+    /// `addrs` (or `lsp_addr`): `tcp://`, `lsp://`, `ws://`, `mem://`, or the scheme of one of
+    /// `custom_transports` (at most `max_nodes` entries). Unreliable datagrams still go to its
+    /// first `addrs` entry. Default empty.
     pub transports: BTreeMap<NodeId, TransportAddr>,
     /// Extra addresses this node accepts sessions on, besides `listen` (TCP): `tcp://`,
-    /// `lsp://`, `ws://`, `mem://`; at most [`MAX_EXTRA_LISTENERS`]. Default empty.
+    /// `lsp://`, `ws://`, `mem://`, or the scheme of one of `custom_transports`; at most
+    /// [`MAX_EXTRA_LISTENERS`]. Default empty.
     pub listen_also: Vec<TransportAddr>,
+    /// The application's own transports, by scheme, next to hawser's four (at most
+    /// [`MAX_TRANSPORTS`](crate::session::transport::MAX_TRANSPORTS); see
+    /// [`Transport`](crate::session::transport::Transport)): `transports` and `listen_also`
+    /// addresses with their schemes go through them. Default none.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub custom_transports: TransportRegistry,
     /// Requests, responses and streams to node ids: deadlines, caps and sizes (see
     /// [`RpcSettings`]).
     pub rpc: RpcSettings,
@@ -347,6 +356,7 @@ impl Default for Settings {
             pins: BTreeMap::new(),
             transports: BTreeMap::new(),
             listen_also: Vec::new(),
+            custom_transports: TransportRegistry::new(),
             rpc: RpcSettings::default(),
             protocols: Vec::new(),
         }
@@ -388,6 +398,10 @@ pub enum SettingsError {
     /// the id of another.
     #[error("protocol {0}: application ids start at 1024 and appear once")]
     Protocol(u32),
+    /// An address of `transports` or `listen_also` has a scheme without a transport (neither
+    /// hawser's nor one of `custom_transports`).
+    #[error("no transport for scheme {0:?} (register one in `custom_transports`)")]
+    UnknownTransport(String),
 }
 
 impl Settings {
@@ -489,6 +503,10 @@ impl Settings {
                 name: "listen_also",
                 max: MAX_EXTRA_LISTENERS as u64,
             });
+        }
+        let mut addrs = self.transports.values().chain(&self.listen_also);
+        if let Some(a) = addrs.find(|a| !self.custom_transports.contains(a.scheme())) {
+            return Err(SettingsError::UnknownTransport(a.scheme().to_owned()));
         }
         self.validate_rpc()?;
         self.lsp.validate()?;

@@ -55,7 +55,8 @@ pub(crate) struct SessionConnector {
 fn transport_via(t: &TransportAddr, id: NodeId) -> SocketAddr {
     match t {
         TransportAddr::Tcp(a) | TransportAddr::Lsp(a) | TransportAddr::Ws(a) => *a,
-        TransportAddr::Mem(_) => memory_addr(id),
+        // No socket address: the in-memory network's pseudo address of the node.
+        TransportAddr::Mem(_) | TransportAddr::Other { .. } => memory_addr(id),
     }
 }
 

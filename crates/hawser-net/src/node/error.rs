@@ -5,6 +5,7 @@ use std::io;
 use hawser_proto::node::{MembershipError, NodeId};
 
 use super::config::SettingsError;
+use crate::session::transport::RegisterError;
 use crate::session::{HandshakeError, KeyError, OpenError, PeerId, TransportAddr};
 
 /// Why a message was not queued. Nothing was queued when it fails.
@@ -67,6 +68,10 @@ pub enum StartError {
     /// No identity was given and none could be generated (the OS random source failed).
     #[error("identity: {0}")]
     Identity(#[from] KeyError),
+    /// A transport given to `NodeBuilder::transport` could not be registered (an invalid or
+    /// taken scheme, or too many).
+    #[error("transport: {0}")]
+    Transport(#[from] RegisterError),
     /// An extra listener (`Settings::listen_also`, or the LSP listener) could not be bound.
     #[error("listen on {addr}: {source}")]
     Listen {

@@ -23,6 +23,7 @@ use super::rpc::{
     InboundRequest, InboundRequests, InboundStreams, NodeStream, RequestError, RequestOptions,
     RpcEngine, RpcStats, ServeError, StreamError,
 };
+use crate::session::transport::{RegisterError, Transport};
 use crate::session::ProtocolId;
 use crate::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
 
@@ -38,6 +39,8 @@ pub struct NodeBuilder {
     settings: Settings,
     hub: Option<MemoryHub>,
     advertise: Vec<SocketAddr>,
+    /// The first transport `transport` could not register, returned by `start`.
+    transport_error: Option<RegisterError>,
 }
 
 impl NodeBuilder {
@@ -75,8 +78,8 @@ impl NodeBuilder {
     }
 
     /// Replaces every setting, including those set by earlier calls of `reliable_to`,
-    /// `identity`, `network_id`, `security`, `pin`, `transport_to` and `listen_on` (call it
-    /// first).
+    /// `identity`, `network_id`, `security`, `pin`, `transport`, `transport_to` and
+    /// `listen_on` (call it first).
     pub fn settings(mut self, settings: Settings) -> NodeBuilder {
         self.settings = settings;
         self
@@ -134,6 +137,18 @@ impl NodeBuilder {
         self
     }
 
+    /// Adds a transport of the application's, for the `transport_to` and `listen_on`
+    /// addresses of its scheme (see [`Settings::custom_transports`] and
+    /// [`Transport`](crate::session::transport::Transport); at most
+    /// [`MAX_TRANSPORTS`](crate::session::transport::MAX_TRANSPORTS)). An invalid or taken
+    /// scheme makes [`start`](Self::start) fail with [`StartError::Transport`].
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> NodeBuilder {
+        if let Err(e) = self.settings.custom_transports.register(transport) {
+            self.transport_error.get_or_insert(e);
+        }
+        self
+    }
+
     /// Also accepts sessions on this transport address (repeatable; see
     /// [`Settings::listen_also`]).
     pub fn listen_on(mut self, addr: TransportAddr) -> NodeBuilder {
@@ -152,6 +167,9 @@ impl NodeBuilder {
     /// # Errors
     /// [`StartError`]: invalid settings or membership, no listen address, a bind error.
     pub async fn start(self) -> Result<Node, StartError> {
+        if let Some(e) = self.transport_error {
+            return Err(StartError::Transport(e));
+        }
         let mut membership = Membership::new(self.settings.max_nodes);
         for m in self.members {
             membership.insert(m)?;
@@ -238,6 +256,7 @@ impl Node {
             settings: Settings::default(),
             hub: None,
             advertise: Vec::new(),
+            transport_error: None,
         }
     }
 

@@ -116,6 +116,7 @@ impl Settings {
         TransportConfig {
             lsp: self.lsp.clone(),
             lsp_loopback_message: self.lsp_loopback_message,
+            custom_transports: self.custom_transports.clone(),
             ..TransportConfig::default()
         }
     }
@@ -383,7 +384,7 @@ fn is_oversized(err: &io::Error) -> bool {
 pub(crate) async fn accept<L: Connector>(
     core: Arc<Core<L>>,
     ctx: Arc<SecureCtx>,
-    pending: session::transport::PendingLink,
+    pending: session::transport::PendingConnection,
     remote: Option<SocketAddr>,
     permit: OwnedSemaphorePermit,
 ) {
@@ -408,7 +409,7 @@ pub(crate) async fn accept<L: Connector>(
 async fn handshake_and_serve<L: Connector>(
     core: Arc<Core<L>>,
     ctx: Arc<SecureCtx>,
-    pending: session::transport::PendingLink,
+    pending: session::transport::PendingConnection,
     remote: Option<SocketAddr>,
     permit: OwnedSemaphorePermit,
 ) {

@@ -161,7 +161,7 @@ async fn accept_loop(
 }
 
 async fn respond(
-    pending: transport::PendingLink,
+    pending: transport::PendingConnection,
     config: Arc<SessionConfig>,
     sessions: mpsc::Sender<Session>,
     counters: Arc<Counters>,

@@ -8,7 +8,8 @@
 //! Bottom to top:
 //! - [`transport`]: byte streams (TCP, in-memory duplex) and message transports (LSP,
 //!   WebSocket, in-memory channels), addressed by [`TransportAddr`] (`tcp://`, `lsp://`,
-//!   `ws://`, `mem://`).
+//!   `ws://`, `mem://`), and the [`Transport`] seam through which an application adds its own
+//!   for other schemes.
 //! - [`framing`]: the 2-byte length prefix on byte streams and the message envelope (with an
 //!   explicit counter) on message transports, cut from a byte stream by a bounded codec.
 //! - [`identity`]: ed25519 [`Identity`], [`PublicKey`], printable [`PeerId`], key files
@@ -97,5 +98,6 @@ pub use session::{accept, connect, dial, Security, Session, SessionConfig, Sessi
 pub use stream::{InboundStreams, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{
     memory_duplex_pair, memory_message_pair, ByteStream, MessageTransport, RawConnection,
-    TransportAddr, TransportConfig,
+    Transport, TransportAddr, TransportConfig, TransportListener, TransportRegistry,
+    UnknownTransport,
 };

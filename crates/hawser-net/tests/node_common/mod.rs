@@ -1,11 +1,16 @@
 //! Shared harness of the node tests: start a cluster on the in-memory network, on 127.0.0.1
 //! (TCP + UDP), on 127.0.0.1 with reliable delivery over LSP, or on 127.0.0.1 with reliable
-//! delivery over a session transport (`ws://`, `mem://`, `lsp://`), with short timers.
+//! delivery over a session transport (`ws://`, `mem://`, `lsp://`, or `uds://`, a transport
+//! written outside hawser: [`uds`]), with short timers.
 #![allow(dead_code)]
+
+pub mod uds;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hawser_net::node::{
@@ -29,12 +34,18 @@ pub enum Kind {
     SessionMem,
     /// The default network, reliable messages over `lsp://` sessions.
     SessionLsp,
+    /// The default network, reliable messages over `uds://` sessions: Unix domain sockets,
+    /// a transport of the test's own ([`uds::Uds`], registered with `NodeBuilder::transport`).
+    SessionUds,
 }
 
 impl Kind {
     /// Whether reliable messages go over a session transport of `Settings::transports`.
     pub fn is_session(self) -> bool {
-        matches!(self, Kind::SessionWs | Kind::SessionMem | Kind::SessionLsp)
+        matches!(
+            self,
+            Kind::SessionWs | Kind::SessionMem | Kind::SessionLsp | Kind::SessionUds
+        )
     }
 }
 
@@ -63,6 +74,16 @@ pub struct Cluster {
     /// sends reliable messages to it there (`settings.transports`).
     pub transports: HashMap<u64, TransportAddr>,
     pub settings: Settings,
+    /// `Kind::SessionUds`: the directory of the nodes' socket files, removed with the cluster.
+    pub uds_dir: Option<PathBuf>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.uds_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Where a test node listens before its peers are told the address: a port taken at random
@@ -89,15 +110,35 @@ pub fn free_tcp_port() -> SocketAddr {
     free_port(|a| std::net::TcpListener::bind(a).is_ok())
 }
 
+/// A new directory for one cluster's socket files (short: a socket path has at most 107
+/// bytes).
+fn uds_dir() -> PathBuf {
+    static DIRS: AtomicU64 = AtomicU64::new(0);
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hawser-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the socket directory");
+    dir
+}
+
 /// The session transport address of node `id` for `kind` (`mem://` names are unique in the
-/// process: the in-memory transport's names are global).
-fn transport_addr(kind: Kind, id: u64) -> TransportAddr {
+/// process: the in-memory transport's names are global; `uds://` paths are in `dir`).
+fn transport_addr(kind: Kind, id: u64, dir: Option<&PathBuf>) -> TransportAddr {
     static CLUSTER: AtomicU64 = AtomicU64::new(0);
+    match (kind, dir) {
+        (Kind::SessionUds, Some(dir)) => {
+            let path = dir.join(format!("{id}.sock"));
+            TransportAddr::other("uds", &path.display().to_string()).expect("a uds address")
+        }
+        _ => transport_addr_of(kind, id, &CLUSTER),
+    }
+}
+
+fn transport_addr_of(kind: Kind, id: u64, cluster: &AtomicU64) -> TransportAddr {
     match kind {
         Kind::SessionWs => TransportAddr::Ws(free_tcp_port()),
         Kind::SessionLsp => TransportAddr::Lsp(free_udp_port()),
         Kind::SessionMem => {
-            let n = CLUSTER.fetch_add(1, Ordering::Relaxed);
+            let n = cluster.fetch_add(1, Ordering::Relaxed);
             TransportAddr::Mem(format!("node-suite-{n}-{id}"))
         }
         _ => unreachable!("{kind:?} has no session transport"),
@@ -118,9 +159,10 @@ impl Cluster {
             settings.lsp.params.epoch_limit = 5;
         }
         let mut transports = HashMap::new();
+        let uds_dir = (kind == Kind::SessionUds).then(uds_dir);
         if kind.is_session() {
             for id in 1..=MAX_TEST_ID {
-                let addr = transport_addr(kind, id);
+                let addr = transport_addr(kind, id, uds_dir.as_ref());
                 settings.transports.insert(NodeId(id), addr.clone());
                 transports.insert(id, addr);
             }
@@ -133,6 +175,7 @@ impl Cluster {
             lsp_addrs: HashMap::new(),
             transports,
             settings,
+            uds_dir,
         }
     }
 
@@ -167,13 +210,22 @@ impl Cluster {
         let b = Node::builder(id)
             .members(self.membership())
             .settings(self.settings.clone());
+        let b = match self.kind {
+            Kind::SessionUds => b.transport(Arc::new(uds::Uds)),
+            _ => b,
+        };
         let b = match self.transports.get(&id) {
             Some(t) => b.listen_on(t.clone()),
             None => b,
         };
         let node = match self.kind {
             Kind::Memory => b.in_memory(&self.hub).start().await.unwrap(),
-            Kind::Tcp | Kind::Lsp | Kind::SessionWs | Kind::SessionMem | Kind::SessionLsp => {
+            Kind::Tcp
+            | Kind::Lsp
+            | Kind::SessionWs
+            | Kind::SessionMem
+            | Kind::SessionLsp
+            | Kind::SessionUds => {
                 let listen = self
                     .addrs
                     .get(&id)

@@ -16,14 +16,70 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, Instrument};
 
-use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
+use super::seam::{BoxFuture, Transport, TransportListener};
+use super::{
+    ChannelTransport, Inbound, PendingConnection, RawConnection, TransportAddr, TransportConfig,
+};
 use crate::lsp::{Client, ConnId, Server, ServerReadError, Socket};
 
 /// Most LSP messages moved per batch call, each way (the channels' depth bounds the rest).
 const BATCH: usize = 64;
 
+/// hawser's LSP transport (`lsp://IP:PORT`).
+pub(super) struct Lsp(pub(super) TransportConfig);
+
+impl Transport for Lsp {
+    fn scheme(&self) -> &str {
+        "lsp"
+    }
+
+    fn dial<'a>(&'a self, addr: &'a TransportAddr) -> BoxFuture<'a, io::Result<RawConnection>> {
+        Box::pin(async move {
+            let TransportAddr::Lsp(a) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            dial(*a, &self.0).await
+        })
+    }
+
+    fn listen<'a>(
+        &'a self,
+        addr: &'a TransportAddr,
+    ) -> BoxFuture<'a, io::Result<Box<dyn TransportListener>>> {
+        Box::pin(async move {
+            let TransportAddr::Lsp(a) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            let (rx, guard, local) = bind(*a, &self.0).await?;
+            let local = TransportAddr::Lsp(local);
+            Ok(Box::new(LspAccept {
+                rx,
+                local,
+                _guard: guard,
+            }) as Box<dyn TransportListener>)
+        })
+    }
+}
+
+/// An LSP server's queue of new connections.
+struct LspAccept {
+    rx: mpsc::Receiver<RawConnection>,
+    local: TransportAddr,
+    _guard: ServerGuard,
+}
+
+impl TransportListener for LspAccept {
+    fn local_addr(&self) -> TransportAddr {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>> {
+        Box::pin(async move { super::next_queued(&mut self.rx).await })
+    }
+}
+
 /// Keeps a listener's LSP server task alive; aborts it when dropped.
-pub(crate) struct ServerGuard(JoinHandle<()>);
+struct ServerGuard(JoinHandle<()>);
 
 impl Drop for ServerGuard {
     fn drop(&mut self) {
@@ -36,7 +92,7 @@ fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 }
 
 /// Connects an LSP client to `addr`.
-pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
+async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
     let local: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -87,7 +143,7 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
 }
 
 /// Binds an LSP server; its task turns each new connection into a [`RawConnection`].
-pub(super) async fn bind(
+async fn bind(
     addr: SocketAddr,
     config: &TransportConfig,
 ) -> io::Result<(mpsc::Receiver<RawConnection>, ServerGuard, SocketAddr)> {

@@ -9,7 +9,68 @@ use bytes::Bytes;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
+use super::seam::{BoxFuture, Transport, TransportListener};
+use super::{
+    ChannelTransport, Inbound, PendingConnection, RawConnection, TransportAddr, TransportConfig,
+};
+
+/// hawser's in-process transport (`mem://NAME`): duplex pipes between listeners and dialers
+/// of one process, found by name.
+pub(super) struct Mem(pub(super) TransportConfig);
+
+impl Transport for Mem {
+    fn scheme(&self) -> &str {
+        "mem"
+    }
+
+    fn dial<'a>(&'a self, addr: &'a TransportAddr) -> BoxFuture<'a, io::Result<RawConnection>> {
+        Box::pin(async move {
+            let TransportAddr::Mem(name) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            dial(name, &self.0)
+        })
+    }
+
+    fn listen<'a>(
+        &'a self,
+        addr: &'a TransportAddr,
+    ) -> BoxFuture<'a, io::Result<Box<dyn TransportListener>>> {
+        Box::pin(async move {
+            let TransportAddr::Mem(name) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            let rx = bind(name, &self.0)?;
+            Ok(Box::new(MemAccept {
+                rx,
+                name: name.clone(),
+            }) as Box<dyn TransportListener>)
+        })
+    }
+}
+
+/// A `mem://` name's queue of new connections; dropping it frees the name.
+struct MemAccept {
+    rx: mpsc::Receiver<RawConnection>,
+    name: String,
+}
+
+impl TransportListener for MemAccept {
+    fn local_addr(&self) -> TransportAddr {
+        TransportAddr::Mem(self.name.clone())
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>> {
+        Box::pin(async move { super::next_queued(&mut self.rx).await })
+    }
+}
+
+impl Drop for MemAccept {
+    fn drop(&mut self) {
+        self.rx.close();
+        unbind(&self.name);
+    }
+}
 
 /// Two connected in-memory byte streams, each buffering at most `buffer` bytes per direction.
 pub fn memory_duplex_pair(buffer: usize) -> (DuplexStream, DuplexStream) {
@@ -52,10 +113,7 @@ fn hub() -> &'static Hub {
     HUB.get_or_init(Hub::default)
 }
 
-pub(super) fn bind(
-    name: &str,
-    config: &TransportConfig,
-) -> io::Result<mpsc::Receiver<RawConnection>> {
+fn bind(name: &str, config: &TransportConfig) -> io::Result<mpsc::Receiver<RawConnection>> {
     let mut hub = hub().lock().unwrap_or_else(|e| e.into_inner());
     if hub.get(name).is_some_and(|tx| !tx.is_closed()) {
         return Err(io::ErrorKind::AddrInUse.into());
@@ -65,14 +123,14 @@ pub(super) fn bind(
     Ok(rx)
 }
 
-pub(super) fn unbind(name: &str) {
+fn unbind(name: &str) {
     let mut hub = hub().lock().unwrap_or_else(|e| e.into_inner());
     if hub.get(name).is_some_and(mpsc::Sender::is_closed) {
         hub.remove(name);
     }
 }
 
-pub(super) fn dial(name: &str, config: &TransportConfig) -> io::Result<RawConnection> {
+fn dial(name: &str, config: &TransportConfig) -> io::Result<RawConnection> {
     let tx = hub()
         .lock()
         .unwrap_or_else(|e| e.into_inner())

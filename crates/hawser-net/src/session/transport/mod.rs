@@ -2,6 +2,17 @@
 //! and message transports ([`MessageTransport`]: LSP, WebSocket, in-memory channels). A
 //! connected transport is a [`RawConnection`].
 //!
+//! # Organization
+//! - [`Transport`]: dials and listens on the addresses of one scheme, returning
+//!   [`RawConnection`]s; its listener is a [`TransportListener`]. hawser's four transports
+//!   implement it, and so can an application's (the trait's docs have a complete one).
+//! - [`TransportRegistry`]: the transports an application adds, by scheme (at most
+//!   [`MAX_TRANSPORTS`]), in [`TransportConfig::custom_transports`].
+//! - [`dial`] and [`RawListener::bind`]: look up the transport of an address's scheme
+//!   ([`TransportConfig::transport`]) and use it; a scheme without one is an
+//!   [`UnknownTransport`] error.
+//! - [`TransportConfig`]: the bounds of hawser's transports.
+//!
 //! # Addresses
 //! [`TransportAddr`] parses and prints:
 //!
@@ -11,11 +22,17 @@
 //! | `lsp://127.0.0.1:7001` | LSP over UDP (`hawser_net::lsp`, message transport) |
 //! | `ws://127.0.0.1:7002` | WebSocket over TCP, path `/hawser` (message transport) |
 //! | `mem://name` | in-process duplex pipe (byte stream), for tests |
+//! | `uds:///run/app.sock` | any other scheme: [`TransportAddr::Other`], for the transport registered for it |
 //!
-//! Host names are not resolved: give an IP address and port.
+//! Host names are not resolved: give an IP address and port. A scheme is a lowercase ASCII
+//! letter, then lowercase letters, digits, `+`, `-` or `.`, at most [`MAX_SCHEME_LEN`] bytes;
+//! an address of another scheme is at most [`MAX_ADDR_LEN`] bytes, with no space or control
+//! character.
 
 mod lsp;
 mod memory;
+mod seam;
+mod tcp;
 mod ws;
 
 use std::fmt;
@@ -24,17 +41,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
 pub use self::memory::{memory_duplex_pair, memory_message_pair};
+pub use self::seam::{
+    BoxFuture, RegisterError, Transport, TransportListener, TransportRegistry, UnknownTransport,
+    BUILTIN_SCHEMES, MAX_TRANSPORTS,
+};
+pub(crate) use self::tcp::tune_tcp;
 
 /// A reliable, ordered byte stream (TCP, in-memory duplex).
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -84,7 +106,7 @@ impl fmt::Debug for RawConnection {
 
 /// An accepted transport connection whose own setup (a WebSocket upgrade) may still be
 /// running; session listeners await it under the handshake timeout.
-pub type PendingLink = Pin<Box<dyn Future<Output = io::Result<RawConnection>> + Send>>;
+pub type PendingConnection = Pin<Box<dyn Future<Output = io::Result<RawConnection>> + Send>>;
 
 /// Where a node listens or is dialed (see the [module docs](self) for the formats).
 #[non_exhaustive]
@@ -98,6 +120,60 @@ pub enum TransportAddr {
     Ws(SocketAddr),
     /// An in-process duplex pipe, by name.
     Mem(String),
+    /// An address of a transport hawser does not have built in (`uds:///run/app.sock`),
+    /// dialled through the [`Transport`] registered for its scheme. Parse it (or build it
+    /// with [`TransportAddr::other`]) so that it prints back as it was parsed.
+    Other {
+        /// The scheme, before `://` (see [`Transport::scheme`]).
+        scheme: String,
+        /// Everything after `://`, not empty.
+        rest: String,
+    },
+}
+
+/// Longest scheme of a [`TransportAddr`], in bytes.
+pub const MAX_SCHEME_LEN: usize = 32;
+
+/// Longest [`TransportAddr`] of another transport ([`TransportAddr::Other`]), in bytes,
+/// `scheme://` included.
+pub const MAX_ADDR_LEN: usize = 256;
+
+/// Whether `s` is a scheme: a lowercase ASCII letter, then lowercase letters, digits, `+`,
+/// `-` or `.`, at most [`MAX_SCHEME_LEN`] bytes.
+fn is_scheme(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    s.len() <= MAX_SCHEME_LEN
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.')
+        })
+}
+
+impl TransportAddr {
+    /// An address of another transport: `scheme://rest`.
+    ///
+    /// # Errors
+    /// The same as parsing `scheme://rest`: an invalid scheme, an empty `rest`, a control
+    /// character or space in it, more than [`MAX_ADDR_LEN`] bytes in all, or one of
+    /// hawser's schemes (whose addresses have their own variants).
+    pub fn other(scheme: &str, rest: &str) -> Result<TransportAddr, AddrParseError> {
+        let addr = format!("{scheme}://{rest}");
+        if BUILTIN_SCHEMES.contains(&scheme) {
+            return Err(AddrParseError(addr));
+        }
+        addr.parse()
+    }
+
+    /// The scheme: `tcp`, `lsp`, `ws`, `mem`, or another transport's.
+    pub fn scheme(&self) -> &str {
+        match self {
+            TransportAddr::Tcp(_) => "tcp",
+            TransportAddr::Lsp(_) => "lsp",
+            TransportAddr::Ws(_) => "ws",
+            TransportAddr::Mem(_) => "mem",
+            TransportAddr::Other { scheme, .. } => scheme,
+        }
+    }
 }
 
 impl fmt::Display for TransportAddr {
@@ -107,13 +183,14 @@ impl fmt::Display for TransportAddr {
             TransportAddr::Lsp(a) => write!(f, "lsp://{a}"),
             TransportAddr::Ws(a) => write!(f, "ws://{a}"),
             TransportAddr::Mem(n) => write!(f, "mem://{n}"),
+            TransportAddr::Other { scheme, rest } => write!(f, "{scheme}://{rest}"),
         }
     }
 }
 
 /// Why a [`TransportAddr`] did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid transport address {0:?}: expected tcp://IP:PORT, lsp://IP:PORT, ws://IP:PORT or mem://NAME")]
+#[error("invalid transport address {0:?}: expected tcp://IP:PORT, lsp://IP:PORT, ws://IP:PORT, mem://NAME or SCHEME://ADDRESS")]
 pub struct AddrParseError(String);
 
 impl FromStr for TransportAddr {
@@ -132,6 +209,17 @@ impl FromStr for TransportAddr {
             "ws" => Ok(TransportAddr::Ws(sock()?)),
             "mem" if !rest.is_empty() && rest.len() <= 64 => {
                 Ok(TransportAddr::Mem(rest.to_owned()))
+            }
+            "mem" => Err(err()),
+            _ if is_scheme(scheme)
+                && !rest.is_empty()
+                && s.len() <= MAX_ADDR_LEN
+                && !rest.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                Ok(TransportAddr::Other {
+                    scheme: scheme.to_owned(),
+                    rest: rest.to_owned(),
+                })
             }
             _ => Err(err()),
         }
@@ -174,6 +262,9 @@ pub struct TransportConfig {
     /// Connections accepted by a listener's transport but not yet taken by its session
     /// layer (LSP and `mem://` queue them). Default 64.
     pub accept_backlog: usize,
+    /// Transports besides hawser's own, by scheme (at most [`MAX_TRANSPORTS`]): [`dial`] and
+    /// [`RawListener::bind`] use them for [`TransportAddr::Other`] addresses. Default none.
+    pub custom_transports: TransportRegistry,
 }
 
 impl Default for TransportConfig {
@@ -187,6 +278,7 @@ impl Default for TransportConfig {
             channel_depth: 32,
             tcp_send_buffer: Some(256 * 1024),
             accept_backlog: 64,
+            custom_transports: TransportRegistry::new(),
         }
     }
 }
@@ -211,80 +303,65 @@ impl TransportConfig {
             .max_payload
             .max(self.lsp_loopback_message.min(crate::lsp::MAX_PAYLOAD_LIMIT))
     }
+
+    /// The transport of `scheme`: one of hawser's (set up with this configuration) or one of
+    /// [`custom_transports`](Self::custom_transports).
+    ///
+    /// # Errors
+    /// [`UnknownTransport`] when neither has the scheme.
+    pub fn transport(&self, scheme: &str) -> Result<Arc<dyn Transport>, UnknownTransport> {
+        let builtin: Arc<dyn Transport> = match scheme {
+            "tcp" => Arc::new(tcp::Tcp(self.clone())),
+            "lsp" => Arc::new(lsp::Lsp(self.clone())),
+            "ws" => Arc::new(ws::Ws(self.clone())),
+            "mem" => Arc::new(memory::Mem(self.clone())),
+            _ => {
+                return self.custom_transports.get(scheme).cloned().ok_or_else(|| {
+                    UnknownTransport {
+                        scheme: scheme.to_owned(),
+                    }
+                })
+            }
+        };
+        Ok(builtin)
+    }
 }
 
-/// Connects to `addr`.
+/// Connects to `addr` with the transport of its scheme ([`TransportConfig::transport`]).
 ///
 /// # Errors
 /// The transport's connection error (refused, unreachable, LSP connect timeout, WebSocket
-/// upgrade failure, unknown `mem://` name).
+/// upgrade failure, unknown `mem://` name); `Unsupported` with an [`UnknownTransport`]
+/// inside for a scheme without a transport.
 ///
 /// # Cancel safety
 /// Dropping the future abandons the attempt.
 pub async fn dial(addr: &TransportAddr, config: &TransportConfig) -> io::Result<RawConnection> {
-    match addr {
-        TransportAddr::Tcp(a) => {
-            let s = TcpStream::connect(a).await?;
-            tune_tcp(&s, config)?;
-            Ok(RawConnection::bytes(s))
-        }
-        TransportAddr::Lsp(a) => lsp::dial(*a, config).await,
-        TransportAddr::Ws(a) => ws::dial(*a, config).await,
-        TransportAddr::Mem(name) => memory::dial(name, config),
-    }
+    config.transport(addr.scheme())?.dial(addr).await
 }
 
-/// Sets `TCP_NODELAY` and the configured send buffer.
-pub(crate) fn tune_tcp(s: &TcpStream, config: &TransportConfig) -> io::Result<()> {
-    s.set_nodelay(true)?;
-    if let Some(n) = config.tcp_send_buffer {
-        socket2::SockRef::from(s).set_send_buffer_size(n)?;
-    }
-    Ok(())
-}
-
-/// A bound transport listener, yielding raw [`PendingLink`]s.
+/// A bound transport listener, yielding raw [`PendingConnection`]s.
 pub struct RawListener {
-    inner: RawInner,
+    inner: Box<dyn TransportListener>,
     local: TransportAddr,
 }
 
-enum RawInner {
-    Tcp(TcpListener, TransportConfig),
-    Ws(TcpListener, TransportConfig),
-    Queue(
-        mpsc::Receiver<RawConnection>,
-        #[allow(dead_code)] Option<lsp::ServerGuard>,
-    ),
-}
-
 impl RawListener {
-    /// Binds `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    /// Binds `addr` with the transport of its scheme ([`TransportConfig::transport`]; port 0
+    /// picks a free port, see [`local_addr`](Self::local_addr)).
     ///
     /// # Errors
-    /// The OS's bind error; `AddrInUse` for a taken `mem://` name.
+    /// The OS's bind error; `AddrInUse` for a taken `mem://` name; `Unsupported` with an
+    /// [`UnknownTransport`] inside for a scheme without a transport.
     pub async fn bind(addr: &TransportAddr, config: &TransportConfig) -> io::Result<RawListener> {
-        let (inner, local) = match addr {
-            TransportAddr::Tcp(a) => {
-                let l = TcpListener::bind(a).await?;
-                let local = TransportAddr::Tcp(l.local_addr()?);
-                (RawInner::Tcp(l, config.clone()), local)
-            }
-            TransportAddr::Ws(a) => {
-                let l = TcpListener::bind(a).await?;
-                let local = TransportAddr::Ws(l.local_addr()?);
-                (RawInner::Ws(l, config.clone()), local)
-            }
-            TransportAddr::Lsp(a) => {
-                let (rx, guard, local) = lsp::bind(*a, config).await?;
-                (RawInner::Queue(rx, Some(guard)), TransportAddr::Lsp(local))
-            }
-            TransportAddr::Mem(name) => {
-                let rx = memory::bind(name, config)?;
-                (RawInner::Queue(rx, None), addr.clone())
-            }
-        };
-        Ok(RawListener { inner, local })
+        let inner = config.transport(addr.scheme())?.listen(addr).await?;
+        Ok(RawListener::new(inner))
+    }
+
+    /// Wraps a listener of any transport.
+    pub fn new(inner: Box<dyn TransportListener>) -> RawListener {
+        let local = inner.local_addr();
+        RawListener { inner, local }
     }
 
     /// The bound address.
@@ -300,32 +377,24 @@ impl RawListener {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn accept(&mut self) -> io::Result<PendingLink> {
-        match &mut self.inner {
-            RawInner::Tcp(l, config) => {
-                let (s, _) = l.accept().await?;
-                tune_tcp(&s, config)?;
-                Ok(Box::pin(async move { Ok(RawConnection::bytes(s)) }))
-            }
-            RawInner::Ws(l, config) => {
-                let (s, _) = l.accept().await?;
-                tune_tcp(&s, config)?;
-                let config = config.clone();
-                Ok(Box::pin(ws::upgrade(s, config)))
-            }
-            RawInner::Queue(rx, _) => match rx.recv().await {
-                Some(link) => Ok(Box::pin(async move { Ok(link) })),
-                None => Err(io::ErrorKind::NotConnected.into()),
-            },
-        }
+    pub async fn accept(&mut self) -> io::Result<PendingConnection> {
+        self.inner.accept().await
     }
 }
 
-impl Drop for RawListener {
-    fn drop(&mut self) {
-        if let TransportAddr::Mem(name) = &self.local {
-            memory::unbind(name);
-        }
+impl fmt::Debug for RawListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawListener")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The next connection a transport's task queued (LSP, `mem://`).
+async fn next_queued(rx: &mut mpsc::Receiver<RawConnection>) -> io::Result<PendingConnection> {
+    match rx.recv().await {
+        Some(link) => Ok(Box::pin(async move { Ok(link) })),
+        None => Err(io::ErrorKind::NotConnected.into()),
     }
 }
 
@@ -488,6 +557,136 @@ mod tests {
         assert_eq!(got.unwrap().unwrap(), big);
         let too_large = Bytes::from(vec![0u8; 32 * 1024 + 1]);
         assert!(client.send(too_large).await.is_err());
+    }
+
+    #[test]
+    fn addresses_of_other_schemes_parse_and_print_back() {
+        for text in [
+            "uds:///tmp/hawser/node.sock",
+            "quic+x.y-1://[::1]:4433/path?q=1",
+            "tcp://127.0.0.1:7000",
+            "lsp://[::1]:7001",
+            "ws://127.0.0.1:7002",
+            "mem://name",
+        ] {
+            let addr: TransportAddr = text.parse().unwrap();
+            assert_eq!(addr.to_string(), text);
+        }
+        let uds: TransportAddr = "uds:///run/a.sock".parse().unwrap();
+        assert_eq!(
+            uds,
+            TransportAddr::Other {
+                scheme: "uds".into(),
+                rest: "/run/a.sock".into()
+            }
+        );
+        assert_eq!(uds.scheme(), "uds");
+        assert_eq!(TransportAddr::other("uds", "/run/a.sock"), Ok(uds));
+        let ws: TransportAddr = "ws://127.0.0.1:7002/hawser".parse().unwrap();
+        assert_eq!(ws, TransportAddr::Ws("127.0.0.1:7002".parse().unwrap()));
+        let long_scheme = "a".repeat(MAX_SCHEME_LEN + 1);
+        let long_addr = format!("uds://{}", "p".repeat(MAX_ADDR_LEN));
+        let long_mem = format!("mem://{}", "n".repeat(65));
+        for bad in [
+            "Uds://x",
+            "1ds://x",
+            "u_s://x",
+            "uds://",
+            "uds://a b",
+            "uds://a\nb",
+            "://x",
+            "uds:/x",
+            "tcp://nope",
+            "lsp://127.0.0.1",
+            "mem://",
+            &format!("{long_scheme}://x"),
+            &long_addr,
+            &long_mem,
+        ] {
+            assert!(bad.parse::<TransportAddr>().is_err(), "{bad:?} parsed");
+        }
+        assert!(TransportAddr::other("tcp", "127.0.0.1:1").is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unknown_scheme_is_a_typed_error_naming_it() {
+        let config = TransportConfig::default();
+        let addr: TransportAddr = "uds:///nowhere".parse().unwrap();
+        for err in [
+            dial(&addr, &config).await.unwrap_err(),
+            RawListener::bind(&addr, &config).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+            let inner = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<UnknownTransport>());
+            assert_eq!(inner.map(|e| e.scheme.as_str()), Some("uds"));
+        }
+    }
+
+    struct Named(&'static str);
+
+    impl Transport for Named {
+        fn scheme(&self) -> &str {
+            self.0
+        }
+
+        fn dial<'a>(&'a self, _: &'a TransportAddr) -> BoxFuture<'a, io::Result<RawConnection>> {
+            Box::pin(async { Err(io::ErrorKind::ConnectionRefused.into()) })
+        }
+
+        fn listen<'a>(
+            &'a self,
+            _: &'a TransportAddr,
+        ) -> BoxFuture<'a, io::Result<Box<dyn TransportListener>>> {
+            Box::pin(async { Err(io::ErrorKind::AddrNotAvailable.into()) })
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn registered_transports_are_found_by_scheme_and_bounded() {
+        let mut r = TransportRegistry::new();
+        assert_eq!(
+            r.register(Arc::new(Named("tcp"))),
+            Err(RegisterError::Taken("tcp".into()))
+        );
+        assert_eq!(
+            r.register(Arc::new(Named("Bad"))),
+            Err(RegisterError::InvalidScheme("Bad".into()))
+        );
+        r.register(Arc::new(Named("uds"))).unwrap();
+        assert_eq!(
+            r.register(Arc::new(Named("uds"))),
+            Err(RegisterError::Taken("uds".into()))
+        );
+        const NAMES: [&str; MAX_TRANSPORTS] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
+        for name in &NAMES[1..] {
+            r.register(Arc::new(Named(name))).unwrap();
+        }
+        assert_eq!(r.register(Arc::new(Named("s9"))), Err(RegisterError::Full));
+        assert!(r.contains("uds") && r.contains("mem") && !r.contains("s9"));
+        let config = TransportConfig {
+            custom_transports: r,
+            ..TransportConfig::default()
+        };
+        let addr: TransportAddr = "uds:///x".parse().unwrap();
+        let err = dial(&addr, &config).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let err = RawListener::bind(&addr, &config).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_mem_name_is_free_again_once_its_listener_is_dropped() {
+        let config = TransportConfig::default();
+        let addr: TransportAddr = "mem://transport-unit-rebind".parse().unwrap();
+        let first = RawListener::bind(&addr, &config).await.unwrap();
+        let taken = RawListener::bind(&addr, &config).await.unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
+        drop(first);
+        let err = dial(&addr, &config).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let _again = RawListener::bind(&addr, &config).await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

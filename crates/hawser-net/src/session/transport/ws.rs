@@ -6,14 +6,76 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use super::{ChannelTransport, Inbound, RawConnection, TransportConfig};
+use super::seam::{BoxFuture, Transport, TransportListener};
+use super::tcp::tune_tcp;
+use super::{
+    ChannelTransport, Inbound, PendingConnection, RawConnection, TransportAddr, TransportConfig,
+};
+
+/// hawser's WebSocket transport (`ws://IP:PORT`, path `/hawser`).
+pub(super) struct Ws(pub(super) TransportConfig);
+
+impl Transport for Ws {
+    fn scheme(&self) -> &str {
+        "ws"
+    }
+
+    fn dial<'a>(&'a self, addr: &'a TransportAddr) -> BoxFuture<'a, io::Result<RawConnection>> {
+        Box::pin(async move {
+            let TransportAddr::Ws(a) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            dial(*a, &self.0).await
+        })
+    }
+
+    fn listen<'a>(
+        &'a self,
+        addr: &'a TransportAddr,
+    ) -> BoxFuture<'a, io::Result<Box<dyn TransportListener>>> {
+        Box::pin(async move {
+            let TransportAddr::Ws(a) = addr else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            let listener = TcpListener::bind(a).await?;
+            let local = TransportAddr::Ws(listener.local_addr()?);
+            let config = self.0.clone();
+            Ok(Box::new(WsAccept {
+                listener,
+                local,
+                config,
+            }) as Box<dyn TransportListener>)
+        })
+    }
+}
+
+struct WsAccept {
+    listener: TcpListener,
+    local: TransportAddr,
+    config: TransportConfig,
+}
+
+impl TransportListener for WsAccept {
+    fn local_addr(&self) -> TransportAddr {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>> {
+        Box::pin(async move {
+            let (s, _) = self.listener.accept().await?;
+            tune_tcp(&s, &self.config)?;
+            let link: PendingConnection = Box::pin(upgrade(s, self.config.clone()));
+            Ok(link)
+        })
+    }
+}
 
 fn ws_config(config: &TransportConfig) -> WebSocketConfig {
     let max = config.ws_max_message;
@@ -33,9 +95,9 @@ fn to_io(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
 }
 
 /// Connects and upgrades to a WebSocket at `ws://addr/hawser`.
-pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
+async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Result<RawConnection> {
     let tcp = TcpStream::connect(addr).await?;
-    super::tune_tcp(&tcp, config)?;
+    tune_tcp(&tcp, config)?;
     let url = format!("ws://{addr}/hawser");
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config(config)))
         .await
@@ -44,7 +106,7 @@ pub(super) async fn dial(addr: SocketAddr, config: &TransportConfig) -> io::Resu
 }
 
 /// The server side of the upgrade, on an accepted TCP connection.
-pub(super) async fn upgrade(tcp: TcpStream, config: TransportConfig) -> io::Result<RawConnection> {
+async fn upgrade(tcp: TcpStream, config: TransportConfig) -> io::Result<RawConnection> {
     let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config(&config)))
         .await
         .map_err(to_io)?;
