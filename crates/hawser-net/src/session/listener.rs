@@ -9,10 +9,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn, Instrument};
 
+use super::config::SessionConfig;
 use super::error::ListenError;
 use super::noise::Role;
 use super::secure;
-use super::session::{Session, SessionConfig};
+use super::session::Session;
 use super::transport::{self, RawListener, TransportAddr, TransportConfig};
 
 /// Accepts transport connections and runs their handshakes concurrently, each under

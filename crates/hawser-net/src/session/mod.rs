@@ -65,6 +65,7 @@
 //! # }
 //! ```
 
+mod config;
 pub mod error;
 pub mod framing;
 #[cfg(fuzzing)]
@@ -79,9 +80,11 @@ mod sealed;
 mod secure;
 #[allow(clippy::module_inception)] // `Session` lives in session/session.rs
 mod session;
+mod status;
 mod stream;
 pub mod transport;
 
+pub use config::{Security, SessionConfig};
 pub use error::{
     AcceptStreamsError, CloseReason, ConfigError, CryptoError, DialError, HandshakeError,
     ListenError, OpenError,
@@ -94,7 +97,7 @@ pub use noise::{NetworkId, NoiseCipher};
 pub use registry::{
     Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
 };
-pub use session::{accept, connect, dial, Security, Session, SessionConfig, SessionStats};
+pub use session::{accept, connect, dial, Session, SessionStats};
 pub use stream::{InboundStreams, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{
     memory_duplex_pair, memory_message_pair, ByteStream, MessageTransport, RawConnection,

@@ -35,7 +35,7 @@ use super::framing::{
     length_prefix, prefixed_len, put_data_header, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN,
 };
 use super::noise::{Opener, Sealer, TAG_LEN};
-use super::secure::Status;
+use super::status::Status;
 use super::transport::{ByteStream, MessageTransport};
 
 /// Most bytes asked of a byte stream per read.

@@ -13,8 +13,7 @@
 //! header write and a body write per frame.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -23,7 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError};
 use tracing::debug;
 
-use super::error::{CloseReason, HandshakeError};
+use super::config::SessionConfig;
+use super::error::HandshakeError;
 use super::framing::{
     byte_codec, length_prefix, prefixed_len, Envelope, DATA_HEADER_LEN, LENGTH_PREFIX_LEN,
 };
@@ -33,51 +33,8 @@ use super::noise::{
     Remote, Role, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, PROTOCOL_VERSION, TAG_LEN,
 };
 use super::sealed::{SealedMessages, SealedStream};
-use super::session::SessionConfig;
+use super::status::Status;
 use super::transport::{ByteStream, MessageTransport, RawConnection};
-
-/// What the sealed I/O object (`super::sealed`) reports to the session.
-#[derive(Default)]
-pub(crate) struct Status {
-    reason: Mutex<Option<CloseReason>>,
-    duplicates: AtomicU64,
-    write_waits: AtomicU64,
-}
-
-impl Status {
-    /// Records why the channel failed (the first reason wins).
-    pub(crate) fn fail(&self, reason: CloseReason) {
-        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none() {
-            *r = Some(reason);
-        }
-    }
-
-    pub(crate) fn reason(&self) -> Option<CloseReason> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Counts a duplicate message dropped before decryption.
-    pub(crate) fn note_duplicate(&self) {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn duplicates(&self) -> u64 {
-        self.duplicates.load(Ordering::Relaxed)
-    }
-
-    /// Counts a stream write that had to wait for the multiplexer.
-    pub(crate) fn note_write_wait(&self) {
-        self.write_waits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn write_waits(&self) -> u64 {
-        self.write_waits.load(Ordering::Relaxed)
-    }
-}
 
 /// An established channel, ready for the multiplexer.
 pub(crate) struct Channel {

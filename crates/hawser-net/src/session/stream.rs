@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::error::CloseReason;
 use super::registry::{Negotiated, ProtocolId};
-use super::secure::Status;
+use super::status::Status;
 
 /// Bytes of the header an opener writes first on every stream: `u32 protocol id | u16
 /// version`, big-endian (`hawser_proto::wire::stream`).

@@ -36,6 +36,7 @@ use super::error::HandshakeError;
 use super::hello::{check_prologue, foreign_mode_error, prologue, NetworkId};
 use super::identity::{Identity, PeerId, PublicKey};
 use super::registry::ProtocolRegistry;
+pub use super::remote::Remote;
 use super::transport::Cipher;
 
 /// Which end of the handshake this is.
@@ -45,17 +46,6 @@ pub enum Role {
     Initiator,
     /// The end that accepted.
     Responder,
-}
-
-/// What the handshake proved about the peer.
-#[derive(Clone, Debug)]
-pub struct Remote {
-    /// The peer's identity key.
-    pub public_key: PublicKey,
-    /// Its [`PeerId`].
-    pub peer_id: PeerId,
-    /// The protocols it offers.
-    pub protocols: ProtocolRegistry,
 }
 
 /// An in-progress handshake. Drive it with the usual loop: send every message

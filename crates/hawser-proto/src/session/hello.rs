@@ -9,9 +9,9 @@ use crate::wire::WireError;
 
 use super::cipher::{suite, suite_name, NoiseCipher, MAX_NETWORK_ID, PROTOCOL_VERSION};
 use super::error::HandshakeError;
-use super::handshake::Remote;
 use super::identity::{Identity, PeerId, PublicKey};
 use super::registry::ProtocolRegistry;
+use super::remote::Remote;
 
 /// The name of a cluster, mixed into every handshake: sessions form only between nodes with
 /// the same network id (1 to [`MAX_NETWORK_ID`] bytes).

@@ -66,6 +66,7 @@ pub mod handshake;
 pub mod hello;
 pub mod identity;
 pub mod registry;
+mod remote;
 pub mod replay;
 #[cfg(feature = "serde")]
 mod serde_impls;
