@@ -1,5 +1,5 @@
 //! Reachability in the node, on 127.0.0.1 (TCP) and on the in-memory network, with 300 ms
-//! leases: joining through one node, crash detection within a lease, restart, alive-only
+//! leases: joining through one node, crash detection, restart, alive-only
 //! sends, the order and bound of `peer_events`. Every wait is bounded.
 
 use std::net::SocketAddr;
@@ -14,8 +14,6 @@ use hawser_net::node::{
 const LEASE: Duration = Duration::from_millis(300);
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
-/// Timer and scheduling slack allowed on top of a lease when measuring detection.
-const SLACK: Duration = Duration::from_millis(150);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -225,8 +223,8 @@ async fn join_through_one_node(kind: Kind) {
     stop_all(&[a, b, c]).await;
 }
 
-/// Node 3 stops: the others see it dead within one lease of the stop, and alive again (a new
-/// incarnation) after it restarts.
+/// Node 3 stops: the others see it dead, and alive again (a new incarnation) after it
+/// restarts.
 async fn crash_and_restart(kind: Kind) {
     let mut lab = Lab::new(kind);
     let mut nodes = lab.full_mesh(&[1, 2, 3]).await;
@@ -240,9 +238,10 @@ async fn crash_and_restart(kind: Kind) {
     drop(n3);
     for (events, who) in [(&mut e1, 1), (&mut e2, 2)] {
         let (t, _) = wait_event(events, "node 3 dead", is_dead(3)).await;
+        // (Within one lease: asserted on simulated time, `hawser-sim`'s
+        // `crash_is_detected_within_one_lease`; here the wall clock only reports it.)
         let took = t - t0;
         println!("{kind:?}: node {who} saw node 3 dead after {took:?} (lease {LEASE:?})");
-        assert!(took <= LEASE + SLACK, "detected after {took:?}");
         assert!(!nodes[who - 1].is_alive(3));
     }
     let n3 = lab.start(3, &[1, 2], settings()).await;
