@@ -223,6 +223,33 @@ async fn join_through_one_node(kind: Kind) {
     stop_all(&[a, b, c]).await;
 }
 
+/// B dials C before C knows B (as when B learned C from a flood that has not reached C yet):
+/// C holds B's hello until it learns B, so the message B wrote behind its hello is delivered,
+/// not lost with a refused session (and B never reconnects).
+async fn hello_before_the_flood(kind: Kind) {
+    let mut lab = Lab::new(kind);
+    let c = lab.start(3, &[], settings()).await;
+    let b = lab.start(2, &[3], settings()).await;
+    let mut inbox = c.incoming();
+    b.try_send(3, "early", Delivery::Reliable).unwrap();
+    eventually("B wrote to C", || {
+        b.peer_stats(3).is_some_and(|s| s.sent >= 1)
+    })
+    .await;
+    assert!(!c.membership().contains(NodeId(2)));
+    c.change_membership(MembershipChange::Add(lab.member(2)))
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((msg.from, &msg.payload[..]), (NodeId(2), &b"early"[..]));
+    let s = b.peer_stats(3).unwrap();
+    assert_eq!((s.reconnects, s.sent), (0, 1), "{s:?}");
+    assert_eq!(c.stats().unknown_senders, 0);
+    stop_all(&[b, c]).await;
+}
+
 /// Node 3 stops: the others see it dead, and alive again (a new incarnation) after it
 /// restarts.
 async fn crash_and_restart(kind: Kind) {
@@ -392,7 +419,7 @@ macro_rules! suite {
 }
 
 suite!(Tcp: join_through_one_node, crash_and_restart, alive_only_skips_the_dead,
-    peer_events_in_order, lagging_consumer_is_told);
+    peer_events_in_order, lagging_consumer_is_told, hello_before_the_flood);
 suite!(Memory: join_through_one_node, crash_and_restart, alive_only_skips_the_dead,
     peer_events_in_order, lagging_consumer_is_told);
 
