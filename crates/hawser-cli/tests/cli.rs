@@ -452,6 +452,87 @@ fn other_invalid_settings_are_refused_with_status_2() {
 }
 
 #[test]
+fn echo_client_usage_errors_exit_with_status_2() {
+    for (args, says) in [
+        (&["lsp", "echo-client"][..], "--addr"),
+        (
+            &[
+                "lsp",
+                "echo-client",
+                "--addr",
+                "127.0.0.1:9",
+                "--no-such-flag",
+            ][..],
+            "--no-such-flag",
+        ),
+        (
+            &[
+                "lsp",
+                "echo-client",
+                "--addr",
+                "127.0.0.1:9",
+                "--count",
+                "many",
+            ][..],
+            "--count",
+        ),
+    ] {
+        let f = run(args, Duration::from_secs(20));
+        assert_eq!(f.status.code(), Some(2), "{args:?}: {}", f.stderr);
+        assert!(f.stderr.contains(says), "{args:?}: {}", f.stderr);
+        assert!(f.stdout.is_empty(), "{args:?}: {}", f.stdout);
+    }
+}
+
+#[test]
+fn demo_usage_errors_exit_with_status_2() {
+    for (args, says) in [
+        (&["demo", "--no-such-flag"][..], "--no-such-flag"),
+        (&["demo", "--clients", "0"][..], "--clients"),
+        (&["demo", "--size", "100000"][..], "--size"),
+        (&["demo", "--drop-percent", "150"][..], "drop"),
+        (&["demo", "--seed", "not-a-number"][..], "--seed"),
+    ] {
+        let f = run(args, Duration::from_secs(20));
+        assert_eq!(f.status.code(), Some(2), "{args:?}: {}", f.stderr);
+        assert!(f.stderr.contains(says), "{args:?}: {}", f.stderr);
+        assert!(!f.stdout.contains("result:"), "{args:?}: {}", f.stdout);
+    }
+}
+
+/// A demo whose echoes cannot all come back (every datagram dropped) ends at its timeout with
+/// `result: FAIL`, the failing clients named, and status 1.
+#[test]
+fn demo_that_cannot_deliver_fails_with_status_1() {
+    let f = run(
+        &[
+            "demo",
+            "--clients",
+            "2",
+            "--messages",
+            "5",
+            "--drop-percent",
+            "100",
+            "--timeout",
+            "2",
+            "--nodes",
+            "0",
+            "--raft-writes",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.status.code(), Some(1), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("result: FAIL"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("client 0: connect: no answer"),
+        "{}",
+        f.stdout
+    );
+    assert!(!f.stdout.contains("result: PASS"), "{}", f.stdout);
+}
+
+#[test]
 fn two_nodes_exchange_a_line_over_aes_gcm_sessions() {
     let (p1, p2) = (free_port(), free_port());
     let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));

@@ -486,3 +486,40 @@ fn keygen_show_prints_the_peer_id_of_a_key_file() {
     assert_eq!(code, Some(2), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hawser keygen --out` writes the key file readable and writable by its owner only (0600),
+/// whatever the umask lets through, and never replaces an existing file.
+#[cfg(unix)]
+#[test]
+fn keygen_writes_the_key_file_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(format!("hawser-keygen-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("n.key");
+    let _ = std::fs::remove_file(&key);
+    // A umask that would leave the file readable by everyone.
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" keygen --out \"$1\"")
+        .arg(BIN)
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key file mode {mode:o}");
+    let before = std::fs::read(&key).unwrap();
+    let (code, err) = run(&["keygen", "--out", &key.to_string_lossy()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the key file was replaced"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

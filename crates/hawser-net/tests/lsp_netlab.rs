@@ -5,8 +5,8 @@
 //! - the JSON codec's datagrams of a 1,400-byte payload (about 1,950 bytes, over the MTU) need
 //!   IP fragmentation, which hawser's sockets keep allowed (`quinn-udp` forbids it by default).
 //!
-//! Runs only as root with `ip` and `nft` available and `HAWSER_NETLAB=1`; otherwise it prints
-//! "skipped: ..." and passes. Host 1 runs two echo servers, host 2 the clients; both are this
+//! Runs only with `HAWSER_NETLAB=1` (otherwise it prints "skipped: ..." and passes), as root
+//! with `ip` and `nft` available: with the variable set, a missing piece fails the test. Host 1 runs two echo servers, host 2 the clients; both are this
 //! test binary re-executed in its namespace (`lsp_netlab_child`). Traffic goes only to the
 //! lab's 10.77.0.0/24 inside its namespaces.
 

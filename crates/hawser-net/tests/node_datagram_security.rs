@@ -239,12 +239,12 @@ async fn oversized_handshake_prefix_is_refused_at_once() {
     let mut tcp = TcpStream::connect(node.local_addr().unwrap())
         .await
         .unwrap();
-    let started = Instant::now();
     // Announces 65,535 bytes, sends a few, and waits.
     tcp.write_all(&[0xff, 0xff, 1, 2, 3]).await.unwrap();
-    // The node answers with a refusal naming the limit, then closes.
+    // The node answers with a refusal naming the limit (not the handshake timeout, which
+    // would name no limit), then closes.
     let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+    let read = tokio::time::timeout(STEP, tcp.read_to_end(&mut got)).await;
     assert!(read.is_ok(), "connection not closed");
     let refusal = got
         .get(2..)
@@ -252,6 +252,5 @@ async fn oversized_handshake_prefix_is_refused_at_once() {
         .unwrap_or_else(|| panic!("no refusal: {got:?}"));
     assert_eq!(refusal.reason(), RefusalReason::TooLarge);
     counted(&node, "handshake failure", |s| s.handshake_failures == 1).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
     node.stop().await;
 }

@@ -1,5 +1,5 @@
 //! Reachability in the node, on 127.0.0.1 (TCP) and on the in-memory network, with 300 ms
-//! leases: joining through one node, crash detection within a lease, restart, alive-only
+//! leases: joining through one node, crash detection, restart, alive-only
 //! sends, the order and bound of `peer_events`. Every wait is bounded.
 
 use std::net::SocketAddr;
@@ -14,8 +14,6 @@ use hawser_net::node::{
 const LEASE: Duration = Duration::from_millis(300);
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
-/// Timer and scheduling slack allowed on top of a lease when measuring detection.
-const SLACK: Duration = Duration::from_millis(150);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -225,8 +223,35 @@ async fn join_through_one_node(kind: Kind) {
     stop_all(&[a, b, c]).await;
 }
 
-/// Node 3 stops: the others see it dead within one lease of the stop, and alive again (a new
-/// incarnation) after it restarts.
+/// B dials C before C knows B (as when B learned C from a flood that has not reached C yet):
+/// C holds B's hello until it learns B, so the message B wrote behind its hello is delivered,
+/// not lost with a refused session (and B never reconnects).
+async fn hello_before_the_flood(kind: Kind) {
+    let mut lab = Lab::new(kind);
+    let c = lab.start(3, &[], settings()).await;
+    let b = lab.start(2, &[3], settings()).await;
+    let mut inbox = c.incoming();
+    b.try_send(3, "early", Delivery::Reliable).unwrap();
+    eventually("B wrote to C", || {
+        b.peer_stats(3).is_some_and(|s| s.sent >= 1)
+    })
+    .await;
+    assert!(!c.membership().contains(NodeId(2)));
+    c.change_membership(MembershipChange::Add(lab.member(2)))
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((msg.from, &msg.payload[..]), (NodeId(2), &b"early"[..]));
+    let s = b.peer_stats(3).unwrap();
+    assert_eq!((s.reconnects, s.sent), (0, 1), "{s:?}");
+    assert_eq!(c.stats().unknown_senders, 0);
+    stop_all(&[b, c]).await;
+}
+
+/// Node 3 stops: the others see it dead, and alive again (a new incarnation) after it
+/// restarts.
 async fn crash_and_restart(kind: Kind) {
     let mut lab = Lab::new(kind);
     let mut nodes = lab.full_mesh(&[1, 2, 3]).await;
@@ -240,9 +265,10 @@ async fn crash_and_restart(kind: Kind) {
     drop(n3);
     for (events, who) in [(&mut e1, 1), (&mut e2, 2)] {
         let (t, _) = wait_event(events, "node 3 dead", is_dead(3)).await;
+        // (Within one lease: asserted on simulated time, `hawser-sim`'s
+        // `crash_is_detected_within_one_lease`; here the wall clock only reports it.)
         let took = t - t0;
         println!("{kind:?}: node {who} saw node 3 dead after {took:?} (lease {LEASE:?})");
-        assert!(took <= LEASE + SLACK, "detected after {took:?}");
         assert!(!nodes[who - 1].is_alive(3));
     }
     let n3 = lab.start(3, &[1, 2], settings()).await;
@@ -393,7 +419,7 @@ macro_rules! suite {
 }
 
 suite!(Tcp: join_through_one_node, crash_and_restart, alive_only_skips_the_dead,
-    peer_events_in_order, lagging_consumer_is_told);
+    peer_events_in_order, lagging_consumer_is_told, hello_before_the_flood);
 suite!(Memory: join_through_one_node, crash_and_restart, alive_only_skips_the_dead,
     peer_events_in_order, lagging_consumer_is_told);
 

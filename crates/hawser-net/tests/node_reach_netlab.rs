@@ -1,8 +1,8 @@
 //! Reachability across five network namespaces (`shared/netlab/netlab.sh`): node 5 is cut from
 //! the other four; each of them sees it dead within its lease, then alive again after the heal.
 //!
-//! Runs only as root with `ip` and `nft` available and `HAWSER_NETLAB=1`; otherwise it prints
-//! "skipped: ..." and passes. The nodes run inside the namespaces as child processes: this test
+//! Runs only with `HAWSER_NETLAB=1` (otherwise it prints "skipped: ..." and passes), as root
+//! with `ip` and `nft` available: with the variable set, a missing piece fails the test. The nodes run inside the namespaces as child processes: this test
 //! binary re-executed (`reach_netlab_child`) through `ip netns exec`. Traffic goes only to the
 //! lab's 10.77.0.0/24 inside its namespaces. Times are compared on the wall clock (Unix
 //! milliseconds), which parent and children share.

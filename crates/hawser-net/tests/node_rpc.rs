@@ -4,9 +4,12 @@
 
 mod node_common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use hawser_net::node::{
     Delivery, InboundRequest, Member, MembershipChange, Node, NodeId, Part, RequestError,
     RequestOptions, RespondError, ServeError, StreamError,
@@ -284,21 +287,13 @@ async fn local_errors(kind: Kind) {
     }
     let err = a.request(9, ECHO, "x", opts(5_000)).await.unwrap_err();
     assert_eq!(err, RequestError::UnknownNode(NodeId(9)));
-    // A member that is not running: unreachable once the connection fails, long before the
-    // 10 s deadline.
-    let start = Instant::now();
-    let err = a.request(3, ECHO, "x", opts(10_000)).await.unwrap_err();
-    assert_eq!(
-        err,
-        RequestError::Unreachable(NodeId(3)),
-        "after {:?}",
-        start.elapsed()
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    // A member that is not running: unreachable once the connection fails, before the 60 s
+    // deadline (which would have answered `Timeout`, and the test's own limit comes first).
+    let err = tokio::time::timeout(WAIT, a.request(3, ECHO, "x", opts(60_000)))
+        .await
+        .expect("the request waited for its deadline")
+        .unwrap_err();
+    assert_eq!(err, RequestError::Unreachable(NodeId(3)));
     assert_eq!(b.serve(HOLD).unwrap_err(), ServeError::AlreadyServed(HOLD));
     assert_eq!(
         b.serve(ProtocolId(3)).unwrap_err(),
@@ -329,24 +324,16 @@ async fn dead_peers(kind: Kind) {
         async move { a.request(2, HOLD, "held", opts(30_000)).await }
     });
     eventually("held", || nodes[1].rpc_stats().requests_received >= 2).await;
-    let start = Instant::now();
     nodes.pop().unwrap().stop().await;
+    // (Its 30 s deadline would answer `Timeout`, after the test's own limit.)
     let r = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert_eq!(r, Err(RequestError::Unreachable(NodeId(2))));
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
     eventually("2 dead", || !a.is_alive(2)).await;
-    let t = Instant::now();
-    let err = a.request(2, ECHO, "x", opts(30_000)).await.unwrap_err();
-    assert_eq!(err, RequestError::Unreachable(NodeId(2)));
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "{:?}",
-        t.elapsed()
-    );
+    // A new request to a dead peer fails at once: on its first poll, nothing sent.
+    let sent = a.rpc_stats().requests_sent;
+    let err = a.request(2, ECHO, "x", opts(30_000)).now_or_never();
+    assert_eq!(err, Some(Err(RequestError::Unreachable(NodeId(2)))));
+    assert_eq!(a.rpc_stats().requests_sent, sent);
     // Back: alive again, answered again.
     let b = c.start(2).await;
     serve_echo(&b);
@@ -366,6 +353,9 @@ async fn streams(kind: Kind) {
     serve_echo(b);
     let mut inbound = b.accept_streams(BULK).unwrap();
     const TOTAL: usize = 10 << 20;
+    // Stream bytes the reader has taken so far.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let read = progress.clone();
     let reader = tokio::spawn(async move {
         let (from, mut s) = inbound.accept().await.unwrap();
         let mut sum = 0u64;
@@ -378,6 +368,7 @@ async fn streams(kind: Kind) {
             }
             sum += buf[..got].iter().map(|&x| u64::from(x)).sum::<u64>();
             n += got;
+            read.fetch_add(got, Ordering::SeqCst);
         }
         s.write_all(&sum.to_be_bytes()).await.unwrap();
         s.shutdown().await.unwrap();
@@ -396,13 +387,14 @@ async fn streams(kind: Kind) {
         s.read_exact(&mut sum).await.unwrap();
         u64::from_be_bytes(sum)
     };
-    // Requests during the transfer: each answered well within a second.
+    // Requests during the transfer: each answered while less than half of the stream's bytes
+    // reach the reader, so none waits behind the stream (measured in bytes, not time).
     let pings = async {
-        let mut worst = Duration::ZERO;
+        let mut worst = 0;
         for _ in 0..20 {
-            let t = Instant::now();
-            a.request(2, ECHO, "ping", opts(5_000)).await.unwrap();
-            worst = worst.max(t.elapsed());
+            let before = progress.load(Ordering::SeqCst);
+            a.request(2, ECHO, "ping", opts(30_000)).await.unwrap();
+            worst = worst.max(progress.load(Ordering::SeqCst) - before);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         worst
@@ -413,8 +405,8 @@ async fn streams(kind: Kind) {
     assert_eq!(sum, their_sum);
     assert_eq!(sum, chunk_sum * (TOTAL / chunk.len()) as u64);
     assert!(
-        worst < Duration::from_secs(1),
-        "a request waited {worst:?} behind the stream"
+        worst < TOTAL / 2,
+        "a request waited for {worst} bytes of the stream"
     );
     // Nobody accepts NOBODY's streams; ECHO is not a stream protocol.
     let err = a.open_stream(2, NOBODY).await.unwrap_err();
@@ -480,8 +472,6 @@ suite!(SessionUds: request_response, refusals, deadlines, local_errors, dead_pee
 /// they answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_runs_at_most_max_inbound_handlers() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     let mut c = Cluster::members(Kind::Memory, 2);
     c.settings.rpc.max_inbound = 2;
     let nodes = c.start_all().await;

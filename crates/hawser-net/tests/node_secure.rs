@@ -7,7 +7,10 @@ mod node_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hawser_net::node::{Delivery, Group, Member, MembershipChange, Node, NodeId, Role, Settings};
+use hawser_net::node::{
+    Delivery, Group, Member, MembershipChange, Node, NodeId, Role, Settings, SettingsError,
+    StartError, MAX_PINS,
+};
 use hawser_net::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
 use node_common::{eventually, free_tcp_port, free_udp_port, next, quiet, settings, stop_all};
 
@@ -344,5 +347,53 @@ async fn session_write_waits_are_counted_per_peer() {
     for _ in 0..128 {
         assert_eq!(next(&mut inbox).await.payload.len(), 64 * 1024);
     }
+    stop_all(&nodes).await;
+}
+
+/// At most `MAX_PINS` PeerIds per node (old and new keys during a rotation, and spares): a
+/// node given more refuses to start, naming the setting; with exactly as many, a peer proving
+/// any one of them is accepted.
+#[tokio::test]
+async fn pins_per_node_are_capped() {
+    let too_many = (0..=MAX_PINS as u8).fold(Node::builder(1), |b, i| b.pin(2, peer_id(10 + i)));
+    let err = too_many
+        .listen(([127, 0, 0, 1], 0).into())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StartError::Settings(SettingsError::TooLarge { name, max })
+                if name.starts_with("pins") && max == MAX_PINS as u64
+        ),
+        "{err}"
+    );
+    // The same through `Settings::pins`.
+    let mut s = settings();
+    s.pins.insert(
+        NodeId(2),
+        (0..=MAX_PINS as u8).map(|i| peer_id(10 + i)).collect(),
+    );
+    assert!(Node::builder(1)
+        .settings(s)
+        .listen(([127, 0, 0, 1], 0).into())
+        .start()
+        .await
+        .is_err());
+    // Exactly `MAX_PINS`, node 2's real identity last: accepted, and node 2 gets through.
+    let mut pinned = settings();
+    pinned.pins.insert(
+        NodeId(2),
+        (1..MAX_PINS as u8)
+            .map(|i| peer_id(10 + i))
+            .chain([peer_id(2)])
+            .collect(),
+    );
+    let nodes = start(vec![pinned, settings()]).await;
+    let mut inbox = nodes[0].incoming();
+    nodes[1].try_send(1, "pinned", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "pinned");
+    assert_eq!(nodes[0].stats().peer_mismatches, 0);
     stop_all(&nodes).await;
 }

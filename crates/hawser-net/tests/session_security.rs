@@ -303,7 +303,8 @@ async fn duplicate_message_on_a_message_transport_is_dropped_before_decryption()
 #[tokio::test]
 async fn stalled_handshake_is_dropped_at_the_timeout_without_blocking_others() {
     let mut b = config(2);
-    b.handshake_timeout = Duration::from_millis(500);
+    // Long enough that another handshake on this machine, however loaded, ends well before.
+    b.handshake_timeout = Duration::from_secs(2);
     let transport = TransportConfig::default();
     let mut listener = Listener::bind(&"tcp://127.0.0.1:0".parse().unwrap(), &transport, b)
         .await
@@ -312,26 +313,28 @@ async fn stalled_handshake_is_dropped_at_the_timeout_without_blocking_others() {
         unreachable!()
     };
     // The staller sends half of a first handshake frame, then nothing.
+    let started = tokio::time::Instant::now();
     let mut staller = TcpStream::connect(sock).await.unwrap();
     staller.write_all(&[0, 32, 1, 2, 3]).await.unwrap();
-    let started = tokio::time::Instant::now();
     let a = config(1);
     let client = dial(listener.local_addr(), &transport, &a, None)
         .await
         .unwrap();
     let _server = listener.accept().await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "a stalled peer delayed another"
-    );
-    assert!(!client.is_closed());
-    // The server closes the staller at the timeout.
+    // Another handshake finished while the staller's was still pending: it did not wait.
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), staller.read(&mut buf))
+    assert!(
+        matches!(staller.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the staller was dropped before another handshake finished"
+    );
+    assert_eq!(listener.stats().timed_out, 0);
+    assert!(!client.is_closed());
+    // The server closes the staller at the timeout, not before (timers never fire early).
+    let n = tokio::time::timeout(STEP, staller.read(&mut buf))
         .await
         .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)));
-    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(listener.stats().timed_out, 1);
 }
 

@@ -8,8 +8,10 @@
 //! `election_timeout_max` after its last heartbeat, so a candidate whose timer fires before
 //! the other survivor's lease ends is refused and tries again one timeout later. The test
 //! prints the distribution next to both expectations (timeout max + 3 round trips, and lease +
-//! timeout max + 3 round trips) and asserts only a bound generous enough for a loaded 2-core
-//! machine; `HAWSER_ELECTION_TRIALS` sets the number of trials (the ignored variant runs 100).
+//! timeout max + 3 round trips). It asserts no time on the wall clock, which a loaded machine
+//! stretches: every trial elects a survivor, in a later term, that both survivors follow (a
+//! trial that never agrees fails at a hang guard, [`HANG`]). `HAWSER_ELECTION_TRIALS` sets the
+//! number of trials (the ignored variant runs 100).
 
 mod hawser_common;
 
@@ -22,9 +24,8 @@ use hawser_raft::types::NodeId;
 
 /// The longest election timeout of the test timing ([`raft_config`]).
 const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(300);
-/// The bound asserted on every trial: the timeout, three round trips, and slack for a loaded
-/// machine.
-const BOUND: Duration = Duration::from_secs(2);
+/// How long a trial may go without agreement before the test is taken as hung.
+const HANG: Duration = Duration::from_secs(10);
 
 /// The median of `count` node-info requests from `from` to `to`: one hawser request and its
 /// response, the round trip of every Raft message.
@@ -51,7 +52,7 @@ async fn agreed(c: &HawserCluster, ids: &[NodeId], since: Instant) -> (NodeId, D
                 return (l, since.elapsed());
             }
         }
-        assert!(since.elapsed() < BOUND * 5, "no leader among {ids:?}");
+        assert!(since.elapsed() < HANG, "no leader among {ids:?}");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -72,6 +73,7 @@ async fn election_trials(trials: usize) {
     for trial in 0..trials {
         let survivors: Vec<NodeId> = (1..=3).filter(|&id| id != leader).collect();
         rtts.push(round_trip(&c, survivors[0], survivors[1], 5).await);
+        let old_term = c.server(leader).kv.status().term;
         let start = Instant::now();
         c.crash(leader).await;
         let stop_took = start.elapsed();
@@ -80,6 +82,11 @@ async fn election_trials(trials: usize) {
             "trial {trial}: leader {leader} stopped in {:.1} ms, {new} agreed after {:.1} ms",
             ms(stop_took),
             ms(took)
+        );
+        let term = c.server(new).kv.status().term;
+        assert!(
+            term > old_term,
+            "trial {trial}: {new} leads in term {term} <= {old_term}"
         );
         times.push(took);
         // The old leader back from its data; the next trial starts once all three agree.
@@ -105,8 +112,6 @@ async fn election_trials(trials: usize) {
         ms(expected),
         ms(with_lease)
     );
-    let slow: Vec<_> = times.iter().filter(|t| **t > BOUND).collect();
-    assert!(slow.is_empty(), "elections over {BOUND:?}: {slow:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@
 //! - [`SimNet`]: endpoints, the clock, links, the run loop.
 //! - [`cluster::Cluster`]: whole nodes (`hawser_proto::node::Engine`s) with connections,
 //!   datagrams, partitions, crashes and restarts, on the same kind of clock.
-//! - [`seed`], [`SeedGuard`], [`link_seed`]: where seeds come from; a panicking test prints
-//!   `HAWSER_SEED=<seed> to replay`, and `HAWSER_SEED` replays it.
+//! - [`seed`], [`seeds`], [`for_each_seed`], [`SeedGuard`], [`link_seed`]: where seeds come from; a panicking test
+//!   prints `HAWSER_SEED=<seed> to replay`, and `HAWSER_SEED` replays it.
 //! - [`LinkStats`], [`NetStats`], [`TraceEvent`]: what happened.
 //!
 //! # The run loop
@@ -64,7 +64,9 @@ pub use hawser_proto::fault::{
 pub use hawser_proto::DatagramEndpoint;
 pub use link::{LinkStats, NetStats, TraceEvent, TraceKind};
 pub use net::SimNet;
-pub use seed::{link_seed, parse_seed, seed, SeedGuard, DEFAULT_SEED, SEED_ENV};
+pub use seed::{
+    for_each_seed, link_seed, parse_seed, seed, seeds, SeedGuard, DEFAULT_SEED, SEEDS_ENV, SEED_ENV,
+};
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -1,6 +1,7 @@
 //! Seeds: where a run's seed comes from, how each link's seed derives from it, and how a failing
 //! test tells which seed to replay.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 
 /// The seed [`seed`] returns when `HAWSER_SEED` is not set.
@@ -9,20 +10,88 @@ pub const DEFAULT_SEED: u64 = 0x4841_5753_4552; // "HAWSER"
 /// The environment variable that overrides the seed of every test using [`seed`].
 pub const SEED_ENV: &str = "HAWSER_SEED";
 
-/// The seed for this run: `HAWSER_SEED` (decimal, or hex with `0x`) if set, else
-/// [`DEFAULT_SEED`]. An unparsable value is reported on stderr and the default is used.
+thread_local! {
+    /// The seed of the [`for_each_seed`] run this thread is in, if any.
+    static CURRENT: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// The seed for this run: inside [`for_each_seed`], the seed of the current round; else
+/// `HAWSER_SEED` (decimal, or hex with `0x`) if set, else [`DEFAULT_SEED`]. An unparsable value
+/// is reported on stderr and the default is used.
 ///
 /// ```
 /// let net = hawser_sim::SimNet::new(hawser_sim::seed());
 /// # drop(net);
 /// ```
 pub fn seed() -> u64 {
+    CURRENT.with(Cell::get).unwrap_or_else(base_seed)
+}
+
+/// `HAWSER_SEED`, or [`DEFAULT_SEED`].
+fn base_seed() -> u64 {
     match std::env::var(SEED_ENV) {
         Ok(text) => parse_seed(&text).unwrap_or_else(|| {
             eprintln!("{SEED_ENV}={text:?} is not a u64; using {DEFAULT_SEED}");
             DEFAULT_SEED
         }),
         Err(_) => DEFAULT_SEED,
+    }
+}
+
+/// The environment variable that sets how many seeds [`seeds`] gives (at least one).
+pub const SEEDS_ENV: &str = "HAWSER_SEEDS";
+
+/// `n` seeds for a test to run one after the other (`HAWSER_SEEDS` overrides `n`):
+/// `HAWSER_SEED` (or [`DEFAULT_SEED`]) first, then seeds derived from it. A failing run prints
+/// its seed (through a [`SeedGuard`], which every [`SimNet`](crate::SimNet) holds);
+/// `HAWSER_SEED=<that seed>` makes it the first one run, so the failure comes back at once.
+///
+/// ```
+/// for seed in hawser_sim::seeds(8) {
+///     let net = hawser_sim::SimNet::new(seed);
+///     # drop(net);
+/// }
+/// ```
+pub fn seeds(n: usize) -> impl Iterator<Item = u64> {
+    let base = base_seed();
+    let n = match std::env::var(SEEDS_ENV) {
+        Ok(text) => text.trim().parse::<usize>().unwrap_or_else(|_| {
+            eprintln!("{SEEDS_ENV}={text:?} is not a count; running {n} seeds");
+            n
+        }),
+        Err(_) => n,
+    };
+    (0..n.max(1) as u64).map(move |i| match i {
+        0 => base,
+        _ => splitmix64(base ^ splitmix64(i)),
+    })
+}
+
+/// Runs `round` once per seed of [`seeds(n)`](seeds), in order; within a round, [`seed`]
+/// returns that round's seed, so a test written against [`seed`] runs on every one of them.
+/// A failing round prints `HAWSER_SEED=<its seed> to replay`.
+///
+/// ```
+/// let mut seen = Vec::new();
+/// hawser_sim::for_each_seed(3, |seed| {
+///     assert_eq!(hawser_sim::seed(), seed);
+///     seen.push(seed);
+/// });
+/// assert_eq!(seen.len(), 3);
+/// assert_eq!(seen, hawser_sim::seeds(3).collect::<Vec<_>>());
+/// ```
+pub fn for_each_seed(n: usize, mut round: impl FnMut(u64)) {
+    /// Restores the seed around a round, however it ends.
+    struct Restore(Option<u64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    for seed in seeds(n) {
+        let _guard = SeedGuard::new(seed);
+        let _restore = Restore(CURRENT.with(|c| c.replace(Some(seed))));
+        round(seed);
     }
 }
 

@@ -428,13 +428,15 @@ both_codecs! {
 /// A connect that failed reads as a lost connection, and writes fail with `Lost`.
 #[test]
 fn failed_connect_reads_as_lost() {
-    let mut c = Cluster::without_server(Config::new(params(2, 100, 1, 0, 1)));
-    c.app.read_clients = false;
-    c.add_clients(1);
-    c.run_for(Duration::from_millis(250));
-    assert_eq!(c.drain_client(0), vec![ClientRead::Ended(EndReason::Lost)]);
-    assert_eq!(
-        c.with_client(0, |cl, now| cl.write(now, Bytes::from_static(b"x"))),
-        Err(WriteError::Lost)
-    );
+    hawser_sim::for_each_seed(SEEDS, |_| {
+        let mut c = Cluster::without_server(Config::new(params(2, 100, 1, 0, 1)));
+        c.app.read_clients = false;
+        c.add_clients(1);
+        c.run_for(Duration::from_millis(250));
+        assert_eq!(c.drain_client(0), vec![ClientRead::Ended(EndReason::Lost)]);
+        assert_eq!(
+            c.with_client(0, |cl, now| cl.write(now, Bytes::from_static(b"x"))),
+            Err(WriteError::Lost)
+        );
+    });
 }

@@ -94,7 +94,7 @@ impl Connector for MemoryConnector {
             .ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
         // The "hello": the destination learns who connects (a non-member's messages are
         // dropped and counted there, as before reachability).
-        let admitted = dest.admit(self.id, Some(memory_addr(self.id)));
+        let admitted = dest.admit_soon(self.id, Some(memory_addr(self.id))).await;
         if admitted {
             dest.reach_connected(self.id, memory_addr(self.id));
         }

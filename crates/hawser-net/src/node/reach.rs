@@ -39,6 +39,13 @@ use tracing::{debug, info, warn};
 use super::config::Settings;
 use super::connector::Connector;
 use super::core::Core;
+
+/// How long a hello from a node that is not a member waits for the flood to make it one
+/// ([`Core::admit_soon`]).
+pub(crate) const LEARN_GRACE: Duration = Duration::from_secs(1);
+
+/// How often [`Core::admit_soon`] looks at the membership again while it waits.
+const LEARN_POLL: Duration = Duration::from_millis(10);
 use super::counters::Counters;
 
 /// What a framed connection carries: application payloads, reachability events, pings,
@@ -357,6 +364,38 @@ impl<L: Connector> Core<L> {
         }
         self.add_learned(&mut st, m);
         self.is_member(from)
+    }
+
+    /// [`admit`](Self::admit), waiting up to [`LEARN_GRACE`] (and at most half of
+    /// `hello_timeout`, so that the refusal still comes before the session's other node stream
+    /// is given up on) for `from` to become a member where this node learns peers from the
+    /// flood: a peer that
+    /// learned this node from a flood dials it at once, and its hello may arrive before the
+    /// same flood does. Refused at once, the messages it wrote behind the hello would be lost
+    /// with the session; admitted after the wait, they are read as usual. A node removed by
+    /// the application, or one this node cannot learn, is refused at once.
+    pub(crate) async fn admit_soon(
+        self: &Arc<Self>,
+        from: NodeId,
+        listen: Option<SocketAddr>,
+    ) -> bool {
+        if self.admit(from, listen) {
+            return true;
+        }
+        let learns = self.reach.is_some() && self.settings.reach.learn_peers;
+        if !learns || from == self.id || self.was_removed(from) {
+            return false;
+        }
+        let grace = LEARN_GRACE.min(self.settings.hello_timeout / 2);
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && !self.is_stopping() {
+            tokio::time::sleep(LEARN_POLL).await;
+            if self.admit(from, listen) {
+                debug!(node = %self.id, peer = %from, "admitted once learned from the flood");
+                return true;
+            }
+        }
+        false
     }
 
     /// A connection to `peer` said hello (either direction).

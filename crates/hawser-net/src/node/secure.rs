@@ -680,7 +680,7 @@ async fn serve_stream<L: Connector>(
             .await;
         return false;
     }
-    if !core.admit(from, hello.listen) {
+    if !core.admit_soon(from, hello.listen).await {
         Counters::bump(&core.counters.unknown_senders);
         warn!(node = %core.id, peer = %from, "refused peer: not a member");
         session

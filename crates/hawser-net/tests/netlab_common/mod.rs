@@ -1,8 +1,10 @@
 //! The lab harness shared by the netlab tests (`shared/netlab/netlab.sh`): when to skip,
 //! bringing the lab up and down, and running this test binary as one node per namespace.
 //!
-//! A lab test runs only as root with `ip` and `nft` available and `HAWSER_NETLAB=1`;
-//! otherwise [`Lab::up`] prints "skipped: ..." and the test returns (and passes). Each node is
+//! A lab test runs only with `HAWSER_NETLAB=1`, as root with `ip`, `nft` and the lab script
+//! available. Without `HAWSER_NETLAB=1`, [`Lab::up`] prints "skipped: ..." and the test returns
+//! (and passes); with it (`.ci/run` sets it where the lab is expected), anything missing fails
+//! the test, naming what is missing. Each node is
 //! this test binary re-executed through `ip netns exec h<id>`, running only its child test,
 //! which reads its node id from `HAWSER_NETLAB_CHILD` ([`child_id`]). Traffic goes only to
 //! the lab's 10.77.0.0/24 inside its namespaces.
@@ -32,23 +34,36 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("HAWSER_NETLAB").ok().as_deref() != Some("1") {
-        return Some("set HAWSER_NETLAB=1 to run the netlab test".into());
-    }
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("needs root".into());
+/// Whether the lab is expected: `HAWSER_NETLAB=1`.
+fn expected() -> bool {
+    std::env::var("HAWSER_NETLAB").ok().as_deref() == Some("1")
+}
+
+/// What the lab lacks on this machine, if anything.
+fn missing() -> Option<String> {
+    let uid = match Command::new("id").arg("-u").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(e) => {
+            return Some(format!(
+                "`id -u` could not run ({e}), so root cannot be checked"
+            ))
+        }
+    };
+    if uid != "0" {
+        return Some(format!("root (running as uid {uid})"));
     }
     for cmd in ["ip", "nft"] {
         if !have(cmd) {
             return Some(format!(
-                "`{cmd}` not found (apt-get install iproute2 nftables)"
+                "`{cmd}` on the PATH (apt-get install iproute2 nftables)"
             ));
         }
     }
     if !netlab().exists() {
-        return Some(format!("{} not found", netlab().display()));
+        return Some(format!(
+            "the lab script {} (or HAWSER_NETLAB_SH naming it)",
+            netlab().display()
+        ));
     }
     None
 }
@@ -67,11 +82,18 @@ pub fn lab(args: &[&str]) {
 pub struct Lab;
 
 impl Lab {
-    /// Brings up a lab of `nodes` hosts, or prints why the test is skipped and returns `None`.
+    /// Brings up a lab of `nodes` hosts. Without `HAWSER_NETLAB=1`, prints why the test is
+    /// skipped and returns `None`.
+    ///
+    /// # Panics
+    /// With `HAWSER_NETLAB=1`, when the lab cannot be built: it names what is missing.
     pub fn up(nodes: u64) -> Option<Lab> {
-        if let Some(why) = skip_reason() {
-            println!("skipped: {why}");
+        if !expected() {
+            println!("skipped: set HAWSER_NETLAB=1 to run the netlab test");
             return None;
+        }
+        if let Some(what) = missing() {
+            panic!("HAWSER_NETLAB=1 but the netlab cannot be built: it needs {what}");
         }
         let running = Lab;
         lab(&["up", &nodes.to_string()]);

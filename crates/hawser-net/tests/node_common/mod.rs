@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hawser_net::node::{
     Incoming, IncomingStream, Member, MemoryHub, Node, NodeId, QueueLimits, ReliableTransport,
-    Role, Settings,
+    Role, Settings, StartError,
 };
 use hawser_net::session::TransportAddr;
 
@@ -201,8 +201,22 @@ impl Cluster {
             .collect()
     }
 
-    /// Starts (or restarts, at its previous address) node `id`.
+    /// Starts (or restarts, at its previous address) node `id`. A restart retries while the
+    /// address is still taken: a stopped node's LSP listener lets its socket go in a background
+    /// task, shortly after `stop` returns.
     pub async fn start(&mut self, id: u64) -> Node {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match self.try_start(id).await {
+                Err(e) if Self::is_addr_in_use(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                r => break r.unwrap(),
+            }
+        }
+    }
+
+    async fn try_start(&mut self, id: u64) -> Result<Node, StartError> {
         if self.kind == Kind::Lsp {
             // A node added after `start_all` needs its LSP address too.
             self.lsp_addrs.entry(id).or_insert_with(free_udp_port);
@@ -219,7 +233,7 @@ impl Cluster {
             None => b,
         };
         let node = match self.kind {
-            Kind::Memory => b.in_memory(&self.hub).start().await.unwrap(),
+            Kind::Memory => b.in_memory(&self.hub).start().await?,
             Kind::Tcp
             | Kind::Lsp
             | Kind::SessionWs
@@ -236,7 +250,7 @@ impl Cluster {
                     Some(a) => b.lsp_listen(*a),
                     None => b,
                 };
-                b.start().await.unwrap()
+                b.start().await?
             }
         };
         if let Some(addr) = node.local_addr() {
@@ -245,7 +259,16 @@ impl Cluster {
         if let Some(t) = self.transports.get(&id) {
             assert!(node.listen_addrs().contains(t), "{t} not listened on");
         }
-        node
+        Ok(node)
+    }
+
+    /// Whether `e` says an address was still taken.
+    fn is_addr_in_use(e: &StartError) -> bool {
+        matches!(
+            e,
+            StartError::Bind { source, .. } | StartError::Listen { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse
+        )
     }
 
     /// Starts every node, then tells each node every address.

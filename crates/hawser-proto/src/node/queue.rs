@@ -740,31 +740,115 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Push(usize, u64),
-        Take(u64, usize),
-        TakeRequeue(u64, usize, usize),
+        Take(u64, usize, usize),
+        TakeRequeue(u64, usize, usize, usize),
+        Expire(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0usize..40, 0u64..50).prop_map(|(l, dt)| Op::Push(l, dt)),
-            (0u64..50, 1usize..4).prop_map(|(dt, n)| Op::Take(dt, n)),
-            (0u64..50, 1usize..4, 0usize..4).prop_map(|(dt, n, w)| Op::TakeRequeue(dt, n, w)),
+            4 => (0usize..40, 0u64..50).prop_map(|(l, dt)| Op::Push(l, dt)),
+            2 => (0u64..50, 1usize..4, 1usize..60).prop_map(|(dt, n, b)| Op::Take(dt, n, b)),
+            2 => (0u64..50, 1usize..4, 1usize..60, 0usize..4)
+                .prop_map(|(dt, n, b, w)| Op::TakeRequeue(dt, n, b, w)),
+            1 => (0u64..50).prop_map(Op::Expire),
         ]
     }
 
+    /// A message as the model keeps it: its number, its payload's length, when it was queued.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct ModelMsg {
+        id: u64,
+        len: usize,
+        queued_at: Instant,
+    }
+
+    /// The queue as its documentation describes it, written the plain way: a `VecDeque` of
+    /// messages with a count bound, a payload-byte bound and a deadline, and its counters.
+    /// It shares no code with [`SendQueue`].
+    struct Model {
+        max_messages: usize,
+        max_bytes: usize,
+        deadline: Duration,
+        msgs: VecDeque<ModelMsg>,
+        bytes: usize,
+        enqueued: u64,
+        stale: u64,
+        full: u64,
+    }
+
+    impl Model {
+        fn push(&mut self, msg: ModelMsg) -> bool {
+            if self.msgs.len() + 1 > self.max_messages || self.bytes + msg.len > self.max_bytes {
+                self.full += 1;
+                return false;
+            }
+            self.bytes += msg.len;
+            self.enqueued += 1;
+            self.msgs.push_back(msg);
+            true
+        }
+
+        /// Drops the messages at the head that waited longer than the deadline (a clock that
+        /// went back counts as no wait).
+        fn expire(&mut self, now: Instant) -> usize {
+            let mut n = 0;
+            while let Some(head) = self.msgs.front() {
+                let waited = now
+                    .checked_duration_since(head.queued_at)
+                    .unwrap_or_default();
+                if waited <= self.deadline {
+                    break;
+                }
+                self.bytes -= head.len;
+                self.msgs.pop_front();
+                n += 1;
+            }
+            self.stale += n as u64;
+            n
+        }
+
+        /// How many messages a take of at most `max_messages` and `max_bytes` of payload may
+        /// hand out, at most (at least one when any is waiting).
+        fn batch_bound(&self, max_messages: usize, max_bytes: usize) -> usize {
+            let (mut n, mut bytes) = (0, 0);
+            for m in &self.msgs {
+                if n > 0 && (n >= max_messages || bytes >= max_bytes) {
+                    break;
+                }
+                n += 1;
+                bytes += m.len;
+            }
+            n
+        }
+    }
+
     proptest! {
-        /// Against a model: bounds hold, order is FIFO, nothing
-        /// handed out is stale, every frame is its header then its payload, and every message
-        /// is accounted for exactly once.
+        /// Against an independent model (a `VecDeque` with counts, bytes and deadlines): every
+        /// push is accepted or refused as the model says; every take first drops what the
+        /// model finds stale, then hands out the model's head messages, in order, within both
+        /// bounds, at least one if any is waiting, each frame its header then its payload;
+        /// written messages leave, the others come back at the head; the counts, bytes,
+        /// counters and next expiry agree after every step.
         #[test]
         fn queue_matches_model(ops in proptest::collection::vec(op(), 0..200),
                                max_messages in 1usize..8, max_bytes in 0usize..120,
                                deadline in 0u64..120, grow in 1usize..80) {
             let t0 = origin();
             let mut now = t0;
-            let mut q = SendQueue::with_buffers_of(limits(max_messages, max_bytes, deadline), grow);
-            let (mut pushed, mut taken, mut next_id) = (0u64, 0u64, 0u64);
-            let mut last_taken: Option<u64> = None;
+            let limits = limits(max_messages, max_bytes, deadline);
+            let mut q = SendQueue::with_buffers_of(limits, grow);
+            let mut model = Model {
+                max_messages,
+                max_bytes,
+                deadline: limits.deadline,
+                msgs: VecDeque::new(),
+                bytes: 0,
+                enqueued: 0,
+                stale: 0,
+                full: 0,
+            };
+            let mut next_id = 0u64;
             let mut batch = FrameBatch::default();
             for op in ops {
                 match op {
@@ -772,41 +856,66 @@ mod tests {
                         now += Duration::from_millis(dt);
                         let mut p = vec![0u8; len.max(8)];
                         p[..8].copy_from_slice(&next_id.to_be_bytes());
+                        let msg = ModelMsg { id: next_id, len: p.len(), queued_at: now };
                         let header = [p.len() as u8];
-                        let fits = q.has_room_for(p.len());
-                        prop_assert_eq!(q.push(now, &header, &p).is_ok(), fits);
-                        if fits { pushed += 1; next_id += 1; }
+                        let accepted = model.push(msg);
+                        prop_assert_eq!(q.push(now, &header, &p).is_ok(), accepted, "{:?}", msg);
+                        if accepted {
+                            next_id += 1;
+                        }
                     }
-                    Op::Take(dt, n) | Op::TakeRequeue(dt, n, _) => {
+                    Op::Expire(dt) => {
                         now += Duration::from_millis(dt);
-                        q.take(now, n, usize::MAX, &mut batch);
-                        prop_assert!(batch.len() <= n);
+                        prop_assert_eq!(q.expire(now), model.expire(now));
+                    }
+                    Op::Take(dt, n, b) | Op::TakeRequeue(dt, n, b, _) => {
+                        now += Duration::from_millis(dt);
+                        let stale = q.take(now, n, b, &mut batch);
+                        prop_assert_eq!(stale, model.expire(now));
+                        let bound = model.batch_bound(n, b);
+                        prop_assert!(batch.len() <= bound, "{} > {}", batch.len(), bound);
+                        prop_assert_eq!(batch.is_empty(), model.msgs.is_empty());
                         let mut total = 0;
-                        for (frame, h) in batch.frames() {
+                        for (i, (frame, h)) in batch.frames().enumerate() {
+                            let want = model.msgs[i];
                             prop_assert_eq!(h, 1);
-                            prop_assert_eq!(usize::from(frame[0]), frame.len() - 1);
-                            total += frame.len();
+                            prop_assert_eq!(usize::from(frame[0]), want.len);
+                            prop_assert_eq!(frame.len(), 1 + want.len);
                             let id = u64::from_be_bytes(frame[1..9].try_into().unwrap());
-                            if let Some(prev) = last_taken { prop_assert!(id >= prev); }
-                            last_taken = Some(id);
+                            prop_assert_eq!(id, want.id);
+                            prop_assert!(frame[9..].iter().all(|&x| x == 0));
+                            total += frame.len();
                         }
                         prop_assert_eq!(total, batch.bytes().len());
                         let written = match op {
-                            Op::TakeRequeue(_, _, w) => w.min(batch.len()),
+                            Op::TakeRequeue(_, _, _, w) => w.min(batch.len()),
                             _ => batch.len(),
                         };
-                        let requeued = q.requeue_front(&batch, written);
-                        taken += written as u64;
-                        if requeued > 0 {
-                            // The next take starts again from the first one not written.
-                            last_taken = None;
+                        prop_assert_eq!(
+                            batch.payload_bytes(written),
+                            model.msgs.iter().take(written).map(|m| m.len as u64).sum::<u64>()
+                        );
+                        prop_assert_eq!(q.requeue_front(&batch, written), batch.len() - written);
+                        for _ in 0..written {
+                            let m = model.msgs.pop_front().unwrap();
+                            model.bytes -= m.len;
                         }
+                        q.recycle(&mut batch);
                     }
                 }
-                // A batch put back right after it was taken restores a state within bounds.
-                prop_assert!(q.len() <= max_messages);
-                prop_assert!(q.bytes() <= max_bytes);
-                prop_assert_eq!(pushed, taken + q.dropped_stale() + q.len() as u64);
+                prop_assert_eq!(q.len(), model.msgs.len());
+                prop_assert_eq!(q.bytes(), model.bytes);
+                prop_assert!(q.len() <= max_messages && q.bytes() <= max_bytes);
+                prop_assert_eq!(q.dropped_stale(), model.stale);
+                prop_assert_eq!(q.dropped_full(), model.full);
+                prop_assert_eq!(
+                    q.next_expiry(),
+                    model.msgs.front().map(|m| m.queued_at + model.deadline)
+                );
+                let mut stats = PeerStats::default();
+                q.fill_stats(&mut stats);
+                prop_assert_eq!(stats.enqueued, model.enqueued);
+                prop_assert_eq!(stats.queued, model.msgs.len() as u64);
             }
         }
     }

@@ -9,7 +9,9 @@
 //!   one round trip at a time).
 //!
 //! Everything runs on simulated time: `run_until` jumps from event to event. Randomness (ISNs,
-//! payloads, echo delays) comes from `hawser_sim::seed()`, so `HAWSER_SEED` replays a run.
+//! payloads, echo delays) comes from `hawser_sim::seed()`: each scenario runs on [`SEEDS`]
+//! seeds (`hawser_sim::for_each_seed`), and a failing one prints `HAWSER_SEED=<seed> to
+//! replay`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -28,8 +30,12 @@ use hawser_sim::{fake_addr, message_hook, seed, FaultConfig, SimNet, TraceKind, 
 /// One millisecond.
 pub const MS: Duration = Duration::from_millis(1);
 
-/// Runs one scenario for both codecs: `name: |codec| body;` becomes `mod name` with the tests
-/// `json` and `binary`.
+/// How many seeds each scenario runs on (`hawser_sim::for_each_seed`; `HAWSER_SEEDS`
+/// overrides it).
+pub const SEEDS: usize = 8;
+
+/// Runs one scenario for both codecs, on [`SEEDS`] seeds each: `name: |codec| body;` becomes
+/// `mod name` with the tests `json` and `binary`.
 macro_rules! both_codecs {
     ($($(#[$meta:meta])* $name:ident: |$codec:ident| $body:expr;)*) => {
         $(
@@ -41,13 +47,13 @@ macro_rules! both_codecs {
                 #[test]
                 fn json() {
                     let $codec = hawser_proto::wire::Codec::Json;
-                    $body;
+                    hawser_sim::for_each_seed(SEEDS, |_| $body);
                 }
 
                 #[test]
                 fn binary() {
                     let $codec = hawser_proto::wire::Codec::Binary;
-                    $body;
+                    hawser_sim::for_each_seed(SEEDS, |_| $body);
                 }
             }
         )*
