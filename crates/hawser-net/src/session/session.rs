@@ -205,7 +205,7 @@ impl Session {
     }
 
     /// Whether traffic is encrypted and the peer authenticated (false for
-    /// [`Security::DangerPlaintext`]).
+    /// [`Security::DangerPlaintext`](super::Security::DangerPlaintext)).
     pub fn is_encrypted(&self) -> bool {
         self.inner.cipher.is_some()
     }
