@@ -1,5 +1,6 @@
 //! Serde support for the settings types (feature `serde`): durations as human-readable text,
-//! and [`NodeId`] as a number or a string of digits.
+//! and [`NodeId`] as a number or a string of digits; [`from_text`] reads any type written as the
+//! text it prints and parses.
 //!
 //! # Durations
 //! A duration is written as a number followed by a unit, `ns`, `us`, `ms`, `s`, `m` or `h`
@@ -160,6 +161,40 @@ impl<'de> serde::Deserialize<'de> for NodeId {
 
         d.deserialize_any(IdVisitor)
     }
+}
+
+/// Deserializes a string through `parse`, reporting its error (for types written as the text
+/// they print and parse).
+///
+/// # Errors
+/// The deserializer's error, or `parse`'s as a custom one.
+pub fn from_text<'de, D, T, E>(
+    d: D,
+    what: &'static str,
+    parse: fn(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    E: fmt::Display,
+{
+    struct Text<T, E> {
+        what: &'static str,
+        parse: fn(&str) -> Result<T, E>,
+    }
+
+    impl<T, E: fmt::Display> Visitor<'_> for Text<T, E> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.what)
+        }
+
+        fn visit_str<X: de::Error>(self, v: &str) -> Result<T, X> {
+            (self.parse)(v).map_err(X::custom)
+        }
+    }
+
+    d.deserialize_str(Text { what, parse })
 }
 
 #[cfg(test)]

@@ -6,43 +6,12 @@
 //! | `NetworkId` | the id, 1 to 64 bytes |
 //! | `PeerId` | base58, as printed by `hawser keygen` |
 
-use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{NetworkId, PeerId};
-
-/// Deserializes a string through `parse`, reporting its error.
-fn from_text<'de, D, T, E>(
-    d: D,
-    what: &'static str,
-    parse: fn(&str) -> Result<T, E>,
-) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    E: fmt::Display,
-{
-    struct Text<T, E> {
-        what: &'static str,
-        parse: fn(&str) -> Result<T, E>,
-    }
-
-    impl<T, E: fmt::Display> Visitor<'_> for Text<T, E> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.what)
-        }
-
-        fn visit_str<X: de::Error>(self, v: &str) -> Result<T, X> {
-            (self.parse)(v).map_err(X::custom)
-        }
-    }
-
-    d.deserialize_str(Text { what, parse })
-}
+use crate::serde_util::from_text;
 
 impl Serialize for NetworkId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
