@@ -388,6 +388,10 @@ pub enum SettingsError {
     /// the id of another.
     #[error("protocol {0}: application ids start at 1024 and appear once")]
     Protocol(u32),
+    /// The node engine's settings derived from these ones are inconsistent (e.g.
+    /// `backoff_initial` above `backoff_max`).
+    #[error("engine: {0}")]
+    Engine(String),
 }
 
 impl Settings {

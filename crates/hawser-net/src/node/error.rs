@@ -40,6 +40,20 @@ pub enum SendError {
     NotAlive(NodeId),
 }
 
+/// The engine's refusal of a message, in the node's terms (`Unreachable`, no address, is
+/// [`SendError::NoAddress`]).
+pub(crate) fn from_engine(e: hawser_proto::node::engine::SendError) -> SendError {
+    use hawser_proto::node::engine::SendError as E;
+    match e {
+        E::QueueFull(n) => SendError::QueueFull(n),
+        E::UnknownNode(n) => SendError::UnknownNode(n),
+        // The kind byte the engine counts in its frame bound is not the caller's.
+        E::TooLarge { len, max } => SendError::TooLarge { len, max },
+        E::Unreachable(n) => SendError::NoAddress(n),
+        _ => SendError::Stopped,
+    }
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use hawser_proto::wire::node::{SealedDatagram, DATAGRAM_KEY_LEN};
 use hawser_proto::wire::WireError;
 
 use super::datagram::{OpenError, OpenKey, ReplayWindow, SealKey};
-use super::reach::Frame;
+use hawser_proto::wire::node::Frame;
 use crate::session::NoiseCipher;
 
 /// Both halves of one direction's datagram key.

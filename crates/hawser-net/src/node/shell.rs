@@ -1,0 +1,999 @@
+//! [`Shell`]: one node's [`Engine`] under one lock, with the little state the shell keeps
+//! beside it, and the run loop's drain.
+//!
+//! Every call into the engine (the application's commands, a connection's input, the
+//! driver's timeout) is made under the lock of [`State`] and followed by [`Shell::flush`],
+//! which carries out every `Transmit` (a dial starts a task of the node's [`Links`], a
+//! `Writable` wakes the connection's writer, a `Close` stops its task, a datagram is sent at
+//! once) and dispatches every `Event` (messages to the incoming queue, requests to their
+//! handlers, responses to their callers, peer events to their streams, room to waiting
+//! senders). The engine's event queue is thus drained after every call and never reaches
+//! `max_events`. `flush` then wakes the driver only when the engine's next timeout moved
+//! earlier than the one it sleeps until.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hawser_proto::node::engine::{
+    ConnId, DialError, Event, InboundId, Refusal, RequestId, Transmit, WriteError,
+};
+use hawser_proto::node::{
+    Delivery, Engine, FrameBatch, Member, Membership, MembershipChange, MembershipError, NodeId,
+    PeerStats,
+};
+use hawser_proto::reach::PeerEvent;
+use hawser_proto::wire::node::FrameKind;
+use hawser_proto::wire::rpc::Outcome;
+use tokio::sync::{broadcast, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use super::config::{OversizeDatagram, Settings};
+use super::counters::Counters;
+use super::datagram::{OpenKey, SealKey};
+use super::engine_config::engine_config;
+use super::error::{from_engine, SendError, StartError};
+use super::events::{memory_addr, PeerEvents};
+use super::incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
+use super::rpc::{
+    Calls, NodeStream, RequestError, RespondError, Responder, RpcStats, Serving, StreamError,
+    Streams,
+};
+use super::stats::NodeStats;
+use crate::session::{NoiseCipher, PeerId, ProtocolId, Session, TransportAddr};
+
+/// A boxed future (the [`Links`] seam stays object-safe).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How one node reaches others: the sessions of the default network, or the in-memory hub.
+/// Required methods only move bytes; the engine decides what and when.
+pub(crate) trait Links: Send + Sync + 'static {
+    /// Dials `peer` for `conn` on a task of its own (stopped by `stop`), which ends with
+    /// [`Shell::dialed`].
+    fn dial(&self, shell: &Arc<Shell>, conn: ConnId, peer: NodeId, stop: CancellationToken);
+
+    /// Sends one datagram (the engine's `wire::node` envelope) to `to` at `addr`; `st` holds
+    /// the datagram keys.
+    fn send_datagram(
+        &self,
+        shell: &Arc<Shell>,
+        st: &mut State,
+        to: NodeId,
+        addr: SocketAddr,
+        datagram: Bytes,
+    );
+
+    /// Opens a byte stream of `protocol` to `to`.
+    fn open_stream<'a>(
+        &'a self,
+        shell: &'a Arc<Shell>,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> BoxFuture<'a, Result<NodeStream, StreamError>>;
+
+    /// The address the node listens on (TCP and UDP), if it has one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// This node's `PeerId`, for links with sessions.
+    fn peer_id(&self) -> Option<PeerId> {
+        None
+    }
+
+    /// Every address this node accepts connections on.
+    fn listen_addrs(&self) -> Vec<TransportAddr> {
+        Vec::new()
+    }
+
+    /// Releases sockets and registrations at stop.
+    fn shutdown(&self) {}
+}
+
+/// One connection's handles: the wake-up of its writer, and its stop signal.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot {
+    /// Notified on `Transmit::Writable`.
+    pub wake: Arc<Notify>,
+    /// Cancelled on `Transmit::Close` and at stop.
+    pub stop: CancellationToken,
+}
+
+/// What the lock protects: the engine, and what the shell keeps per connection and peer.
+/// Every map is bounded by the engine's connections or the membership.
+pub(crate) struct State {
+    /// The node layer's state machine.
+    pub engine: Engine,
+    /// Live connections, both ways.
+    conns: HashMap<ConnId, Slot>,
+    /// Senders waiting for room, per destination.
+    rooms: HashMap<NodeId, Arc<Notify>>,
+    calls: Calls,
+    serving: Serving,
+    /// This node's datagram key to each peer (Noise only).
+    pub seal: HashMap<NodeId, SealKey>,
+    /// Each peer's datagram key to this node, with its replay window (Noise only).
+    pub open: HashMap<NodeId, OpenKey>,
+    /// This node's session to each peer, for streams.
+    pub sessions: HashMap<NodeId, (ConnId, Session)>,
+    /// Reliable messages the incoming queue had no room for, in order: the readers wait until
+    /// they are in before reading more (bounded by what one read hands over per connection).
+    overflow: Vec<Incoming>,
+    /// Where the driver sleeps until.
+    armed: Option<Instant>,
+}
+
+/// One running node: the engine, its lock, and the shell's shared parts.
+pub(crate) struct Shell {
+    /// This node.
+    pub id: NodeId,
+    /// The settings it started with.
+    pub settings: Settings,
+    state: Mutex<State>,
+    /// The counters only the shell sees.
+    pub counters: Counters,
+    /// Cancelled when the node stops.
+    pub cancel: CancellationToken,
+    /// Every task of the node, waited for at stop.
+    pub tracker: TaskTracker,
+    incoming: IncomingQueue,
+    sender: IncomingSender,
+    peer_events: broadcast::Sender<PeerEvent>,
+    /// Wakes the driver (its deadline moved earlier).
+    pub driver: Notify,
+    /// Held while the overflow is moved into the incoming queue (keeps it in order).
+    overflow_lock: tokio::sync::Mutex<()>,
+    /// Streams' acceptors and counters.
+    pub streams: Streams,
+    serve_counters: Arc<super::rpc::ServeCounters>,
+    links: Box<dyn Links>,
+    /// Nodes without addresses are reached at their in-memory pseudo address.
+    memory: bool,
+    me: Weak<Shell>,
+}
+
+/// The address reachability knows node `id` by when reached through `t`.
+pub(crate) fn transport_via(t: &TransportAddr, id: NodeId) -> SocketAddr {
+    match t {
+        TransportAddr::Tcp(a) | TransportAddr::Lsp(a) | TransportAddr::Ws(a) => *a,
+        TransportAddr::Mem(_) => memory_addr(id),
+    }
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Shell {
+    /// A node `id` over `links`, announcing `local` addresses; `memory` for the in-memory
+    /// network (nodes without addresses are reached by id).
+    pub fn new(
+        id: NodeId,
+        settings: Settings,
+        members: Vec<Member>,
+        links: Box<dyn Links>,
+        local: &[SocketAddr],
+        memory: bool,
+    ) -> Result<Arc<Shell>, StartError> {
+        let config = engine_config(&settings);
+        let mut membership = Membership::new(settings.max_nodes);
+        let fill = |m: Member| fill_addrs(&settings, memory, m);
+        for m in members {
+            membership.insert(fill(m))?;
+        }
+        let engine = Engine::new(id, config, membership, local, now()).map_err(|e| {
+            StartError::Settings(super::config::SettingsError::Engine(e.to_string()))
+        })?;
+        let cancel = CancellationToken::new();
+        let (incoming, sender) = IncomingQueue::new(settings.incoming_capacity, cancel.clone());
+        let (peer_events, _) = broadcast::channel(settings.reach.event_capacity.max(1));
+        let rpc = settings.rpc.within_frame(settings.max_frame);
+        let serving = Serving::new(rpc.max_inbound, rpc.max_response);
+        let serve_counters = serving.counters.clone();
+        let protocols = settings.protocols.iter().map(|p| p.id()).collect();
+        let shell = Arc::new_cyclic(|me| Shell {
+            id,
+            streams: Streams::new(protocols, rpc.stream_backlog),
+            settings,
+            state: Mutex::new(State {
+                engine,
+                conns: HashMap::new(),
+                rooms: HashMap::new(),
+                calls: Calls::default(),
+                serving,
+                seal: HashMap::new(),
+                open: HashMap::new(),
+                sessions: HashMap::new(),
+                overflow: Vec::new(),
+                armed: None,
+            }),
+            counters: Counters::default(),
+            cancel,
+            tracker: TaskTracker::new(),
+            incoming,
+            sender,
+            peer_events,
+            driver: Notify::new(),
+            overflow_lock: tokio::sync::Mutex::new(()),
+            serve_counters,
+            links,
+            memory,
+            me: me.clone(),
+        });
+        Ok(shell)
+    }
+
+    /// Locks the state (a poisoned lock is recovered: a panic while it was held is a bug, and
+    /// the engine's own state stays consistent between calls).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The links (for their addresses and ids).
+    pub fn links(&self) -> &dyn Links {
+        &*self.links
+    }
+
+    // ----- the run loop -----
+
+    /// Carries out every transmit and dispatches every event, until both are drained; then
+    /// wakes the driver if the next timeout moved earlier.
+    pub fn flush(self: &Arc<Self>, st: &mut State) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = st.engine.poll_transmit() {
+                moved = true;
+                self.carry(st, t);
+            }
+            while let Some(e) = st.engine.poll_event() {
+                moved = true;
+                self.dispatch(st, e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        let next = st.engine.poll_timeout();
+        if next.is_some_and(|n| st.armed.is_none_or(|a| n < a)) {
+            st.armed = next;
+            self.driver.notify_one();
+        }
+    }
+
+    /// The driver's turn: the engine's timers.
+    pub fn timeout(self: &Arc<Self>) -> Option<Instant> {
+        let mut st = self.lock();
+        st.engine.handle_timeout(now());
+        self.flush(&mut st);
+        let next = st.engine.poll_timeout();
+        st.armed = next;
+        next
+    }
+
+    fn carry(self: &Arc<Self>, st: &mut State, t: Transmit) {
+        match t {
+            Transmit::Dial { conn, peer, .. } => {
+                let stop = self.cancel.child_token();
+                let slot = Slot {
+                    wake: Arc::new(Notify::new()),
+                    stop: stop.clone(),
+                };
+                st.conns.insert(conn, slot);
+                self.links.dial(self, conn, peer, stop);
+            }
+            Transmit::Close { conn, reason } => {
+                debug!(node = %self.id, %conn, ?reason, "connection closed");
+                if let Some(slot) = st.conns.remove(&conn) {
+                    slot.stop.cancel();
+                }
+                st.sessions.retain(|_, (c, _)| *c != conn);
+            }
+            Transmit::Datagram { to, addr, payload } => {
+                self.links.send_datagram(self, st, to, addr, payload);
+            }
+            Transmit::Writable { conn } => {
+                if let Some(slot) = st.conns.get(&conn) {
+                    slot.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, st: &mut State, e: Event) {
+        match e {
+            Event::Message {
+                from,
+                delivery,
+                payload,
+            } => {
+                let msg = Incoming {
+                    from,
+                    delivery,
+                    payload,
+                };
+                if delivery == Delivery::Unreliable {
+                    if self.sender.try_send(msg).is_err() {
+                        Counters::bump(&self.counters.incoming_dropped);
+                    }
+                } else if !st.overflow.is_empty() {
+                    st.overflow.push(msg);
+                } else if let Err(msg) = self.sender.try_send(msg) {
+                    st.overflow.push(msg);
+                }
+            }
+            Event::Request {
+                id,
+                from,
+                protocol,
+                payload,
+                deadline,
+            } => {
+                let me: Weak<dyn Responder> = self.me.clone();
+                let refused = st
+                    .serving
+                    .dispatch(me, id, from, protocol, payload, deadline);
+                if let Some(outcome) = refused {
+                    let _ = st.engine.respond(now(), id, outcome);
+                }
+            }
+            Event::RequestCancelled { id } => st.serving.cancelled(id),
+            Event::Response { id, result } => st.calls.complete(id, result),
+            Event::Peer(event) => {
+                debug!(node = %self.id, ?event, "reachability");
+                // No receiver is not an error: nobody listens.
+                let _ = self.peer_events.send(event);
+            }
+            Event::Connected { peer } => info!(node = %self.id, %peer, "connected"),
+            Event::Disconnected { peer } => {
+                info!(node = %self.id, %peer, "disconnected");
+            }
+            Event::Room { peer } => {
+                if let Some(room) = st.rooms.get(&peer) {
+                    room.notify_waiters();
+                }
+            }
+            Event::Learned(m) => {
+                info!(node = %self.id, peer = %m.id, "learned a peer: added as temporary member");
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves the reliable messages the incoming queue had no room for into it, waiting for
+    /// room (back-pressure on the caller: a connection's reader). `false` once stopped.
+    pub async fn drain_overflow(&self) -> bool {
+        if self.lock().overflow.is_empty() {
+            return !self.cancel.is_cancelled();
+        }
+        let _order = self.overflow_lock.lock().await;
+        let mut msgs = std::mem::take(&mut self.lock().overflow);
+        if msgs.is_empty() {
+            return true;
+        }
+        tokio::select! {
+            r = self.sender.send_all(&mut msgs) => r.is_ok(),
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
+    // ----- connections (for the links) -----
+
+    /// The dial of `conn` ended. On success, the writer's slot (`None` if the engine gave up
+    /// on the dial meanwhile: the caller drops the connection).
+    pub fn dialed(
+        self: &Arc<Self>,
+        conn: ConnId,
+        peer: NodeId,
+        result: Result<(SocketAddr, Option<Session>), DialError>,
+    ) -> Option<Slot> {
+        let mut st = self.lock();
+        let slot = st.conns.get(&conn).cloned();
+        let outcome = match result {
+            Ok((via, session)) => {
+                if slot.is_some() {
+                    if let Some(s) = session {
+                        st.sessions.insert(peer, (conn, s));
+                    }
+                }
+                Ok(via)
+            }
+            Err(e) => {
+                st.conns.remove(&conn);
+                Err(e)
+            }
+        };
+        let ok = outcome.is_ok();
+        st.engine.handle_dialed(now(), conn, outcome);
+        self.flush(&mut st);
+        slot.filter(|_| ok)
+    }
+
+    /// A connection from `peer` said hello, announcing `announced`: its name and stop signal,
+    /// or why it is refused.
+    pub fn accepted(
+        self: &Arc<Self>,
+        peer: NodeId,
+        announced: Option<SocketAddr>,
+    ) -> Result<(ConnId, CancellationToken), Refusal> {
+        let mut st = self.lock();
+        let conn = st.engine.handle_accepted(now(), peer, announced);
+        let out = conn.map(|conn| {
+            let stop = self.cancel.child_token();
+            let slot = Slot {
+                wake: Arc::new(Notify::new()),
+                stop: stop.clone(),
+            };
+            st.conns.insert(conn, slot);
+            (conn, stop)
+        });
+        self.flush(&mut st);
+        out
+    }
+
+    /// Frame bodies (kind byte first) received on `conn` from `from`; a datagram key is the
+    /// shell's (kept when the session has a `cipher`, else handed to the engine, which
+    /// counts it as a bad frame). Empties `frames`.
+    pub fn receive(
+        self: &Arc<Self>,
+        conn: ConnId,
+        from: NodeId,
+        cipher: Option<NoiseCipher>,
+        frames: &mut Vec<Bytes>,
+    ) {
+        let mut st = self.lock();
+        let t = now();
+        for frame in frames.drain(..) {
+            if let (Some(cipher), Ok(FrameKind::DatagramKey)) = (cipher, FrameKind::of(&frame)) {
+                match hawser_proto::wire::node::Frame::parse(frame) {
+                    Ok(hawser_proto::wire::node::Frame::DatagramKey(key)) => {
+                        debug!(node = %self.id, peer = %from, "datagram key received");
+                        st.open.insert(from, OpenKey::new(&key, cipher));
+                    }
+                    _ => Counters::bump(&self.counters.bad_frames),
+                }
+                continue;
+            }
+            st.engine.handle_frame(t, conn, frame);
+        }
+        self.flush(&mut st);
+    }
+
+    /// The reader of `conn` met a frame above the bound.
+    pub fn oversized(self: &Arc<Self>, conn: ConnId) {
+        let mut st = self.lock();
+        st.engine.handle_oversized(now(), conn);
+        self.flush(&mut st);
+    }
+
+    /// Connection `conn` closed (by the peer, or broken).
+    pub fn closed(self: &Arc<Self>, conn: ConnId) {
+        let mut st = self.lock();
+        if let Some(slot) = st.conns.remove(&conn) {
+            slot.stop.cancel();
+        } else {
+            return;
+        }
+        st.sessions.retain(|_, (c, _)| *c != conn);
+        st.engine.handle_closed(now(), conn);
+        self.flush(&mut st);
+    }
+
+    /// The next batch to write on `conn` (into `batch`); `false` when there is none.
+    pub fn take_frames(self: &Arc<Self>, conn: ConnId, batch: &mut FrameBatch) -> bool {
+        let mut st = self.lock();
+        let got = st.engine.take_frames(now(), conn, batch);
+        self.flush(&mut st);
+        got
+    }
+
+    /// The batch taken for `conn` was written (or failed after `written` bytes).
+    pub fn written(
+        self: &Arc<Self>,
+        conn: ConnId,
+        batch: &mut FrameBatch,
+        result: Result<(), WriteError>,
+    ) {
+        let mut st = self.lock();
+        st.engine.handle_written(now(), conn, batch, result);
+        self.flush(&mut st);
+    }
+
+    /// A datagram received, in the engine's plain envelope.
+    pub fn datagram(self: &Arc<Self>, from: SocketAddr, datagram: Bytes) {
+        let mut st = self.lock();
+        st.engine.handle_datagram(now(), from, datagram);
+        self.flush(&mut st);
+    }
+
+    /// Opens a connection to `to` (for a datagram key or a stream).
+    pub fn connect(self: &Arc<Self>, st: &mut State, to: NodeId) {
+        st.engine.connect(now(), to);
+    }
+
+    /// This node's session to `to` (connecting if there is none), within `connect_timeout`.
+    pub async fn session_to(self: &Arc<Self>, to: NodeId) -> Result<Session, StreamError> {
+        let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
+        loop {
+            {
+                let mut st = self.lock();
+                if !st.engine.membership().contains(to) {
+                    return Err(StreamError::UnknownNode(to));
+                }
+                if let Some((_, s)) = st.sessions.get(&to).filter(|(_, s)| !s.is_closed()) {
+                    return Ok(s.clone());
+                }
+                if self.cancel.is_cancelled() {
+                    return Err(StreamError::Stopped);
+                }
+                self.connect(&mut st, to);
+                self.flush(&mut st);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StreamError::Unreachable(to));
+            }
+            let again = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+            tokio::select! {
+                () = tokio::time::sleep_until(again.min(deadline)) => {}
+                () = self.cancel.cancelled() => return Err(StreamError::Stopped),
+            }
+        }
+    }
+
+    // ----- application commands -----
+
+    /// Where a payload of `len` bytes goes: unreliable payloads above `datagram_limit` go
+    /// reliably when the settings say so.
+    fn delivery_for(&self, len: usize, delivery: Delivery) -> Delivery {
+        if delivery == Delivery::Unreliable
+            && len > self.settings.datagram_limit
+            && self.settings.oversize_datagram == OversizeDatagram::SendReliably
+        {
+            Delivery::Reliable
+        } else {
+            delivery
+        }
+    }
+
+    /// A message to this node itself: straight to the incoming queue.
+    fn send_local(&self, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        let msg = Incoming {
+            from: self.id,
+            delivery,
+            payload,
+        };
+        self.sender
+            .try_send(msg)
+            .map_err(|_| SendError::QueueFull(self.id))
+    }
+
+    /// Queues or sends `payload` to `to`; never blocks.
+    pub fn try_send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: &[u8],
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let delivery = self.delivery_for(payload.len(), delivery);
+        let mut st = self.lock();
+        let r = st.engine.send(now(), to, payload, delivery);
+        self.flush(&mut st);
+        r.map_err(from_engine)
+    }
+
+    /// [`try_send`](Self::try_send) of a `Bytes` (a message to this node itself is not
+    /// copied).
+    pub fn try_send_bytes(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if to == self.id {
+            return self.send_local(payload, delivery);
+        }
+        self.try_send(to, &payload, delivery)
+    }
+
+    /// Like `try_send`, waiting for room instead of failing with `QueueFull`.
+    pub async fn send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if to == self.id {
+            loop {
+                match self.send_local(payload.clone(), delivery) {
+                    Err(SendError::QueueFull(_)) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    other => return other,
+                }
+            }
+        }
+        let delivery = self.delivery_for(payload.len(), delivery);
+        loop {
+            let room = {
+                let mut st = self.lock();
+                let r = st.engine.send(now(), to, &payload, delivery);
+                self.flush(&mut st);
+                match r.map_err(from_engine) {
+                    Err(SendError::QueueFull(_)) => st.rooms.entry(to).or_default().clone(),
+                    other => return other,
+                }
+            };
+            self.wait_room(&room).await?;
+        }
+    }
+
+    /// Waits for `room` to be notified (registered under the lock by the caller's retry),
+    /// at most a little while: a waiter also looks again on its own.
+    async fn wait_room(&self, room: &Notify) -> Result<(), SendError> {
+        let notified = room.notified();
+        tokio::select! {
+            () = notified => Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => Ok(()),
+            () = self.cancel.cancelled() => Err(SendError::Stopped),
+        }
+    }
+
+    /// Queues the messages at the front of `batch` under one hold of the lock; stops at the
+    /// first that cannot go, which stays at the front.
+    pub fn try_send_batch(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut std::collections::VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<usize, SendError> {
+        let mut sent = 0;
+        let mut refused = None;
+        if to == self.id {
+            while let Some(p) = batch.front() {
+                if let Err(e) = self.send_local(p.clone(), delivery) {
+                    refused = Some(e);
+                    break;
+                }
+                batch.pop_front();
+                sent += 1;
+            }
+        } else {
+            let mut st = self.lock();
+            let t = now();
+            for p in batch.iter() {
+                let d = self.delivery_for(p.len(), delivery);
+                if let Err(e) = st.engine.send(t, to, p, d) {
+                    refused = Some(from_engine(e));
+                    break;
+                }
+                sent += 1;
+            }
+            self.flush(&mut st);
+            drop(st);
+            batch.drain(..sent);
+        }
+        match refused {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
+    }
+
+    /// Like `try_send_batch`, waiting for room; returns once `batch` is empty.
+    pub async fn send_batch(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut std::collections::VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        while !batch.is_empty() {
+            match self.try_send_batch(to, batch, delivery) {
+                Ok(_) if batch.is_empty() => return Ok(()),
+                Ok(_) | Err(SendError::QueueFull(_)) => {
+                    let room = self.lock().rooms.entry(to).or_default().clone();
+                    // One waiting send registers the want of room, then waits.
+                    let Some(first) = batch.pop_front() else {
+                        return Ok(());
+                    };
+                    if let Err(e) = self.send(to, first.clone(), delivery).await {
+                        batch.push_front(first);
+                        return Err(e);
+                    }
+                    drop(room);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Like `try_send`, refusing a peer whose lease does not hold.
+    pub fn try_send_alive(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to != self.id {
+            let st = self.lock();
+            if !st.engine.membership().contains(to) {
+                return Err(SendError::UnknownNode(to));
+            }
+            if !st.engine.is_alive(to) {
+                return Err(SendError::NotAlive(to));
+            }
+        }
+        self.try_send_bytes(to, payload, delivery)
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(
+        self: &Arc<Self>,
+        to: NodeId,
+        protocol: ProtocolId,
+        payload: Bytes,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Bytes, RequestError> {
+        let timeout = timeout.unwrap_or(self.settings.rpc.default_timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (id, rx) = loop {
+            let room = {
+                let mut st = self.lock();
+                let t = now();
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let r = st.engine.request(t, to, protocol.0, &payload, Some(left));
+                let out = match r {
+                    Ok(id) => {
+                        let (tx, rx) = oneshot::channel();
+                        st.calls.insert(id, tx);
+                        Ok((id, rx))
+                    }
+                    Err(hawser_proto::node::engine::RequestError::QueueFull(_)) => {
+                        Err(st.rooms.entry(to).or_default().clone())
+                    }
+                    Err(e) => {
+                        self.flush(&mut st);
+                        return Err(super::rpc::calls_from_engine(e));
+                    }
+                };
+                self.flush(&mut st);
+                match out {
+                    Ok(pair) => break pair,
+                    Err(room) => room,
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RequestError::Timeout);
+            }
+            if self.wait_room(&room).await.is_err() {
+                return Err(RequestError::Stopped);
+            }
+        };
+        let mut guard = Pending {
+            shell: self,
+            id,
+            done: false,
+        };
+        let result = rx.await.unwrap_or(Err(RequestError::Stopped));
+        guard.done = true;
+        result
+    }
+
+    /// Answers (for [`Responder`]).
+    fn answer(self: &Arc<Self>, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError> {
+        let mut st = self.lock();
+        st.serving.forget(id);
+        let r = st.engine.respond(now(), id, outcome);
+        self.flush(&mut st);
+        r.map_err(super::rpc::respond_from_engine)
+    }
+
+    /// The receiver of `protocol`'s requests.
+    pub fn serve(
+        &self,
+        protocol: ProtocolId,
+    ) -> Result<super::rpc::InboundRequests, super::rpc::ServeError> {
+        self.lock().serving.serve(protocol)
+    }
+
+    /// Opens a stream of `protocol` to `to`.
+    pub async fn open_stream(
+        self: &Arc<Self>,
+        to: NodeId,
+        protocol: ProtocolId,
+    ) -> Result<NodeStream, StreamError> {
+        if self.cancel.is_cancelled() || self.streams.is_stopped() {
+            return Err(StreamError::Stopped);
+        }
+        if !self.streams.is_registered(protocol) {
+            return Err(StreamError::NotRegistered(protocol));
+        }
+        {
+            let st = self.lock();
+            if !st.engine.membership().contains(to) {
+                return Err(StreamError::UnknownNode(to));
+            }
+            let dead = st
+                .engine
+                .reachability()
+                .and_then(|r| r.peer(to))
+                .is_some_and(|p| !p.alive);
+            if dead {
+                return Err(StreamError::Unreachable(to));
+            }
+        }
+        let stream = self.links.open_stream(self, to, protocol).await?;
+        self.streams.note_opened();
+        Ok(stream)
+    }
+
+    /// Applies a membership change (members without addresses get their route's).
+    pub fn change_membership(
+        self: &Arc<Self>,
+        change: MembershipChange,
+    ) -> Result<(), MembershipError> {
+        let change = match change {
+            MembershipChange::Add(m) => {
+                MembershipChange::Add(fill_addrs(&self.settings, self.memory, m))
+            }
+            MembershipChange::SetAddrs(id, addrs) if addrs.is_empty() => {
+                let m = fill_addrs(
+                    &self.settings,
+                    self.memory,
+                    Member::without_addr(id, hawser_proto::node::Role::Member),
+                );
+                MembershipChange::SetAddrs(id, m.addrs)
+            }
+            other => other,
+        };
+        let mut st = self.lock();
+        let removed = match &change {
+            MembershipChange::Remove(id) => Some(*id),
+            _ => None,
+        };
+        let r = st.engine.change_membership(now(), change);
+        if let (Ok(()), Some(id)) = (&r, removed) {
+            st.seal.remove(&id);
+            st.open.remove(&id);
+            st.sessions.remove(&id);
+            if let Some(room) = st.rooms.remove(&id) {
+                room.notify_waiters();
+            }
+        }
+        self.flush(&mut st);
+        r
+    }
+
+    // ----- getters -----
+
+    /// A copy of the membership.
+    pub fn membership(&self) -> Membership {
+        self.lock().engine.membership().clone()
+    }
+
+    /// The counters of member `id`, with this node's session write waits.
+    pub fn peer_stats(&self, id: NodeId) -> Option<PeerStats> {
+        let st = self.lock();
+        let mut stats = st.engine.peer_stats(id)?;
+        if let Some((_, s)) = st.sessions.get(&id) {
+            stats.session_write_waits = s.stats().write_waits;
+        }
+        Some(stats)
+    }
+
+    /// Node-wide counters.
+    pub fn stats(&self) -> NodeStats {
+        let e = self.lock().engine.stats();
+        self.counters.snapshot(&e)
+    }
+
+    /// Requests and streams counters.
+    pub fn rpc_stats(&self) -> RpcStats {
+        let e = self.lock().engine.stats().rpc;
+        RpcStats::combine(e, &self.serve_counters, &self.streams)
+    }
+
+    /// The stream of received messages.
+    pub fn incoming(&self) -> IncomingStream {
+        self.incoming.stream()
+    }
+
+    /// A new stream of reachability changes.
+    pub fn peer_events(&self) -> PeerEvents {
+        if self.lock().engine.reachability().is_none() {
+            return PeerEvents::empty();
+        }
+        PeerEvents::new(self.peer_events.subscribe(), self.cancel.clone())
+    }
+
+    /// Whether the node is stopping or stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Begins stopping: the engine closes every connection, requests fail with `Stopped`,
+    /// handlers and acceptors end, tasks are cancelled, sockets released. Idempotent.
+    pub fn begin_stop(self: &Arc<Self>) {
+        if !self.cancel.is_cancelled() {
+            info!(node = %self.id, "stopping");
+        }
+        {
+            let mut st = self.lock();
+            st.engine.close(now());
+            self.flush(&mut st);
+            st.calls.stop();
+            st.serving.stop();
+            for (_, slot) in st.conns.drain() {
+                slot.stop.cancel();
+            }
+            st.sessions.clear();
+            for (_, room) in st.rooms.drain() {
+                room.notify_waiters();
+            }
+        }
+        self.streams.stop();
+        self.cancel.cancel();
+        self.tracker.close();
+        self.links.shutdown();
+    }
+}
+
+impl Responder for Shell {
+    fn respond(&self, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError> {
+        match self.me.upgrade() {
+            Some(me) => me.answer(id, outcome),
+            None => Err(RespondError::Unsent(SendError::Stopped)),
+        }
+    }
+
+    fn forget(&self, id: InboundId) {
+        self.lock().serving.forget(id);
+    }
+}
+
+/// A request of this node in flight: cancelled at the engine (which tells the peer) if its
+/// caller's future is dropped.
+struct Pending<'a> {
+    shell: &'a Arc<Shell>,
+    id: RequestId,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut st = self.shell.lock();
+        if st.calls.remove(self.id) {
+            st.engine.cancel(now(), self.id);
+            self.shell.flush(&mut st);
+        }
+    }
+}
+
+/// `m` with the address its route gives when it has none: its in-memory pseudo address, its
+/// session transport's, or its LSP address.
+fn fill_addrs(settings: &Settings, memory: bool, mut m: Member) -> Member {
+    if !m.addrs.is_empty() {
+        return m;
+    }
+    if memory {
+        m.addrs.push(memory_addr(m.id));
+    } else if let Some(t) = settings.transports.get(&m.id) {
+        m.addrs.push(transport_via(t, m.id));
+    } else if let Some(lsp) = m.lsp_addr {
+        m.addrs.push(lsp);
+    }
+    m
+}
