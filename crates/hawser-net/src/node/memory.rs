@@ -90,7 +90,14 @@ struct MemoryLinks {
 }
 
 impl Links for MemoryLinks {
-    fn dial(&self, shell: &Arc<Shell>, conn: ConnId, peer: NodeId, stop: CancellationToken) {
+    fn dial(
+        &self,
+        shell: &Arc<Shell>,
+        _st: &State,
+        conn: ConnId,
+        peer: NodeId,
+        stop: CancellationToken,
+    ) {
         let dest = self.hub.lookup(peer).and_then(|e| e.shell.upgrade());
         let shell = shell.clone();
         let from = self.id;

@@ -78,8 +78,15 @@ impl SessionLinks {
 }
 
 impl Links for SessionLinks {
-    fn dial(&self, shell: &Arc<Shell>, conn: ConnId, peer: NodeId, stop: CancellationToken) {
-        let member = shell.lock().engine.membership().get(peer).cloned();
+    fn dial(
+        &self,
+        shell: &Arc<Shell>,
+        st: &State,
+        conn: ConnId,
+        peer: NodeId,
+        stop: CancellationToken,
+    ) {
+        let member = st.engine.membership().get(peer).cloned();
         let targets = member.map_or_else(Vec::new, |m| targets(&shell.settings, &m));
         if shell.settings.reliable_for(peer) == ReliableTransport::Lsp && !self.lsp_available {
             warn!(node = %shell.id, "LSP delivery configured but no lsp_listen address");

@@ -55,8 +55,15 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Required methods only move bytes; the engine decides what and when.
 pub(crate) trait Links: Send + Sync + 'static {
     /// Dials `peer` for `conn` on a task of its own (stopped by `stop`), which ends with
-    /// [`Shell::dialed`].
-    fn dial(&self, shell: &Arc<Shell>, conn: ConnId, peer: NodeId, stop: CancellationToken);
+    /// [`Shell::dialed`]. Called under the lock (`st`): it must not take it.
+    fn dial(
+        &self,
+        shell: &Arc<Shell>,
+        st: &State,
+        conn: ConnId,
+        peer: NodeId,
+        stop: CancellationToken,
+    );
 
     /// Sends one datagram (the engine's `wire::node` envelope) to `to` at `addr`; `st` holds
     /// the datagram keys.
@@ -285,7 +292,7 @@ impl Shell {
                     stop: stop.clone(),
                 };
                 st.conns.insert(conn, slot);
-                self.links.dial(self, conn, peer, stop);
+                self.links.dial(self, st, conn, peer, stop);
             }
             Transmit::Close { conn, reason } => {
                 debug!(node = %self.id, %conn, ?reason, "connection closed");
