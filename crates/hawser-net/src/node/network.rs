@@ -137,9 +137,19 @@ impl Links for SessionLinks {
         } else {
             datagram
         };
-        if let Err(err) = udp.try_send_to(&datagram, addr) {
-            // Unreliable: an OS error (or a full socket buffer) is loss, not a caller error.
-            debug!(node = %shell.id, peer = %to, %err, "datagram send failed");
+        match udp.try_send_to(&datagram, addr) {
+            Ok(_) => {}
+            // A fresh socket not yet known writable, or a full buffer: sent when it can be.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let id = shell.id;
+                shell.tracker.spawn(async move {
+                    if let Err(err) = udp.send_to(&datagram, addr).await {
+                        debug!(node = %id, peer = %to, %err, "datagram send failed");
+                    }
+                });
+            }
+            // Unreliable: an OS error is loss, not a caller error.
+            Err(err) => debug!(node = %shell.id, peer = %to, %err, "datagram send failed"),
         }
     }
 

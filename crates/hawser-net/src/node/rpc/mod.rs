@@ -127,7 +127,9 @@ impl RpcStats {
                 .saturating_sub(no_handler + overloaded),
             inbound_overloaded: engine.inbound_overloaded + overloaded,
             no_handler,
-            expired: get(&serving.expired) + engine.expired,
+            // The engine also counts requests handed out and left unanswered past their
+            // deadline; the node counts those its handlers never saw.
+            expired: get(&serving.expired),
             cancels_received: engine.cancels_received,
             late_responses: engine.late_responses,
             bad_frames: engine.bad_frames,
