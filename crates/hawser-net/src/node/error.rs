@@ -93,9 +93,8 @@ pub enum StartError {
 
 /// Why a reliable connection (a session) to or from a peer failed before carrying any
 /// message. The node traces it and counts it (`NodeStats::handshake_failures`,
-/// `NodeStats::peer_mismatches`, `PeerStats::connect_failures`), and the writer retries
-/// with back-off; through the [`Network`](super::Network) trait it travels inside an
-/// `io::Error` (downcast with `get_ref`).
+/// `NodeStats::peer_mismatches`, `PeerStats::connect_failures`), and the engine dials again
+/// after its back-off.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {

@@ -336,6 +336,13 @@ pub(crate) async fn dial_and_write(
             }
         }
         Err(e) => {
+            // The first failure of a series is a warning (a peer down, or dialled on a
+            // transport it does not listen on); the retries that follow are debug.
+            if shell.first_failure(peer) {
+                let addrs: Vec<String> = targets.iter().map(|(a, _)| a.to_string()).collect();
+                warn!(node = %shell.id, %peer, addr = %addrs.join(", "), err = %e,
+                      "cannot connect to peer: retrying with back-off");
+            }
             shell.dialed(conn, peer, Err(e));
         }
     }

@@ -120,7 +120,7 @@ pub(crate) struct State {
     /// Live connections, both ways.
     conns: HashMap<ConnId, Slot>,
     /// Senders waiting for room, per destination.
-    rooms: HashMap<NodeId, Arc<Notify>>,
+    rooms: HashMap<NodeId, Arc<Room>>,
     calls: Calls,
     serving: Serving,
     /// This node's datagram key to each peer (Noise only).
@@ -132,8 +132,42 @@ pub(crate) struct State {
     /// Reliable messages the incoming queue had no room for, in order: the readers wait until
     /// they are in before reading more (bounded by what one read hands over per connection).
     overflow: Vec<Incoming>,
+    /// Peers whose last dial failed (the first failure of a series is a warning).
+    failing: std::collections::HashSet<NodeId>,
     /// Where the driver sleeps until.
     armed: Option<Instant>,
+}
+
+/// Where senders wait for room in one destination's queue: the engine's `Event::Room` (or a
+/// removal, or the stop) bumps `epoch` and wakes them.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    notify: Notify,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl Room {
+    /// The epoch now (read under the node's lock, before waiting).
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Wakes every waiter.
+    fn wake(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits for a wake-up after epoch `seen` (at once if one came since).
+    async fn wait(&self, seen: u64) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.epoch() != seen {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// One running node: the engine, its lock, and the shell's shared parts.
@@ -218,6 +252,7 @@ impl Shell {
                 open: HashMap::new(),
                 sessions: HashMap::new(),
                 overflow: Vec::new(),
+                failing: std::collections::HashSet::new(),
                 armed: None,
             }),
             counters: Counters::default(),
@@ -362,7 +397,7 @@ impl Shell {
             }
             Event::Room { peer } => {
                 if let Some(room) = st.rooms.get(&peer) {
-                    room.notify_waiters();
+                    room.wake();
                 }
             }
             Event::Learned(m) => {
@@ -403,6 +438,7 @@ impl Shell {
         let slot = st.conns.get(&conn).cloned();
         let outcome = match result {
             Ok((via, session)) => {
+                st.failing.remove(&peer);
                 if slot.is_some() {
                     if let Some(s) = session {
                         st.sessions.insert(peer, (conn, s));
@@ -419,6 +455,11 @@ impl Shell {
         st.engine.handle_dialed(now(), conn, outcome);
         self.flush(&mut st);
         slot.filter(|_| ok)
+    }
+
+    /// A dial to `peer` failed: whether it is the first failure since it last connected.
+    pub fn first_failure(&self, peer: NodeId) -> bool {
+        self.lock().failing.insert(peer)
     }
 
     /// A connection from `peer` said hello, announcing `announced`: its name and stop signal,
@@ -629,27 +670,24 @@ impl Shell {
         }
         let delivery = self.delivery_for(payload.len(), delivery);
         loop {
-            let room = {
+            let (room, seen) = {
                 let mut st = self.lock();
                 let r = st.engine.send(now(), to, &payload, delivery);
                 self.flush(&mut st);
                 match r.map_err(from_engine) {
-                    Err(SendError::QueueFull(_)) => st.rooms.entry(to).or_default().clone(),
+                    Err(SendError::QueueFull(_)) => {}
                     other => return other,
                 }
+                // The epoch read under the lock: the `Room` event the refusal asked for
+                // cannot be missed.
+                let room = st.rooms.entry(to).or_default().clone();
+                let seen = room.epoch();
+                (room, seen)
             };
-            self.wait_room(&room).await?;
-        }
-    }
-
-    /// Waits for `room` to be notified (registered under the lock by the caller's retry),
-    /// at most a little while: a waiter also looks again on its own.
-    async fn wait_room(&self, room: &Notify) -> Result<(), SendError> {
-        let notified = room.notified();
-        tokio::select! {
-            () = notified => Ok(()),
-            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => Ok(()),
-            () = self.cancel.cancelled() => Err(SendError::Stopped),
+            tokio::select! {
+                () = room.wait(seen) => {}
+                () = self.cancel.cancelled() => return Err(SendError::Stopped),
+            }
         }
     }
 
@@ -704,16 +742,13 @@ impl Shell {
             match self.try_send_batch(to, batch, delivery) {
                 Ok(_) if batch.is_empty() => return Ok(()),
                 Ok(_) | Err(SendError::QueueFull(_)) => {
-                    let room = self.lock().rooms.entry(to).or_default().clone();
-                    // One waiting send registers the want of room, then waits.
-                    let Some(first) = batch.pop_front() else {
+                    // The first message left waits for room; it leaves the batch once queued
+                    // (a cancelled call leaves it there).
+                    let Some(first) = batch.front().cloned() else {
                         return Ok(());
                     };
-                    if let Err(e) = self.send(to, first.clone(), delivery).await {
-                        batch.push_front(first);
-                        return Err(e);
-                    }
-                    drop(room);
+                    self.send(to, first, delivery).await?;
+                    batch.pop_front();
                 }
                 Err(e) => return Err(e),
             }
@@ -754,11 +789,10 @@ impl Shell {
         let timeout = timeout.unwrap_or(self.settings.rpc.default_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let (id, rx) = loop {
-            let room = {
+            let waiting = {
                 let mut st = self.lock();
-                let t = now();
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let r = st.engine.request(t, to, protocol.0, &payload, Some(left));
+                let r = st.engine.request(now(), to, protocol.0, &payload, Some(left));
                 let out = match r {
                     Ok(id) => {
                         let (tx, rx) = oneshot::channel();
@@ -766,7 +800,10 @@ impl Shell {
                         Ok((id, rx))
                     }
                     Err(hawser_proto::node::engine::RequestError::QueueFull(_)) => {
-                        Err(st.rooms.entry(to).or_default().clone())
+                        // As in `send`: the epoch read under the lock.
+                        let room = st.rooms.entry(to).or_default().clone();
+                        let seen = room.epoch();
+                        Err(Some((room, seen)))
                     }
                     Err(e) => {
                         self.flush(&mut st);
@@ -774,16 +811,18 @@ impl Shell {
                     }
                 };
                 self.flush(&mut st);
-                match out {
-                    Ok(pair) => break pair,
-                    Err(room) => room,
-                }
+                out
             };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RequestError::Timeout);
-            }
-            if self.wait_room(&room).await.is_err() {
-                return Err(RequestError::Stopped);
+            match waiting {
+                Ok(pair) => break pair,
+                Err(Some((room, seen))) => {
+                    tokio::select! {
+                        () = room.wait(seen) => {}
+                        () = tokio::time::sleep_until(deadline) => return Err(RequestError::Timeout),
+                        () = self.cancel.cancelled() => return Err(RequestError::Stopped),
+                    }
+                }
+                Err(None) => {}
             }
         };
         let mut guard = Pending {
@@ -874,7 +913,7 @@ impl Shell {
             st.open.remove(&id);
             st.sessions.remove(&id);
             if let Some(room) = st.rooms.remove(&id) {
-                room.notify_waiters();
+                room.wake();
             }
         }
         self.flush(&mut st);
@@ -945,7 +984,7 @@ impl Shell {
             }
             st.sessions.clear();
             for (_, room) in st.rooms.drain() {
-                room.notify_waiters();
+                room.wake();
             }
         }
         self.streams.stop();
