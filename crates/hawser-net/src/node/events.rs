@@ -42,7 +42,10 @@ impl PeerEvents {
         }
     }
 
-    pub(crate) fn new(rx: broadcast::Receiver<PeerEvent>, stopped: CancellationToken) -> PeerEvents {
+    pub(crate) fn new(
+        rx: broadcast::Receiver<PeerEvent>,
+        stopped: CancellationToken,
+    ) -> PeerEvents {
         let stream = futures_util::stream::unfold((rx, stopped), |(mut rx, stopped)| async {
             let item = tokio::select! {
                 biased;
@@ -82,4 +85,3 @@ impl std::fmt::Debug for PeerEvents {
         f.debug_struct("PeerEvents").finish_non_exhaustive()
     }
 }
-

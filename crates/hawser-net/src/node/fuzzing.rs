@@ -8,8 +8,8 @@ use hawser_proto::wire::node::{SealedDatagram, DATAGRAM_KEY_LEN};
 use hawser_proto::wire::WireError;
 
 use super::datagram::{OpenError, OpenKey, ReplayWindow, SealKey};
-use hawser_proto::wire::node::Frame;
 use crate::session::NoiseCipher;
+use hawser_proto::wire::node::Frame;
 
 /// Both halves of one direction's datagram key.
 pub struct DatagramKeys {

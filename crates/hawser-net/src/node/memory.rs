@@ -47,7 +47,9 @@ pub struct MemoryHub {
 
 impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -207,12 +209,19 @@ impl BatchSink for MemorySink {
         batch: &FrameBatch,
         _stop: &CancellationToken,
     ) -> Result<(), WriteError> {
-        let Some(dest) = self.dest.upgrade().filter(|_| !self.inbound_stop.is_cancelled()) else {
+        let Some(dest) = self
+            .dest
+            .upgrade()
+            .filter(|_| !self.inbound_stop.is_cancelled())
+        else {
             return Err(WriteError { written: 0 });
         };
         // Each queued frame is its length prefix, then its kind byte and body.
-        self.bodies
-            .extend(batch.frames().map(|(f, _)| f.slice(FRAME_LEN_PREFIX.min(f.len())..)));
+        self.bodies.extend(
+            batch
+                .frames()
+                .map(|(f, _)| f.slice(FRAME_LEN_PREFIX.min(f.len())..)),
+        );
         dest.receive(self.inbound, self.from, None, &mut self.bodies);
         if dest.drain_overflow().await {
             Ok(())
@@ -256,7 +265,14 @@ pub(crate) fn start(
         hub: hub.clone(),
         id,
     };
-    let shell = Shell::new(id, settings, members, Box::new(links), &[memory_addr(id)], true)?;
+    let shell = Shell::new(
+        id,
+        settings,
+        members,
+        Box::new(links),
+        &[memory_addr(id)],
+        true,
+    )?;
     let (tx, mut rx) = mpsc::channel::<(NodeId, Bytes)>(capacity);
     let weak = Arc::downgrade(&shell);
     let cancel = shell.cancel.clone();

@@ -53,8 +53,10 @@
 
 // Modules, each with one job; `use super::` edges point down this list.
 mod config;
+mod conn;
 mod counters;
 mod datagram;
+mod driver;
 mod engine_config;
 mod error;
 mod events;
@@ -62,16 +64,14 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod incoming;
-mod rpc;
-mod stats;
-mod shell;
-mod conn;
-mod driver;
-mod secure;
-mod network;
 mod memory;
+mod network;
 #[allow(clippy::module_inception)]
 mod node;
+mod rpc;
+mod secure;
+mod shell;
+mod stats;
 
 pub use config::{
     OversizeDatagram, ReachSettings, ReliableTransport, RpcSettings, Settings, SettingsError,
@@ -79,6 +79,7 @@ pub use config::{
     MAX_EXTRA_LISTENERS, MAX_PINS, MAX_STREAMS_PER_SESSION,
 };
 pub use error::{SendError, SessionError, StartError};
+pub use events::{memory_addr, Lagged, PeerEvents};
 pub use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
     QueueLimits, Role,
@@ -87,16 +88,14 @@ pub use hawser_proto::reach::{
     AdaptiveLease, AddressSnapshot, LeasePolicy, PeerEvent, PeerSnapshot, ReachStats, Stamp,
 };
 pub use incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
-pub use events::{memory_addr, Lagged, PeerEvents};
 pub use memory::MemoryHub;
 pub use node::{Node, NodeBuilder};
 pub use rpc::{
     InboundRequest, InboundRequests, InboundStreams, NodeStream, Part, RequestError,
     RequestOptions, RespondError, RpcStats, ServeError, StreamError,
 };
-pub use stats::{BroadcastReport, NodeStats};
 pub use secure::{
     node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
     NODE_SPLIT_SEND_SIZE,
 };
-
+pub use stats::{BroadcastReport, NodeStats};

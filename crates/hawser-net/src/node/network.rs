@@ -93,14 +93,8 @@ impl Links for SessionLinks {
         }
         // Everything the dial and the writer log carries the peer's id.
         let span = tracing::info_span!(parent: None, "peer", node = shell.id.0, peer = peer.0);
-        let task = secure::dial_and_write(
-            shell.clone(),
-            self.ctx.clone(),
-            conn,
-            peer,
-            targets,
-            stop,
-        );
+        let task =
+            secure::dial_and_write(shell.clone(), self.ctx.clone(), conn, peer, targets, stop);
         shell.tracker.spawn(task.instrument(span));
     }
 
@@ -235,10 +229,20 @@ pub(crate) async fn start(
     let shell = Shell::new(id, settings, members, Box::new(links), &local, false)?;
     let inbound = Arc::new(Semaphore::new(shell.settings.max_inbound_connections));
     let tasks = &shell.tracker;
-    tasks.spawn(accept_loop(shell.clone(), ctx.clone(), listener, inbound.clone()));
+    tasks.spawn(accept_loop(
+        shell.clone(),
+        ctx.clone(),
+        listener,
+        inbound.clone(),
+    ));
     tasks.spawn(udp_loop(shell.clone(), seals, udp));
     for raw in extra {
-        tasks.spawn(listen_loop(shell.clone(), ctx.clone(), raw, inbound.clone()));
+        tasks.spawn(listen_loop(
+            shell.clone(),
+            ctx.clone(),
+            raw,
+            inbound.clone(),
+        ));
     }
     info!(node = %id, %local_addr, peer_id = %ctx.peer_id(), "node listening");
     Ok(shell)
@@ -264,7 +268,8 @@ async fn bind_pair(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), Start
 }
 
 async fn accept_loop(
-    shell: Arc<Shell>, ctx: Arc<SecureCtx>,
+    shell: Arc<Shell>,
+    ctx: Arc<SecureCtx>,
     listener: TcpListener,
     inbound: Arc<Semaphore>,
 ) {
@@ -327,7 +332,8 @@ fn refuse_busy(stream: &TcpStream, limit: usize) {
 
 /// Accepts sessions on an extra listener (`lsp_listen`, `Settings::listen_also`).
 async fn listen_loop(
-    shell: Arc<Shell>, ctx: Arc<SecureCtx>,
+    shell: Arc<Shell>,
+    ctx: Arc<SecureCtx>,
     mut raw: RawListener,
     inbound: Arc<Semaphore>,
 ) {
@@ -427,7 +433,8 @@ fn receive_sealed(shell: &Arc<Shell>, bytes: &[u8]) {
     };
     match opened {
         Ok(payload) => {
-            st.engine.handle_opened_datagram(Instant::now(), from, payload);
+            st.engine
+                .handle_opened_datagram(Instant::now(), from, payload);
             shell.flush(&mut st);
         }
         Err(OpenError::Forged) => {

@@ -333,7 +333,10 @@ impl Node {
         batch: &mut std::collections::VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner.shell.send_batch(to.into(), batch, delivery).await
+        self.inner
+            .shell
+            .send_batch(to.into(), batch, delivery)
+            .await
     }
 
     /// Sends to every node of `group` except this one; never blocks. Returns the outcome for
@@ -397,11 +400,7 @@ impl Node {
     /// and each address with existence (`last_found`/`last_dismiss` stamps of the peer) and
     /// reachability (`last_reachable`/`promise_reachable` instants of this node's clock).
     pub fn peers(&self) -> Vec<PeerSnapshot> {
-        self.inner
-            .shell
-            .lock()
-            .engine
-            .peers()
+        self.inner.shell.lock().engine.peers()
     }
 
     /// One peer of [`peers`](Self::peers).

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use hawser_proto::node::engine::{ConnId, DialError as EngineDialError, Refusal as EngineRefusal, WriteError};
+use hawser_proto::node::engine::{
+    ConnId, DialError as EngineDialError, Refusal as EngineRefusal, WriteError,
+};
 use hawser_proto::node::{FrameBatch, NodeId};
 #[cfg(test)]
 use hawser_proto::wire::node::FrameKind;
@@ -286,8 +288,7 @@ pub(crate) async fn dial(
         .await
         .map_err(SessionError::Hello)?;
     if let Some(cipher) = session.cipher() {
-        let key =
-            datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
+        let key = datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
         write_frame(&mut app, &mut buf, &Frame::DatagramKey(key))
             .await
             .map_err(SessionError::Hello)?;
@@ -760,7 +761,6 @@ impl AppBatch {
     fn is_full(&self) -> bool {
         self.payloads.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
     }
-
 }
 
 #[cfg(test)]

@@ -792,7 +792,9 @@ impl Shell {
             let waiting = {
                 let mut st = self.lock();
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let r = st.engine.request(now(), to, protocol.0, &payload, Some(left));
+                let r = st
+                    .engine
+                    .request(now(), to, protocol.0, &payload, Some(left));
                 let out = match r {
                     Ok(id) => {
                         let (tx, rx) = oneshot::channel();

@@ -79,4 +79,3 @@ impl BroadcastReport {
             .filter_map(|(id, r)| r.as_ref().err().map(|e| (*id, e)))
     }
 }
-

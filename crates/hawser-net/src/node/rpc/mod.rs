@@ -22,9 +22,9 @@ mod stream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub(crate) use calls::{from_engine as calls_from_engine, Calls};
 pub use error::{Part, RequestError, RespondError, ServeError, StreamError};
 pub use inbound::{InboundRequest, InboundRequests};
-pub(crate) use calls::{from_engine as calls_from_engine, Calls};
 pub(crate) use serving::{from_engine as respond_from_engine, Responder, ServeCounters, Serving};
 pub(crate) use stream::{read_stream_status, StreamStatus, Streams};
 pub use stream::{InboundStreams, NodeStream};

@@ -13,9 +13,9 @@ use hawser_proto::wire::rpc::Outcome;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::bump;
 use super::error::{RespondError, ServeError};
 use super::inbound::{InboundRequest, InboundRequests};
-use super::bump;
 use crate::node::SendError;
 use crate::session::{ProtocolId, FIRST_APPLICATION_ID};
 

@@ -214,7 +214,10 @@ fn an_oversized_frame_reported_by_the_shell_closes_the_connection_and_counts() {
     };
     assert_eq!(e.poll_transmit(), Some(close));
     e.handle_oversized(now, conn);
-    assert_eq!((e.stats().oversized_frames, e.stats().unknown_conns), (1, 1));
+    assert_eq!(
+        (e.stats().oversized_frames, e.stats().unknown_conns),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -240,7 +243,13 @@ fn connect_opens_a_connection_without_reachability_once() {
     let mut e = Engine::new(NodeId(1), quiet(), members(2), &[], origin()).unwrap();
     let now = origin();
     e.connect(now, NodeId(2));
-    assert!(matches!(e.poll_transmit(), Some(Transmit::Dial { peer: NodeId(2), .. })));
+    assert!(matches!(
+        e.poll_transmit(),
+        Some(Transmit::Dial {
+            peer: NodeId(2),
+            ..
+        })
+    ));
     e.connect(now, NodeId(2));
     e.connect(now, NodeId(1));
     e.connect(now, NodeId(7));
