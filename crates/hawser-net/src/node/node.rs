@@ -188,7 +188,7 @@ impl NodeBuilder {
 /// LSP, WebSocket, `mem://`) and UDP, or over a [`MemoryHub`].
 ///
 /// Cheap to clone; every clone is the same node. Dropping the last clone without
-/// [`stop`](Self::stop) stops the network without waiting for its tasks.
+/// [`stop`](Self::stop) stops the node without waiting for its tasks.
 #[derive(Clone, Debug)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -248,12 +248,12 @@ impl Node {
         self.inner.shell.id
     }
 
-    /// The address the node listens on (TCP and UDP), for networks that have one.
+    /// The address the node listens on (TCP and UDP); `None` on a [`MemoryHub`].
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.shell.links().local_addr()
     }
 
-    /// This node's `PeerId` (what peers pin), for networks with sessions (the default one).
+    /// This node's `PeerId` (what peers pin); `None` on a [`MemoryHub`] (no sessions).
     pub fn peer_id(&self) -> Option<PeerId> {
         self.inner.shell.links().peer_id()
     }
@@ -301,10 +301,9 @@ impl Node {
     }
 
     /// Queues the messages at the front of `batch` for `to`, in order, and removes them from
-    /// it: the fast way to send many messages to one node (one lookup and one clock reading
-    /// per batch, one hold of the queue's lock and at most one writer wake-up per 16 KiB
-    /// copied, on hawser's networks). Stops at the first
-    /// message it cannot queue (a full queue, a payload too large), which stays at the front
+    /// it: the fast way to send many messages to one node (one hold of the node's lock and
+    /// one clock reading per batch, at most one wake-up of the connection's writer). Stops at
+    /// the first message it cannot queue (a full queue, a payload too large), which stays at the front
     /// of `batch`. Never blocks.
     ///
     /// # Errors
@@ -423,7 +422,7 @@ impl Node {
         self.inner.shell.peer_events()
     }
 
-    /// Reachability counters (`None` when it is disabled or the network has none).
+    /// Reachability counters (`None` when it is disabled).
     pub fn reach_stats(&self) -> Option<ReachStats> {
         self.inner
             .shell
@@ -606,7 +605,7 @@ impl Node {
         self.inner.shell.streams.accept_streams(protocol)
     }
 
-    /// Counters of requests and streams (all zero for a network without them).
+    /// Counters of requests and streams.
     pub fn rpc_stats(&self) -> RpcStats {
         self.inner.shell.rpc_stats()
     }
