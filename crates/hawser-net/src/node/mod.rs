@@ -51,7 +51,10 @@
 //! # }
 //! ```
 
-// Modules, each with one job; `use super::` edges point down this list.
+// Modules, each with one job, whose `use super::` edges form no circle: leaves (`config`,
+// `error`, `events`, `stats`, `room`, `route`, `rpc`, ...), then `shell` (the engine under its
+// lock), `send` and `requests` (the application's commands on it), `conn` and `driver` (its
+// tasks), the links (`secure` and `network`, `memory`), and `node` on top.
 mod config;
 mod conn;
 mod counters;
@@ -68,8 +71,12 @@ mod memory;
 mod network;
 #[allow(clippy::module_inception)]
 mod node;
+mod requests;
+mod room;
+mod route;
 mod rpc;
 mod secure;
+mod send;
 mod shell;
 mod stats;
 

@@ -26,9 +26,10 @@ use super::config::{ReliableTransport, Settings};
 use super::counters::Counters;
 use super::datagram::OpenError;
 use super::error::StartError;
+use super::route::transport_via;
 use super::rpc::{NodeStream, StreamError};
 use super::secure::{self, SecureCtx};
-use super::shell::{transport_via, BoxFuture, Links, Shell, State};
+use super::shell::{BoxFuture, Links, Shell, State};
 use crate::session::transport::{tune_tcp, RawListener};
 use crate::session::{PeerId, ProtocolId, Refusal, RefusalReason, TransportAddr};
 

@@ -19,32 +19,28 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use hawser_proto::node::engine::{
-    ConnId, DialError, Event, InboundId, Refusal, RequestId, Transmit, WriteError,
-};
+use hawser_proto::node::engine::{ConnId, DialError, Event, Refusal, Transmit, WriteError};
 use hawser_proto::node::{
     Delivery, Engine, FrameBatch, Member, Membership, MembershipChange, MembershipError, NodeId,
     PeerStats,
 };
 use hawser_proto::reach::PeerEvent;
 use hawser_proto::wire::node::FrameKind;
-use hawser_proto::wire::rpc::Outcome;
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::config::{OversizeDatagram, Settings};
+use super::config::Settings;
 use super::counters::Counters;
 use super::datagram::{OpenKey, SealKey};
 use super::engine_config::engine_config;
-use super::error::{from_engine, SendError, StartError};
-use super::events::{memory_addr, PeerEvents};
+use super::error::StartError;
+use super::events::PeerEvents;
 use super::incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
-use super::rpc::{
-    Calls, NodeStream, RequestError, RespondError, Responder, RpcStats, Serving, StreamError,
-    Streams,
-};
+use super::room::Room;
+use super::route::fill_addrs;
+use super::rpc::{Calls, NodeStream, Responder, RpcStats, Serving, StreamError, Streams};
 use super::stats::NodeStats;
 use crate::session::{NoiseCipher, PeerId, ProtocolId, Session, TransportAddr};
 
@@ -120,9 +116,9 @@ pub(crate) struct State {
     /// Live connections, both ways.
     conns: HashMap<ConnId, Slot>,
     /// Senders waiting for room, per destination.
-    rooms: HashMap<NodeId, Arc<Room>>,
-    calls: Calls,
-    serving: Serving,
+    pub(super) rooms: HashMap<NodeId, Arc<Room>>,
+    pub(super) calls: Calls,
+    pub(super) serving: Serving,
     /// This node's datagram key to each peer (Noise only).
     pub seal: HashMap<NodeId, SealKey>,
     /// Each peer's datagram key to this node, with its replay window (Noise only).
@@ -136,38 +132,6 @@ pub(crate) struct State {
     failing: std::collections::HashSet<NodeId>,
     /// Where the driver sleeps until.
     armed: Option<Instant>,
-}
-
-/// Where senders wait for room in one destination's queue: the engine's `Event::Room` (or a
-/// removal, or the stop) bumps `epoch` and wakes them.
-#[derive(Debug, Default)]
-pub(crate) struct Room {
-    notify: Notify,
-    epoch: std::sync::atomic::AtomicU64,
-}
-
-impl Room {
-    /// The epoch now (read under the node's lock, before waiting).
-    fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Wakes every waiter.
-    fn wake(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.notify.notify_waiters();
-    }
-
-    /// Waits for a wake-up after epoch `seen` (at once if one came since).
-    async fn wait(&self, seen: u64) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.epoch() != seen {
-            return;
-        }
-        notified.await;
-    }
 }
 
 /// One running node: the engine, its lock, and the shell's shared parts.
@@ -184,7 +148,7 @@ pub(crate) struct Shell {
     /// Every task of the node, waited for at stop.
     pub tracker: TaskTracker,
     incoming: IncomingQueue,
-    sender: IncomingSender,
+    pub(super) sender: IncomingSender,
     peer_events: broadcast::Sender<PeerEvent>,
     /// Wakes the driver (its deadline moved earlier).
     pub driver: Notify,
@@ -192,22 +156,14 @@ pub(crate) struct Shell {
     overflow_lock: tokio::sync::Mutex<()>,
     /// Streams' acceptors and counters.
     pub streams: Streams,
-    serve_counters: Arc<super::rpc::ServeCounters>,
-    links: Box<dyn Links>,
+    pub(super) serve_counters: Arc<super::rpc::ServeCounters>,
+    pub(super) links: Box<dyn Links>,
     /// Nodes without addresses are reached at their in-memory pseudo address.
     memory: bool,
-    me: Weak<Shell>,
+    pub(super) me: Weak<Shell>,
 }
 
-/// The address reachability knows node `id` by when reached through `t`.
-pub(crate) fn transport_via(t: &TransportAddr, id: NodeId) -> SocketAddr {
-    match t {
-        TransportAddr::Tcp(a) | TransportAddr::Lsp(a) | TransportAddr::Ws(a) => *a,
-        TransportAddr::Mem(_) => memory_addr(id),
-    }
-}
-
-fn now() -> Instant {
+pub(super) fn now() -> Instant {
     Instant::now()
 }
 
@@ -593,298 +549,6 @@ impl Shell {
         }
     }
 
-    // ----- application commands -----
-
-    /// Where a payload of `len` bytes goes: unreliable payloads above `datagram_limit` go
-    /// reliably when the settings say so.
-    fn delivery_for(&self, len: usize, delivery: Delivery) -> Delivery {
-        if delivery == Delivery::Unreliable
-            && len > self.settings.datagram_limit
-            && self.settings.oversize_datagram == OversizeDatagram::SendReliably
-        {
-            Delivery::Reliable
-        } else {
-            delivery
-        }
-    }
-
-    /// A message to this node itself: straight to the incoming queue.
-    fn send_local(&self, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
-        if self.cancel.is_cancelled() {
-            return Err(SendError::Stopped);
-        }
-        let msg = Incoming {
-            from: self.id,
-            delivery,
-            payload,
-        };
-        self.sender
-            .try_send(msg)
-            .map_err(|_| SendError::QueueFull(self.id))
-    }
-
-    /// Queues or sends `payload` to `to`; never blocks.
-    pub fn try_send(
-        self: &Arc<Self>,
-        to: NodeId,
-        payload: &[u8],
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        let delivery = self.delivery_for(payload.len(), delivery);
-        let mut st = self.lock();
-        let r = st.engine.send(now(), to, payload, delivery);
-        self.flush(&mut st);
-        r.map_err(from_engine)
-    }
-
-    /// [`try_send`](Self::try_send) of a `Bytes` (a message to this node itself is not
-    /// copied).
-    pub fn try_send_bytes(
-        self: &Arc<Self>,
-        to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        if to == self.id {
-            return self.send_local(payload, delivery);
-        }
-        self.try_send(to, &payload, delivery)
-    }
-
-    /// Like `try_send`, waiting for room instead of failing with `QueueFull`.
-    pub async fn send(
-        self: &Arc<Self>,
-        to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        if to == self.id {
-            loop {
-                match self.send_local(payload.clone(), delivery) {
-                    Err(SendError::QueueFull(_)) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
-                    other => return other,
-                }
-            }
-        }
-        let delivery = self.delivery_for(payload.len(), delivery);
-        loop {
-            let (room, seen) = {
-                let mut st = self.lock();
-                let r = st.engine.send(now(), to, &payload, delivery);
-                self.flush(&mut st);
-                match r.map_err(from_engine) {
-                    Err(SendError::QueueFull(_)) => {}
-                    other => return other,
-                }
-                // The epoch read under the lock: the `Room` event the refusal asked for
-                // cannot be missed.
-                let room = st.rooms.entry(to).or_default().clone();
-                let seen = room.epoch();
-                (room, seen)
-            };
-            tokio::select! {
-                () = room.wait(seen) => {}
-                () = self.cancel.cancelled() => return Err(SendError::Stopped),
-            }
-        }
-    }
-
-    /// Queues the messages at the front of `batch` under one hold of the lock; stops at the
-    /// first that cannot go, which stays at the front.
-    pub fn try_send_batch(
-        self: &Arc<Self>,
-        to: NodeId,
-        batch: &mut std::collections::VecDeque<Bytes>,
-        delivery: Delivery,
-    ) -> Result<usize, SendError> {
-        let mut sent = 0;
-        let mut refused = None;
-        if to == self.id {
-            while let Some(p) = batch.front() {
-                if let Err(e) = self.send_local(p.clone(), delivery) {
-                    refused = Some(e);
-                    break;
-                }
-                batch.pop_front();
-                sent += 1;
-            }
-        } else {
-            let mut st = self.lock();
-            let t = now();
-            for p in batch.iter() {
-                let d = self.delivery_for(p.len(), delivery);
-                if let Err(e) = st.engine.send(t, to, p, d) {
-                    refused = Some(from_engine(e));
-                    break;
-                }
-                sent += 1;
-            }
-            self.flush(&mut st);
-            drop(st);
-            batch.drain(..sent);
-        }
-        match refused {
-            Some(e) if sent == 0 => Err(e),
-            _ => Ok(sent),
-        }
-    }
-
-    /// Like `try_send_batch`, waiting for room; returns once `batch` is empty.
-    pub async fn send_batch(
-        self: &Arc<Self>,
-        to: NodeId,
-        batch: &mut std::collections::VecDeque<Bytes>,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        while !batch.is_empty() {
-            match self.try_send_batch(to, batch, delivery) {
-                Ok(_) if batch.is_empty() => return Ok(()),
-                Ok(_) | Err(SendError::QueueFull(_)) => {
-                    // The first message left waits for room; it leaves the batch once queued
-                    // (a cancelled call leaves it there).
-                    let Some(first) = batch.front().cloned() else {
-                        return Ok(());
-                    };
-                    self.send(to, first, delivery).await?;
-                    batch.pop_front();
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Like `try_send`, refusing a peer whose lease does not hold.
-    pub fn try_send_alive(
-        self: &Arc<Self>,
-        to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        if self.cancel.is_cancelled() {
-            return Err(SendError::Stopped);
-        }
-        if to != self.id {
-            let st = self.lock();
-            if !st.engine.membership().contains(to) {
-                return Err(SendError::UnknownNode(to));
-            }
-            if !st.engine.is_alive(to) {
-                return Err(SendError::NotAlive(to));
-            }
-        }
-        self.try_send_bytes(to, payload, delivery)
-    }
-
-    /// Sends a request and waits for its response.
-    pub async fn request(
-        self: &Arc<Self>,
-        to: NodeId,
-        protocol: ProtocolId,
-        payload: Bytes,
-        timeout: Option<std::time::Duration>,
-    ) -> Result<Bytes, RequestError> {
-        let timeout = timeout.unwrap_or(self.settings.rpc.default_timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let (id, rx) = loop {
-            let waiting = {
-                let mut st = self.lock();
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let r = st
-                    .engine
-                    .request(now(), to, protocol.0, &payload, Some(left));
-                let out = match r {
-                    Ok(id) => {
-                        let (tx, rx) = oneshot::channel();
-                        st.calls.insert(id, tx);
-                        Ok((id, rx))
-                    }
-                    Err(hawser_proto::node::engine::RequestError::QueueFull(_)) => {
-                        // As in `send`: the epoch read under the lock.
-                        let room = st.rooms.entry(to).or_default().clone();
-                        let seen = room.epoch();
-                        Err(Some((room, seen)))
-                    }
-                    Err(e) => {
-                        self.flush(&mut st);
-                        return Err(super::rpc::calls_from_engine(e));
-                    }
-                };
-                self.flush(&mut st);
-                out
-            };
-            match waiting {
-                Ok(pair) => break pair,
-                Err(Some((room, seen))) => {
-                    tokio::select! {
-                        () = room.wait(seen) => {}
-                        () = tokio::time::sleep_until(deadline) => return Err(RequestError::Timeout),
-                        () = self.cancel.cancelled() => return Err(RequestError::Stopped),
-                    }
-                }
-                Err(None) => {}
-            }
-        };
-        let mut guard = Pending {
-            shell: self,
-            id,
-            done: false,
-        };
-        let result = rx.await.unwrap_or(Err(RequestError::Stopped));
-        guard.done = true;
-        result
-    }
-
-    /// Answers (for [`Responder`]).
-    fn answer(self: &Arc<Self>, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError> {
-        let mut st = self.lock();
-        st.serving.forget(id);
-        let r = st.engine.respond(now(), id, outcome);
-        self.flush(&mut st);
-        r.map_err(super::rpc::respond_from_engine)
-    }
-
-    /// The receiver of `protocol`'s requests.
-    pub fn serve(
-        &self,
-        protocol: ProtocolId,
-    ) -> Result<super::rpc::InboundRequests, super::rpc::ServeError> {
-        self.lock().serving.serve(protocol)
-    }
-
-    /// Opens a stream of `protocol` to `to`.
-    pub async fn open_stream(
-        self: &Arc<Self>,
-        to: NodeId,
-        protocol: ProtocolId,
-    ) -> Result<NodeStream, StreamError> {
-        if self.cancel.is_cancelled() || self.streams.is_stopped() {
-            return Err(StreamError::Stopped);
-        }
-        if !self.streams.is_registered(protocol) {
-            return Err(StreamError::NotRegistered(protocol));
-        }
-        {
-            let st = self.lock();
-            if !st.engine.membership().contains(to) {
-                return Err(StreamError::UnknownNode(to));
-            }
-            let dead = st
-                .engine
-                .reachability()
-                .and_then(|r| r.peer(to))
-                .is_some_and(|p| !p.alive);
-            if dead {
-                return Err(StreamError::Unreachable(to));
-            }
-        }
-        let stream = self.links.open_stream(self, to, protocol).await?;
-        self.streams.note_opened();
-        Ok(stream)
-    }
-
     /// Applies a membership change (members without addresses get their route's).
     pub fn change_membership(
         self: &Arc<Self>,
@@ -994,54 +658,4 @@ impl Shell {
         self.tracker.close();
         self.links.shutdown();
     }
-}
-
-impl Responder for Shell {
-    fn respond(&self, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError> {
-        match self.me.upgrade() {
-            Some(me) => me.answer(id, outcome),
-            None => Err(RespondError::Unsent(SendError::Stopped)),
-        }
-    }
-
-    fn forget(&self, id: InboundId) {
-        self.lock().serving.forget(id);
-    }
-}
-
-/// A request of this node in flight: cancelled at the engine (which tells the peer) if its
-/// caller's future is dropped.
-struct Pending<'a> {
-    shell: &'a Arc<Shell>,
-    id: RequestId,
-    done: bool,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut st = self.shell.lock();
-        if st.calls.remove(self.id) {
-            st.engine.cancel(now(), self.id);
-            self.shell.flush(&mut st);
-        }
-    }
-}
-
-/// `m` with the address its route gives when it has none: its in-memory pseudo address, its
-/// session transport's, or its LSP address.
-fn fill_addrs(settings: &Settings, memory: bool, mut m: Member) -> Member {
-    if !m.addrs.is_empty() {
-        return m;
-    }
-    if memory {
-        m.addrs.push(memory_addr(m.id));
-    } else if let Some(t) = settings.transports.get(&m.id) {
-        m.addrs.push(transport_via(t, m.id));
-    } else if let Some(lsp) = m.lsp_addr {
-        m.addrs.push(lsp);
-    }
-    m
 }

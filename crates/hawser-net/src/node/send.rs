@@ -1,0 +1,198 @@
+//! The application's send paths on a [`Shell`]: `try_send` (never blocks), `send` (waits for
+//! room), batches, alive-only sends, and messages to this node itself.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hawser_proto::node::{Delivery, NodeId};
+
+use super::config::OversizeDatagram;
+use super::error::{from_engine, SendError};
+use super::incoming::Incoming;
+use super::shell::{now, Shell};
+
+impl Shell {
+    /// Where a payload of `len` bytes goes: unreliable payloads above `datagram_limit` go
+    /// reliably when the settings say so.
+    fn delivery_for(&self, len: usize, delivery: Delivery) -> Delivery {
+        if delivery == Delivery::Unreliable
+            && len > self.settings.datagram_limit
+            && self.settings.oversize_datagram == OversizeDatagram::SendReliably
+        {
+            Delivery::Reliable
+        } else {
+            delivery
+        }
+    }
+
+    /// A message to this node itself: straight to the incoming queue.
+    fn send_local(&self, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        let msg = Incoming {
+            from: self.id,
+            delivery,
+            payload,
+        };
+        self.sender
+            .try_send(msg)
+            .map_err(|_| SendError::QueueFull(self.id))
+    }
+
+    /// Queues or sends `payload` to `to`; never blocks.
+    pub fn try_send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: &[u8],
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let delivery = self.delivery_for(payload.len(), delivery);
+        let mut st = self.lock();
+        let r = st.engine.send(now(), to, payload, delivery);
+        self.flush(&mut st);
+        r.map_err(from_engine)
+    }
+
+    /// [`try_send`](Self::try_send) of a `Bytes` (a message to this node itself is not
+    /// copied).
+    pub fn try_send_bytes(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if to == self.id {
+            return self.send_local(payload, delivery);
+        }
+        self.try_send(to, &payload, delivery)
+    }
+
+    /// Like `try_send`, waiting for room instead of failing with `QueueFull`.
+    pub async fn send(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if to == self.id {
+            loop {
+                match self.send_local(payload.clone(), delivery) {
+                    Err(SendError::QueueFull(_)) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    other => return other,
+                }
+            }
+        }
+        let delivery = self.delivery_for(payload.len(), delivery);
+        loop {
+            let (room, seen) = {
+                let mut st = self.lock();
+                let r = st.engine.send(now(), to, &payload, delivery);
+                self.flush(&mut st);
+                match r.map_err(from_engine) {
+                    Err(SendError::QueueFull(_)) => {}
+                    other => return other,
+                }
+                // The epoch read under the lock: the `Room` event the refusal asked for
+                // cannot be missed.
+                let room = st.rooms.entry(to).or_default().clone();
+                let seen = room.epoch();
+                (room, seen)
+            };
+            tokio::select! {
+                () = room.wait(seen) => {}
+                () = self.cancel.cancelled() => return Err(SendError::Stopped),
+            }
+        }
+    }
+
+    /// Queues the messages at the front of `batch` under one hold of the lock; stops at the
+    /// first that cannot go, which stays at the front.
+    pub fn try_send_batch(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<usize, SendError> {
+        let mut sent = 0;
+        let mut refused = None;
+        if to == self.id {
+            while let Some(p) = batch.front() {
+                if let Err(e) = self.send_local(p.clone(), delivery) {
+                    refused = Some(e);
+                    break;
+                }
+                batch.pop_front();
+                sent += 1;
+            }
+        } else {
+            let mut st = self.lock();
+            let t = now();
+            for p in batch.iter() {
+                let d = self.delivery_for(p.len(), delivery);
+                if let Err(e) = st.engine.send(t, to, p, d) {
+                    refused = Some(from_engine(e));
+                    break;
+                }
+                sent += 1;
+            }
+            self.flush(&mut st);
+            drop(st);
+            batch.drain(..sent);
+        }
+        match refused {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
+    }
+
+    /// Like `try_send_batch`, waiting for room; returns once `batch` is empty.
+    pub async fn send_batch(
+        self: &Arc<Self>,
+        to: NodeId,
+        batch: &mut VecDeque<Bytes>,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        while !batch.is_empty() {
+            match self.try_send_batch(to, batch, delivery) {
+                Ok(_) if batch.is_empty() => return Ok(()),
+                Ok(_) | Err(SendError::QueueFull(_)) => {
+                    // The first message left waits for room; it leaves the batch once queued
+                    // (a cancelled call leaves it there).
+                    let Some(first) = batch.front().cloned() else {
+                        return Ok(());
+                    };
+                    self.send(to, first, delivery).await?;
+                    batch.pop_front();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Like `try_send`, refusing a peer whose lease does not hold.
+    pub fn try_send_alive(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: Bytes,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if self.cancel.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        if to != self.id {
+            let st = self.lock();
+            if !st.engine.membership().contains(to) {
+                return Err(SendError::UnknownNode(to));
+            }
+            if !st.engine.is_alive(to) {
+                return Err(SendError::NotAlive(to));
+            }
+        }
+        self.try_send_bytes(to, payload, delivery)
+    }
+}
