@@ -51,7 +51,7 @@ impl Shell {
         let delivery = self.delivery_for(payload.len(), delivery);
         let mut st = self.lock();
         let r = st.engine.send(now(), to, payload, delivery);
-        self.flush(&mut st);
+        self.flush_queued(&mut st);
         r.map_err(from_engine)
     }
 
@@ -91,7 +91,7 @@ impl Shell {
             let (room, seen) = {
                 let mut st = self.lock();
                 let r = st.engine.send(now(), to, &payload, delivery);
-                self.flush(&mut st);
+                self.flush_queued(&mut st);
                 match r.map_err(from_engine) {
                     Err(SendError::QueueFull(_)) => {}
                     other => return other,
@@ -139,7 +139,7 @@ impl Shell {
                 }
                 sent += 1;
             }
-            self.flush(&mut st);
+            self.flush_queued(&mut st);
             drop(st);
             batch.drain(..sent);
         }

@@ -243,6 +243,23 @@ impl Shell {
     /// Carries out every transmit and dispatches every event, until both are drained; then
     /// wakes the driver if the next timeout moved earlier.
     pub fn flush(self: &Arc<Self>, st: &mut State) {
+        self.drain(st);
+        self.rearm(st);
+    }
+
+    /// `flush` after a message was queued: when it gave no transmit and no event, the queue
+    /// already held older messages (whose expiry comes first) or its connection was already
+    /// told to write, so the next timeout did not move and is not looked at (the send path
+    /// stays free of the walk over every destination that `poll_timeout` is).
+    pub fn flush_queued(self: &Arc<Self>, st: &mut State) {
+        if self.drain(st) || st.armed.is_none() {
+            self.rearm(st);
+        }
+    }
+
+    /// Carries out every transmit and dispatches every event; whether there was any.
+    fn drain(self: &Arc<Self>, st: &mut State) -> bool {
+        let mut any = false;
         loop {
             let mut moved = false;
             while let Some(t) = st.engine.poll_transmit() {
@@ -254,9 +271,14 @@ impl Shell {
                 self.dispatch(st, e);
             }
             if !moved {
-                break;
+                return any;
             }
+            any = true;
         }
+    }
+
+    /// Wakes the driver if the engine's next timeout is earlier than the one it sleeps until.
+    fn rearm(&self, st: &mut State) {
         let next = st.engine.poll_timeout();
         if next.is_some_and(|n| st.armed.is_none_or(|a| n < a)) {
             st.armed = next;
