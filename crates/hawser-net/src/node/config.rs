@@ -402,6 +402,10 @@ pub enum SettingsError {
     /// hawser's nor one of `custom_transports`).
     #[error("no transport for scheme {0:?} (register one in `custom_transports`)")]
     UnknownTransport(String),
+    /// The node engine's settings derived from these ones are inconsistent (e.g.
+    /// `backoff_initial` above `backoff_max`).
+    #[error("engine: {0}")]
+    Engine(String),
 }
 
 impl Settings {

@@ -1,8 +1,11 @@
-//! Node-wide counters, snapshotted as [`NodeStats`].
+//! The node-wide counters only the shell sees (sessions, hellos, sealed datagrams, the
+//! incoming queue), snapshotted with the engine's as [`NodeStats`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::network::NodeStats;
+use hawser_proto::node::engine::EngineStats;
+
+use super::stats::NodeStats;
 
 /// Node-wide counters (each as the same field of [`NodeStats`]).
 #[derive(Default)]
@@ -52,19 +55,19 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The current values.
-    pub(super) fn snapshot(&self) -> NodeStats {
+    /// The current values, added to the engine's own counters of the same things.
+    pub(super) fn snapshot(&self, e: &EngineStats) -> NodeStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         NodeStats {
-            malformed_datagrams: r(&self.malformed_datagrams),
-            unknown_senders: r(&self.unknown_senders),
-            refused_connections: r(&self.refused_connections),
-            oversized_frames: r(&self.oversized_frames),
+            malformed_datagrams: r(&self.malformed_datagrams) + e.malformed_datagrams,
+            unknown_senders: r(&self.unknown_senders) + e.unknown_senders,
+            refused_connections: r(&self.refused_connections) + e.refused_connections,
+            oversized_frames: r(&self.oversized_frames) + e.oversized_frames,
             bad_hellos: r(&self.bad_hellos),
             incoming_dropped: r(&self.incoming_dropped),
-            bad_frames: r(&self.bad_frames),
-            control_dropped: r(&self.control_dropped),
-            learned_refused: r(&self.learned_refused),
+            bad_frames: r(&self.bad_frames) + e.bad_frames,
+            control_dropped: r(&self.control_dropped) + e.control_dropped,
+            learned_refused: r(&self.learned_refused) + e.learned_refused,
             handshake_failures: r(&self.handshake_failures),
             peer_mismatches: r(&self.peer_mismatches),
             datagrams_without_key: r(&self.datagrams_without_key),

@@ -41,6 +41,20 @@ pub enum SendError {
     NotAlive(NodeId),
 }
 
+/// The engine's refusal of a message, in the node's terms (`Unreachable`, no address, is
+/// [`SendError::NoAddress`]).
+pub(crate) fn from_engine(e: hawser_proto::node::engine::SendError) -> SendError {
+    use hawser_proto::node::engine::SendError as E;
+    match e {
+        E::QueueFull(n) => SendError::QueueFull(n),
+        E::UnknownNode(n) => SendError::UnknownNode(n),
+        // The kind byte the engine counts in its frame bound is not the caller's.
+        E::TooLarge { len, max } => SendError::TooLarge { len, max },
+        E::Unreachable(n) => SendError::NoAddress(n),
+        _ => SendError::Stopped,
+    }
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -84,9 +98,8 @@ pub enum StartError {
 
 /// Why a reliable connection (a session) to or from a peer failed before carrying any
 /// message. The node traces it and counts it (`NodeStats::handshake_failures`,
-/// `NodeStats::peer_mismatches`, `PeerStats::connect_failures`), and the writer retries
-/// with back-off; through the [`Network`](super::Network) trait it travels inside an
-/// `io::Error` (downcast with `get_ref`).
+/// `NodeStats::peer_mismatches`, `PeerStats::connect_failures`), and the engine dials again
+/// after its back-off.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {

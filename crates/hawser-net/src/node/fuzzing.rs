@@ -6,9 +6,8 @@
 
 use bytes::{Bytes, BytesMut};
 pub use hawser_proto::session::fuzzing::{DatagramKeys, Window};
+use hawser_proto::wire::node::Frame;
 use hawser_proto::wire::WireError;
-
-use super::reach::Frame;
 
 /// Parses a framed connection's frame (kind byte first) as the node does, and returns its
 /// kind byte and body as the node would send them again.

@@ -23,8 +23,8 @@ pub struct Incoming {
     pub payload: Bytes,
 }
 
-/// The receiving end of a node's bounded incoming queue, for [`Network`](super::Network)
-/// implementations: [`IncomingQueue::new`] gives it with its [`IncomingSender`].
+/// The receiving end of a node's bounded incoming queue: [`IncomingQueue::new`] gives it
+/// with its [`IncomingSender`].
 ///
 /// The queue holds at most `capacity` messages, counting those its stream has taken in bulk
 /// and not handed out yet. Senders push whole batches under one lock

@@ -5,13 +5,15 @@
 //!
 //! # Organization
 //! - [`Node`], started with [`Node::builder`]: `try_send`, `send`, `broadcast`, `incoming`,
-//!   `on_receive`, membership changes, counters, `stop`.
-//! - [`Network`]: the trait a transport implements; [`DefaultNetwork`] (TCP for reliable
-//!   delivery, or LSP per setting; UDP for unreliable) and [`MemoryNetwork`] (in-process, on a
-//!   [`MemoryHub`]) are hawser's.
+//!   `on_receive`, requests, streams, membership changes, counters, `stop`. A node runs the
+//!   sans-IO node engine ([`hawser_proto::node::Engine`]: queues, connections, back-off,
+//!   requests, reachability) under one lock, with one driver task for its timers, one writer
+//!   task per outbound connection and one reader per inbound one: over sessions (TCP for
+//!   reliable delivery, or LSP, WebSocket, `mem://` per setting) and UDP for unreliable
+//!   delivery, or in-process on a [`MemoryHub`] (`NodeBuilder::in_memory`).
 //! - [`Settings`]: every bound and timer, with documented defaults; [`ReachSettings`] for
 //!   reachability.
-//! - Security (`docs/security.md`): every reliable connection of [`DefaultNetwork`] is a
+//! - Security (`docs/security.md`): every reliable connection of a node not in memory is a
 //!   session ([`crate::session`]): Noise-authenticated and encrypted by default
 //!   ([`Settings::security`]), bound to [`Settings::identity`] and [`Settings::network_id`],
 //!   with per-node identity pins ([`Settings::pins`], [`SessionError`] and
@@ -49,14 +51,18 @@
 //! # }
 //! ```
 
-mod clock;
+// Modules, each with one job, whose `use super::` edges form no circle: leaves (`config`,
+// `error`, `events`, `stats`, `room`, `route`, `rpc`, ...), then `shell` (the engine under its
+// lock), `send` and `requests` (the application's commands on it), `conn` and `driver` (its
+// tasks), the links (`secure` and `network`, `memory`), and `node` on top.
 mod config;
-mod connector;
-mod core;
+mod conn;
 mod counters;
 mod datagram;
-mod default_network;
+mod driver;
+mod engine_config;
 mod error;
+mod events;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -65,21 +71,22 @@ mod memory;
 mod network;
 #[allow(clippy::module_inception)]
 mod node;
-mod peer;
-mod reach;
-mod receive;
+mod requests;
+mod room;
+mod route;
 mod rpc;
 mod secure;
 mod send;
-mod writer;
+mod shell;
+mod stats;
 
 pub use config::{
     OversizeDatagram, ReachSettings, ReliableTransport, RpcSettings, Settings, SettingsError,
     DEFAULT_NETWORK_ID, MAX_APP_PROTOCOLS, MAX_DATAGRAM_LIMIT, MAX_EVENT_CAPACITY,
     MAX_EXTRA_LISTENERS, MAX_PINS, MAX_STREAMS_PER_SESSION,
 };
-pub use default_network::DefaultNetwork;
 pub use error::{SendError, SessionError, StartError};
+pub use events::{memory_addr, Lagged, PeerEvents};
 pub use hawser_proto::node::{
     Delivery, Group, Member, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
     QueueLimits, Role,
@@ -88,148 +95,14 @@ pub use hawser_proto::reach::{
     AdaptiveLease, AddressSnapshot, LeasePolicy, PeerEvent, PeerSnapshot, ReachStats, Stamp,
 };
 pub use incoming::{Incoming, IncomingQueue, IncomingSender, IncomingStream};
-pub use memory::{MemoryHub, MemoryNetwork};
-pub use network::{BoxFuture, BroadcastReport, Network, NodeStats};
+pub use memory::MemoryHub;
 pub use node::{Node, NodeBuilder};
-pub use reach::{memory_addr, Lagged, PeerEvents};
 pub use rpc::{
     InboundRequest, InboundRequests, InboundStreams, NodeStream, Part, RequestError,
-    RequestOptions, RespondError, RpcEngine, RpcStats, ServeError, StreamError,
+    RequestOptions, RespondError, RpcStats, ServeError, StreamError,
 };
 pub use secure::{
     node_protocols, NODE_MAX_STREAMS, NODE_MESSAGES, NODE_PROTOCOL_VERSION, NODE_REACH,
     NODE_SPLIT_SEND_SIZE,
 };
-
-/// Implements [`Network`] for a wrapper holding `core: Arc<Core<_>>`.
-macro_rules! network_impl {
-    ($ty:ty, |$n:ident| $local_addr:expr) => {
-        impl $crate::node::Network for $ty {
-            fn id(&self) -> hawser_proto::node::NodeId {
-                self.core.id
-            }
-            fn local_addr(&self) -> Option<std::net::SocketAddr> {
-                let $n = self;
-                $local_addr
-            }
-            fn membership(&self) -> hawser_proto::node::Membership {
-                self.core.membership()
-            }
-            fn change_membership(
-                &self,
-                change: hawser_proto::node::MembershipChange,
-            ) -> Result<(), hawser_proto::node::MembershipError> {
-                self.core.change_membership(change)
-            }
-            fn try_send(
-                &self,
-                to: hawser_proto::node::NodeId,
-                payload: bytes::Bytes,
-                delivery: hawser_proto::node::Delivery,
-            ) -> Result<(), $crate::node::SendError> {
-                self.core.try_send(to, payload, delivery)
-            }
-            fn send(
-                &self,
-                to: hawser_proto::node::NodeId,
-                payload: bytes::Bytes,
-                delivery: hawser_proto::node::Delivery,
-            ) -> $crate::node::BoxFuture<'_, Result<(), $crate::node::SendError>> {
-                Box::pin(self.core.send(to, payload, delivery))
-            }
-            fn send_if_room(
-                &self,
-                to: hawser_proto::node::NodeId,
-                payload: bytes::Bytes,
-                delivery: hawser_proto::node::Delivery,
-            ) -> Result<Result<(), $crate::node::SendError>, bytes::Bytes> {
-                self.core.send_if_room(to, payload, delivery)
-            }
-            fn try_send_batch(
-                &self,
-                to: hawser_proto::node::NodeId,
-                batch: &mut std::collections::VecDeque<bytes::Bytes>,
-                delivery: hawser_proto::node::Delivery,
-            ) -> Result<usize, $crate::node::SendError> {
-                self.core.try_send_batch(to, batch, delivery)
-            }
-            fn send_batch<'a>(
-                &'a self,
-                to: hawser_proto::node::NodeId,
-                batch: &'a mut std::collections::VecDeque<bytes::Bytes>,
-                delivery: hawser_proto::node::Delivery,
-            ) -> $crate::node::BoxFuture<'a, Result<(), $crate::node::SendError>> {
-                Box::pin(self.core.send_batch(to, batch, delivery))
-            }
-            fn incoming(&self) -> $crate::node::IncomingStream {
-                self.core.incoming()
-            }
-            fn peer_stats(
-                &self,
-                peer: hawser_proto::node::NodeId,
-            ) -> Option<hawser_proto::node::PeerStats> {
-                self.core.peer_stats(peer)
-            }
-            fn stats(&self) -> $crate::node::NodeStats {
-                self.core.stats()
-            }
-            fn begin_stop(&self) {
-                self.core.begin_stop();
-            }
-            fn stopped(&self) -> $crate::node::BoxFuture<'_, ()> {
-                Box::pin(self.core.tracker.wait())
-            }
-            fn is_stopped(&self) -> bool {
-                self.core.cancel.is_cancelled()
-            }
-            fn peers(&self) -> Vec<hawser_proto::reach::PeerSnapshot> {
-                self.core
-                    .reach
-                    .as_ref()
-                    .map(|r| r.peers())
-                    .unwrap_or_default()
-            }
-            fn peer_events(&self) -> $crate::node::PeerEvents {
-                match self.core.reach.as_ref() {
-                    Some(r) => r.subscribe(self.core.cancel.clone()),
-                    None => $crate::node::PeerEvents::empty(),
-                }
-            }
-            fn is_alive(&self, peer: hawser_proto::node::NodeId) -> bool {
-                self.core.is_alive(peer)
-            }
-            fn try_send_alive(
-                &self,
-                to: hawser_proto::node::NodeId,
-                payload: bytes::Bytes,
-                delivery: hawser_proto::node::Delivery,
-            ) -> Result<(), $crate::node::SendError> {
-                self.core.try_send_alive(to, payload, delivery)
-            }
-            fn reach_stats(&self) -> Option<hawser_proto::reach::ReachStats> {
-                self.core.reach.as_ref().map(|r| r.stats())
-            }
-            fn lease_in_force(&self) -> Option<std::time::Duration> {
-                self.core.reach.as_ref().map(|r| r.lease_in_force())
-            }
-            fn peer_id(&self) -> Option<$crate::session::PeerId> {
-                $crate::node::connector::Connector::peer_id(&self.core.connector)
-            }
-            fn listen_addrs(&self) -> Vec<$crate::session::TransportAddr> {
-                $crate::node::connector::Connector::listen_addrs(&self.core.connector)
-            }
-            fn rpc(&self) -> Option<std::sync::Arc<$crate::node::RpcEngine>> {
-                Some(self.core.rpc.clone())
-            }
-        }
-
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("id", &self.core.id)
-                    .finish_non_exhaustive()
-            }
-        }
-    };
-}
-pub(crate) use network_impl;
+pub use stats::{BroadcastReport, NodeStats};

@@ -1,330 +1,450 @@
-//! The [`Network`] trait: what a node needs from a transport, so users can plug in their own
-//! (PhxPaxos lets users replace its default network the same way).
+//! The default network: reliable delivery over sessions (`crate::session`, see
+//! `super::secure`), unreliable over UDP.
+//!
+//! Every node listens on one address for both TCP and UDP (same port), and optionally on LSP
+//! (`lsp_listen`) and extra transport addresses (`Settings::listen_also`). Sessions are
+//! one-way: each node writes on the sessions it dialled and reads on those it accepted.
+//! With Noise, datagrams are sealed with the key each session's dialer sends in it
+//! (`super::datagram`); in plaintext they are not authenticated (`docs/security.md`).
 
-use std::collections::VecDeque;
-use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
-use hawser_proto::node::{
-    Delivery, Group, Membership, MembershipChange, MembershipError, NodeId, PeerStats,
-};
-use hawser_proto::reach::{PeerSnapshot, ReachStats};
+use hawser_proto::node::engine::ConnId;
+use hawser_proto::node::{Member, NodeId};
+use hawser_proto::wire::channel::{length_prefix, LENGTH_PREFIX_LEN};
+use hawser_proto::wire::node::{Datagram, SealedDatagram};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
 
-use super::error::SendError;
-use super::incoming::IncomingStream;
-use super::reach::PeerEvents;
-use crate::session::{PeerId, TransportAddr};
+use super::config::{ReliableTransport, Settings};
+use super::counters::Counters;
+use super::datagram::OpenError;
+use super::error::StartError;
+use super::route::transport_via;
+use super::rpc::{NodeStream, StreamError};
+use super::secure::{self, SecureCtx};
+use super::shell::{BoxFuture, Links, Shell, State};
+use crate::session::transport::{tune_tcp, RawListener};
+use crate::session::{PeerId, ProtocolId, Refusal, RefusalReason, TransportAddr};
 
-/// A boxed future, as the [`Network`] trait's async methods return (the trait stays usable as
-/// `dyn Network`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The largest UDP datagram read.
+const RECV_BUFFER: usize = 65_536;
+/// Attempts to find a port free for both TCP and UDP when listening on port 0.
+const BIND_ATTEMPTS: usize = 16;
 
-/// Node-wide counters (per-destination ones are [`PeerStats`]).
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(default)
-)]
-pub struct NodeStats {
-    /// Datagrams that did not parse, dropped.
-    pub malformed_datagrams: u64,
-    /// Datagrams or connections naming a sender outside the membership, or another receiver,
-    /// dropped.
-    pub unknown_senders: u64,
-    /// Accepted connections closed because `max_inbound_connections` was reached.
-    pub refused_connections: u64,
-    /// Connections closed because a frame announced more than `max_frame` bytes.
-    pub oversized_frames: u64,
-    /// Connections closed because the hello was missing, late or malformed.
-    pub bad_hellos: u64,
-    /// Received unreliable messages dropped because the incoming queue was full.
-    pub incoming_dropped: u64,
-    /// Frames of framed connections with no or an unknown kind byte, dropped.
-    pub bad_frames: u64,
-    /// Internal frames (reachability events, pings) dropped: beyond
-    /// `reach.max_control_frames` per destination, or older than the queue deadline.
-    pub control_dropped: u64,
-    /// Peers learned from the flood or admitted by hello but refused: membership full.
-    pub learned_refused: u64,
-    /// Session handshakes that failed, dialling or accepting: malformed, late, another
-    /// network id or protocol version, a bad identity signature.
-    pub handshake_failures: u64,
-    /// Sessions refused, dialling or accepting, because the peer proved (or, in plaintext,
-    /// claimed) another identity than the one pinned for its node (`Settings::pins`).
-    pub peer_mismatches: u64,
-    /// Unreliable messages dropped on send because no session has given this node a
-    /// datagram key for the destination yet (Noise only; a session is opened for the next ones).
-    pub datagrams_without_key: u64,
-    /// Datagrams received by a Noise node dropped because they were not sealed, or were
-    /// sealed by a sender whose datagram key this node does not hold (yet).
-    pub unsealed_datagrams: u64,
-    /// Sealed datagrams dropped because they did not authenticate: another key, or altered.
-    pub forged_datagrams: u64,
-    /// Sealed datagrams dropped because their counter was already seen or is older than the
-    /// replay window (64 counters).
-    pub replayed_datagrams: u64,
+/// The default network's [`Links`]: sessions for connections, a UDP socket for datagrams.
+pub(crate) struct SessionLinks {
+    /// Taken out at stop so the port is released at once.
+    udp: RwLock<Option<Arc<UdpSocket>>>,
+    lsp_available: bool,
+    ctx: Arc<SecureCtx>,
+    local_addr: SocketAddr,
+    listen_addrs: Vec<TransportAddr>,
 }
 
-/// The outcome of a broadcast, per destination.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BroadcastReport {
-    /// Each destination with the outcome of its send, by increasing id.
-    pub outcomes: Vec<(NodeId, Result<(), SendError>)>,
+/// Where reliable messages to `m` go, in order, each with the address reachability knows it
+/// by.
+fn targets(s: &Settings, m: &Member) -> Vec<(TransportAddr, SocketAddr)> {
+    if let Some(t) = s.transports.get(&m.id) {
+        return vec![(t.clone(), transport_via(t, m.id))];
+    }
+    if s.reliable_for(m.id) == ReliableTransport::Lsp {
+        let Some(lsp) = m.lsp_addr else {
+            return Vec::new();
+        };
+        let via = m.addrs.first().copied().unwrap_or(lsp);
+        return vec![(TransportAddr::Lsp(lsp), via)];
+    }
+    m.addrs
+        .iter()
+        .map(|a| (TransportAddr::Tcp(*a), *a))
+        .collect()
 }
 
-impl BroadcastReport {
-    /// Whether every destination's send was queued.
-    pub fn is_all_ok(&self) -> bool {
-        self.outcomes.iter().all(|(_, r)| r.is_ok())
+impl SessionLinks {
+    fn udp(&self) -> Option<Arc<UdpSocket>> {
+        self.udp.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The destinations reached (queued).
-    pub fn delivered(&self) -> Vec<NodeId> {
-        let ok = self.outcomes.iter().filter(|(_, r)| r.is_ok());
-        ok.map(|(id, _)| *id).collect()
-    }
-
-    /// The destinations whose send failed, with why.
-    pub fn failures(&self) -> impl Iterator<Item = (NodeId, &SendError)> + '_ {
-        self.outcomes
-            .iter()
-            .filter_map(|(id, r)| r.as_ref().err().map(|e| (*id, e)))
+    /// Whether datagrams are sealed (the node runs Noise sessions).
+    fn seals(&self) -> bool {
+        self.ctx.session.security.is_encrypted()
     }
 }
 
-/// A transport for a node: sends to node ids, receives into an
-/// [`IncomingStream`](super::IncomingStream). hawser ships the default TCP+UDP network
-/// ([`DefaultNetwork`](super::DefaultNetwork)) and an in-memory one
-/// ([`MemoryNetwork`](super::MemoryNetwork)); both pass the same test suite.
-///
-/// An implementation starts sending and receiving when it is constructed (started), and must
-/// never block in the non-async methods.
-pub trait Network: Send + Sync + 'static {
-    /// The local node's id.
-    fn id(&self) -> NodeId;
-
-    /// The local address, for networks that have one.
-    fn local_addr(&self) -> Option<SocketAddr> {
-        None
+impl Links for SessionLinks {
+    fn dial(
+        &self,
+        shell: &Arc<Shell>,
+        st: &State,
+        conn: ConnId,
+        peer: NodeId,
+        stop: CancellationToken,
+    ) {
+        let member = st.engine.membership().get(peer).cloned();
+        let targets = member.map_or_else(Vec::new, |m| targets(&shell.settings, &m));
+        if shell.settings.reliable_for(peer) == ReliableTransport::Lsp && !self.lsp_available {
+            warn!(node = %shell.id, "LSP delivery configured but no lsp_listen address");
+        }
+        // Everything the dial and the writer log carries the peer's id.
+        let span = tracing::info_span!(parent: None, "peer", node = shell.id.0, peer = peer.0);
+        let task =
+            secure::dial_and_write(shell.clone(), self.ctx.clone(), conn, peer, targets, stop);
+        shell.tracker.spawn(task.instrument(span));
     }
 
-    /// A copy of the current membership.
-    fn membership(&self) -> Membership;
-
-    /// Changes the membership at run time. Removing a node drops its queue and connection.
-    ///
-    /// # Errors
-    /// [`MembershipError`]; nothing changes then.
-    fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError>;
-
-    /// Queues a message for `to`; never blocks.
-    ///
-    /// # Errors
-    /// [`SendError`] at once when it cannot be queued.
-    fn try_send(&self, to: NodeId, payload: Bytes, delivery: Delivery) -> Result<(), SendError>;
-
-    /// Like [`try_send`](Self::try_send), but waits for room when the queue is full.
-    ///
-    /// # Errors
-    /// [`SendError`] other than `QueueFull`.
-    fn send(
+    fn send_datagram(
         &self,
+        shell: &Arc<Shell>,
+        st: &mut State,
         to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> BoxFuture<'_, Result<(), SendError>>;
-
-    /// The part of [`send`](Self::send) that needs no waiting: `Ok` with the
-    /// outcome when the message was queued (or refused for good) at once, or the payload
-    /// back when the caller must wait (`send` then does). Lets a send with room skip
-    /// `send`'s boxed future. The default always gives the payload back.
-    ///
-    /// # Errors
-    /// The inner result: [`SendError`] other than `QueueFull`, as `send` gives.
-    fn send_if_room(
-        &self,
-        to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> Result<Result<(), SendError>, Bytes> {
-        let _ = (to, delivery);
-        Err(payload)
+        addr: SocketAddr,
+        datagram: Bytes,
+    ) {
+        let Some(udp) = self.udp() else {
+            return;
+        };
+        let datagram = if self.seals() {
+            let Ok(d) = Datagram::parse(&datagram) else {
+                return;
+            };
+            let sealed = st
+                .seal
+                .get_mut(&to)
+                .and_then(|k| k.seal(d.from, d.to, d.payload));
+            match sealed {
+                Some(s) => s,
+                None => {
+                    // No key, or its counter is exhausted: the next session brings a new one.
+                    st.seal.remove(&to);
+                    Counters::bump(&shell.counters.datagrams_without_key);
+                    debug!(node = %shell.id, peer = %to, "datagram dropped: no datagram key yet");
+                    shell.connect(st, to);
+                    return;
+                }
+            }
+        } else {
+            datagram
+        };
+        match udp.try_send_to(&datagram, addr) {
+            Ok(_) => {}
+            // A fresh socket not yet known writable, or a full buffer: sent when it can be.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let id = shell.id;
+                shell.tracker.spawn(async move {
+                    if let Err(err) = udp.send_to(&datagram, addr).await {
+                        debug!(node = %id, peer = %to, %err, "datagram send failed");
+                    }
+                });
+            }
+            // Unreliable: an OS error is loss, not a caller error.
+            Err(err) => debug!(node = %shell.id, peer = %to, %err, "datagram send failed"),
+        }
     }
 
-    /// Queues the messages at the front of `batch` for `to`, in order, removing them; stops at
-    /// the first it cannot queue, which stays at the front. Never blocks. hawser's networks
-    /// queue a reliable batch under one lookup (and one lock per 16 KiB); the default sends one
-    /// by one.
-    ///
-    /// # Errors
-    /// [`SendError`] when not even the first message could be queued; `Ok(n)` otherwise.
-    fn try_send_batch(
-        &self,
-        to: NodeId,
-        batch: &mut VecDeque<Bytes>,
-        delivery: Delivery,
-    ) -> Result<usize, SendError> {
-        send_each(batch, |payload| self.try_send(to, payload, delivery))
-    }
-
-    /// Like [`try_send_batch`](Self::try_send_batch), waiting for room instead of failing with
-    /// `QueueFull`, until `batch` is empty. A cancelled or failed call leaves the messages not
-    /// yet queued in `batch`, in order.
-    ///
-    /// # Errors
-    /// [`SendError`] other than `QueueFull`.
-    fn send_batch<'a>(
+    fn open_stream<'a>(
         &'a self,
+        shell: &'a Arc<Shell>,
         to: NodeId,
-        batch: &'a mut VecDeque<Bytes>,
-        delivery: Delivery,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(send_each_waiting(batch, move |payload| {
-            self.send(to, payload, delivery)
-        }))
+        protocol: ProtocolId,
+    ) -> BoxFuture<'a, Result<NodeStream, StreamError>> {
+        Box::pin(async move {
+            let session = shell.session_to(to).await?;
+            secure::open_app_stream(shell, &session, protocol).await
+        })
     }
 
-    /// Sends to every node of `group` but the local one (unless `include_self`); never blocks.
-    fn broadcast(
-        &self,
-        group: Group,
-        payload: Bytes,
-        delivery: Delivery,
-        include_self: bool,
-    ) -> BroadcastReport {
-        let except = (!include_self).then(|| self.id());
-        let mut targets = self.membership().select(group, except);
-        if include_self && !targets.contains(&self.id()) {
-            targets.push(self.id());
-            targets.sort();
-        }
-        let outcomes = targets
-            .into_iter()
-            .map(|to| (to, self.try_send(to, payload.clone(), delivery)))
-            .collect();
-        BroadcastReport { outcomes }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local_addr)
     }
 
-    /// The received messages (one consumer at a time; see [`IncomingStream`]).
-    fn incoming(&self) -> IncomingStream;
-
-    /// Counters of one peer, if it is a member.
-    fn peer_stats(&self, peer: NodeId) -> Option<PeerStats>;
-
-    /// Node-wide counters.
-    fn stats(&self) -> NodeStats;
-
-    /// Begins stopping without waiting: from now on nothing is sent or received, and sends fail
-    /// with [`SendError::Stopped`]. Idempotent.
-    fn begin_stop(&self);
-
-    /// Waits until every task of the network has ended (after [`begin_stop`](Self::begin_stop)).
-    fn stopped(&self) -> BoxFuture<'_, ()>;
-
-    /// Whether [`begin_stop`](Self::begin_stop) was called.
-    fn is_stopped(&self) -> bool;
-
-    /// Every peer reachability knows, in id order: alive or dead and until when, each address
-    /// with existence and reachability and their timestamps. Empty for networks without
-    /// reachability (the default).
-    fn peers(&self) -> Vec<PeerSnapshot> {
-        Vec::new()
-    }
-
-    /// The stream of reachability changes (see [`PeerEvents`]). Ends at once for networks
-    /// without reachability (the default).
-    fn peer_events(&self) -> PeerEvents {
-        PeerEvents::empty()
-    }
-
-    /// Whether `peer`'s liveness lease holds, as last reported. Always `false` for networks
-    /// without reachability (the default): alive-only sends then refuse every peer.
-    fn is_alive(&self, peer: NodeId) -> bool {
-        let _ = peer;
-        false
-    }
-
-    /// Like [`try_send`](Self::try_send), but refuses a peer that is not alive with
-    /// [`SendError::NotAlive`] (after the other checks of its own: `Stopped`, `UnknownNode`).
-    ///
-    /// # Errors
-    /// As `try_send`, and `NotAlive`.
-    fn try_send_alive(
-        &self,
-        to: NodeId,
-        payload: Bytes,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        if to != self.id() && !self.is_alive(to) {
-            return Err(SendError::NotAlive(to));
-        }
-        self.try_send(to, payload, delivery)
-    }
-
-    /// Reachability counters, for networks that have it.
-    fn reach_stats(&self) -> Option<ReachStats> {
-        None
-    }
-
-    /// The lease this node announces now, for networks that have reachability.
-    fn lease_in_force(&self) -> Option<std::time::Duration> {
-        None
-    }
-
-    /// This node's `PeerId` (what peers pin), for networks with sessions.
     fn peer_id(&self) -> Option<PeerId> {
-        None
+        Some(self.ctx.peer_id())
     }
 
-    /// Every address this node accepts reliable connections on (`tcp://` for the listen
-    /// address, then `lsp://` and the extra listeners), for networks that have them.
     fn listen_addrs(&self) -> Vec<TransportAddr> {
+        self.listen_addrs.clone()
+    }
+
+    fn shutdown(&self) {
+        self.udp.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Binds `listen` for TCP and UDP (and `lsp_listen`, and `Settings::listen_also`), and
+/// starts node `id` on them, announcing `advertise` (default: the bound address unless it
+/// is unspecified).
+///
+/// # Errors
+/// [`StartError`]: invalid settings or membership, a socket that could not be bound.
+pub(crate) async fn start(
+    id: NodeId,
+    listen: SocketAddr,
+    lsp_listen: Option<SocketAddr>,
+    advertise: Vec<SocketAddr>,
+    members: Vec<Member>,
+    settings: Settings,
+) -> Result<Arc<Shell>, StartError> {
+    settings.validate()?;
+    let ctx = Arc::new(SecureCtx::new(&settings)?);
+    let (listener, udp) = bind_pair(listen).await?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let mut extra = Vec::new();
+    let lsp = lsp_listen.map(TransportAddr::Lsp);
+    for addr in lsp.iter().chain(&settings.listen_also) {
+        let raw = RawListener::bind(addr, &ctx.transport)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        extra.push(raw);
+    }
+    let mut listen_addrs = vec![TransportAddr::Tcp(local_addr)];
+    listen_addrs.extend(extra.iter().map(|r| r.local_addr().clone()));
+    let udp = Arc::new(udp);
+    let links = SessionLinks {
+        udp: RwLock::new(Some(udp.clone())),
+        lsp_available: lsp_listen.is_some(),
+        ctx: ctx.clone(),
+        local_addr,
+        listen_addrs,
+    };
+    let seals = links.seals();
+    let local = if !advertise.is_empty() {
+        advertise
+    } else if local_addr.ip().is_unspecified() {
         Vec::new()
+    } else {
+        vec![local_addr]
+    };
+    let shell = Shell::new(id, settings, members, Box::new(links), &local, false)?;
+    let inbound = Arc::new(Semaphore::new(shell.settings.max_inbound_connections));
+    let tasks = &shell.tracker;
+    tasks.spawn(accept_loop(
+        shell.clone(),
+        ctx.clone(),
+        listener,
+        inbound.clone(),
+    ));
+    tasks.spawn(udp_loop(shell.clone(), seals, udp));
+    for raw in extra {
+        tasks.spawn(listen_loop(
+            shell.clone(),
+            ctx.clone(),
+            raw,
+            inbound.clone(),
+        ));
     }
-
-    /// The engine of requests, responses and streams to node ids, for networks that carry
-    /// them (hawser's do; `None`, the default, makes those calls fail with `Unsupported`).
-    fn rpc(&self) -> Option<std::sync::Arc<super::RpcEngine>> {
-        None
-    }
+    info!(node = %id, %local_addr, peer_id = %ctx.peer_id(), "node listening");
+    Ok(shell)
 }
 
-/// Sends the messages at the front of `batch` one by one with `try_send`, removing each that went;
-/// stops at the first that fails, which stays at the front. `Ok(n)` with how many went, or the
-/// failure when not even the first did (the one-by-one form of `Network::send_batch`).
-pub(crate) fn send_each(
-    batch: &mut VecDeque<Bytes>,
-    mut send: impl FnMut(Bytes) -> Result<(), SendError>,
-) -> Result<usize, SendError> {
-    let mut sent = 0;
-    while let Some(payload) = batch.front() {
-        // A reference count: the payload stays in `batch` if it is refused.
-        if let Err(e) = send(payload.clone()) {
-            return if sent == 0 { Err(e) } else { Ok(sent) };
+async fn bind_pair(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), StartError> {
+    let bind_err = |source| StartError::Bind {
+        addr: listen,
+        source,
+    };
+    let attempts = if listen.port() == 0 { BIND_ATTEMPTS } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        match UdpSocket::bind(addr).await {
+            Ok(udp) => return Ok((listener, udp)),
+            Err(e) => last = Some(e),
         }
-        batch.pop_front();
-        sent += 1;
     }
-    Ok(sent)
+    let err = last.unwrap_or_else(|| io::ErrorKind::AddrInUse.into());
+    Err(bind_err(err))
 }
 
-/// Waits to send each message of `batch` with `send`, in order, removing each once it went; a
-/// cancelled or failed call leaves the rest in `batch` (the one-by-one form of
-/// `Network::send_batch`).
-pub(crate) async fn send_each_waiting<F>(
-    batch: &mut VecDeque<Bytes>,
-    mut send: impl FnMut(Bytes) -> F,
-) -> Result<(), SendError>
-where
-    F: Future<Output = Result<(), SendError>>,
-{
-    while let Some(payload) = batch.front().cloned() {
-        send(payload).await?;
-        batch.pop_front();
+async fn accept_loop(
+    shell: Arc<Shell>,
+    ctx: Arc<SecureCtx>,
+    listener: TcpListener,
+    inbound: Arc<Semaphore>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shell.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => match inbound.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let ctx = ctx.clone();
+                    if let Err(err) = tune_tcp(&stream, &ctx.transport) {
+                        debug!(node = %shell.id, %addr, %err, "socket options not set");
+                    }
+                    let link = crate::session::RawConnection::bytes(stream);
+                    let pending = Box::pin(async move { Ok(link) });
+                    shell.tracker.spawn(secure::accept(
+                        shell.clone(),
+                        ctx,
+                        pending,
+                        Some(addr),
+                        permit,
+                    ));
+                }
+                Err(_) => {
+                    Counters::bump(&shell.counters.refused_connections);
+                    warn!(node = %shell.id, %addr, "refused peer: max_inbound_connections");
+                    refuse_busy(&stream, shell.settings.max_inbound_connections);
+                }
+            },
+            Err(err) => {
+                // Out of descriptors and the like: wait a little rather than spin.
+                warn!(node = %shell.id, %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
-    Ok(())
+}
+
+/// Tells a TCP connection refused at the inbound bound why, as the session handshake would
+/// (a refusal frame), without waiting: one write into the empty send buffer of a fresh
+/// socket, or nothing. A hint only, and best effort: the dialler's first handshake message
+/// may still be unread when the socket closes, and TCP then resets the connection, which
+/// may discard the refusal before the dialler reads it.
+fn refuse_busy(stream: &TcpStream, limit: usize) {
+    let refusal = Refusal::new(
+        RefusalReason::Busy,
+        &format!("max_inbound_connections {limit}"),
+    );
+    let mut frame = Vec::with_capacity(LENGTH_PREFIX_LEN + refusal.buffer_len());
+    // A refusal is at most MAX_REFUSAL_LEN (145) bytes, so its length always fits.
+    frame.extend_from_slice(&length_prefix(refusal.buffer_len()).unwrap_or_default());
+    refusal.emit(&mut frame);
+    // Read what already arrived, so that closing resets the connection less often.
+    let mut scratch = [0u8; 512];
+    let _ = stream.try_read(&mut scratch);
+    let _ = stream.try_write(&frame);
+}
+
+/// Accepts sessions on an extra listener (`lsp_listen`, `Settings::listen_also`).
+async fn listen_loop(
+    shell: Arc<Shell>,
+    ctx: Arc<SecureCtx>,
+    mut raw: RawListener,
+    inbound: Arc<Semaphore>,
+) {
+    let local = raw.local_addr().clone();
+    loop {
+        let accepted = tokio::select! {
+            r = raw.accept() => r,
+            () = shell.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok(pending) => match inbound.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let ctx = ctx.clone();
+                    shell
+                        .tracker
+                        .spawn(secure::accept(shell.clone(), ctx, pending, None, permit));
+                }
+                Err(_) => {
+                    Counters::bump(&shell.counters.refused_connections);
+                    warn!(node = %shell.id, %local, "connection refused: max_inbound_connections");
+                }
+            },
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+            Err(err) => {
+                warn!(node = %shell.id, %local, %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn udp_loop(shell: Arc<Shell>, seals: bool, udp: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let received = tokio::select! {
+            r = udp.recv_from(&mut buf) => r,
+            () = shell.cancel.cancelled() => return,
+        };
+        let (len, from) = match received {
+            Ok(r) => r,
+            // ICMP errors from earlier sends surface here on Linux; they are loss, not failure.
+            Err(err) => {
+                debug!(node = %shell.id, %err, "udp recv failed");
+                continue;
+            }
+        };
+        let Some(bytes) = buf.get(..len) else {
+            continue;
+        };
+        if seals {
+            receive_sealed(&shell, bytes);
+        } else {
+            shell.datagram(from, Bytes::copy_from_slice(bytes));
+        }
+    }
+}
+
+/// Handles one datagram received by a Noise node: opened with the sender's key and delivered,
+/// or dropped and counted.
+fn receive_sealed(shell: &Arc<Shell>, bytes: &[u8]) {
+    let d = match SealedDatagram::parse(bytes) {
+        Ok(d) => d,
+        Err(_) => match Datagram::parse(bytes) {
+            Ok(plain) if plain.to != shell.id.0 => {
+                Counters::bump(&shell.counters.unknown_senders);
+                debug!(node = %shell.id, to = plain.to, "datagram for another node dropped");
+                return;
+            }
+            Ok(_) => {
+                Counters::bump(&shell.counters.unsealed_datagrams);
+                debug!(node = %shell.id, "plain datagram dropped: this node requires sealed ones");
+                return;
+            }
+            Err(err) => {
+                Counters::bump(&shell.counters.malformed_datagrams);
+                debug!(node = %shell.id, %err, "malformed datagram dropped");
+                return;
+            }
+        },
+    };
+    let from = NodeId(d.from);
+    let mut st = shell.lock();
+    if d.to != shell.id.0 || !st.engine.membership().contains(from) {
+        drop(st);
+        Counters::bump(&shell.counters.unknown_senders);
+        debug!(node = %shell.id, %from, to = d.to, "datagram misdirected or from a stranger");
+        return;
+    }
+    let opened = match st.open.get_mut(&from) {
+        Some(key) => key.open(&d),
+        None => {
+            drop(st);
+            Counters::bump(&shell.counters.unsealed_datagrams);
+            debug!(node = %shell.id, %from, "sealed datagram dropped: no key from this sender");
+            return;
+        }
+    };
+    match opened {
+        Ok(payload) => {
+            st.engine
+                .handle_opened_datagram(Instant::now(), from, payload);
+            shell.flush(&mut st);
+        }
+        Err(OpenError::Forged) => {
+            Counters::bump(&shell.counters.forged_datagrams);
+            debug!(node = %shell.id, %from, "datagram dropped: authentication failed");
+        }
+        Err(OpenError::Replayed) => {
+            Counters::bump(&shell.counters.replayed_datagrams);
+            debug!(node = %shell.id, %from, counter = d.counter, "datagram dropped: replayed");
+        }
+    }
 }

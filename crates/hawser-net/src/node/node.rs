@@ -13,16 +13,17 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::config::{ReliableTransport, Settings};
-use super::default_network::DefaultNetwork;
 use super::error::{SendError, StartError};
+use super::events::PeerEvents;
 use super::incoming::{Incoming, IncomingStream};
-use super::memory::{MemoryHub, MemoryNetwork};
-use super::network::{BroadcastReport, Network, NodeStats};
-use super::reach::PeerEvents;
+use super::memory::{self, MemoryHub};
 use super::rpc::{
     InboundRequest, InboundRequests, InboundStreams, NodeStream, RequestError, RequestOptions,
-    RpcEngine, RpcStats, ServeError, StreamError,
+    RpcStats, ServeError, StreamError,
 };
+use super::shell::Shell;
+use super::stats::{BroadcastReport, NodeStats};
+use super::{driver, network};
 use crate::session::transport::{RegisterError, Transport};
 use crate::session::ProtocolId;
 use crate::session::{Identity, NetworkId, PeerId, Security, TransportAddr};
@@ -171,47 +172,48 @@ impl NodeBuilder {
             return Err(StartError::Transport(e));
         }
         let mut membership = Membership::new(self.settings.max_nodes);
-        for m in self.members {
-            membership.insert(m)?;
+        for m in &self.members {
+            membership.insert(m.clone())?;
         }
-        let net: Arc<dyn Network> = match self.hub {
-            Some(hub) => Arc::new(MemoryNetwork::start(
-                &hub,
-                self.id,
-                membership,
-                self.settings,
-            )?),
+        let shell = match self.hub {
+            Some(hub) => memory::start(&hub, self.id, self.members, self.settings)?,
             None => {
                 let listen = self.listen.ok_or(StartError::NoListenAddr)?;
-                let net = DefaultNetwork::start_advertising(
+                network::start(
                     self.id,
                     listen,
                     self.lsp_listen,
                     self.advertise,
-                    membership,
+                    self.members,
                     self.settings,
                 )
-                .await?;
-                Arc::new(net)
+                .await?
             }
         };
-        Ok(Node::with_network(net))
+        driver::start(&shell);
+        Ok(Node {
+            inner: Arc::new(Inner {
+                shell,
+                handlers: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        })
     }
 }
 
-/// A node of the cluster: sends to node ids and receives from them, over a [`Network`].
+/// A node of the cluster: sends to node ids and receives from them. It runs the node engine
+/// ([`hawser_proto::node::Engine`]) under one lock, driven by one task, over sessions (TCP,
+/// LSP, WebSocket, `mem://`) and UDP, or over a [`MemoryHub`].
 ///
 /// Cheap to clone; every clone is the same node. Dropping the last clone without
-/// [`stop`](Self::stop) stops the network without waiting for its tasks.
+/// [`stop`](Self::stop) stops the node without waiting for its tasks.
 #[derive(Clone, Debug)]
 pub struct Node {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    net: Arc<dyn Network>,
-    /// The network's request/response engine, if it has one.
-    rpc: Option<Arc<RpcEngine>>,
+    shell: Arc<Shell>,
     /// Tasks running `on_receive` handlers.
     handlers: TaskTracker,
     cancel: CancellationToken,
@@ -220,7 +222,7 @@ struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("id", &self.net.id())
+            .field("id", &self.shell.id)
             .finish_non_exhaustive()
     }
 }
@@ -241,7 +243,7 @@ impl WeakNode {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.cancel.cancel();
-        self.net.begin_stop();
+        self.shell.begin_stop();
     }
 }
 
@@ -260,43 +262,26 @@ impl Node {
         }
     }
 
-    /// A node over a network of the caller's (already started).
-    pub fn with_network(net: Arc<dyn Network>) -> Node {
-        Node {
-            inner: Arc::new(Inner {
-                rpc: net.rpc(),
-                net,
-                handlers: TaskTracker::new(),
-                cancel: CancellationToken::new(),
-            }),
-        }
-    }
-
-    /// The network under this node.
-    pub fn network(&self) -> &Arc<dyn Network> {
-        &self.inner.net
-    }
-
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.inner.net.id()
+        self.inner.shell.id
     }
 
-    /// The address the node listens on (TCP and UDP), for networks that have one.
+    /// The address the node listens on (TCP and UDP); `None` on a [`MemoryHub`].
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.net.local_addr()
+        self.inner.shell.links().local_addr()
     }
 
-    /// This node's `PeerId` (what peers pin), for networks with sessions (the default one).
+    /// This node's `PeerId` (what peers pin); `None` on a [`MemoryHub`] (no sessions).
     pub fn peer_id(&self) -> Option<PeerId> {
-        self.inner.net.peer_id()
+        self.inner.shell.links().peer_id()
     }
 
     /// Every address this node accepts reliable connections on: `tcp://` for
     /// [`local_addr`](Self::local_addr), then `lsp://` and the extra listeners (empty for the
     /// in-memory network).
     pub fn listen_addrs(&self) -> Vec<TransportAddr> {
-        self.inner.net.listen_addrs()
+        self.inner.shell.links().listen_addrs()
     }
 
     /// Queues a message for `to`. Never blocks.
@@ -310,7 +295,9 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner.net.try_send(to.into(), payload.into(), delivery)
+        self.inner
+            .shell
+            .try_send_bytes(to.into(), payload.into(), delivery)
     }
 
     /// Like [`try_send`](Self::try_send), but waits for room in the queue instead of failing.
@@ -326,19 +313,16 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        let to = to.into();
-        // The common case, a queue with room, without a boxed future.
-        match self.inner.net.send_if_room(to, payload.into(), delivery) {
-            Ok(result) => result,
-            Err(payload) => self.inner.net.send(to, payload, delivery).await,
-        }
+        self.inner
+            .shell
+            .send(to.into(), payload.into(), delivery)
+            .await
     }
 
     /// Queues the messages at the front of `batch` for `to`, in order, and removes them from
-    /// it: the fast way to send many messages to one node (one lookup and one clock reading
-    /// per batch, one hold of the queue's lock and at most one writer wake-up per 16 KiB
-    /// copied, on hawser's networks). Stops at the first
-    /// message it cannot queue (a full queue, a payload too large), which stays at the front
+    /// it: the fast way to send many messages to one node (one hold of the node's lock and
+    /// one clock reading per batch, at most one wake-up of the connection's writer). Stops at
+    /// the first message it cannot queue (a full queue, a payload too large), which stays at the front
     /// of `batch`. Never blocks.
     ///
     /// # Errors
@@ -350,7 +334,7 @@ impl Node {
         batch: &mut std::collections::VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<usize, SendError> {
-        self.inner.net.try_send_batch(to.into(), batch, delivery)
+        self.inner.shell.try_send_batch(to.into(), batch, delivery)
     }
 
     /// Like [`try_send_batch`](Self::try_send_batch), waiting for queue room instead of failing with
@@ -367,7 +351,10 @@ impl Node {
         batch: &mut std::collections::VecDeque<Bytes>,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        self.inner.net.send_batch(to.into(), batch, delivery).await
+        self.inner
+            .shell
+            .send_batch(to.into(), batch, delivery)
+            .await
     }
 
     /// Sends to every node of `group` except this one; never blocks. Returns the outcome for
@@ -378,9 +365,7 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> BroadcastReport {
-        self.inner
-            .net
-            .broadcast(group, payload.into(), delivery, false)
+        self.broadcast_to(group, payload.into(), delivery, false)
     }
 
     /// Like [`broadcast`](Self::broadcast), this node included (it receives its own message
@@ -391,9 +376,7 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> BroadcastReport {
-        self.inner
-            .net
-            .broadcast(group, payload.into(), delivery, true)
+        self.broadcast_to(group, payload.into(), delivery, true)
     }
 
     /// Like [`try_send`](Self::try_send), but only to a peer whose liveness lease holds (this node
@@ -409,7 +392,7 @@ impl Node {
         delivery: Delivery,
     ) -> Result<(), SendError> {
         self.inner
-            .net
+            .shell
             .try_send_alive(to.into(), payload.into(), delivery)
     }
 
@@ -421,11 +404,11 @@ impl Node {
         payload: impl Into<Bytes>,
         delivery: Delivery,
     ) -> BroadcastReport {
-        let (net, payload) = (&self.inner.net, payload.into());
-        let targets = net.membership().select(group, Some(net.id()));
+        let (shell, payload) = (&self.inner.shell, payload.into());
+        let targets = shell.membership().select(group, Some(shell.id));
         let outcomes = targets
             .into_iter()
-            .map(|to| (to, net.try_send_alive(to, payload.clone(), delivery)))
+            .map(|to| (to, shell.try_send_alive(to, payload.clone(), delivery)))
             .collect();
         BroadcastReport { outcomes }
     }
@@ -435,7 +418,7 @@ impl Node {
     /// and each address with existence (`last_found`/`last_dismiss` stamps of the peer) and
     /// reachability (`last_reachable`/`promise_reachable` instants of this node's clock).
     pub fn peers(&self) -> Vec<PeerSnapshot> {
-        self.inner.net.peers()
+        self.inner.shell.lock().engine.peers()
     }
 
     /// One peer of [`peers`](Self::peers).
@@ -446,7 +429,7 @@ impl Node {
 
     /// Whether `peer`'s liveness lease holds, as last reported by a [`PeerEvents`] event.
     pub fn is_alive(&self, peer: impl Into<NodeId>) -> bool {
-        self.inner.net.is_alive(peer.into())
+        self.inner.shell.lock().engine.is_alive(peer.into())
     }
 
     /// A new stream of reachability changes from now on: `PeerAlive`, `PeerDead`,
@@ -455,24 +438,34 @@ impl Node {
     /// `Settings::reach.event_capacity` and yields `Err(Lagged(n))` when its consumer fell
     /// behind and `n` events were dropped for it. Ends after [`stop`](Self::stop).
     pub fn peer_events(&self) -> PeerEvents {
-        self.inner.net.peer_events()
+        self.inner.shell.peer_events()
     }
 
-    /// Reachability counters (`None` when it is disabled or the network has none).
+    /// Reachability counters (`None` when it is disabled).
     pub fn reach_stats(&self) -> Option<ReachStats> {
-        self.inner.net.reach_stats()
+        self.inner
+            .shell
+            .lock()
+            .engine
+            .reachability()
+            .map(|r| r.stats())
     }
 
     /// The liveness lease this node announces now (`None` when reachability is disabled).
     pub fn lease_in_force(&self) -> Option<std::time::Duration> {
-        self.inner.net.lease_in_force()
+        self.inner
+            .shell
+            .lock()
+            .engine
+            .reachability()
+            .map(|r| r.lease_in_force())
     }
 
     /// The stream of received messages. One consumer at a time: while a stream (or an
     /// [`on_receive`](Self::on_receive) handler) is alive, another call gets a stream that ends
     /// at once. The stream ends after [`stop`](Self::stop).
     pub fn incoming(&self) -> IncomingStream {
-        self.inner.net.incoming()
+        self.inner.shell.incoming()
     }
 
     /// Calls `handler` for every received message, on a task of its own (PhxPaxos's
@@ -550,8 +543,9 @@ impl Node {
         payload: impl Into<Bytes>,
         options: RequestOptions,
     ) -> Result<Bytes, RequestError> {
-        let rpc = self.inner.rpc.as_ref().ok_or(RequestError::Unsupported)?;
-        rpc.request(to.into(), protocol, payload.into(), options)
+        self.inner
+            .shell
+            .request(to.into(), protocol, payload.into(), options.timeout)
             .await
     }
 
@@ -563,8 +557,7 @@ impl Node {
     /// [`ServeError::Reserved`], [`ServeError::AlreadyServed`], [`ServeError::Stopped`],
     /// [`ServeError::Unsupported`].
     pub fn serve(&self, protocol: ProtocolId) -> Result<InboundRequests, ServeError> {
-        let rpc = self.inner.rpc.as_ref().ok_or(ServeError::Unsupported)?;
-        rpc.serve(protocol)
+        self.inner.shell.serve(protocol)
     }
 
     /// Serves `protocol` with `handler`: each request runs `handler(request)` on a task of
@@ -580,11 +573,7 @@ impl Node {
         let mut requests = self.serve(protocol)?;
         let cancel = self.inner.cancel.clone();
         let tasks = self.inner.handlers.clone();
-        let limit = self
-            .inner
-            .rpc
-            .as_ref()
-            .map_or(1, |r| r.settings().max_inbound);
+        let limit = self.inner.shell.settings.rpc.max_inbound;
         let running = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
         self.inner.handlers.spawn(async move {
             loop {
@@ -622,8 +611,7 @@ impl Node {
         to: impl Into<NodeId>,
         protocol: ProtocolId,
     ) -> Result<NodeStream, StreamError> {
-        let rpc = self.inner.rpc.as_ref().ok_or(StreamError::Unsupported)?;
-        rpc.open_stream(to.into(), protocol).await
+        self.inner.shell.open_stream(to.into(), protocol).await
     }
 
     /// The streams of `protocol` other nodes open to this one, each with the node that
@@ -633,22 +621,17 @@ impl Node {
     /// [`ServeError`], and [`ServeError::NotRegistered`] for a protocol outside
     /// `Settings::protocols`.
     pub fn accept_streams(&self, protocol: ProtocolId) -> Result<InboundStreams, ServeError> {
-        let rpc = self.inner.rpc.as_ref().ok_or(ServeError::Unsupported)?;
-        rpc.accept_streams(protocol)
+        self.inner.shell.streams.accept_streams(protocol)
     }
 
-    /// Counters of requests and streams (all zero for a network without them).
+    /// Counters of requests and streams.
     pub fn rpc_stats(&self) -> RpcStats {
-        self.inner
-            .rpc
-            .as_ref()
-            .map(|r| r.stats())
-            .unwrap_or_default()
+        self.inner.shell.rpc_stats()
     }
 
     /// A copy of the membership.
     pub fn membership(&self) -> Membership {
-        self.inner.net.membership()
+        self.inner.shell.membership()
     }
 
     /// Changes the membership at run time (add, remove, change role or addresses).
@@ -656,17 +639,17 @@ impl Node {
     /// # Errors
     /// [`MembershipError`]; nothing changes then.
     pub fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
-        self.inner.net.change_membership(change)
+        self.inner.shell.change_membership(change)
     }
 
     /// Counters of one peer (`None` if it is not a member).
     pub fn peer_stats(&self, peer: impl Into<NodeId>) -> Option<PeerStats> {
-        self.inner.net.peer_stats(peer.into())
+        self.inner.shell.peer_stats(peer.into())
     }
 
     /// Node-wide counters.
     pub fn stats(&self) -> NodeStats {
-        self.inner.net.stats()
+        self.inner.shell.stats()
     }
 
     /// A handle that does not keep the node running (for background publishers).
@@ -677,7 +660,7 @@ impl Node {
 
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
-        self.inner.net.is_stopped()
+        self.inner.shell.is_stopped()
     }
 
     /// Stops receiving and sending (queued messages are dropped), and returns once every task
@@ -686,10 +669,32 @@ impl Node {
     /// # Cancel safety
     /// Stopping begins at the first poll; cancelling only stops the waiting.
     pub async fn stop(&self) {
-        self.inner.net.begin_stop();
+        self.inner.shell.begin_stop();
         self.inner.cancel.cancel();
         self.inner.handlers.close();
-        self.inner.net.stopped().await;
+        self.inner.shell.tracker.wait().await;
         self.inner.handlers.wait().await;
+    }
+
+    /// Sends to the members of `group` (and this node when `include_self`), in id order.
+    fn broadcast_to(
+        &self,
+        group: Group,
+        payload: Bytes,
+        delivery: Delivery,
+        include_self: bool,
+    ) -> BroadcastReport {
+        let shell = &self.inner.shell;
+        let except = (!include_self).then_some(shell.id);
+        let mut targets = shell.membership().select(group, except);
+        if include_self && !targets.contains(&shell.id) {
+            targets.push(shell.id);
+            targets.sort();
+        }
+        let outcomes = targets
+            .into_iter()
+            .map(|to| (to, shell.try_send_bytes(to, payload.clone(), delivery)))
+            .collect();
+        BroadcastReport { outcomes }
     }
 }

@@ -15,33 +15,40 @@
 //! [`Settings::pins`] (the session proved the peer's `PeerId`) and the membership before
 //! reading anything else. Streams are one-way: the dialler writes, the acceptor reads.
 //!
-//! Reachability frames go to a writer task of their own, through a channel of
-//! `reach.max_control_frames`, so a large application message never delays them.
+//! The engine writes reachability frames and pings before application frames, on the
+//! messages stream; [`NODE_REACH`] stays reserved (older nodes open it; it is accepted and
+//! read like the messages stream).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
-use hawser_proto::node::{FrameBatch, Member, NodeId};
+#[cfg(any(test, fuzzing))]
+use bytes::Bytes;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use hawser_proto::node::engine::{
+    ConnId, DialError as EngineDialError, Refusal as EngineRefusal, WriteError,
+};
+use hawser_proto::node::{FrameBatch, NodeId};
+#[cfg(test)]
+use hawser_proto::wire::node::FrameKind;
 use hawser_proto::wire::node::{
-    self as wire_node, FrameKind, FramedHello, FRAME_KIND_LEN, FRAME_LEN_PREFIX, MAX_HELLO_FRAME,
+    self as wire_node, Frame, FramedHello, FRAME_KIND_LEN, FRAME_LEN_PREFIX, MAX_HELLO_FRAME,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::LengthDelimitedCodecError;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use super::config::Settings;
-use super::connector::{BatchError, Connector, BATCH_BYTES, BATCH_MESSAGES};
-use super::core::Core;
+use super::conn::{write_all, write_loop, BatchSink};
 use super::counters::Counters;
-use super::datagram::{self, OpenKey, SealKey};
+use super::datagram::{self, SealKey};
 use super::error::{SessionError, StartError};
-use super::reach::{Frame, TrafficGate};
 use super::rpc::{read_stream_status, NodeStream, StreamError, StreamStatus};
+use super::shell::Shell;
 use crate::session::{
     self, CloseReason, DialError, HandshakeError, Identity, InboundStreams, NoiseCipher, OpenError,
     PeerId, Protocol, ProtocolId, ProtocolRegistry, Refusal, RefusalReason, Session, SessionConfig,
@@ -158,87 +165,21 @@ impl SecureCtx {
     }
 }
 
-/// One outgoing session to a node: its messages stream, and the task writing its reach
-/// stream.
-pub(crate) struct SecureConn {
-    session: Session,
-    app: Stream,
-    /// Scratch for single frames (`write`).
-    buf: BytesMut,
-    control: mpsc::Sender<Frame>,
-    task: JoinHandle<()>,
-}
+/// Most messages and bytes a test or fuzz batch holds.
+#[cfg(any(test, fuzzing))]
+const BATCH_MESSAGES: usize = 1024;
+#[cfg(any(test, fuzzing))]
+const BATCH_BYTES: usize = 64 * 1024;
 
-impl Drop for SecureConn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+/// Most frames a reader hands to the engine under one hold of the lock.
+const READ_BATCH: usize = 1024;
 
-impl SecureConn {
-    /// Writes an application frame on the messages stream, or hands an internal frame to
-    /// the reach stream's writer.
-    pub async fn write(&mut self, frame: Frame) -> io::Result<()> {
-        match frame {
-            Frame::App(_) => write_frame(&mut self.app, &mut self.buf, &frame).await,
-            other => self
-                .control
-                .send(other)
-                .await
-                .map_err(|_| io::ErrorKind::BrokenPipe.into()),
-        }
-    }
-
-    /// Writes a batch of queued messages: its bytes are the frames as the stream carries them
-    /// (`wire::node::app_frame_header`, then the payload), written with as few writes as the
-    /// stream takes.
-    ///
-    /// # Errors
-    /// [`BatchError`] with the messages whose frames the stream took whole.
-    pub async fn write_app_batch(&mut self, batch: &FrameBatch) -> Result<(), BatchError> {
-        let bytes = batch.bytes();
-        let mut off = 0;
-        while off < bytes.len() {
-            let rest = bytes.get(off..).unwrap_or_default();
-            let error = match self.app.write(rest).await {
-                Ok(0) => io::ErrorKind::WriteZero.into(),
-                Ok(n) => {
-                    off += n;
-                    continue;
-                }
-                Err(error) => error,
-            };
-            return Err(BatchError {
-                written: batch.whole_in(off),
-                error,
-            });
-        }
-        Ok(())
-    }
-
-    /// The session.
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
-
-    /// Writes on this session that waited for the multiplexer (`SessionStats::write_waits`).
-    pub fn write_waits(&self) -> u64 {
-        self.session.stats().write_waits
-    }
-
-    pub fn control_sender(&self) -> mpsc::Sender<Frame> {
-        self.control.clone()
-    }
-
-    /// Resolves when the session has ended. Cancel safe.
-    pub async fn closed(&mut self) {
-        let reason = self.session.closed().await;
-        let peer = self.session.peer_id();
-        if matches!(reason, CloseReason::Refused(_)) {
-            warn!(%peer, %reason, "session ended");
-        } else {
-            debug!(%peer, %reason, "session closed");
-        }
+/// This node's hello (its id, and the address it announces).
+fn hello(shell: &Shell) -> FramedHello {
+    let listen = shell.lock().engine.announced_addr();
+    FramedHello {
+        from: shell.id.0,
+        listen,
     }
 }
 
@@ -262,17 +203,6 @@ async fn write_hello(
     stream.write_all(buf).await
 }
 
-/// Writes internal frames on the reach stream until the channel closes or a write fails.
-async fn control_writer(mut stream: Stream, mut rx: mpsc::Receiver<Frame>) {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = rx.recv().await {
-        if let Err(err) = write_frame(&mut stream, &mut buf, &frame).await {
-            debug!(%err, "reach stream write failed");
-            return;
-        }
-    }
-}
-
 /// Checks `actual` against the pins of `node`.
 pub(crate) fn check_pin(
     settings: &Settings,
@@ -292,25 +222,52 @@ pub(crate) fn check_pin(
 }
 
 /// Counts and traces a failed outgoing session.
-pub(crate) fn note_dial_error<L: Connector>(core: &Core<L>, peer: NodeId, err: &SessionError) {
+fn note_dial_error(shell: &Shell, peer: NodeId, err: &SessionError) {
     if err.is_peer_mismatch() {
-        Counters::bump(&core.counters.peer_mismatches);
-        warn!(node = %core.id, %peer, %err, "session refused: the peer is not the pinned identity");
+        Counters::bump(&shell.counters.peer_mismatches);
+        warn!(node = %shell.id, %peer, %err, "session refused: the peer is not the pinned identity");
     } else if matches!(err, SessionError::Handshake(_)) {
-        Counters::bump(&core.counters.handshake_failures);
-        warn!(node = %core.id, %peer, %err, "session handshake failed");
+        Counters::bump(&shell.counters.handshake_failures);
+        warn!(node = %shell.id, %peer, %err, "session handshake failed");
     }
 }
 
-/// Dials `member` at `addr`, checks its identity, opens both node streams and says hello on
-/// each. Nothing but the hello is written before the identity is checked.
-pub(crate) async fn dial<L: Connector>(
-    core: &Arc<Core<L>>,
+/// An outbound session's messages stream, as the writer's sink.
+pub(crate) struct SessionSink {
+    session: Session,
+    app: Stream,
+}
+
+impl BatchSink for SessionSink {
+    async fn write_batch(
+        &mut self,
+        batch: &FrameBatch,
+        stop: &CancellationToken,
+    ) -> Result<(), WriteError> {
+        write_all(&mut self.app, batch.bytes(), stop).await
+    }
+
+    async fn closed(&mut self) {
+        let reason = self.session.closed().await;
+        let peer = self.session.peer_id();
+        if matches!(reason, CloseReason::Refused(_)) {
+            warn!(%peer, %reason, "session ended");
+        } else {
+            debug!(%peer, %reason, "session closed");
+        }
+    }
+}
+
+/// Dials `member` at `addr`, checks its identity, opens the messages stream and says hello
+/// (then, with Noise, sends this node's datagram key). Nothing but the hello is written
+/// before the identity is checked.
+pub(crate) async fn dial(
+    shell: &Arc<Shell>,
     ctx: &SecureCtx,
-    member: &Member,
+    peer: NodeId,
     addr: &TransportAddr,
-) -> Result<SecureConn, SessionError> {
-    let pins = core.settings.pins.get(&member.id);
+) -> Result<SessionSink, SessionError> {
+    let pins = shell.settings.pins.get(&peer);
     // One pin: the session layer checks it inside the handshake.
     let expected = match pins.map(Vec::as_slice) {
         Some([one]) => Some(*one),
@@ -322,56 +279,75 @@ pub(crate) async fn dial<L: Connector>(
             DialError::Transport(e) => SessionError::Transport(e),
             DialError::Handshake(h) => SessionError::Handshake(h),
         })?;
-    if let Err(e) = check_pin(&core.settings, member.id, session.peer_id()) {
+    if let Err(e) = check_pin(&shell.settings, peer, session.peer_id()) {
         session.close().await;
         return Err(e);
     }
-    let hello = FramedHello {
-        from: core.id.0,
-        listen: core.reach.as_ref().and_then(|r| r.hello_addr),
-    };
     let mut buf = BytesMut::new();
     let mut app = session.open(NODE_MESSAGES).await?;
-    write_hello(&mut app, &mut buf, &hello)
+    write_hello(&mut app, &mut buf, &hello(shell))
         .await
         .map_err(SessionError::Hello)?;
     if let Some(cipher) = session.cipher() {
-        send_datagram_key(core, member.id, cipher, &mut app, &mut buf).await?;
+        let key = datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
+        write_frame(&mut app, &mut buf, &Frame::DatagramKey(key))
+            .await
+            .map_err(SessionError::Hello)?;
+        shell.lock().seal.insert(peer, SealKey::new(&key, cipher));
     }
-    let mut reach = session.open(NODE_REACH).await?;
-    write_hello(&mut reach, &mut buf, &hello)
-        .await
-        .map_err(SessionError::Hello)?;
-    let (control, rx) = mpsc::channel(core.settings.reach.max_control_frames.max(1));
-    let task = core.tracker.spawn(control_writer(reach, rx));
-    info!(node = %core.id, peer = %member.id, %addr, peer_id = %session.peer_id(),
+    info!(node = %shell.id, %peer, %addr, peer_id = %session.peer_id(),
           cipher = session.cipher().map_or("plaintext", NoiseCipher::name), "session connected");
-    Ok(SecureConn {
-        session,
-        app,
-        buf,
-        control,
-        task,
-    })
+    Ok(SessionSink { session, app })
 }
 
-/// Draws this node's datagram key to `to`, sends it on the (encrypted) messages stream, and
-/// seals the next datagrams to `to` with it.
-async fn send_datagram_key<L: Connector>(
-    core: &Core<L>,
-    to: NodeId,
-    cipher: NoiseCipher,
-    app: &mut Stream,
-    buf: &mut BytesMut,
-) -> Result<(), SessionError> {
-    let key = datagram::generate_key().map_err(|e| SessionError::Hello(io::Error::other(e)))?;
-    write_frame(app, buf, &Frame::DatagramKey(key))
-        .await
-        .map_err(SessionError::Hello)?;
-    if let Some(peer) = core.peer(to) {
-        peer.lock().seal = Some(SealKey::new(&key, cipher));
+/// Dials each of `targets` in turn for `conn` (within `connect_timeout`), reports the outcome
+/// to the engine, and runs the connection's writer.
+pub(crate) async fn dial_and_write(
+    shell: Arc<Shell>,
+    ctx: Arc<SecureCtx>,
+    conn: ConnId,
+    peer: NodeId,
+    targets: Vec<(TransportAddr, SocketAddr)>,
+    stop: CancellationToken,
+) {
+    let attempt = async {
+        let mut last = EngineDialError::Other("no address".to_owned());
+        for (addr, via) in &targets {
+            match dial(&shell, &ctx, peer, addr).await {
+                Ok(sink) => return Ok((sink, *via)),
+                Err(err) => {
+                    note_dial_error(&shell, peer, &err);
+                    debug!(node = %shell.id, %peer, %addr, %err, "cannot connect");
+                    last = EngineDialError::Other(err.to_string());
+                }
+            }
+        }
+        Err(last)
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(shell.settings.connect_timeout, attempt) => {
+            r.unwrap_or(Err(EngineDialError::TimedOut))
+        }
+        () = stop.cancelled() => return,
+    };
+    match result {
+        Ok((sink, via)) => {
+            let session = sink.session.clone();
+            if let Some(slot) = shell.dialed(conn, peer, Ok((via, Some(session)))) {
+                write_loop(shell, conn, slot, sink).await;
+            }
+        }
+        Err(e) => {
+            // The first failure of a series is a warning (a peer down, or dialled on a
+            // transport it does not listen on); the retries that follow are debug.
+            if shell.first_failure(peer) {
+                let addrs: Vec<String> = targets.iter().map(|(a, _)| a.to_string()).collect();
+                warn!(node = %shell.id, %peer, addr = %addrs.join(", "), err = %e,
+                      "cannot connect to peer: retrying with back-off");
+            }
+            shell.dialed(conn, peer, Err(e));
+        }
     }
-    Ok(())
 }
 
 fn is_oversized(err: &io::Error) -> bool {
@@ -381,19 +357,17 @@ fn is_oversized(err: &io::Error) -> bool {
 
 /// Runs the handshake of an accepted transport connection (`remote`: its address, when
 /// known), then serves the session. Holds `permit` (`max_inbound_connections`) throughout.
-pub(crate) async fn accept<L: Connector>(
-    core: Arc<Core<L>>,
+pub(crate) async fn accept(
+    shell: Arc<Shell>,
     ctx: Arc<SecureCtx>,
     pending: session::transport::PendingConnection,
     remote: Option<SocketAddr>,
     permit: OwnedSemaphorePermit,
 ) {
-    // Filled in as they become known: the remote address (byte-stream transports), then the
-    // PeerId the handshake proved and the node id its hello names.
     let span = tracing::info_span!(
         parent: None,
         "conn",
-        node = core.id.0,
+        node = shell.id.0,
         addr = tracing::field::Empty,
         peer_id = tracing::field::Empty,
         peer = tracing::field::Empty,
@@ -401,13 +375,13 @@ pub(crate) async fn accept<L: Connector>(
     if let Some(addr) = remote {
         span.record("addr", tracing::field::display(addr));
     }
-    handshake_and_serve(core, ctx, pending, remote, permit)
+    handshake_and_serve(shell, ctx, pending, remote, permit)
         .instrument(span)
         .await;
 }
 
-async fn handshake_and_serve<L: Connector>(
-    core: Arc<Core<L>>,
+async fn handshake_and_serve(
+    shell: Arc<Shell>,
     ctx: Arc<SecureCtx>,
     pending: session::transport::PendingConnection,
     remote: Option<SocketAddr>,
@@ -415,26 +389,26 @@ async fn handshake_and_serve<L: Connector>(
 ) {
     let attempt = async {
         // The transport's own setup (a WebSocket upgrade) is bounded like the handshake.
-        let link = tokio::time::timeout(core.settings.hello_timeout, pending)
+        let link = tokio::time::timeout(shell.settings.hello_timeout, pending)
             .await
             .map_err(|_| HandshakeError::Timeout)??;
         session::accept(link, &ctx.session).await
     };
     let result = tokio::select! {
         r = attempt => r,
-        () = core.cancel.cancelled() => return,
+        () = shell.cancel.cancelled() => return,
     };
     match result {
-        Ok(session) => serve(core, session, remote, permit).await,
+        Ok(session) => serve(shell, session, remote, permit).await,
         Err(err) => {
             if matches!(err, HandshakeError::PeerMismatch { .. }) {
-                Counters::bump(&core.counters.peer_mismatches);
+                Counters::bump(&shell.counters.peer_mismatches);
             } else {
-                Counters::bump(&core.counters.handshake_failures);
+                Counters::bump(&shell.counters.handshake_failures);
             }
-            let remote = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+            let remote = fmt_remote(remote);
             let hint = transport_hint(&err);
-            warn!(node = %core.id, %remote, %err, "inbound session handshake failed{hint}");
+            warn!(node = %shell.id, %remote, %err, "inbound session handshake failed{hint}");
         }
     }
 }
@@ -460,9 +434,19 @@ fn transport_hint(err: &HandshakeError) -> &'static str {
     }
 }
 
+/// What a served stream knows of its session.
+#[derive(Clone, Copy)]
+struct Accepted {
+    peer: PeerId,
+    /// The connection's address, when known.
+    remote: Option<SocketAddr>,
+    /// The session's cipher (a datagram key is taken only when there is one, for it).
+    cipher: Option<NoiseCipher>,
+}
+
 /// Serves an accepted session until it ends, the node stops, or the peer breaks a rule.
-async fn serve<L: Connector>(
-    core: Arc<Core<L>>,
+async fn serve(
+    shell: Arc<Shell>,
     session: Session,
     remote: Option<SocketAddr>,
     _permit: OwnedSemaphorePermit,
@@ -477,26 +461,169 @@ async fn serve<L: Connector>(
     let peer = session.peer_id();
     let cipher = session.cipher();
     tracing::Span::current().record("peer_id", tracing::field::display(peer));
-    debug!(node = %core.id, %peer, remote = %fmt_remote(remote), "session accepted");
+    debug!(node = %shell.id, %peer, remote = %fmt_remote(remote), "session accepted");
     let on = Accepted {
         peer,
         remote,
         cipher,
     };
     tokio::select! {
-        () = serve_protocol(&core, &session, messages, on, true) => {}
-        () = serve_protocol(&core, &session, reach, on, false) => {}
-        () = serve_app_streams(&core, &session, on) => {}
-        () = core.cancel.cancelled() => {}
+        () = serve_protocol(&shell, &session, messages, on, true) => {}
+        () = serve_protocol(&shell, &session, reach, on, false) => {}
+        () = serve_app_streams(&shell, &session, on) => {}
+        () = shell.cancel.cancelled() => {}
     }
     // Dropping the last handle ends the session at once.
     drop(session);
 }
 
+/// Serves the streams of one protocol, one after the other; the messages stream must come
+/// within `hello_timeout`.
+async fn serve_protocol(
+    shell: &Arc<Shell>,
+    session: &Session,
+    mut incoming: InboundStreams,
+    on: Accepted,
+    messages: bool,
+) {
+    let first = if messages {
+        match tokio::time::timeout(shell.settings.hello_timeout, incoming.accept()).await {
+            Ok(s) => s,
+            Err(_) => {
+                Counters::bump(&shell.counters.bad_hellos);
+                warn!(node = %shell.id, peer = %on.peer, "no node stream in time: session closed");
+                return;
+            }
+        }
+    } else {
+        incoming.accept().await
+    };
+    let Some(mut stream) = first else {
+        return;
+    };
+    loop {
+        if !serve_stream(shell, session, stream, on).await {
+            return;
+        }
+        stream = match incoming.accept().await {
+            Some(s) => s,
+            None => return,
+        };
+    }
+}
+
+/// Reads one stream: the hello, checked, then frames. `false` when the session must close.
+/// A hello that is malformed, names a node pinned to another identity, or a non-member, is
+/// refused ([`Session::refuse`]), so that the dialler logs the same reason.
+async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on: Accepted) -> bool {
+    let Accepted {
+        peer,
+        remote,
+        cipher,
+    } = on;
+    // The kind byte comes on top of an application payload of up to `max_frame`.
+    let max = shell.settings.max_frame.saturating_add(FRAME_KIND_LEN);
+    let mut frames = stream.into_framed(max);
+    let first = tokio::time::timeout(shell.settings.hello_timeout, frames.next()).await;
+    let hello = match first {
+        Ok(Some(Ok(frame))) => match FramedHello::parse(&frame) {
+            Ok(h) => h,
+            Err(err) => {
+                Counters::bump(&shell.counters.bad_hellos);
+                warn!(node = %shell.id, %peer, %err, "refused peer: bad hello");
+                let detail = format!("node hello: {err}");
+                session
+                    .refuse(&Refusal::new(RefusalReason::Malformed, &detail))
+                    .await;
+                return false;
+            }
+        },
+        Ok(Some(Err(err))) if is_oversized(&err) => {
+            Counters::bump(&shell.counters.oversized_frames);
+            warn!(node = %shell.id, %peer, "oversized frame before hello: session closed");
+            return false;
+        }
+        _ => {
+            Counters::bump(&shell.counters.bad_hellos);
+            debug!(node = %shell.id, %peer, "no hello: session closed");
+            return false;
+        }
+    };
+    let from = NodeId(hello.from);
+    if let Err(err) = check_pin(&shell.settings, from, peer) {
+        Counters::bump(&shell.counters.peer_mismatches);
+        warn!(node = %shell.id, %err, "refused peer: not the pinned identity");
+        let detail = format!("{from} is pinned to another identity");
+        session
+            .refuse(&Refusal::new(RefusalReason::PeerMismatch, &detail))
+            .await;
+        return false;
+    }
+    // Reachability knows the peer by the address it listens on, else by the connection's.
+    let via = hello.listen.or(remote);
+    let (conn, stop) = match shell.accepted_soon(from, via).await {
+        Ok(c) => c,
+        Err(EngineRefusal::Stopped) => return false,
+        Err(refusal) => {
+            if matches!(refusal, EngineRefusal::NotMember(_)) {
+                Counters::bump(&shell.counters.unknown_senders);
+            }
+            warn!(node = %shell.id, peer = %from, %refusal, "refused peer");
+            let reason = match refusal {
+                EngineRefusal::TooManyConnections => RefusalReason::Busy,
+                _ => RefusalReason::NotMember,
+            };
+            session
+                .refuse(&Refusal::new(reason, &from.to_string()))
+                .await;
+            return false;
+        }
+    };
+    info!(node = %shell.id, peer = %from, %peer, remote = %fmt_remote(remote), "accepted session");
+    let mut bodies = Vec::new();
+    let keep = loop {
+        let item = tokio::select! {
+            item = frames.next() => item,
+            () = stop.cancelled() => break false,
+        };
+        let frame = match item {
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) if is_oversized(&err) => {
+                warn!(node = %shell.id, peer = %from, max = shell.settings.max_frame,
+                      "oversized frame: session closed");
+                shell.oversized(conn);
+                return false;
+            }
+            Some(Err(err)) => {
+                info!(node = %shell.id, peer = %from, %err, "inbound stream failed");
+                break false;
+            }
+            None => {
+                debug!(node = %shell.id, peer = %from, "inbound stream closed");
+                break true;
+            }
+        };
+        bodies.push(frame.freeze());
+        // Whole frames already buffered, taken straight from the buffer.
+        while bodies.len() < READ_BATCH {
+            let Some(frame) = take_whole_frame(frames.read_buffer_mut(), max) else {
+                break;
+            };
+            bodies.push(frame.freeze());
+        }
+        shell.receive(conn, from, cipher, &mut bodies);
+        if !shell.drain_overflow().await {
+            break false;
+        }
+    };
+    shell.closed(conn);
+    keep
+}
+
 /// Accepts the application's streams (`Settings::protocols`) on an accepted session, each
 /// checked and answered on a task of its own, until the session ends. Never returns before.
-async fn serve_app_streams<L: Connector>(core: &Arc<Core<L>>, session: &Session, on: Accepted) {
-    let incoming: Vec<InboundStreams> = core
+async fn serve_app_streams(shell: &Arc<Shell>, session: &Session, on: Accepted) {
+    let incoming: Vec<InboundStreams> = shell
         .settings
         .protocols
         .iter()
@@ -505,8 +632,8 @@ async fn serve_app_streams<L: Connector>(core: &Arc<Core<L>>, session: &Session,
     let accepting = incoming.into_iter().map(|mut inc| async move {
         // Bounded by the session's stream cap: yamux refuses streams beyond it.
         while let Some(stream) = inc.accept().await {
-            let task = accept_app_stream(core.clone(), stream, on.peer);
-            core.tracker.spawn(task.in_current_span());
+            let task = accept_app_stream(shell.clone(), stream, on.peer);
+            shell.tracker.spawn(task.in_current_span());
         }
     });
     futures_util::future::join_all(accepting).await;
@@ -515,27 +642,27 @@ async fn serve_app_streams<L: Connector>(core: &Arc<Core<L>>, session: &Session,
 
 /// Checks an application stream's hello (pins, membership), answers its opener, and hands
 /// it to the protocol's acceptor.
-async fn accept_app_stream<L: Connector>(core: Arc<Core<L>>, stream: Stream, peer: PeerId) {
+async fn accept_app_stream(shell: Arc<Shell>, stream: Stream, peer: PeerId) {
     let protocol = stream.protocol();
     let mut stream = stream;
-    let hello = tokio::time::timeout(core.settings.hello_timeout, read_hello(&mut stream)).await;
+    let hello = tokio::time::timeout(shell.settings.hello_timeout, read_hello(&mut stream)).await;
     let Ok(Ok(hello)) = hello else {
-        Counters::bump(&core.counters.bad_hellos);
-        debug!(node = %core.id, %peer, %protocol, "application stream without a hello: reset");
+        Counters::bump(&shell.counters.bad_hellos);
+        debug!(node = %shell.id, %peer, %protocol, "application stream without a hello: reset");
         return;
     };
     let from = NodeId(hello.from);
-    if let Err(err) = check_pin(&core.settings, from, peer) {
-        Counters::bump(&core.counters.peer_mismatches);
-        warn!(node = %core.id, %err, "stream refused: not the pinned identity");
+    if let Err(err) = check_pin(&shell.settings, from, peer) {
+        Counters::bump(&shell.counters.peer_mismatches);
+        warn!(node = %shell.id, %err, "stream refused: not the pinned identity");
         return;
     }
-    if !core.is_member(from) {
-        Counters::bump(&core.counters.unknown_senders);
-        warn!(node = %core.id, peer = %from, "stream from a non-member: reset");
+    if !shell.lock().engine.membership().contains(from) {
+        Counters::bump(&shell.counters.unknown_senders);
+        warn!(node = %shell.id, peer = %from, "stream from a non-member: reset");
         return;
     }
-    let (status, permit) = match core.rpc.reserve_stream(protocol) {
+    let (status, permit) = match shell.streams.reserve_stream(protocol) {
         Ok(permit) => (StreamStatus::Accepted, Some(permit)),
         Err(status) => (status, None),
     };
@@ -543,8 +670,8 @@ async fn accept_app_stream<L: Connector>(core: Arc<Core<L>>, stream: Stream, pee
         return;
     }
     if let Some(permit) = permit {
-        core.rpc.note_stream_accepted();
-        debug!(node = %core.id, peer = %from, %protocol, "stream accepted");
+        shell.streams.note_accepted();
+        debug!(node = %shell.id, peer = %from, %protocol, "stream accepted");
         permit.send((from, NodeStream::session(stream)));
     }
 }
@@ -561,10 +688,10 @@ async fn read_hello(stream: &mut Stream) -> io::Result<FramedHello> {
     FramedHello::parse(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Opens a stream of `protocol` on `session` (to `member`): says hello, and waits for the
-/// acceptor's answer.
-pub(crate) async fn open_app_stream<L: Connector>(
-    core: &Arc<Core<L>>,
+/// Opens a stream of `protocol` on `session`: says hello, and waits for the acceptor's
+/// answer.
+pub(crate) async fn open_app_stream(
+    shell: &Arc<Shell>,
     session: &Session,
     protocol: ProtocolId,
 ) -> Result<NodeStream, StreamError> {
@@ -576,160 +703,10 @@ pub(crate) async fn open_app_stream<L: Connector>(
         OpenError::SessionClosed => StreamError::Io(io::ErrorKind::NotConnected.into()),
         OpenError::Io(e) => StreamError::Io(e),
     })?;
-    let hello = FramedHello {
-        from: core.id.0,
-        listen: core.reach.as_ref().and_then(|r| r.hello_addr),
-    };
     let mut buf = BytesMut::new();
-    write_hello(&mut stream, &mut buf, &hello).await?;
-    read_stream_status(&mut stream, protocol, core.settings.hello_timeout).await?;
+    write_hello(&mut stream, &mut buf, &hello(shell)).await?;
+    read_stream_status(&mut stream, protocol, shell.settings.hello_timeout).await?;
     Ok(NodeStream::session(stream))
-}
-
-/// What a served stream knows of its session.
-#[derive(Clone, Copy)]
-struct Accepted {
-    peer: PeerId,
-    /// The connection's address, when known.
-    remote: Option<SocketAddr>,
-    /// The session's cipher (a datagram key is taken only when there is one, for it).
-    cipher: Option<NoiseCipher>,
-}
-
-/// Serves the streams of one protocol, one after the other; the first must come within
-/// `hello_timeout`.
-async fn serve_protocol<L: Connector>(
-    core: &Arc<Core<L>>,
-    session: &Session,
-    mut incoming: InboundStreams,
-    on: Accepted,
-    messages: bool,
-) {
-    let peer = on.peer;
-    let first = tokio::time::timeout(core.settings.hello_timeout, incoming.accept()).await;
-    let mut stream = match first {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
-        Err(_) => {
-            Counters::bump(&core.counters.bad_hellos);
-            warn!(node = %core.id, %peer, "no node stream in time: session closed");
-            return;
-        }
-    };
-    loop {
-        if !serve_stream(core, session, stream, on, messages).await {
-            return;
-        }
-        stream = match incoming.accept().await {
-            Some(s) => s,
-            None => return,
-        };
-    }
-}
-
-/// Reads one stream: the hello, checked, then frames. `false` when the session must close.
-/// A hello that is malformed, names a node pinned to another identity, or a non-member, is
-/// refused ([`Session::refuse`]), so that the dialler logs the same reason.
-async fn serve_stream<L: Connector>(
-    core: &Arc<Core<L>>,
-    session: &Session,
-    stream: Stream,
-    on: Accepted,
-    messages: bool,
-) -> bool {
-    let Accepted {
-        peer,
-        remote,
-        cipher,
-    } = on;
-    // The kind byte comes on top of an application payload of up to `max_frame`.
-    let max = core.settings.max_frame.saturating_add(FRAME_KIND_LEN);
-    let mut frames = stream.into_framed(max);
-    let first = tokio::time::timeout(core.settings.hello_timeout, frames.next()).await;
-    let hello = match first {
-        Ok(Some(Ok(frame))) => match FramedHello::parse(&frame) {
-            Ok(h) => h,
-            Err(err) => {
-                Counters::bump(&core.counters.bad_hellos);
-                warn!(node = %core.id, %peer, %err, "refused peer: bad hello");
-                let detail = format!("node hello: {err}");
-                session
-                    .refuse(&Refusal::new(RefusalReason::Malformed, &detail))
-                    .await;
-                return false;
-            }
-        },
-        Ok(Some(Err(err))) if is_oversized(&err) => {
-            core.note_oversized(None);
-            warn!(node = %core.id, %peer, "oversized frame before hello: session closed");
-            return false;
-        }
-        _ => {
-            Counters::bump(&core.counters.bad_hellos);
-            debug!(node = %core.id, %peer, "no hello: session closed");
-            return false;
-        }
-    };
-    let from = NodeId(hello.from);
-    if let Err(err) = check_pin(&core.settings, from, peer) {
-        Counters::bump(&core.counters.peer_mismatches);
-        warn!(node = %core.id, %err, "refused peer: not the pinned identity");
-        let detail = format!("{from} is pinned to another identity");
-        session
-            .refuse(&Refusal::new(RefusalReason::PeerMismatch, &detail))
-            .await;
-        return false;
-    }
-    if !core.admit_soon(from, hello.listen).await {
-        Counters::bump(&core.counters.unknown_senders);
-        warn!(node = %core.id, peer = %from, "refused peer: not a member");
-        session
-            .refuse(&Refusal::new(RefusalReason::NotMember, &from.to_string()))
-            .await;
-        return false;
-    }
-    // Reachability knows the peer by the address it listens on, else by the connection's.
-    let via = hello
-        .listen
-        .or(remote)
-        .unwrap_or((Ipv4Addr::UNSPECIFIED, 0).into());
-    if messages {
-        info!(node = %core.id, peer = %from, %peer, remote = %fmt_remote(remote), "accepted session");
-        core.reach_connected(from, via);
-    }
-    let mut gate = TrafficGate::default();
-    let mut batch = AppBatch::default();
-    loop {
-        let mut item = frames.next().await;
-        // Then every frame already received, up to a batch, handed on together.
-        let end = loop {
-            let on = Served { from, via, cipher };
-            if let Some(keep) = serve_item(core, on, item, &mut batch, &mut gate).await {
-                break Some(keep);
-            }
-            // Application frames already buffered, in a tight loop of their own.
-            take_app_frames(frames.read_buffer_mut(), max, &mut batch);
-            if batch.is_full() {
-                break None;
-            }
-            // Whole frames already buffered are taken straight from the buffer; the
-            // framed stream reads more (and reports oversized or broken frames).
-            if let Some(frame) = take_whole_frame(frames.read_buffer_mut(), max) {
-                item = Some(Ok(frame));
-                continue;
-            }
-            match frames.next().now_or_never() {
-                Some(next) => item = next,
-                None => break None,
-            }
-        };
-        if !batch.deliver(core, from, via, &mut gate).await {
-            return false;
-        }
-        if let Some(keep) = end {
-            return keep;
-        }
-    }
 }
 
 /// Takes the first frame of `buf` if it lies there whole (`wire::node::take_frame`); `None`
@@ -742,6 +719,7 @@ fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
 /// Moves the application frames that lie whole at the front of `buf` (each announcing at most
 /// `max` bytes) into `batch`, until it is full or another kind of frame, a partial frame or a
 /// frame over the bound comes next (left for [`take_whole_frame`] or the codec).
+#[cfg(any(test, fuzzing))]
 fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
     while !batch.is_full() {
         let Some(payload) = wire_node::take_app_payload(buf, max) else {
@@ -767,12 +745,14 @@ pub(super) fn fuzz_take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<By
 
 /// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
 /// [`BATCH_BYTES`] (or one larger payload).
+#[cfg(any(test, fuzzing))]
 #[derive(Default)]
 struct AppBatch {
     payloads: Vec<Bytes>,
     bytes: usize,
 }
 
+#[cfg(any(test, fuzzing))]
 impl AppBatch {
     fn push(&mut self, payload: Bytes) {
         self.bytes += payload.len();
@@ -781,89 +761,6 @@ impl AppBatch {
 
     fn is_full(&self) -> bool {
         self.payloads.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
-    }
-
-    /// Hands the payloads to the application; `false` once the node is stopping.
-    async fn deliver<L: Connector>(
-        &mut self,
-        core: &Arc<Core<L>>,
-        from: NodeId,
-        via: SocketAddr,
-        gate: &mut TrafficGate,
-    ) -> bool {
-        self.bytes = 0;
-        core.receive_app_batch(from, via, &mut self.payloads, gate)
-            .await
-    }
-}
-
-/// The sender of a served stream, once its hello was checked.
-#[derive(Clone, Copy)]
-struct Served {
-    from: NodeId,
-    via: SocketAddr,
-    cipher: Option<NoiseCipher>,
-}
-
-/// Handles one item of a served stream: an application payload joins `batch`; anything else
-/// is handled at once, after the batch. `Some(keep)` when the stream ends (`keep`: whether
-/// the session may go on).
-async fn serve_item<L: Connector>(
-    core: &Arc<Core<L>>,
-    on: Served,
-    item: Option<io::Result<BytesMut>>,
-    batch: &mut AppBatch,
-    gate: &mut TrafficGate,
-) -> Option<bool> {
-    let Served { from, via, cipher } = on;
-    let frame = match item {
-        Some(Ok(frame)) => frame,
-        Some(Err(err)) if is_oversized(&err) => {
-            core.note_oversized(Some(from));
-            warn!(node = %core.id, peer = %from, max = core.settings.max_frame,
-                  "oversized frame: session closed");
-            return Some(false);
-        }
-        Some(Err(err)) => {
-            info!(node = %core.id, peer = %from, %err, "inbound stream failed");
-            return Some(false);
-        }
-        None => {
-            debug!(node = %core.id, peer = %from, "inbound stream closed");
-            return Some(true);
-        }
-    };
-    let mut frame = frame;
-    if FrameKind::of(&frame) == Ok(FrameKind::App) {
-        // The common case, without a second reference to the buffer (`Frame::parse` slices).
-        frame.advance(FRAME_KIND_LEN);
-        batch.push(frame.freeze());
-        return None;
-    }
-    let frame = match Frame::parse(frame.freeze()) {
-        Ok(Frame::App(payload)) => {
-            batch.push(payload);
-            return None;
-        }
-        Ok(frame) => frame,
-        Err(err) => {
-            core.note_bad_frame(from, &err);
-            return None;
-        }
-    };
-    // Everything received before it is handed on first.
-    if !batch.deliver(core, from, via, gate).await {
-        return Some(false);
-    }
-    match (frame, cipher) {
-        (Frame::DatagramKey(key), Some(cipher)) => {
-            if let Some(p) = core.peer(from) {
-                p.lock().open = Some(OpenKey::new(&key, cipher));
-                debug!(node = %core.id, peer = %from, "datagram key received");
-            }
-            None
-        }
-        (frame, _) => (!core.receive(from, via, frame, gate).await).then_some(false),
     }
 }
 

@@ -63,7 +63,7 @@ pub enum RequestError {
     /// This node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry requests (a user's own `Network`).
+    /// The node's network does not carry requests (never returned by hawser's nodes; kept for compatibility).
     #[error("this network does not carry requests")]
     Unsupported,
 }
@@ -85,7 +85,7 @@ pub enum ServeError {
     /// The node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry requests or streams (a user's own `Network`).
+    /// The node's network does not carry requests or streams (never returned by hawser's nodes; kept for compatibility).
     #[error("this network does not carry requests or streams")]
     Unsupported,
 }
@@ -136,7 +136,7 @@ pub enum StreamError {
     /// The node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry streams (a user's own `Network`).
+    /// The node's network does not carry streams (never returned by hawser's nodes; kept for compatibility).
     #[error("this network does not carry streams")]
     Unsupported,
     /// The stream failed while it was being opened.

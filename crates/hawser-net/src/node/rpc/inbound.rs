@@ -1,16 +1,18 @@
 //! The serving side: [`InboundRequests`], one protocol's queue of requests, and
 //! [`InboundRequest`], one request with its answer to give.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
+use hawser_proto::node::engine::InboundId;
 use hawser_proto::node::NodeId;
 use hawser_proto::wire::rpc::{Outcome, Part};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{bump, RespondError, RpcEngine};
+use super::serving::{Responder, ServeCounters};
+use super::{bump, RespondError};
 use crate::session::ProtocolId;
 
 /// The requests of one protocol, as [`Node::serve`](crate::node::Node::serve) gives them, in
@@ -21,11 +23,20 @@ use crate::session::ProtocolId;
 pub struct InboundRequests {
     pub(super) rx: mpsc::Receiver<InboundRequest>,
     protocol: ProtocolId,
+    counters: Arc<ServeCounters>,
 }
 
 impl InboundRequests {
-    pub(super) fn new(rx: mpsc::Receiver<InboundRequest>, protocol: ProtocolId) -> Self {
-        InboundRequests { rx, protocol }
+    pub(super) fn new(
+        rx: mpsc::Receiver<InboundRequest>,
+        protocol: ProtocolId,
+        counters: Arc<ServeCounters>,
+    ) -> Self {
+        InboundRequests {
+            rx,
+            protocol,
+            counters,
+        }
     }
 
     /// The protocol served.
@@ -41,7 +52,7 @@ impl InboundRequests {
         loop {
             let mut request = self.rx.recv().await?;
             if request.is_expired() {
-                bump(&request.rpc.counters.expired);
+                bump(&self.counters.expired);
                 request.discard();
                 continue;
             }
@@ -53,14 +64,15 @@ impl InboundRequests {
 /// One request to answer: [`respond`](Self::respond) or [`refuse`](Self::refuse) it.
 /// Dropping it unanswered tells the caller `RequestError::ResponseOmitted`.
 pub struct InboundRequest {
-    rpc: Arc<RpcEngine>,
+    responder: Weak<dyn Responder>,
     from: NodeId,
-    id: u64,
+    id: InboundId,
     protocol: ProtocolId,
     payload: Bytes,
     deadline: Instant,
     cancel: CancellationToken,
     answered: bool,
+    max_response: usize,
 }
 
 impl std::fmt::Debug for InboundRequest {
@@ -75,17 +87,19 @@ impl std::fmt::Debug for InboundRequest {
 }
 
 impl InboundRequest {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        rpc: Arc<RpcEngine>,
+        responder: Weak<dyn Responder>,
         from: NodeId,
-        id: u64,
+        id: InboundId,
         protocol: ProtocolId,
         payload: Bytes,
         deadline: Instant,
         cancel: CancellationToken,
+        max_response: usize,
     ) -> Self {
         InboundRequest {
-            rpc,
+            responder,
             from,
             id,
             protocol,
@@ -93,7 +107,13 @@ impl InboundRequest {
             deadline,
             cancel,
             answered: false,
+            max_response,
         }
+    }
+
+    /// Leaves the request without an answer of its own (the node answers it).
+    pub(super) fn disarm(&mut self) {
+        self.answered = true;
     }
 
     /// The calling node.
@@ -153,7 +173,7 @@ impl InboundRequest {
     /// is sent); [`RespondError::Unsent`] when the response could not be queued.
     pub fn respond(mut self, payload: impl Into<Bytes>) -> Result<(), RespondError> {
         let payload = payload.into();
-        let max = self.rpc.settings().max_response;
+        let max = self.max_response;
         if payload.len() > max {
             let (len, part) = (payload.len(), Part::Response);
             let outcome = Outcome::TooLarge {
@@ -176,28 +196,25 @@ impl InboundRequest {
         self.finish(Outcome::Refused { code, message })
     }
 
-    /// Answers with `outcome`, unless nobody waits; the request leaves the served table.
+    /// Answers with `outcome`, unless nobody waits.
     fn finish(&mut self, outcome: Outcome<'_>) -> Result<(), RespondError> {
         self.answered = true;
-        let Some(token) = self.rpc.take_inbound(self.from, self.id) else {
-            return Err(RespondError::Cancelled);
+        let Some(responder) = self.responder.upgrade() else {
+            return Err(RespondError::Unsent(crate::node::SendError::Stopped));
         };
-        if token.is_cancelled() || Instant::now() >= self.deadline {
+        if self.cancel.is_cancelled() || Instant::now() >= self.deadline {
+            responder.forget(self.id);
             return Err(RespondError::Cancelled);
         }
-        self.rpc
-            .answer(self.from, self.id, outcome, Some(self.deadline))
-    }
-
-    /// Answers with `outcome`, ignoring whether it could be sent (refusals by the engine).
-    pub(super) fn finish_with(mut self, outcome: Outcome<'_>) {
-        let _ = self.finish(outcome);
+        responder.respond(self.id, outcome)
     }
 
     /// Leaves the request unanswered: its caller gave up.
     fn discard(&mut self) {
         self.answered = true;
-        self.rpc.take_inbound(self.from, self.id);
+        if let Some(responder) = self.responder.upgrade() {
+            responder.forget(self.id);
+        }
     }
 }
 

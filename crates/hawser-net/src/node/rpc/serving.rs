@@ -1,183 +1,165 @@
-//! The serving side: requests received, checked against the caps, handed to their
-//! handler, answered.
+//! The serving side: the handler of each protocol, and the cancel signal of each request
+//! being handled.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
-impl RpcEngine {
-    pub(super) fn on_request(
-        self: &Arc<Self>,
-        from: NodeId,
-        id: u64,
-        protocol: ProtocolId,
-        timeout: Duration,
-        payload: Bytes,
-    ) {
-        let max = self.settings.max_request;
-        if payload.len() > max {
-            let part = Part::Request;
-            let (len, max) = (payload.len() as u64, max as u64);
-            let _ = self.answer(from, id, Outcome::TooLarge { part, len, max }, None);
-            return;
-        }
-        if timeout.is_zero() {
-            bump(&self.counters.expired);
-            return;
-        }
-        let handler = lock(&self.handlers).get(&protocol).cloned();
-        let Some(handler) = handler else {
-            bump(&self.counters.no_handler);
-            let _ = self.answer(from, id, Outcome::NoHandler, None);
-            return;
-        };
-        let token = CancellationToken::new();
-        {
-            let mut t = lock(&self.tables);
-            let per_peer = t.inbound.get(&from).map_or(0, HashMap::len);
-            if per_peer >= self.settings.max_inbound_per_peer
-                || t.inbound_total >= self.settings.max_inbound
-            {
-                drop(t);
-                bump(&self.counters.inbound_overloaded);
-                let _ = self.answer(from, id, Outcome::Overloaded, None);
-                return;
-            }
-            let calls = t.inbound.entry(from).or_default();
-            if calls.contains_key(&id) {
-                // A second request with the id of one being served: not from a hawser node.
-                drop(t);
-                bump(&self.counters.bad_frames);
-                return;
-            }
-            calls.insert(id, token.clone());
-            t.inbound_total += 1;
-        }
-        let deadline = Instant::now() + timeout;
-        let request =
-            InboundRequest::new(self.clone(), from, id, protocol, payload, deadline, token);
-        match handler.try_send(request) {
-            Ok(()) => bump(&self.counters.requests_received),
-            Err(mpsc::error::TrySendError::Full(request)) => {
-                bump(&self.counters.inbound_overloaded);
-                request.finish_with(Outcome::Overloaded);
-            }
-            Err(mpsc::error::TrySendError::Closed(request)) => {
-                // The receiver was dropped: nobody serves the protocol any more.
-                let mut handlers = lock(&self.handlers);
-                if handlers.get(&protocol).is_some_and(mpsc::Sender::is_closed) {
-                    handlers.remove(&protocol);
-                }
-                drop(handlers);
-                bump(&self.counters.no_handler);
-                request.finish_with(Outcome::NoHandler);
-            }
-        }
-    }
+use bytes::Bytes;
+use hawser_proto::node::engine::{InboundId, RespondError as EngineRespondError};
+use hawser_proto::node::NodeId;
+use hawser_proto::wire::rpc::Outcome;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-    /// Removes request `id` of `from` from the served table; its cancel token, if it was
-    /// there.
-    pub(super) fn take_inbound(&self, from: NodeId, id: u64) -> Option<CancellationToken> {
-        let mut t = lock(&self.tables);
-        let calls = t.inbound.get_mut(&from)?;
-        let token = calls.remove(&id)?;
-        if calls.is_empty() {
-            t.inbound.remove(&from);
-        }
-        t.inbound_total -= 1;
-        Some(token)
-    }
+use super::bump;
+use super::error::{RespondError, ServeError};
+use super::inbound::{InboundRequest, InboundRequests};
+use crate::node::SendError;
+use crate::session::{ProtocolId, FIRST_APPLICATION_ID};
 
-    /// Sends the response to request `id` of `from`; when the queue is full, waits for room
-    /// (on a task of its own) until `deadline`, or with no deadline (a refusal by the engine)
-    /// drops it, counted.
-    pub(super) fn answer(
-        &self,
-        from: NodeId,
-        id: u64,
-        outcome: Outcome<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<(), RespondError> {
-        let outcome = match outcome {
-            Outcome::Refused { code, message } => Outcome::Refused {
-                code,
-                message: truncate_message(message),
-            },
-            other => other,
-        };
-        let msg = Rpc::Response { id, outcome };
-        let link = self
-            .link()
-            .ok_or(RespondError::Unsent(SendError::Stopped))?;
-        // Responses are bounded by `max_response`, below `max_frame`.
-        let Some(header) = msg.frame_header() else {
-            bump(&self.counters.responses_unsent);
-            return Err(RespondError::Unsent(SendError::Stopped));
-        };
-        match link.push_rpc(from, &header, msg.tail()) {
-            Ok(()) => Ok(()),
-            // A handler's answer waits for room until the request's deadline; the engine's own
-            // refusals (no deadline) do not, so a flood of refused requests spawns nothing.
-            Err(SendError::QueueFull(_)) => match deadline {
-                Some(deadline) => {
-                    self.answer_later(link, from, header, msg.tail().to_vec(), deadline);
-                    Ok(())
-                }
-                None => {
-                    bump(&self.counters.responses_unsent);
-                    Err(RespondError::Unsent(SendError::QueueFull(from)))
-                }
-            },
-            Err(e) => {
-                bump(&self.counters.responses_unsent);
-                debug!(node = %self.id, peer = %from, %e, "response not sent");
-                Err(RespondError::Unsent(e))
-            }
-        }
-    }
+/// Where an [`InboundRequest`] answers: the node, which hands the answer to its engine.
+pub(crate) trait Responder: Send + Sync + 'static {
+    /// Answers request `id` with `outcome`.
+    ///
+    /// # Errors
+    /// As the engine's `respond`, in the node's terms.
+    fn respond(&self, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError>;
 
-    /// Queues a response frame once `from`'s queue has room, on a task, until `deadline`.
-    fn answer_later(
-        &self,
-        link: Arc<dyn FrameSink>,
-        from: NodeId,
-        header: FrameHeader,
-        tail: Vec<u8>,
-        deadline: Instant,
-    ) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            bump(&self.counters.responses_unsent);
-            return;
-        };
-        let id = self.id;
-        rt.spawn(async move {
-            loop {
-                match link.push_rpc(from, &header, &tail) {
-                    Ok(()) => return,
-                    Err(SendError::QueueFull(_)) if Instant::now() < deadline => {
-                        let _ = tokio::time::timeout(ROOM_POLL, link.room(from)).await;
-                    }
-                    Err(e) => {
-                        debug!(node = %id, peer = %from, %e, "response not sent");
-                        return;
-                    }
-                }
-            }
-        });
+    /// Request `id` leaves unanswered (its caller gave up): only its cancel signal is
+    /// forgotten.
+    fn forget(&self, id: InboundId);
+}
+
+/// Counters of the serving side that only the shell sees.
+#[derive(Debug, Default)]
+pub(crate) struct ServeCounters {
+    /// Requests answered `NoHandler`.
+    pub no_handler: AtomicU64,
+    /// Requests answered `Overloaded` because their handler's queue was full.
+    pub overloaded: AtomicU64,
+    /// Requests whose caller gave up before the handler took them (never handed out).
+    pub expired: AtomicU64,
+}
+
+/// The handlers, and the cancel signal of each request handed out (one per request the
+/// engine serves: bounded by `rpc.max_inbound`).
+#[derive(Debug)]
+pub(crate) struct Serving {
+    handlers: HashMap<ProtocolId, mpsc::Sender<InboundRequest>>,
+    tokens: HashMap<InboundId, CancellationToken>,
+    backlog: usize,
+    max_response: usize,
+    pub counters: Arc<ServeCounters>,
+    stopped: bool,
+}
+
+impl Serving {
+    /// No handler yet; each handler queues at most `backlog` requests, answers are at most
+    /// `max_response` bytes.
+    pub fn new(backlog: usize, max_response: usize) -> Serving {
+        Serving {
+            handlers: HashMap::new(),
+            tokens: HashMap::new(),
+            backlog: backlog.max(1),
+            max_response,
+            counters: Arc::default(),
+            stopped: false,
+        }
     }
 
     /// The receiver of `protocol`'s requests (see `Node::serve`).
-    pub(crate) fn serve(&self, protocol: ProtocolId) -> Result<InboundRequests, ServeError> {
+    pub fn serve(&mut self, protocol: ProtocolId) -> Result<InboundRequests, ServeError> {
         if protocol.0 < FIRST_APPLICATION_ID {
             return Err(ServeError::Reserved(protocol));
         }
-        if self.is_stopped() {
+        if self.stopped {
             return Err(ServeError::Stopped);
         }
-        let mut handlers = lock(&self.handlers);
-        if handlers.get(&protocol).is_some_and(|h| !h.is_closed()) {
+        if self.handlers.get(&protocol).is_some_and(|h| !h.is_closed()) {
             return Err(ServeError::AlreadyServed(protocol));
         }
-        let (tx, rx) = mpsc::channel(self.settings.max_inbound.max(1));
-        handlers.insert(protocol, tx);
-        Ok(InboundRequests::new(rx, protocol))
+        let (tx, rx) = mpsc::channel(self.backlog);
+        self.handlers.insert(protocol, tx);
+        Ok(InboundRequests::new(rx, protocol, self.counters.clone()))
+    }
+
+    /// Hands request `id` to its protocol's handler; the outcome to answer at once when
+    /// there is none, or its queue is full (counted).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &mut self,
+        responder: Weak<dyn Responder>,
+        id: InboundId,
+        from: NodeId,
+        protocol: u32,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Option<Outcome<'static>> {
+        let protocol = ProtocolId(protocol);
+        let Some(handler) = self.handlers.get(&protocol) else {
+            bump(&self.counters.no_handler);
+            return Some(Outcome::NoHandler);
+        };
+        let cancel = CancellationToken::new();
+        let request = InboundRequest::new(
+            responder,
+            from,
+            id,
+            protocol,
+            payload,
+            deadline,
+            cancel.clone(),
+            self.max_response,
+        );
+        match handler.try_send(request) {
+            Ok(()) => {
+                self.tokens.insert(id, cancel);
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(mut request)) => {
+                request.disarm();
+                bump(&self.counters.overloaded);
+                Some(Outcome::Overloaded)
+            }
+            Err(mpsc::error::TrySendError::Closed(mut request)) => {
+                request.disarm();
+                self.handlers.remove(&protocol);
+                bump(&self.counters.no_handler);
+                Some(Outcome::NoHandler)
+            }
+        }
+    }
+
+    /// The caller of `id` gave up (or its deadline passed): its handler is told.
+    pub fn cancelled(&mut self, id: InboundId) {
+        if let Some(token) = self.tokens.remove(&id) {
+            token.cancel();
+        }
+    }
+
+    /// Request `id` was answered or dropped.
+    pub fn forget(&mut self, id: InboundId) {
+        self.tokens.remove(&id);
+    }
+
+    /// The node stops: handlers' receivers end, every request handed out is cancelled.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.handlers.clear();
+        for (_, token) in self.tokens.drain() {
+            token.cancel();
+        }
+    }
+}
+
+/// The engine's refusal of an answer, in the node's terms.
+pub(crate) fn from_engine(e: EngineRespondError) -> RespondError {
+    match e {
+        EngineRespondError::UnknownRequest => RespondError::Cancelled,
+        EngineRespondError::TooLarge { len, max } => RespondError::TooLarge { len, max },
+        EngineRespondError::Unsent(e) => RespondError::Unsent(crate::node::error::from_engine(e)),
+        _ => RespondError::Unsent(SendError::Stopped),
     }
 }

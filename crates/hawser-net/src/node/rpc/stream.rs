@@ -8,9 +8,11 @@
 //! membership), then writes one status byte ([`StreamStatus`], `hawser_proto::wire::stream`);
 //! after `Accepted`, the stream is the application's, both ways.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use hawser_proto::wire::stream::STREAM_STATUS_LEN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::{bump, lock, RpcEngine, ServeError, StreamError};
+use super::{bump, get, ServeError, StreamError};
 use crate::session::{ProtocolId, Stream, FIRST_APPLICATION_ID};
 
 /// Reads the acceptor's status byte from a freshly opened stream, within `timeout`.
@@ -170,74 +172,102 @@ impl InboundStreams {
     }
 }
 
-impl RpcEngine {
+/// The acceptors of each protocol's streams, and the stream counters.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    /// The application protocols of `Settings::protocols` (streams need one of them).
+    protocols: Vec<ProtocolId>,
+    backlog: usize,
+    acceptors: Mutex<HashMap<ProtocolId, mpsc::Sender<(NodeId, NodeStream)>>>,
+    stopped: AtomicBool,
+    opened: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Streams {
+    /// Streams of `protocols`, at most `backlog` waiting per acceptor.
+    pub fn new(protocols: Vec<ProtocolId>, backlog: usize) -> Streams {
+        Streams {
+            protocols,
+            backlog: backlog.max(1),
+            acceptors: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn acceptors(&self) -> MutexGuard<'_, HashMap<ProtocolId, mpsc::Sender<(NodeId, NodeStream)>>> {
+        // A poisoned lock is recovered: the table is plain data.
+        self.acceptors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Streams opened, accepted and refused so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (get(&self.opened), get(&self.accepted), get(&self.refused))
+    }
+
     /// Whether `protocol` is one of `Settings::protocols`.
-    pub(crate) fn is_registered(&self, protocol: ProtocolId) -> bool {
+    pub fn is_registered(&self, protocol: ProtocolId) -> bool {
         self.protocols.contains(&protocol)
     }
 
     /// The receiver of `protocol`'s inbound streams (see `Node::accept_streams`).
-    pub(crate) fn accept_streams(
-        &self,
-        protocol: ProtocolId,
-    ) -> Result<InboundStreams, ServeError> {
+    pub fn accept_streams(&self, protocol: ProtocolId) -> Result<InboundStreams, ServeError> {
         if protocol.0 < FIRST_APPLICATION_ID {
             return Err(ServeError::Reserved(protocol));
         }
         if !self.is_registered(protocol) {
             return Err(ServeError::NotRegistered(protocol));
         }
-        if self.is_stopped() {
+        if self.stopped.load(Ordering::Acquire) {
             return Err(ServeError::Stopped);
         }
-        let mut acceptors = lock(&self.acceptors);
+        let mut acceptors = self.acceptors();
         if acceptors.get(&protocol).is_some_and(|a| !a.is_closed()) {
             return Err(ServeError::AlreadyServed(protocol));
         }
-        let (tx, rx) = mpsc::channel(self.settings.stream_backlog.max(1));
+        let (tx, rx) = mpsc::channel(self.backlog);
         acceptors.insert(protocol, tx);
         Ok(InboundStreams { rx, protocol })
     }
 
     /// Reserves room for one stream of `protocol` at its acceptor: the status to answer, and
     /// where the stream goes once accepted.
-    pub(crate) fn reserve_stream(
+    pub fn reserve_stream(
         &self,
         protocol: ProtocolId,
     ) -> Result<mpsc::OwnedPermit<(NodeId, NodeStream)>, StreamStatus> {
-        let acceptor = lock(&self.acceptors).get(&protocol).cloned();
+        let acceptor = self.acceptors().get(&protocol).cloned();
         let refused = match acceptor.map(mpsc::Sender::try_reserve_owned) {
             Some(Ok(permit)) => return Ok(permit),
             Some(Err(mpsc::error::TrySendError::Full(_))) => StreamStatus::Overloaded,
             Some(Err(mpsc::error::TrySendError::Closed(_))) | None => StreamStatus::NoHandler,
         };
-        bump(&self.counters.streams_refused);
+        bump(&self.refused);
         Err(refused)
     }
 
     /// Counts a stream handed to an acceptor.
-    pub(crate) fn note_stream_accepted(&self) {
-        bump(&self.counters.streams_accepted);
+    pub fn note_accepted(&self) {
+        bump(&self.accepted);
     }
 
-    /// Opens a stream of `protocol` to `to` (see `Node::open_stream`).
-    pub(crate) async fn open_stream(
-        self: &Arc<Self>,
-        to: NodeId,
-        protocol: ProtocolId,
-    ) -> Result<NodeStream, StreamError> {
-        if self.is_stopped() {
-            return Err(StreamError::Stopped);
-        }
-        if !self.is_registered(protocol) {
-            return Err(StreamError::NotRegistered(protocol));
-        }
-        if self.is_dead(to) {
-            return Err(StreamError::Unreachable(to));
-        }
-        let link = self.link().ok_or(StreamError::Stopped)?;
-        let stream = link.open_stream(to, protocol).await?;
-        bump(&self.counters.streams_opened);
-        Ok(stream)
+    /// Counts a stream opened to a peer.
+    pub fn note_opened(&self) {
+        bump(&self.opened);
+    }
+
+    /// Whether the node stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The node stops: acceptors' receivers end.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.acceptors().clear();
     }
 }

@@ -106,6 +106,12 @@ pub struct RpcConfig {
     pub max_inbound: usize,
     /// Most of them from one peer. Default 1,024.
     pub max_inbound_per_peer: usize,
+    /// How long after its deadline a request being served, neither answered nor cancelled,
+    /// is kept before it is forgotten (counted in `RpcStats::expired`, an
+    /// `Event::RequestCancelled` given): the caller sends its cancel at the deadline, and the
+    /// grace lets it arrive and be counted. An answer after the deadline is refused
+    /// all the same. Default 1 s.
+    pub serve_grace: Duration,
 }
 
 impl Default for RpcConfig {
@@ -118,6 +124,7 @@ impl Default for RpcConfig {
             max_pending_per_peer: 1024,
             max_inbound: 8192,
             max_inbound_per_peer: 1024,
+            serve_grace: Duration::from_secs(1),
         }
     }
 }

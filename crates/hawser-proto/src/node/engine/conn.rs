@@ -294,6 +294,28 @@ impl Engine {
         }
     }
 
+    /// The shell's reader of `conn` found a frame announcing more than it accepts (its
+    /// decoder refused it before reading it): counted as an oversized frame of the peer, and
+    /// the connection is closed, as [`handle_frame`](Self::handle_frame) does for a frame
+    /// above `max_frame`.
+    pub fn handle_oversized(&mut self, now: Instant, conn: ConnId) {
+        let now = self.clock(now);
+        let Some(c) = self.conns.get(&conn).filter(|c| !c.closed) else {
+            self.stats.unknown_conns += 1;
+            return;
+        };
+        let peer = c.peer;
+        self.stats.oversized_frames += 1;
+        if let Some(d) = self.dest_mut(peer) {
+            d.stats.oversized_frames += 1;
+        }
+        self.transmits.push_back(Transmit::Close {
+            conn,
+            reason: CloseReason::Broken,
+        });
+        self.closed(now, conn);
+    }
+
     /// Counts a received message and hands it to the application; a sender outside the
     /// membership is counted and dropped.
     pub(super) fn deliver(&mut self, from: NodeId, delivery: Delivery, payload: Bytes) {

@@ -4,9 +4,8 @@
 //!
 //! A shell owns the sockets and the clock: it dials and accepts connections, moves frames and
 //! datagrams, and feeds the outcome back; the engine decides what goes where and when. The
-//! simulator's `hawser_sim::cluster::Cluster` is such a shell. The engine keeps the semantics
-//! and counters of the tokio node layer (`hawser_net::node`), which still runs its own copy of
-//! this logic on tasks.
+//! simulator's `hawser_sim::cluster::Cluster` is such a shell, and so is the tokio node layer
+//! (`hawser_net::node::Node`).
 //!
 //! # Organization
 //! - [`Engine`]: the state machine; [`EngineConfig`] and [`RpcConfig`]: its bounds.
@@ -366,6 +365,11 @@ impl Engine {
     /// The membership as it is now (with learned members).
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// Whether the application removed `peer` (and has not added it back since).
+    pub fn was_removed(&self, peer: NodeId) -> bool {
+        self.removed.contains(&peer)
     }
 
     /// The address to announce in hellos (the first local address given to

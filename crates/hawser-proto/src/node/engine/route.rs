@@ -200,6 +200,42 @@ impl Engine {
         self.kick(now, to);
     }
 
+    /// A datagram the shell has authenticated and opened (sealed datagrams): `payload` from
+    /// member `from` becomes an [`Event::Message`](super::Event::Message), counted as
+    /// [`handle_datagram`](Self::handle_datagram) counts it; from a non-member it is dropped
+    /// and counted in `unknown_senders`.
+    pub fn handle_opened_datagram(&mut self, now: Instant, from: NodeId, payload: Bytes) {
+        self.clock(now);
+        if self.stopped {
+            return;
+        }
+        if from == self.id || !self.membership.contains(from) {
+            self.stats.unknown_senders += 1;
+            return;
+        }
+        self.deliver(from, Delivery::Unreliable, payload);
+    }
+
+    /// Opens a connection to member `to` (a ping frame) if it has an address and nothing is
+    /// connected or waiting for it, with or without reachability: for a shell whose datagrams
+    /// need a key that only a connection brings, or that wants a connection for streams.
+    pub fn connect(&mut self, now: Instant, to: NodeId) {
+        let now = self.clock(now);
+        if self.stopped || to == self.id {
+            return;
+        }
+        if self.membership.get(to).is_none_or(|m| m.addrs.is_empty()) {
+            return;
+        }
+        let idle = self
+            .dests
+            .get(&to)
+            .is_none_or(|d| !d.is_connected() && !d.has_work());
+        if idle {
+            self.push_control(now, to, Control::Ping);
+        }
+    }
+
     /// Opens a connection to member `to` (a ping) if it has an address and nothing is
     /// connected or waiting for it; only with reachability.
     pub(super) fn poke(&mut self, now: Instant, to: NodeId) {

@@ -26,6 +26,9 @@ struct Served {
     /// The caller's id for it.
     remote: u64,
     deadline: Instant,
+    /// When it is forgotten if neither answered nor cancelled: `rpc.serve_grace` after
+    /// `deadline`, so that the caller's cancel, sent at its deadline, still finds it.
+    forget_at: Instant,
 }
 
 /// The request tables of one engine; each bounded by [`RpcConfig`].
@@ -100,7 +103,7 @@ impl Rpc {
 
     fn take_served(&mut self, id: InboundId) -> Option<Served> {
         let s = self.served.remove(&id)?;
-        self.served_deadlines.remove(&(s.deadline, id));
+        self.served_deadlines.remove(&(s.forget_at, id));
         self.served_by_remote.remove(&(s.from, s.remote));
         if let Some(n) = self.served_per_peer.get_mut(&s.from) {
             *n -= 1;
@@ -393,15 +396,17 @@ impl Engine {
         let iid = InboundId(self.rpc.next_inbound);
         self.rpc.next_inbound += 1;
         let deadline = now + Duration::from_millis(u64::from(timeout_ms));
+        let forget_at = deadline.checked_add(cfg.serve_grace).unwrap_or(deadline);
         let served = Served {
             from,
             remote: id,
             deadline,
+            forget_at,
         };
         self.rpc.served.insert(iid, served);
         self.rpc.served_by_remote.insert((from, id), iid);
         *self.rpc.served_per_peer.entry(from).or_default() += 1;
-        self.rpc.served_deadlines.insert((deadline, iid));
+        self.rpc.served_deadlines.insert((forget_at, iid));
         self.rpc.stats.requests_received += 1;
         self.event(Event::Request {
             id: iid,

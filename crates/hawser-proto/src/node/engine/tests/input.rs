@@ -199,3 +199,59 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_oversized_frame_reported_by_the_shell_closes_the_connection_and_counts() {
+    let mut e = Engine::new(NodeId(2), quiet(), members(2), &[], origin()).unwrap();
+    let now = origin();
+    let conn = e.handle_accepted(now, NodeId(1), Some(addr(0))).unwrap();
+    e.handle_oversized(now, conn);
+    assert_eq!(e.stats().oversized_frames, 1);
+    assert_eq!(e.peer_stats(NodeId(1)).unwrap().oversized_frames, 1);
+    let close = Transmit::Close {
+        conn,
+        reason: CloseReason::Broken,
+    };
+    assert_eq!(e.poll_transmit(), Some(close));
+    e.handle_oversized(now, conn);
+    assert_eq!(
+        (e.stats().oversized_frames, e.stats().unknown_conns),
+        (1, 1)
+    );
+}
+
+#[test]
+fn opened_datagrams_are_delivered_from_members_only() {
+    let mut e = Engine::new(NodeId(2), quiet(), members(2), &[], origin()).unwrap();
+    let now = origin();
+    e.handle_opened_datagram(now, NodeId(1), Bytes::from_static(b"hi"));
+    e.handle_opened_datagram(now, NodeId(9), Bytes::from_static(b"x"));
+    e.handle_opened_datagram(now, NodeId(2), Bytes::from_static(b"x"));
+    let msg = Event::Message {
+        from: NodeId(1),
+        delivery: Delivery::Unreliable,
+        payload: Bytes::from_static(b"hi"),
+    };
+    assert_eq!(e.poll_event(), Some(msg));
+    assert_eq!(e.poll_event(), None);
+    assert_eq!(e.stats().unknown_senders, 2);
+    assert_eq!(e.peer_stats(NodeId(1)).unwrap().received, 1);
+}
+
+#[test]
+fn connect_opens_a_connection_without_reachability_once() {
+    let mut e = Engine::new(NodeId(1), quiet(), members(2), &[], origin()).unwrap();
+    let now = origin();
+    e.connect(now, NodeId(2));
+    assert!(matches!(
+        e.poll_transmit(),
+        Some(Transmit::Dial {
+            peer: NodeId(2),
+            ..
+        })
+    ));
+    e.connect(now, NodeId(2));
+    e.connect(now, NodeId(1));
+    e.connect(now, NodeId(7));
+    assert_eq!(e.poll_transmit(), None);
+}

@@ -153,3 +153,52 @@ fn removing_a_member_fails_its_requests_and_drops_its_queue() {
         Err(RequestError::UnknownNode(NodeId(2)))
     );
 }
+
+#[test]
+fn a_request_served_past_its_deadline_is_kept_for_the_grace_then_forgotten() {
+    let mut cfg = quiet();
+    cfg.rpc.serve_grace = ms(500);
+    let mut e = Engine::new(NodeId(2), cfg, members(2), &[], origin()).unwrap();
+    let now = origin();
+    let conn = e.handle_accepted(now, NodeId(1), Some(addr(0))).unwrap();
+    let request = |id: u64| {
+        let msg = Msg::Request {
+            id,
+            protocol: 7,
+            timeout_ms: 100,
+            payload: b"x",
+        };
+        let mut body = BytesMut::new();
+        body.put_u8(FrameKind::Rpc.byte());
+        msg.emit(&mut body);
+        body.freeze()
+    };
+    e.handle_frame(now, conn, request(1));
+    e.handle_frame(now, conn, request(2));
+    let served: Vec<InboundId> = std::iter::from_fn(|| e.poll_event())
+        .filter_map(|ev| match ev {
+            Event::Request { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served.len(), 2);
+    // Past the deadline: an answer is refused, but the request is still known.
+    e.handle_timeout(now + ms(200));
+    assert_eq!(e.poll_event(), None);
+    assert_eq!(
+        e.respond(now + ms(200), served[0], Outcome::Ok(b"late")),
+        Err(RespondError::UnknownRequest)
+    );
+    // The caller's cancel, arriving after the deadline, still finds the other one.
+    let mut cancel = BytesMut::new();
+    cancel.put_u8(FrameKind::Rpc.byte());
+    Msg::Cancel { id: 2 }.emit(&mut cancel);
+    e.handle_frame(now + ms(250), conn, cancel.freeze());
+    assert_eq!(e.stats().rpc.cancels_received, 1);
+    assert_eq!(
+        e.poll_event(),
+        Some(Event::RequestCancelled { id: served[1] })
+    );
+    assert_eq!(e.stats().rpc.inbound_in_flight, 0);
+    assert_eq!(e.stats().rpc.expired, 1);
+}
