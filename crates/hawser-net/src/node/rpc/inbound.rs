@@ -11,7 +11,7 @@ use hawser_proto::wire::rpc::{Outcome, Part};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::serving::{Responder, ServeCounters};
+use super::responder::{Responder, ServeCounters};
 use super::{bump, RespondError};
 use crate::session::ProtocolId;
 

@@ -16,6 +16,7 @@
 mod calls;
 mod error;
 mod inbound;
+mod responder;
 mod serving;
 mod stream;
 
@@ -25,7 +26,8 @@ use std::time::Duration;
 pub(crate) use calls::{from_engine as calls_from_engine, Calls};
 pub use error::{Part, RequestError, RespondError, ServeError, StreamError};
 pub use inbound::{InboundRequest, InboundRequests};
-pub(crate) use serving::{from_engine as respond_from_engine, Responder, ServeCounters, Serving};
+pub(crate) use responder::{Responder, ServeCounters};
+pub(crate) use serving::{from_engine as respond_from_engine, Serving};
 pub(crate) use stream::{read_stream_status, StreamStatus, Streams};
 pub use stream::{InboundStreams, NodeStream};
 

@@ -2,7 +2,6 @@
 //! being handled.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -16,32 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::bump;
 use super::error::{RespondError, ServeError};
 use super::inbound::{InboundRequest, InboundRequests};
+use super::responder::{Responder, ServeCounters};
 use crate::node::SendError;
 use crate::session::{ProtocolId, FIRST_APPLICATION_ID};
-
-/// Where an [`InboundRequest`] answers: the node, which hands the answer to its engine.
-pub(crate) trait Responder: Send + Sync + 'static {
-    /// Answers request `id` with `outcome`.
-    ///
-    /// # Errors
-    /// As the engine's `respond`, in the node's terms.
-    fn respond(&self, id: InboundId, outcome: Outcome<'_>) -> Result<(), RespondError>;
-
-    /// Request `id` leaves unanswered (its caller gave up): only its cancel signal is
-    /// forgotten.
-    fn forget(&self, id: InboundId);
-}
-
-/// Counters of the serving side that only the shell sees.
-#[derive(Debug, Default)]
-pub(crate) struct ServeCounters {
-    /// Requests answered `NoHandler`.
-    pub no_handler: AtomicU64,
-    /// Requests answered `Overloaded` because their handler's queue was full.
-    pub overloaded: AtomicU64,
-    /// Requests whose caller gave up before the handler took them (never handed out).
-    pub expired: AtomicU64,
-}
 
 /// The handlers, and the cancel signal of each request handed out (one per request the
 /// engine serves: bounded by `rpc.max_inbound`).
