@@ -12,9 +12,7 @@
 //! earlier than the one it sleeps until.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,6 +28,8 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
+
+pub(crate) use crate::session::transport::BoxFuture;
 
 use super::config::Settings;
 use super::counters::Counters;
@@ -50,9 +50,6 @@ pub(crate) const LEARN_GRACE: Duration = Duration::from_secs(1);
 
 /// How often [`Shell::accepted_soon`] looks at the membership again while it waits.
 const LEARN_POLL: Duration = Duration::from_millis(10);
-
-/// A boxed future (the [`Links`] seam stays object-safe).
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How one node reaches others: the sessions of the default network, or the in-memory hub.
 /// Required methods only move bytes; the engine decides what and when.
