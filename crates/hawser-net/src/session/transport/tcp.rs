@@ -34,22 +34,42 @@ impl Transport for Tcp {
             let TransportAddr::Tcp(a) = addr else {
                 return Err(io::ErrorKind::InvalidInput.into());
             };
-            let listener = TcpListener::bind(a).await?;
-            let local = TransportAddr::Tcp(listener.local_addr()?);
-            let config = self.0.clone();
-            Ok(Box::new(TcpAccept {
-                listener,
-                local,
-                config,
-            }) as Box<dyn TransportListener>)
+            listen_tcp(*a, TransportAddr::Tcp, &self.0, |s, _| {
+                Box::pin(async move { Ok(RawConnection::bytes(s)) })
+            })
+            .await
         })
     }
 }
 
+/// Binds a TCP listener at `addr` whose connections are tuned (`tune_tcp`) and then turned
+/// into raw connections by `upgrade`; `kind` names its bound address (`tcp://`, `ws://`).
+pub(super) async fn listen_tcp(
+    addr: std::net::SocketAddr,
+    kind: fn(std::net::SocketAddr) -> TransportAddr,
+    config: &TransportConfig,
+    upgrade: Upgrade,
+) -> io::Result<Box<dyn TransportListener>> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = kind(listener.local_addr()?);
+    let config = config.clone();
+    Ok(Box::new(TcpAccept {
+        listener,
+        local,
+        config,
+        upgrade,
+    }))
+}
+
+/// What a TCP-based transport makes of an accepted, tuned stream.
+pub(super) type Upgrade = fn(TcpStream, TransportConfig) -> PendingConnection;
+
+/// The listener of every TCP-based transport.
 struct TcpAccept {
     listener: TcpListener,
     local: TransportAddr,
     config: TransportConfig,
+    upgrade: Upgrade,
 }
 
 impl TransportListener for TcpAccept {
@@ -61,8 +81,7 @@ impl TransportListener for TcpAccept {
         Box::pin(async move {
             let (s, _) = self.listener.accept().await?;
             tune_tcp(&s, &self.config)?;
-            let link: PendingConnection = Box::pin(async move { Ok(RawConnection::bytes(s)) });
-            Ok(link)
+            Ok((self.upgrade)(s, self.config.clone()))
         })
     }
 }

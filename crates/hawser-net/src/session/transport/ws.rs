@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -14,10 +14,8 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use super::seam::{BoxFuture, Transport, TransportListener};
-use super::tcp::tune_tcp;
-use super::{
-    ChannelTransport, Inbound, PendingConnection, RawConnection, TransportAddr, TransportConfig,
-};
+use super::tcp::{listen_tcp, tune_tcp};
+use super::{ChannelTransport, Inbound, RawConnection, TransportAddr, TransportConfig};
 
 /// hawser's WebSocket transport (`ws://IP:PORT`, path `/hawser`).
 pub(super) struct Ws(pub(super) TransportConfig);
@@ -44,35 +42,10 @@ impl Transport for Ws {
             let TransportAddr::Ws(a) = addr else {
                 return Err(io::ErrorKind::InvalidInput.into());
             };
-            let listener = TcpListener::bind(a).await?;
-            let local = TransportAddr::Ws(listener.local_addr()?);
-            let config = self.0.clone();
-            Ok(Box::new(WsAccept {
-                listener,
-                local,
-                config,
-            }) as Box<dyn TransportListener>)
-        })
-    }
-}
-
-struct WsAccept {
-    listener: TcpListener,
-    local: TransportAddr,
-    config: TransportConfig,
-}
-
-impl TransportListener for WsAccept {
-    fn local_addr(&self) -> TransportAddr {
-        self.local.clone()
-    }
-
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>> {
-        Box::pin(async move {
-            let (s, _) = self.listener.accept().await?;
-            tune_tcp(&s, &self.config)?;
-            let link: PendingConnection = Box::pin(upgrade(s, self.config.clone()));
-            Ok(link)
+            listen_tcp(*a, TransportAddr::Ws, &self.0, |s, config| {
+                Box::pin(upgrade(s, config))
+            })
+            .await
         })
     }
 }
