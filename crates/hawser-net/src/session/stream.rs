@@ -83,6 +83,7 @@ async fn route_one(raw: yamux::Stream, routes: Arc<Routes>) {
         protocol,
         version,
         status: routes.status.clone(),
+        window: MIN_READ_WINDOW,
     };
     if tx.try_send(stream).is_err() {
         warn!(%protocol, "inbound stream queue full or not taken; reset");
@@ -138,6 +139,8 @@ pub struct Stream {
     version: u16,
     /// The session's, to count writes that wait.
     status: Arc<Status>,
+    /// Bytes the next read offers yamux (see [`READ_WINDOW`]).
+    window: usize,
 }
 
 impl Stream {
@@ -154,6 +157,7 @@ impl Stream {
             protocol,
             version,
             status,
+            window: MIN_READ_WINDOW,
         }
     }
 
@@ -187,9 +191,30 @@ impl std::fmt::Debug for Stream {
 }
 
 /// Most bytes one read of a [`Stream`] takes. yamux reads into initialised memory, so each
-/// read first zeroes the room it is given; a `Framed` reader offers all its spare capacity,
-/// often far more than is waiting, and zeroing it cost more than the copy itself.
+/// read (even one that finds nothing and returns `Pending`) first zeroes the room it is
+/// given; a `Framed` reader offers all its spare capacity, often far more than is waiting.
+/// The room offered therefore follows what reads return: it doubles, up to this, while reads
+/// fill it, and halves, down to [`MIN_READ_WINDOW`], while they return less than a quarter.
 const READ_WINDOW: usize = 16 * 1024;
+
+/// Fewest bytes one read of a [`Stream`] offers (see [`READ_WINDOW`]).
+const MIN_READ_WINDOW: usize = 1024;
+
+/// The room to offer after a read of `n` bytes into `offered` bytes, from `window`.
+fn next_window(window: usize, offered: usize, n: usize) -> usize {
+    if n == offered {
+        // A read that filled a smaller offer says nothing of what was waiting.
+        if offered == window {
+            (window * 2).min(READ_WINDOW)
+        } else {
+            window
+        }
+    } else if n < window / 4 {
+        (window / 2).max(MIN_READ_WINDOW)
+    } else {
+        window
+    }
+}
 
 impl AsyncRead for Stream {
     fn poll_read(
@@ -197,11 +222,12 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let room = buf.remaining().min(READ_WINDOW);
+        let room = buf.remaining().min(self.window);
         let dst = buf.initialize_unfilled_to(room);
         let raw = Pin::new(self.io.get_mut());
         let n = std::task::ready!(futures_util::io::AsyncRead::poll_read(raw, cx, dst))?;
         buf.advance(n);
+        self.window = next_window(self.window, room, n);
         Poll::Ready(Ok(()))
     }
 }
@@ -227,5 +253,35 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_window, MIN_READ_WINDOW, READ_WINDOW};
+
+    #[test]
+    fn the_read_window_follows_what_reads_return_within_its_bounds() {
+        // Full reads double it, up to the cap.
+        let mut w = MIN_READ_WINDOW;
+        let mut sizes = Vec::new();
+        for _ in 0..8 {
+            w = next_window(w, w, w);
+            sizes.push(w);
+        }
+        assert_eq!(sizes[..4], [2048, 4096, 8192, 16384]);
+        assert!(sizes.iter().all(|&s| s <= READ_WINDOW));
+        // A full read of less than the window (the caller offered less) does not grow it.
+        assert_eq!(next_window(4096, 100, 100), 4096);
+        // Reads of under a quarter halve it, down to the floor.
+        let mut w = READ_WINDOW;
+        for _ in 0..8 {
+            w = next_window(w, w, 70);
+        }
+        assert_eq!(w, MIN_READ_WINDOW);
+        // Reads between a quarter and the whole leave it.
+        assert_eq!(next_window(8192, 8192, 4096), 8192);
+        // The end of the stream (0 bytes) shrinks it like any small read.
+        assert_eq!(next_window(8192, 8192, 0), 4096);
     }
 }
