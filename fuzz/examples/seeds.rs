@@ -21,11 +21,11 @@ use hawser_proto::session::{
 };
 use hawser_proto::wire::channel::Envelope;
 use hawser_proto::wire::handshake::IdentityPayload;
-use hawser_proto::wire::stream::{StreamHeader, StreamStatus};
 use hawser_proto::wire::node::{Datagram, FramedHello, Hello, SealedDatagram};
 use hawser_proto::wire::reach::{self, Event, EventBody, Stamp};
 use hawser_proto::wire::refusal::{Refusal, RefusalReason};
 use hawser_proto::wire::rpc::{Outcome, Part, Rpc};
+use hawser_proto::wire::stream::{StreamHeader, StreamStatus};
 use hawser_proto::wire::{bundle, lsp_binary, lsp_json, sack, ConnId, Message, SeqNum};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {

@@ -14,7 +14,9 @@ fn reencode(list: &ProtocolList<'_>) -> Vec<u8> {
         .collect();
     let mut out = Vec::new();
     ProtocolList::encode(
-        entries.iter().map(|(id, name, v)| (*id, *name, v.as_slice())),
+        entries
+            .iter()
+            .map(|(id, name, v)| (*id, *name, v.as_slice())),
         &mut out,
     )
     .expect("a decoded list encodes");

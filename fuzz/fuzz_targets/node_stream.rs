@@ -1,12 +1,11 @@
-//! The node's receive path on a framed stream: the fast path that takes application frames
-//! straight from the receive buffer must agree with the stream's length-delimited codec on any
-//! bytes, and every frame the codec yields parses (or is refused) without panic, with what
-//! parses written back the same.
+//! The node's receive path on a framed stream: taking whole frames straight from the receive
+//! buffer (`wire::node::take_frame`) must agree with the stream's length-delimited codec on any
+//! bytes, and every frame taken parses (or is refused) without panic, with what parses written
+//! back the same.
 #![no_main]
 
-use bytes::{Bytes, BytesMut};
-use hawser_net::node::fuzzing::{parse_frame, take_app_frames, take_whole_frame};
-use hawser_proto::wire::node::FrameKind;
+use bytes::BytesMut;
+use hawser_proto::wire::node::{take_frame, Frame};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
@@ -19,28 +18,31 @@ fuzz_target!(|input: (u8, &[u8])| {
     let mut theirs = BytesMut::from(bytes);
     let mut ours = BytesMut::from(bytes);
     loop {
-        let payloads = take_app_frames(&mut ours, max);
-        for p in &payloads {
-            let frame = codec.decode(&mut theirs).unwrap().unwrap();
-            assert_eq!(frame.first(), Some(&FrameKind::App.byte()));
-            assert_eq!(&frame[1..], &p[..]);
-        }
-        assert_eq!(ours, theirs);
-        let whole = take_whole_frame(&mut ours, max);
-        let decoded = match codec.decode(&mut theirs) {
-            Ok(Some(frame)) => frame,
-            // Partial, or over the bound: the fast path left it too.
-            Ok(None) | Err(_) => {
-                assert!(whole.is_none());
+        let taken = take_frame(&mut ours, max);
+        match codec.decode(&mut theirs) {
+            Ok(Some(decoded)) => {
+                assert_eq!(taken.as_ref().ok().and_then(Option::as_ref), Some(&decoded))
+            }
+            // Partial: nothing taken (the codec, unlike `take_frame`, keeps the length it
+            // read and drops its prefix, so the buffers differ from here on).
+            Ok(None) => {
+                assert!(matches!(taken, Ok(None)));
                 return;
             }
-        };
-        assert_eq!(whole.as_ref(), Some(&decoded));
+            // Over the bound: refused, the buffer left as it was.
+            Err(_) => {
+                assert!(taken.is_err());
+                return;
+            }
+        }
         assert_eq!(ours, theirs);
-        let frame = Bytes::from(decoded);
-        if let Ok((kind, body)) = parse_frame(frame.clone()) {
-            let mut again = vec![kind];
-            again.extend_from_slice(&body);
+        let Ok(Some(frame)) = taken else {
+            unreachable!()
+        };
+        let frame = frame.freeze();
+        if let Ok(parsed) = Frame::parse(frame.clone()) {
+            let mut again = vec![parsed.kind().byte()];
+            again.extend_from_slice(&parsed.body());
             assert_eq!(&again[..], &frame[..]);
         }
     }

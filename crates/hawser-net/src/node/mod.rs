@@ -63,9 +63,6 @@ mod driver;
 mod engine_config;
 mod error;
 mod events;
-#[cfg(fuzzing)]
-#[doc(hidden)]
-pub mod fuzzing;
 mod incoming;
 mod memory;
 mod network;

@@ -31,8 +31,6 @@ use hawser_proto::node::engine::{
     ConnId, DialError as EngineDialError, Refusal as EngineRefusal, WriteError,
 };
 use hawser_proto::node::{FrameBatch, NodeId};
-#[cfg(test)]
-use hawser_proto::wire::node::FrameKind;
 use hawser_proto::wire::node::{
     self as wire_node, Frame, FramedHello, FRAME_KIND_LEN, FRAME_LEN_PREFIX, MAX_HELLO_FRAME,
 };
@@ -69,7 +67,7 @@ pub const NODE_PROTOCOL_VERSION: u16 = 1;
 pub const NODE_MAX_STREAMS: usize = 8;
 
 /// Largest data frame of a node's session (`MuxConfig::split_send_size`): one writer batch
-/// (`super::connector::BATCH_BYTES`, 64 KiB) goes as one yamux frame, so as one sealed message
+/// (`EngineConfig::batch_bytes`, 64 KiB) goes as one yamux frame, so as one sealed message
 /// and one transport write, rather than four. A reachability frame waits behind at most one
 /// such frame.
 pub const NODE_SPLIT_SEND_SIZE: usize = 64 * 1024;
@@ -164,12 +162,6 @@ impl SecureCtx {
         self.session.identity.peer_id()
     }
 }
-
-/// Most messages and bytes a test or fuzz batch holds.
-#[cfg(any(test, fuzzing))]
-const BATCH_MESSAGES: usize = 1024;
-#[cfg(any(test, fuzzing))]
-const BATCH_BYTES: usize = 64 * 1024;
 
 /// Most frames a reader hands to the engine under one hold of the lock.
 const READ_BATCH: usize = 1024;
@@ -716,132 +708,12 @@ fn take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
     wire_node::take_frame(buf, max).ok().flatten()
 }
 
-/// Moves the application frames that lie whole at the front of `buf` (each announcing at most
-/// `max` bytes) into `batch`, until it is full or another kind of frame, a partial frame or a
-/// frame over the bound comes next (left for [`take_whole_frame`] or the codec).
-#[cfg(any(test, fuzzing))]
-fn take_app_frames(buf: &mut BytesMut, max: usize, batch: &mut AppBatch) {
-    while !batch.is_full() {
-        let Some(payload) = wire_node::take_app_payload(buf, max) else {
-            return;
-        };
-        batch.push(payload);
-    }
-}
-
-/// [`take_app_frames`] for the fuzz targets (`super::fuzzing`).
-#[cfg(fuzzing)]
-pub(super) fn fuzz_take_app_frames(buf: &mut BytesMut, max: usize) -> Vec<Bytes> {
-    let mut batch = AppBatch::default();
-    take_app_frames(buf, max, &mut batch);
-    batch.payloads
-}
-
-/// [`take_whole_frame`] for the fuzz targets (`super::fuzzing`).
-#[cfg(fuzzing)]
-pub(super) fn fuzz_take_whole_frame(buf: &mut BytesMut, max: usize) -> Option<BytesMut> {
-    take_whole_frame(buf, max)
-}
-
-/// Application payloads received and not yet handed on, at most [`BATCH_MESSAGES`] and
-/// [`BATCH_BYTES`] (or one larger payload).
-#[cfg(any(test, fuzzing))]
-#[derive(Default)]
-struct AppBatch {
-    payloads: Vec<Bytes>,
-    bytes: usize,
-}
-
-#[cfg(any(test, fuzzing))]
-impl AppBatch {
-    fn push(&mut self, payload: Bytes) {
-        self.bytes += payload.len();
-        self.payloads.push(payload);
-    }
-
-    fn is_full(&self) -> bool {
-        self.payloads.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn app(payload: &[u8]) -> Frame {
         Frame::App(Bytes::copy_from_slice(payload))
-    }
-
-    #[test]
-    fn app_frames_are_taken_until_another_kind_a_partial_or_an_oversized_frame() {
-        let mut buf = BytesMut::new();
-        for body in [&b"ab"[..], b"", b"cdefgh"] {
-            app(body).emit(&mut buf).unwrap();
-        }
-        Frame::Ping.emit(&mut buf).unwrap();
-        app(b"after").emit(&mut buf).unwrap();
-        let mut batch = AppBatch::default();
-        take_app_frames(&mut buf, 16, &mut batch);
-        assert_eq!(batch.payloads, [&b"ab"[..], b"", b"cdefgh"]);
-        // The ping stays, and what follows it.
-        assert_eq!(&buf[..5], &[0, 0, 0, 1, FrameKind::Ping.byte()]);
-        let ping = take_whole_frame(&mut buf, 16).unwrap();
-        assert_eq!(&ping[..], &[FrameKind::Ping.byte()]);
-        // Over the bound: left for the codec, which reports it.
-        take_app_frames(&mut buf, 4, &mut batch);
-        assert_eq!(batch.payloads.len(), 3);
-        // Partial: left until the rest arrives.
-        let mut partial = buf.split_to(buf.len() - 1);
-        take_app_frames(&mut partial, 16, &mut batch);
-        assert_eq!((batch.payloads.len(), partial.len()), (3, 9));
-        partial.unsplit(buf);
-        take_app_frames(&mut partial, 16, &mut batch);
-        assert_eq!(batch.payloads[3], &b"after"[..]);
-        assert!(partial.is_empty());
-    }
-
-    #[test]
-    fn an_empty_frame_is_left_for_the_codec_not_read_as_an_app_frame() {
-        // An empty frame (no kind byte), then an application frame: the byte after the empty
-        // frame's prefix is the next frame's length, 0x00 like the App kind.
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0, 0, 0, 0]);
-        app(b"x").emit(&mut buf).unwrap();
-        let mut batch = AppBatch::default();
-        take_app_frames(&mut buf, 16, &mut batch);
-        assert!(batch.payloads.is_empty());
-        assert_eq!(buf.len(), 4 + 4 + 2, "nothing taken");
-        assert_eq!(take_whole_frame(&mut buf, 16).as_deref(), Some(&b""[..]));
-        take_app_frames(&mut buf, 16, &mut batch);
-        assert_eq!(batch.payloads, [&b"x"[..]]);
-    }
-
-    proptest::proptest! {
-        /// Whatever bytes arrive, the fast path never panics, and every payload it takes is
-        /// what the stream's codec would have decoded as an application frame, in order; it
-        /// stops where the codec (or `serve_item`) must decide.
-        #[test]
-        fn app_frames_agree_with_the_codec_on_any_input(
-            // Mostly 0 and 1, so that short, empty and App frames are common.
-            bytes in proptest::collection::vec(
-                proptest::prop_oneof![3 => 0u8..2, 1 => proptest::prelude::any::<u8>()],
-                0..64,
-            ),
-            max in 0usize..16,
-        ) {
-            use tokio_util::codec::{Decoder, LengthDelimitedCodec};
-            let mut ours = BytesMut::from(&bytes[..]);
-            let mut batch = AppBatch::default();
-            take_app_frames(&mut ours, max, &mut batch);
-            let mut theirs = BytesMut::from(&bytes[..]);
-            let mut codec = LengthDelimitedCodec::builder().max_frame_length(max).new_codec();
-            for payload in &batch.payloads {
-                let frame = codec.decode(&mut theirs).unwrap().unwrap();
-                proptest::prop_assert_eq!(frame.first(), Some(&FrameKind::App.byte()));
-                proptest::prop_assert_eq!(&frame[1..], &payload[..]);
-            }
-            proptest::prop_assert_eq!(ours, theirs);
-        }
     }
 
     #[test]

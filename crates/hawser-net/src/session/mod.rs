@@ -68,9 +68,6 @@
 mod config;
 pub mod error;
 pub mod framing;
-#[cfg(fuzzing)]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod identity;
 mod listener;
 pub mod mux;

@@ -431,20 +431,6 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Wi
     Ok(Some(frame))
 }
 
-/// Takes the first frame of `buf` if it lies there whole, announces at most `max` bytes and
-/// is an application frame: its payload. `None`, leaving `buf` untouched, for any other frame,
-/// a partial one or one over the bound.
-pub fn take_app_payload(buf: &mut BytesMut, max: usize) -> Option<Bytes> {
-    let len = peek_frame(buf, max).ok().flatten()?;
-    // An empty frame has no kind byte: the byte after its prefix is the next frame's.
-    if len < FRAME_KIND_LEN || buf.get(FRAME_LEN_PREFIX) != Some(&FrameKind::App.byte()) {
-        return None;
-    }
-    let mut frame = buf.split_to(FRAME_LEN_PREFIX + len).freeze();
-    frame.advance(APP_FRAME_HEADER_LEN);
-    Some(frame)
-}
-
 /// The largest application payload whose frame length (kind byte and payload) fits the
 /// 4-byte prefix.
 pub const MAX_APP_PAYLOAD: usize = u32::MAX as usize - FRAME_KIND_LEN;
@@ -886,27 +872,12 @@ mod tests {
             assert_eq!(peek_frame(&FRAMES[..n], 16), Ok(None), "prefix {n}");
             let mut partial = BytesMut::from(&FRAMES[..n]);
             assert_eq!(take_frame(&mut partial, 16), Ok(None));
-            assert_eq!(take_app_payload(&mut partial, 16), None);
             assert_eq!(partial.len(), n, "untouched");
         }
         assert_eq!(peek_frame(&FRAMES, 16), Ok(Some(3)));
         let mut big = BytesMut::from(&FRAMES[..]);
         assert_eq!(take_frame(&mut big, 2), Err(WireError::TooLong(2)));
-        assert_eq!(take_app_payload(&mut big, 2), None);
         assert_eq!(big.len(), FRAMES.len(), "untouched");
-    }
-
-    #[test]
-    fn app_payloads_are_taken_until_another_kind() {
-        let mut buf = BytesMut::from(&FRAMES[..]);
-        assert_eq!(take_app_payload(&mut buf, 16).as_deref(), Some(&b"ab"[..]));
-        assert_eq!(take_app_payload(&mut buf, 16), None);
-        assert_eq!(buf[..], FRAMES[7..], "the ping stays");
-        // An empty frame has no kind byte; the 0x00 after its prefix is the next frame's.
-        let mut buf = BytesMut::from(&[0, 0, 0, 0, 0, 0, 0, 1, 0x00][..]);
-        assert_eq!(take_app_payload(&mut buf, 16), None);
-        assert_eq!(take_frame(&mut buf, 16).unwrap().as_deref(), Some(&b""[..]));
-        assert_eq!(take_app_payload(&mut buf, 16).as_deref(), Some(&b""[..]));
     }
 
     #[test]
@@ -955,7 +926,6 @@ mod tests {
         fn frame_decoders_never_panic(bytes in proptest::collection::vec(
             proptest::prop_oneof![3 => 0u8..5, 1 => any::<u8>()], 0..64), max in 0usize..32) {
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = take_app_payload(&mut buf, max);
             while let Ok(Some(frame)) = take_frame(&mut buf, max) {
                 let _ = Frame::parse(frame.freeze());
             }
