@@ -1,6 +1,11 @@
 //! Requests, responses and streams to node ids, on every network and reliable transport a
-//! node supports (in-memory, TCP, LSP, and sessions over WebSocket, in-memory and LSP
-//! transports), with the default encrypted sessions.
+//! node supports (in-memory, TCP, LSP, and sessions over WebSocket, in-memory, LSP and Unix
+//! domain socket transports), with the default encrypted sessions.
+//!
+//! Requests in flight, large requests and messages, and streams run on every network. The
+//! engine's rules (refusals, deadlines, this node's own errors, dead peers) are asserted on
+//! simulated time in `hawser-sim` (`tests/node_rpc.rs`), and run here on the in-memory network
+//! only, for the shell's side of them: handlers, the serving queue, cancel on drop.
 
 mod node_common;
 
@@ -455,18 +460,12 @@ async fn large_messages(kind: Kind) {
 
 suite!(Memory: request_response, refusals, deadlines, local_errors, dead_peers, streams,
     large_messages);
-suite!(Tcp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
-suite!(Lsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
-suite!(SessionWs: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
-suite!(SessionMem: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
-suite!(SessionLsp: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
-suite!(SessionUds: request_response, refusals, deadlines, local_errors, dead_peers, streams,
-    large_messages);
+suite!(Tcp: request_response, streams, large_messages);
+suite!(Lsp: request_response, streams, large_messages);
+suite!(SessionWs: request_response, streams, large_messages);
+suite!(SessionMem: request_response, streams, large_messages);
+suite!(SessionLsp: request_response, streams, large_messages);
+suite!(SessionUds: request_response, streams, large_messages);
 
 /// `serve_with` runs at most `max_inbound` handlers at once, counting those still running after
 /// they answered.

@@ -1,7 +1,14 @@
 //! The node test suite, run against the in-memory network, the default network on 127.0.0.1
 //! (TCP + UDP), the default network with reliable delivery over LSP, and the
 //! default network with reliable delivery over each session transport (`ws://`, `mem://`,
-//! `lsp://`; unreliable datagrams still go over UDP).
+//! `lsp://`, `uds://`; unreliable datagrams still go over UDP).
+//!
+//! What a transport can change runs on every network: delivery, order, back-pressure,
+//! cancel safety, a connection closed and dialled again, a node restarted at its address, the
+//! handler and the tasks left at stop. What the engine decides alone (broadcast groups, typed
+//! errors, full queues, the queue deadline, membership changes) is asserted on simulated time
+//! in `hawser-sim` (`tests/node_*.rs`), and runs here once, on the in-memory network, as a
+//! check of the shell's wiring.
 
 mod node_common;
 
@@ -363,6 +370,44 @@ async fn batch_send(kind: Kind) {
     stop_all(&[a, b]).await;
 }
 
+/// A node stopped and restarted over a transport: its loss is noticed, dials to it fail while
+/// it is down, and the node that had a connection to it reconnects to the new process and
+/// delivers what waited, in order.
+async fn restart_reconnects(kind: Kind) {
+    let mut c = Cluster::members(kind, 2);
+    // Long enough that nothing waits past it, however long the restart takes.
+    c.settings.queue = QueueLimits::default().with_deadline(Duration::from_secs(30));
+    let mut nodes = c.start_all().await;
+    let mut inbox = nodes[1].incoming();
+    nodes[0].try_send(2, "before", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox).await.payload, "before");
+    drop(inbox);
+    nodes.pop().unwrap().stop().await;
+    let a = nodes.pop().unwrap();
+    // (Over LSP a stopped peer is noticed after its silent epochs, 100 ms here.)
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for i in 0..3 {
+        a.try_send(2, format!("during {i}"), Delivery::Reliable)
+            .unwrap();
+    }
+    eventually("a dial to the stopped node failed", || {
+        a.peer_stats(2).unwrap().connect_failures >= 1
+    })
+    .await;
+    let b = c.start(2).await;
+    let mut inbox = b.incoming();
+    for i in 0..3 {
+        assert_eq!(next(&mut inbox).await.payload, format!("during {i}"));
+    }
+    let s = a.peer_stats(2).unwrap();
+    assert_eq!(
+        (s.reconnects, s.dropped_stale, s.queued),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    stop_all(&[a, b]).await;
+}
+
 /// A node stopped and restarted: what waited less than the deadline is delivered, what
 /// outlived it is dropped and counted; the caller never blocks.
 async fn restart_within_deadline(kind: Kind) {
@@ -544,28 +589,24 @@ async fn stop_leaves_no_task(kind: Kind) {
     eventually("no task left", || metrics.num_alive_tasks() == before).await;
 }
 
+// What the engine decides alone: asserted on simulated time in `hawser-sim`, and here once, on
+// the in-memory network, for the shell's wiring (and the shell's own incoming queue).
 suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    incoming_full, restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
-suite!(Tcp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
-suite!(Lsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
+    incoming_full, restart_reconnects, restart_within_deadline, concurrent_senders, membership_changes,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
+suite!(Tcp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
+suite!(Lsp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
 
 // Reliable messages over session transports (`Settings::transports`); each node also listens
 // on TCP + UDP, which carries only datagrams (and reachability addresses) here.
-suite!(SessionWs: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
-suite!(SessionMem: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
-suite!(SessionLsp: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
+suite!(SessionWs: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
+suite!(SessionMem: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
+suite!(SessionLsp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);
 // A transport written outside hawser, through its public seam (`node_common::uds`).
-suite!(SessionUds: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send,
-    restart_within_deadline, concurrent_senders, membership_changes, on_receive_handler,
-    idle_connection_closes, stop_leaves_no_task);
+suite!(SessionUds: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+    on_receive_handler, idle_connection_closes, stop_leaves_no_task);

@@ -101,6 +101,9 @@ struct SimNode {
     config: EngineConfig,
     /// `None` while crashed.
     engine: Option<Engine>,
+    /// The only nodes it knows at start (itself aside), for a node added by
+    /// [`Cluster::add_node_knowing`]; `None`: every node.
+    knows: Option<BTreeSet<NodeId>>,
     /// Bumped at each restart: actions for an earlier engine are dropped.
     generation: u64,
     events: Vec<(Instant, Event)>,
@@ -177,6 +180,7 @@ impl Cluster {
                 addr,
                 config,
                 engine: None,
+                knows: None,
                 generation: 0,
                 events: Vec::new(),
                 deadline: None,
@@ -204,12 +208,43 @@ impl Cluster {
         ids
     }
 
+    /// Adds one node (the id following the highest so far) that knows only itself and
+    /// `knows`, and that no node is told of: it joins as a stranger would, through nodes that
+    /// admit it (`admit_unknown`) or learn it from the flood. A restart keeps what it knows at
+    /// start. Returns its id.
+    pub fn add_node_knowing(&mut self, knows: &[NodeId]) -> NodeId {
+        let id = NodeId(self.nodes.keys().next_back().map_or(1, |id| id.0 + 1));
+        let node = SimNode {
+            addr: crate::fake_addr(u32::try_from(id.0 - 1).unwrap_or(u32::MAX)),
+            config: self.config.clone(),
+            engine: None,
+            knows: Some(knows.iter().copied().collect()),
+            generation: 0,
+            events: Vec::new(),
+            deadline: None,
+        };
+        self.nodes.insert(id, node);
+        let now = self.now;
+        self.start(id, now);
+        id
+    }
+
     /// Starts (or restarts) node `id`'s engine.
     fn start(&mut self, id: NodeId, now: Instant) {
-        let membership = self.membership();
+        let mut membership = self.membership();
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
+        if let Some(knows) = &node.knows {
+            let others: Vec<NodeId> = membership
+                .iter()
+                .map(|m| m.id)
+                .filter(|m| *m != id)
+                .collect();
+            for other in others.into_iter().filter(|m| !knows.contains(m)) {
+                membership.remove(other);
+            }
+        }
         node.generation += 1;
         let mut config = node.config.clone();
         if let Some(reach) = config.reach.as_mut() {
@@ -229,6 +264,14 @@ impl Cluster {
             .iter()
             .map(|(&id, n)| Member::new(id, Role::Member, n.addr));
         Membership::from_members(members).expect("within the membership's bounds")
+    }
+
+    /// Moves node `id` to `addr` (a node that is down: it announces the new address when it
+    /// restarts; the others keep what their memberships say until told otherwise).
+    pub fn set_addr(&mut self, id: NodeId, addr: SocketAddr) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.addr = addr;
+        }
     }
 
     /// Replaces node `id`'s settings from its next restart on.
