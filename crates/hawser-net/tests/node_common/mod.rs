@@ -4,6 +4,9 @@
 //! written outside hawser: [`uds`]), with short timers.
 #![allow(dead_code)]
 
+/// The Unix-domain-socket transport of the `uds_transport` example, written against the public
+/// seam only.
+#[path = "../../examples/uds_transport/uds.rs"]
 pub mod uds;
 
 use std::collections::HashMap;
