@@ -1,10 +1,12 @@
 //! Reachability between whole nodes: every node sees every other alive, a crash is detected
 //! by each survivor within the configured lease, events about a peer come in causal order, a
 //! restarted peer comes back as a new incarnation, messages to a dead peer wait for the queue
-//! deadline; without reachability no control frame is sent.
+//! deadline while alive-only sends refuse it at once; without reachability no control frame is
+//! sent and alive-only sends always refuse.
 
 mod nodes;
 
+use hawser_proto::node::engine::SendError;
 use hawser_proto::node::{Delivery, Event, NodeId, QueueLimits};
 use hawser_proto::reach::PeerEvent;
 use hawser_sim::cluster::Cluster;
@@ -175,6 +177,52 @@ fn a_message_to_a_dead_peer_waits_for_the_queue_deadline() {
 }
 
 #[test]
+fn alive_only_sends_go_to_live_peers_and_refuse_dead_ones_at_once() {
+    each_seed("reach_send_alive", |seed| {
+        let lease = ms(300);
+        let mut cl = Cluster::with_config(seed, with_reach(lease));
+        let [a, b, c] = cl.add_nodes(3)[..] else {
+            unreachable!()
+        };
+        // Before the first ping, nobody is known alive: refused, nothing queued.
+        let early = cl.with(a, |e, now| {
+            e.send_alive(now, b, b"early", Delivery::Reliable)
+        });
+        assert_eq!(early, Some(Err(SendError::NotAlive(b))));
+        assert!(cl.run_until(
+            |cl| cl.engine(a).unwrap().is_alive(b) && cl.engine(a).unwrap().is_alive(c),
+            lease
+        ));
+        for to in [b, c, a] {
+            cl.with(a, |e, now| {
+                e.send_alive(now, to, b"alive", Delivery::Reliable)
+            })
+            .unwrap()
+            .unwrap();
+        }
+        cl.crash(c);
+        assert!(cl.run_until(|cl| !cl.engine(a).unwrap().is_alive(c), lease * 2));
+        let queued_before = cl.engine(a).unwrap().peer_stats(c).unwrap().enqueued;
+        let dead = cl.with(a, |e, now| {
+            e.send_alive(now, c, b"late", Delivery::Reliable)
+        });
+        assert_eq!(dead, Some(Err(SendError::NotAlive(c))));
+        assert_eq!(
+            cl.engine(a).unwrap().peer_stats(c).unwrap().enqueued,
+            queued_before,
+            "nothing queued for the dead peer"
+        );
+        let unknown = cl.with(a, |e, now| {
+            e.send_alive(now, NodeId(99), b"x", Delivery::Reliable)
+        });
+        assert_eq!(unknown, Some(Err(SendError::UnknownNode(NodeId(99)))));
+        cl.run_for(ms(50));
+        assert_eq!(from(&cl, b, a), [bytes::Bytes::from_static(b"alive")]);
+        assert!(from(&cl, a, a).contains(&bytes::Bytes::from_static(b"alive")));
+    });
+}
+
+#[test]
 fn without_reachability_no_control_frame_is_sent() {
     each_seed("reach_off", |seed| {
         let mut cl = Cluster::with_config(seed, quick());
@@ -196,6 +244,10 @@ fn without_reachability_no_control_frame_is_sent() {
             let e = cl.engine(x).unwrap();
             assert!(e.peers().is_empty() && e.reachability().is_none());
             assert!(!e.is_alive(y));
+            assert_eq!(
+                cl.with(x, |e, now| e.send_alive(now, y, b"x", Delivery::Reliable)),
+                Some(Err(SendError::NotAlive(y)))
+            );
             assert!(cl
                 .events(x)
                 .iter()

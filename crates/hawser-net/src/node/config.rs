@@ -15,20 +15,9 @@ use crate::session::{
     FIRST_APPLICATION_ID,
 };
 
-/// What to do with an unreliable message above [`Settings::datagram_limit`].
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OversizeDatagram {
-    /// Refuse it with `SendError::TooLarge` (the default: nothing is silently upgraded).
-    #[default]
-    Refuse,
-    /// Send it reliably instead (it arrives marked `Delivery::Reliable`).
-    SendReliably,
-}
+/// What to do with an unreliable message above [`Settings::datagram_limit`] (the engine's
+/// setting, applied by `Engine::send`).
+pub use hawser_proto::node::engine::OversizeDatagram;
 
 /// How the default network carries reliable messages to a destination.
 #[cfg_attr(

@@ -26,6 +26,7 @@ pub(crate) fn engine_config(settings: &Settings) -> EngineConfig {
     // The kind byte comes on top of a payload of up to `max_frame`.
     c.max_frame = s.max_frame.saturating_add(1);
     c.max_datagram = s.datagram_limit;
+    c.oversize_datagram = s.oversize_datagram;
     c.idle_timeout = s.idle_timeout;
     c.backoff_initial = s.backoff_initial;
     c.backoff_max = s.backoff_max;

@@ -51,6 +51,7 @@ pub(crate) fn from_engine(e: hawser_proto::node::engine::SendError) -> SendError
         // The kind byte the engine counts in its frame bound is not the caller's.
         E::TooLarge { len, max } => SendError::TooLarge { len, max },
         E::Unreachable(n) => SendError::NoAddress(n),
+        E::NotAlive(n) => SendError::NotAlive(n),
         _ => SendError::Stopped,
     }
 }

@@ -7,25 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hawser_proto::node::{Delivery, NodeId};
 
-use super::config::OversizeDatagram;
 use super::error::{from_engine, SendError};
 use super::incoming::Incoming;
 use super::shell::{now, Shell};
 
 impl Shell {
-    /// Where a payload of `len` bytes goes: unreliable payloads above `datagram_limit` go
-    /// reliably when the settings say so.
-    fn delivery_for(&self, len: usize, delivery: Delivery) -> Delivery {
-        if delivery == Delivery::Unreliable
-            && len > self.settings.datagram_limit
-            && self.settings.oversize_datagram == OversizeDatagram::SendReliably
-        {
-            Delivery::Reliable
-        } else {
-            delivery
-        }
-    }
-
     /// A message to this node itself: straight to the incoming queue.
     fn send_local(&self, payload: Bytes, delivery: Delivery) -> Result<(), SendError> {
         if self.cancel.is_cancelled() {
@@ -48,7 +34,6 @@ impl Shell {
         payload: &[u8],
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        let delivery = self.delivery_for(payload.len(), delivery);
         let mut st = self.lock();
         let r = st.engine.send(now(), to, payload, delivery);
         self.flush_queued(&mut st);
@@ -86,7 +71,6 @@ impl Shell {
                 }
             }
         }
-        let delivery = self.delivery_for(payload.len(), delivery);
         loop {
             let (room, seen) = {
                 let mut st = self.lock();
@@ -132,8 +116,7 @@ impl Shell {
             let mut st = self.lock();
             let t = now();
             for p in batch.iter() {
-                let d = self.delivery_for(p.len(), delivery);
-                if let Err(e) = st.engine.send(t, to, p, d) {
+                if let Err(e) = st.engine.send(t, to, p, delivery) {
                     refused = Some(from_engine(e));
                     break;
                 }
@@ -174,25 +157,19 @@ impl Shell {
         Ok(())
     }
 
-    /// Like `try_send`, refusing a peer whose lease does not hold.
+    /// Like `try_send`, refusing a peer whose lease does not hold (`Engine::send_alive`).
     pub fn try_send_alive(
         self: &Arc<Self>,
         to: NodeId,
         payload: Bytes,
         delivery: Delivery,
     ) -> Result<(), SendError> {
-        if self.cancel.is_cancelled() {
-            return Err(SendError::Stopped);
+        if to == self.id {
+            return self.send_local(payload, delivery);
         }
-        if to != self.id {
-            let st = self.lock();
-            if !st.engine.membership().contains(to) {
-                return Err(SendError::UnknownNode(to));
-            }
-            if !st.engine.is_alive(to) {
-                return Err(SendError::NotAlive(to));
-            }
-        }
-        self.try_send_bytes(to, payload, delivery)
+        let mut st = self.lock();
+        let r = st.engine.send_alive(now(), to, &payload, delivery);
+        self.flush_queued(&mut st);
+        r.map_err(from_engine)
     }
 }

@@ -5,6 +5,21 @@ use std::time::Duration;
 use crate::node::QueueLimits;
 use crate::reach;
 
+/// What to do with an unreliable message above [`EngineConfig::max_datagram`].
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OversizeDatagram {
+    /// Refuse it with `SendError::TooLarge` (the default: nothing is silently upgraded).
+    #[default]
+    Refuse,
+    /// Send it reliably instead (it arrives marked `Delivery::Reliable`).
+    SendReliably,
+}
+
 /// Settings of an [`Engine`](super::Engine). Every map and queue it keeps is bounded by one of
 /// them (or by the membership, itself bounded by `Membership::max_nodes`). The defaults are
 /// those of the tokio node layer (`hawser_net::node::Settings`).
@@ -19,9 +34,12 @@ pub struct EngineConfig {
     /// frame above it closes the connection, counted. Also bounds reliable payloads. Default
     /// 10 MiB.
     pub max_frame: usize,
-    /// Largest unreliable payload; a larger one is refused with `SendError::TooLarge`.
-    /// Default 4,096 bytes.
+    /// Largest unreliable payload; a larger one is refused with `SendError::TooLarge`, or sent
+    /// reliably, as `oversize_datagram` says. Default 4,096 bytes.
     pub max_datagram: usize,
+    /// What `send` does with an unreliable payload above `max_datagram`. Default
+    /// [`OversizeDatagram::Refuse`].
+    pub oversize_datagram: OversizeDatagram,
     /// An outbound connection with nothing to write for this long is closed (not a loss: the
     /// next message reconnects). Default 60 s.
     pub idle_timeout: Duration,
@@ -69,6 +87,7 @@ impl Default for EngineConfig {
             queue: QueueLimits::default(),
             max_frame: 10 * 1024 * 1024,
             max_datagram: 4096,
+            oversize_datagram: OversizeDatagram::Refuse,
             idle_timeout: Duration::from_secs(60),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),

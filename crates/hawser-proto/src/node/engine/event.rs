@@ -163,6 +163,10 @@ pub enum SendError {
     /// The destination has no address: there is no route to it.
     #[error("no route to {0}")]
     Unreachable(NodeId),
+    /// [`send_alive`](super::Engine::send_alive): the destination's lease does not hold
+    /// (reachability reports it dead or unknown, or reachability is off).
+    #[error("{0} is not alive")]
+    NotAlive(NodeId),
 }
 
 /// How a request of this node ended without a response payload. Each cause is its own

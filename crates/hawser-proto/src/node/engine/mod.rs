@@ -45,7 +45,7 @@ use std::time::Instant;
 use crate::node::{FrameBatch, Membership, MembershipChange, MembershipError, NodeId, PeerStats};
 use crate::reach::{PeerSnapshot, Reachability};
 
-pub use config::{ConfigError, EngineConfig, RpcConfig};
+pub use config::{ConfigError, EngineConfig, OversizeDatagram, RpcConfig};
 pub use event::{
     BroadcastReport, CloseReason, ConnId, DialError, EngineStats, Event, InboundId, Refusal,
     RequestError, RequestId, RespondError, RpcStats, SendError, Transmit, WriteError,

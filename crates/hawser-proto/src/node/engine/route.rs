@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::event::{BroadcastReport, SendError, Transmit};
-use super::Engine;
+use super::{Engine, OversizeDatagram};
 use crate::node::{Delivery, Group, NodeId};
 use crate::wire::node::{app_frame_header, Datagram, FrameKind, FRAME_KIND_LEN, MAX_APP_PAYLOAD};
 
@@ -27,8 +27,9 @@ impl Engine {
     ///
     /// # Errors
     /// [`SendError`]: stopped, unknown node, too large (above `max_frame` for reliable
-    /// messages, `max_datagram` for unreliable ones), queue full (counted; an
-    /// [`Event::Room`](super::Event::Room) follows when it drained to half), unreachable (no address).
+    /// messages, `max_datagram` for unreliable ones unless `oversize_datagram` sends them
+    /// reliably), queue full (counted; an [`Event::Room`](super::Event::Room) follows when it
+    /// drained to half), unreachable (no address).
     pub fn send(
         &mut self,
         now: Instant,
@@ -51,6 +52,14 @@ impl Engine {
             return Err(SendError::UnknownNode(to));
         };
         let len = payload.len();
+        let delivery = if delivery == Delivery::Unreliable
+            && len > self.config.max_datagram
+            && self.config.oversize_datagram == OversizeDatagram::SendReliably
+        {
+            Delivery::Reliable
+        } else {
+            delivery
+        };
         let Some(&addr) = member.addrs.first() else {
             return Err(SendError::Unreachable(to));
         };
@@ -94,6 +103,34 @@ impl Engine {
         }
         self.kick(now, to);
         Ok(())
+    }
+
+    /// [`send`](Self::send), refusing a destination whose lease does not hold: for messages
+    /// that are worth nothing once late (a heartbeat, a vote), where queueing for a dead peer
+    /// until the deadline only wastes the queue. To this node itself it always sends.
+    ///
+    /// # Errors
+    /// [`SendError::NotAlive`] when reachability reports `to` dead or does not know it (and
+    /// always with reachability off); otherwise as [`send`](Self::send).
+    pub fn send_alive(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        payload: &[u8],
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        if self.stopped {
+            return Err(SendError::Stopped);
+        }
+        if to != self.id {
+            if !self.membership.contains(to) {
+                return Err(SendError::UnknownNode(to));
+            }
+            if !self.is_alive(to) {
+                return Err(SendError::NotAlive(to));
+            }
+        }
+        self.send(now, to, payload, delivery)
     }
 
     fn send_datagram(

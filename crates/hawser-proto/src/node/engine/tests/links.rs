@@ -306,6 +306,42 @@ fn sends_are_refused_with_typed_errors() {
 }
 
 #[test]
+fn an_oversize_datagram_goes_reliably_only_when_configured() {
+    let now = origin();
+    for (policy, reliable) in [
+        (OversizeDatagram::Refuse, false),
+        (OversizeDatagram::SendReliably, true),
+    ] {
+        let mut cfg = quiet();
+        cfg.max_datagram = 10;
+        cfg.oversize_datagram = policy;
+        let mut e = Engine::new(NodeId(1), cfg, members(2), &[], now).unwrap();
+        let r = e.send(now, NodeId(2), &[7; 11], Delivery::Unreliable);
+        let transmits: Vec<_> = std::iter::from_fn(|| e.poll_transmit()).collect();
+        let st = e.peer_stats(NodeId(2));
+        if reliable {
+            assert_eq!(r, Ok(()));
+            // Queued for the connection the first reliable message dials; no datagram.
+            assert!(
+                matches!(transmits[..], [Transmit::Dial { .. }]),
+                "{transmits:?}"
+            );
+            assert_eq!(st.map(|s| (s.enqueued, s.queued)), Some((1, 1)));
+        } else {
+            assert_eq!(r, Err(SendError::TooLarge { len: 11, max: 10 }));
+            assert!(transmits.is_empty(), "{transmits:?}");
+        }
+        // Within the limit it stays a datagram either way.
+        e.send(now, NodeId(2), &[7; 10], Delivery::Unreliable)
+            .unwrap();
+        assert!(matches!(
+            e.poll_transmit(),
+            Some(Transmit::Datagram { to: NodeId(2), .. })
+        ));
+    }
+}
+
+#[test]
 fn connections_from_strangers_are_refused_unless_admitted() {
     let now = origin();
     let mut e = Engine::new(NodeId(1), quiet(), members(2), &[], now).unwrap();
