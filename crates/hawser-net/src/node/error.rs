@@ -8,53 +8,8 @@ use super::config::SettingsError;
 use crate::session::transport::RegisterError;
 use crate::session::{HandshakeError, KeyError, OpenError, PeerId, TransportAddr};
 
-/// Why a message was not queued. Nothing was queued when it fails.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The destination's outgoing queue is full (by count or bytes); counted in
-    /// `PeerStats::dropped_full`. For an unreliable message: the socket or the receiver's
-    /// queue had no room.
-    #[error("queue full for {0}")]
-    QueueFull(NodeId),
-    /// The destination is not in the membership.
-    #[error("unknown node {0}")]
-    UnknownNode(NodeId),
-    /// The payload is above the limit of its delivery (frame, datagram or LSP payload).
-    #[error("payload of {len} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// The payload's length.
-        len: usize,
-        /// The limit that applied.
-        max: usize,
-    },
-    /// The node has been stopped.
-    #[error("node stopped")]
-    Stopped,
-    /// The destination has no address for this delivery (no `addrs`, or no `lsp_addr` when
-    /// reliable delivery to it goes over LSP).
-    #[error("no address for {0}")]
-    NoAddress(NodeId),
-    /// An alive-only send (`Node::try_send_alive`, `Node::broadcast_alive`) skipped a destination
-    /// whose reachability lease does not hold (dead, or not heard from yet).
-    #[error("{0} is not alive")]
-    NotAlive(NodeId),
-}
-
-/// The engine's refusal of a message, in the node's terms (`Unreachable`, no address, is
-/// [`SendError::NoAddress`]).
-pub(crate) fn from_engine(e: hawser_proto::node::engine::SendError) -> SendError {
-    use hawser_proto::node::engine::SendError as E;
-    match e {
-        E::QueueFull(n) => SendError::QueueFull(n),
-        E::UnknownNode(n) => SendError::UnknownNode(n),
-        // The kind byte the engine counts in its frame bound is not the caller's.
-        E::TooLarge { len, max } => SendError::TooLarge { len, max },
-        E::Unreachable(n) => SendError::NoAddress(n),
-        E::NotAlive(n) => SendError::NotAlive(n),
-        _ => SendError::Stopped,
-    }
-}
+/// Why a message was not queued: the engine's refusal, as it gave it.
+pub use hawser_proto::node::engine::SendError;
 
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]

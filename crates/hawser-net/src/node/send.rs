@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hawser_proto::node::{Delivery, NodeId};
 
-use super::error::{from_engine, SendError};
+use super::error::SendError;
 use super::incoming::Incoming;
 use super::shell::{now, Shell};
 
@@ -37,7 +37,7 @@ impl Shell {
         let mut st = self.lock();
         let r = st.engine.send(now(), to, payload, delivery);
         self.flush_queued(&mut st);
-        r.map_err(from_engine)
+        r
     }
 
     /// [`try_send`](Self::try_send) of a `Bytes` (a message to this node itself is not
@@ -76,7 +76,7 @@ impl Shell {
                 let mut st = self.lock();
                 let r = st.engine.send(now(), to, &payload, delivery);
                 self.flush_queued(&mut st);
-                match r.map_err(from_engine) {
+                match r {
                     Err(SendError::QueueFull(_)) => {}
                     other => return other,
                 }
@@ -117,7 +117,7 @@ impl Shell {
             let t = now();
             for p in batch.iter() {
                 if let Err(e) = st.engine.send(t, to, p, delivery) {
-                    refused = Some(from_engine(e));
+                    refused = Some(e);
                     break;
                 }
                 sent += 1;
@@ -170,6 +170,6 @@ impl Shell {
         let mut st = self.lock();
         let r = st.engine.send_alive(now(), to, &payload, delivery);
         self.flush_queued(&mut st);
-        r.map_err(from_engine)
+        r
     }
 }

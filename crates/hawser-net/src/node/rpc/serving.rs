@@ -135,7 +135,7 @@ pub(crate) fn from_engine(e: EngineRespondError) -> RespondError {
     match e {
         EngineRespondError::UnknownRequest => RespondError::Cancelled,
         EngineRespondError::TooLarge { len, max } => RespondError::TooLarge { len, max },
-        EngineRespondError::Unsent(e) => RespondError::Unsent(crate::node::error::from_engine(e)),
+        EngineRespondError::Unsent(e) => RespondError::Unsent(e),
         _ => RespondError::Unsent(SendError::Stopped),
     }
 }

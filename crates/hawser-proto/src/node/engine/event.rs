@@ -138,18 +138,20 @@ pub enum Refusal {
     Stopped,
 }
 
-/// Why a message was not sent. Nothing was queued when it fails.
+/// Why a message was not queued or sent. Nothing was queued when it fails. (`hawser_net`'s
+/// `Node` returns the same type.)
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The destination's queue is full (by count or bytes); counted in
-    /// `PeerStats::dropped_full`. [`Event::Room`] tells when it drained to half.
+    /// `PeerStats::dropped_full`. [`Event::Room`] tells when it drained to half. For an
+    /// unreliable message: the socket or the receiver's queue had no room.
     #[error("queue full for {0}")]
     QueueFull(NodeId),
     /// The destination is not in the membership.
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
-    /// The payload is above the limit of its delivery.
+    /// The payload is above the limit of its delivery (frame, datagram or LSP payload).
     #[error("payload of {len} bytes exceeds the limit of {max}")]
     TooLarge {
         /// The payload's length.
@@ -157,14 +159,17 @@ pub enum SendError {
         /// The limit that applied.
         max: usize,
     },
-    /// The engine was closed.
-    #[error("engine stopped")]
+    /// The engine (the node) was stopped.
+    #[error("stopped")]
     Stopped,
-    /// The destination has no address: there is no route to it.
-    #[error("no route to {0}")]
-    Unreachable(NodeId),
-    /// [`send_alive`](super::Engine::send_alive): the destination's lease does not hold
-    /// (reachability reports it dead or unknown, or reachability is off).
+    /// The destination has no address for this delivery: a member without addresses (in
+    /// `hawser_net`, also one without an `lsp_addr` when reliable delivery to it goes over
+    /// LSP).
+    #[error("no address for {0}")]
+    NoAddress(NodeId),
+    /// An alive-only send ([`send_alive`](super::Engine::send_alive), `Node::try_send_alive`,
+    /// `Node::broadcast_alive`): the destination's lease does not hold (dead, not heard from
+    /// yet, or reachability is off).
     #[error("{0} is not alive")]
     NotAlive(NodeId),
 }

@@ -29,7 +29,7 @@ impl Engine {
     /// [`SendError`]: stopped, unknown node, too large (above `max_frame` for reliable
     /// messages, `max_datagram` for unreliable ones unless `oversize_datagram` sends them
     /// reliably), queue full (counted; an [`Event::Room`](super::Event::Room) follows when it
-    /// drained to half), unreachable (no address).
+    /// drained to half), no address.
     pub fn send(
         &mut self,
         now: Instant,
@@ -61,7 +61,7 @@ impl Engine {
             delivery
         };
         let Some(&addr) = member.addrs.first() else {
-            return Err(SendError::Unreachable(to));
+            return Err(SendError::NoAddress(to));
         };
         match delivery {
             Delivery::Unreliable => self.send_datagram(to, addr, payload),

@@ -313,7 +313,7 @@ impl Engine {
         }
         match self.membership.get(to) {
             None => return Err(SendError::UnknownNode(to)),
-            Some(m) if m.addrs.is_empty() => return Err(SendError::Unreachable(to)),
+            Some(m) if m.addrs.is_empty() => return Err(SendError::NoAddress(to)),
             Some(_) => {}
         }
         let (len, max) = (header.len() + tail.len(), self.config.max_frame);

@@ -279,7 +279,7 @@ fn sends_are_refused_with_typed_errors() {
     );
     assert_eq!(
         e.send(now, NodeId(9), b"x", Delivery::Reliable),
-        Err(SendError::Unreachable(NodeId(9)))
+        Err(SendError::NoAddress(NodeId(9)))
     );
     assert_eq!(
         e.send(now, NodeId(2), &[0; 100], Delivery::Reliable),
