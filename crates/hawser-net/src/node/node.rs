@@ -554,8 +554,7 @@ impl Node {
     /// receiver per protocol; while none exists, requests are answered `NoHandler`.
     ///
     /// # Errors
-    /// [`ServeError::Reserved`], [`ServeError::AlreadyServed`], [`ServeError::Stopped`],
-    /// [`ServeError::Unsupported`].
+    /// [`ServeError::Reserved`], [`ServeError::AlreadyServed`], [`ServeError::Stopped`].
     pub fn serve(&self, protocol: ProtocolId) -> Result<InboundRequests, ServeError> {
         self.inner.shell.serve(protocol)
     }

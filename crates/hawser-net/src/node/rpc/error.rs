@@ -63,9 +63,6 @@ pub enum RequestError {
     /// This node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry requests (never returned by hawser's nodes; kept for compatibility).
-    #[error("this network does not carry requests")]
-    Unsupported,
 }
 
 /// Why [`Node::serve`](crate::node::Node::serve) or
@@ -85,9 +82,6 @@ pub enum ServeError {
     /// The node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry requests or streams (never returned by hawser's nodes; kept for compatibility).
-    #[error("this network does not carry requests or streams")]
-    Unsupported,
 }
 
 /// Why a handler's answer was not sent ([`InboundRequest::respond`]).
@@ -136,9 +130,6 @@ pub enum StreamError {
     /// The node has been stopped.
     #[error("node stopped")]
     Stopped,
-    /// The node's network does not carry streams (never returned by hawser's nodes; kept for compatibility).
-    #[error("this network does not carry streams")]
-    Unsupported,
     /// The stream failed while it was being opened.
     #[error("stream: {0}")]
     Io(#[from] io::Error),
