@@ -62,14 +62,19 @@ impl Shell {
         delivery: Delivery,
     ) -> Result<(), SendError> {
         if to == self.id {
-            loop {
-                match self.send_local(payload.clone(), delivery) {
-                    Err(SendError::QueueFull(_)) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
-                    other => return other,
-                }
+            if self.cancel.is_cancelled() {
+                return Err(SendError::Stopped);
             }
+            let msg = Incoming {
+                from: self.id,
+                delivery,
+                payload,
+            };
+            // Woken when the application reads and there is room again.
+            return tokio::select! {
+                r = self.sender.send(msg) => r.map_err(|_| SendError::Stopped),
+                () = self.cancel.cancelled() => Err(SendError::Stopped),
+            };
         }
         loop {
             let (room, seen) = {
