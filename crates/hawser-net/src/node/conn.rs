@@ -26,8 +26,11 @@ pub(crate) trait BatchSink: Send + 'static {
         stop: &CancellationToken,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 
-    /// Resolves when the connection was closed by the peer or broke. Cancel safe.
-    fn closed(&mut self) -> impl Future<Output = ()> + Send;
+    /// A token cancelled once the connection was closed by the peer or broke.
+    fn closed(&self) -> CancellationToken;
+
+    /// Logs why the connection closed, once [`closed`](Self::closed) fired.
+    fn log_closed(&self) {}
 }
 
 /// Runs the writer of `conn` on `sink` until the engine closes it (its slot's stop signal),
@@ -39,11 +42,16 @@ pub(crate) async fn write_loop<S: BatchSink>(
     mut sink: S,
 ) {
     let mut batch = FrameBatch::default();
+    // Made once, not at every turn: each new wait registers itself with its token again.
+    let stopped = slot.stop.clone().cancelled_owned();
+    let closed = sink.closed().cancelled_owned();
+    tokio::pin!(stopped, closed);
     loop {
         tokio::select! {
             biased;
-            () = slot.stop.cancelled() => break,
-            () = sink.closed() => {
+            () = &mut stopped => break,
+            () = &mut closed => {
+                sink.log_closed();
                 debug!(node = %shell.id, %conn, "connection closed by the peer");
                 shell.closed(conn);
                 break;

@@ -238,8 +238,8 @@ impl BatchSink for MemorySink {
         }
     }
 
-    async fn closed(&mut self) {
-        self.inbound_stop.cancelled().await;
+    fn closed(&self) -> CancellationToken {
+        self.inbound_stop.clone()
     }
 }
 

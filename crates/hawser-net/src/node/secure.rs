@@ -239,8 +239,12 @@ impl BatchSink for SessionSink {
         write_all(&mut self.app, batch.bytes(), stop).await
     }
 
-    async fn closed(&mut self) {
-        let reason = self.session.closed().await;
+    fn closed(&self) -> CancellationToken {
+        self.session.ended()
+    }
+
+    fn log_closed(&self) {
+        let reason = self.session.close_reason().unwrap_or(CloseReason::Local);
         let peer = self.session.peer_id();
         if matches!(reason, CloseReason::Refused(_)) {
             warn!(%peer, %reason, "session ended");
@@ -325,8 +329,16 @@ pub(crate) async fn dial_and_write(
     match result {
         Ok((sink, via)) => {
             let session = sink.session.clone();
-            if let Some(slot) = shell.dialed(conn, peer, Ok((via, Some(session)))) {
-                write_loop(shell, conn, slot, sink).await;
+            if let Some(slot) = shell.dialed(conn, peer, Ok((via, Some(session.clone())))) {
+                // On the session's own task: a batch written there goes out in the same turn,
+                // with no hand-off to the multiplexer's task. Still tracked, so `stop` waits
+                // for it.
+                let writer = shell
+                    .tracker
+                    .track_future(write_loop(shell.clone(), conn, slot, sink).in_current_span());
+                if let Err(writer) = session.run_on_driver(Box::pin(writer)) {
+                    writer.await;
+                }
             }
         }
         Err(e) => {
@@ -573,10 +585,13 @@ async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on:
     };
     info!(node = %shell.id, peer = %from, %peer, remote = %fmt_remote(remote), "accepted session");
     let mut bodies = Vec::new();
+    // Made once, not at every frame: each new wait registers itself with the token again.
+    let stopped = stop.cancelled_owned();
+    tokio::pin!(stopped);
     let keep = loop {
         let item = tokio::select! {
             item = frames.next() => item,
-            () = stop.cancelled() => break false,
+            () = &mut stopped => break false,
         };
         let frame = match item {
             Some(Ok(frame)) => frame,

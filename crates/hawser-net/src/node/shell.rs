@@ -551,11 +551,13 @@ impl Shell {
         self.flush(&mut st);
     }
 
-    /// The next batch to write on `conn` (into `batch`); `false` when there is none.
+    /// The next batch to write on `conn` (into `batch`); `false` when there is none. Taking
+    /// frames sets no timer (it only drops what expired), so the next timeout is looked at only
+    /// when that gave an event, as after a send.
     pub fn take_frames(self: &Arc<Self>, conn: ConnId, batch: &mut FrameBatch) -> bool {
         let mut st = self.lock();
         let got = st.engine.take_frames(now(), conn, batch);
-        self.flush(&mut st);
+        self.flush_queued(&mut st);
         got
     }
 

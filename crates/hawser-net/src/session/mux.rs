@@ -8,8 +8,11 @@
 //! channel is full is reset). Because the driver never stops polling, a stream that is only
 //! ever written to makes progress (the classic yamux stall cannot happen).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::Poll;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -102,7 +105,12 @@ pub(crate) enum Command {
     Open(oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>),
     /// Close the connection gracefully.
     Close,
+    /// Run a future on the driver's task (see [`Session::run_on_driver`](super::Session::run_on_driver)).
+    Run(Companion),
 }
+
+/// A future run on a session's driver task.
+pub(crate) type Companion = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// How the driver ended.
 pub(crate) enum DriverEnd {
@@ -125,7 +133,12 @@ pub(crate) async fn drive(
     let mut conn = yamux::Connection::new(io.compat(), config, mode);
     let mut pending_open: Option<oneshot::Sender<_>> = None;
     let mut closing = false;
+    // Bounded by the command channel's: each came through it.
+    let mut companions: FuturesUnordered<Companion> = FuturesUnordered::new();
     let end = poll_fn(|cx| loop {
+        // Companions first: what they write reaches the connection polled below, in this same
+        // turn of the task.
+        while let Poll::Ready(Some(())) = companions.poll_next_unpin(cx) {}
         if closing {
             return match conn.poll_close(cx) {
                 Poll::Ready(Ok(())) => Poll::Ready(DriverEnd::Local),
@@ -145,6 +158,10 @@ pub(crate) async fn drive(
             match commands.poll_recv(cx) {
                 Poll::Ready(Some(Command::Open(reply))) => {
                     pending_open = Some(reply);
+                    continue;
+                }
+                Poll::Ready(Some(Command::Run(f))) => {
+                    companions.push(f);
                     continue;
                 }
                 Poll::Ready(Some(Command::Close) | None) => {
@@ -168,6 +185,10 @@ pub(crate) async fn drive(
     .await;
     if let Some(reply) = pending_open.take() {
         let _ = reply.send(Err(yamux::ConnectionError::Closed));
+    }
+    // Companions not finished go on as tasks of their own, to see the session end.
+    for f in companions {
+        tokio::spawn(f);
     }
     debug!("mux driver ended");
     end

@@ -17,7 +17,7 @@ use tracing::{info, Instrument};
 use super::config::SessionConfig;
 use super::error::{AcceptStreamsError, CloseReason, DialError, HandshakeError, OpenError};
 use super::identity::{PeerId, PublicKey};
-use super::mux::{self, Command, DriverEnd};
+use super::mux::{self, Command, Companion, DriverEnd};
 use super::noise::{NoiseCipher, Role};
 use super::registry::{negotiate, Negotiated, ProtocolId, ProtocolRegistry};
 use super::secure;
@@ -281,6 +281,23 @@ impl Session {
             .ok_or(AcceptStreamsError::AlreadyTaken(protocol))
     }
 
+    /// Runs `future` on the session's own task, beside the multiplexer, so that what it writes
+    /// on the session's streams goes out in the same turn of that task rather than through a
+    /// hand-off between tasks (a node's writer runs this way). If the session ends before
+    /// `future` does, `future` goes on as a task of its own.
+    ///
+    /// # Errors
+    /// Gives `future` back when the session has ended or its command queue is full.
+    pub(crate) fn run_on_driver(&self, future: Companion) -> Result<(), Companion> {
+        match self.inner.commands.try_reserve() {
+            Ok(permit) => {
+                permit.send(Command::Run(future));
+                Ok(())
+            }
+            Err(_) => Err(future),
+        }
+    }
+
     /// Closes gracefully (yamux GoAway, then the transport) and waits until it has ended.
     ///
     /// # Cancel safety
@@ -325,6 +342,12 @@ impl Session {
     pub async fn closed(&self) -> CloseReason {
         self.inner.ended.cancelled().await;
         self.close_reason().unwrap_or(CloseReason::Local)
+    }
+
+    /// A token cancelled when the session has ended (what [`closed`](Self::closed) waits
+    /// for).
+    pub(crate) fn ended(&self) -> CancellationToken {
+        self.inner.ended.clone()
     }
 
     /// Why the session ended, or `None` while it is open.
