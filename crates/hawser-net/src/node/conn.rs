@@ -1,6 +1,7 @@
-//! One outbound connection's writer task: on each `Transmit::Writable` it takes the engine's
-//! next batch, writes it whole to the connection in one write, and hands it back; it ends
-//! when the engine closes the connection, the connection closes, or a write fails.
+//! One outbound connection's writer (run on its session's task when it has one): on each
+//! `Transmit::Writable` it takes the engine's next batch, writes it whole to the connection in
+//! one write, and hands it back; it ends when the engine closes the connection, the connection
+//! closes, or a write fails.
 
 use std::future::Future;
 use std::io;
