@@ -7,6 +7,7 @@ mod nodes;
 use bytes::Bytes;
 use hawser_proto::node::engine::{InboundId, RequestError, RequestId, RespondError};
 use hawser_proto::node::{Event, NodeId};
+use hawser_proto::session::ProtocolId;
 use hawser_proto::wire::rpc::{Outcome, Part};
 use hawser_sim::cluster::Cluster;
 use nodes::{each_seed, ms, quick, with_reach};
@@ -171,7 +172,7 @@ fn every_refusal_reaches_the_caller_as_its_own_error() {
         };
         assert_eq!(
             answer(&mut cl, Outcome::NoHandler),
-            Err(RequestError::NoHandler(9))
+            Err(RequestError::NoHandler(ProtocolId(9)))
         );
         let refused = Outcome::Refused {
             code: 7,

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use super::error::SendError;
 use super::rpc::{
-    calls_from_engine, respond_from_engine, InboundRequests, NodeStream, RequestError,
-    RespondError, Responder, ServeError, StreamError,
+    respond_from_engine, InboundRequests, NodeStream, RequestError, RespondError, Responder,
+    ServeError, StreamError,
 };
 use super::shell::{now, Shell};
 use crate::session::ProtocolId;
@@ -50,7 +50,7 @@ impl Shell {
                     }
                     Err(e) => {
                         self.flush(&mut st);
-                        return Err(calls_from_engine(e));
+                        return Err(e);
                     }
                 };
                 self.flush(&mut st);

@@ -25,9 +25,10 @@ impl HawserForward {
                 RequestError::Timeout | RequestError::Unreachable(_) | RequestError::Stopped => {
                     ForwardError::Timeout(leader)
                 }
-                // Refused before any handler ran.
+                // Refused before any handler ran (or before it was sent).
                 RequestError::NoHandler(_)
                 | RequestError::Overloaded { .. }
+                | RequestError::QueueFull(_)
                 | RequestError::UnknownNode(_) => ForwardError::Unreachable(leader),
                 other => ForwardError::Failed(other.to_string()),
             })?;

@@ -8,7 +8,6 @@ use hawser_proto::node::engine::{self, RequestId};
 use tokio::sync::oneshot;
 
 use super::error::RequestError;
-use crate::session::ProtocolId;
 
 /// Where the response of each request in flight goes (bounded by the engine's
 /// `rpc.max_pending`: an entry exists only for a request the engine accepted, and leaves
@@ -33,7 +32,7 @@ impl Calls {
     pub fn complete(&mut self, id: RequestId, result: Result<Bytes, engine::RequestError>) {
         if let Some(tx) = self.waiting.remove(&id) {
             // The caller may have just gone: nobody to tell.
-            let _ = tx.send(result.map_err(from_engine));
+            let _ = tx.send(result);
         }
     }
 
@@ -42,25 +41,5 @@ impl Calls {
         for (_, tx) in self.waiting.drain() {
             let _ = tx.send(Err(RequestError::Stopped));
         }
-    }
-}
-
-/// The engine's reason as the node's.
-pub(crate) fn from_engine(e: engine::RequestError) -> RequestError {
-    use engine::RequestError as E;
-    match e {
-        E::Timeout => RequestError::Timeout,
-        E::Unreachable(n) => RequestError::Unreachable(n),
-        E::UnknownNode(n) => RequestError::UnknownNode(n),
-        E::Refused { code, message } => RequestError::Refused { code, message },
-        E::NoHandler(p) => RequestError::NoHandler(ProtocolId(p)),
-        E::Overloaded { local } => RequestError::Overloaded { local },
-        E::TooLarge { part, len, max } => RequestError::TooLarge { part, len, max },
-        E::ResponseOmitted => RequestError::ResponseOmitted,
-        E::Stopped => RequestError::Stopped,
-        // A full queue the caller did not wait out, or a future reason: the peer is not
-        // reached.
-        E::QueueFull(n) => RequestError::Unreachable(n),
-        _ => RequestError::Stopped,
     }
 }

@@ -7,63 +7,9 @@ pub use hawser_proto::wire::rpc::Part;
 
 use crate::session::ProtocolId;
 
-/// Why a request ([`Node::request`](crate::node::Node::request)) has no response. Each cause
-/// is its own variant; none is a silent drop.
-///
-/// Whether the peer's handler ran is known only for `NoHandler`, `Overloaded`, `TooLarge` (it
-/// did not) and `Refused`, `ResponseOmitted` (it did). After `Timeout` or `Unreachable` it may
-/// or may not have.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// No response came before the request's deadline (`RequestOptions::timeout`); a cancel
-    /// was sent to the peer.
-    #[error("no response within the deadline")]
-    Timeout,
-    /// The peer cannot be reached: reachability knows it dead, it has no address for the
-    /// transport, or the connection to it failed or broke while the request was in flight.
-    #[error("{0} is unreachable")]
-    Unreachable(NodeId),
-    /// The peer is not in the membership.
-    #[error("unknown node {0}")]
-    UnknownNode(NodeId),
-    /// The handler answered with an error.
-    #[error("refused ({code}): {message}")]
-    Refused {
-        /// The application's code.
-        code: u32,
-        /// Why (at most 1,024 bytes).
-        message: String,
-    },
-    /// The peer serves no handler for the request's protocol.
-    #[error("the peer serves no handler for {0}")]
-    NoHandler(ProtocolId),
-    /// This node (`local`) or the peer is at its cap of requests in flight
-    /// (`RpcSettings::max_outbound*`, `max_inbound*`); nothing was sent, or the peer did not
-    /// serve it.
-    #[error("overloaded ({})", if *local { "this node" } else { "the peer" })]
-    Overloaded {
-        /// Whether this node's cap refused it (before sending).
-        local: bool,
-    },
-    /// The request or the response is above the maximum of the side that refused it
-    /// (`RpcSettings::max_request`, `max_response`); the connection stays up.
-    #[error("{part:?} of {len} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// Which part.
-        part: Part,
-        /// Its length.
-        len: u64,
-        /// The limit that applied.
-        max: u64,
-    },
-    /// The handler dropped the request without answering.
-    #[error("the handler dropped the request without answering")]
-    ResponseOmitted,
-    /// This node has been stopped.
-    #[error("node stopped")]
-    Stopped,
-}
+/// Why a request ([`Node::request`](crate::node::Node::request)) has no response: the
+/// engine's reason, as it gave it.
+pub use hawser_proto::node::engine::RequestError;
 
 /// Why [`Node::serve`](crate::node::Node::serve) or
 /// [`Node::accept_streams`](crate::node::Node::accept_streams) gave no receiver.

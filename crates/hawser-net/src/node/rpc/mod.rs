@@ -23,7 +23,7 @@ mod stream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub(crate) use calls::{from_engine as calls_from_engine, Calls};
+pub(crate) use calls::Calls;
 pub use error::{Part, RequestError, RespondError, ServeError, StreamError};
 pub use inbound::{InboundRequest, InboundRequests};
 pub(crate) use responder::{Responder, ServeCounters};

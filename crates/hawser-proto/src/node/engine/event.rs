@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::node::{Delivery, Member, NodeId};
 use crate::reach::PeerEvent;
+use crate::session::ProtocolId;
 use crate::wire::rpc::Part;
 
 /// A connection as the engine names it: allocated by the engine for a dial
@@ -174,22 +175,27 @@ pub enum SendError {
     NotAlive(NodeId),
 }
 
-/// How a request of this node ended without a response payload. Each cause is its own
+/// Why a request has no response ([`Engine::request`](super::Engine::request), and
+/// `hawser_net`'s `Node::request`, which returns the same type). Each cause is its own
 /// variant; none is a silent drop.
+///
+/// Whether the peer's handler ran is known only for `NoHandler`, `Overloaded`, `TooLarge` (it
+/// did not) and `Refused`, `ResponseOmitted` (it did). After `Timeout` or `Unreachable` it may
+/// or may not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// No response before the deadline; a cancel was queued for the peer.
+    /// No response came before the request's deadline; a cancel was queued for the peer.
     #[error("no response within the deadline")]
     Timeout,
-    /// Reachability reports the peer dead, it has no address, or the connection to it failed
-    /// or broke while the request was in flight.
+    /// The peer cannot be reached: reachability knows it dead, it has no address for the
+    /// transport, or the connection to it failed or broke while the request was in flight.
     #[error("{0} is unreachable")]
     Unreachable(NodeId),
     /// The peer is not (or no longer) in the membership.
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
-    /// The peer's application refused, with a code and a message.
+    /// The peer's handler answered with an error.
     #[error("refused ({code}): {message}")]
     Refused {
         /// The application's code.
@@ -197,33 +203,36 @@ pub enum RequestError {
         /// Why (at most 1,024 bytes).
         message: String,
     },
-    /// The peer serves no handler for the protocol.
-    #[error("the peer serves no handler for protocol {0}")]
-    NoHandler(u32),
-    /// This node (`local`: the pending caps) or the peer is at its cap of requests.
+    /// The peer serves no handler for the request's protocol.
+    #[error("the peer serves no handler for {0}")]
+    NoHandler(ProtocolId),
+    /// This node (`local`: its caps of requests in flight, `RpcConfig::max_pending` and
+    /// `max_pending_per_peer`) or the peer (its cap of requests served) is at its cap;
+    /// nothing was sent, or the peer did not serve it.
     #[error("overloaded ({})", if *local { "this node" } else { "the peer" })]
     Overloaded {
         /// Whether this node's cap refused it, before sending.
         local: bool,
     },
-    /// The request or the response is above a maximum.
+    /// The request or the response is above the maximum of the side that refused it
+    /// (`RpcConfig::max_request`, `max_response`); the connection stays up.
     #[error("{part:?} of {len} bytes exceeds the limit of {max}")]
     TooLarge {
         /// Which part.
         part: Part,
         /// Its length.
         len: u64,
-        /// The limit.
+        /// The limit that applied.
         max: u64,
     },
-    /// The peer's application dropped the request without answering.
+    /// The peer's handler dropped the request without answering.
     #[error("the handler dropped the request without answering")]
     ResponseOmitted,
     /// The destination's queue is full: the request was not sent.
     #[error("queue full for {0}")]
     QueueFull(NodeId),
-    /// The engine was closed.
-    #[error("engine stopped")]
+    /// This node (its engine) has been stopped.
+    #[error("stopped")]
     Stopped,
 }
 

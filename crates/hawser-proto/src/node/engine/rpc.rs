@@ -9,6 +9,7 @@ use super::config::RpcConfig;
 use super::event::{Event, InboundId, RequestError, RequestId, RespondError, RpcStats, SendError};
 use super::Engine;
 use crate::node::NodeId;
+use crate::session::ProtocolId;
 use crate::wire::rpc::{truncate_message, Outcome, Part, Rpc as Msg};
 
 /// A request of this node waiting for its response.
@@ -438,7 +439,7 @@ impl Engine {
                 code,
                 message: message.to_owned(),
             }),
-            Outcome::NoHandler => Err(RequestError::NoHandler(pending.protocol)),
+            Outcome::NoHandler => Err(RequestError::NoHandler(ProtocolId(pending.protocol))),
             Outcome::Overloaded => Err(RequestError::Overloaded { local: false }),
             Outcome::TooLarge { part, len, max } => Err(RequestError::TooLarge { part, len, max }),
             Outcome::Omitted => Err(RequestError::ResponseOmitted),
