@@ -133,7 +133,7 @@ pub(crate) async fn drive(
     let mut conn = yamux::Connection::new(io.compat(), config, mode);
     let mut pending_open: Option<oneshot::Sender<_>> = None;
     let mut closing = false;
-    // Bounded by the command channel's: each came through it.
+    // At most one per session: a node's writer (`Session::run_on_driver` is crate-private).
     let mut companions: FuturesUnordered<Companion> = FuturesUnordered::new();
     let end = poll_fn(|cx| loop {
         // Companions first: what they write reaches the connection polled below, in this same
