@@ -150,3 +150,35 @@ fn addresses_parse_and_print() {
         assert!(s.parse::<TransportAddr>().is_err(), "{s}");
     }
 }
+
+/// An LSP listener's socket is shared with the writers of the connections it accepted: closing
+/// the listener stops them and returns once the address can be bound again, even while an
+/// accepted connection is still held (a node restarted at once on its `lsp_listen` address).
+#[tokio::test]
+async fn a_closed_lsp_listener_frees_its_address_at_once() {
+    use futures_util::SinkExt;
+    use hawser_net::session::transport::{self, RawListener};
+
+    let config = TransportConfig::default();
+    let addr: TransportAddr = "lsp://127.0.0.1:0".parse().unwrap();
+    let mut listener = RawListener::bind(&addr, &config).await.unwrap();
+    let local = listener.local_addr().clone();
+    let RawConnection::Messages(mut client) = transport::dial(&local, &config).await.unwrap()
+    else {
+        panic!("LSP carries messages");
+    };
+    // The server offers a connection on its first message.
+    client
+        .send(bytes::Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
+    let pending = tokio::time::timeout(STEP, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let accepted = pending.await.unwrap();
+    listener.close().await;
+    let again = RawListener::bind(&local, &config).await;
+    assert!(again.is_ok(), "{local} still taken: {:?}", again.err());
+    drop(accepted);
+}

@@ -650,6 +650,14 @@ impl DriverTask {
         }
     }
 
+    /// Stops the task and waits until it is gone (its future dropped, with what it held).
+    pub async fn abort_and_join(&self) {
+        if let Some(task) = self.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
         self.0

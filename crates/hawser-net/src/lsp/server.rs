@@ -67,6 +67,12 @@ impl Server {
         })
     }
 
+    /// Stops the server at once, as dropping it does, and returns once its socket is closed
+    /// (dropping it leaves that to its background task, shortly after).
+    pub(crate) async fn shutdown(self) {
+        self.driver.abort_and_join().await;
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

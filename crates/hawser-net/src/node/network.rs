@@ -342,7 +342,11 @@ async fn listen_loop(
     loop {
         let accepted = tokio::select! {
             r = raw.accept() => r,
-            () = shell.cancel.cancelled() => return,
+            () = shell.cancel.cancelled() => {
+                // `stop` waits for this: the address is free once it returns.
+                raw.close().await;
+                return;
+            }
         };
         match accepted {
             Ok(pending) => match inbound.clone().try_acquire_owned() {

@@ -665,10 +665,8 @@ impl Node {
     /// Stops receiving and sending (queued messages are dropped), and returns once every task
     /// of the node has ended. Idempotent.
     ///
-    /// The TCP and UDP sockets are closed when it returns. An LSP listener's socket
-    /// (`lsp_listen`, `lsp://` in `listen_also`) is shared with its connections' tasks and
-    /// closes when the last of them ends, shortly after: binding the same address again at
-    /// once can fail with `AddrInUse` for a few milliseconds; retry it.
+    /// Every socket the node listens on (TCP, UDP, `lsp_listen`, `listen_also`) is closed
+    /// when it returns: a node restarted at once binds the same addresses again.
     ///
     /// # Cancel safety
     /// Stopping begins at the first poll; cancelling only stops the waiting.

@@ -204,19 +204,10 @@ impl Cluster {
             .collect()
     }
 
-    /// Starts (or restarts, at its previous address) node `id`. A restart retries while the
-    /// address is still taken: a stopped node's LSP listener lets its socket go in a background
-    /// task, shortly after `stop` returns.
+    /// Starts (or restarts, at its previous address) node `id`: a stopped node has released
+    /// its addresses when `stop` returns, so a restart binds them again at once.
     pub async fn start(&mut self, id: u64) -> Node {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match self.try_start(id).await {
-                Err(e) if Self::is_addr_in_use(&e) && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                r => break r.unwrap(),
-            }
-        }
+        self.try_start(id).await.unwrap()
     }
 
     async fn try_start(&mut self, id: u64) -> Result<Node, StartError> {
@@ -263,15 +254,6 @@ impl Cluster {
             assert!(node.listen_addrs().contains(t), "{t} not listened on");
         }
         Ok(node)
-    }
-
-    /// Whether `e` says an address was still taken.
-    fn is_addr_in_use(e: &StartError) -> bool {
-        matches!(
-            e,
-            StartError::Bind { source, .. } | StartError::Listen { source, .. }
-                if source.kind() == std::io::ErrorKind::AddrInUse
-        )
     }
 
     /// Starts every node, then tells each node every address.

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, Instrument};
 
 use super::seam::{BoxFuture, Transport, TransportListener};
@@ -52,11 +54,7 @@ impl Transport for Lsp {
             };
             let (rx, guard, local) = bind(*a, &self.0).await?;
             let local = TransportAddr::Lsp(local);
-            Ok(Box::new(LspAccept {
-                rx,
-                local,
-                _guard: guard,
-            }) as Box<dyn TransportListener>)
+            Ok(Box::new(LspAccept { rx, local, guard }) as Box<dyn TransportListener>)
         })
     }
 }
@@ -65,7 +63,7 @@ impl Transport for Lsp {
 struct LspAccept {
     rx: mpsc::Receiver<RawConnection>,
     local: TransportAddr,
-    _guard: ServerGuard,
+    guard: ServerGuard,
 }
 
 impl TransportListener for LspAccept {
@@ -76,14 +74,46 @@ impl TransportListener for LspAccept {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>> {
         Box::pin(async move { super::next_queued(&mut self.rx).await })
     }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.guard.close())
+    }
 }
 
-/// Keeps a listener's LSP server task alive; aborts it when dropped.
-struct ServerGuard(JoinHandle<()>);
+/// A listener's LSP server and the tasks sharing it: the one routing its messages and one
+/// writer per connection. Dropped, it stops them; [`close`](Self::close) also waits until the
+/// server's socket is closed.
+struct ServerGuard {
+    serve: Option<JoinHandle<()>>,
+    server: Option<Arc<Server>>,
+    /// Ends the connections' writers.
+    stop: CancellationToken,
+    writers: TaskTracker,
+}
+
+impl ServerGuard {
+    /// Stops every task sharing the server, then the server itself, and returns once its
+    /// socket is closed, so that the address can be bound again at once.
+    async fn close(&mut self) {
+        self.stop.cancel();
+        if let Some(serve) = self.serve.take() {
+            serve.abort();
+            let _ = serve.await;
+        }
+        self.writers.close();
+        self.writers.wait().await;
+        if let Some(server) = self.server.take().and_then(Arc::into_inner) {
+            server.shutdown().await;
+        }
+    }
+}
 
 impl Drop for ServerGuard {
     fn drop(&mut self) {
-        self.0.abort();
+        self.stop.cancel();
+        if let Some(serve) = &self.serve {
+            serve.abort();
+        }
     }
 }
 
@@ -151,16 +181,36 @@ async fn bind(
     // Large enough for a loopback client's messages; each link keeps its own limit.
     let mut lsp = config.lsp.clone();
     lsp.max_payload = config.lsp_largest_message();
-    let server = Server::bind_with(lsp, socket).map_err(to_io)?;
+    let server = Arc::new(Server::bind_with(lsp, socket).map_err(to_io)?);
     let local = server.local_addr();
     let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog.max(1));
-    let task = tokio::spawn(serve(Arc::new(server), accept_tx, config.clone()));
-    Ok((accept_rx, ServerGuard(task), local))
+    let stop = CancellationToken::new();
+    let writers = TaskTracker::new();
+    let task = tokio::spawn(serve(
+        server.clone(),
+        accept_tx,
+        config.clone(),
+        stop.clone(),
+        writers.clone(),
+    ));
+    let guard = ServerGuard {
+        serve: Some(task),
+        server: Some(server),
+        stop,
+        writers,
+    };
+    Ok((accept_rx, guard, local))
 }
 
 /// Routes each connection's messages to its own channel. A connection is offered to the
 /// listener on its first message; when the backlog is full it is closed at once.
-async fn serve(server: Arc<Server>, accept: mpsc::Sender<RawConnection>, config: TransportConfig) {
+async fn serve(
+    server: Arc<Server>,
+    accept: mpsc::Sender<RawConnection>,
+    config: TransportConfig,
+    stop: CancellationToken,
+    writers: TaskTracker,
+) {
     let depth = config.channel_depth.max(1);
     // Bounded by LSP's `max_connections`.
     let mut conns: HashMap<ConnId, mpsc::Sender<io::Result<Inbound>>> = HashMap::new();
@@ -220,7 +270,7 @@ async fn serve(server: Arc<Server>, accept: mpsc::Sender<RawConnection>, config:
             if let Some(addr) = server.peer_addr(conn) {
                 span.record("addr", tracing::field::display(addr));
             }
-            tokio::spawn(write_conn(server.clone(), conn, out_rx).instrument(span));
+            writers.spawn(write_conn(server.clone(), conn, out_rx, stop.clone()).instrument(span));
         }
     }
 }
@@ -250,12 +300,23 @@ impl Batch {
     }
 }
 
-async fn write_conn(server: Arc<Server>, conn: ConnId, mut out: mpsc::Receiver<Bytes>) {
-    let mut batch = Batch::new();
-    while next_batch(&mut out, &mut batch).await {
-        if server.send_batch(conn, &mut batch.queue).await.is_err() {
-            return;
+async fn write_conn(
+    server: Arc<Server>,
+    conn: ConnId,
+    mut out: mpsc::Receiver<Bytes>,
+    stop: CancellationToken,
+) {
+    let write = async {
+        let mut batch = Batch::new();
+        while next_batch(&mut out, &mut batch).await {
+            if server.send_batch(conn, &mut batch.queue).await.is_err() {
+                return;
+            }
         }
+        let _ = server.close_conn(conn);
+    };
+    tokio::select! {
+        () = write => {}
+        () = stop.cancelled() => {}
     }
-    let _ = server.close_conn(conn);
 }

@@ -380,6 +380,12 @@ impl RawListener {
     pub async fn accept(&mut self) -> io::Result<PendingConnection> {
         self.inner.accept().await
     }
+
+    /// Stops listening and returns once the address can be bound again (an LSP listener's
+    /// socket is shared with its connections' writers, which dropping it only tells to stop).
+    pub async fn close(mut self) {
+        self.inner.close().await;
+    }
 }
 
 impl fmt::Debug for RawListener {

@@ -158,6 +158,13 @@ pub trait TransportListener: Send + 'static {
     /// # Cancel safety
     /// Must be cancel safe: a connection is never lost by dropping the future.
     fn accept(&mut self) -> BoxFuture<'_, io::Result<PendingConnection>>;
+
+    /// Stops listening and returns once the address can be bound again: for a listener whose
+    /// socket is shared with background tasks, which dropping it only tells to stop. The
+    /// default does nothing (dropping the listener closes its socket at once).
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Dialling or listening on an address whose scheme has no transport; it travels as the
