@@ -34,8 +34,24 @@ impl Shell {
         payload: &[u8],
         delivery: Delivery,
     ) -> Result<(), SendError> {
+        self.queue(to, payload, delivery, false)
+    }
+
+    /// `Engine::send` (or, `alive`, `Engine::send_alive`) under the lock, then what it gave
+    /// carried out.
+    fn queue(
+        self: &Arc<Self>,
+        to: NodeId,
+        payload: &[u8],
+        delivery: Delivery,
+        alive: bool,
+    ) -> Result<(), SendError> {
         let mut st = self.lock();
-        let r = st.engine.send(now(), to, payload, delivery);
+        let r = if alive {
+            st.engine.send_alive(now(), to, payload, delivery)
+        } else {
+            st.engine.send(now(), to, payload, delivery)
+        };
         self.flush_queued(&mut st);
         r
     }
@@ -172,9 +188,6 @@ impl Shell {
         if to == self.id {
             return self.send_local(payload, delivery);
         }
-        let mut st = self.lock();
-        let r = st.engine.send_alive(now(), to, &payload, delivery);
-        self.flush_queued(&mut st);
-        r
+        self.queue(to, &payload, delivery, true)
     }
 }
