@@ -79,6 +79,7 @@ mod secure;
 mod session;
 mod status;
 mod stream;
+mod turn;
 pub mod transport;
 
 pub use config::{Security, SessionConfig};

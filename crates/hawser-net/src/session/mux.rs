@@ -10,16 +10,16 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::Poll;
-
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use tracing::{debug, warn};
 
 use super::error::ConfigError;
 use super::transport::ByteStream;
+use super::turn::{Part, Turn};
 
 /// yamux's initial (and minimum) per-stream receive window.
 pub const STREAM_WINDOW: usize = yamux::DEFAULT_CREDIT as usize;
@@ -122,74 +122,168 @@ pub(crate) enum DriverEnd {
     Failed(yamux::ConnectionError),
 }
 
+/// Most passes over its parts the driver makes in one turn before it lets other tasks run
+/// (it then wakes itself).
+const MAX_PASSES: usize = 64;
+
 /// Drives a yamux connection until it ends.
+///
+/// The task's parts each have their own waker ([`turn`](super::turn)): the connection (with
+/// the command queue) and each companion. A turn polls the parts that were woken until none
+/// is, so that a companion's write reaches the socket, and a frame read from the socket
+/// reaches a companion reading its stream, in the same turn.
 pub(crate) async fn drive(
     io: Box<dyn ByteStream>,
     config: yamux::Config,
     mode: yamux::Mode,
-    mut commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<yamux::Stream>,
 ) -> DriverEnd {
-    let mut conn = yamux::Connection::new(io.compat(), config, mode);
-    let mut pending_open: Option<oneshot::Sender<_>> = None;
-    let mut closing = false;
-    // At most one per session: a node's writer (`Session::run_on_driver` is crate-private).
-    let mut companions: FuturesUnordered<Companion> = FuturesUnordered::new();
-    let end = poll_fn(|cx| loop {
-        // Companions first: what they write reaches the connection polled below, in this same
-        // turn of the task.
-        while let Poll::Ready(Some(())) = companions.poll_next_unpin(cx) {}
-        if closing {
-            return match conn.poll_close(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(DriverEnd::Local),
-                Poll::Ready(Err(e)) => Poll::Ready(DriverEnd::Failed(e)),
-                Poll::Pending => Poll::Pending,
-            };
-        }
-        if pending_open.is_some() {
-            if let Poll::Ready(result) = conn.poll_new_outbound(cx) {
-                if let Some(reply) = pending_open.take() {
-                    // The requester may have given up; the stream is then dropped (reset).
-                    let _ = reply.send(result);
-                }
-                continue;
+    let turn = Arc::new(Turn::default());
+    let mut d = Driver {
+        conn: yamux::Connection::new(io.compat(), config, mode),
+        commands,
+        inbound,
+        pending_open: None,
+        closing: false,
+        companions: Vec::new(),
+        turn: turn.clone(),
+    };
+    let conn_part = Part::new(&turn);
+    let conn_waker = conn_part.waker();
+    let end = poll_fn(|cx| {
+        turn.begin(cx.waker());
+        let mut passes = 0;
+        let end = loop {
+            if passes == MAX_PASSES || !turn.pass() {
+                // Past the bound, marks are left: `end` below has the task polled again.
+                break None;
             }
-        } else {
-            match commands.poll_recv(cx) {
-                Poll::Ready(Some(Command::Open(reply))) => {
-                    pending_open = Some(reply);
-                    continue;
-                }
-                Poll::Ready(Some(Command::Run(f))) => {
-                    companions.push(f);
-                    continue;
-                }
-                Poll::Ready(Some(Command::Close) | None) => {
-                    closing = true;
-                    continue;
-                }
-                Poll::Pending => {}
-            }
-        }
-        match conn.poll_next_inbound(cx) {
-            Poll::Ready(Some(Ok(stream))) => {
-                if inbound.try_send(stream).is_err() {
-                    warn!("inbound stream queue full; resetting the stream");
+            passes += 1;
+            // Each mark is taken just before its part is polled, so that what the companions
+            // did for the connection is carried out in the same pass.
+            d.poll_companions();
+            if conn_part.take() {
+                let mut kcx = Context::from_waker(&conn_waker);
+                if let Poll::Ready(end) = d.poll_connection(&mut kcx) {
+                    break Some(end);
                 }
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(DriverEnd::Failed(e)),
-            Poll::Ready(None) => return Poll::Ready(DriverEnd::Remote),
-            Poll::Pending => return Poll::Pending,
+        };
+        let again = turn.end();
+        match end {
+            Some(end) => Poll::Ready(end),
+            None => {
+                if again {
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
         }
     })
     .await;
-    if let Some(reply) = pending_open.take() {
+    if let Some(reply) = d.pending_open.take() {
         let _ = reply.send(Err(yamux::ConnectionError::Closed));
     }
     // Companions not finished go on as tasks of their own, to see the session end.
-    for f in companions {
-        tokio::spawn(f);
+    for c in d.companions {
+        tokio::spawn(c.future);
     }
     debug!("mux driver ended");
     end
+}
+
+/// A companion on the driver's task, with its part's waker.
+struct Running {
+    future: Companion,
+    part: Arc<Part>,
+    waker: Waker,
+}
+
+/// What the driver task owns.
+struct Driver {
+    conn: yamux::Connection<Compat<Box<dyn ByteStream>>>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<yamux::Stream>,
+    pending_open: Option<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>,
+    closing: bool,
+    /// At most two per session, a node's writer and its reader: `Session::run_on_driver` is
+    /// crate-private, and the node runs one of each on a session.
+    companions: Vec<Running>,
+    turn: Arc<Turn>,
+}
+
+impl Driver {
+    /// Polls the companions that were woken; drops those that finished.
+    fn poll_companions(&mut self) {
+        let mut i = 0;
+        while let Some(c) = self.companions.get_mut(i) {
+            if c.part.take()
+                && c.future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&c.waker))
+                    .is_ready()
+            {
+                self.companions.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Polls the connection part: commands, then the connection, until the connection has
+    /// nothing more to do (`Pending`) or has ended. A companion received is added, marked.
+    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<DriverEnd> {
+        loop {
+            if self.closing {
+                return match self.conn.poll_close(cx) {
+                    Poll::Ready(Ok(())) => Poll::Ready(DriverEnd::Local),
+                    Poll::Ready(Err(e)) => Poll::Ready(DriverEnd::Failed(e)),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            if self.pending_open.is_some() {
+                if let Poll::Ready(result) = self.conn.poll_new_outbound(cx) {
+                    if let Some(reply) = self.pending_open.take() {
+                        // The requester may have given up; the stream is then dropped (reset).
+                        let _ = reply.send(result);
+                    }
+                    continue;
+                }
+            } else {
+                match self.commands.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Open(reply))) => {
+                        self.pending_open = Some(reply);
+                        continue;
+                    }
+                    Poll::Ready(Some(Command::Run(future))) => {
+                        // Marked: polled in the next pass of this turn.
+                        let part = Part::new(&self.turn);
+                        let waker = part.waker();
+                        self.companions.push(Running {
+                            future,
+                            part,
+                            waker,
+                        });
+                        continue;
+                    }
+                    Poll::Ready(Some(Command::Close) | None) => {
+                        self.closing = true;
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            match self.conn.poll_next_inbound(cx) {
+                Poll::Ready(Some(Ok(stream))) => {
+                    if self.inbound.try_send(stream).is_err() {
+                        warn!("inbound stream queue full; resetting the stream");
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(DriverEnd::Failed(e)),
+                Poll::Ready(None) => return Poll::Ready(DriverEnd::Remote),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
