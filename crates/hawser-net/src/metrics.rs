@@ -134,6 +134,8 @@ metrics_of! {
             "Sealed datagrams dropped because they did not authenticate.";
         replayed_datagrams: Counter "hawser_node_replayed_datagrams_total"
             "Sealed datagrams dropped as replays (counter seen or older than the window).";
+        shared_sessions: Counter "hawser_node_shared_sessions_total"
+            "Connections to a peer carried by a session the peer opened, not a new one.";
     }
 }
 

@@ -567,6 +567,50 @@ async fn idle_connection_closes(kind: Kind) {
     stop_all(&nodes).await;
 }
 
+/// Pinned peers write on one session both ways: the node that was dialled answers on the
+/// dialler's session, which stays open while either node writes on it (the dialler's idle
+/// close does not cut the other node's writer), and ends once both went idle.
+async fn shared_session(kind: Kind) {
+    let mut c = Cluster::members(kind, 2);
+    c.settings.idle_timeout = Duration::from_millis(300);
+    let nodes = c.start_all().await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (mut inbox_a, mut inbox_b) = (a.incoming(), b.incoming());
+    a.try_send(2, "ping", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox_b).await.payload, "ping");
+    b.try_send(1, "pong", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox_a).await.payload, "pong");
+    assert_eq!(
+        (a.stats().shared_sessions, b.stats().shared_sessions),
+        (0, 1)
+    );
+    // Node 2 writes for twice node 1's idle timeout; node 1 stays silent, so its writer
+    // closes, but the session stays: node 2 never reconnects.
+    for i in 0..12 {
+        b.try_send(1, format!("b {i}"), Delivery::Reliable).unwrap();
+        assert_eq!(next(&mut inbox_a).await.payload, format!("b {i}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Node 1's writer has been idle for 600 ms: closed.
+    a.try_send(2, "again", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox_b).await.payload, "again");
+    assert_eq!(a.peer_stats(2).unwrap().reconnects, 1);
+    assert_eq!(b.peer_stats(1).unwrap().reconnects, 0);
+    // Node 1 wrote again on the session node 2 kept open.
+    assert_eq!(a.stats().shared_sessions, 1);
+    // Both idle: the session ends, and the next message dials a new one.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    a.try_send(2, "new", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox_b).await.payload, "new");
+    b.try_send(1, "on it", Delivery::Reliable).unwrap();
+    assert_eq!(next(&mut inbox_a).await.payload, "on it");
+    assert_eq!(
+        (a.stats().shared_sessions, b.stats().shared_sessions),
+        (1, 2)
+    );
+    stop_all(&nodes).await;
+}
+
 /// After stop() returns, no task of the nodes is left on the runtime.
 async fn stop_leaves_no_task(kind: Kind) {
     let metrics = tokio::runtime::Handle::current().metrics();
@@ -594,19 +638,19 @@ async fn stop_leaves_no_task(kind: Kind) {
 suite!(Memory: exchange, broadcast_groups, per_sender_order, errors_at_once, full_queue, batch_send, batch_cancel,
     incoming_full, restart_reconnects, restart_within_deadline, concurrent_senders, membership_changes,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
-suite!(Tcp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+suite!(Tcp: exchange, shared_session, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
 suite!(Lsp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
 
 // Reliable messages over session transports (`Settings::transports`); each node also listens
 // on TCP + UDP, which carries only datagrams (and reachability addresses) here.
-suite!(SessionWs: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+suite!(SessionWs: exchange, shared_session, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
-suite!(SessionMem: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+suite!(SessionMem: exchange, shared_session, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
-suite!(SessionLsp: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+suite!(SessionLsp: exchange, shared_session, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);
 // A transport written outside hawser, through its public seam (`node_common::uds`).
-suite!(SessionUds: exchange, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
+suite!(SessionUds: exchange, shared_session, per_sender_order, batch_send, batch_cancel, restart_reconnects, concurrent_senders,
     on_receive_handler, idle_connection_closes, stop_leaves_no_task);

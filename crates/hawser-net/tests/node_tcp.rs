@@ -29,7 +29,7 @@ async fn closed_by_node(s: &mut TcpStream) -> Option<Refusal> {
 
 #[tokio::test]
 async fn oversized_frame_closes_only_that_connection() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.max_frame = 1024;
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
@@ -57,7 +57,7 @@ async fn oversized_frame_closes_only_that_connection() {
 
 #[tokio::test]
 async fn a_datagram_key_on_a_plaintext_session_is_ignored_and_counted() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.security = Security::DangerPlaintext;
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
@@ -86,7 +86,7 @@ async fn a_datagram_key_on_a_plaintext_session_is_ignored_and_counted() {
 
 #[tokio::test]
 async fn bad_hellos_and_strangers_are_refused() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.hello_timeout = Duration::from_secs(1);
     let nodes = c.start_all().await;
     let addr = nodes[1].local_addr().unwrap();
@@ -118,7 +118,7 @@ async fn bad_hellos_and_strangers_are_refused() {
 
 #[tokio::test]
 async fn malformed_and_misdirected_datagrams_are_dropped() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     let nodes = c.start_all().await;
     let mut inbox = nodes[1].incoming();
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -144,7 +144,7 @@ async fn malformed_and_misdirected_datagrams_are_dropped() {
 
 #[tokio::test]
 async fn oversize_datagram_can_go_reliably_when_asked() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.datagram_limit = 100;
     c.settings.oversize_datagram = OversizeDatagram::SendReliably;
     let nodes = c.start_all().await;
@@ -162,7 +162,7 @@ async fn oversize_datagram_can_go_reliably_when_asked() {
 
 #[tokio::test]
 async fn inbound_connections_are_bounded() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.max_inbound_connections = 1;
     let nodes = c.start_all().await;
     let addr = nodes[1].local_addr().unwrap();
@@ -178,7 +178,7 @@ async fn inbound_connections_are_bounded() {
 
 #[tokio::test]
 async fn a_non_member_and_a_wrong_pin_hear_why_the_node_refused_them() {
-    let mut c = Cluster::members(Kind::Tcp, 2);
+    let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
     c.settings.pins.insert(
         NodeId(1),
         vec![Identity::from_secret_bytes(&[1; 32]).peer_id()],

@@ -1,11 +1,25 @@
-//! One-thread ping-pong, 64 bytes: two hawser nodes (Noise over TCP, or plaintext) or raw
-//! tokio TCP with 4-byte length framing, both ends on one current-thread runtime. Prints the
-//! p50 and p99 round trip in microseconds. Usage: `node_ping <node|node-plain|tcp> [trips]`.
+//! One-thread ping-pong, 64 bytes: two hawser nodes or raw tokio TCP with 4-byte length
+//! framing, both ends on one current-thread runtime. Prints the p50 and p99 round trip in
+//! microseconds.
+//!
+//! Usage: `node_ping <mode> [trips] [task]`, where mode is one of
+//! - `node`: Noise over TCP, each node pinning the other's identity, so that both directions
+//!   share one session (the production setting);
+//! - `node-unpinned`: Noise over TCP without pins: each node writes on a session it dialled;
+//! - `node-plain`: plaintext sessions, without pins;
+//! - `tcp`: raw TCP, one connection both ways;
+//! - `tcp-two`: raw TCP, one connection each way (what unpinned nodes pay for in the kernel).
+//!
+//! With `task`, the client loop runs as a spawned task, as an application's would, instead
+//! of as the future `block_on` drives (which tokio polls after an extra non-blocking look at
+//! the sockets each time a task wakes it).
 
 use std::time::{Duration, Instant};
 
 use hawser_net::node::{Delivery, Member, Node, Role};
-use hawser_net::session::{Security, TransportAddr};
+use std::sync::Arc;
+
+use hawser_net::session::{Identity, Security, TransportAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> std::net::SocketAddr {
@@ -15,12 +29,20 @@ fn free_port() -> std::net::SocketAddr {
         .unwrap()
 }
 
-async fn nodes(security: Security) -> (Node, Node) {
+async fn nodes(security: Security, pinned: bool) -> (Node, Node) {
     let addrs = [free_port(), free_port()];
+    let identities = [
+        Arc::new(Identity::generate().unwrap()),
+        Arc::new(Identity::generate().unwrap()),
+    ];
     let mut out = Vec::new();
     for id in 1..=2u64 {
         let peer = 3 - id;
-        let node = Node::builder(id)
+        let mut b = Node::builder(id).identity(identities[id as usize - 1].clone());
+        if pinned {
+            b = b.pin(peer, identities[peer as usize - 1].peer_id());
+        }
+        let node = b
             .security(security)
             .listen(([127, 0, 0, 1], 0).into())
             .listen_on(TransportAddr::Tcp(addrs[id as usize - 1]))
@@ -35,8 +57,8 @@ async fn nodes(security: Security) -> (Node, Node) {
     (out.pop().unwrap(), b)
 }
 
-async fn node_trips(security: Security, warm: usize, trips: usize) -> Vec<Duration> {
-    let (a, b) = nodes(security).await;
+async fn node_trips(security: Security, pinned: bool, warm: usize, trips: usize) -> Vec<Duration> {
+    let (a, b) = nodes(security, pinned).await;
     let (mut ia, mut ib) = (a.incoming(), b.incoming());
     let payload = bytes::Bytes::from(vec![7u8; 64]);
     let mut samples = Vec::with_capacity(trips);
@@ -90,25 +112,76 @@ async fn tcp_trips(warm: usize, trips: usize) -> Vec<Duration> {
     samples
 }
 
+async fn tcp_two_trips(warm: usize, trips: usize) -> Vec<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut a_out = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut b_in, _) = listener.accept().await.unwrap();
+    let mut b_out = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut a_in, _) = listener.accept().await.unwrap();
+    for s in [&a_out, &b_in, &b_out, &a_in] {
+        s.set_nodelay(true).unwrap();
+    }
+    let echo = tokio::spawn(async move {
+        let mut buf = vec![0u8; 68];
+        loop {
+            if b_in.read_exact(&mut buf).await.is_err() {
+                return;
+            }
+            if b_out.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut frame = vec![0u8; 68];
+    frame[..4].copy_from_slice(&64u32.to_be_bytes());
+    let mut buf = vec![0u8; 68];
+    let mut samples = Vec::with_capacity(trips);
+    for i in 0..warm + trips {
+        let t = Instant::now();
+        a_out.write_all(&frame).await.unwrap();
+        a_in.read_exact(&mut buf).await.unwrap();
+        if i >= warm {
+            samples.push(t.elapsed());
+        }
+    }
+    drop(a_out);
+    let _ = echo.await;
+    samples
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "node".to_owned());
+    let label = mode.clone();
     let trips: usize = args.next().map_or(10_000, |s| s.parse().unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut samples = rt.block_on(async {
+    let task = args.next().as_deref() == Some("task");
+    let run = async move {
         match mode.as_str() {
-            "node" => node_trips(Security::Noise, 1000, trips).await,
-            "node-plain" => node_trips(Security::DangerPlaintext, 1000, trips).await,
-            _ => tcp_trips(1000, trips).await,
+            "node" => node_trips(Security::Noise, true, 1000, trips).await,
+            "node-unpinned" => node_trips(Security::Noise, false, 1000, trips).await,
+            "node-plain" => node_trips(Security::DangerPlaintext, false, 1000, trips).await,
+            "tcp-two" => tcp_two_trips(1000, trips).await,
+            "tcp" => tcp_trips(1000, trips).await,
+            other => panic!("unknown mode {other}"),
+        }
+    };
+    let mut samples = rt.block_on(async {
+        if task {
+            tokio::spawn(run).await.expect("the client task")
+        } else {
+            run.await
         }
     });
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     println!(
-        "{mode}: p50 {:.1} us, p99 {:.1} us",
+        "{label}{}: p50 {:.1} us, p99 {:.1} us",
+        if task { " (task)" } else { "" },
         at(0.5).as_secs_f64() * 1e6,
         at(0.99).as_secs_f64() * 1e6
     );

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+
 use hawser_proto::node::engine::{ConnId, WriteError};
 use hawser_proto::node::FrameBatch;
 use tokio_util::sync::CancellationToken;
@@ -84,9 +86,14 @@ pub(crate) async fn write_all<W: tokio::io::AsyncWrite + Unpin + Send>(
     let mut off = 0;
     while off < bytes.len() {
         let rest = bytes.get(off..).unwrap_or_default();
-        let r = tokio::select! {
-            r = w.write(rest) => r,
-            () = stop.cancelled() => Err(io::ErrorKind::Interrupted.into()),
+        // A write with room goes through at once, without setting up the wait for `stop`
+        // (a write future that is not ready has written nothing and is dropped).
+        let r = match w.write(rest).now_or_never() {
+            Some(r) => r,
+            None => tokio::select! {
+                r = w.write(rest) => r,
+                () = stop.cancelled() => Err(io::ErrorKind::Interrupted.into()),
+            },
         };
         match r {
             Ok(0) | Err(_) => return Err(WriteError { written: off }),

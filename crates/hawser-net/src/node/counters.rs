@@ -47,6 +47,10 @@ pub(crate) struct Counters {
     /// Sealed datagrams dropped because their counter was already seen or is older than the
     /// replay window (64 counters).
     pub replayed_datagrams: AtomicU64,
+    /// Connections to a peer opened on a session the peer had opened to this node (pinned
+    /// peers, encrypted sessions), so that both directions share one transport connection,
+    /// instead of on a new session.
+    pub shared_sessions: AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +78,7 @@ impl Counters {
             unsealed_datagrams: r(&self.unsealed_datagrams),
             forged_datagrams: r(&self.forged_datagrams),
             replayed_datagrams: r(&self.replayed_datagrams),
+            shared_sessions: r(&self.shared_sessions),
         }
     }
 }

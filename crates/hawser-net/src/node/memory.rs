@@ -228,8 +228,9 @@ impl BatchSink for MemorySink {
                 .frames()
                 .map(|(f, _)| f.slice(FRAME_LEN_PREFIX.min(f.len())..)),
         );
-        dest.receive(self.inbound, self.from, None, &mut self.bodies);
-        if dest.drain_overflow().await {
+        let waits = dest.receive(self.inbound, self.from, None, &mut self.bodies);
+        let taken = !waits || dest.drain_overflow().await;
+        if taken && !dest.is_stopped() {
             Ok(())
         } else {
             Err(WriteError {

@@ -2,8 +2,9 @@
 //! `super::secure`), unreliable over UDP.
 //!
 //! Every node listens on one address for both TCP and UDP (same port), and optionally on LSP
-//! (`lsp_listen`) and extra transport addresses (`Settings::listen_also`). Sessions are
-//! one-way: each node writes on the sessions it dialled and reads on those it accepted.
+//! (`lsp_listen`) and extra transport addresses (`Settings::listen_also`). A node writes to a
+//! pinned peer on the session either of them dialled (one connection both ways), and to
+//! other peers on a session it dialled itself; it reads every node stream opened to it.
 //! With Noise, datagrams are sealed with the key each session's dialer sends in it
 //! (`super::datagram`); in plaintext they are not authenticated (`docs/security.md`).
 

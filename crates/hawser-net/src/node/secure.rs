@@ -13,7 +13,10 @@
 //! naming the dialling node and where it listens, then frames starting with a kind byte, as
 //! before sessions. The accepting end checks the hello's node against the pins of
 //! [`Settings::pins`] (the session proved the peer's `PeerId`) and the membership before
-//! reading anything else. Streams are one-way: the dialler writes, the acceptor reads.
+//! reading anything else. Each stream is one-way: the node that opened it writes, the other
+//! reads. Between pinned peers both nodes open their messages stream on one session, whichever
+//! dialled it ([`Shell::share_session`]); otherwise each node writes on the session it dialled.
+//! Readers and the dialled session's writer run on the session's own task.
 //!
 //! The engine writes reachability frames and pings before application frames, on the
 //! messages stream; [`NODE_REACH`] stays reserved (older nodes open it; it is accepted and
@@ -50,7 +53,7 @@ use super::shell::Shell;
 use crate::session::{
     self, CloseReason, DialError, HandshakeError, Identity, InboundStreams, NoiseCipher, OpenError,
     PeerId, Protocol, ProtocolId, ProtocolRegistry, Refusal, RefusalReason, Session, SessionConfig,
-    Stream, TransportAddr, TransportConfig,
+    Stream, TransportAddr, TransportConfig, WeakSession,
 };
 
 /// The protocol of application messages between nodes (reserved id 1).
@@ -279,6 +282,20 @@ pub(crate) async fn dial(
         session.close().await;
         return Err(e);
     }
+    serve_dialled(shell, &session, peer);
+    let sink = open_messages(shell, session, peer).await?;
+    info!(node = %shell.id, %peer, %addr, peer_id = %sink.session.peer_id(),
+          cipher = sink.session.cipher().map_or("plaintext", NoiseCipher::name), "session connected");
+    Ok(sink)
+}
+
+/// Opens this node's messages stream to `peer` on `session` and says hello (then, with Noise,
+/// sends this node's datagram key).
+async fn open_messages(
+    shell: &Arc<Shell>,
+    session: Session,
+    peer: NodeId,
+) -> Result<SessionSink, SessionError> {
     let mut buf = BytesMut::new();
     let mut app = session.open(NODE_MESSAGES).await?;
     write_hello(&mut app, &mut buf, &hello(shell))
@@ -291,8 +308,6 @@ pub(crate) async fn dial(
             .map_err(SessionError::Hello)?;
         shell.lock().seal.insert(peer, SealKey::new(&key, cipher));
     }
-    info!(node = %shell.id, %peer, %addr, peer_id = %session.peer_id(),
-          cipher = session.cipher().map_or("plaintext", NoiseCipher::name), "session connected");
     Ok(SessionSink { session, app })
 }
 
@@ -307,6 +322,19 @@ pub(crate) async fn dial_and_write(
     stop: CancellationToken,
 ) {
     let attempt = async {
+        // A session the peer opened to this node carries this node's messages too (one
+        // connection both ways): no new connection, and replies share the packets of what
+        // they answer.
+        if let Some((session, via)) = shell.shared_session(peer) {
+            match open_messages(&shell, session, peer).await {
+                Ok(sink) => {
+                    Counters::bump(&shell.counters.shared_sessions);
+                    debug!(node = %shell.id, %peer, "writing on the session the peer opened");
+                    return Ok((sink, via));
+                }
+                Err(err) => debug!(node = %shell.id, %peer, %err, "shared session unusable"),
+            }
+        }
         let mut last = EngineDialError::Other("no address".to_owned());
         for (addr, via) in &targets {
             match dial(&shell, &ctx, peer, addr).await {
@@ -329,6 +357,7 @@ pub(crate) async fn dial_and_write(
     match result {
         Ok((sink, via)) => {
             let session = sink.session.clone();
+            shell.share_session(peer, &session, via);
             if let Some(slot) = shell.dialed(conn, peer, Ok((via, Some(session.clone())))) {
                 // On the session's own task: a batch written there goes out in the same turn,
                 // with no hand-off to the multiplexer's task. Still tracked, so `stop` waits
@@ -403,7 +432,18 @@ async fn handshake_and_serve(
         () = shell.cancel.cancelled() => return,
     };
     match result {
-        Ok(session) => serve(shell, session, remote, permit).await,
+        Ok(session) => {
+            // On the session's own task: a frame read there reaches the engine in the same
+            // turn, with no hand-off to a reader task. Still tracked, so `stop` waits for it.
+            let driver = session.clone();
+            let tracker = shell.tracker.clone();
+            let held = Held::Accepted(session);
+            let served = serve(shell, held, remote, None, Some(permit)).in_current_span();
+            let served = tracker.track_future(served);
+            if let Err(served) = driver.run_on_driver(Box::pin(served)) {
+                served.await;
+            }
+        }
         Err(err) => {
             if matches!(err, HandshakeError::PeerMismatch { .. }) {
                 Counters::bump(&shell.counters.peer_mismatches);
@@ -446,15 +486,53 @@ struct Accepted {
     remote: Option<SocketAddr>,
     /// The session's cipher (a datagram key is taken only when there is one, for it).
     cipher: Option<NoiseCipher>,
+    /// On a session this node dialled: the node it dialled, the only one its hellos may name.
+    dialled: Option<NodeId>,
 }
 
-/// Serves an accepted session until it ends, the node stops, or the peer breaks a rule.
+/// How a served session is held.
+enum Held {
+    /// A session a peer opened: held until it ends (the peer that opened it decides when).
+    Accepted(Session),
+    /// A session this node dialled: held only while a stream of the peer's is read, so that
+    /// it ends once this node's writer and the peer's are both done with it.
+    Dialled(WeakSession),
+}
+
+impl Held {
+    /// A full handle, while the session is held by someone.
+    fn get(&self) -> Option<Session> {
+        match self {
+            Held::Accepted(s) => Some(s.clone()),
+            Held::Dialled(w) => w.upgrade(),
+        }
+    }
+}
+
+/// Reads the node streams `peer` opens on a session this node dialled to it (the peer writes
+/// there when it shares the session rather than dialling one of its own), on the session's
+/// own task. The peer's hellos must name `peer`.
+fn serve_dialled(shell: &Arc<Shell>, session: &Session, peer: NodeId) {
+    let held = Held::Dialled(session.downgrade());
+    let served = serve(shell.clone(), held, None, Some(peer), None).in_current_span();
+    let served = shell.tracker.track_future(served);
+    if let Err(served) = session.run_on_driver(Box::pin(served)) {
+        tokio::spawn(served);
+    }
+}
+
+/// Serves a session's node and application streams until it ends, the node stops, or the
+/// peer breaks a rule. `dialled`: the node this node dialled, for its own sessions.
 async fn serve(
     shell: Arc<Shell>,
-    session: Session,
+    held: Held,
     remote: Option<SocketAddr>,
-    _permit: OwnedSemaphorePermit,
+    dialled: Option<NodeId>,
+    _permit: Option<OwnedSemaphorePermit>,
 ) {
+    let Some(session) = held.get() else {
+        return;
+    };
     let (Ok(messages), Ok(reach)) = (
         session.accept_streams(NODE_MESSAGES),
         session.accept_streams(NODE_REACH),
@@ -462,35 +540,48 @@ async fn serve(
         // A fresh session's receivers are always there.
         return;
     };
+    let app: Vec<InboundStreams> = shell
+        .settings
+        .protocols
+        .iter()
+        .filter_map(|p| session.accept_streams(p.id()).ok())
+        .collect();
     let peer = session.peer_id();
-    let cipher = session.cipher();
-    tracing::Span::current().record("peer_id", tracing::field::display(peer));
-    debug!(node = %shell.id, %peer, remote = %fmt_remote(remote), "session accepted");
     let on = Accepted {
         peer,
         remote,
-        cipher,
+        cipher: session.cipher(),
+        dialled,
     };
+    if dialled.is_none() {
+        tracing::Span::current().record("peer_id", tracing::field::display(peer));
+        debug!(node = %shell.id, %peer, remote = %fmt_remote(remote), "session accepted");
+    }
+    // A dialled session is held only while a stream is read.
+    let accepted = matches!(held, Held::Accepted(_)).then_some(session);
     tokio::select! {
-        () = serve_protocol(&shell, &session, messages, on, true) => {}
-        () = serve_protocol(&shell, &session, reach, on, false) => {}
-        () = serve_app_streams(&shell, &session, on) => {}
+        () = serve_protocol(&shell, &held, messages, on, true) => {}
+        () = serve_protocol(&shell, &held, reach, on, false) => {}
+        () = serve_app_streams(&shell, app, on) => {}
         () = shell.cancel.cancelled() => {}
     }
-    // Dropping the last handle ends the session at once.
-    drop(session);
+    if let Some(session) = accepted {
+        shell.unshare_session(&session);
+        // Dropping the last handle ends the session at once.
+        drop(session);
+    }
 }
 
-/// Serves the streams of one protocol, one after the other; the messages stream must come
-/// within `hello_timeout`.
+/// Serves the streams of one protocol, one after the other. On an accepted session the
+/// messages stream must come within `hello_timeout`.
 async fn serve_protocol(
     shell: &Arc<Shell>,
-    session: &Session,
+    held: &Held,
     mut incoming: InboundStreams,
     on: Accepted,
     messages: bool,
 ) {
-    let first = if messages {
+    let first = if messages && on.dialled.is_none() {
         match tokio::time::timeout(shell.settings.hello_timeout, incoming.accept()).await {
             Ok(s) => s,
             Err(_) => {
@@ -506,9 +597,13 @@ async fn serve_protocol(
         return;
     };
     loop {
-        if !serve_stream(shell, session, stream, on).await {
+        let Some(session) = held.get() else {
+            return;
+        };
+        if !serve_stream(shell, &session, stream, on, messages).await {
             return;
         }
+        drop(session);
         stream = match incoming.accept().await {
             Some(s) => s,
             None => return,
@@ -517,13 +612,22 @@ async fn serve_protocol(
 }
 
 /// Reads one stream: the hello, checked, then frames. `false` when the session must close.
-/// A hello that is malformed, names a node pinned to another identity, or a non-member, is
-/// refused ([`Session::refuse`]), so that the dialler logs the same reason.
-async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on: Accepted) -> bool {
+/// A hello that is malformed, names a node pinned to another identity, a non-member, or on a
+/// dialled session another node than the one dialled, is refused ([`Session::refuse`]), so
+/// that the other end logs the same reason. The messages stream of an accepted session is
+/// offered for this node's own messages to the peer ([`Shell::share_session`]).
+async fn serve_stream(
+    shell: &Arc<Shell>,
+    session: &Session,
+    stream: Stream,
+    on: Accepted,
+    messages: bool,
+) -> bool {
     let Accepted {
         peer,
         remote,
         cipher,
+        dialled,
     } = on;
     // The kind byte comes on top of an application payload of up to `max_frame`.
     let max = shell.settings.max_frame.saturating_add(FRAME_KIND_LEN);
@@ -554,6 +658,15 @@ async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on:
         }
     };
     let from = NodeId(hello.from);
+    if dialled.is_some_and(|d| d != from) {
+        Counters::bump(&shell.counters.bad_hellos);
+        warn!(node = %shell.id, peer = %from, "refused peer: its hello names another node than the one dialled");
+        let detail = format!("this session was dialled to another node than {from}");
+        session
+            .refuse(&Refusal::new(RefusalReason::PeerMismatch, &detail))
+            .await;
+        return false;
+    }
     if let Err(err) = check_pin(&shell.settings, from, peer) {
         Counters::bump(&shell.counters.peer_mismatches);
         warn!(node = %shell.id, %err, "refused peer: not the pinned identity");
@@ -584,6 +697,11 @@ async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on:
         }
     };
     info!(node = %shell.id, peer = %from, %peer, remote = %fmt_remote(remote), "accepted session");
+    if messages && dialled.is_none() {
+        if let Some(via) = via {
+            shell.share_session(from, session, via);
+        }
+    }
     let mut bodies = Vec::new();
     // Made once, not at every frame: each new wait registers itself with the token again.
     let stopped = stop.cancelled_owned();
@@ -618,8 +736,7 @@ async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on:
             };
             bodies.push(frame.freeze());
         }
-        shell.receive(conn, from, cipher, &mut bodies);
-        if !shell.drain_overflow().await {
+        if shell.receive(conn, from, cipher, &mut bodies) && !shell.drain_overflow().await {
             break false;
         }
     };
@@ -627,15 +744,10 @@ async fn serve_stream(shell: &Arc<Shell>, session: &Session, stream: Stream, on:
     keep
 }
 
-/// Accepts the application's streams (`Settings::protocols`) on an accepted session, each
-/// checked and answered on a task of its own, until the session ends. Never returns before.
-async fn serve_app_streams(shell: &Arc<Shell>, session: &Session, on: Accepted) {
-    let incoming: Vec<InboundStreams> = shell
-        .settings
-        .protocols
-        .iter()
-        .filter_map(|p| session.accept_streams(p.id()).ok())
-        .collect();
+/// Accepts the application's streams (`Settings::protocols`, their receivers `incoming`) on
+/// a session, each checked and answered on a task of its own, until the session ends. Never
+/// returns before.
+async fn serve_app_streams(shell: &Arc<Shell>, incoming: Vec<InboundStreams>, on: Accepted) {
     let accepting = incoming.into_iter().map(|mut inc| async move {
         // Bounded by the session's stream cap: yamux refuses streams beyond it.
         while let Some(stream) = inc.accept().await {

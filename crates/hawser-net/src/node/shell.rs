@@ -42,7 +42,7 @@ use super::room::Room;
 use super::route::fill_addrs;
 use super::rpc::{Calls, NodeStream, Responder, RpcStats, Serving, StreamError, Streams};
 use super::stats::NodeStats;
-use crate::session::{NoiseCipher, PeerId, ProtocolId, Session, TransportAddr};
+use crate::session::{NoiseCipher, PeerId, ProtocolId, Session, TransportAddr, WeakSession};
 
 /// How long a hello from a node that is not a member waits for the flood to make it one
 /// ([`Shell::accepted_soon`]).
@@ -129,6 +129,10 @@ pub(crate) struct State {
     pub open: HashMap<NodeId, OpenKey>,
     /// This node's session to each peer, for streams.
     pub sessions: HashMap<NodeId, (ConnId, Session)>,
+    /// A session with each pinned peer that carries messages both ways, with the peer's
+    /// address ([`Shell::share_session`]); at most one per member. Weak: a session lives only
+    /// while a writer or a reader of either node uses it.
+    shared: HashMap<NodeId, (WeakSession, SocketAddr)>,
     /// Reliable messages the incoming queue had no room for, in order: the readers wait until
     /// they are in before reading more (bounded by what one read hands over per connection).
     overflow: Vec<Incoming>,
@@ -211,6 +215,7 @@ impl Shell {
                 seal: HashMap::new(),
                 open: HashMap::new(),
                 sessions: HashMap::new(),
+                shared: HashMap::new(),
                 overflow: Vec::new(),
                 failing: std::collections::HashSet::new(),
                 armed: None,
@@ -503,16 +508,60 @@ impl Shell {
         !st.engine.membership().contains(peer) && !st.engine.was_removed(peer)
     }
 
+    /// Offers `session` with `peer` (at `via`) for this node's messages to `peer`: a later
+    /// dial to `peer` opens its stream on it, so both directions share one connection. A
+    /// session is offered once `peer` is known to be at its other end: one this node dialled,
+    /// or one whose messages stream's hello named `peer`. Only an encrypted session whose
+    /// proven identity is one of `peer`'s pins: without pins a node id is only a claim, and a
+    /// session that merely claims to be `peer` must not receive what this node sends to it.
+    pub fn share_session(&self, peer: NodeId, session: &Session, via: SocketAddr) {
+        let pinned = self
+            .settings
+            .pins
+            .get(&peer)
+            .is_some_and(|pins| pins.contains(&session.peer_id()));
+        if !pinned || !session.is_encrypted() {
+            return;
+        }
+        let mut st = self.lock();
+        if st.engine.membership().contains(peer) {
+            st.shared.insert(peer, (session.downgrade(), via));
+        }
+    }
+
+    /// `session` ended: no longer offered.
+    pub fn unshare_session(&self, session: &Session) {
+        self.lock()
+            .shared
+            .retain(|_, (s, _)| s.upgrade().is_some_and(|s| !s.same(session)));
+    }
+
+    /// The session shared with `peer`, if it is still open, with the peer's address.
+    pub fn shared_session(&self, peer: NodeId) -> Option<(Session, SocketAddr)> {
+        let mut st = self.lock();
+        let (weak, via) = st.shared.get(&peer)?;
+        match weak.upgrade().filter(|s| !s.is_closed()) {
+            Some(s) => Some((s, *via)),
+            None => {
+                st.shared.remove(&peer);
+                None
+            }
+        }
+    }
+
     /// Frame bodies (kind byte first) received on `conn` from `from`; a datagram key is the
     /// shell's (kept when the session has a `cipher`, else handed to the engine, which
-    /// counts it as a bad frame). Empties `frames`.
+    /// counts it as a bad frame). Empties `frames`. Whether reliable messages wait for room in
+    /// the incoming queue: the caller then waits in [`drain_overflow`](Self::drain_overflow)
+    /// before reading more.
+    #[must_use]
     pub fn receive(
         self: &Arc<Self>,
         conn: ConnId,
         from: NodeId,
         cipher: Option<NoiseCipher>,
         frames: &mut Vec<Bytes>,
-    ) {
+    ) -> bool {
         let mut st = self.lock();
         let t = now();
         for frame in frames.drain(..) {
@@ -529,6 +578,7 @@ impl Shell {
             st.engine.handle_frame(t, conn, frame);
         }
         self.flush(&mut st);
+        !st.overflow.is_empty()
     }
 
     /// The reader of `conn` met a frame above the bound.
@@ -643,6 +693,7 @@ impl Shell {
             st.seal.remove(&id);
             st.open.remove(&id);
             st.sessions.remove(&id);
+            st.shared.remove(&id);
             if let Some(room) = st.rooms.remove(&id) {
                 room.wake();
             }
@@ -714,6 +765,7 @@ impl Shell {
                 slot.stop.cancel();
             }
             st.sessions.clear();
+            st.shared.clear();
             for (_, room) in st.rooms.drain() {
                 room.wake();
             }

@@ -51,6 +51,10 @@ pub struct NodeStats {
     /// Sealed datagrams dropped because their counter was already seen or is older than the
     /// replay window (64 counters).
     pub replayed_datagrams: u64,
+    /// Connections to a peer opened on a session the peer had opened to this node (pinned
+    /// peers, encrypted sessions), so that both directions share one transport connection,
+    /// instead of on a new session.
+    pub shared_sessions: u64,
 }
 
 /// The outcome of a broadcast, per destination.

@@ -79,8 +79,8 @@ mod secure;
 mod session;
 mod status;
 mod stream;
-mod turn;
 pub mod transport;
+mod turn;
 
 pub use config::{Security, SessionConfig};
 pub use error::{
@@ -95,6 +95,7 @@ pub use noise::{NetworkId, NoiseCipher};
 pub use registry::{
     Negotiated, Protocol, ProtocolId, ProtocolRegistry, RegistryError, FIRST_APPLICATION_ID,
 };
+pub(crate) use session::WeakSession;
 pub use session::{accept, connect, dial, Session, SessionStats};
 pub use stream::{InboundStreams, Stream, REFUSAL_STREAM, STREAM_HEADER_LEN};
 pub use transport::{

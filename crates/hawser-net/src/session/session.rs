@@ -2,7 +2,7 @@
 //! `config`, the listener in `listener`, the per-protocol streams in `stream`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hawser_proto::wire::refusal::Refusal;
@@ -344,6 +344,18 @@ impl Session {
         self.close_reason().unwrap_or(CloseReason::Local)
     }
 
+    /// A handle that does not keep the session open.
+    pub(crate) fn downgrade(&self) -> WeakSession {
+        WeakSession {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Whether `other` is a handle to this same session.
+    pub(crate) fn same(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// A token cancelled when the session has ended (what [`closed`](Self::closed) waits
     /// for).
     pub(crate) fn ended(&self) -> CancellationToken {
@@ -379,6 +391,19 @@ impl std::fmt::Debug for Session {
             .field("peer_id", &self.inner.peer_id)
             .field("cipher", &self.inner.cipher)
             .finish_non_exhaustive()
+    }
+}
+
+/// A handle to a session that does not keep it open ([`Session::downgrade`]).
+#[derive(Clone)]
+pub(crate) struct WeakSession {
+    inner: Weak<Inner>,
+}
+
+impl WeakSession {
+    /// A full handle, while some other handle keeps the session.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.inner.upgrade().map(|inner| Session { inner })
     }
 }
 

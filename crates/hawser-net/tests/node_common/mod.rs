@@ -20,7 +20,7 @@ use hawser_net::node::{
     Incoming, IncomingStream, Member, MemoryHub, Node, NodeId, QueueLimits, ReliableTransport,
     Role, Settings, StartError,
 };
-use hawser_net::session::TransportAddr;
+use hawser_net::session::{Identity, TransportAddr};
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -79,6 +79,11 @@ pub struct Cluster {
     pub settings: Settings,
     /// `Kind::SessionUds`: the directory of the nodes' socket files, removed with the cluster.
     pub uds_dir: Option<PathBuf>,
+    /// Each node's identity, pinned in every node's settings (`Settings::pins`), as in
+    /// production: pinned peers share one session both ways. Empty for [`Kind::Memory`]
+    /// (no sessions), for [`Kind::Lsp`] (so that the suite also runs nodes that each write on
+    /// sessions of their own) and after [`Cluster::unpinned`].
+    pub identities: HashMap<u64, Arc<Identity>>,
 }
 
 impl Drop for Cluster {
@@ -170,6 +175,14 @@ impl Cluster {
                 transports.insert(id, addr);
             }
         }
+        let mut identities = HashMap::new();
+        if !matches!(kind, Kind::Memory | Kind::Lsp) {
+            for id in 1..=MAX_TEST_ID {
+                let identity = Arc::new(Identity::generate().expect("an identity"));
+                settings.pins.insert(NodeId(id), vec![identity.peer_id()]);
+                identities.insert(id, identity);
+            }
+        }
         Cluster {
             kind,
             hub: MemoryHub::new(),
@@ -179,7 +192,16 @@ impl Cluster {
             transports,
             settings,
             uds_dir,
+            identities,
         }
+    }
+
+    /// The same cluster with no pins and an identity of its own at every start: a node id
+    /// is then only a claim, as for tests that play impostors.
+    pub fn unpinned(mut self) -> Cluster {
+        self.identities.clear();
+        self.settings.pins.clear();
+        self
     }
 
     /// `n` members with ids 1..=n.
@@ -218,6 +240,10 @@ impl Cluster {
         let b = Node::builder(id)
             .members(self.membership())
             .settings(self.settings.clone());
+        let b = match self.identities.get(&id) {
+            Some(identity) => b.identity(identity.clone()),
+            None => b,
+        };
         let b = match self.kind {
             Kind::SessionUds => b.transport(Arc::new(uds::Uds)),
             _ => b,
