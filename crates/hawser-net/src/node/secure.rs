@@ -16,7 +16,9 @@
 //! reading anything else. Each stream is one-way: the node that opened it writes, the other
 //! reads. Between pinned peers both nodes open their messages stream on one session, whichever
 //! dialled it ([`Shell::share_session`]); otherwise each node writes on the session it dialled.
-//! Readers and the dialled session's writer run on the session's own task.
+//! A writer runs on its session's own task (a batch leaves in the same turn); a reader runs on
+//! a task of its own, so that reading a fast sender's stream runs beside the session's
+//! decryption rather than after it.
 //!
 //! The engine writes reachability frames and pings before application frames, on the
 //! messages stream; [`NODE_REACH`] stays reserved (older nodes open it; it is accepted and
@@ -432,18 +434,7 @@ async fn handshake_and_serve(
         () = shell.cancel.cancelled() => return,
     };
     match result {
-        Ok(session) => {
-            // On the session's own task: a frame read there reaches the engine in the same
-            // turn, with no hand-off to a reader task. Still tracked, so `stop` waits for it.
-            let driver = session.clone();
-            let tracker = shell.tracker.clone();
-            let held = Held::Accepted(session);
-            let served = serve(shell, held, remote, None, Some(permit)).in_current_span();
-            let served = tracker.track_future(served);
-            if let Err(served) = driver.run_on_driver(Box::pin(served)) {
-                served.await;
-            }
-        }
+        Ok(session) => serve(shell, Held::Accepted(session), remote, None, Some(permit)).await,
         Err(err) => {
             if matches!(err, HandshakeError::PeerMismatch { .. }) {
                 Counters::bump(&shell.counters.peer_mismatches);
@@ -510,15 +501,13 @@ impl Held {
 }
 
 /// Reads the node streams `peer` opens on a session this node dialled to it (the peer writes
-/// there when it shares the session rather than dialling one of its own), on the session's
-/// own task. The peer's hellos must name `peer`.
+/// there when it shares the session rather than dialling one of its own), on a task of its
+/// own: a reader beside the session's task decrypts and parses in parallel with it. The
+/// peer's hellos must name `peer`.
 fn serve_dialled(shell: &Arc<Shell>, session: &Session, peer: NodeId) {
     let held = Held::Dialled(session.downgrade());
-    let served = serve(shell.clone(), held, None, Some(peer), None).in_current_span();
-    let served = shell.tracker.track_future(served);
-    if let Err(served) = session.run_on_driver(Box::pin(served)) {
-        tokio::spawn(served);
-    }
+    let served = serve(shell.clone(), held, None, Some(peer), None);
+    shell.tracker.spawn(served.in_current_span());
 }
 
 /// Serves a session's node and application streams until it ends, the node stops, or the
