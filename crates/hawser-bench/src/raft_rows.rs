@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use hawser_net::node::NodeId as HawserNodeId;
+use hawser_net::session::Identity;
 use hawser_raft::app::KvNode;
 use hawser_raft::config::NodeConfig;
 use hawser_raft::router::Router;
@@ -197,6 +199,12 @@ async fn start_hawser(transport: Transport) -> Result<Cluster> {
     let addrs: BTreeMap<NodeId, SocketAddr> = (1..=NODES)
         .map(|id| free_addr().map(|a| (id, a)))
         .collect::<Result<_>>()?;
+    // Every node pins the others' identities, as in production: a node dialled by a peer
+    // answers on that peer's session.
+    let identities: BTreeMap<NodeId, Arc<Identity>> = (1..=NODES)
+        .map(|id| Identity::generate().map(|i| (id, Arc::new(i))))
+        .collect::<Result<_, _>>()
+        .context("identity")?;
     let mut servers: Vec<Server> = Vec::new();
     for (&id, &addr) in &addrs {
         let peers = addrs
@@ -210,6 +218,13 @@ async fn start_hawser(transport: Transport) -> Result<Cluster> {
         // Only connection setup at start: peers not listening yet are dialed again soon.
         config.settings.connect_timeout = Duration::from_millis(500);
         config.settings.backoff_max = Duration::from_millis(200);
+        config.settings.identity = identities.get(&id).cloned();
+        for (&peer, identity) in identities.iter().filter(|(&p, _)| p != id) {
+            config
+                .settings
+                .pins
+                .insert(HawserNodeId(peer), vec![identity.peer_id()]);
+        }
         let storage = Storage::in_memory(id).context("storage")?;
         match Server::start(config, storage).await {
             Ok(s) => servers.push(s),

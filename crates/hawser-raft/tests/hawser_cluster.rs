@@ -41,6 +41,11 @@ async fn elect_write_read(transport: Transport, n: u64) {
     let stats = c.server(leader).network.rpc_stats();
     assert!(stats.requests_sent > 0);
     assert_eq!(stats.no_handler, 0);
+    // The nodes pin each other: a node dialled by a peer answers on the peer's session.
+    let shared: u64 = (1..=n)
+        .map(|id| c.server(id).network.stats().shared_sessions)
+        .sum();
+    assert!(shared > 0, "no node wrote on a session its peer opened");
     c.stop_all().await;
 }
 

@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hawser_net::node::NodeId as HawserNodeId;
+use hawser_net::session::Identity;
 
 use hawser_raft::config::NodeConfig;
 use hawser_raft::server::{Server, ServerConfig, Transport};
@@ -50,6 +54,13 @@ pub struct HawserCluster {
     pub configs: BTreeMap<NodeId, NodeConfig>,
     storages: BTreeMap<NodeId, Storage>,
     dir: Option<tempfile::TempDir>,
+    /// Each node's session identity, kept across restarts and pinned by every node started
+    /// after it is known (as in production: pinned peers share one session both ways).
+    identities: BTreeMap<NodeId, Arc<Identity>>,
+}
+
+fn new_identity() -> Arc<Identity> {
+    Arc::new(Identity::generate().expect("an identity"))
 }
 
 /// Test Raft timing: 50 ms heartbeats, 150-300 ms elections, 5 s client deadline.
@@ -75,6 +86,7 @@ impl HawserCluster {
             configs: BTreeMap::new(),
             storages: BTreeMap::new(),
             dir: durable.then(|| tempfile::tempdir().expect("temp dir")),
+            identities: (1..=n).map(|id| (id, new_identity())).collect(),
         };
         for id in 1..=n {
             let mut config = raft_config(id, c.addrs[&id]);
@@ -129,6 +141,7 @@ impl HawserCluster {
         config.transport = self.transport;
         config.settings.connect_timeout = Duration::from_millis(500);
         config.settings.backoff_max = Duration::from_millis(200);
+        self.pin(id, &mut config);
         let server = loop {
             // A restarted node's ports may linger a moment after its stop.
             match Server::start(config.clone(), storage.clone()).await {
@@ -163,10 +176,25 @@ impl HawserCluster {
         config.raft = self.configs[&id].clone();
         config.transport = self.transport;
         config.bootstrap = false;
+        self.identities.insert(id, new_identity());
+        self.pin(id, &mut config);
         let storage = self.storage(id);
         let server = Server::start(config, storage).await.expect("start");
         self.servers.insert(id, server.clone());
         server
+    }
+
+    /// Gives node `id` its identity and pins every other known node's.
+    fn pin(&self, id: NodeId, config: &mut ServerConfig) {
+        config.settings.identity = self.identities.get(&id).cloned();
+        for (&peer, identity) in &self.identities {
+            if peer != id {
+                config
+                    .settings
+                    .pins
+                    .insert(HawserNodeId(peer), vec![identity.peer_id()]);
+            }
+        }
     }
 
     /// Stops node `id` (its storage stays).
