@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::lease::Lease;
@@ -154,6 +155,9 @@ pub(crate) struct PeerTable {
     pub(crate) refused: u64,
     /// Entries evicted to make room.
     pub(crate) evicted: u64,
+    /// [`next_deadline`](Self::next_deadline), once computed; forgotten by every change, so
+    /// that asking again between changes does not walk the table.
+    next: OnceLock<Option<Instant>>,
 }
 
 impl PeerTable {
@@ -164,6 +168,7 @@ impl PeerTable {
             max_addresses,
             refused: 0,
             evicted: 0,
+            next: OnceLock::new(),
         }
     }
 
@@ -190,6 +195,7 @@ impl PeerTable {
         addresses: &[(SocketAddr, u64)],
         out: &mut Vec<PeerEvent>,
     ) {
+        self.next.take();
         let (max_addresses, mut refused) = (self.max_addresses, 0);
         let Some(entry) = self.entry(now, peer, out) else {
             return;
@@ -237,6 +243,7 @@ impl PeerTable {
         found: bool,
         out: &mut Vec<PeerEvent>,
     ) {
+        self.next.take();
         let (max_addresses, mut refused) = (self.max_addresses, 0);
         let Some(entry) = self.entry(now, peer, out) else {
             return;
@@ -263,6 +270,7 @@ impl PeerTable {
         duration: Duration,
         out: &mut Vec<PeerEvent>,
     ) {
+        self.next.take();
         let (max_addresses, mut refused) = (self.max_addresses, 0);
         let Some(entry) = self.entry(now, peer, out) else {
             return;
@@ -282,6 +290,7 @@ impl PeerTable {
         addr: SocketAddr,
         out: &mut Vec<PeerEvent>,
     ) {
+        self.next.take();
         if let Some(a) = self
             .peers
             .get_mut(&peer)
@@ -294,6 +303,7 @@ impl PeerTable {
 
     /// Reports every lease that lapsed by `now`.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<PeerEvent>) {
+        self.next.take();
         for (&peer, entry) in self.peers.iter_mut() {
             if let Some(alive) = entry.alive.take_change(now) {
                 out.push(alive_event(peer, alive, entry.alive.until));
@@ -306,13 +316,15 @@ impl PeerTable {
 
     /// The earliest instant at which a reported lease lapses.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .flat_map(|p| {
-                let reach = p.addresses.values().filter_map(|a| a.reach.deadline());
-                reach.chain(p.alive.deadline())
-            })
-            .min()
+        *self.next.get_or_init(|| {
+            self.peers
+                .values()
+                .flat_map(|p| {
+                    let reach = p.addresses.values().filter_map(|a| a.reach.deadline());
+                    reach.chain(p.alive.deadline())
+                })
+                .min()
+        })
     }
 
     /// Whether `peer`'s lease holds at `now`.
@@ -466,5 +478,28 @@ fn snapshot(id: NodeId, p: &PeerEntry) -> PeerSnapshot {
                 promise_reachable: a.reach.until,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_deadline_follows_every_change() {
+        let t0 = crate::reach::test_origin();
+        let ms = Duration::from_millis;
+        let mut table = PeerTable::new(8, 8);
+        let (peer, addr) = (NodeId(2), SocketAddr::from(([127, 0, 0, 1], 1)));
+        let mut out = Vec::new();
+        assert_eq!(table.next_deadline(), None);
+        table.renew_reach(t0, peer, addr, ms(1_000), &mut out);
+        assert_eq!(table.next_deadline(), Some(t0 + ms(1_000)));
+        // Asked again with no change: the same answer.
+        assert_eq!(table.next_deadline(), Some(t0 + ms(1_000)));
+        table.renew_reach(t0 + ms(500), peer, addr, ms(1_000), &mut out);
+        assert_eq!(table.next_deadline(), Some(t0 + ms(1_500)));
+        table.revoke_reach(t0 + ms(600), peer, addr, &mut out);
+        assert_eq!(table.next_deadline(), None);
     }
 }
