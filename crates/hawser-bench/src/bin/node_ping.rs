@@ -14,13 +14,14 @@
 //! of as the future `block_on` drives (which tokio polls after an extra non-blocking look at
 //! the sockets each time a task wakes it).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hawser_net::node::{Delivery, Member, Node, Role};
-use std::sync::Arc;
 
 use hawser_net::session::{Identity, Security, TransportAddr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 fn free_port() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -57,97 +58,108 @@ async fn nodes(security: Security, pinned: bool) -> (Node, Node) {
     (out.pop().unwrap(), b)
 }
 
+/// Round-trip times: the first `warm` are not kept.
+struct Samples {
+    warm: usize,
+    left: usize,
+    kept: Vec<Duration>,
+}
+
+impl Samples {
+    fn new(warm: usize, trips: usize) -> Samples {
+        Samples {
+            warm,
+            left: warm + trips,
+            kept: Vec::with_capacity(trips),
+        }
+    }
+
+    /// Whether a round trip is still to be made.
+    fn more(&self) -> bool {
+        self.left > 0
+    }
+
+    /// A round trip started at `start` ended now.
+    fn record(&mut self, start: Instant) {
+        self.left -= 1;
+        if self.warm > 0 {
+            self.warm -= 1;
+        } else {
+            self.kept.push(start.elapsed());
+        }
+    }
+}
+
 async fn node_trips(security: Security, pinned: bool, warm: usize, trips: usize) -> Vec<Duration> {
     let (a, b) = nodes(security, pinned).await;
     let (mut ia, mut ib) = (a.incoming(), b.incoming());
     let payload = bytes::Bytes::from(vec![7u8; 64]);
-    let mut samples = Vec::with_capacity(trips);
-    for i in 0..warm + trips {
+    let mut samples = Samples::new(warm, trips);
+    while samples.more() {
         let t = Instant::now();
         a.try_send(2, payload.clone(), Delivery::Reliable).unwrap();
         let m = ib.recv().await.unwrap();
         b.try_send(1, m.payload, Delivery::Reliable).unwrap();
         ia.recv().await.unwrap();
-        if i >= warm {
-            samples.push(t.elapsed());
-        }
+        samples.record(t);
     }
     a.stop().await;
     b.stop().await;
-    samples
+    samples.kept
 }
 
-async fn tcp_trips(warm: usize, trips: usize) -> Vec<Duration> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut b, _) = listener.accept().await.unwrap();
+/// A connection through `listener`: the dialling end, then the accepted one.
+async fn connection(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let a = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (b, _) = listener.accept().await.unwrap();
     a.set_nodelay(true).unwrap();
     b.set_nodelay(true).unwrap();
-    let echo = tokio::spawn(async move {
-        let mut buf = vec![0u8; 68];
-        loop {
-            if b.read_exact(&mut buf).await.is_err() {
-                return;
-            }
-            if b.write_all(&buf).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut frame = vec![0u8; 68];
-    frame[..4].copy_from_slice(&64u32.to_be_bytes());
-    let mut buf = vec![0u8; 68];
-    let mut samples = Vec::with_capacity(trips);
-    for i in 0..warm + trips {
-        let t = Instant::now();
-        a.write_all(&frame).await.unwrap();
-        a.read_exact(&mut buf).await.unwrap();
-        if i >= warm {
-            samples.push(t.elapsed());
-        }
-    }
-    drop(a);
-    let _ = echo.await;
-    samples
+    (a, b)
 }
 
-async fn tcp_two_trips(warm: usize, trips: usize) -> Vec<Duration> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut a_out = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut b_in, _) = listener.accept().await.unwrap();
-    let mut b_out = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut a_in, _) = listener.accept().await.unwrap();
-    for s in [&a_out, &b_in, &b_out, &a_in] {
-        s.set_nodelay(true).unwrap();
-    }
-    let echo = tokio::spawn(async move {
-        let mut buf = vec![0u8; 68];
-        loop {
-            if b_in.read_exact(&mut buf).await.is_err() {
-                return;
-            }
-            if b_out.write_all(&buf).await.is_err() {
-                return;
-            }
+/// Sends back every 68-byte frame read from `r` on `w`, until either ends.
+async fn echo(mut r: impl AsyncRead + Unpin, mut w: impl AsyncWrite + Unpin) {
+    let mut buf = [0u8; FRAME];
+    while r.read_exact(&mut buf).await.is_ok() {
+        if w.write_all(&buf).await.is_err() {
+            return;
         }
-    });
-    let mut frame = vec![0u8; 68];
+    }
+}
+
+/// A 64-byte message with its 4-byte length.
+const FRAME: usize = 68;
+
+/// Raw TCP: a frame to the echo end and back, over one connection both ways or (`two`) one
+/// connection each way.
+async fn tcp_trips(two: bool, warm: usize, trips: usize) -> Vec<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (mut a, b) = connection(&listener).await;
+    let (echo, mut back) = if two {
+        let (b_out, a_in) = connection(&listener).await;
+        (tokio::spawn(echo(b, b_out)), Some(a_in))
+    } else {
+        let (r, w) = b.into_split();
+        (tokio::spawn(echo(r, w)), None)
+    };
+    let mut frame = [0u8; FRAME];
     frame[..4].copy_from_slice(&64u32.to_be_bytes());
-    let mut buf = vec![0u8; 68];
-    let mut samples = Vec::with_capacity(trips);
-    for i in 0..warm + trips {
+    let mut buf = [0u8; FRAME];
+    let mut samples = Samples::new(warm, trips);
+    while samples.more() {
         let t = Instant::now();
-        a_out.write_all(&frame).await.unwrap();
-        a_in.read_exact(&mut buf).await.unwrap();
-        if i >= warm {
-            samples.push(t.elapsed());
-        }
+        a.write_all(&frame).await.unwrap();
+        match back.as_mut() {
+            Some(a_in) => a_in.read_exact(&mut buf).await.unwrap(),
+            None => a.read_exact(&mut buf).await.unwrap(),
+        };
+        samples.record(t);
     }
-    drop(a_out);
+    drop((a, back));
     let _ = echo.await;
-    samples
+    samples.kept
 }
 
 fn main() {
@@ -165,8 +177,8 @@ fn main() {
             "node" => node_trips(Security::Noise, true, 1000, trips).await,
             "node-unpinned" => node_trips(Security::Noise, false, 1000, trips).await,
             "node-plain" => node_trips(Security::DangerPlaintext, false, 1000, trips).await,
-            "tcp-two" => tcp_two_trips(1000, trips).await,
-            "tcp" => tcp_trips(1000, trips).await,
+            "tcp-two" => tcp_trips(true, 1000, trips).await,
+            "tcp" => tcp_trips(false, 1000, trips).await,
             other => panic!("unknown mode {other}"),
         }
     };
