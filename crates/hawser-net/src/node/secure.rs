@@ -10,15 +10,15 @@
 //!
 //! Ids below 1,024 are reserved for hawser. Each stream carries 4-byte big-endian
 //! length-prefixed frames: first a framed hello (`hawser_proto::wire::node::FramedHello`)
-//! naming the dialling node and where it listens, then frames starting with a kind byte, as
-//! before sessions. The accepting end checks the hello's node against the pins of
-//! [`Settings::pins`] (the session proved the peer's `PeerId`) and the membership before
-//! reading anything else. Each stream is one-way: the node that opened it writes, the other
-//! reads. Between pinned peers both nodes open their messages stream on one session, whichever
-//! dialled it ([`Shell::share_session`]); otherwise each node writes on the session it dialled.
-//! A writer runs on its session's own task (a batch leaves in the same turn); a reader runs on
-//! a task of its own, so that reading a fast sender's stream runs beside the session's
-//! decryption rather than after it.
+//! naming the opening node and where it listens, then frames starting with a kind byte
+//! (`hawser_proto::wire::node::Frame`). The reading end checks the hello's node against the
+//! pins of [`Settings::pins`] (the session proved the peer's `PeerId`) and the membership
+//! before reading anything else. Each stream is one-way: the node that opened it writes, the
+//! other reads. Between pinned peers both nodes open their messages stream on one session,
+//! whichever dialled it ([`Shell::share_session`]); otherwise each node writes on the session
+//! it dialled. A writer runs on its session's own task (a batch leaves in the same turn); a
+//! reader runs on a task of its own, so that reading a fast sender's stream runs beside the
+//! session's decryption rather than after it.
 //!
 //! The engine writes reachability frames and pings before application frames, on the
 //! messages stream; [`NODE_REACH`] stays reserved (older nodes open it; it is accepted and
