@@ -207,8 +207,8 @@ struct Driver {
     inbound: mpsc::Sender<yamux::Stream>,
     pending_open: Option<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>,
     closing: bool,
-    /// At most two per session, a node's writer and its reader: `Session::run_on_driver` is
-    /// crate-private, and the node runs one of each on a session.
+    /// A node's writer (`Session::run_on_driver` is crate-private): one at a time per end of a
+    /// session, as a node has one connection per peer (two while a closed one's writer ends).
     companions: Vec<Running>,
     turn: Arc<Turn>,
 }

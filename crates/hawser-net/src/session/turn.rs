@@ -1,8 +1,8 @@
 //! Wakers that let one task drive several parts in one turn: the session driver polls the
-//! yamux connection and the futures it runs beside it (a node's writer and reader), and what
-//! one part does often wakes another (a write queues a frame for the connection; a frame read
-//! by the connection is data for a reader). With the task's own waker, each such wake-up
-//! would schedule the task again and cost it a whole extra turn. Each part instead gets a
+//! yamux connection and the futures it runs beside it (a node's writer), and what one part
+//! does often wakes another (a write queues a frame for the connection, which then hands the
+//! writer room back). With the task's own waker, each such wake-up would schedule the task
+//! again and cost it a whole extra turn. Each part instead gets a
 //! [`Part`] waker: during a turn it only marks its part, and the turn polls marked parts
 //! again before it ends; outside a turn it also wakes the task.
 //!
