@@ -214,3 +214,48 @@ async fn a_non_member_and_a_wrong_pin_hear_why_the_node_refused_them() {
     eventually("mismatch counted", || nodes[1].stats().peer_mismatches >= 1).await;
     stop_all(&nodes).await;
 }
+
+/// On a session a node dialled, the peer may open its own node stream (sessions are shared
+/// both ways), but only as the node that was dialled: a hello naming any other node is
+/// refused, counted, and ends the session.
+#[tokio::test]
+async fn a_stream_on_a_dialled_session_must_name_the_node_dialled() {
+    use hawser_net::node::{Member, Node, Role, Settings};
+    use hawser_net::session::{Listener, TransportAddr};
+    // "Node 2": a listener that speaks the session handshake as a node would.
+    let settings = Settings::default();
+    let config =
+        settings.session_config(std::sync::Arc::new(Identity::from_secret_bytes(&[2; 32])));
+    let any = TransportAddr::Tcp(([127, 0, 0, 1], 0).into());
+    let mut listener = Listener::bind(&any, &settings.transport_config(), config)
+        .await
+        .unwrap();
+    let TransportAddr::Tcp(addr) = listener.local_addr().clone() else {
+        panic!("not a TCP listener");
+    };
+    let node = Node::builder(1)
+        .settings(node_common::settings())
+        .listen(([127, 0, 0, 1], 0).into())
+        .member(Member::new(2, Role::Member, addr))
+        .member(Member::new(3, Role::Member, ([127, 0, 0, 1], 9).into()))
+        .start()
+        .await
+        .unwrap();
+    node.try_send(2, "hello", Delivery::Reliable).unwrap();
+    let dialled = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("not dialled")
+        .expect("listener ended");
+    // The peer of a session node 1 dialled to node 2 claims to be node 3.
+    let mut stream = dialled.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(3)).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), dialled.closed())
+        .await
+        .expect("not refused");
+    match &reason {
+        CloseReason::Refused(r) => assert_eq!(r.reason(), RefusalReason::PeerMismatch),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    eventually("bad hello counted", || node.stats().bad_hellos >= 1).await;
+    stop_all(&[node]).await;
+}
