@@ -9,7 +9,7 @@ use super::event::{
     CloseReason, ConnId, DialError, Event, Refusal, RequestError, Transmit, WriteError,
 };
 use super::peer::ConnState;
-use super::Engine;
+use super::{dest_for_change, Engine};
 use crate::node::{Delivery, FrameBatch, Member, MembershipError, NodeId, Role};
 use crate::wire::node::Frame;
 
@@ -43,7 +43,7 @@ impl Engine {
         };
         let conn = self.alloc_conn();
         let deadline = now + self.config.connect_timeout;
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         d.link = ConnState::Dialing { conn, deadline };
@@ -66,7 +66,7 @@ impl Engine {
 
     /// A dial to `id` failed or timed out: counted, reported, backed off.
     pub(super) fn dial_failed(&mut self, now: Instant, id: NodeId) {
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         d.stats.connect_failures += 1;
@@ -88,7 +88,7 @@ impl Engine {
 
     /// This node's connection `conn` to `id` through `via` is gone (not an idle close).
     fn lost(&mut self, now: Instant, id: NodeId, via: SocketAddr, send_failed: bool) {
-        if let Some(d) = self.dests.get_mut(&id) {
+        if let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) {
             d.link = ConnState::Idle;
         }
         self.event(Event::Disconnected { peer: id });
@@ -136,7 +136,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.via = Some(via);
         }
-        if let Some(d) = self.dests.get_mut(&id) {
+        if let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) {
             d.backoff.reset();
             if d.connected_before {
                 d.stats.reconnects += 1;
@@ -345,7 +345,7 @@ impl Engine {
             return false;
         };
         let config = &self.config;
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return false;
         };
         d.writable_signalled = false;
@@ -380,7 +380,7 @@ impl Engine {
             *batch = FrameBatch::default();
             return;
         };
-        let Some(d) = self.dests.get_mut(&c.peer) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, c.peer) else {
             *batch = FrameBatch::default();
             return;
         };
@@ -471,6 +471,9 @@ impl Engine {
     /// failed.
     pub(super) fn forget_peer(&mut self, now: Instant, id: NodeId) {
         if let Some(d) = self.dests.remove(&id) {
+            if let Some(t) = d.indexed {
+                self.timers.remove(&(t, id));
+            }
             self.close_link(now, id, d.link);
         }
         let inbound: Vec<ConnId> = self
@@ -521,7 +524,7 @@ impl Engine {
     /// Member `id`'s addresses changed: its connection is closed and dialled again (at once if
     /// there is work), its back-off reset.
     pub(super) fn reconnect(&mut self, now: Instant, id: NodeId) {
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         let old = std::mem::replace(&mut d.link, ConnState::Idle);

@@ -35,6 +35,26 @@ mod peer;
 mod reach;
 mod route;
 mod rpc;
+
+/// Marks destination `id` (`d`) changed, for the timer index.
+fn mark(d: &mut Dest, dirty: &mut Vec<NodeId>, id: NodeId) {
+    if !d.dirty {
+        d.dirty = true;
+        dirty.push(id);
+    }
+}
+
+/// Destination `id` of `dests`, to change (marked for the timer index).
+fn dest_for_change<'a>(
+    dests: &'a mut BTreeMap<NodeId, Dest>,
+    dirty: &mut Vec<NodeId>,
+    id: NodeId,
+) -> Option<&'a mut Dest> {
+    let d = dests.get_mut(&id)?;
+    mark(d, dirty, id);
+    Some(d)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -131,6 +151,12 @@ pub struct Engine {
     learned: BTreeSet<NodeId>,
     /// One per member used as a destination or source (bounded by the membership).
     dests: BTreeMap<NodeId, Dest>,
+    /// Each destination's next timeout, in order, as of its last change brought in
+    /// ([`Engine::settle`]): `poll_timeout` reads the earliest without walking every
+    /// destination. At most one entry per destination.
+    timers: BTreeSet<(Instant, NodeId)>,
+    /// Destinations changed since their entry in `timers` was made (each once: `Dest::dirty`).
+    dirty: Vec<NodeId>,
     /// Connections, both ways (one outbound per destination, at most
     /// `max_inbound_connections` inbound).
     conns: BTreeMap<ConnId, conn::Conn>,
@@ -177,6 +203,8 @@ impl Engine {
             removed: VecDeque::new(),
             learned: BTreeSet::new(),
             dests: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            dirty: Vec::new(),
             conns: BTreeMap::new(),
             inbound_conns: 0,
             next_conn: 0,
@@ -196,12 +224,14 @@ impl Engine {
     /// The next thing the shell must do.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.settle();
         self.transmits.pop_front()
     }
 
     /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.settle();
         self.events.pop_front()
     }
 
@@ -215,10 +245,59 @@ impl Engine {
         if self.stopped {
             return None;
         }
-        let idle = self.config.idle_timeout;
-        let dests = self.dests.values().filter_map(|d| d.next_timeout(idle));
+        let dests = self.next_dest_timeout();
+        debug_assert_eq!(
+            dests,
+            self.dests
+                .values()
+                .filter_map(|d| d.next_timeout(self.config.idle_timeout))
+                .min(),
+            "the timer index missed a change"
+        );
         let reach = self.reach.as_ref().and_then(reach::Wiring::poll_timeout);
-        dests.chain(self.rpc.poll_timeout()).chain(reach).min()
+        dests
+            .into_iter()
+            .chain(self.rpc.poll_timeout())
+            .chain(reach)
+            .min()
+    }
+
+    /// The earliest timeout of any destination: the first index entry of an unchanged one,
+    /// or a changed one's own.
+    fn next_dest_timeout(&self) -> Option<Instant> {
+        let idle = self.config.idle_timeout;
+        let changed = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.dests.get(id)?.next_timeout(idle))
+            .min();
+        let unchanged = self
+            .timers
+            .iter()
+            .find(|(_, id)| self.dests.get(id).is_some_and(|d| !d.dirty))
+            .map(|&(t, _)| t);
+        changed.into_iter().chain(unchanged).min()
+    }
+
+    /// Brings the timer index up to date with the destinations changed since.
+    fn settle(&mut self) {
+        let idle = self.config.idle_timeout;
+        for id in self.dirty.drain(..) {
+            let Some(d) = self.dests.get_mut(&id) else {
+                continue;
+            };
+            d.dirty = false;
+            let next = d.next_timeout(idle);
+            if next != d.indexed {
+                if let Some(t) = d.indexed {
+                    self.timers.remove(&(t, id));
+                }
+                if let Some(t) = next {
+                    self.timers.insert((t, id));
+                }
+                d.indexed = next;
+            }
+        }
     }
 
     // ----- timers and membership -----
@@ -245,14 +324,14 @@ impl Engine {
     /// One destination's timers.
     fn dest_timeout(&mut self, now: Instant, id: NodeId) {
         let idle = self.config.idle_timeout;
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         let dropped = d.queue.expire(now);
         let control_dropped = d.control.expire(now);
         self.stats.control_dropped += control_dropped as u64;
         self.room_check(id, dropped);
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         match d.link {
@@ -338,7 +417,11 @@ impl Engine {
             d.queue.clear();
             d.control.clear();
             d.link = ConnState::Idle;
+            d.indexed = None;
+            d.dirty = false;
         }
+        self.timers.clear();
+        self.dirty.clear();
         let conns = std::mem::take(&mut self.conns);
         for conn in conns.into_keys() {
             self.transmits.push_back(Transmit::Close {
@@ -465,17 +548,18 @@ impl Engine {
             return None;
         }
         let (config, now) = (&self.config, self.now);
-        Some(
-            self.dests
-                .entry(id)
-                .or_insert_with(|| Dest::new(config, now)),
-        )
+        let d = self
+            .dests
+            .entry(id)
+            .or_insert_with(|| Dest::new(config, now));
+        mark(d, &mut self.dirty, id);
+        Some(d)
     }
 
     /// After `dropped` stale messages left `id`'s queue, or a batch was taken: tells a
     /// refused sender when there is room again.
     fn room_check(&mut self, id: NodeId, dropped: usize) {
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         if d.want_room && (dropped > 0 || d.queue.below_low_watermark()) {
@@ -490,7 +574,7 @@ impl Engine {
         if self.stopped {
             return;
         }
-        let Some(d) = self.dests.get_mut(&id) else {
+        let Some(d) = dest_for_change(&mut self.dests, &mut self.dirty, id) else {
             return;
         };
         match d.link {

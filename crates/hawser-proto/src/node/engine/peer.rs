@@ -60,6 +60,11 @@ pub(super) struct Dest {
     pub last_active: Instant,
     /// A send was refused for a full queue: tell when there is room again.
     pub want_room: bool,
+    /// The key of this destination in the engine's timer index: its `next_timeout` when the
+    /// index was last brought up to date.
+    pub indexed: Option<Instant>,
+    /// Changed since then: the index entry may be stale.
+    pub dirty: bool,
 }
 
 impl Dest {
@@ -79,6 +84,8 @@ impl Dest {
             writable_signalled: false,
             last_active: now,
             want_room: false,
+            indexed: None,
+            dirty: false,
         }
     }
 
