@@ -434,7 +434,7 @@ async fn handshake_and_serve(
         () = shell.cancel.cancelled() => return,
     };
     match result {
-        Ok(session) => serve(shell, Held::Accepted(session), remote, None, Some(permit)).await,
+        Ok(session) => serve(shell, Held::Accepted(session), remote, Some(permit)).await,
         Err(err) => {
             if matches!(err, HandshakeError::PeerMismatch { .. }) {
                 Counters::bump(&shell.counters.peer_mismatches);
@@ -485,9 +485,9 @@ struct Accepted {
 enum Held {
     /// A session a peer opened: held until it ends (the peer that opened it decides when).
     Accepted(Session),
-    /// A session this node dialled: held only while a stream of the peer's is read, so that
-    /// it ends once this node's writer and the peer's are both done with it.
-    Dialled(WeakSession),
+    /// A session this node dialled to the node: held only while a stream of the peer's is
+    /// read, so that it ends once this node's writer and the peer's are both done with it.
+    Dialled(WeakSession, NodeId),
 }
 
 impl Held {
@@ -495,7 +495,15 @@ impl Held {
     fn get(&self) -> Option<Session> {
         match self {
             Held::Accepted(s) => Some(s.clone()),
-            Held::Dialled(w) => w.upgrade(),
+            Held::Dialled(w, _) => w.upgrade(),
+        }
+    }
+
+    /// The node dialled, for a session this node dialled.
+    fn dialled(&self) -> Option<NodeId> {
+        match self {
+            Held::Accepted(_) => None,
+            Held::Dialled(_, peer) => Some(*peer),
         }
     }
 }
@@ -505,18 +513,17 @@ impl Held {
 /// own: a reader beside the session's task decrypts and parses in parallel with it. The
 /// peer's hellos must name `peer`.
 fn serve_dialled(shell: &Arc<Shell>, session: &Session, peer: NodeId) {
-    let held = Held::Dialled(session.downgrade());
-    let served = serve(shell.clone(), held, None, Some(peer), None);
+    let held = Held::Dialled(session.downgrade(), peer);
+    let served = serve(shell.clone(), held, None, None);
     shell.tracker.spawn(served.in_current_span());
 }
 
 /// Serves a session's node and application streams until it ends, the node stops, or the
-/// peer breaks a rule. `dialled`: the node this node dialled, for its own sessions.
+/// peer breaks a rule.
 async fn serve(
     shell: Arc<Shell>,
     held: Held,
     remote: Option<SocketAddr>,
-    dialled: Option<NodeId>,
     _permit: Option<OwnedSemaphorePermit>,
 ) {
     let Some(session) = held.get() else {
@@ -540,9 +547,9 @@ async fn serve(
         peer,
         remote,
         cipher: session.cipher(),
-        dialled,
+        dialled: held.dialled(),
     };
-    if dialled.is_none() {
+    if on.dialled.is_none() {
         tracing::Span::current().record("peer_id", tracing::field::display(peer));
         debug!(node = %shell.id, %peer, remote = %fmt_remote(remote), "session accepted");
     }
@@ -554,11 +561,9 @@ async fn serve(
         () = serve_app_streams(&shell, app, on) => {}
         () = shell.cancel.cancelled() => {}
     }
-    if let Some(session) = accepted {
-        shell.unshare_session(&session);
-        // Dropping the last handle ends the session at once.
-        drop(session);
-    }
+    // Dropping the last handle ends the session at once (and its offer for sharing lapses:
+    // the shell holds it weakly).
+    drop(accepted);
 }
 
 /// Serves the streams of one protocol, one after the other. On an accepted session the

@@ -529,13 +529,6 @@ impl Shell {
         }
     }
 
-    /// `session` ended: no longer offered.
-    pub fn unshare_session(&self, session: &Session) {
-        self.lock()
-            .shared
-            .retain(|_, (s, _)| s.upgrade().is_some_and(|s| !s.same(session)));
-    }
-
     /// The session shared with `peer`, if it is still open, with the peer's address.
     pub fn shared_session(&self, peer: NodeId) -> Option<(Session, SocketAddr)> {
         let mut st = self.lock();

@@ -351,11 +351,6 @@ impl Session {
         }
     }
 
-    /// Whether `other` is a handle to this same session.
-    pub(crate) fn same(&self, other: &Session) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// A token cancelled when the session has ended (what [`closed`](Self::closed) waits
     /// for).
     pub(crate) fn ended(&self) -> CancellationToken {
