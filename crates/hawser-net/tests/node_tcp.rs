@@ -27,6 +27,20 @@ async fn closed_by_node(s: &mut TcpStream) -> Option<Refusal> {
     Some(Refusal::parse(body).unwrap_or_else(|_| panic!("not a refusal: {got:?}")))
 }
 
+/// Says hello as node `from` on a new node stream of `session`, and returns the refusal the
+/// node ends the session with (a panic if it does not refuse within 5 s).
+async fn refusal_of_hello(session: &hawser_net::session::Session, from: u64) -> Refusal {
+    let mut stream = session.open(NODE_MESSAGES).await.unwrap();
+    stream.write_all(&framed_hello(from)).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), session.closed())
+        .await
+        .expect("not refused");
+    match reason {
+        CloseReason::Refused(r) => r,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
 #[tokio::test]
 async fn oversized_frame_closes_only_that_connection() {
     let mut c = Cluster::members(Kind::Tcp, 2).unpinned();
@@ -187,30 +201,14 @@ async fn a_non_member_and_a_wrong_pin_hear_why_the_node_refused_them() {
     let addr = nodes[1].local_addr().unwrap();
     // Node 7 is no member: the session ends with the node's reason, inside the session.
     let stranger = raw_session(addr, [66; 32]).await;
-    let mut stream = stranger.open(NODE_MESSAGES).await.unwrap();
-    stream.write_all(&framed_hello(7)).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), stranger.closed())
-        .await
-        .expect("not refused");
-    match &reason {
-        CloseReason::Refused(r) => {
-            assert_eq!(r.reason(), RefusalReason::NotMember);
-            assert_eq!(r.detail(), "node#7");
-        }
-        other => panic!("expected a refusal, got {other}"),
-    }
+    let r = refusal_of_hello(&stranger, 7).await;
+    assert_eq!(r.reason(), RefusalReason::NotMember);
+    assert_eq!(r.detail(), "node#7");
     eventually("stranger counted", || nodes[1].stats().unknown_senders >= 1).await;
     // Node 1 is pinned to identity 1: another key claiming it is refused as such.
     let impostor = raw_session(addr, [66; 32]).await;
-    let mut stream = impostor.open(NODE_MESSAGES).await.unwrap();
-    stream.write_all(&framed_hello(1)).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), impostor.closed())
-        .await
-        .expect("not refused");
-    match &reason {
-        CloseReason::Refused(r) => assert_eq!(r.reason(), RefusalReason::PeerMismatch),
-        other => panic!("expected a refusal, got {other}"),
-    }
+    let r = refusal_of_hello(&impostor, 1).await;
+    assert_eq!(r.reason(), RefusalReason::PeerMismatch);
     eventually("mismatch counted", || nodes[1].stats().peer_mismatches >= 1).await;
     stop_all(&nodes).await;
 }
@@ -247,15 +245,8 @@ async fn a_stream_on_a_dialled_session_must_name_the_node_dialled() {
         .expect("not dialled")
         .expect("listener ended");
     // The peer of a session node 1 dialled to node 2 claims to be node 3.
-    let mut stream = dialled.open(NODE_MESSAGES).await.unwrap();
-    stream.write_all(&framed_hello(3)).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), dialled.closed())
-        .await
-        .expect("not refused");
-    match &reason {
-        CloseReason::Refused(r) => assert_eq!(r.reason(), RefusalReason::PeerMismatch),
-        other => panic!("expected a refusal, got {other}"),
-    }
+    let r = refusal_of_hello(&dialled, 3).await;
+    assert_eq!(r.reason(), RefusalReason::PeerMismatch);
     eventually("bad hello counted", || node.stats().bad_hellos >= 1).await;
     stop_all(&[node]).await;
 }
